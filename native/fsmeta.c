@@ -1,0 +1,199 @@
+/* File-system calls Node's fs lacks, needed to snapshot and restore a tree faithfully:
+ * extended attributes of the link itself (l*xattr), device/fifo/socket nodes (mknod), nanosecond
+ * timestamps that do not follow symlinks (utimensat), data/hole extents of sparse files (lseek
+ * SEEK_DATA/SEEK_HOLE) and one flush of a whole file system before a tree is published (syncfs).
+ * All are synchronous and cheap; none is called on a FUSE or gRPC serving path. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "addon.h"
+
+#define GET_ARGS(n)                                                        \
+  size_t argc = n;                                                         \
+  napi_value argv[n];                                                      \
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < n) { \
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "expected " #n " arguments"); \
+    return NULL;                                                           \
+  }
+
+static int get_buffer(napi_env env, napi_value v, void **data, size_t *len) {
+  bool ok = false;
+  napi_is_buffer(env, v, &ok);
+  if (!ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "expected a Buffer");
+    return 0;
+  }
+  napi_get_buffer_info(env, v, data, len);
+  return 1;
+}
+
+/* listXattrs(path) -> Array<[name: Buffer, value: Buffer]>, of the link itself, in the order listed */
+static napi_value list_xattrs(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  char *path = arg_path(env, argv[0]);
+  if (!path) return NULL;
+  napi_value result;
+  napi_create_array(env, &result);
+  ssize_t n;
+  char *names = NULL;
+  for (;;) {
+    n = llistxattr(path, NULL, 0);
+    if (n < 0) {
+      int e = errno;
+      if (e == ENOTSUP) { free(path); return result; } /* file system without xattrs: none to keep */
+      napi_value r = throw_errno(env, e, "llistxattr", path);
+      free(path);
+      return r;
+    }
+    if (n == 0) { free(path); return result; }
+    names = realloc(names, (size_t)n);
+    ssize_t m = llistxattr(path, names, (size_t)n);
+    if (m >= 0) { n = m; break; }
+    if (errno != ERANGE) {
+      napi_value r = throw_errno(env, errno, "llistxattr", path);
+      free(names); free(path);
+      return r;
+    }
+  }
+  uint32_t idx = 0;
+  for (ssize_t off = 0; off < n;) {
+    const char *name = names + off;
+    size_t nl = strlen(name);
+    off += (ssize_t)nl + 1;
+    void *val = NULL;
+    ssize_t vl;
+    for (;;) {
+      vl = lgetxattr(path, name, NULL, 0);
+      if (vl < 0) break;
+      val = realloc(val, vl ? (size_t)vl : 1);
+      ssize_t got = lgetxattr(path, name, val, (size_t)vl);
+      if (got >= 0) { vl = got; break; }
+      if (errno != ERANGE) { vl = -1; break; }
+    }
+    if (vl < 0) {
+      if (errno == ENODATA) { free(val); continue; } /* removed since listed */
+      napi_value r = throw_errno(env, errno, "lgetxattr", path);
+      free(val); free(names); free(path);
+      return r;
+    }
+    napi_value pair, nb, vb;
+    napi_create_buffer_copy(env, nl, name, NULL, &nb);
+    napi_create_buffer_copy(env, (size_t)vl, val ? val : "", NULL, &vb);
+    napi_create_array_with_length(env, 2, &pair);
+    napi_set_element(env, pair, 0, nb);
+    napi_set_element(env, pair, 1, vb);
+    napi_set_element(env, result, idx++, pair);
+    free(val);
+  }
+  free(names);
+  free(path);
+  return result;
+}
+
+/* setXattr(path, name: Buffer, value: Buffer), on the link itself */
+static napi_value set_xattr(napi_env env, napi_callback_info info) {
+  GET_ARGS(3);
+  void *name, *val;
+  size_t nl, vl;
+  if (!get_buffer(env, argv[1], &name, &nl) || !get_buffer(env, argv[2], &val, &vl)) return NULL;
+  char *path = arg_path(env, argv[0]);
+  if (!path) return NULL;
+  char *zname = malloc(nl + 1);
+  memcpy(zname, name, nl);
+  zname[nl] = 0;
+  int rc = lsetxattr(path, zname, val, vl, 0);
+  napi_value r = NULL;
+  if (rc < 0) r = throw_errno(env, errno, "lsetxattr", path);
+  free(zname);
+  free(path);
+  return r;
+}
+
+/* mknod(path, mode, rdev) — rdev as st_rdev reports it (a number) */
+static napi_value do_mknod(napi_env env, napi_callback_info info) {
+  GET_ARGS(3);
+  uint32_t mode;
+  int64_t rdev;
+  if (napi_get_value_uint32(env, argv[1], &mode) != napi_ok || napi_get_value_int64(env, argv[2], &rdev) != napi_ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "mknod(path, mode: number, rdev: number)");
+    return NULL;
+  }
+  char *path = arg_path(env, argv[0]);
+  if (!path) return NULL;
+  napi_value r = NULL;
+  if (mknod(path, (mode_t)mode, (dev_t)rdev) < 0) r = throw_errno(env, errno, "mknod", path);
+  free(path);
+  return r;
+}
+
+/* setTimes(path, atimeSec, atimeNsec, mtimeSec, mtimeNsec) — nanoseconds, never following a symlink */
+static napi_value set_times(napi_env env, napi_callback_info info) {
+  GET_ARGS(5);
+  int64_t v[4];
+  for (int i = 0; i < 4; i++) {
+    if (napi_get_value_int64(env, argv[i + 1], &v[i]) != napi_ok) {
+      napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "setTimes(path, atimeSec, atimeNsec, mtimeSec, mtimeNsec)");
+      return NULL;
+    }
+  }
+  char *path = arg_path(env, argv[0]);
+  if (!path) return NULL;
+  struct timespec ts[2] = {{.tv_sec = v[0], .tv_nsec = v[1]}, {.tv_sec = v[2], .tv_nsec = v[3]}};
+  napi_value r = NULL;
+  if (utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW) < 0) r = throw_errno(env, errno, "utimensat", path);
+  free(path);
+  return r;
+}
+
+static napi_value seek(napi_env env, napi_callback_info info, int whence, const char *what) {
+  GET_ARGS(2);
+  int32_t fd;
+  int64_t off;
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_int64(env, argv[1], &off) != napi_ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "seek(fd: number, offset: number)");
+    return NULL;
+  }
+  off_t r = lseek(fd, (off_t)off, whence);
+  if (r < 0) {
+    if (errno == ENXIO) r = -1; /* no data (or hole) at or after offset */
+    else return throw_errno(env, errno, what, NULL);
+  }
+  napi_value out;
+  napi_create_int64(env, (int64_t)r, &out);
+  return out;
+}
+
+/* seekData(fd, offset) / seekHole(fd, offset) -> next data / hole offset, or -1 past the end */
+static napi_value seek_data(napi_env env, napi_callback_info info) { return seek(env, info, SEEK_DATA, "lseek(SEEK_DATA)"); }
+static napi_value seek_hole(napi_env env, napi_callback_info info) { return seek(env, info, SEEK_HOLE, "lseek(SEEK_HOLE)"); }
+
+/* syncfs(fd): flush the whole file system holding fd, once, instead of an fsync per object */
+static napi_value do_syncfs(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  int32_t fd;
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "syncfs(fd: number)");
+    return NULL;
+  }
+  if (syncfs(fd) < 0) return throw_errno(env, errno, "syncfs", NULL);
+  return NULL;
+}
+
+void register_fsmeta(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"listXattrs", NULL, list_xattrs, NULL, NULL, NULL, napi_default, NULL},
+      {"setXattr", NULL, set_xattr, NULL, NULL, NULL, napi_default, NULL},
+      {"mknod", NULL, do_mknod, NULL, NULL, NULL, napi_default, NULL},
+      {"setTimes", NULL, set_times, NULL, NULL, NULL, napi_default, NULL},
+      {"seekData", NULL, seek_data, NULL, NULL, NULL, napi_default, NULL},
+      {"seekHole", NULL, seek_hole, NULL, NULL, NULL, napi_default, NULL},
+      {"syncfs", NULL, do_syncfs, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything snapdir and its tests need on a fresh Debian machine, guarded so that a second
+# run only checks: Debian packages, npm packages (which builds native/ through the install script) and
+# the TypeScript build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages: a C toolchain for native/, python3 for the test oracle in test/tools, attr for
+# inspecting xattrs by hand.
+debs=(build-essential python3 attr)
+missing=()
+for p in "${debs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# npm packages at the locked versions; skipped when the lock has not changed since the last install.
+# (`npm install`, not `npm ci`: the registry here lacks some other-platform optional packages, which
+# npm 11 leaves out of the lock and `npm ci` then refuses.) Our own install script builds native/.
+stamp=node_modules/.snapdir-install-stamp
+if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp" || [ ! -f build/Release/snapdir.node ]; then
+  echo "setup: npm install" >&2
+  npm install --no-audit --no-fund --loglevel=error
+  cp package-lock.json "$stamp"
+fi
+
+# The native addon must really load (a missing libc symbol or a failed build shows here, not later).
+node -e "require('node-gyp-build')('.')" || { echo "setup: native addon failed to load" >&2; exit 1; }
+
+echo "setup: compiling TypeScript" >&2
+npx tsc -p tsconfig.build.json

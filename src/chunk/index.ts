@@ -1,0 +1,5 @@
+export { Chunker, defaultImplementation, type ChunkerImplementation, type Cuts } from './chunker.js'
+export { ChunkStream, type RawChunk } from './chunk-stream.js'
+export { hashBytes, zeroChunkId } from './hash.js'
+export { DEFAULT_CHUNKER, validateChunkerParams, type ChunkerParams } from './params.js'
+export { native, nativeLoadError } from './native.js'

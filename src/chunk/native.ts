@@ -1,0 +1,35 @@
+import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
+import path from 'node:path'
+
+/** The C addon built from native/ at install (node-gyp-build finds build/Release or a prebuild). */
+export interface NativeAddon {
+  chunkerCreate(min: number, avg: number, max: number, level: number, seed: bigint): object
+  chunkerCuts(handle: object, data: Uint8Array, eof: boolean, lengths: Uint32Array, hashes: BigUint64Array | null): number
+  chunkerZeroChunk(handle: object): [number, bigint]
+  listXattrs(path: Buffer | string): Array<[Buffer, Buffer]>
+  setXattr(path: Buffer | string, name: Buffer, value: Buffer): void
+  mknod(path: Buffer | string, mode: number, rdev: number): void
+  setTimes(path: Buffer | string, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): void
+  seekData(fd: number, offset: number): number
+  seekHole(fd: number, offset: number): number
+  syncfs(fd: number): void
+}
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
+
+function load(): { addon: NativeAddon | null; error: unknown } {
+  try {
+    const require = createRequire(import.meta.url)
+    const nodeGypBuild = require('node-gyp-build') as (dir: string) => NativeAddon
+    return { addon: nodeGypBuild(root), error: null }
+  } catch (error) {
+    return { addon: null, error }
+  }
+}
+
+const loaded = load()
+
+/** The addon, or null when it failed to load (then `nativeLoadError` says why). */
+export const native: NativeAddon | null = loaded.addon
+export const nativeLoadError: unknown = loaded.error

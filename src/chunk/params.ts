@@ -1,0 +1,34 @@
+import { SnapdirError } from '../util/errors.js'
+
+/** FastCDC 2020 parameters; recorded in every store's config and every tree so IDs stay reproducible. */
+export interface ChunkerParams {
+  readonly min: number
+  readonly avg: number
+  readonly max: number
+  /** normalization level 0..3 (FastCDC paper §3.5); 1 is the reference default */
+  readonly level: number
+  /** XORed into the gear table (fastcdc crate's seed); 0 for the published table */
+  readonly seed: bigint
+}
+
+/** 16/64/256 KiB: see bench/ for the dedup vs object count vs read amplification trade-off. */
+export const DEFAULT_CHUNKER: ChunkerParams = Object.freeze({
+  min: 16 * 1024,
+  avg: 64 * 1024,
+  max: 256 * 1024,
+  level: 1,
+  seed: 0n,
+})
+
+export function validateChunkerParams(p: ChunkerParams): ChunkerParams {
+  const bad = (what: string): never => {
+    throw new SnapdirError('ERR_STORE_CONFIG', `invalid chunker parameters: ${what}`, { data: { ...p } })
+  }
+  if (!Number.isInteger(p.min) || p.min < 64 || p.min > 1048576) bad(`min ${p.min} must be within 64..1048576`)
+  if (!Number.isInteger(p.avg) || p.avg < 256 || p.avg > 4194304) bad(`avg ${p.avg} must be within 256..4194304`)
+  if (!Number.isInteger(p.max) || p.max < 1024 || p.max > 16777216) bad(`max ${p.max} must be within 1024..16777216`)
+  if (!(p.min <= p.avg && p.avg <= p.max)) bad('sizes must satisfy min <= avg <= max')
+  if (!Number.isInteger(p.level) || p.level < 0 || p.level > 3) bad(`level ${p.level} must be 0..3`)
+  if (p.seed < 0n || p.seed >= 1n << 64n) bad('seed must be an unsigned 64-bit integer')
+  return p
+}

@@ -1,0 +1,24 @@
+import type { Command } from '@commander-js/extra-typings'
+import { localId } from '../snapshot/local-id.js'
+import { readStoreConfig } from '../store/store-config.js'
+import { storeFromUrl } from '../store/open-store.js'
+import { action } from './run-command.js'
+
+export function registerId(program: Command): void {
+  program
+    .command('id')
+    .description('print the ID push would print for DIR, computed locally (nothing is stored)')
+    .option('--store <url>', "use this store's chunker parameters (default: the built-in ones every new store gets)")
+    .argument('<dir>', 'directory')
+    .action(
+      action(async (dir: string, opts: { store?: string }) => {
+        let params
+        if (opts.store !== undefined) {
+          const store = storeFromUrl(opts.store)
+          await store.open()
+          params = await readStoreConfig(store)
+        }
+        process.stdout.write((await localId(dir, params)) + '\n')
+      }),
+    )
+}

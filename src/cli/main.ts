@@ -1,0 +1,28 @@
+import { Command, CommanderError } from '@commander-js/extra-typings'
+import { registerId } from './id.js'
+import { registerPull } from './pull.js'
+import { registerPush } from './push.js'
+import { registerRevisions } from './revisions.js'
+import { registerVerify } from './verify.js'
+
+const program = new Command()
+  .name('snapdir')
+  .description(
+    'Content-addressed, content-defined-chunked snapshots of directories.\n' +
+      'Results go to stdout, progress and errors to stderr. Exit 0 success, 1 failure, 2 bad usage.',
+  )
+  .version('0.1.0')
+  .exitOverride()
+  .showHelpAfterError('(run snapdir --help for usage)')
+
+for (const register of [registerPush, registerPull, registerVerify, registerId, registerRevisions]) register(program)
+for (const cmd of program.commands) cmd.exitOverride()
+
+try {
+  await program.parseAsync(process.argv)
+} catch (err) {
+  if (err instanceof CommanderError) {
+    const ok = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help'
+    process.exitCode = ok ? 0 : 2
+  } else throw err
+}

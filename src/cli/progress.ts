@@ -1,0 +1,59 @@
+import cliProgress from 'cli-progress'
+
+export interface Progress {
+  start(total: number, label: string): void
+  add(n: number): void
+  stop(): void
+}
+
+const silent: Progress = { start() {}, add() {}, stop() {} }
+
+function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
+  let u = 0
+  while (n >= 1024 && u < units.length - 1) {
+    n /= 1024
+    u++
+  }
+  return `${n.toFixed(u === 0 ? 0 : 1)} ${units[u]}`
+}
+
+/**
+ * A progress bar on stderr, only when stderr is a terminal (never in pipes, logs or tests), so stdout
+ * stays exactly the result.
+ */
+export function progressBar(unit: 'bytes' | 'items', enabled = process.stderr.isTTY === true): Progress {
+  if (!enabled) return silent
+  let value = 0
+  const bar = new cliProgress.SingleBar(
+    {
+      stream: process.stderr,
+      hideCursor: true,
+      clearOnComplete: true,
+      format: unit === 'bytes'
+        ? '{label} [{bar}] {percentage}% {done}/{all} {speed}/s eta {eta_formatted}'
+        : '{label} [{bar}] {percentage}% {value}/{total} eta {eta_formatted}',
+    },
+    cliProgress.Presets.shades_classic,
+  )
+  const started = Date.now()
+  const extra = (total: number) => ({
+    done: formatBytes(value),
+    all: formatBytes(total),
+    speed: formatBytes(value / Math.max(0.001, (Date.now() - started) / 1000)),
+  })
+  let total = 0
+  return {
+    start(t, label) {
+      total = t
+      bar.start(Math.max(1, t), 0, { label, ...extra(t) })
+    },
+    add(n) {
+      value += n
+      bar.update(value, extra(total))
+    },
+    stop() {
+      bar.stop()
+    },
+  }
+}

@@ -1,0 +1,28 @@
+import type { Command } from '@commander-js/extra-typings'
+import { parseId } from '../format/id.js'
+import { pull } from '../snapshot/pull.js'
+import { storeFromUrl } from '../store/open-store.js'
+import { action } from './run-command.js'
+import { progressBar } from './progress.js'
+
+export function registerPull(program: Command): void {
+  program
+    .command('pull')
+    .description('materialise snapshot ID as DIR (which must not exist or be empty); every chunk is verified')
+    .requiredOption('--store <url>', 'store: a path or file:///path')
+    .requiredOption('--id <id>', 'snapshot ID (64 hex digits, as printed by push)')
+    .argument('<dir>', 'target directory')
+    .action(
+      action(async (dir: string, opts: { store: string; id: string }) => {
+        const id = parseId(opts.id)
+        const store = storeFromUrl(opts.store)
+        const bar = progressBar('bytes')
+        try {
+          await pull(store, id, dir, { onTree: (total) => bar.start(total, 'pull'), onBytes: (n) => bar.add(n) })
+        } finally {
+          bar.stop()
+          await store.close()
+        }
+      }),
+    )
+}

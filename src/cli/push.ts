@@ -1,0 +1,34 @@
+import type { Command } from '@commander-js/extra-typings'
+import { push } from '../snapshot/push.js'
+import { storeFromUrl } from '../store/open-store.js'
+import { action } from './run-command.js'
+import { progressBar } from './progress.js'
+
+export function registerPush(program: Command): void {
+  program
+    .command('push')
+    .description('snapshot DIR into the store and print its ID (only the ID) on stdout')
+    .requiredOption('--store <url>', 'store: a path or file:///path (created if missing)')
+    .option('--name <name>', 'name recorded in the revisions log (default: the directory name)')
+    .option('--json', 'print a JSON summary instead of the bare ID')
+    .argument('<dir>', 'directory to snapshot')
+    .action(
+      action(async (dir: string, opts: { store: string; name?: string; json?: true }) => {
+        const store = storeFromUrl(opts.store)
+        const bar = progressBar('bytes')
+        try {
+          const result = await push(store, dir, {
+            ...(opts.name !== undefined ? { name: opts.name } : {}),
+            onScanned: (total) => bar.start(total, 'push'),
+            onBytes: (n) => bar.add(n),
+          })
+          bar.stop()
+          if (opts.json) process.stdout.write(JSON.stringify({ id: result.id, ...result.stats, revision: result.revision }) + '\n')
+          else process.stdout.write(result.id + '\n')
+        } finally {
+          bar.stop()
+          await store.close()
+        }
+      }),
+    )
+}

@@ -1,0 +1,56 @@
+// Every stored object (chunk or tree) is a 16-byte header and a payload:
+//   magic "SDO1" | codec (0 raw, 1 zstd) | 3 reserved zero bytes | raw length, u64 little-endian
+// and is named by the BLAKE3 of its raw (decoded) bytes, so a read re-hashes and compares.
+import { compress, decompress } from '@mongodb-js/zstd'
+import { hashBytes } from '../chunk/hash.js'
+import { SnapdirError } from '../util/errors.js'
+import { toHex } from './id.js'
+
+const MAGIC = Buffer.from('SDO1')
+export const HEADER_BYTES = 16
+export const CODEC_RAW = 0
+export const CODEC_ZSTD = 1
+
+function header(codec: number, rawLength: number): Buffer {
+  const h = Buffer.alloc(HEADER_BYTES)
+  MAGIC.copy(h, 0)
+  h[4] = codec
+  h.writeBigUInt64LE(BigInt(rawLength), 8)
+  return h
+}
+
+/** Encodes raw bytes, zstd-compressed unless compression does not shrink them. */
+export async function encodeObject(raw: Buffer): Promise<Buffer> {
+  if (raw.length >= 64) {
+    const packed = await compress(raw, 3)
+    if (packed.length < raw.length) return Buffer.concat([header(CODEC_ZSTD, raw.length), packed])
+  }
+  return Buffer.concat([header(CODEC_RAW, raw.length), raw])
+}
+
+/**
+ * Decodes a stored object and checks it is the one asked for. `what` names it in errors,
+ * e.g. "chunk 3fa1… from /srv/store".
+ */
+export async function decodeObject(stored: Buffer, expectedId: string, what: string): Promise<Buffer> {
+  const corrupt = (why: string, data: Record<string, unknown> = {}): never => {
+    throw new SnapdirError('ERR_OBJECT_CORRUPT', `${what}: ${why}`, { data: { id: expectedId, ...data } })
+  }
+  if (stored.length < HEADER_BYTES || !stored.subarray(0, 4).equals(MAGIC)) corrupt('not a snapdir object (bad header)')
+  const codec = stored[4]
+  const rawLength = Number(stored.readBigUInt64LE(8))
+  const payload = stored.subarray(HEADER_BYTES)
+  let raw: Buffer
+  if (codec === CODEC_RAW) raw = payload
+  else if (codec === CODEC_ZSTD) {
+    try {
+      raw = await decompress(payload)
+    } catch (err) {
+      return corrupt(`zstd payload does not decode (${(err as Error).message})`)
+    }
+  } else return corrupt(`unknown codec ${codec}`)
+  if (raw.length !== rawLength) corrupt(`length ${raw.length} differs from the header's ${rawLength}`)
+  const computed = toHex(hashBytes(raw))
+  if (computed !== expectedId) corrupt(`expected ${expectedId}, computed ${computed}`, { computed })
+  return raw
+}

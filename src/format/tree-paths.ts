@@ -1,0 +1,70 @@
+// What makes a tree safe to materialise: pull and the mount trust only trees that pass this, so a
+// crafted tree can never make them write or look outside the root (CVE-2019-14271-style escapes).
+import type { TreeEntry } from './tree.js'
+
+const SLASH = 0x2f
+
+/** Why `path` is not a canonical relative path, or null if it is. */
+export function pathProblem(path: Buffer): string | null {
+  if (path.length === 0) return null // the root
+  if (path[0] === SLASH) return 'is absolute'
+  if (path.includes(0)) return 'contains a NUL byte'
+  for (const part of splitPath(path)) {
+    if (part.length === 0) return 'has an empty component'
+    if (part.length === 1 && part[0] === 0x2e) return "has a '.' component"
+    if (part.length === 2 && part[0] === 0x2e && part[1] === 0x2e) return "has a '..' component"
+  }
+  return null
+}
+
+export function splitPath(path: Buffer): Buffer[] {
+  const parts: Buffer[] = []
+  let start = 0
+  for (let i = 0; i <= path.length; i++) {
+    if (i === path.length || path[i] === SLASH) {
+      parts.push(path.subarray(start, i))
+      start = i + 1
+    }
+  }
+  return parts
+}
+
+export function parentPath(path: Buffer): Buffer {
+  const i = path.lastIndexOf(SLASH)
+  return i < 0 ? Buffer.alloc(0) : path.subarray(0, i)
+}
+
+export function printablePath(path: Buffer): string {
+  return path.length === 0 ? '/' : JSON.stringify(path.toString('utf8')).slice(1, -1)
+}
+
+/**
+ * Checks the whole tree: canonical paths in strictly increasing byte order (so no duplicates), the
+ * root first and a directory, every parent a directory entry of the tree (so nothing is ever written
+ * through a symlink), hardlinks naming an earlier non-directory, non-hardlink entry.
+ */
+export function checkTreePaths(entries: TreeEntry[], bad: (why: string) => never): void {
+  if (entries.length === 0 || entries[0]!.path.length !== 0 || entries[0]!.type !== 'dir') {
+    bad('the first entry must be the root directory')
+  }
+  const kinds = new Map<string, TreeEntry['type']>()
+  let prev: Buffer | null = null
+  for (const e of entries) {
+    const shown = printablePath(e.path)
+    const problem = pathProblem(e.path)
+    if (problem) bad(`path '${shown}' ${problem}`)
+    if (prev !== null && Buffer.compare(prev, e.path) >= 0) bad(`path '${shown}' is out of order or repeated`)
+    prev = e.path
+    if (e.path.length > 0) {
+      const parent = kinds.get(parentPath(e.path).toString('latin1'))
+      if (parent !== 'dir') bad(`path '${shown}': its parent is ${parent === undefined ? 'not in the tree' : `a ${parent}, not a directory`}`)
+    }
+    if (e.type === 'hardlink') {
+      const t = kinds.get(e.target!.toString('latin1'))
+      if (t === undefined || t === 'dir' || t === 'hardlink') {
+        bad(`hardlink '${shown}' must name an earlier file of the tree, not '${printablePath(e.target!)}'`)
+      }
+    }
+    kinds.set(e.path.toString('latin1'), e.type)
+  }
+}

@@ -1,0 +1,159 @@
+// The snapshot tree: canonical msgpack of positional arrays (no maps, so no key order to agree on),
+// entries sorted by raw path bytes, xattrs by name. Identical trees encode to identical bytes, and the
+// BLAKE3 of those bytes is the snapshot ID.
+//   tree  = ['snapdir-tree', FORMAT, [min, avg, max, level, seed(decimal string)], [entry…]]
+//   entry = [path, type, mode, uid, gid, mtimeSec, mtimeNsec, size, target|null, rdev,
+//            [xattrName, xattrValue, …], [chunkId, length, count, …]]
+import { Packr, Unpackr } from 'msgpackr'
+import type { ChunkerParams } from '../chunk/params.js'
+import { SnapdirError } from '../util/errors.js'
+import { ID_BYTES } from './id.js'
+import { checkTreePaths } from './tree-paths.js'
+
+export const TREE_MAGIC = 'snapdir-tree'
+export const TREE_FORMAT = 1
+
+/** Entry types; the index is the wire code, so only ever append. */
+export const ENTRY_TYPES = ['file', 'dir', 'symlink', 'hardlink', 'char', 'block', 'fifo', 'socket'] as const
+export type EntryType = (typeof ENTRY_TYPES)[number]
+
+/** `count` consecutive chunks with the same ID (runs of zeros in sparse files collapse to one ref). */
+export interface ChunkRef {
+  id: Buffer
+  length: number
+  count: number
+}
+
+export interface TreeEntry {
+  /** relative to the snapshot root, '/'-separated raw bytes; the root itself is the empty path */
+  path: Buffer
+  type: EntryType
+  /** permission bits including setuid, setgid and sticky (st_mode & 0o7777) */
+  mode: number
+  uid: number
+  gid: number
+  mtimeSec: number
+  mtimeNsec: number
+  /** logical size of a file's content; 0 for everything else */
+  size: number
+  /** symlink: the link's target; hardlink: the path of the entry it shares an inode with */
+  target: Buffer | null
+  /** device number of char and block devices, as st_rdev; 0 otherwise */
+  rdev: number
+  /** [name, value] sorted by name bytes */
+  xattrs: Array<[Buffer, Buffer]>
+  chunks: ChunkRef[]
+}
+
+export interface Tree {
+  chunker: ChunkerParams
+  entries: TreeEntry[]
+}
+
+const packr = new Packr({ useRecords: false, bundleStrings: false, moreTypes: false })
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: false, int64AsType: 'number' })
+
+export function compareBytes(a: Buffer, b: Buffer): number {
+  return Buffer.compare(a, b)
+}
+
+export function encodeTree(tree: Tree): Buffer {
+  const entries = [...tree.entries].sort((a, b) => compareBytes(a.path, b.path))
+  const c = tree.chunker
+  const wire = [
+    TREE_MAGIC,
+    TREE_FORMAT,
+    [c.min, c.avg, c.max, c.level, c.seed.toString()],
+    entries.map((e) => {
+      const xattrs = [...e.xattrs].sort((a, b) => compareBytes(a[0], b[0]))
+      return [
+        e.path, ENTRY_TYPES.indexOf(e.type), e.mode, e.uid, e.gid, e.mtimeSec, e.mtimeNsec, e.size,
+        e.target, e.rdev,
+        xattrs.flat(),
+        e.chunks.flatMap((r) => [r.id, r.length, r.count]),
+      ]
+    }),
+  ]
+  return packr.pack(wire)
+}
+
+/** Decodes and fully validates a tree; anything off is ERR_TREE_MALFORMED naming the snapshot. */
+export function decodeTree(bytes: Buffer, what: string): Tree {
+  const bad = (why: string): never => {
+    throw new SnapdirError('ERR_TREE_MALFORMED', `${what}: malformed tree: ${why}`)
+  }
+  let wire: unknown
+  try {
+    wire = unpackr.unpack(bytes)
+  } catch (err) {
+    return bad(`not msgpack (${(err as Error).message})`)
+  }
+  if (!Array.isArray(wire) || wire.length !== 4 || wire[0] !== TREE_MAGIC) return bad('not a snapdir tree')
+  if (wire[1] !== TREE_FORMAT) return bad(`format ${String(wire[1])} is not supported (this snapdir reads ${TREE_FORMAT})`)
+  const c = wire[2] as unknown
+  if (!Array.isArray(c) || c.length !== 5 || !c.slice(0, 4).every(isUint) || typeof c[4] !== 'string' || !/^\d+$/.test(c[4])) {
+    return bad('chunker parameters')
+  }
+  const chunker: ChunkerParams = { min: c[0], avg: c[1], max: c[2], level: c[3], seed: BigInt(c[4]) }
+  if (!Array.isArray(wire[3])) return bad('entries')
+  const entries = (wire[3] as unknown[]).map((w, i) => decodeEntry(w, i, bad))
+  checkTreePaths(entries, bad)
+  return { chunker, entries }
+}
+
+function isUint(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
+}
+
+function isBytes(v: unknown): v is Buffer {
+  return v instanceof Uint8Array
+}
+
+function asBuffer(v: Uint8Array): Buffer {
+  return Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength)
+}
+
+function decodeEntry(w: unknown, i: number, bad: (why: string) => never): TreeEntry {
+  const where = `entry ${i}`
+  if (!Array.isArray(w) || w.length !== 12) return bad(`${where} is not a 12-field array`)
+  const [path, type, mode, uid, gid, mtimeSec, mtimeNsec, size, target, rdev, xattrs, chunks] = w as unknown[]
+  if (!isBytes(path)) return bad(`${where}: path`)
+  if (!isUint(type) || type >= ENTRY_TYPES.length) return bad(`${where}: type ${String(type)}`)
+  if (!isUint(mode) || mode > 0o7777) return bad(`${where}: mode`)
+  if (!isUint(uid) || !isUint(gid)) return bad(`${where}: owner`)
+  if (typeof mtimeSec !== 'number' || !Number.isSafeInteger(mtimeSec) || !isUint(mtimeNsec) || mtimeNsec > 999_999_999) {
+    return bad(`${where}: mtime`)
+  }
+  if (!isUint(size)) return bad(`${where}: size`)
+  if (target !== null && !isBytes(target)) return bad(`${where}: target`)
+  if (!isUint(rdev)) return bad(`${where}: rdev`)
+  if (!Array.isArray(xattrs) || xattrs.length % 2 !== 0 || !xattrs.every(isBytes)) return bad(`${where}: xattrs`)
+  if (!Array.isArray(chunks) || chunks.length % 3 !== 0) return bad(`${where}: chunks`)
+  const entryType = ENTRY_TYPES[type]!
+  const refs: ChunkRef[] = []
+  let total = 0
+  for (let k = 0; k < chunks.length; k += 3) {
+    const [id, length, count] = [chunks[k], chunks[k + 1], chunks[k + 2]]
+    if (!isBytes(id) || id.length !== ID_BYTES || !isUint(length) || length === 0 || !isUint(count) || count === 0) {
+      return bad(`${where}: chunk ${k / 3}`)
+    }
+    refs.push({ id: asBuffer(id), length, count })
+    total += length * count
+  }
+  if (entryType === 'file' ? total !== size : refs.length > 0 || size !== 0) {
+    return bad(`${where}: chunk lengths add up to ${total}, size says ${size}`)
+  }
+  const needsTarget = entryType === 'symlink' || entryType === 'hardlink'
+  if (needsTarget !== (target !== null)) return bad(`${where}: ${entryType} ${needsTarget ? 'needs' : 'cannot have'} a target`)
+  const pairs: Array<[Buffer, Buffer]> = []
+  for (let k = 0; k < xattrs.length; k += 2) pairs.push([asBuffer(xattrs[k] as Uint8Array), asBuffer(xattrs[k + 1] as Uint8Array)])
+  return {
+    path: asBuffer(path), type: entryType, mode, uid, gid, mtimeSec, mtimeNsec, size,
+    target: target === null ? null : asBuffer(target as Uint8Array), rdev, xattrs: pairs, chunks: refs,
+  }
+}
+
+/** Logical bytes of a tree: what a pull writes, counting holes. */
+export function treeSize(tree: Tree): number {
+  return tree.entries.reduce((a, e) => a + (e.type === 'file' ? e.size : 0), 0)
+}

@@ -1,0 +1,170 @@
+import { randomBytes } from 'node:crypto'
+import { constants, promises as fs } from 'node:fs'
+import path from 'node:path'
+import { native } from '../chunk/native.js'
+import { toHex } from '../format/id.js'
+import type { Tree, TreeEntry } from '../format/tree.js'
+import { printablePath } from '../format/tree-paths.js'
+import { readObject, readTree } from '../store/objects.js'
+import type { Store } from '../store/store.js'
+import { forEachLimit } from '../util/concurrency.js'
+import { isErrno, SnapdirError } from '../util/errors.js'
+import { describeUsers } from './chunk-users.js'
+
+export interface PullOptions {
+  onTree?: (totalBytes: number, entries: number) => void
+  onBytes?: (bytes: number) => void
+}
+
+const TYPE_BITS: Partial<Record<TreeEntry['type'], number>> = {
+  char: constants.S_IFCHR,
+  block: constants.S_IFBLK,
+  fifo: constants.S_IFIFO,
+  socket: constants.S_IFSOCK,
+}
+
+/**
+ * Materialises a snapshot as `target`. Everything is written into a fresh directory beside the target
+ * and renamed into place at the end, so a failure (a damaged chunk, a full disk) leaves no
+ * half-written target. The tree was validated on load (format/tree-paths.ts): every parent is a
+ * directory we created, so no write can go through a symlink or outside the new directory.
+ */
+export async function pull(store: Store, id: string, target: string, options: PullOptions = {}): Promise<Tree> {
+  if (!native) throw new SnapdirError('ERR_NATIVE_UNAVAILABLE', 'the native addon is not built: run npm install')
+  const dest = path.resolve(target)
+  await checkTarget(dest)
+  await store.open()
+  const tree = await readTree(store, id)
+  const total = tree.entries.reduce((a, e) => a + e.size, 0)
+  options.onTree?.(total, tree.entries.length)
+
+  const tmp = path.join(path.dirname(dest), `.${path.basename(dest)}.snapdir-pull-${randomBytes(6).toString('hex')}`)
+  await fs.mkdir(tmp, { mode: 0o700 })
+  try {
+    await materialise(store, tree, Buffer.from(tmp), options)
+    await fs.rename(tmp, dest).catch((err: unknown) => {
+      throw new SnapdirError('ERR_TARGET', `cannot move the pulled tree into ${dest}: ${(err as Error).message}`, { cause: err })
+    })
+  } catch (err) {
+    await fs.rm(tmp, { recursive: true, force: true }).catch(() => {})
+    throw err
+  }
+  return tree
+}
+
+async function checkTarget(dest: string): Promise<void> {
+  try {
+    await fs.access(path.dirname(dest))
+  } catch {
+    throw new SnapdirError('ERR_TARGET', `cannot pull into ${dest}: its parent directory does not exist`)
+  }
+  let names: string[]
+  try {
+    names = await fs.readdir(dest)
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return
+    throw new SnapdirError('ERR_TARGET', `cannot pull into ${dest}: ${(err as Error).message}`, { cause: err })
+  }
+  if (names.length > 0) throw new SnapdirError('ERR_TARGET', `cannot pull into ${dest}: it exists and is not empty`)
+}
+
+async function materialise(store: Store, tree: Tree, root: Buffer, options: PullOptions): Promise<void> {
+  const abs = (p: Buffer): Buffer => (p.length === 0 ? root : Buffer.concat([root, Buffer.from('/'), p]))
+
+  // 1. directories, owner-writable until their final mode is applied last
+  for (const e of tree.entries) if (e.type === 'dir' && e.path.length > 0) await fs.mkdir(abs(e.path), { mode: 0o700 })
+
+  // 2. files (content verified chunk by chunk), symlinks and special files
+  const zeroChunks = new Set<string>()
+  const files = tree.entries.filter((e) => e.type === 'file')
+  await forEachLimit(files, 8, (e) => writeFile(store, tree, e, abs(e.path), zeroChunks, options))
+  for (const e of tree.entries) {
+    if (e.type === 'symlink') await fs.symlink(e.target!, abs(e.path))
+    const bits = TYPE_BITS[e.type]
+    if (bits !== undefined) native!.mknod(abs(e.path), bits | 0o600, e.rdev)
+  }
+
+  // 3. hardlinks, now that what they name exists
+  for (const e of tree.entries) if (e.type === 'hardlink') await fs.link(abs(e.target!), abs(e.path))
+
+  // 4. metadata, children before parents so directory times stick; owner before mode because chown
+  //    clears setuid/setgid, xattrs after chown because it drops security.capability
+  for (let i = tree.entries.length - 1; i >= 0; i--) {
+    const e = tree.entries[i]!
+    if (e.type === 'hardlink') continue
+    const p = abs(e.path)
+    await fs.lchown(p, e.uid, e.gid)
+    if (e.type !== 'symlink') await fs.chmod(p, e.mode)
+    for (const [name, value] of e.xattrs) native!.setXattr(p, name, value)
+    native!.setTimes(p, e.mtimeSec, e.mtimeNsec, e.mtimeSec, e.mtimeNsec)
+  }
+}
+
+async function writeFile(store: Store, tree: Tree, e: TreeEntry, dest: Buffer, zeroChunks: Set<string>, options: PullOptions): Promise<void> {
+  const fh = await fs.open(dest, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
+  try {
+    // fetch a few chunks ahead while writing in order
+    let offset = 0
+    const refs = e.chunks
+    const ahead = 8
+    const pending: Array<Promise<Buffer | null>> = []
+    const fetch = (i: number): Promise<Buffer | null> => {
+      const id = toHex(refs[i]!.id)
+      if (zeroChunks.has(id)) return Promise.resolve(null)
+      const p = readChunk(store, tree, id).then((data) => {
+        if (isAllZero(data)) {
+          zeroChunks.add(id)
+          return null
+        }
+        return data
+      })
+      p.catch(() => {}) // a read-ahead may fail before it is awaited; the await below reports it
+      return p
+    }
+    for (let i = 0; i < Math.min(ahead, refs.length); i++) pending.push(fetch(i))
+    for (let i = 0; i < refs.length; i++) {
+      const data = await pending[i]!
+      if (i + ahead < refs.length) pending.push(fetch(i + ahead))
+      const ref = refs[i]!
+      if (data !== null && data.length !== ref.length) {
+        throw new SnapdirError('ERR_OBJECT_CORRUPT', `chunk ${toHex(ref.id)} has ${data.length} bytes, the tree says ${ref.length}`)
+      }
+      for (let k = 0; k < ref.count; k++) {
+        // zero chunks stay holes: a sparse file comes back sparse
+        if (data !== null) await fh.write(data, 0, data.length, offset)
+        offset += ref.length
+      }
+      options.onBytes?.(ref.length * ref.count)
+      pending[i] = Promise.resolve(null) // let the buffer go
+    }
+    await Promise.allSettled(pending)
+    if (offset !== e.size) throw new SnapdirError('ERR_TREE_MALFORMED', `${printablePath(e.path)}: chunks cover ${offset} of ${e.size} bytes`)
+    await fh.truncate(e.size)
+  } finally {
+    await fh.close()
+  }
+}
+
+async function readChunk(store: Store, tree: Tree, id: string): Promise<Buffer> {
+  try {
+    return await readObject(store, 'chunk', id)
+  } catch (err) {
+    if (err instanceof SnapdirError && (err.code === 'ERR_OBJECT_MISSING' || err.code === 'ERR_OBJECT_CORRUPT')) {
+      const why = err.code === 'ERR_OBJECT_MISSING' ? `chunk ${id} is missing from ${store.url}` : err.message
+      throw new SnapdirError('ERR_SNAPSHOT_DAMAGED', `${why}${describeUsers(tree, id)}`, { cause: err, data: { chunk: id } })
+    }
+    throw err
+  }
+}
+
+function isAllZero(b: Buffer): boolean {
+  // compare against a zero buffer in big slices: fast, and exits early on ordinary data
+  if (b.length === 0 || b[0] !== 0) return false
+  const step = ZEROS.length
+  for (let i = 0; i < b.length; i += step) {
+    const part = b.subarray(i, i + step)
+    if (!part.equals(ZEROS.subarray(0, part.length))) return false
+  }
+  return true
+}
+const ZEROS = Buffer.alloc(64 * 1024)

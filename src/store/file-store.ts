@@ -1,0 +1,122 @@
+import { randomBytes } from 'node:crypto'
+import { constants, promises as fs } from 'node:fs'
+import path from 'node:path'
+import { native } from '../chunk/native.js'
+import { isErrno, SnapdirError } from '../util/errors.js'
+import type { Store } from './store.js'
+
+/**
+ * A store in a local directory. put() writes a temporary file beside the final name and renames it,
+ * so a reader (or a concurrent push) sees an object whole or not at all. No fsync per object:
+ * flush() syncs the whole file system once, before the tree and the revision that name the objects
+ * are written (see snapshot/push.ts for the order).
+ */
+export class FileStore implements Store {
+  readonly url: string
+  private readonly madeDirs = new Set<string>()
+
+  constructor(readonly root: string, url = root) {
+    this.url = url
+  }
+
+  async open(options: { create?: boolean } = {}): Promise<void> {
+    let st
+    try {
+      st = await fs.stat(this.root)
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT')) throw this.ioError('cannot open', err)
+      if (!options.create) {
+        throw new SnapdirError('ERR_STORE_NOT_FOUND', `store ${this.url} does not exist`, { data: { store: this.url } })
+      }
+      try {
+        await fs.mkdir(this.root, { recursive: true })
+      } catch (mkErr) {
+        throw this.ioError('cannot create', mkErr)
+      }
+      return
+    }
+    if (!st.isDirectory()) {
+      throw new SnapdirError('ERR_STORE_NOT_FOUND', `store ${this.url} is not a directory`, { data: { store: this.url } })
+    }
+  }
+
+  async close(): Promise<void> {}
+
+  private file(key: string): string {
+    return path.join(this.root, ...key.split('/'))
+  }
+
+  private ioError(what: string, err: unknown): SnapdirError {
+    const msg = err instanceof Error ? err.message : String(err)
+    return new SnapdirError('ERR_STORE_IO', `store ${this.url}: ${what}: ${msg}`, { cause: err, data: { store: this.url } })
+  }
+
+  async has(key: string): Promise<boolean> {
+    try {
+      await fs.access(this.file(key), constants.F_OK)
+      return true
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return false
+      throw this.ioError(`cannot check ${key}`, err)
+    }
+  }
+
+  async get(key: string): Promise<Buffer> {
+    try {
+      return await fs.readFile(this.file(key))
+    } catch (err) {
+      if (isErrno(err, 'ENOENT', 'ENOTDIR')) {
+        throw new SnapdirError('ERR_OBJECT_MISSING', `${key} is missing from ${this.url}`, { data: { key, store: this.url } })
+      }
+      throw this.ioError(`cannot read ${key}`, err)
+    }
+  }
+
+  async put(key: string, data: Buffer): Promise<void> {
+    const final = this.file(key)
+    const dir = path.dirname(final)
+    const tmp = `${final}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`
+    try {
+      if (!this.madeDirs.has(dir)) {
+        await fs.mkdir(dir, { recursive: true })
+        this.madeDirs.add(dir)
+      }
+      await fs.writeFile(tmp, data, { flag: 'wx', mode: 0o644 })
+      await fs.rename(tmp, final)
+    } catch (err) {
+      await fs.rm(tmp, { force: true }).catch(() => {})
+      throw this.ioError(`cannot write ${key}`, err)
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<string> {
+    const base = prefix.replace(/\/+$/, '')
+    const walk = async function* (this: FileStore, rel: string): AsyncGenerator<string> {
+      let names: import('node:fs').Dirent[]
+      try {
+        names = await fs.readdir(this.file(rel), { withFileTypes: true })
+      } catch (err) {
+        if (isErrno(err, 'ENOENT')) return
+        throw this.ioError(`cannot list ${rel}`, err)
+      }
+      for (const d of names) {
+        const key = `${rel}/${d.name}`
+        if (d.isDirectory()) yield* walk.call(this, key)
+        else if (d.isFile() && !d.name.includes('.tmp-')) yield key
+      }
+    }
+    yield* walk.call(this, base)
+  }
+
+  async flush(): Promise<void> {
+    if (!native) return // without the addon there is no syncfs; rename order still protects against kills
+    const fh = await fs.open(this.root, constants.O_RDONLY | constants.O_DIRECTORY)
+    try {
+      native.syncfs(fh.fd)
+    } catch (err) {
+      throw this.ioError('cannot sync', err)
+    } finally {
+      await fh.close()
+    }
+  }
+}

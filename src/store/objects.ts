@@ -1,0 +1,49 @@
+// Typed access to the immutable objects of a store: where each kind lives and how it is checked.
+import { decodeObject, encodeObject } from '../format/object.js'
+import { decodeTree, encodeTree, type Tree } from '../format/tree.js'
+import { hashBytes } from '../chunk/hash.js'
+import { toHex } from '../format/id.js'
+import { SnapdirError } from '../util/errors.js'
+import type { Store } from './store.js'
+
+export type ObjectKind = 'chunk' | 'tree'
+const DIRS: Record<ObjectKind, string> = { chunk: 'chunks', tree: 'trees' }
+
+export function objectKey(kind: ObjectKind, id: string): string {
+  return `${DIRS[kind]}/${id.slice(0, 2)}/${id}`
+}
+
+/** Reads an object and checks it decodes to bytes whose BLAKE3 is its name. */
+export async function readObject(store: Store, kind: ObjectKind, id: string): Promise<Buffer> {
+  const stored = await store.get(objectKey(kind, id))
+  return decodeObject(stored, id, `${kind} ${id} from ${store.url}`)
+}
+
+/** Stores raw bytes under their ID unless the store already has them; true when written. */
+export async function writeObjectIfAbsent(store: Store, kind: ObjectKind, id: string, raw: Buffer): Promise<boolean> {
+  const key = objectKey(kind, id)
+  if (await store.has(key)) return false
+  await store.put(key, await encodeObject(raw))
+  return true
+}
+
+export async function writeTree(store: Store, tree: Tree): Promise<string> {
+  const raw = encodeTree(tree)
+  const id = toHex(hashBytes(raw))
+  await writeObjectIfAbsent(store, 'tree', id, raw)
+  return id
+}
+
+/** Loads a snapshot's tree; a missing one is ERR_SNAPSHOT_NOT_FOUND naming the store. */
+export async function readTree(store: Store, id: string): Promise<Tree> {
+  let raw: Buffer
+  try {
+    raw = await readObject(store, 'tree', id)
+  } catch (err) {
+    if (err instanceof SnapdirError && err.code === 'ERR_OBJECT_MISSING') {
+      throw new SnapdirError('ERR_SNAPSHOT_NOT_FOUND', `snapshot ${id} is not in ${store.url}`, { data: { id, store: store.url } })
+    }
+    throw err
+  }
+  return decodeTree(raw, `snapshot ${id} in ${store.url}`)
+}

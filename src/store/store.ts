@@ -1,0 +1,21 @@
+/**
+ * A store is a flat namespace of immutable, content-addressed objects plus a few small mutable refs.
+ * Keys are '/'-separated ('chunks/3f/3fa1…', 'trees/…', 'refs/revisions/…', 'config').
+ * Every backend (file now; s3, memory later) passes the same conformance suite (test/store/).
+ */
+export interface Store {
+  /** how the user named it, for messages */
+  readonly url: string
+  /** Checks the store is reachable; with `create`, makes an empty one if there is none. */
+  open(options?: { create?: boolean }): Promise<void>
+  close(): Promise<void>
+  has(key: string): Promise<boolean>
+  /** The stored bytes; throws SnapdirError ERR_OBJECT_MISSING (data.key) when absent. */
+  get(key: string): Promise<Buffer>
+  /** Atomic and idempotent: readers see the whole object or none of it. */
+  put(key: string, data: Buffer): Promise<void>
+  /** Keys under a prefix ending in '/', in no particular order. */
+  list(prefix: string): AsyncIterable<string>
+  /** Durability barrier: everything put before is on stable storage when this resolves. */
+  flush(): Promise<void>
+}

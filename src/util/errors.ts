@@ -1,0 +1,49 @@
+// One error class with a stable code for every failure snapdir reports. The CLI maps codes to exit
+// statuses in exactly one place (cli/run-command.ts); later boundaries (FUSE, gRPC) will do the same.
+
+export type ErrorCode =
+  | 'ERR_USAGE'
+  | 'ERR_BAD_STORE_URL'
+  | 'ERR_BAD_ID'
+  | 'ERR_SOURCE'
+  | 'ERR_TARGET'
+  | 'ERR_STORE_NOT_FOUND'
+  | 'ERR_STORE_CONFIG'
+  | 'ERR_STORE_IO'
+  | 'ERR_OBJECT_MISSING'
+  | 'ERR_OBJECT_CORRUPT'
+  | 'ERR_SNAPSHOT_NOT_FOUND'
+  | 'ERR_SNAPSHOT_DAMAGED'
+  | 'ERR_TREE_MALFORMED'
+  | 'ERR_UNSAFE_PATH'
+  | 'ERR_NATIVE_UNAVAILABLE'
+  | 'ERR_ABORTED'
+
+export class SnapdirError extends Error {
+  readonly code: ErrorCode
+  readonly data: Readonly<Record<string, unknown>>
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { cause?: unknown; data?: Record<string, unknown> } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = 'SnapdirError'
+    this.code = code
+    this.data = options.data ?? {}
+  }
+}
+
+/** Bad usage: the command line itself is wrong (exit 2). */
+export class UsageError extends SnapdirError {
+  constructor(message: string, code: ErrorCode = 'ERR_USAGE') {
+    super(code, message)
+    this.name = 'UsageError'
+  }
+}
+
+export function isErrno(err: unknown, ...codes: string[]): err is NodeJS.ErrnoException {
+  return err instanceof Error && typeof (err as NodeJS.ErrnoException).code === 'string' &&
+    (codes.length === 0 || codes.includes((err as NodeJS.ErrnoException).code!))
+}
