@@ -1,0 +1,74 @@
+// The behaviour every Store backend owes its callers. Each backend's test file calls this with a
+// factory; a new backend (s3, memory) passes this suite before anything else uses it.
+import { randomBytes } from 'node:crypto'
+import { describe, expect, it } from 'vitest'
+import type { Store } from '../../src/store/store.js'
+import { SnapdirError } from '../../src/util/errors.js'
+
+export interface StoreFactory {
+  /** a store that does not exist yet */
+  fresh(): Promise<Store>
+}
+
+async function collect(it: AsyncIterable<string>): Promise<string[]> {
+  const out: string[] = []
+  for await (const k of it) out.push(k)
+  return out.sort()
+}
+
+export function storeConformance(name: string, factory: StoreFactory): void {
+  describe(`${name} store conformance`, () => {
+    const opened = async (): Promise<Store> => {
+      const s = await factory.fresh()
+      await s.open({ create: true })
+      return s
+    }
+
+    it('refuses to open a store that does not exist unless asked to create it', async () => {
+      const s = await factory.fresh()
+      await expect(s.open()).rejects.toMatchObject({ code: 'ERR_STORE_NOT_FOUND' })
+      await s.open({ create: true })
+      await s.open()
+      await s.close()
+      await s.close() // idempotent
+    })
+
+    it('gives back exactly what was put, and says what it has', async () => {
+      const s = await opened()
+      const data = randomBytes(300_000)
+      expect(await s.has('chunks/ab/abc')).toBe(false)
+      await s.put('chunks/ab/abc', data)
+      expect(await s.has('chunks/ab/abc')).toBe(true)
+      expect((await s.get('chunks/ab/abc')).equals(data)).toBe(true)
+      await s.put('empty', Buffer.alloc(0))
+      expect((await s.get('empty')).length).toBe(0)
+    })
+
+    it('reports a missing object as ERR_OBJECT_MISSING naming the key', async () => {
+      const s = await opened()
+      const err = await s.get('trees/00/nothing').catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(SnapdirError)
+      expect((err as SnapdirError).code).toBe('ERR_OBJECT_MISSING')
+      expect((err as SnapdirError).message).toContain('trees/00/nothing')
+    })
+
+    it('put is idempotent and concurrent puts of one key leave one whole object', async () => {
+      const s = await opened()
+      const data = randomBytes(1_000_000)
+      await Promise.all(Array.from({ length: 8 }, () => s.put('chunks/cd/same', data)))
+      await s.put('chunks/cd/same', data)
+      expect((await s.get('chunks/cd/same')).equals(data)).toBe(true)
+      expect(await collect(s.list('chunks/'))).toEqual(['chunks/cd/same'])
+    })
+
+    it('lists keys under a prefix and nothing else (no temporary files)', async () => {
+      const s = await opened()
+      const keys = ['refs/revisions/1.json', 'refs/revisions/2.json', 'trees/aa/x', 'config']
+      await Promise.all(keys.map((k) => s.put(k, Buffer.from(k))))
+      expect(await collect(s.list('refs/revisions/'))).toEqual(['refs/revisions/1.json', 'refs/revisions/2.json'])
+      expect(await collect(s.list('trees/'))).toEqual(['trees/aa/x'])
+      expect(await collect(s.list('chunks/'))).toEqual([])
+      await s.flush()
+    })
+  })
+}
