@@ -60,7 +60,8 @@ export class Chunker {
     if (this.lengths.length < cap) this.lengths = new Uint32Array(cap)
     const hashes = withHashes ? new BigUint64Array(cap) : null
     const count = native!.chunkerCuts(this.handle!, data, eof, this.lengths, hashes)
-    const out: Cuts = { lengths: this.lengths, count }
+    // a copy: callers consume the lengths lazily while other files are cut with this chunker
+    const out: Cuts = { lengths: this.lengths.slice(0, count), count }
     if (hashes) out.hashes = Array.from(hashes.subarray(0, count))
     return out
   }

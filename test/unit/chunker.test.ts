@@ -108,6 +108,30 @@ describe('chunker properties', () => {
     )
   })
 
+  it('streams of several files sharing one chunker do not disturb each other (regression: shared length buffer)', () => {
+    const chunker = new Chunker(SMALL, 'native')
+    const a = randomBytes(200_000)
+    const b = randomBytes(200_000)
+    const alone = (d: Buffer) => streamChunks(chunker, [d]).map((c) => c.length)
+    const [sa, sb] = [new ChunkStream(chunker), new ChunkStream(chunker)]
+    const ga = sa.push(a)
+    const gb = sb.push(b)
+    const la: number[] = []
+    const lb: number[] = []
+    // interleave the two generators chunk by chunk, as concurrent files do in a push
+    for (;;) {
+      const x = ga.next()
+      const y = gb.next()
+      if (!x.done) la.push(x.value.length)
+      if (!y.done) lb.push(y.value.length)
+      if (x.done && y.done) break
+    }
+    for (const c of sa.end()) la.push(c.length)
+    for (const c of sb.end()) lb.push(c.length)
+    expect(la).toEqual(alone(a))
+    expect(lb).toEqual(alone(b))
+  })
+
   it('a huge hole costs no bytes: 1 TiB of zeros is one repeated chunk', () => {
     const chunker = new Chunker({ min: 16384, avg: 65536, max: 262144, level: 1, seed: 0n })
     const chunks = streamChunks(chunker, [Buffer.from('head'), 2 ** 40, Buffer.from('tail')])
