@@ -1,5 +1,14 @@
 import type { Chunker } from './chunker.js'
 
+const EMPTY = Buffer.alloc(0)
+let zeroBuffer = EMPTY
+
+/** Read-only zeros shared by every stream (allocated once, not per file). */
+function zeros(length: number): Buffer {
+  if (zeroBuffer.length < length) zeroBuffer = Buffer.alloc(length)
+  return zeroBuffer
+}
+
 /** A chunk as cut: its bytes, or null for a chunk known to be all zeros (a hole) repeated `count` times. */
 export interface RawChunk {
   data: Buffer | null
@@ -15,12 +24,9 @@ export interface RawChunk {
  * Yielded `data` views the buffers passed to `push`; the caller must not reuse them while in use.
  */
 export class ChunkStream {
-  private pending: Buffer = Buffer.alloc(0)
-  private readonly zeros: Buffer
+  private pending: Buffer = EMPTY
 
-  constructor(private readonly chunker: Chunker) {
-    this.zeros = Buffer.alloc(2 * chunker.params.max)
-  }
+  constructor(private readonly chunker: Chunker) {}
 
   *push(data: Buffer): Generator<RawChunk> {
     if (data.length === 0) return
@@ -43,7 +49,7 @@ export class ChunkStream {
       // Feed real zeros until the data before the hole is cut off; what stays pending is then zeros only
       // (pending < max before, and at least max zeros follow it).
       const k = Math.min(rest, 2 * max)
-      yield* this.push(this.zeros.subarray(0, k))
+      yield* this.push(zeros(2 * max).subarray(0, k))
       rest -= k
       if (rest === 0) return
     }
@@ -60,7 +66,7 @@ export class ChunkStream {
   *end(): Generator<RawChunk> {
     if (this.pending.length === 0) return
     const all = this.pending
-    this.pending = Buffer.alloc(0)
+    this.pending = EMPTY
     const { lengths, count } = this.chunker.cuts(all, true)
     let pos = 0
     for (let i = 0; i < count; i++) {

@@ -13,7 +13,10 @@ const program = new Command()
   )
   .version('0.1.0')
   .exitOverride()
-  .showHelpAfterError('(run snapdir --help for usage)')
+  // commander's own usage errors, in the same one-line form as ours
+  .configureOutput({
+    outputError: (str, write) => write(`snapdir: ${str.replace(/^error: /, '').trim()} (see --help)\n`),
+  })
 
 for (const register of [registerPush, registerPull, registerVerify, registerId, registerRevisions]) register(program)
 for (const cmd of program.commands) cmd.exitOverride()

@@ -1,20 +1,9 @@
-import type { Chunker } from '../chunk/chunker.js'
-import { hashBytes, zeroChunkId } from '../chunk/hash.js'
-import { toHex } from '../format/id.js'
-import { printablePath } from '../format/tree-paths.js'
-import type { ChunkRef, Tree, TreeEntry } from '../format/tree.js'
-import { forEachLimit } from '../util/concurrency.js'
-import { SnapdirError } from '../util/errors.js'
-import { readChunks } from './read-chunks.js'
-import { openSource, scanDirectory, type ScannedEntry } from './scan.js'
-
-/** Where the distinct chunks of a snapshot go: a store for push, nowhere for `id`. */
-export interface ChunkSink {
-  /** Takes one chunk the snapshot has not offered before; may keep it in flight (bounded) and return. */
-  accept(id: string, data: Buffer): Promise<void>
-  /** Waits for everything accepted; rethrows the first failure. */
-  drain(): Promise<void>
-}
+import type { ChunkerParams } from '../chunk/params.js'
+import type { Tree, TreeEntry } from '../format/tree.js'
+import type { Store } from '../store/store.js'
+import type { FileJob } from './file-processor.js'
+import type { ScannedEntry } from './scan.js'
+import { processFiles } from './worker-pool.js'
 
 export interface BuildStats {
   entries: number
@@ -22,78 +11,52 @@ export interface BuildStats {
   logicalBytes: number
   chunkRefs: number
   distinctChunks: number
+  chunksWritten: number
+  bytesWritten: number
 }
 
 export interface BuildOptions {
-  chunker: Chunker
-  sink?: ChunkSink
-  /** called with the total logical bytes once scanned, then with each chunk's bytes as it is cut */
+  params: ChunkerParams
+  /** where new chunks go; without one, only the tree (and so the ID) is computed */
+  store?: Store
+  /** called with the total logical bytes once scanned, then with bytes as files are cut */
   onScanned?: (totalBytes: number, entries: number) => void
   onBytes?: (bytes: number) => void
-  /** files chunked at once: small files are latency-bound (open, read, close) */
-  fileConcurrency?: number
+  /** worker threads (default: one per core) */
+  workers?: number
 }
 
-/** Scans a directory and cuts every file into chunks, returning the tree that names them. */
-export async function buildSnapshot(root: string, options: BuildOptions): Promise<{ tree: Tree; stats: BuildStats }> {
-  const { chunker, sink } = options
-  const scanned = await scanDirectory(root)
+/**
+ * Cuts every file of a scanned directory into chunks, returning the tree that names them. Scanning is
+ * the caller's first step (scanDirectory), so a bad source fails before anything is written.
+ */
+export async function buildSnapshot(scanned: ScannedEntry[], options: BuildOptions): Promise<{ tree: Tree; stats: BuildStats }> {
   const files = scanned.filter((s) => s.entry.type === 'file')
-  const stats: BuildStats = { entries: scanned.length, files: files.length, logicalBytes: 0, chunkRefs: 0, distinctChunks: 0 }
-  for (const f of files) stats.logicalBytes += f.entry.size
-  options.onScanned?.(stats.logicalBytes, scanned.length)
+  const logicalBytes = files.reduce((a, f) => a + f.entry.size, 0)
+  options.onScanned?.(logicalBytes, scanned.length)
 
-  const seen = new Set<string>()
-  const offer = async (id: string, data: () => Buffer): Promise<void> => {
-    if (seen.has(id)) return
-    seen.add(id)
-    stats.distinctChunks++
-    if (sink) await sink.accept(id, data())
-  }
-
-  const chunkFile = async (s: ScannedEntry): Promise<void> => {
-    const e = s.entry
-    const what = printablePath(s.source)
-    const refs: ChunkRef[] = []
-    const add = (id: Buffer, length: number, count: number): void => {
-      const last = refs.at(-1)
-      if (last && last.length === length && last.id.equals(id)) last.count += count
-      else refs.push({ id, length, count })
-      stats.chunkRefs += count
-      options.onBytes?.(length * count)
+  // Larger files first, so a long one does not end up alone at the tail.
+  const jobs: FileJob[] = files
+    .map((f, index) => ({ index, source: f.source, size: f.entry.size, sparse: f.allocated < f.entry.size }))
+    .sort((a, b) => b.size - a.size)
+  const { chunks, stats } = await processFiles(jobs, {
+    params: options.params,
+    store: options.store ?? null,
+    ...(options.workers !== undefined ? { workers: options.workers } : {}),
+    ...(options.onBytes ? { onBytes: options.onBytes } : {}),
+  })
+  const distinct = new Set<string>()
+  let chunkRefs = 0
+  files.forEach((f, i) => {
+    f.entry.chunks = chunks[i]!
+    for (const c of f.entry.chunks) {
+      chunkRefs += c.count
+      distinct.add(c.id.toString('hex'))
     }
-    let fh
-    try {
-      fh = await openSource(s.source)
-    } catch (err) {
-      throw new SnapdirError('ERR_SOURCE', `cannot read ${what}: ${(err as Error).message}`, { cause: err })
-    }
-    try {
-      for await (const c of readChunks(fh, e.size, s.allocated < e.size, chunker, what)) {
-        if (c.data === null) {
-          const id = zeroChunkId(c.length)
-          await offer(toHex(id), () => Buffer.alloc(c.length))
-          add(id, c.length, c.count)
-        } else {
-          const id = hashBytes(c.data)
-          const data = c.data
-          await offer(toHex(id), () => data)
-          add(id, c.length, 1)
-        }
-      }
-    } catch (err) {
-      if (err instanceof SnapdirError) throw err
-      throw new SnapdirError('ERR_SOURCE', `cannot read ${what}: ${(err as Error).message}`, { cause: err })
-    } finally {
-      await fh.close()
-    }
-    e.chunks = refs
-  }
-
-  // Larger files first so the long ones do not end up alone at the tail.
-  const order = [...files].sort((a, b) => b.entry.size - a.entry.size)
-  await forEachLimit(order, options.fileConcurrency ?? 8, chunkFile)
-  await sink?.drain()
+  })
   const entries: TreeEntry[] = scanned.map((s) => s.entry)
-  return { tree: { chunker: chunker.params, entries }, stats }
+  return {
+    tree: { chunker: options.params, entries },
+    stats: { entries: scanned.length, files: files.length, logicalBytes, chunkRefs, distinctChunks: distinct.size, ...stats },
+  }
 }

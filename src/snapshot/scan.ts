@@ -1,4 +1,4 @@
-import { constants, promises as fs, type BigIntStats } from 'node:fs'
+import { promises as fs, type BigIntStats } from 'node:fs'
 import { native } from '../chunk/native.js'
 import type { EntryType, TreeEntry } from '../format/tree.js'
 import { compareBytes } from '../format/tree.js'
@@ -126,9 +126,4 @@ export async function scanDirectory(root: string): Promise<ScannedEntry[]> {
     }
   }
   return out
-}
-
-/** Opens a file of the scanned tree for reading without following a symlink swapped in since. */
-export function openSource(path: Buffer): Promise<fs.FileHandle> {
-  return fs.open(path, constants.O_RDONLY | constants.O_NOFOLLOW)
 }

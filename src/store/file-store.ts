@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { constants, promises as fs } from 'node:fs'
+import fsSync, { constants, promises as fs } from 'node:fs'
 import path from 'node:path'
 import { native } from '../chunk/native.js'
 import { isErrno, SnapdirError } from '../util/errors.js'
@@ -10,7 +10,13 @@ import type { Store } from './store.js'
  * so a reader (or a concurrent push) sees an object whole or not at all. No fsync per object:
  * flush() syncs the whole file system once, before the tree and the revision that name the objects
  * are written (see snapshot/push.ts for the order).
+ * has() and put() use blocking calls: they run in push's worker threads, where a page-cache write of
+ * a chunk takes microseconds while an async call waits behind compression jobs in the thread pool.
  */
+// temporary names unique across processes and threads without a random draw per object
+const TMP_PREFIX = `${process.pid}-${randomBytes(4).toString('hex')}`
+let tmpCounter = 0
+
 export class FileStore implements Store {
   readonly url: string
   private readonly madeDirs = new Set<string>()
@@ -53,7 +59,7 @@ export class FileStore implements Store {
 
   async has(key: string): Promise<boolean> {
     try {
-      await fs.access(this.file(key), constants.F_OK)
+      fsSync.accessSync(this.file(key), constants.F_OK)
       return true
     } catch (err) {
       if (isErrno(err, 'ENOENT')) return false
@@ -75,16 +81,20 @@ export class FileStore implements Store {
   async put(key: string, data: Buffer): Promise<void> {
     const final = this.file(key)
     const dir = path.dirname(final)
-    const tmp = `${final}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`
+    const tmp = `${final}.tmp-${TMP_PREFIX}-${(tmpCounter++).toString(36)}`
     try {
       if (!this.madeDirs.has(dir)) {
-        await fs.mkdir(dir, { recursive: true })
+        fsSync.mkdirSync(dir, { recursive: true })
         this.madeDirs.add(dir)
       }
-      await fs.writeFile(tmp, data, { flag: 'wx', mode: 0o644 })
-      await fs.rename(tmp, final)
+      fsSync.writeFileSync(tmp, data, { flag: 'wx', mode: 0o644 })
+      fsSync.renameSync(tmp, final)
     } catch (err) {
-      await fs.rm(tmp, { force: true }).catch(() => {})
+      try {
+        fsSync.rmSync(tmp, { force: true })
+      } catch {
+        // the temporary file was never created (its directory is what failed)
+      }
       throw this.ioError(`cannot write ${key}`, err)
     }
   }

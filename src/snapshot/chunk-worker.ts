@@ -1,0 +1,47 @@
+// Worker thread entry: cuts, hashes and stores the files the pool hands it (see worker-pool.ts).
+import { parentPort, workerData } from 'node:worker_threads'
+import type { ChunkerParams } from '../chunk/params.js'
+import { storeFromUrl } from '../store/open-store.js'
+import { SnapdirError } from '../util/errors.js'
+import { FileProcessor, type FileJob, type FileResult } from './file-processor.js'
+import type { FromWorker, ToWorker } from './worker-pool.js'
+
+const { params, storeUrl } = workerData as { params: ChunkerParams; storeUrl: string | null }
+const port = parentPort!
+const post = (m: FromWorker): void => port.postMessage(m)
+
+async function main(): Promise<void> {
+  const store = storeUrl === null ? null : storeFromUrl(storeUrl)
+  await store?.open()
+  const processor = new FileProcessor(params, store)
+  port.on('message', (m: ToWorker) => {
+    void handle(m).catch((err: unknown) => {
+      const e = err instanceof SnapdirError ? err : new SnapdirError('ERR_SOURCE', (err as Error).message)
+      post({ type: 'error', code: e.code, message: e.message })
+    })
+  })
+  post({ type: 'ready' })
+
+  async function handle(m: ToWorker): Promise<void> {
+    if (m.type === 'jobs') {
+      const results: FileResult[] = []
+      let bytes = 0
+      for (const job of m.jobs) {
+        // structured clone turns Buffers into plain Uint8Arrays
+        const j: FileJob = { ...job, source: Buffer.from(job.source.buffer, job.source.byteOffset, job.source.byteLength) }
+        results.push(await processor.process(j))
+        bytes += j.size
+      }
+      post({ type: 'results', results, bytes })
+    } else {
+      await processor.drain()
+      await store?.close()
+      post({ type: 'finished', stats: processor.stats })
+    }
+  }
+}
+
+main().catch((err: unknown) => {
+  const e = err instanceof SnapdirError ? err : new SnapdirError('ERR_STORE_IO', (err as Error).message)
+  post({ type: 'error', code: e.code, message: e.message })
+})

@@ -1,0 +1,161 @@
+import fs from 'node:fs'
+import { ChunkStream, type RawChunk } from '../chunk/chunk-stream.js'
+import { Chunker } from '../chunk/chunker.js'
+import { hashBytes, zeroChunkId } from '../chunk/hash.js'
+import { native } from '../chunk/native.js'
+import type { ChunkerParams } from '../chunk/params.js'
+import { encodeObject } from '../format/object.js'
+import { toHex } from '../format/id.js'
+import type { ChunkRef } from '../format/tree.js'
+import { objectKey } from '../store/objects.js'
+import type { Store } from '../store/store.js'
+import { TaskWindow } from '../util/concurrency.js'
+import { SnapdirError } from '../util/errors.js'
+
+/** One regular file to cut: where it is and what the scan saw. */
+export interface FileJob {
+  index: number
+  source: Buffer
+  size: number
+  /** fewer bytes allocated than the size: walk data extents and skip holes */
+  sparse: boolean
+}
+
+export interface FileResult {
+  index: number
+  chunks: ChunkRef[]
+}
+
+export interface ProcessorStats {
+  chunksWritten: number
+  bytesWritten: number
+}
+
+const BLOCK = 4 * 1024 * 1024
+
+/**
+ * Cuts files into chunks, hashes them and, given a store, writes the ones it lacks. Reads are
+ * synchronous on purpose: this runs in a worker thread (snapshot/worker-pool.ts) whose only job is
+ * this, where a blocking read(2) costs a few microseconds against tens for an async round trip;
+ * compression runs on the thread pool meanwhile.
+ */
+export class FileProcessor {
+  readonly stats: ProcessorStats = { chunksWritten: 0, bytesWritten: 0 }
+  private readonly chunker: Chunker
+  private readonly seen = new Set<string>()
+  private readonly window = new TaskWindow(16)
+
+  constructor(params: ChunkerParams, private readonly store: Store | null) {
+    this.chunker = new Chunker(params)
+  }
+
+  /** Cuts one file; chunk writes may still be in flight when it returns (see drain). */
+  async process(job: FileJob): Promise<FileResult> {
+    const what = job.source.toString()
+    const refs: ChunkRef[] = []
+    const add = (id: Buffer, length: number, count: number): void => {
+      const last = refs.at(-1)
+      if (last && last.length === length && last.id.equals(id)) last.count += count
+      else refs.push({ id, length, count })
+    }
+    let fd: number
+    try {
+      fd = fs.openSync(job.source, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
+    } catch (err) {
+      throw new SnapdirError('ERR_SOURCE', `cannot read ${what}: ${(err as Error).message}`, { cause: err })
+    }
+    try {
+      for (const c of cutFile(fd, job, this.chunker, what)) {
+        if (c.data === null) {
+          const id = zeroChunkId(c.length)
+          await this.offer(id, () => Buffer.alloc(c.length))
+          add(id, c.length, c.count)
+        } else {
+          const id = hashBytes(c.data)
+          const data = c.data
+          await this.offer(id, () => data)
+          add(id, c.length, 1)
+        }
+      }
+    } catch (err) {
+      if (err instanceof SnapdirError) throw err
+      throw new SnapdirError('ERR_SOURCE', `cannot read ${what}: ${(err as Error).message}`, { cause: err })
+    } finally {
+      fs.closeSync(fd)
+    }
+    return { index: job.index, chunks: refs }
+  }
+
+  /** Waits for every chunk write; rethrows the first failure. */
+  drain(): Promise<void> {
+    return this.window.drain()
+  }
+
+  private async offer(idBytes: Buffer, data: () => Buffer): Promise<void> {
+    const store = this.store
+    if (store === null) return
+    const id = toHex(idBytes)
+    if (this.seen.has(id)) return
+    this.seen.add(id)
+    const raw = data()
+    await this.window.add(async () => {
+      const key = objectKey('chunk', id)
+      if (await store.has(key)) return
+      const encoded = await encodeObject(raw)
+      await store.put(key, encoded)
+      this.stats.chunksWritten++
+      this.stats.bytesWritten += encoded.length
+    })
+  }
+}
+
+/** Reads and cuts one file; holes (sparse files) are fed as lengths, never read. */
+function* cutFile(fd: number, job: FileJob, chunker: Chunker, what: string): Generator<RawChunk> {
+  const stream = new ChunkStream(chunker)
+  for (const piece of extents(fd, job.size, job.sparse)) {
+    if (piece.hole) {
+      yield* stream.pushZeros(piece.length)
+      continue
+    }
+    let pos = piece.start
+    const end = piece.start + piece.length
+    while (pos < end) {
+      const want = Math.min(BLOCK, end - pos)
+      // a fresh buffer per read: the chunks yielded view it while their writes are in flight
+      const buf = Buffer.allocUnsafeSlow(want)
+      let got = 0
+      while (got < want) {
+        const n = fs.readSync(fd, buf, got, want - got, pos + got)
+        if (n === 0) throw new SnapdirError('ERR_SOURCE', `${what} shrank while being read (expected ${job.size} bytes)`)
+        got += n
+      }
+      pos += want
+      yield* stream.push(buf)
+    }
+  }
+  yield* stream.end()
+}
+
+interface Extent {
+  start: number
+  length: number
+  hole: boolean
+}
+
+function* extents(fd: number, size: number, sparse: boolean): Generator<Extent> {
+  if (!sparse || !native) {
+    if (size > 0) yield { start: 0, length: size, hole: false }
+    return
+  }
+  let pos = 0
+  while (pos < size) {
+    let data = native.seekData(fd, pos)
+    if (data < 0 || data > size) data = size
+    if (data > pos) yield { start: pos, length: data - pos, hole: true }
+    if (data >= size) return
+    let hole = native.seekHole(fd, data)
+    if (hole < 0 || hole > size) hole = size
+    yield { start: data, length: hole - data, hole: false }
+    pos = hole
+  }
+}

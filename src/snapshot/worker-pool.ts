@@ -1,0 +1,107 @@
+import os from 'node:os'
+import { Worker } from 'node:worker_threads'
+import type { ChunkerParams } from '../chunk/params.js'
+import type { ChunkRef } from '../format/tree.js'
+import type { Store } from '../store/store.js'
+import { SnapdirError, type ErrorCode } from '../util/errors.js'
+import { FileProcessor, type FileJob, type FileResult, type ProcessorStats } from './file-processor.js'
+
+export type ToWorker = { type: 'jobs'; jobs: FileJob[] } | { type: 'finish' }
+export type FromWorker =
+  | { type: 'ready' }
+  | { type: 'results'; results: FileResult[]; bytes: number }
+  | { type: 'finished'; stats: ProcessorStats }
+  | { type: 'error'; code: ErrorCode; message: string }
+
+export interface ProcessFilesOptions {
+  params: ChunkerParams
+  /** where chunks go; null only computes IDs */
+  store: Store | null
+  /** worker threads; 0 cuts in this thread (always so when running from TypeScript sources) */
+  workers?: number
+  onBytes?: (bytes: number) => void
+}
+
+// A batch is a few dozen small files or one large one: few messages, and no worker left idle at the end.
+const BATCH_FILES = 64
+const BATCH_BYTES = 8 * 1024 * 1024
+
+const workerUrl = new URL('./chunk-worker.js', import.meta.url)
+const canUseWorkers = !import.meta.url.endsWith('.ts')
+
+export function defaultWorkers(): number {
+  return canUseWorkers ? Math.max(1, os.availableParallelism()) : 0
+}
+
+/**
+ * Cuts the given files into chunks (storing new ones), spreading them over worker threads: each
+ * worker reads, cuts, hashes and compresses, so push uses every core. Returns each file's chunk list
+ * by job index.
+ */
+export async function processFiles(jobs: FileJob[], options: ProcessFilesOptions): Promise<{ chunks: ChunkRef[][]; stats: ProcessorStats }> {
+  const workers = Math.min(options.workers ?? defaultWorkers(), Math.max(1, Math.ceil(jobs.length / BATCH_FILES)))
+  if (workers <= 0 || !canUseWorkers) return processInline(jobs, options)
+
+  const chunks: ChunkRef[][] = new Array<ChunkRef[]>(jobs.length)
+  const stats: ProcessorStats = { chunksWritten: 0, bytesWritten: 0 }
+  let next = 0
+  const batch = (): FileJob[] => {
+    const out: FileJob[] = []
+    let bytes = 0
+    while (next < jobs.length && out.length < BATCH_FILES && (out.length === 0 || bytes < BATCH_BYTES)) {
+      const j = jobs[next++]!
+      out.push(j)
+      bytes += j.size
+    }
+    return out
+  }
+
+  const run = (): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      const w = new Worker(workerUrl, { workerData: { params: options.params, storeUrl: options.store?.url ?? null } })
+      let settled = false
+      const fail = (err: Error): void => {
+        if (settled) return
+        settled = true
+        next = jobs.length // the other workers finish what they hold and stop
+        void w.terminate()
+        reject(err)
+      }
+      const feed = (): void => {
+        const jobs = batch()
+        w.postMessage(jobs.length > 0 ? ({ type: 'jobs', jobs } satisfies ToWorker) : ({ type: 'finish' } satisfies ToWorker))
+      }
+      w.on('message', (m: FromWorker) => {
+        if (m.type === 'ready') feed()
+        else if (m.type === 'results') {
+          for (const r of m.results) chunks[r.index] = r.chunks.map((c) => ({ ...c, id: Buffer.from(c.id) }))
+          options.onBytes?.(m.bytes)
+          feed()
+        } else if (m.type === 'finished') {
+          stats.chunksWritten += m.stats.chunksWritten
+          stats.bytesWritten += m.stats.bytesWritten
+          settled = true
+          void w.terminate()
+          resolve()
+        } else fail(new SnapdirError(m.code, m.message))
+      })
+      w.on('error', (err) => fail(err))
+      w.on('exit', (code) => fail(new SnapdirError('ERR_SOURCE', `chunk worker exited with code ${code}`)))
+    })
+
+  const results = await Promise.allSettled(Array.from({ length: workers }, run))
+  const failed = results.find((r) => r.status === 'rejected')
+  if (failed) throw failed.reason
+  return { chunks, stats }
+}
+
+async function processInline(jobs: FileJob[], options: ProcessFilesOptions): Promise<{ chunks: ChunkRef[][]; stats: ProcessorStats }> {
+  const processor = new FileProcessor(options.params, options.store)
+  const chunks: ChunkRef[][] = new Array<ChunkRef[]>(jobs.length)
+  for (const job of jobs) {
+    chunks[job.index] = (await processor.process(job)).chunks
+    options.onBytes?.(job.size)
+  }
+  await processor.drain()
+  return { chunks, stats: processor.stats }
+}
