@@ -1,9 +1,9 @@
 // The snapshot tree: canonical msgpack of positional arrays (no maps, so no key order to agree on),
 // entries sorted by raw path bytes, xattrs by name. Identical trees encode to identical bytes, and the
 // BLAKE3 of those bytes is the snapshot ID.
-//   tree  = ['snapdir-tree', FORMAT, [min, avg, max, level, seed(decimal string)], [entry…]]
+//   tree  = ['snapdir-tree', FORMAT, [min, avg, max, level, seed(decimal string), inlineMax], [entry…]]
 //   entry = [path, type, mode, uid, gid, mtimeSec, mtimeNsec, size, target|null, rdev,
-//            [xattrName, xattrValue, …], [chunkId, length, count, …]]
+//            [xattrName, xattrValue, …], [chunkId, length, count, …] | inline content (bin)]
 import { Packr, Unpackr } from 'msgpackr'
 import type { ChunkerParams } from '../chunk/params.js'
 import { SnapdirError } from '../util/errors.js'
@@ -43,6 +43,8 @@ export interface TreeEntry {
   /** [name, value] sorted by name bytes */
   xattrs: Array<[Buffer, Buffer]>
   chunks: ChunkRef[]
+  /** the content of a small file, kept in the tree instead of chunks (then `chunks` is empty) */
+  inline?: Buffer
 }
 
 export interface Tree {
@@ -63,14 +65,14 @@ export function encodeTree(tree: Tree): Buffer {
   const wire = [
     TREE_MAGIC,
     TREE_FORMAT,
-    [c.min, c.avg, c.max, c.level, c.seed.toString()],
+    [c.min, c.avg, c.max, c.level, c.seed.toString(), c.inlineMax ?? 0],
     entries.map((e) => {
       const xattrs = [...e.xattrs].sort((a, b) => compareBytes(a[0], b[0]))
       return [
         e.path, ENTRY_TYPES.indexOf(e.type), e.mode, e.uid, e.gid, e.mtimeSec, e.mtimeNsec, e.size,
         e.target, e.rdev,
         xattrs.flat(),
-        e.chunks.flatMap((r) => [r.id, r.length, r.count]),
+        e.inline ?? e.chunks.flatMap((r) => [r.id, r.length, r.count]),
       ]
     }),
   ]
@@ -91,10 +93,10 @@ export function decodeTree(bytes: Buffer, what: string): Tree {
   if (!Array.isArray(wire) || wire.length !== 4 || wire[0] !== TREE_MAGIC) return bad('not a snapdir tree')
   if (wire[1] !== TREE_FORMAT) return bad(`format ${String(wire[1])} is not supported (this snapdir reads ${TREE_FORMAT})`)
   const c = wire[2] as unknown
-  if (!Array.isArray(c) || c.length !== 5 || !c.slice(0, 4).every(isUint) || typeof c[4] !== 'string' || !/^\d+$/.test(c[4])) {
+  if (!Array.isArray(c) || c.length !== 6 || !c.slice(0, 4).every(isUint) || typeof c[4] !== 'string' || !/^\d+$/.test(c[4]) || !isUint(c[5])) {
     return bad('chunker parameters')
   }
-  const chunker: ChunkerParams = { min: c[0], avg: c[1], max: c[2], level: c[3], seed: BigInt(c[4]) }
+  const chunker: ChunkerParams = { min: c[0], avg: c[1], max: c[2], level: c[3], seed: BigInt(c[4]), inlineMax: c[5] }
   if (!Array.isArray(wire[3])) return bad('entries')
   const entries = (wire[3] as unknown[]).map((w, i) => decodeEntry(w, i, bad))
   checkTreePaths(entries, bad)
@@ -128,29 +130,35 @@ function decodeEntry(w: unknown, i: number, bad: (why: string) => never): TreeEn
   if (target !== null && !isBytes(target)) return bad(`${where}: target`)
   if (!isUint(rdev)) return bad(`${where}: rdev`)
   if (!Array.isArray(xattrs) || xattrs.length % 2 !== 0 || !xattrs.every(isBytes)) return bad(`${where}: xattrs`)
-  if (!Array.isArray(chunks) || chunks.length % 3 !== 0) return bad(`${where}: chunks`)
   const entryType = ENTRY_TYPES[type]!
+  if (isBytes(chunks)) {
+    if (entryType !== 'file' || chunks.length !== size) return bad(`${where}: inline content of ${chunks.length} bytes, size says ${size}`)
+  } else if (!Array.isArray(chunks) || chunks.length % 3 !== 0) return bad(`${where}: chunks`)
+  const inline = isBytes(chunks) ? asBuffer(chunks) : undefined
+  const chunkList = inline ? [] : (chunks as unknown[])
   const refs: ChunkRef[] = []
   let total = 0
-  for (let k = 0; k < chunks.length; k += 3) {
-    const [id, length, count] = [chunks[k], chunks[k + 1], chunks[k + 2]]
+  for (let k = 0; k < chunkList.length; k += 3) {
+    const [id, length, count] = [chunkList[k], chunkList[k + 1], chunkList[k + 2]]
     if (!isBytes(id) || id.length !== ID_BYTES || !isUint(length) || length === 0 || !isUint(count) || count === 0) {
       return bad(`${where}: chunk ${k / 3}`)
     }
     refs.push({ id: asBuffer(id), length, count })
     total += length * count
   }
-  if (entryType === 'file' ? total !== size : refs.length > 0 || size !== 0) {
+  if (entryType === 'file' ? !inline && total !== size : refs.length > 0 || size !== 0) {
     return bad(`${where}: chunk lengths add up to ${total}, size says ${size}`)
   }
   const needsTarget = entryType === 'symlink' || entryType === 'hardlink'
   if (needsTarget !== (target !== null)) return bad(`${where}: ${entryType} ${needsTarget ? 'needs' : 'cannot have'} a target`)
   const pairs: Array<[Buffer, Buffer]> = []
   for (let k = 0; k < xattrs.length; k += 2) pairs.push([asBuffer(xattrs[k] as Uint8Array), asBuffer(xattrs[k + 1] as Uint8Array)])
-  return {
+  const entry: TreeEntry = {
     path: asBuffer(path), type: entryType, mode, uid, gid, mtimeSec, mtimeNsec, size,
     target: target === null ? null : asBuffer(target as Uint8Array), rdev, xattrs: pairs, chunks: refs,
   }
+  if (inline) entry.inline = inline
+  return entry
 }
 
 /** Logical bytes of a tree: what a pull writes, counting holes. */

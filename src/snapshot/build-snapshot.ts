@@ -39,7 +39,7 @@ export async function buildSnapshot(scanned: ScannedEntry[], options: BuildOptio
   const jobs: FileJob[] = files
     .map((f, index) => ({ index, source: f.source, size: f.entry.size, sparse: f.allocated < f.entry.size }))
     .sort((a, b) => b.size - a.size)
-  const { chunks, stats } = await processFiles(jobs, {
+  const { results, stats } = await processFiles(jobs, {
     params: options.params,
     store: options.store ?? null,
     ...(options.workers !== undefined ? { workers: options.workers } : {}),
@@ -48,7 +48,9 @@ export async function buildSnapshot(scanned: ScannedEntry[], options: BuildOptio
   const distinct = new Set<string>()
   let chunkRefs = 0
   files.forEach((f, i) => {
-    f.entry.chunks = chunks[i]!
+    const r = results[i]!
+    f.entry.chunks = r.chunks
+    if (r.inline) f.entry.inline = r.inline
     for (const c of f.entry.chunks) {
       chunkRefs += c.count
       distinct.add(c.id.toString('hex'))

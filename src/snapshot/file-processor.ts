@@ -24,6 +24,8 @@ export interface FileJob {
 export interface FileResult {
   index: number
   chunks: ChunkRef[]
+  /** the whole content of a file small enough to live in the tree */
+  inline?: Buffer
 }
 
 export interface ProcessorStats {
@@ -44,9 +46,13 @@ export class FileProcessor {
   private readonly chunker: Chunker
   private readonly seen = new Set<string>()
   private readonly window = new TaskWindow(16)
+  private readonly inlineMax: number
+  /** one read buffer for every file: chunks are copied out only when they must be stored */
+  private readonly readBuffer = Buffer.allocUnsafeSlow(BLOCK)
 
   constructor(params: ChunkerParams, private readonly store: Store | null) {
     this.chunker = new Chunker(params)
+    this.inlineMax = params.inlineMax ?? 0
   }
 
   /** Cuts one file; chunk writes may still be in flight when it returns (see drain). */
@@ -65,7 +71,8 @@ export class FileProcessor {
       throw new SnapdirError('ERR_SOURCE', `cannot read ${what}: ${(err as Error).message}`, { cause: err })
     }
     try {
-      for (const c of cutFile(fd, job, this.chunker, what)) {
+      if (job.size <= this.inlineMax && job.size > 0) return { index: job.index, chunks: [], inline: readWhole(fd, job, what) }
+      for (const c of cutFile(fd, job, this.chunker, this.readBuffer, what)) {
         if (c.data === null) {
           const id = zeroChunkId(c.length)
           await this.offer(id, () => Buffer.alloc(c.length))
@@ -97,7 +104,8 @@ export class FileProcessor {
     const id = toHex(idBytes)
     if (this.seen.has(id)) return
     this.seen.add(id)
-    const raw = data()
+    // copy: the data views the read buffer, which the next read overwrites
+    const raw = Buffer.from(data())
     await this.window.add(async () => {
       const key = objectKey('chunk', id)
       if (await store.has(key)) return
@@ -109,8 +117,20 @@ export class FileProcessor {
   }
 }
 
+function readWhole(fd: number, job: FileJob, what: string): Buffer {
+  const buf = Buffer.allocUnsafe(job.size)
+  let got = 0
+  while (got < job.size) {
+    const n = fs.readSync(fd, buf, got, job.size - got, got)
+    if (n === 0) throw new SnapdirError('ERR_SOURCE', `${what} shrank while being read (expected ${job.size} bytes)`)
+    got += n
+  }
+  return buf
+}
+
 /** Reads and cuts one file; holes (sparse files) are fed as lengths, never read. */
-function* cutFile(fd: number, job: FileJob, chunker: Chunker, what: string): Generator<RawChunk> {
+/** Yielded chunks view `buffer` and are valid only until the generator resumes. */
+function* cutFile(fd: number, job: FileJob, chunker: Chunker, buffer: Buffer, what: string): Generator<RawChunk> {
   const stream = new ChunkStream(chunker)
   for (const piece of extents(fd, job.size, job.sparse)) {
     if (piece.hole) {
@@ -121,8 +141,7 @@ function* cutFile(fd: number, job: FileJob, chunker: Chunker, what: string): Gen
     const end = piece.start + piece.length
     while (pos < end) {
       const want = Math.min(BLOCK, end - pos)
-      // a fresh buffer per read: the chunks yielded view it while their writes are in flight
-      const buf = Buffer.allocUnsafeSlow(want)
+      const buf = buffer.subarray(0, want)
       let got = 0
       while (got < want) {
         const n = fs.readSync(fd, buf, got, want - got, pos + got)

@@ -103,6 +103,11 @@ async function materialise(store: Store, tree: Tree, root: Buffer, options: Pull
 async function writeFile(store: Store, tree: Tree, e: TreeEntry, dest: Buffer, zeroChunks: Set<string>, options: PullOptions): Promise<void> {
   const fh = await fs.open(dest, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
   try {
+    if (e.inline) {
+      await fh.write(e.inline, 0, e.inline.length, 0)
+      options.onBytes?.(e.size)
+      return
+    }
     // fetch a few chunks ahead while writing in order
     let offset = 0
     const refs = e.chunks

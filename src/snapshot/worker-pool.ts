@@ -1,7 +1,6 @@
 import os from 'node:os'
 import { Worker } from 'node:worker_threads'
 import type { ChunkerParams } from '../chunk/params.js'
-import type { ChunkRef } from '../format/tree.js'
 import type { Store } from '../store/store.js'
 import { SnapdirError, type ErrorCode } from '../util/errors.js'
 import { FileProcessor, type FileJob, type FileResult, type ProcessorStats } from './file-processor.js'
@@ -38,11 +37,17 @@ export function defaultWorkers(): number {
  * worker reads, cuts, hashes and compresses, so push uses every core. Returns each file's chunk list
  * by job index.
  */
-export async function processFiles(jobs: FileJob[], options: ProcessFilesOptions): Promise<{ chunks: ChunkRef[][]; stats: ProcessorStats }> {
+export interface ProcessedFiles {
+  /** by job index */
+  results: FileResult[]
+  stats: ProcessorStats
+}
+
+export async function processFiles(jobs: FileJob[], options: ProcessFilesOptions): Promise<ProcessedFiles> {
   const workers = Math.min(options.workers ?? defaultWorkers(), Math.max(1, Math.ceil(jobs.length / BATCH_FILES)))
   if (workers <= 0 || !canUseWorkers) return processInline(jobs, options)
 
-  const chunks: ChunkRef[][] = new Array<ChunkRef[]>(jobs.length)
+  const results: FileResult[] = new Array<FileResult>(jobs.length)
   const stats: ProcessorStats = { chunksWritten: 0, bytesWritten: 0 }
   let next = 0
   const batch = (): FileJob[] => {
@@ -74,7 +79,8 @@ export async function processFiles(jobs: FileJob[], options: ProcessFilesOptions
       w.on('message', (m: FromWorker) => {
         if (m.type === 'ready') feed()
         else if (m.type === 'results') {
-          for (const r of m.results) chunks[r.index] = r.chunks.map((c) => ({ ...c, id: Buffer.from(c.id) }))
+          // structured clone turned Buffers into Uint8Arrays; make them Buffers again (no copy)
+          for (const r of m.results) results[r.index] = revive(r)
           options.onBytes?.(m.bytes)
           feed()
         } else if (m.type === 'finished') {
@@ -89,19 +95,29 @@ export async function processFiles(jobs: FileJob[], options: ProcessFilesOptions
       w.on('exit', (code) => fail(new SnapdirError('ERR_SOURCE', `chunk worker exited with code ${code}`)))
     })
 
-  const results = await Promise.allSettled(Array.from({ length: workers }, run))
-  const failed = results.find((r) => r.status === 'rejected')
+  const settled = await Promise.allSettled(Array.from({ length: workers }, run))
+  const failed = settled.find((r) => r.status === 'rejected')
   if (failed) throw failed.reason
-  return { chunks, stats }
+  return { results, stats }
 }
 
-async function processInline(jobs: FileJob[], options: ProcessFilesOptions): Promise<{ chunks: ChunkRef[][]; stats: ProcessorStats }> {
+function asBuffer(u: Uint8Array): Buffer {
+  return Buffer.from(u.buffer, u.byteOffset, u.byteLength)
+}
+
+function revive(r: FileResult): FileResult {
+  const out: FileResult = { index: r.index, chunks: r.chunks.map((c) => ({ ...c, id: asBuffer(c.id) })) }
+  if (r.inline) out.inline = asBuffer(r.inline)
+  return out
+}
+
+async function processInline(jobs: FileJob[], options: ProcessFilesOptions): Promise<ProcessedFiles> {
   const processor = new FileProcessor(options.params, options.store)
-  const chunks: ChunkRef[][] = new Array<ChunkRef[]>(jobs.length)
+  const results: FileResult[] = new Array<FileResult>(jobs.length)
   for (const job of jobs) {
-    chunks[job.index] = (await processor.process(job)).chunks
+    results[job.index] = await processor.process(job)
     options.onBytes?.(job.size)
   }
   await processor.drain()
-  return { chunks, stats: processor.stats }
+  return { results, stats: processor.stats }
 }

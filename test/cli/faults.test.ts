@@ -25,7 +25,8 @@ function bytes(seed: string, n: number): Buffer {
   return Buffer.concat(out).subarray(0, n)
 }
 
-const README = 'the same short text in two files\n' // < 64 bytes: stored raw, one chunk
+// the same content in two files; above the 4 KiB inline limit and below the 16 KiB minimum chunk: one chunk
+const README = bytes('readme', 10_000)
 const FIXED_TIME = new Date('2021-02-03T04:05:06Z')
 
 /**
@@ -48,7 +49,8 @@ function damageFixture(dir: string): { readmeChunk: string; smallChunks: Set<str
     utimesSync(path.join(dir, rel), FIXED_TIME, FIXED_TIME)
   }
   const id = (b: Buffer | string) => toHex(hashBytes(Buffer.from(b)))
-  return { readmeChunk: id(README), smallChunks: new Set([id(README), id('top level file\n'), id(bytes('other', 20_000))]) }
+  // top.txt is small enough to be inlined in the tree: no chunk of its own
+  return { readmeChunk: id(README), smallChunks: new Set([id(README), id(bytes('other', 20_000))]) }
 }
 
 function objectFile(store: string, kind: 'chunk' | 'tree', id: string): string {

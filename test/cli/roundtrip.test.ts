@@ -1,7 +1,8 @@
-import { mkdirSync, statSync } from 'node:fs'
+import { mkdirSync, readFileSync, statSync } from 'node:fs'
 import { spawnSync } from 'node:child_process'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { hashBytes } from '../../src/chunk/hash.js'
 import { ID_RE, listFiles, makeEdgeTree, manifest, snapdirOk, tempDir } from '../helpers/cli.js'
 
 describe('push, pull and id on a tree with every entry kind', () => {
@@ -22,6 +23,11 @@ describe('push, pull and id on a tree with every entry kind', () => {
     expect(manifest(out)).toBe(manifest(src))
     expect((await snapdirOk(['id', out])).trim()).toBe(id)
     expect((await snapdirOk(['id', src])).trim()).toBe(id)
+
+    // files of at most 4 KiB live in the tree, not as chunk objects
+    const small = readFileSync(path.join(src, 'files', 'small.txt'))
+    expect(small.length).toBeLessThanOrEqual(4096)
+    expect(listFiles(path.join(store, 'chunks')).map((f) => path.basename(f))).not.toContain(hashBytes(small).toString('hex'))
 
     // a 1 GiB sparse file costs neither its size in the store nor on disk after the pull
     const storeBytes = listFiles(store).reduce((a, f) => a + statSync(path.join(store, f)).size, 0)

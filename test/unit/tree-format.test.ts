@@ -97,6 +97,17 @@ describe('tree encoding', () => {
   })
 })
 
+describe('inline content', () => {
+  it('a small file kept in the tree comes back with its bytes, and must match its size', () => {
+    const f = entry('small', 'file', { size: 5, inline: Buffer.from('hello') })
+    const back = decodeTree(encodeTree(tree([f])), 't')
+    expect(back.entries[1]!.inline).toEqual(Buffer.from('hello'))
+    expect(back.entries[1]!.chunks).toEqual([])
+    expectMalformed(tree([entry('small', 'file', { size: 6, inline: Buffer.from('hello') })]), /inline content of 5 bytes, size says 6/)
+    expectMalformed(tree([entry('l', 'symlink', { inline: Buffer.from('x') })]), /inline content/)
+  })
+})
+
 describe('tree validation refuses trees that could escape or lie', () => {
   it.each([
     ['../evil', /'\.\.' component/],
