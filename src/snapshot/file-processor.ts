@@ -38,8 +38,7 @@ const BLOCK = 4 * 1024 * 1024
 /**
  * Cuts files into chunks, hashes them and, given a store, writes the ones it lacks. Reads are
  * synchronous on purpose: this runs in a worker thread (snapshot/worker-pool.ts) whose only job is
- * this, where a blocking read(2) costs a few microseconds against tens for an async round trip;
- * compression runs on the thread pool meanwhile.
+ * this, where a blocking read(2) or compression costs less than an async round trip would.
  */
 export class FileProcessor {
   readonly stats: ProcessorStats = { chunksWritten: 0, bytesWritten: 0 }
@@ -109,7 +108,7 @@ export class FileProcessor {
     await this.window.add(async () => {
       const key = objectKey('chunk', id)
       if (await store.has(key)) return
-      const encoded = await encodeObject(raw)
+      const encoded = encodeObject(raw)
       await store.put(key, encoded)
       this.stats.chunksWritten++
       this.stats.bytesWritten += encoded.length

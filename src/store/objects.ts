@@ -23,7 +23,7 @@ export async function readObject(store: Store, kind: ObjectKind, id: string): Pr
 export async function writeObjectIfAbsent(store: Store, kind: ObjectKind, id: string, raw: Buffer): Promise<boolean> {
   const key = objectKey(kind, id)
   if (await store.has(key)) return false
-  await store.put(key, await encodeObject(raw))
+  await store.put(key, encodeObject(raw))
   return true
 }
 

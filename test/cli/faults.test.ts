@@ -258,7 +258,7 @@ async function writeObject(store: string, kind: 'chunk' | 'tree', raw: Buffer): 
   const id = toHex(hashBytes(raw))
   const file = objectFile(store, kind, id)
   mkdirSync(path.dirname(file), { recursive: true })
-  writeFileSync(file, await encodeObject(raw))
+  writeFileSync(file, encodeObject(raw))
   return id
 }
 
