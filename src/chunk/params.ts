@@ -11,12 +11,16 @@ export interface ChunkerParams {
   readonly seed: bigint
   /** files up to this size live inside the tree instead of as chunks (0: never); see DEFAULT_CHUNKER */
   readonly inlineMax?: number
+  /** files larger than inlineMax and smaller than this are packed with their neighbours (0: never) */
+  readonly packMax?: number
 }
 
 /**
  * 16/64/256 KiB: see bench/ for the dedup vs object count vs read amplification trade-off.
  * Files of at most 4 KiB are inlined in the tree: over half the files of a Debian root file system
  * but 3% of its bytes, and one stored object each otherwise (a file create costs more than the data).
+ * Files under 64 KiB are cut as one stream with their neighbours (snapshot/pack-groups.ts), as casync
+ * cuts a whole archive, so they share chunks instead of each taking one.
  */
 export const DEFAULT_CHUNKER: ChunkerParams = Object.freeze({
   min: 16 * 1024,
@@ -25,6 +29,7 @@ export const DEFAULT_CHUNKER: ChunkerParams = Object.freeze({
   level: 1,
   seed: 0n,
   inlineMax: 4096,
+  packMax: 64 * 1024,
 })
 
 export function validateChunkerParams(p: ChunkerParams): ChunkerParams {
@@ -39,5 +44,7 @@ export function validateChunkerParams(p: ChunkerParams): ChunkerParams {
   if (p.seed < 0n || p.seed >= 1n << 64n) bad('seed must be an unsigned 64-bit integer')
   const inline = p.inlineMax ?? 0
   if (!Number.isInteger(inline) || inline < 0 || inline > p.min) bad(`inlineMax ${inline} must be within 0..min`)
+  const pack = p.packMax ?? 0
+  if (!Number.isInteger(pack) || pack < 0 || pack > p.max) bad(`packMax ${pack} must be within 0..max`)
   return p
 }

@@ -3,7 +3,7 @@
 // BLAKE3 of those bytes is the snapshot ID.
 //   tree  = ['snapdir-tree', FORMAT, [min, avg, max, level, seed(decimal string), inlineMax], [entry…]]
 //   entry = [path, type, mode, uid, gid, mtimeSec, mtimeNsec, size, target|null, rdev,
-//            [xattrName, xattrValue, …], [chunkId, length, count, …] | inline content (bin)]
+//            [xattrName, xattrValue, …], [chunkId, offset, length, count, …] | inline content (bin)]
 import { Packr, Unpackr } from 'msgpackr'
 import type { ChunkerParams } from '../chunk/params.js'
 import { SnapdirError } from '../util/errors.js'
@@ -17,9 +17,14 @@ export const TREE_FORMAT = 1
 export const ENTRY_TYPES = ['file', 'dir', 'symlink', 'hardlink', 'char', 'block', 'fifo', 'socket'] as const
 export type EntryType = (typeof ENTRY_TYPES)[number]
 
-/** `count` consecutive chunks with the same ID (runs of zeros in sparse files collapse to one ref). */
+/**
+ * `length` bytes from `offset` in chunk `id`, `count` times in a row. A large file's refs are whole
+ * chunks (offset 0; runs of zeros in sparse files collapse into one ref with a count); a small file
+ * packed with its neighbours (snapshot/pack-groups.ts) is a slice of one or two shared chunks.
+ */
 export interface ChunkRef {
   id: Buffer
+  offset: number
   length: number
   count: number
 }
@@ -65,14 +70,14 @@ export function encodeTree(tree: Tree): Buffer {
   const wire = [
     TREE_MAGIC,
     TREE_FORMAT,
-    [c.min, c.avg, c.max, c.level, c.seed.toString(), c.inlineMax ?? 0],
+    [c.min, c.avg, c.max, c.level, c.seed.toString(), c.inlineMax ?? 0, c.packMax ?? 0],
     entries.map((e) => {
       const xattrs = [...e.xattrs].sort((a, b) => compareBytes(a[0], b[0]))
       return [
         e.path, ENTRY_TYPES.indexOf(e.type), e.mode, e.uid, e.gid, e.mtimeSec, e.mtimeNsec, e.size,
         e.target, e.rdev,
         xattrs.flat(),
-        e.inline ?? e.chunks.flatMap((r) => [r.id, r.length, r.count]),
+        e.inline ?? e.chunks.flatMap((r) => [r.id, r.offset, r.length, r.count]),
       ]
     }),
   ]
@@ -93,10 +98,10 @@ export function decodeTree(bytes: Buffer, what: string): Tree {
   if (!Array.isArray(wire) || wire.length !== 4 || wire[0] !== TREE_MAGIC) return bad('not a snapdir tree')
   if (wire[1] !== TREE_FORMAT) return bad(`format ${String(wire[1])} is not supported (this snapdir reads ${TREE_FORMAT})`)
   const c = wire[2] as unknown
-  if (!Array.isArray(c) || c.length !== 6 || !c.slice(0, 4).every(isUint) || typeof c[4] !== 'string' || !/^\d+$/.test(c[4]) || !isUint(c[5])) {
+  if (!Array.isArray(c) || c.length !== 7 || !c.slice(0, 4).every(isUint) || typeof c[4] !== 'string' || !/^\d+$/.test(c[4]) || !isUint(c[5]) || !isUint(c[6])) {
     return bad('chunker parameters')
   }
-  const chunker: ChunkerParams = { min: c[0], avg: c[1], max: c[2], level: c[3], seed: BigInt(c[4]), inlineMax: c[5] }
+  const chunker: ChunkerParams = { min: c[0], avg: c[1], max: c[2], level: c[3], seed: BigInt(c[4]), inlineMax: c[5], packMax: c[6] }
   if (!Array.isArray(wire[3])) return bad('entries')
   const entries = (wire[3] as unknown[]).map((w, i) => decodeEntry(w, i, bad))
   checkTreePaths(entries, bad)
@@ -133,17 +138,18 @@ function decodeEntry(w: unknown, i: number, bad: (why: string) => never): TreeEn
   const entryType = ENTRY_TYPES[type]!
   if (isBytes(chunks)) {
     if (entryType !== 'file' || chunks.length !== size) return bad(`${where}: inline content of ${chunks.length} bytes, size says ${size}`)
-  } else if (!Array.isArray(chunks) || chunks.length % 3 !== 0) return bad(`${where}: chunks`)
+  } else if (!Array.isArray(chunks) || chunks.length % 4 !== 0) return bad(`${where}: chunks`)
   const inline = isBytes(chunks) ? asBuffer(chunks) : undefined
   const chunkList = inline ? [] : (chunks as unknown[])
   const refs: ChunkRef[] = []
   let total = 0
-  for (let k = 0; k < chunkList.length; k += 3) {
-    const [id, length, count] = [chunkList[k], chunkList[k + 1], chunkList[k + 2]]
-    if (!isBytes(id) || id.length !== ID_BYTES || !isUint(length) || length === 0 || !isUint(count) || count === 0) {
-      return bad(`${where}: chunk ${k / 3}`)
+  for (let k = 0; k < chunkList.length; k += 4) {
+    const [id, offset, length, count] = [chunkList[k], chunkList[k + 1], chunkList[k + 2], chunkList[k + 3]]
+    if (!isBytes(id) || id.length !== ID_BYTES || !isUint(offset) || !isUint(length) || length === 0 || !isUint(count) || count === 0 ||
+      (count > 1 && offset !== 0)) {
+      return bad(`${where}: chunk ${k / 4}`)
     }
-    refs.push({ id: asBuffer(id), length, count })
+    refs.push({ id: asBuffer(id), offset, length, count })
     total += length * count
   }
   if (entryType === 'file' ? !inline && total !== size : refs.length > 0 || size !== 0) {

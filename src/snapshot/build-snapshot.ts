@@ -1,7 +1,8 @@
 import type { ChunkerParams } from '../chunk/params.js'
 import type { Tree, TreeEntry } from '../format/tree.js'
 import type { Store } from '../store/store.js'
-import type { FileJob } from './file-processor.js'
+import { jobBytes, type FileJob, type Job } from './file-processor.js'
+import { packGroups } from './pack-groups.js'
 import type { ScannedEntry } from './scan.js'
 import { processFiles } from './worker-pool.js'
 
@@ -35,11 +36,18 @@ export async function buildSnapshot(scanned: ScannedEntry[], options: BuildOptio
   const logicalBytes = files.reduce((a, f) => a + f.entry.size, 0)
   options.onScanned?.(logicalBytes, scanned.length)
 
-  // Larger files first, so a long one does not end up alone at the tail.
-  const jobs: FileJob[] = files
-    .map((f, index) => ({ index, source: f.source, size: f.entry.size, sparse: f.allocated < f.entry.size }))
-    .sort((a, b) => b.size - a.size)
-  const { results, stats } = await processFiles(jobs, {
+  const fileJobs: FileJob[] = files.map((f, index) => ({ index, source: f.source, size: f.entry.size, sparse: f.allocated < f.entry.size }))
+  const { inlineMax = 0, packMax = 0 } = options.params
+  // by size alone: how a file is laid out on disk (holes) must never change its chunks, or the ID
+  const packable = (j: FileJob): boolean => j.size > inlineMax && j.size < packMax
+  const packed = fileJobs.filter(packable)
+  const jobs: Job[] = [
+    ...packGroups(packed, packed.map((j) => files[j.index]!.entry.path)),
+    ...fileJobs.filter((j) => !packable(j)),
+  ]
+  // Larger jobs first, so a long one does not end up alone at the tail.
+  jobs.sort((a, b) => jobBytes(b) - jobBytes(a))
+  const { results, stats } = await processFiles(jobs, files.length, {
     params: options.params,
     store: options.store ?? null,
     ...(options.workers !== undefined ? { workers: options.workers } : {}),

@@ -3,12 +3,21 @@ import { parentPort, workerData } from 'node:worker_threads'
 import type { ChunkerParams } from '../chunk/params.js'
 import { storeFromUrl } from '../store/open-store.js'
 import { SnapdirError } from '../util/errors.js'
-import { FileProcessor, type FileJob, type FileResult } from './file-processor.js'
+import { FileProcessor, jobBytes, type FileJob, type FileResult, type Job } from './file-processor.js'
 import type { FromWorker, ToWorker } from './worker-pool.js'
 
 const { params, storeUrl } = workerData as { params: ChunkerParams; storeUrl: string | null }
 const port = parentPort!
 const post = (m: FromWorker): void => port.postMessage(m)
+
+// structured clone turned Buffers into plain Uint8Arrays
+function reviveFile(f: FileJob): FileJob {
+  return { ...f, source: Buffer.from(f.source.buffer, f.source.byteOffset, f.source.byteLength) }
+}
+
+function revive(job: Job): Job {
+  return 'files' in job ? { files: job.files.map(reviveFile) } : reviveFile(job)
+}
 
 async function main(): Promise<void> {
   const store = storeUrl === null ? null : storeFromUrl(storeUrl)
@@ -27,10 +36,8 @@ async function main(): Promise<void> {
       const results: FileResult[] = []
       let bytes = 0
       for (const job of m.jobs) {
-        // structured clone turns Buffers into plain Uint8Arrays
-        const j: FileJob = { ...job, source: Buffer.from(job.source.buffer, job.source.byteOffset, job.source.byteLength) }
-        results.push(await processor.process(j))
-        bytes += j.size
+        results.push(...(await processor.processJob(revive(job))))
+        bytes += jobBytes(job)
       }
       post({ type: 'results', results, bytes })
     } else {

@@ -10,6 +10,7 @@ import type { ChunkRef } from '../format/tree.js'
 import { objectKey } from '../store/objects.js'
 import type { Store } from '../store/store.js'
 import { TaskWindow } from '../util/concurrency.js'
+import type { PackJob } from './pack-groups.js'
 import { SnapdirError } from '../util/errors.js'
 
 /** One regular file to cut: where it is and what the scan saw. */
@@ -26,6 +27,13 @@ export interface FileResult {
   chunks: ChunkRef[]
   /** the whole content of a file small enough to live in the tree */
   inline?: Buffer
+}
+
+/** What a worker is handed: one file cut on its own, or a group of small files cut together. */
+export type Job = FileJob | PackJob
+
+export function jobBytes(job: Job): number {
+  return 'files' in job ? job.files.reduce((a, f) => a + f.size, 0) : job.size
 }
 
 export interface ProcessorStats {
@@ -54,6 +62,11 @@ export class FileProcessor {
     this.inlineMax = params.inlineMax ?? 0
   }
 
+  /** Cuts a job's files; chunk writes may still be in flight when it returns (see drain). */
+  async processJob(job: Job): Promise<FileResult[]> {
+    return 'files' in job ? this.processPack(job) : [await this.process(job)]
+  }
+
   /** Cuts one file; chunk writes may still be in flight when it returns (see drain). */
   async process(job: FileJob): Promise<FileResult> {
     const what = job.source.toString()
@@ -61,16 +74,15 @@ export class FileProcessor {
     const add = (id: Buffer, length: number, count: number): void => {
       const last = refs.at(-1)
       if (last && last.length === length && last.id.equals(id)) last.count += count
-      else refs.push({ id, length, count })
+      else refs.push({ id, offset: 0, length, count })
     }
-    let fd: number
+    const fd = openSource(job, what)
     try {
-      fd = fs.openSync(job.source, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
-    } catch (err) {
-      throw new SnapdirError('ERR_SOURCE', `cannot read ${what}: ${(err as Error).message}`, { cause: err })
-    }
-    try {
-      if (job.size <= this.inlineMax && job.size > 0) return { index: job.index, chunks: [], inline: readWhole(fd, job, what) }
+      if (job.size <= this.inlineMax && job.size > 0) {
+        const inline = Buffer.allocUnsafe(job.size)
+        readInto(fd, job, inline, 0, what)
+        return { index: job.index, chunks: [], inline }
+      }
       for (const c of cutFile(fd, job, this.chunker, this.readBuffer, what)) {
         if (c.data === null) {
           const id = zeroChunkId(c.length)
@@ -90,6 +102,56 @@ export class FileProcessor {
       fs.closeSync(fd)
     }
     return { index: job.index, chunks: refs }
+  }
+
+  /**
+   * Cuts a group of small files as one stream (see pack-groups.ts): each file's refs are slices of the
+   * group's chunks, so a few dozen files share a handful of stored objects.
+   */
+  async processPack(pack: PackJob): Promise<FileResult[]> {
+    const total = pack.files.reduce((a, f) => a + f.size, 0)
+    const stream = Buffer.allocUnsafeSlow(total)
+    let at = 0
+    for (const f of pack.files) {
+      const what = f.source.toString()
+      const fd = openSource(f, what)
+      try {
+        readInto(fd, f, stream, at, what)
+      } catch (err) {
+        if (err instanceof SnapdirError) throw err
+        throw new SnapdirError('ERR_SOURCE', `cannot read ${what}: ${(err as Error).message}`, { cause: err })
+      } finally {
+        fs.closeSync(fd)
+      }
+      at += f.size
+    }
+    const { lengths, count } = this.chunker.cuts(stream, true)
+    const chunks: Array<{ id: Buffer; start: number; end: number }> = []
+    let pos = 0
+    for (let i = 0; i < count; i++) {
+      const data = stream.subarray(pos, pos + lengths[i]!)
+      const id = hashBytes(data)
+      await this.offer(id, () => data)
+      chunks.push({ id, start: pos, end: pos + data.length })
+      pos += data.length
+    }
+    const results: FileResult[] = []
+    let c = 0
+    let start = 0
+    for (const f of pack.files) {
+      const end = start + f.size
+      const refs: ChunkRef[] = []
+      for (let p = start; p < end; ) {
+        while (chunks[c]!.end <= p) c++
+        const chunk = chunks[c]!
+        const take = Math.min(end, chunk.end) - p
+        refs.push({ id: chunk.id, offset: p - chunk.start, length: take, count: 1 })
+        p += take
+      }
+      results.push({ index: f.index, chunks: refs })
+      start = end
+    }
+    return results
   }
 
   /** Waits for every chunk write; rethrows the first failure. */
@@ -116,15 +178,23 @@ export class FileProcessor {
   }
 }
 
-function readWhole(fd: number, job: FileJob, what: string): Buffer {
-  const buf = Buffer.allocUnsafe(job.size)
+function openSource(job: FileJob, what: string): number {
+  try {
+    // O_NOFOLLOW: a symlink swapped in since the scan is not followed out of the tree
+    return fs.openSync(job.source, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
+  } catch (err) {
+    throw new SnapdirError('ERR_SOURCE', `cannot read ${what}: ${(err as Error).message}`, { cause: err })
+  }
+}
+
+/** Reads a whole (small) file into `into` at `at`. */
+function readInto(fd: number, job: FileJob, into: Buffer, at: number, what: string): void {
   let got = 0
   while (got < job.size) {
-    const n = fs.readSync(fd, buf, got, job.size - got, got)
+    const n = fs.readSync(fd, into, at + got, job.size - got, got)
     if (n === 0) throw new SnapdirError('ERR_SOURCE', `${what} shrank while being read (expected ${job.size} bytes)`)
     got += n
   }
-  return buf
 }
 
 /** Reads and cuts one file; holes (sparse files) are fed as lengths, never read. */

@@ -5,11 +5,11 @@ import { native } from '../chunk/native.js'
 import { toHex } from '../format/id.js'
 import type { Tree, TreeEntry } from '../format/tree.js'
 import { printablePath } from '../format/tree-paths.js'
-import { readObject, readTree } from '../store/objects.js'
+import { readTree } from '../store/objects.js'
 import type { Store } from '../store/store.js'
 import { forEachLimit } from '../util/concurrency.js'
 import { isErrno, SnapdirError } from '../util/errors.js'
-import { describeUsers } from './chunk-users.js'
+import { ChunkFetcher } from './chunk-fetcher.js'
 
 export interface PullOptions {
   onTree?: (totalBytes: number, entries: number) => void
@@ -75,9 +75,9 @@ async function materialise(store: Store, tree: Tree, root: Buffer, options: Pull
   for (const e of tree.entries) if (e.type === 'dir' && e.path.length > 0) await fs.mkdir(abs(e.path), { mode: 0o700 })
 
   // 2. files (content verified chunk by chunk), symlinks and special files
-  const zeroChunks = new Set<string>()
+  const fetcher = new ChunkFetcher(store, tree)
   const files = tree.entries.filter((e) => e.type === 'file')
-  await forEachLimit(files, 8, (e) => writeFile(store, tree, e, abs(e.path), zeroChunks, options))
+  await forEachLimit(files, 8, (e) => writeFile(fetcher, e, abs(e.path), options))
   for (const e of tree.entries) {
     if (e.type === 'symlink') await fs.symlink(e.target!, abs(e.path))
     const bits = TYPE_BITS[e.type]
@@ -100,7 +100,7 @@ async function materialise(store: Store, tree: Tree, root: Buffer, options: Pull
   }
 }
 
-async function writeFile(store: Store, tree: Tree, e: TreeEntry, dest: Buffer, zeroChunks: Set<string>, options: PullOptions): Promise<void> {
+async function writeFile(fetcher: ChunkFetcher, e: TreeEntry, dest: Buffer, options: PullOptions): Promise<void> {
   const fh = await fs.open(dest, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
   try {
     if (e.inline) {
@@ -109,34 +109,26 @@ async function writeFile(store: Store, tree: Tree, e: TreeEntry, dest: Buffer, z
       return
     }
     // fetch a few chunks ahead while writing in order
-    let offset = 0
     const refs = e.chunks
     const ahead = 8
     const pending: Array<Promise<Buffer | null>> = []
     const fetch = (i: number): Promise<Buffer | null> => {
-      const id = toHex(refs[i]!.id)
-      if (zeroChunks.has(id)) return Promise.resolve(null)
-      const p = readChunk(store, tree, id).then((data) => {
-        if (isAllZero(data)) {
-          zeroChunks.add(id)
-          return null
-        }
-        return data
-      })
+      const p = fetcher.get(toHex(refs[i]!.id))
       p.catch(() => {}) // a read-ahead may fail before it is awaited; the await below reports it
       return p
     }
     for (let i = 0; i < Math.min(ahead, refs.length); i++) pending.push(fetch(i))
+    let offset = 0
     for (let i = 0; i < refs.length; i++) {
       const data = await pending[i]!
       if (i + ahead < refs.length) pending.push(fetch(i + ahead))
       const ref = refs[i]!
-      if (data !== null && data.length !== ref.length) {
-        throw new SnapdirError('ERR_OBJECT_CORRUPT', `chunk ${toHex(ref.id)} has ${data.length} bytes, the tree says ${ref.length}`)
+      if (data !== null && ref.offset + ref.length > data.length) {
+        throw new SnapdirError('ERR_SNAPSHOT_DAMAGED', `chunk ${toHex(ref.id)} has ${data.length} bytes, ${printablePath(e.path)} needs ${ref.offset + ref.length}`)
       }
       for (let k = 0; k < ref.count; k++) {
         // zero chunks stay holes: a sparse file comes back sparse
-        if (data !== null) await fh.write(data, 0, data.length, offset)
+        if (data !== null) await fh.write(data, ref.offset, ref.length, offset)
         offset += ref.length
       }
       options.onBytes?.(ref.length * ref.count)
@@ -149,27 +141,3 @@ async function writeFile(store: Store, tree: Tree, e: TreeEntry, dest: Buffer, z
     await fh.close()
   }
 }
-
-async function readChunk(store: Store, tree: Tree, id: string): Promise<Buffer> {
-  try {
-    return await readObject(store, 'chunk', id)
-  } catch (err) {
-    if (err instanceof SnapdirError && (err.code === 'ERR_OBJECT_MISSING' || err.code === 'ERR_OBJECT_CORRUPT')) {
-      const why = err.code === 'ERR_OBJECT_MISSING' ? `chunk ${id} is missing from ${store.url}` : err.message
-      throw new SnapdirError('ERR_SNAPSHOT_DAMAGED', `${why}${describeUsers(tree, id)}`, { cause: err, data: { chunk: id } })
-    }
-    throw err
-  }
-}
-
-function isAllZero(b: Buffer): boolean {
-  // compare against a zero buffer in big slices: fast, and exits early on ordinary data
-  if (b.length === 0 || b[0] !== 0) return false
-  const step = ZEROS.length
-  for (let i = 0; i < b.length; i += step) {
-    const part = b.subarray(i, i + step)
-    if (!part.equals(ZEROS.subarray(0, part.length))) return false
-  }
-  return true
-}
-const ZEROS = Buffer.alloc(64 * 1024)

@@ -32,10 +32,13 @@ export async function verify(store: Store, id: string, options: VerifyOptions = 
   const users = chunkUsers(tree)
   options.onTree?.(users.size)
   const result: VerifyResult = { id, chunksChecked: 0, bytesChecked: 0, damaged: [] }
-  await forEachLimit(users.entries(), 16, async ([chunkId, files]) => {
+  await forEachLimit(users.entries(), 16, async ([chunkId, { files, needs }]) => {
     try {
       const raw = await readObject(store, 'chunk', chunkId)
       result.bytesChecked += raw.length
+      if (raw.length < needs) {
+        throw new SnapdirError('ERR_OBJECT_CORRUPT', `chunk ${chunkId} from ${store.url} has ${raw.length} bytes, the tree reads up to ${needs}`)
+      }
     } catch (err) {
       if (!(err instanceof SnapdirError) || (err.code !== 'ERR_OBJECT_MISSING' && err.code !== 'ERR_OBJECT_CORRUPT')) throw err
       result.damaged.push({
@@ -52,16 +55,20 @@ export async function verify(store: Store, id: string, options: VerifyOptions = 
   return result
 }
 
-function chunkUsers(tree: Tree): Map<string, string[]> {
-  const users = new Map<string, string[]>()
+/** For each chunk: the files using it, and how many of its bytes the tree reads. */
+function chunkUsers(tree: Tree): Map<string, { files: string[]; needs: number }> {
+  const users = new Map<string, { files: string[]; needs: number }>()
   for (const e of tree.entries) {
     if (e.type !== 'file') continue
+    const name = printablePath(e.path)
     for (const c of e.chunks) {
       const id = toHex(c.id)
-      const list = users.get(id)
-      const name = printablePath(e.path)
-      if (!list) users.set(id, [name])
-      else if (list.at(-1) !== name) list.push(name)
+      const u = users.get(id)
+      if (!u) users.set(id, { files: [name], needs: c.offset + c.length })
+      else {
+        if (u.files.at(-1) !== name) u.files.push(name)
+        u.needs = Math.max(u.needs, c.offset + c.length)
+      }
     }
   }
   return users

@@ -3,9 +3,9 @@ import { Worker } from 'node:worker_threads'
 import type { ChunkerParams } from '../chunk/params.js'
 import type { Store } from '../store/store.js'
 import { SnapdirError, type ErrorCode } from '../util/errors.js'
-import { FileProcessor, type FileJob, type FileResult, type ProcessorStats } from './file-processor.js'
+import { FileProcessor, jobBytes, type FileJob, type FileResult, type Job, type ProcessorStats } from './file-processor.js'
 
-export type ToWorker = { type: 'jobs'; jobs: FileJob[] } | { type: 'finish' }
+export type ToWorker = { type: 'jobs'; jobs: Job[] } | { type: 'finish' }
 export type FromWorker =
   | { type: 'ready' }
   | { type: 'results'; results: FileResult[]; bytes: number }
@@ -33,9 +33,9 @@ export function defaultWorkers(): number {
 }
 
 /**
- * Cuts the given files into chunks (storing new ones), spreading them over worker threads: each
- * worker reads, cuts, hashes and compresses, so push uses every core. Returns each file's chunk list
- * by job index.
+ * Cuts the given jobs' files into chunks (storing new ones), spreading them over worker threads: each
+ * worker reads, cuts, hashes and compresses, so push uses every core. Returns each file's result by
+ * its index (0 .. fileCount-1).
  */
 export interface ProcessedFiles {
   /** by job index */
@@ -43,20 +43,20 @@ export interface ProcessedFiles {
   stats: ProcessorStats
 }
 
-export async function processFiles(jobs: FileJob[], options: ProcessFilesOptions): Promise<ProcessedFiles> {
+export async function processFiles(jobs: Job[], fileCount: number, options: ProcessFilesOptions): Promise<ProcessedFiles> {
   const workers = Math.min(options.workers ?? defaultWorkers(), Math.max(1, Math.ceil(jobs.length / BATCH_FILES)))
-  if (workers <= 0 || !canUseWorkers) return processInline(jobs, options)
+  if (workers <= 0 || !canUseWorkers) return processInline(jobs, fileCount, options)
 
-  const results: FileResult[] = new Array<FileResult>(jobs.length)
+  const results: FileResult[] = new Array<FileResult>(fileCount)
   const stats: ProcessorStats = { chunksWritten: 0, bytesWritten: 0 }
   let next = 0
-  const batch = (): FileJob[] => {
-    const out: FileJob[] = []
+  const batch = (): Job[] => {
+    const out: Job[] = []
     let bytes = 0
     while (next < jobs.length && out.length < BATCH_FILES && (out.length === 0 || bytes < BATCH_BYTES)) {
       const j = jobs[next++]!
       out.push(j)
-      bytes += j.size
+      bytes += jobBytes(j)
     }
     return out
   }
@@ -111,12 +111,12 @@ function revive(r: FileResult): FileResult {
   return out
 }
 
-async function processInline(jobs: FileJob[], options: ProcessFilesOptions): Promise<ProcessedFiles> {
+async function processInline(jobs: Job[], fileCount: number, options: ProcessFilesOptions): Promise<ProcessedFiles> {
   const processor = new FileProcessor(options.params, options.store)
-  const results: FileResult[] = new Array<FileResult>(jobs.length)
+  const results: FileResult[] = new Array<FileResult>(fileCount)
   for (const job of jobs) {
-    results[job.index] = await processor.process(job)
-    options.onBytes?.(job.size)
+    for (const r of await processor.processJob(job)) results[r.index] = r
+    options.onBytes?.(jobBytes(job))
   }
   await processor.drain()
   return { results, stats: processor.stats }

@@ -10,14 +10,14 @@ const KEY = 'config'
 interface ConfigFile {
   format: 'snapdir-store'
   version: number
-  chunker: { algorithm: 'fastcdc2020'; min: number; avg: number; max: number; level: number; seed: string; inlineMax?: number }
+  chunker: { algorithm: 'fastcdc2020'; min: number; avg: number; max: number; level: number; seed: string; inlineMax?: number; packMax?: number }
 }
 
 function encode(p: ChunkerParams): Buffer {
   const c: ConfigFile = {
     format: 'snapdir-store',
     version: STORE_FORMAT,
-    chunker: { algorithm: 'fastcdc2020', min: p.min, avg: p.avg, max: p.max, level: p.level, seed: p.seed.toString(), inlineMax: p.inlineMax ?? 0 },
+    chunker: { algorithm: 'fastcdc2020', min: p.min, avg: p.avg, max: p.max, level: p.level, seed: p.seed.toString(), inlineMax: p.inlineMax ?? 0, packMax: p.packMax ?? 0 },
   }
   return Buffer.from(JSON.stringify(c, null, 2) + '\n')
 }
@@ -36,7 +36,7 @@ function decode(store: Store, bytes: Buffer): ChunkerParams {
   if (c.version !== STORE_FORMAT) return bad(`has version ${c.version}; this snapdir reads version ${STORE_FORMAT}`)
   if (c.chunker?.algorithm !== 'fastcdc2020') return bad('names an unknown chunker')
   const ch = c.chunker
-  return validateChunkerParams({ min: ch.min, avg: ch.avg, max: ch.max, level: ch.level, seed: BigInt(ch.seed), inlineMax: ch.inlineMax ?? 0 })
+  return validateChunkerParams({ min: ch.min, avg: ch.avg, max: ch.max, level: ch.level, seed: BigInt(ch.seed), inlineMax: ch.inlineMax ?? 0, packMax: ch.packMax ?? 0 })
 }
 
 /** The store's chunker parameters, or undefined for a store nothing was pushed to yet. */

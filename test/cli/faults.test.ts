@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto'
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { describe, expect, test } from 'vitest'
+import { Chunker } from '../../src/chunk/chunker.js'
 import { hashBytes } from '../../src/chunk/hash.js'
 import { DEFAULT_CHUNKER } from '../../src/chunk/params.js'
 import { toHex } from '../../src/format/id.js'
@@ -25,8 +26,9 @@ function bytes(seed: string, n: number): Buffer {
   return Buffer.concat(out).subarray(0, n)
 }
 
-// the same content in two files; above the 4 KiB inline limit and below the 16 KiB minimum chunk: one chunk
-const README = bytes('readme', 10_000)
+// the same content in two files, large enough (>= 64 KiB) to be cut on its own rather than packed
+// with its neighbours, so both files name the same chunks
+const README = bytes('readme', 70_000)
 const FIXED_TIME = new Date('2021-02-03T04:05:06Z')
 
 /**
@@ -49,8 +51,18 @@ function damageFixture(dir: string): { readmeChunk: string; smallChunks: Set<str
     utimesSync(path.join(dir, rel), FIXED_TIME, FIXED_TIME)
   }
   const id = (b: Buffer | string) => toHex(hashBytes(Buffer.from(b)))
-  // top.txt is small enough to be inlined in the tree: no chunk of its own
-  return { readmeChunk: id(README), smallChunks: new Set([id(README), id(bytes('other', 20_000))]) }
+  // top.txt is small enough to be inlined in the tree: no chunk of its own; other.bin is packed alone
+  const readmeChunks = chunkIds(README)
+  return { readmeChunk: readmeChunks[0]!, smallChunks: new Set([...readmeChunks, id(bytes('other', 20_000))]) }
+}
+
+/** The IDs of the chunks a file of this content is cut into. */
+function chunkIds(content: Buffer): string[] {
+  const r = new Chunker(DEFAULT_CHUNKER).cuts(content, true)
+  const out: string[] = []
+  let pos = 0
+  for (let i = 0; i < r.count; i++) out.push(toHex(hashBytes(content.subarray(pos, (pos += r.lengths[i]!)))))
+  return out
 }
 
 function objectFile(store: string, kind: 'chunk' | 'tree', id: string): string {
@@ -243,7 +255,7 @@ const PAYLOAD = Buffer.from('pwned by a crafted snapshot\n')
 
 /** A file entry whose content is PAYLOAD (its chunk is written into the store by plantTree). */
 function fileEntry(p: string): TreeEntry {
-  return entry(p, 'file', { size: PAYLOAD.length, chunks: [{ id: hashBytes(PAYLOAD), length: PAYLOAD.length, count: 1 }] })
+  return entry(p, 'file', { size: PAYLOAD.length, chunks: [{ id: hashBytes(PAYLOAD), offset: 0, length: PAYLOAD.length, count: 1 }] })
 }
 
 function symlinkEntry(p: string, target: string): TreeEntry {

@@ -14,7 +14,7 @@ function entry(path: string | Buffer, type: TreeEntry['type'], extra: Partial<Tr
 }
 
 const file = (path: string, bytes: number): TreeEntry =>
-  entry(path, 'file', { size: bytes, chunks: bytes ? [{ id: Buffer.alloc(32, 7), length: bytes, count: 1 }] : [] })
+  entry(path, 'file', { size: bytes, chunks: bytes ? [{ id: Buffer.alloc(32, 7), offset: 0, length: bytes, count: 1 }] : [] })
 
 function tree(entries: TreeEntry[]): Tree {
   return { chunker: DEFAULT_CHUNKER, entries: [entry('', 'dir'), ...entries] }
@@ -60,7 +60,7 @@ describe('tree encoding', () => {
           const e = entry(name, l.type, { ...l, size: 0, rdev: 0 })
           if (l.type === 'file') {
             e.size = l.size
-            e.chunks = l.size ? [{ id: Buffer.alloc(32, 1), length: 65536, count: Math.floor(l.size / 65536) }, { id: Buffer.alloc(32, 2), length: (l.size % 65536) || 1, count: 1 }].filter((c) => c.count > 0) : []
+            e.chunks = l.size ? [{ id: Buffer.alloc(32, 1), offset: 0, length: 65536, count: Math.floor(l.size / 65536) }, { id: Buffer.alloc(32, 2), offset: 0, length: (l.size % 65536) || 1, count: 1 }].filter((c) => c.count > 0) : []
             e.size = e.chunks.reduce((a, c) => a + c.length * c.count, 0)
           }
           if (l.type === 'char' || l.type === 'block') e.rdev = l.rdev
@@ -88,7 +88,7 @@ describe('tree encoding', () => {
 
   it('keeps nanosecond times, large sizes and non-UTF-8 names exactly', () => {
     const t = tree([file('big', 5 * 2 ** 40), entry(Buffer.from([0x62, 0xff, 0xfe]), 'fifo', { mtimeSec: -5, mtimeNsec: 999_999_999 })])
-    t.entries[1]!.chunks = [{ id: Buffer.alloc(32, 3), length: 262144, count: (5 * 2 ** 40) / 262144 }]
+    t.entries[1]!.chunks = [{ id: Buffer.alloc(32, 3), offset: 0, length: 262144, count: (5 * 2 ** 40) / 262144 }]
     const back = decodeTree(encodeTree(t), 't')
     expect(back.entries[1]!.size).toBe(5 * 2 ** 40)
     expect(back.entries[2]!.path).toEqual(Buffer.from([0x62, 0xff, 0xfe]))
@@ -135,6 +135,12 @@ describe('tree validation refuses trees that could escape or lie', () => {
     expectMalformed(tree([entry('d', 'dir'), entry('l', 'hardlink', { target: Buffer.from('d') })]), /hardlink/)
     expectMalformed(tree([entry('l', 'hardlink', { target: Buffer.from('missing') })]), /hardlink/)
     expectMalformed(tree([entry('l', 'hardlink', { target: Buffer.from('../outside') })]), /hardlink/)
+  })
+
+  it('a repeated chunk ref that starts inside its chunk (only whole chunks repeat)', () => {
+    const f = file('f', 10)
+    f.chunks = [{ id: Buffer.alloc(32, 7), offset: 3, length: 5, count: 2 }]
+    expectMalformed(tree([f]), /chunk 0/)
   })
 
   it('a file whose chunks do not add up to its size', () => {
