@@ -4,7 +4,7 @@ import type { Store } from '../store/store.js'
 import { jobBytes, type FileJob, type Job } from './file-processor.js'
 import { packGroups } from './pack-groups.js'
 import type { ScannedEntry } from './scan.js'
-import { processFiles } from './worker-pool.js'
+import { WorkerPool } from './worker-pool.js'
 
 export interface BuildStats {
   entries: number
@@ -23,8 +23,8 @@ export interface BuildOptions {
   /** called with the total logical bytes once scanned, then with bytes as files are cut */
   onScanned?: (totalBytes: number, entries: number) => void
   onBytes?: (bytes: number) => void
-  /** worker threads (default: one per core) */
-  workers?: number
+  /** worker threads to cut with, started early by the caller; default: a pool of one per core */
+  pool?: WorkerPool
 }
 
 /**
@@ -47,12 +47,18 @@ export async function buildSnapshot(scanned: ScannedEntry[], options: BuildOptio
   ]
   // Larger jobs first, so a long one does not end up alone at the tail.
   jobs.sort((a, b) => jobBytes(b) - jobBytes(a))
-  const { results, stats } = await processFiles(jobs, files.length, {
-    params: options.params,
-    store: options.store ?? null,
-    ...(options.workers !== undefined ? { workers: options.workers } : {}),
-    ...(options.onBytes ? { onBytes: options.onBytes } : {}),
-  })
+  const pool = options.pool ?? new WorkerPool()
+  let processed
+  try {
+    processed = await pool.run(jobs, files.length, {
+      params: options.params,
+      store: options.store ?? null,
+      ...(options.onBytes ? { onBytes: options.onBytes } : {}),
+    })
+  } finally {
+    if (!options.pool) await pool.close()
+  }
+  const { results, stats } = processed
   const distinct = new Set<string>()
   let chunkRefs = 0
   files.forEach((f, i) => {

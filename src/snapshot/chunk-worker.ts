@@ -1,12 +1,11 @@
 // Worker thread entry: cuts, hashes and stores the files the pool hands it (see worker-pool.ts).
-import { parentPort, workerData } from 'node:worker_threads'
-import type { ChunkerParams } from '../chunk/params.js'
+import { parentPort } from 'node:worker_threads'
 import { storeFromUrl } from '../store/open-store.js'
+import type { Store } from '../store/store.js'
 import { SnapdirError } from '../util/errors.js'
 import { FileProcessor, jobBytes, type FileJob, type FileResult, type Job } from './file-processor.js'
 import type { FromWorker, ToWorker } from './worker-pool.js'
 
-const { params, storeUrl } = workerData as { params: ChunkerParams; storeUrl: string | null }
 const port = parentPort!
 const post = (m: FromWorker): void => port.postMessage(m)
 
@@ -19,36 +18,33 @@ function revive(job: Job): Job {
   return 'files' in job ? { files: job.files.map(reviveFile) } : reviveFile(job)
 }
 
-async function main(): Promise<void> {
-  const store = storeUrl === null ? null : storeFromUrl(storeUrl)
-  await store?.open()
-  const processor = new FileProcessor(params, store)
-  port.on('message', (m: ToWorker) => {
-    void handle(m).catch((err: unknown) => {
-      const e = err instanceof SnapdirError ? err : new SnapdirError('ERR_SOURCE', (err as Error).message)
-      post({ type: 'error', code: e.code, message: e.message })
-    })
-  })
-  post({ type: 'ready' })
+let store: Store | null = null
+let processor: FileProcessor | null = null
 
-  async function handle(m: ToWorker): Promise<void> {
-    if (m.type === 'jobs') {
-      const results: FileResult[] = []
-      let bytes = 0
-      for (const job of m.jobs) {
-        results.push(...(await processor.processJob(revive(job))))
-        bytes += jobBytes(job)
-      }
-      post({ type: 'results', results, bytes })
-    } else {
-      await processor.drain()
-      await store?.close()
-      post({ type: 'finished', stats: processor.stats })
+port.on('message', (m: ToWorker) => {
+  void handle(m).catch((err: unknown) => {
+    const e = err instanceof SnapdirError ? err : new SnapdirError('ERR_SOURCE', (err as Error).message)
+    post({ type: 'error', code: e.code, message: e.message })
+  })
+})
+
+async function handle(m: ToWorker): Promise<void> {
+  if (m.type === 'init') {
+    store = m.storeUrl === null ? null : storeFromUrl(m.storeUrl)
+    await store?.open()
+    processor = new FileProcessor(m.params, store)
+    post({ type: 'ready' })
+  } else if (m.type === 'jobs') {
+    const results: FileResult[] = []
+    let bytes = 0
+    for (const job of m.jobs) {
+      results.push(...(await processor!.processJob(revive(job))))
+      bytes += jobBytes(job)
     }
+    post({ type: 'results', results, bytes })
+  } else {
+    await processor!.drain()
+    await store?.close()
+    post({ type: 'finished', stats: processor!.stats })
   }
 }
-
-main().catch((err: unknown) => {
-  const e = err instanceof SnapdirError ? err : new SnapdirError('ERR_STORE_IO', (err as Error).message)
-  post({ type: 'error', code: e.code, message: e.message })
-})

@@ -6,6 +6,7 @@ import { ensureStoreConfig } from '../store/store-config.js'
 import type { Store } from '../store/store.js'
 import { buildSnapshot, type BuildStats } from './build-snapshot.js'
 import { scanDirectory } from './scan.js'
+import { WorkerPool } from './worker-pool.js'
 
 export interface PushResult {
   id: string
@@ -25,16 +26,25 @@ export interface PushOptions {
  * killed at any point leaves only unreferenced objects, which the next push reuses.
  */
 export async function push(store: Store, dir: string, options: PushOptions = {}): Promise<PushResult> {
-  // the whole source is read before the store is touched: a bad DIR writes nothing
-  const scanned = await scanDirectory(dir)
-  await store.open({ create: true })
-  const params = await ensureStoreConfig(store)
-  const { tree, stats } = await buildSnapshot(scanned, {
-    params,
-    store,
-    ...(options.onScanned ? { onScanned: options.onScanned } : {}),
-    ...(options.onBytes ? { onBytes: options.onBytes } : {}),
-  })
+  // workers start loading while the source is scanned
+  const pool = new WorkerPool()
+  let built
+  try {
+    // the whole source is read before the store is touched: a bad DIR writes nothing
+    const scanned = await scanDirectory(dir)
+    await store.open({ create: true })
+    const params = await ensureStoreConfig(store)
+    built = await buildSnapshot(scanned, {
+      params,
+      store,
+      pool,
+      ...(options.onScanned ? { onScanned: options.onScanned } : {}),
+      ...(options.onBytes ? { onBytes: options.onBytes } : {}),
+    })
+  } finally {
+    await pool.close()
+  }
+  const { tree, stats } = built
   await store.flush()
   const id = await writeTree(store, tree)
   await store.flush()

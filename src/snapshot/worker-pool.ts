@@ -3,102 +3,123 @@ import { Worker } from 'node:worker_threads'
 import type { ChunkerParams } from '../chunk/params.js'
 import type { Store } from '../store/store.js'
 import { SnapdirError, type ErrorCode } from '../util/errors.js'
-import { FileProcessor, jobBytes, type FileJob, type FileResult, type Job, type ProcessorStats } from './file-processor.js'
+import { FileProcessor, jobBytes, type FileResult, type Job, type ProcessorStats } from './file-processor.js'
 
-export type ToWorker = { type: 'jobs'; jobs: Job[] } | { type: 'finish' }
+export type ToWorker =
+  | { type: 'init'; params: ChunkerParams; storeUrl: string | null }
+  | { type: 'jobs'; jobs: Job[] }
+  | { type: 'finish' }
 export type FromWorker =
   | { type: 'ready' }
   | { type: 'results'; results: FileResult[]; bytes: number }
   | { type: 'finished'; stats: ProcessorStats }
   | { type: 'error'; code: ErrorCode; message: string }
 
-export interface ProcessFilesOptions {
+export interface RunOptions {
   params: ChunkerParams
   /** where chunks go; null only computes IDs */
   store: Store | null
-  /** worker threads; 0 cuts in this thread (always so when running from TypeScript sources) */
-  workers?: number
   onBytes?: (bytes: number) => void
 }
 
-// A batch is a few dozen small files or one large one: few messages, and no worker left idle at the end.
-const BATCH_FILES = 64
+export interface ProcessedFiles {
+  /** by file index */
+  results: FileResult[]
+  stats: ProcessorStats
+}
+
+// A batch is a few dozen small jobs or one large one: few messages, and no worker left idle at the end.
+const BATCH_JOBS = 64
 const BATCH_BYTES = 8 * 1024 * 1024
 
 const workerUrl = new URL('./chunk-worker.js', import.meta.url)
 const canUseWorkers = !import.meta.url.endsWith('.ts')
 
+/** One per core; none (cut in this thread) when running from TypeScript sources, as under vitest. */
 export function defaultWorkers(): number {
   return canUseWorkers ? Math.max(1, os.availableParallelism()) : 0
 }
 
 /**
- * Cuts the given jobs' files into chunks (storing new ones), spreading them over worker threads: each
- * worker reads, cuts, hashes and compresses, so push uses every core. Returns each file's result by
- * its index (0 .. fileCount-1).
+ * Worker threads that read, cut, hash, compress and store files, so push uses every core. Started
+ * before the source is scanned, so their start-up (loading modules) overlaps the scan; they learn the
+ * chunker parameters and the store when run() is called. Used once; close() always.
  */
-export interface ProcessedFiles {
-  /** by job index */
-  results: FileResult[]
-  stats: ProcessorStats
-}
+export class WorkerPool {
+  private readonly workers: Worker[] = []
+  private readonly early: Array<Error | null> = []
 
-export async function processFiles(jobs: Job[], fileCount: number, options: ProcessFilesOptions): Promise<ProcessedFiles> {
-  const workers = Math.min(options.workers ?? defaultWorkers(), Math.max(1, Math.ceil(jobs.length / BATCH_FILES)))
-  if (workers <= 0 || !canUseWorkers) return processInline(jobs, fileCount, options)
-
-  const results: FileResult[] = new Array<FileResult>(fileCount)
-  const stats: ProcessorStats = { chunksWritten: 0, bytesWritten: 0 }
-  let next = 0
-  const batch = (): Job[] => {
-    const out: Job[] = []
-    let bytes = 0
-    while (next < jobs.length && out.length < BATCH_FILES && (out.length === 0 || bytes < BATCH_BYTES)) {
-      const j = jobs[next++]!
-      out.push(j)
-      bytes += jobBytes(j)
+  constructor(size: number = defaultWorkers()) {
+    const n = canUseWorkers ? size : 0
+    for (let i = 0; i < n; i++) {
+      const w = new Worker(workerUrl)
+      this.early.push(null)
+      // a worker that fails before run() is reported by run()
+      w.on('error', (err) => (this.early[i] ??= err))
+      this.workers.push(w)
     }
-    return out
   }
 
-  const run = (): Promise<void> =>
-    new Promise<void>((resolve, reject) => {
-      const w = new Worker(workerUrl, { workerData: { params: options.params, storeUrl: options.store?.url ?? null } })
-      let settled = false
-      const fail = (err: Error): void => {
-        if (settled) return
-        settled = true
-        next = jobs.length // the other workers finish what they hold and stop
-        void w.terminate()
-        reject(err)
+  async run(jobs: Job[], fileCount: number, options: RunOptions): Promise<ProcessedFiles> {
+    if (this.workers.length === 0) return processInline(jobs, fileCount, options)
+    const results: FileResult[] = new Array<FileResult>(fileCount)
+    const stats: ProcessorStats = { chunksWritten: 0, bytesWritten: 0 }
+    let next = 0
+    const batch = (): Job[] => {
+      const out: Job[] = []
+      let bytes = 0
+      while (next < jobs.length && out.length < BATCH_JOBS && (out.length === 0 || bytes < BATCH_BYTES)) {
+        const j = jobs[next++]!
+        out.push(j)
+        bytes += jobBytes(j)
       }
-      const feed = (): void => {
-        const jobs = batch()
-        w.postMessage(jobs.length > 0 ? ({ type: 'jobs', jobs } satisfies ToWorker) : ({ type: 'finish' } satisfies ToWorker))
-      }
-      w.on('message', (m: FromWorker) => {
-        if (m.type === 'ready') feed()
-        else if (m.type === 'results') {
-          // structured clone turned Buffers into Uint8Arrays; make them Buffers again (no copy)
-          for (const r of m.results) results[r.index] = revive(r)
-          options.onBytes?.(m.bytes)
-          feed()
-        } else if (m.type === 'finished') {
-          stats.chunksWritten += m.stats.chunksWritten
-          stats.bytesWritten += m.stats.bytesWritten
-          settled = true
-          void w.terminate()
-          resolve()
-        } else fail(new SnapdirError(m.code, m.message))
-      })
-      w.on('error', (err) => fail(err))
-      w.on('exit', (code) => fail(new SnapdirError('ERR_SOURCE', `chunk worker exited with code ${code}`)))
-    })
+      return out
+    }
 
-  const settled = await Promise.allSettled(Array.from({ length: workers }, run))
-  const failed = settled.find((r) => r.status === 'rejected')
-  if (failed) throw failed.reason
-  return { results, stats }
+    const drive = (w: Worker, i: number): Promise<void> =>
+      new Promise<void>((resolve, reject) => {
+        let settled = false
+        const fail = (err: Error): void => {
+          if (settled) return
+          settled = true
+          next = jobs.length // the other workers finish what they hold and stop
+          reject(err)
+        }
+        const early = this.early[i]
+        if (early) return fail(early)
+        const post = (m: ToWorker): void => w.postMessage(m)
+        const feed = (): void => {
+          const b = batch()
+          post(b.length > 0 ? { type: 'jobs', jobs: b } : { type: 'finish' })
+        }
+        w.on('message', (m: FromWorker) => {
+          if (m.type === 'ready') feed()
+          else if (m.type === 'results') {
+            for (const r of m.results) results[r.index] = revive(r)
+            options.onBytes?.(m.bytes)
+            feed()
+          } else if (m.type === 'finished') {
+            stats.chunksWritten += m.stats.chunksWritten
+            stats.bytesWritten += m.stats.bytesWritten
+            settled = true
+            resolve()
+          } else fail(new SnapdirError(m.code, m.message))
+        })
+        w.on('error', (err) => fail(err))
+        w.on('exit', (code) => fail(new SnapdirError('ERR_SOURCE', `chunk worker exited with code ${code}`)))
+        post({ type: 'init', params: options.params, storeUrl: options.store?.url ?? null })
+      })
+
+    const settled = await Promise.allSettled(this.workers.map(drive))
+    const failed = settled.find((r) => r.status === 'rejected')
+    if (failed) throw failed.reason
+    return { results, stats }
+  }
+
+  async close(): Promise<void> {
+    const ws = this.workers.splice(0)
+    await Promise.all(ws.map((w) => w.terminate()))
+  }
 }
 
 function asBuffer(u: Uint8Array): Buffer {
@@ -111,7 +132,7 @@ function revive(r: FileResult): FileResult {
   return out
 }
 
-async function processInline(jobs: Job[], fileCount: number, options: ProcessFilesOptions): Promise<ProcessedFiles> {
+async function processInline(jobs: Job[], fileCount: number, options: RunOptions): Promise<ProcessedFiles> {
   const processor = new FileProcessor(options.params, options.store)
   const results: FileResult[] = new Array<FileResult>(fileCount)
   for (const job of jobs) {
