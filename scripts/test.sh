@@ -2,6 +2,10 @@
 # Runs the whole suite and ends with one plain "N passed, N failed, N skipped" line that CI reads.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# type errors and lint (floating promises above all) fail the run like a failing test
+npx tsc -p tsconfig.json --noEmit || exit 1
+npx eslint . || exit 1
+
 results=.vitest-results.json
 rm -f "$results"
 npx vitest run --reporter=default --reporter=json --outputFile="$results" "$@"

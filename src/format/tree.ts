@@ -101,7 +101,8 @@ export function decodeTree(bytes: Buffer, what: string): Tree {
   if (!Array.isArray(c) || c.length !== 7 || !c.slice(0, 4).every(isUint) || typeof c[4] !== 'string' || !/^\d+$/.test(c[4]) || !isUint(c[5]) || !isUint(c[6])) {
     return bad('chunker parameters')
   }
-  const chunker: ChunkerParams = { min: c[0], avg: c[1], max: c[2], level: c[3], seed: BigInt(c[4]), inlineMax: c[5], packMax: c[6] }
+  const [min, avg, max, level, seed, inlineMax, packMax] = c as [number, number, number, number, string, number, number]
+  const chunker: ChunkerParams = { min, avg, max, level, seed: BigInt(seed), inlineMax, packMax }
   if (!Array.isArray(wire[3])) return bad('entries')
   const entries = (wire[3] as unknown[]).map((w, i) => decodeEntry(w, i, bad))
   checkTreePaths(entries, bad)
@@ -161,7 +162,7 @@ function decodeEntry(w: unknown, i: number, bad: (why: string) => never): TreeEn
   for (let k = 0; k < xattrs.length; k += 2) pairs.push([asBuffer(xattrs[k] as Uint8Array), asBuffer(xattrs[k + 1] as Uint8Array)])
   const entry: TreeEntry = {
     path: asBuffer(path), type: entryType, mode, uid, gid, mtimeSec, mtimeNsec, size,
-    target: target === null ? null : asBuffer(target as Uint8Array), rdev, xattrs: pairs, chunks: refs,
+    target: target === null ? null : asBuffer(target), rdev, xattrs: pairs, chunks: refs,
   }
   if (inline) entry.inline = inline
   return entry

@@ -43,7 +43,7 @@ describe('tree encoding', () => {
     maxLength: 3,
   })
   const arbLeaf = fc.record({
-    type: fc.constantFrom('file', 'symlink', 'char', 'block', 'fifo', 'socket', 'dir') as fc.Arbitrary<TreeEntry['type']>,
+    type: fc.constantFrom<TreeEntry['type']>('file', 'symlink', 'char', 'block', 'fifo', 'socket', 'dir'),
     mode: fc.integer({ min: 0, max: 0o7777 }),
     uid: fc.nat(2 ** 32 - 1),
     gid: fc.nat(2 ** 32 - 1),
