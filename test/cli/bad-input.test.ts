@@ -2,25 +2,13 @@
 // `snapdir: ` and names what was given, exit 2 for bad usage and 1 for failure, no stack trace, and
 // nothing written (no store created, no files added to one, no pull target). Also the parts of the
 // CLI contract a script relies on: push prints only the ID, --help, the revisions JSON lines.
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { appendFileSync, chmodSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
-import { createHash } from 'node:crypto'
 import path from 'node:path'
 import { describe, expect, test } from 'vitest'
-import { ID_RE, SNAPDIR, listFiles, manifest, snapdir, snapdirOk, tempDir, type RunResult } from '../helpers/cli.js'
+import { ID_RE, bytes, listFiles, manifest, snapdir, snapdirOk, tempDir, type RunResult } from '../helpers/cli.js'
 
 const NOBODY = 65534
-
-/** Deterministic pseudo-random bytes (sha256 in counter mode), so fixtures are the same every run. */
-function bytes(seed: string, n: number): Buffer {
-  const out: Buffer[] = []
-  for (let i = 0, have = 0; have < n; i++) {
-    const b = createHash('sha256').update(`${seed}:${i}`).digest()
-    out.push(b)
-    have += b.length
-  }
-  return Buffer.concat(out).subarray(0, n)
-}
 
 /** A small directory: a text file and a 100 KB file in a subdirectory. */
 function smallDir(dir: string, seed = 'small'): string {
@@ -60,19 +48,7 @@ function expectOneLineError(r: RunResult, status: 1 | 2, ...mentions: string[]):
 
 /** Runs the CLI as user nobody (no supplementary groups), for permission tests. */
 function snapdirAsNobody(args: string[], cwd: string): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      'setpriv',
-      [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', process.execPath, SNAPDIR, ...args],
-      { cwd, env: { ...process.env, HOME: cwd }, stdio: ['ignore', 'pipe', 'pipe'] },
-    )
-    let stdout = ''
-    let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
-    child.on('error', reject)
-    child.on('close', (code, signal) => resolve({ status: code ?? (signal ? 128 : 1), stdout, stderr }))
-  })
+  return snapdir(args, { cwd, uid: NOBODY, env: { HOME: cwd } })
 }
 
 /**

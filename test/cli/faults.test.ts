@@ -2,7 +2,6 @@
 // chunk, a damaged tree, crafted trees that try to make pull write outside its target, and pushes
 // that repeat or race. Damage is always reported with exit 1 naming the object (and the files it
 // belongs to), and a failed pull never leaves a target or a temp dir behind.
-import { createHash } from 'node:crypto'
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { describe, expect, test } from 'vitest'
@@ -13,18 +12,7 @@ import { toHex } from '../../src/format/id.js'
 import { encodeObject } from '../../src/format/object.js'
 import { encodeTree, type TreeEntry } from '../../src/format/tree.js'
 import { objectKey } from '../../src/store/objects.js'
-import { ID_RE, listFiles, makeEdgeTree, manifest, snapdir, snapdirOk, tempDir, type RunResult } from '../helpers/cli.js'
-
-/** Deterministic pseudo-random bytes (sha256 in counter mode), so fixtures are the same every run. */
-function bytes(seed: string, n: number): Buffer {
-  const out: Buffer[] = []
-  for (let i = 0, have = 0; have < n; i++) {
-    const b = createHash('sha256').update(`${seed}:${i}`).digest()
-    out.push(b)
-    have += b.length
-  }
-  return Buffer.concat(out).subarray(0, n)
-}
+import { ID_RE, bytes, listFiles, makeEdgeTree, manifest, snapdir, snapdirOk, tempDir, type RunResult } from '../helpers/cli.js'
 
 // the same content in two files, large enough (>= 64 KiB) to be cut on its own rather than packed
 // with its neighbours, so both files name the same chunks

@@ -1,6 +1,7 @@
 // Helpers for tests that drive the built CLI as a user would: spawn bin/snapdir, read stdout, stderr
 // and the exit status. The CLI runs from dist/, so `make test` builds before running the suite.
 import { spawn, spawnSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -21,10 +22,12 @@ export interface RunResult {
   stderr: string
 }
 
-/** Runs snapdir and resolves with its output, whatever the exit status. */
-export function snapdir(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<RunResult> {
+/** Runs snapdir and resolves with its output, whatever the exit status; `uid` runs it as that user. */
+export function snapdir(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; uid?: number } = {}): Promise<RunResult> {
+  const command = [process.execPath, SNAPDIR, ...args]
+  if (options.uid !== undefined) command.unshift('setpriv', `--reuid=${options.uid}`, `--regid=${options.uid}`, '--clear-groups')
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [SNAPDIR, ...args], {
+    const child = spawn(command[0]!, command.slice(1), {
       cwd: options.cwd ?? ROOT,
       env: { ...process.env, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -77,3 +80,14 @@ export function listFiles(dir: string): string[] {
 }
 
 export const ID_RE = /^[0-9a-f]{64}$/
+
+/** Deterministic pseudo-random bytes (sha256 in counter mode), so fixtures are the same every run. */
+export function bytes(seed: string, n: number): Buffer {
+  const out: Buffer[] = []
+  for (let i = 0, have = 0; have < n; i++) {
+    const b = createHash('sha256').update(`${seed}:${i}`).digest()
+    out.push(b)
+    have += b.length
+  }
+  return Buffer.concat(out).subarray(0, n)
+}
