@@ -3,6 +3,7 @@
  * timestamps that do not follow symlinks (utimensat), data/hole extents of sparse files (lseek
  * SEEK_DATA/SEEK_HOLE) and one flush of a whole file system before a tree is published (syncfs).
  * All are synchronous and cheap; none is called on a FUSE or gRPC serving path. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -185,6 +186,91 @@ static napi_value do_syncfs(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static napi_value num(napi_env env, double v) {
+  napi_value out;
+  napi_create_double(env, v, &out);
+  return out;
+}
+
+/* [name, mode, uid, gid, size, mtimeSec, mtimeNsec, nlink, rdev, blocks, inoHigh, inoLow, dev]: inode
+ * numbers are 64-bit, so they come in two exact halves (hardlink detection must never confuse two). */
+static napi_value stat_row(napi_env env, napi_value name, const struct stat *st) {
+  napi_value row;
+  napi_create_array_with_length(env, 13, &row);
+  napi_set_element(env, row, 0, name);
+  uint64_t ino = (uint64_t)st->st_ino;
+  double vals[12] = {st->st_mode, st->st_uid, st->st_gid, (double)st->st_size, (double)st->st_mtim.tv_sec,
+                     (double)st->st_mtim.tv_nsec, (double)st->st_nlink, (double)st->st_rdev, (double)st->st_blocks,
+                     (double)(ino >> 32), (double)(ino & 0xffffffffu), (double)st->st_dev};
+  for (int i = 0; i < 12; i++) napi_set_element(env, row, (uint32_t)i + 1, num(env, vals[i]));
+  return row;
+}
+
+/* lstatRow(path) -> the row of stat_row, name null */
+static napi_value lstat_row(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  char *path = arg_path(env, argv[0]);
+  if (!path) return NULL;
+  struct stat st;
+  napi_value r;
+  if (lstat(path, &st) < 0) r = throw_errno(env, errno, "lstat", path);
+  else {
+    napi_value nul;
+    napi_get_null(env, &nul);
+    r = stat_row(env, nul, &st);
+  }
+  free(path);
+  return r;
+}
+
+/* readdirStat(dir) -> a stat_row for every entry but '.' and '..', in directory order. One call per
+ * directory and fstatat relative to it: a scan of a root file system then costs a few microseconds
+ * an entry, where fs.lstatSync builds four Date objects for each. */
+static napi_value readdir_stat(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  char *path = arg_path(env, argv[0]);
+  if (!path) return NULL;
+  DIR *d = opendir(path);
+  if (!d) {
+    napi_value r = throw_errno(env, errno, "opendir", path);
+    free(path);
+    return r;
+  }
+  napi_value result;
+  napi_create_array(env, &result);
+  uint32_t idx = 0;
+  int fd = dirfd(d);
+  for (;;) {
+    errno = 0;
+    struct dirent *de = readdir(d);
+    if (!de) {
+      if (errno) {
+        napi_value r = throw_errno(env, errno, "readdir", path);
+        closedir(d);
+        free(path);
+        return r;
+      }
+      break;
+    }
+    const char *n = de->d_name;
+    if (n[0] == '.' && (n[1] == 0 || (n[1] == '.' && n[2] == 0))) continue;
+    struct stat st;
+    if (fstatat(fd, n, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+      if (errno == ENOENT) continue; /* removed since listed */
+      napi_value r = throw_errno(env, errno, "lstat", n);
+      closedir(d);
+      free(path);
+      return r;
+    }
+    napi_value name;
+    napi_create_buffer_copy(env, strlen(n), n, NULL, &name);
+    napi_set_element(env, result, idx++, stat_row(env, name, &st));
+  }
+  closedir(d);
+  free(path);
+  return result;
+}
+
 void register_fsmeta(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"listXattrs", NULL, list_xattrs, NULL, NULL, NULL, napi_default, NULL},
@@ -194,6 +280,8 @@ void register_fsmeta(napi_env env, napi_value exports) {
       {"seekData", NULL, seek_data, NULL, NULL, NULL, napi_default, NULL},
       {"seekHole", NULL, seek_hole, NULL, NULL, NULL, napi_default, NULL},
       {"syncfs", NULL, do_syncfs, NULL, NULL, NULL, napi_default, NULL},
+      {"readdirStat", NULL, readdir_stat, NULL, NULL, NULL, napi_default, NULL},
+      {"lstatRow", NULL, lstat_row, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

@@ -27,6 +27,12 @@ if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp" || [ ! -f build/Rele
   cp package-lock.json "$stamp"
 fi
 
+# native/ changed since the addon was built (a pull on an existing checkout): build it again
+if [ -n "$(find native binding.gyp -newer build/Release/snapdir.node 2>/dev/null | head -n 1)" ]; then
+  echo "setup: rebuilding the native addon" >&2
+  npm run build:native --silent >/dev/null
+fi
+
 # The native addon must really load (a missing libc symbol or a failed build shows here, not later).
 node -e "require('node-gyp-build')('.')" || { echo "setup: native addon failed to load" >&2; exit 1; }
 

@@ -14,6 +14,10 @@ export interface NativeAddon {
   seekData(fd: number, offset: number): number
   seekHole(fd: number, offset: number): number
   syncfs(fd: number): void
+  /** [name, mode, uid, gid, size, mtimeSec, mtimeNsec, nlink, rdev, blocks, inoHigh, inoLow, dev] per entry */
+  readdirStat(dir: Buffer | string): Array<[Buffer, ...number[]]>
+  /** the same row for one path (name null) */
+  lstatRow(path: Buffer | string): [null, ...number[]]
 }
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')

@@ -23,7 +23,9 @@ export function registerPush(program: Command): void {
             onBytes: (n) => bar.add(n),
           })
           bar.stop()
-          if (opts.json) process.stdout.write(JSON.stringify({ id: result.id, ...result.stats, revision: result.revision }) + '\n')
+          if (opts.json) {
+            process.stdout.write(JSON.stringify({ id: result.id, ...result.stats, phases: result.phases, revision: result.revision }) + '\n')
+          }
           else process.stdout.write(result.id + '\n')
         } finally {
           bar.stop()

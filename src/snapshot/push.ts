@@ -12,6 +12,8 @@ export interface PushResult {
   id: string
   revision: Revision
   stats: BuildStats
+  /** seconds spent in each phase, in order */
+  phases: Record<string, number>
 }
 
 export interface PushOptions {
@@ -26,12 +28,20 @@ export interface PushOptions {
  * killed at any point leaves only unreferenced objects, which the next push reuses.
  */
 export async function push(store: Store, dir: string, options: PushOptions = {}): Promise<PushResult> {
+  const phases: Record<string, number> = {}
+  let mark = performance.now()
+  const phase = (name: string): void => {
+    const now = performance.now()
+    phases[name] = Math.round(now - mark) / 1000
+    mark = now
+  }
   // workers start loading while the source is scanned
   const pool = new WorkerPool()
   let built
   try {
     // the whole source is read before the store is touched: a bad DIR writes nothing
     const scanned = await scanDirectory(dir)
+    phase('scan')
     await store.open({ create: true })
     const params = await ensureStoreConfig(store)
     built = await buildSnapshot(scanned, {
@@ -44,10 +54,13 @@ export async function push(store: Store, dir: string, options: PushOptions = {})
   } finally {
     await pool.close()
   }
+  phase('chunks')
   const { tree, stats } = built
   await store.flush()
+  phase('flush')
   const id = await writeTree(store, tree)
   await store.flush()
+  phase('tree')
   const revision = await addRevision(store, {
     id,
     name: options.name ?? path.basename(path.resolve(dir)),
@@ -55,5 +68,6 @@ export async function push(store: Store, dir: string, options: PushOptions = {})
     source: path.resolve(dir),
   })
   await store.flush()
-  return { id, revision, stats }
+  phase('revision')
+  return { id, revision, stats, phases }
 }

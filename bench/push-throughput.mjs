@@ -1,0 +1,776 @@
+#!/usr/bin/env node
+// Push throughput on one corpus, in one run: `snapdir push` against `casync make` (the reference
+// content-defined-chunking tool) and against what push cannot beat per core: plain BLAKE3 over the
+// same bytes, zstd level 3 over them (the codec and level push stores chunks with) and the FastCDC
+// chunker alone. Each disk-touching step runs with the page cache dropped first (cold) and again
+// with the corpus cached (warm).
+//
+//   bash bench/setup.sh && npm run build && node bench/push-throughput.mjs [options]
+//
+// Prints a table on stdout and writes bench/results/push-throughput.json. bench/README.md says
+// what each number means. Needs root: it writes /proc/sys/vm/drop_caches.
+//
+// Plain ESM that needs no compilation: it drives the built CLI (bin/snapdir -> dist/) and imports
+// the built chunker (dist/chunk/index.js), so it measures exactly what ships.
+
+import { execFileSync, spawn } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import { parseArgs } from 'node:util'
+import { createRequire } from 'node:module'
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const benchDir = process.env.SNAPDIR_BENCH_DIR ?? '/var/tmp/snapdir-bench'
+const ALL_STEPS = ['snapdir', 'casync', 'blake3', 'b3sum', 'zstd', 'chunker']
+// The brief for this benchmark and DESIGN.md: 16/64/256 KiB. Used for casync only when the built
+// chunker (whose DEFAULT_CHUNKER push really uses) cannot be loaded.
+const FALLBACK_CHUNK_SIZES = { min: 16384, avg: 65536, max: 262144 }
+const CHUNKER_BYTES = 256 * 1024 * 1024
+const MB = 1e6
+const GB = 1e9
+
+const usage = `usage: node bench/push-throughput.mjs [options]
+
+  --corpus DIR   tree to push (default $SNAPDIR_BENCH_DIR/debian-rootfs, built by bench/setup.sh)
+  --steps LIST   comma-separated subset of ${ALL_STEPS.join(',')} (default: all; b3sum
+                 and zstd are left out when not installed unless named)
+  --runs N       cold runs and warm runs per step, the median of each is reported (default 3)
+  --out FILE     JSON report (default bench/results/push-throughput.json)
+  -h, --help     this text`
+
+function fail(message, exitCode = 1) {
+  process.stderr.write(`push-throughput: ${message}\n`)
+  process.exit(exitCode)
+}
+
+function parseOptions() {
+  let values
+  try {
+    ;({ values } = parseArgs({
+      options: {
+        corpus: { type: 'string' },
+        steps: { type: 'string' },
+        runs: { type: 'string', default: '3' },
+        out: { type: 'string', default: path.join(repo, 'bench/results/push-throughput.json') },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }))
+  } catch (error) {
+    fail(`${error.message}\n${usage}`, 2)
+  }
+  if (values.help) {
+    process.stdout.write(`${usage}\n`)
+    process.exit(0)
+  }
+  const runs = Number(values.runs)
+  if (!Number.isInteger(runs) || runs < 1 || runs > 50) fail(`--runs ${values.runs}: expected an integer 1..50`, 2)
+  let steps = values.steps === undefined ? null : values.steps.split(',').map((s) => s.trim()).filter(Boolean)
+  for (const s of steps ?? []) if (!ALL_STEPS.includes(s)) fail(`--steps: unknown step '${s}', expected some of ${ALL_STEPS.join(',')}`, 2)
+  const explicit = steps !== null
+  steps ??= [...ALL_STEPS]
+  return {
+    corpus: path.resolve(values.corpus ?? path.join(benchDir, 'debian-rootfs')),
+    steps,
+    explicit,
+    runs,
+    out: path.resolve(values.out),
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Adapter to the project's chunker: src/chunk/index.ts, built by `npm run build`. Everything the
+// benchmark needs from it goes through here, so an API change is fixed in this one place.
+
+async function loadChunker() {
+  const mod = await import(pathToFileURL(path.join(repo, 'dist/chunk/index.js')).href)
+  return {
+    params: mod.DEFAULT_CHUNKER,
+    nativeAvailable: mod.native !== null,
+    nativeLoadError: mod.nativeLoadError,
+    /** a function that cuts one whole buffer (a file, cut points reset at its start) and returns the chunk count */
+    cutter(implementation) {
+      const chunker = new mod.Chunker(mod.DEFAULT_CHUNKER, implementation)
+      return (data) => chunker.cuts(data, true).count
+    },
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+/**
+ * Files and newest mtime under bin/ and dist/: compared before and after the run, since a rebuild
+ * in the middle (this machine is shared with development) would mix two versions in one report.
+ */
+function buildFingerprint() {
+  let files = 0
+  let newest = 0
+  for (const dir of ['bin', 'dist']) {
+    const root = path.join(repo, dir)
+    if (!fs.existsSync(root)) continue
+    for (const { st } of walk(root)) {
+      if (!st.isFile()) continue
+      files++
+      newest = Math.max(newest, st.mtimeMs)
+    }
+  }
+  return { files, newest: newest ? new Date(newest).toISOString() : null }
+}
+
+const which = (cmd) => {
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    const p = path.join(dir || '.', cmd)
+    try {
+      fs.accessSync(p, fs.constants.X_OK)
+      return p
+    } catch {}
+  }
+  return null
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
+}
+
+const nowNs = () => process.hrtime.bigint()
+const msSince = (t0) => Number(nowNs() - t0) / 1e6
+
+function tryRun(cmd, args) {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+  } catch {
+    return null
+  }
+}
+
+// Writes flush before every timed run: otherwise the previous run's store is still being written
+// back while the next one is measured, and whoever runs second pays for it.
+function settle() {
+  execFileSync('sync')
+}
+
+function dropCaches() {
+  execFileSync('sync')
+  fs.writeFileSync('/proc/sys/vm/drop_caches', '3')
+}
+
+/**
+ * Every entry below `root`, without following symlinks, in sorted order so that every run and
+ * every machine visits the corpus in the same order.
+ */
+function walk(root) {
+  const entries = []
+  const visit = (dir) => {
+    const names = fs.readdirSync(dir).sort()
+    for (const name of names) {
+      const p = path.join(dir, name)
+      const st = fs.lstatSync(p)
+      entries.push({ path: p, st })
+      if (st.isDirectory()) visit(p)
+    }
+  }
+  entries.push({ path: root, st: fs.lstatSync(root) })
+  visit(root)
+  return entries
+}
+
+/** What a tree holds, counted the ways the report needs. */
+function measureTree(root, { objectFilter = () => true } = {}) {
+  const seen = new Set()
+  let files = 0
+  let fileBytes = 0
+  let duApparent = 0
+  let allocated = 0
+  let objects = 0
+  for (const { path: p, st } of walk(root)) {
+    // du counts a hardlinked inode once; so does the disk
+    const key = `${st.dev}:${st.ino}`
+    const first = !seen.has(key)
+    seen.add(key)
+    if (first) {
+      duApparent += st.size
+      allocated += st.blocks * 512
+    }
+    if (st.isFile()) {
+      files++
+      fileBytes += st.size
+      if (objectFilter(p)) objects++
+    }
+  }
+  return { files, fileBytes, duApparentBytes: duApparent, allocatedBytes: allocated, objects }
+}
+
+function corpusFiles(root) {
+  const files = []
+  const inodes = new Set()
+  let uniqueBytes = 0
+  let dirs = 0
+  let symlinks = 0
+  let other = 0
+  for (const { path: p, st } of walk(root)) {
+    if (st.isFile()) {
+      files.push({ path: p, size: st.size })
+      const key = `${st.dev}:${st.ino}`
+      if (!inodes.has(key)) {
+        inodes.add(key)
+        uniqueBytes += st.size
+      }
+    } else if (st.isDirectory()) dirs++
+    else if (st.isSymbolicLink()) symlinks++
+    else other++
+  }
+  const bytes = files.reduce((s, f) => s + f.size, 0)
+  return { files, bytes, uniqueBytes, uniqueFiles: inodes.size, dirs, symlinks, other }
+}
+
+/**
+ * Runs one command to completion and times it. GNU time, when present, adds the child's CPU
+ * seconds (children it waited for included, so xargs + b3sum counts b3sum) and peak RSS: wall time
+ * alone cannot tell one busy core from two half-idle ones.
+ */
+function timeCommand(argv, { env = process.env, input = null, keepStdout = true } = {}) {
+  const timeBin = fs.existsSync('/usr/bin/time') ? '/usr/bin/time' : null
+  const rusageFile = timeBin ? path.join(os.tmpdir(), `push-throughput-${process.pid}.time`) : null
+  const full = timeBin ? [timeBin, '-f', '%U %S %M', '-o', rusageFile, ...argv] : argv
+  return new Promise((resolve, reject) => {
+    const t0 = nowNs()
+    const child = spawn(full[0], full.slice(1), {
+      env,
+      stdio: [input === null ? 'ignore' : 'pipe', keepStdout ? 'pipe' : 'ignore', 'pipe'],
+    })
+    const out = []
+    const err = []
+    child.stdout?.on('data', (b) => out.push(b))
+    child.stderr.on('data', (b) => err.push(b))
+    child.on('error', reject)
+    child.on('close', (code, signal) => {
+      const wallMs = msSince(t0)
+      const stdout = Buffer.concat(out).toString('utf8')
+      const stderr = Buffer.concat(err).toString('utf8')
+      if (code !== 0) {
+        const tail = stderr.trim().split('\n').slice(-15).join('\n')
+        reject(new Error(`${argv.join(' ')} exited with ${signal ?? code}:\n${tail}`))
+        return
+      }
+      let cpu = { userS: null, sysS: null, maxRssKiB: null }
+      if (rusageFile) {
+        const fields = fs.readFileSync(rusageFile, 'utf8').trim().split('\n').pop().split(' ').map(Number)
+        fs.rmSync(rusageFile, { force: true })
+        cpu = { userS: fields[0], sysS: fields[1], maxRssKiB: fields[2] }
+      }
+      resolve({ wallMs, ...cpu, stdout, stderr })
+    })
+    if (input !== null) child.stdin.end(input)
+  })
+}
+
+const CLK_TCK = Number(tryRun('getconf', ['CLK_TCK'])) || 100
+
+/**
+ * CPU seconds since boot, all cores: `busy` is this machine's own work (idle and iowait
+ * excluded), `steal` the time the hypervisor gave its cores to other guests.
+ */
+function machineCpu() {
+  const [user, nice, system, , , irq, softirq, steal] = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number)
+  return { busy: (user + nice + system + irq + softirq) / CLK_TCK, steal: steal / CLK_TCK }
+}
+
+/** Starts a measurement of what else the machine does; the result takes this process's and the tool's CPU seconds out. */
+function otherActivity() {
+  const m0 = machineCpu()
+  const self0 = process.cpuUsage()
+  return (toolCpuS) => {
+    const m = machineCpu()
+    const self = process.cpuUsage(self0)
+    const otherCpuS = toolCpuS === null ? null : Math.max(0, m.busy - m0.busy - toolCpuS - (self.user + self.system) / 1e6)
+    return { otherCpuS, stealS: m.steal - m0.steal }
+  }
+}
+
+/**
+ * Runs `run` cold `ctx.runs` times (page cache dropped before each) and then warm `ctx.runs`
+ * times (the corpus cached by the runs before). `run` gets a fresh scratch directory and returns
+ * a sample with at least `wallMs`, and `userS`/`sysS` for the measured tool (null when unknown;
+ * `inProcess: true` when the tool is this process). `inspect`, if given, looks at the scratch
+ * directory after the writeback, when block counts are final; it and the deletion are untimed.
+ *
+ * This machine is shared with builds and tests, so each sample also records `otherCpuS`, the CPU
+ * seconds the machine spent on anything but the measured tool while it ran, and `stealS`.
+ */
+async function coldAndWarm(label, ctx, run, inspect = null) {
+  const result = { cold: [], warm: [] }
+  for (const mode of ['cold', 'warm']) {
+    for (let i = 0; i < ctx.runs; i++) {
+      const scratch = fs.mkdtempSync(path.join(ctx.scratch, `${label}-`))
+      if (mode === 'cold') dropCaches()
+      else settle()
+      const activity = otherActivity()
+      const sample = await run(scratch)
+      // an in-process tool's CPU is this process's, which otherActivity() already leaves out
+      Object.assign(sample, activity(sample.inProcess ? 0 : sample.userS === null ? null : sample.userS + sample.sysS))
+      // writeback that the run left behind, timed separately: add it for "durable" time
+      const t0 = nowNs()
+      settle()
+      sample.syncMs = msSince(t0)
+      if (inspect) Object.assign(sample, inspect(scratch))
+      result[mode].push(sample)
+      fs.rmSync(scratch, { recursive: true, force: true })
+      process.stderr.write(`  ${label} ${mode} ${i + 1}/${ctx.runs}: ${(sample.wallMs / 1000).toFixed(2)} s\n`)
+    }
+  }
+  return result
+}
+
+/** A warning when other processes or other guests took more than 5% of the machine while `samples` ran. */
+function contention(name, samples) {
+  const capacity = samples.reduce((a, s) => a + s.wallMs / 1000, 0) * os.cpus().length
+  const sum = (key) => samples.reduce((a, s) => a + (s[key] ?? 0), 0)
+  const other = sum('otherCpuS')
+  const steal = sum('stealS')
+  const parts = []
+  // the absolute floors keep a stray daemon wakeup during a 0.1 s run from counting as contention
+  if (other / capacity > 0.05 && other > 0.1) parts.push(`other processes used ${((other / capacity) * 100).toFixed(0)}% of the CPUs (${other.toFixed(1)} CPU s)`)
+  if (steal / capacity > 0.05 && steal > 0.1) parts.push(`the hypervisor stole ${((steal / capacity) * 100).toFixed(0)}% of the CPUs`)
+  return parts.length ? `during the ${name} runs ${parts.join(' and ')}: its speeds are understated` : null
+}
+
+/** The median of every numeric field over the samples, plus throughput of `bytes`. */
+function summarise(samples, bytes) {
+  const out = { runs: samples.length }
+  for (const key of ['wallMs', 'syncMs', 'userS', 'sysS', 'maxRssKiB', 'hashMs', 'otherCpuS', 'stealS']) {
+    const xs = samples.map((s) => s[key]).filter((x) => typeof x === 'number')
+    if (xs.length) out[key] = median(xs)
+  }
+  out.mbPerS = bytes / MB / (out.wallMs / 1000)
+  if (out.syncMs !== undefined) out.durableMbPerS = bytes / MB / ((out.wallMs + out.syncMs) / 1000)
+  if (out.hashMs !== undefined) out.hashOnlyMbPerS = bytes / MB / (out.hashMs / 1000)
+  return out
+}
+
+function sameEverywhere(samples, key) {
+  const values = new Set(samples.map((s) => JSON.stringify(s[key])))
+  return values.size === 1
+}
+
+function finishLimitStep(ctx, runs, name) {
+  const busy = contention(name, [...runs.cold, ...runs.warm])
+  if (busy) process.stderr.write(`  warning: ${busy}\n`)
+  return {
+    cold: summarise(runs.cold, ctx.corpus.bytes),
+    warm: summarise(runs.warm, ctx.corpus.bytes),
+    samples: runs,
+    notes: busy ? [busy] : [],
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The steps
+
+async function stepSnapdir(ctx) {
+  const bin = path.join(repo, 'bin/snapdir')
+  const runs = await coldAndWarm(
+    'snapdir',
+    ctx,
+    async (scratch) => {
+      const store = path.join(scratch, 'store')
+      fs.mkdirSync(store)
+      // A private cache home per run: if push ever keeps a local index (stat cache, chunk cache),
+      // a warm run must still chunk and hash everything, like the first push to a new store.
+      const env = { ...process.env, XDG_CACHE_HOME: path.join(scratch, 'cache'), HOME: scratch }
+      const r = await timeCommand([bin, 'push', '--store', store, ctx.corpus.root], { env })
+      const id = r.stdout.trim()
+      if (!/^[0-9a-f]{64}$/.test(id)) throw new Error(`snapdir push printed ${JSON.stringify(r.stdout)} on stdout, expected one 64-hex snapshot ID`)
+      return { wallMs: r.wallMs, userS: r.userS, sysS: r.sysS, maxRssKiB: r.maxRssKiB, id }
+    },
+    (scratch) => {
+      const store = path.join(scratch, 'store')
+      const chunksDir = path.join(store, 'chunks')
+      const chunks = fs.existsSync(chunksDir) ? measureTree(chunksDir).files : null
+      return { store: { ...measureTree(store), chunks } }
+    },
+  )
+  return finishCommandStep(ctx, runs, 'snapdir push')
+}
+
+async function stepCasync(ctx) {
+  const { min, avg, max } = ctx.chunkSizes
+  const runs = await coldAndWarm(
+    'casync',
+    ctx,
+    async (scratch) => {
+      const store = path.join(scratch, 'store')
+      const index = path.join(scratch, 'corpus.caidx')
+      // zstd named explicitly so both tools compress with the same codec whatever casync's build default
+      const r = await timeCommand([
+        'casync', 'make', `--store=${store}`, `--chunk-size=${min}:${avg}:${max}`, '--compression=zstd', index, ctx.corpus.root,
+      ])
+      return { wallMs: r.wallMs, userS: r.userS, sysS: r.sysS, maxRssKiB: r.maxRssKiB, id: r.stdout.trim() }
+    },
+    (scratch) => {
+      const tree = measureTree(path.join(scratch, 'store'), { objectFilter: (p) => p.endsWith('.cacnk') })
+      return { store: { ...tree, chunks: tree.objects }, indexBytes: fs.statSync(path.join(scratch, 'corpus.caidx')).size }
+    },
+  )
+  return finishCommandStep(ctx, runs, 'casync make')
+}
+
+function finishCommandStep(ctx, runs, name) {
+  const all = [...runs.cold, ...runs.warm]
+  const notes = []
+  // Same tree, same tool, same parameters: anything but one ID and one set of objects is a bug
+  // worth seeing next to the numbers. (Block counts may differ with allocation; not compared.)
+  if (!sameEverywhere(all, 'id')) notes.push(`${name} printed different IDs across runs: ${[...new Set(all.map((s) => s.id))].join(', ')}`)
+  const contents = all.map((s) => ({ v: { files: s.store.files, fileBytes: s.store.fileBytes, objects: s.store.objects } }))
+  if (!sameEverywhere(contents, 'v')) notes.push(`${name} left stores with different file counts or byte counts across runs`)
+  const busy = contention(name, all)
+  if (busy) notes.push(busy)
+  for (const n of notes) process.stderr.write(`  warning: ${n}\n`)
+  const first = all[0]
+  return {
+    id: first.id,
+    store: first.store,
+    ...(first.indexBytes !== undefined ? { indexBytes: first.indexBytes } : {}),
+    cold: summarise(runs.cold, ctx.corpus.bytes),
+    warm: summarise(runs.warm, ctx.corpus.bytes),
+    samples: runs,
+    notes,
+  }
+}
+
+async function stepBlake3(ctx) {
+  const require = createRequire(path.join(repo, 'package.json'))
+  const { blake3 } = require('@napi-rs/blake-hash')
+  let buf = Buffer.allocUnsafe(16 * 1024 * 1024)
+  const runs = await coldAndWarm('blake3', ctx, async () => {
+    // Synchronous reads into one reused buffer and one-shot hashing per file: the cheapest way to
+    // get every byte through BLAKE3 on one JS thread, so it bounds what push can do per core.
+    let hashNs = 0n
+    let bytes = 0
+    const cpu0 = process.cpuUsage()
+    const t0 = nowNs()
+    for (const f of ctx.corpus.files) {
+      const fd = fs.openSync(f.path, 'r')
+      try {
+        if (f.size > buf.length) buf = Buffer.allocUnsafe(f.size)
+        let n = 0
+        while (n < f.size) {
+          const r = fs.readSync(fd, buf, n, f.size - n, n)
+          if (r === 0) break
+          n += r
+        }
+        const h0 = nowNs()
+        blake3(buf.subarray(0, n))
+        hashNs += nowNs() - h0
+        bytes += n
+      } finally {
+        fs.closeSync(fd)
+      }
+    }
+    const wallMs = msSince(t0)
+    const cpu = process.cpuUsage(cpu0)
+    if (bytes !== ctx.corpus.bytes) throw new Error(`read ${bytes} bytes, corpus walk counted ${ctx.corpus.bytes}: is the corpus changing?`)
+    return { wallMs, hashMs: Number(hashNs) / 1e6, userS: cpu.user / 1e6, sysS: cpu.system / 1e6, inProcess: true }
+  })
+  return finishLimitStep(ctx, runs, 'blake3')
+}
+
+async function stepB3sum(ctx) {
+  // One NUL-separated list through xargs: no argv limit, a handful of b3sum processes in all.
+  const list = Buffer.from(ctx.corpus.files.map((f) => `${f.path}\0`).join(''))
+  const runs = await coldAndWarm('b3sum', ctx, async () => {
+    const r = await timeCommand(['xargs', '-0', 'b3sum', '--num-threads', '1', '--no-names'], { input: list, keepStdout: false })
+    return { wallMs: r.wallMs, userS: r.userS, sysS: r.sysS, maxRssKiB: r.maxRssKiB }
+  })
+  return finishLimitStep(ctx, runs, 'b3sum')
+}
+
+async function stepZstd(ctx) {
+  // Level 3 as src/format/object.ts compresses chunks; --single-thread so compression and I/O
+  // share one core like b3sum --num-threads 1, and the figure is a per-core cost.
+  const list = Buffer.from(ctx.corpus.files.map((f) => `${f.path}\0`).join(''))
+  const runs = await coldAndWarm('zstd', ctx, async () => {
+    const r = await timeCommand(['xargs', '-0', 'zstd', '-q', '-3', '--single-thread', '-c'], { input: list, keepStdout: false })
+    return { wallMs: r.wallMs, userS: r.userS, sysS: r.sysS, maxRssKiB: r.maxRssKiB }
+  })
+  return finishLimitStep(ctx, runs, 'zstd')
+}
+
+/** Corpus file contents in memory, in walk order, until `limit` bytes (whole files only). */
+function loadFiles(files, limit) {
+  const buffers = []
+  let bytes = 0
+  for (const f of files) {
+    if (bytes >= limit) break
+    const b = fs.readFileSync(f.path)
+    buffers.push(b)
+    bytes += b.length
+  }
+  return { buffers, bytes }
+}
+
+async function stepChunker(ctx) {
+  const chunker = ctx.chunker
+  if (!chunker) throw new Error('dist/chunk/index.js did not load')
+  // Two workloads. Per file is what push does: every file cut from its own start, so the many
+  // files smaller than `min` cost a call and no scanning. One contiguous buffer is the pure
+  // scanning speed, the number to compare with published FastCDC figures.
+  const perFile = loadFiles(ctx.corpus.files, CHUNKER_BYTES)
+  const contiguous = Buffer.allocUnsafe(CHUNKER_BYTES)
+  for (let off = 0, i = 0; off < contiguous.length; i = (i + 1) % perFile.buffers.length) {
+    off += perFile.buffers[i].copy(contiguous, off)
+  }
+  const implementations = chunker.nativeAvailable ? ['native', 'js'] : ['js']
+  if (!chunker.nativeAvailable) process.stderr.write(`  warning: native chunker not loaded (${chunker.nativeLoadError}); timing the JS fallback only\n`)
+  const out = {}
+  for (const impl of implementations) {
+    const cut = chunker.cutter(impl)
+    for (const [workload, buffers, bytes] of [
+      ['perFile', perFile.buffers, perFile.bytes],
+      ['contiguous', [contiguous], contiguous.length],
+    ]) {
+      const samples = []
+      // run 0 is the first touch (JIT not yet optimised, tables not in cache); the rest are steady state
+      for (let i = 0; i <= ctx.runs; i++) {
+        let count = 0
+        const activity = otherActivity()
+        const t0 = nowNs()
+        for (const b of buffers) count += cut(b)
+        const wallMs = msSince(t0)
+        samples.push({ wallMs, chunks: count, ...activity(0) })
+        process.stderr.write(`  chunker ${impl} ${workload} ${i === 0 ? 'first' : `${i}/${ctx.runs}`}: ${(bytes / GB / (wallMs / 1000)).toFixed(2)} GB/s\n`)
+      }
+      const gbps = (s) => bytes / GB / (s.wallMs / 1000)
+      const steady = samples.slice(1)
+      out[`${impl}.${workload}`] = {
+        implementation: impl,
+        workload,
+        bytes,
+        buffers: buffers.length,
+        chunks: samples[0].chunks,
+        meanChunkBytes: bytes / samples[0].chunks,
+        first: { wallMs: samples[0].wallMs, gbPerS: gbps(samples[0]) },
+        steady: { runs: steady.length, wallMs: median(steady.map((s) => s.wallMs)), gbPerS: median(steady.map(gbps)) },
+        samples,
+      }
+      const busy = contention(`chunker ${impl} ${workload}`, samples)
+      if (busy) {
+        out[`${impl}.${workload}`].notes = [busy]
+        process.stderr.write(`  warning: ${busy}\n`)
+      }
+    }
+  }
+  return out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+const fmt = (x, digits = 1) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(digits) : '-')
+const fmtInt = (x) => (typeof x === 'number' ? x.toLocaleString('en-US') : '-')
+const pad = (s, n) => String(s).padStart(n)
+
+function table(headers, rows) {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)))
+  const line = (cells) => cells.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : pad(c, widths[i]))).join('  ')
+  return [line(headers), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n')
+}
+
+function report(result) {
+  const { corpus, steps, ratios } = result
+  const lines = []
+  lines.push(`push throughput, ${result.date}`)
+  lines.push(`corpus: ${corpus.root}`)
+  lines.push(`  ${fmtInt(corpus.files)} regular files, ${fmtInt(corpus.bytes)} bytes (${fmt(corpus.bytes / MB)} MB; ${fmtInt(corpus.uniqueBytes)} in ${fmtInt(corpus.uniqueFiles)} distinct inodes), ${fmtInt(corpus.dirs)} dirs, ${fmtInt(corpus.symlinks)} symlinks`)
+  lines.push(`machine: ${result.machine.cpu}, ${result.machine.cores} cores, node ${result.machine.node}, ${result.machine.fsType} under ${result.machine.scratchDir}`)
+  lines.push(`chunk sizes min/avg/max: ${result.chunkSizes.min}/${result.chunkSizes.avg}/${result.chunkSizes.max} (${result.chunkSizes.source}); medians of ${result.runs} runs; MB = 10^6 bytes`)
+  lines.push('')
+
+  const rows = []
+  const add = (name, s, extra = {}) => {
+    if (!s) return
+    rows.push([
+      name,
+      fmt(s.cold.wallMs / 1000, 2),
+      fmt(s.cold.mbPerS),
+      fmt(s.warm.wallMs / 1000, 2),
+      fmt(s.warm.mbPerS),
+      fmt(s.warm.durableMbPerS),
+      s.warm.userS === undefined ? '-' : fmt(s.warm.userS + s.warm.sysS, 2),
+      extra.store ?? '-',
+      extra.objects ?? '-',
+    ])
+  }
+  add('snapdir push', steps.snapdir, steps.snapdir && { store: fmtInt(steps.snapdir.store.fileBytes), objects: fmtInt(steps.snapdir.store.objects) })
+  add('casync make', steps.casync, steps.casync && { store: `${fmtInt(steps.casync.store.fileBytes)} +${fmtInt(steps.casync.indexBytes)} idx`, objects: fmtInt(steps.casync.store.objects) })
+  add('blake3 (node, 1 thread)', steps.blake3)
+  add('b3sum --num-threads 1', steps.b3sum)
+  add('zstd -3 --single-thread', steps.zstd)
+  lines.push(table(['step', 'cold s', 'cold MB/s', 'warm s', 'warm MB/s', 'warm+sync MB/s', 'warm CPU s', 'store bytes', 'objects'], rows))
+  if (steps.blake3) lines.push(`blake3 hash-only (file reads excluded): cold ${fmt(steps.blake3.cold.hashOnlyMbPerS)} MB/s, warm ${fmt(steps.blake3.warm.hashOnlyMbPerS)} MB/s`)
+  for (const name of ['snapdir', 'casync']) {
+    const st = steps[name]?.store
+    if (st) lines.push(`${name} store on disk: ${fmtInt(st.fileBytes)} bytes in ${fmtInt(st.files)} files (${fmtInt(st.chunks)} chunks), du -sb ${fmtInt(st.duApparentBytes)}, allocated ${fmtInt(st.allocatedBytes)}`)
+  }
+
+  if (steps.chunker) {
+    lines.push('')
+    const crow = Object.values(steps.chunker).map((c) => [
+      `${c.implementation}, ${c.workload === 'perFile' ? 'per file' : 'contiguous'}`,
+      fmt(c.bytes / MB),
+      fmtInt(c.buffers),
+      fmtInt(c.chunks),
+      fmtInt(Math.round(c.meanChunkBytes)),
+      fmt(c.first.gbPerS, 2),
+      fmt(c.steady.gbPerS, 2),
+    ])
+    lines.push(table(['chunker (in memory, 1 core)', 'MB', 'buffers', 'chunks', 'mean chunk', 'first GB/s', 'steady GB/s'], crow))
+  }
+
+  if (Object.keys(ratios).length) {
+    lines.push('')
+    lines.push('ratios (snapdir / casync unless said otherwise):')
+    const r = ratios
+    if (r.speedCold !== undefined) lines.push(`  push speed cold  ${fmt(r.speedCold, 2)}x   warm ${fmt(r.speedWarm, 2)}x   warm incl. sync ${fmt(r.speedWarmDurable, 2)}x   target >= 3x: ${r.meetsTarget ? 'met' : 'NOT met'}`)
+    if (r.storeBytes !== undefined) lines.push(`  store bytes      ${fmt(r.storeBytes, 3)}   (casync counted with its .caidx, as snapdir's store holds its tree)`)
+    if (r.objects !== undefined) lines.push(`  object count     ${fmt(r.objects, 3)}`)
+    if (r.ofBlake3Warm !== undefined) lines.push(`  snapdir warm push speed / node BLAKE3 warm speed: ${fmt(r.ofBlake3Warm, 2)}`)
+  }
+  const stepNotes = Object.entries(steps).flatMap(([name, s]) =>
+    name === 'chunker' ? Object.values(s).flatMap((c) => c.notes ?? []) : (s.notes ?? []),
+  )
+  for (const n of [...stepNotes, ...result.notes]) lines.push(`warning: ${n}`)
+  return lines.join('\n')
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main() {
+  const opts = parseOptions()
+
+  // Every prerequisite is checked before anything is timed: a run that dies at step four after
+  // minutes of measuring helps nobody.
+  const problems = []
+  try {
+    fs.accessSync('/proc/sys/vm/drop_caches', fs.constants.W_OK)
+  } catch {
+    problems.push('cannot write /proc/sys/vm/drop_caches (cold runs need it): run as root')
+  }
+  if (!fs.existsSync(opts.corpus)) problems.push(`corpus ${opts.corpus} does not exist: run bash bench/setup.sh, or pass --corpus DIR`)
+  if (opts.steps.includes('snapdir') && !(fs.existsSync(path.join(repo, 'bin/snapdir')) && fs.existsSync(path.join(repo, 'dist/cli')))) {
+    problems.push('bin/snapdir or dist/cli is missing: run npm run build (or leave snapdir out with --steps)')
+  }
+  if (opts.steps.includes('casync') && !which('casync')) problems.push('casync is not installed: run bash bench/setup.sh')
+  for (const tool of ['b3sum', 'zstd']) {
+    if (!opts.steps.includes(tool) || which(tool)) continue
+    if (opts.explicit) problems.push(`${tool} is not installed: run bash bench/setup.sh`)
+    else opts.steps = opts.steps.filter((s) => s !== tool)
+  }
+  let chunker = null
+  if (fs.existsSync(path.join(repo, 'dist/chunk/index.js'))) chunker = await loadChunker()
+  else if (opts.steps.includes('chunker')) problems.push('dist/chunk/index.js is missing: run npm run build (or leave chunker out with --steps)')
+  if (opts.steps.includes('blake3') && !fs.existsSync(path.join(repo, 'node_modules/@napi-rs/blake-hash'))) problems.push('@napi-rs/blake-hash is not installed: run npm ci')
+  if (problems.length) fail(problems.join('\n'))
+
+  const chunkSizes = chunker
+    ? { min: chunker.params.min, avg: chunker.params.avg, max: chunker.params.max, source: 'DEFAULT_CHUNKER of dist/chunk' }
+    : { ...FALLBACK_CHUNK_SIZES, source: 'built-in 16/64/256 KiB; dist/chunk not built' }
+
+  process.stderr.write(`walking ${opts.corpus}\n`)
+  const walked = corpusFiles(opts.corpus)
+  const corpus = {
+    root: opts.corpus,
+    files: walked.files.length,
+    bytes: walked.bytes,
+    uniqueFiles: walked.uniqueFiles,
+    uniqueBytes: walked.uniqueBytes,
+    dirs: walked.dirs,
+    symlinks: walked.symlinks,
+    otherEntries: walked.other,
+    marker: (() => {
+      try {
+        return fs.readFileSync(`${opts.corpus}.complete`, 'utf8').trim()
+      } catch {
+        return null
+      }
+    })(),
+  }
+  if (corpus.bytes === 0) fail(`corpus ${opts.corpus} holds no file data`)
+
+  // Scratch stores live beside the corpus, on the same disk, never in tmpfs: a store in memory
+  // would hide the write cost that push really has.
+  const scratchParent = path.dirname(opts.corpus)
+  const scratch = fs.mkdtempSync(path.join(scratchParent, 'push-throughput-'))
+  const cleanup = () => fs.rmSync(scratch, { recursive: true, force: true })
+  process.once('SIGINT', () => {
+    cleanup()
+    process.exit(130)
+  })
+
+  const ctx = { corpus: { ...corpus, files: walked.files }, runs: opts.runs, scratch, chunkSizes, chunker }
+  const buildBefore = buildFingerprint()
+  const steps = {}
+  try {
+    const impl = { snapdir: stepSnapdir, casync: stepCasync, blake3: stepBlake3, b3sum: stepB3sum, zstd: stepZstd, chunker: stepChunker }
+    for (const name of ALL_STEPS.filter((s) => opts.steps.includes(s))) {
+      process.stderr.write(`${name}\n`)
+      steps[name] = await impl[name](ctx)
+    }
+  } finally {
+    cleanup()
+  }
+  const buildAfter = buildFingerprint()
+  const runNotes = []
+  if (JSON.stringify(buildBefore) !== JSON.stringify(buildAfter)) {
+    runNotes.push(`bin/ or dist/ changed during the run (${buildBefore.files} files, newest ${buildBefore.newest} -> ${buildAfter.files}, ${buildAfter.newest}): the numbers mix builds, run again`)
+  }
+
+  const ratios = {}
+  if (steps.snapdir && steps.casync) {
+    const s = steps.snapdir
+    const c = steps.casync
+    ratios.speedCold = s.cold.mbPerS / c.cold.mbPerS
+    ratios.speedWarm = s.warm.mbPerS / c.warm.mbPerS
+    ratios.speedWarmDurable = s.warm.durableMbPerS / c.warm.durableMbPerS
+    ratios.meetsTarget = ratios.speedCold >= 3 && ratios.speedWarm >= 3
+    ratios.storeBytes = s.store.fileBytes / (c.store.fileBytes + c.indexBytes)
+    ratios.storeBytesChunksOnly = s.store.fileBytes / c.store.fileBytes
+    ratios.objects = s.store.objects / c.store.objects
+  }
+  if (steps.snapdir && steps.blake3) ratios.ofBlake3Warm = steps.snapdir.warm.mbPerS / steps.blake3.warm.mbPerS
+
+  const result = {
+    schema: 1,
+    date: new Date().toISOString(),
+    machine: {
+      cpu: os.cpus()[0]?.model ?? 'unknown',
+      cores: os.cpus().length,
+      memBytes: os.totalmem(),
+      kernel: os.release(),
+      node: process.version,
+      fsType: tryRun('findmnt', ['-n', '-o', 'FSTYPE', '--target', scratchParent]),
+      scratchDir: scratchParent,
+      casync: tryRun('casync', ['--version']),
+      b3sum: tryRun('b3sum', ['--version']),
+      zstd: tryRun('zstd', ['--version']),
+      snapdirCommit: tryRun('git', ['-C', repo, 'rev-parse', 'HEAD']),
+      snapdirChunker: process.env.SNAPDIR_CHUNKER ?? 'default',
+    },
+    corpus,
+    chunkSizes,
+    runs: opts.runs,
+    build: buildAfter,
+    steps,
+    ratios,
+    notes: runNotes,
+  }
+  fs.mkdirSync(path.dirname(opts.out), { recursive: true })
+  fs.writeFileSync(opts.out, `${JSON.stringify(result, null, 2)}\n`)
+  const shown = path.relative(process.cwd(), opts.out)
+  process.stdout.write(`${report(result)}\n\nJSON: ${shown.startsWith('..') ? opts.out : shown}\n`)
+}
+
+main().catch((error) => fail(error.stack ?? String(error)))
