@@ -310,8 +310,9 @@ async function coldAndWarm(label, ctx, run, inspect = null) {
       else settle()
       const activity = otherActivity()
       const sample = await run(scratch)
+      sample.cpuS = sample.userS === null ? null : sample.userS + sample.sysS
       // an in-process tool's CPU is this process's, which otherActivity() already leaves out
-      Object.assign(sample, activity(sample.inProcess ? 0 : sample.userS === null ? null : sample.userS + sample.sysS))
+      Object.assign(sample, activity(sample.inProcess ? 0 : sample.cpuS))
       // writeback that the run left behind, timed separately: add it for "durable" time
       const t0 = nowNs()
       settle()
@@ -341,7 +342,7 @@ function contention(name, samples) {
 /** The median of every numeric field over the samples, plus throughput of `bytes`. */
 function summarise(samples, bytes) {
   const out = { runs: samples.length }
-  for (const key of ['wallMs', 'syncMs', 'userS', 'sysS', 'maxRssKiB', 'hashMs', 'otherCpuS', 'stealS']) {
+  for (const key of ['wallMs', 'syncMs', 'userS', 'sysS', 'cpuS', 'maxRssKiB', 'hashMs', 'otherCpuS', 'stealS']) {
     const xs = samples.map((s) => s[key]).filter((x) => typeof x === 'number')
     if (xs.length) out[key] = median(xs)
   }
@@ -599,7 +600,7 @@ function report(result) {
       fmt(s.warm.wallMs / 1000, 2),
       fmt(s.warm.mbPerS),
       fmt(s.warm.durableMbPerS),
-      s.warm.userS === undefined ? '-' : fmt(s.warm.userS + s.warm.sysS, 2),
+      fmt(s.warm.cpuS, 2),
       extra.store ?? '-',
       extra.objects ?? '-',
     ])
