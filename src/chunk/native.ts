@@ -14,6 +14,8 @@ export interface NativeAddon {
   seekData(fd: number, offset: number): number
   seekHole(fd: number, offset: number): number
   syncfs(fd: number): void
+  /** sync_file_range(SYNC_FILE_RANGE_WRITE): start writeback of a file's dirty pages, do not wait */
+  startWriteback(fd: number): void
   /** [name, mode, uid, gid, size, mtimeSec, mtimeNsec, nlink, rdev, blocks, inoHigh, inoLow, dev] per entry */
   readdirStat(dir: Buffer | string): Array<[Buffer, ...number[]]>
   /** the same row for one path (name null) */

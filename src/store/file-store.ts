@@ -82,7 +82,14 @@ export class FileStore implements Store {
         fsSync.mkdirSync(dir, { recursive: true })
         this.madeDirs.add(dir)
       }
-      fsSync.writeFileSync(tmp, data, { flag: 'wx', mode: 0o644 })
+      const fd = fsSync.openSync(tmp, 'wx', 0o644)
+      try {
+        for (let at = 0; at < data.length; ) at += fsSync.writeSync(fd, data, at, data.length - at)
+        // writeback starts now, in the background, so flush() at the end has little left to wait for
+        native?.startWriteback(fd)
+      } finally {
+        fsSync.closeSync(fd)
+      }
       fsSync.renameSync(tmp, final)
     } catch (err) {
       try {
