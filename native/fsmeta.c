@@ -34,11 +34,9 @@ static int get_buffer(napi_env env, napi_value v, void **data, size_t *len) {
   return 1;
 }
 
-/* listXattrs(path) -> Array<[name: Buffer, value: Buffer]>, of the link itself, in the order listed */
-static napi_value list_xattrs(napi_env env, napi_callback_info info) {
-  GET_ARGS(1);
-  char *path = arg_path(env, argv[0]);
-  if (!path) return NULL;
+/* The xattrs of the link itself as Array<[name: Buffer, value: Buffer]>, in the order listed; an empty
+ * array where the file system keeps none. NULL after throwing. */
+static napi_value xattrs_of(napi_env env, const char *path) {
   napi_value result;
   napi_create_array(env, &result);
   ssize_t n;
@@ -46,19 +44,16 @@ static napi_value list_xattrs(napi_env env, napi_callback_info info) {
   for (;;) {
     n = llistxattr(path, NULL, 0);
     if (n < 0) {
-      int e = errno;
-      if (e == ENOTSUP) { free(path); return result; } /* file system without xattrs: none to keep */
-      napi_value r = throw_errno(env, e, "llistxattr", path);
-      free(path);
-      return r;
+      if (errno == ENOTSUP) return result; /* file system without xattrs: none to keep */
+      return throw_errno(env, errno, "llistxattr", path);
     }
-    if (n == 0) { free(path); return result; }
+    if (n == 0) return result;
     names = realloc(names, (size_t)n);
     ssize_t m = llistxattr(path, names, (size_t)n);
     if (m >= 0) { n = m; break; }
     if (errno != ERANGE) {
       napi_value r = throw_errno(env, errno, "llistxattr", path);
-      free(names); free(path);
+      free(names);
       return r;
     }
   }
@@ -80,7 +75,7 @@ static napi_value list_xattrs(napi_env env, napi_callback_info info) {
     if (vl < 0) {
       if (errno == ENODATA) { free(val); continue; } /* removed since listed */
       napi_value r = throw_errno(env, errno, "lgetxattr", path);
-      free(val); free(names); free(path);
+      free(val); free(names);
       return r;
     }
     napi_value pair, nb, vb;
@@ -93,8 +88,17 @@ static napi_value list_xattrs(napi_env env, napi_callback_info info) {
     free(val);
   }
   free(names);
-  free(path);
   return result;
+}
+
+/* listXattrs(path) -> Array<[name: Buffer, value: Buffer]>, of the link itself */
+static napi_value list_xattrs(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  char *path = arg_path(env, argv[0]);
+  if (!path) return NULL;
+  napi_value r = xattrs_of(env, path);
+  free(path);
+  return r;
 }
 
 /* setXattr(path, name: Buffer, value: Buffer), on the link itself */
@@ -205,11 +209,16 @@ static napi_value num(napi_env env, double v) {
   return out;
 }
 
-/* [name, mode, uid, gid, size, mtimeSec, mtimeNsec, nlink, rdev, blocks, inoHigh, inoLow, dev]: inode
- * numbers are 64-bit, so they come in two exact halves (hardlink detection must never confuse two). */
-static napi_value stat_row(napi_env env, napi_value name, const struct stat *st) {
+/* [name, mode, uid, gid, size, mtimeSec, mtimeNsec, nlink, rdev, blocks, inoHigh, inoLow, dev, xattrs]:
+ * inode numbers are 64-bit, so they come in two exact halves (hardlink detection must never confuse
+ * two); xattrs as xattrs_of gives them, read here so a scan needs one call per directory. NULL after
+ * throwing. */
+static napi_value stat_row(napi_env env, napi_value name, const struct stat *st, const char *path) {
+  napi_value xattrs = xattrs_of(env, path);
+  if (!xattrs) return NULL;
   napi_value row;
-  napi_create_array_with_length(env, 13, &row);
+  napi_create_array_with_length(env, 14, &row);
+  napi_set_element(env, row, 13, xattrs);
   napi_set_element(env, row, 0, name);
   uint64_t ino = (uint64_t)st->st_ino;
   double vals[12] = {st->st_mode, st->st_uid, st->st_gid, (double)st->st_size, (double)st->st_mtim.tv_sec,
@@ -230,7 +239,7 @@ static napi_value lstat_row(napi_env env, napi_callback_info info) {
   else {
     napi_value nul;
     napi_get_null(env, &nul);
-    r = stat_row(env, nul, &st);
+    r = stat_row(env, nul, &st, path);
   }
   free(path);
   return r;
@@ -253,6 +262,8 @@ static napi_value readdir_stat(napi_env env, napi_callback_info info) {
   napi_create_array(env, &result);
   uint32_t idx = 0;
   int fd = dirfd(d);
+  size_t dl = strlen(path);
+  char *full = NULL;
   for (;;) {
     errno = 0;
     struct dirent *de = readdir(d);
@@ -261,6 +272,7 @@ static napi_value readdir_stat(napi_env env, napi_callback_info info) {
         napi_value r = throw_errno(env, errno, "readdir", path);
         closedir(d);
         free(path);
+        free(full);
         return r;
       }
       break;
@@ -273,14 +285,28 @@ static napi_value readdir_stat(napi_env env, napi_callback_info info) {
       napi_value r = throw_errno(env, errno, "lstat", n);
       closedir(d);
       free(path);
+      free(full);
       return r;
     }
+    size_t nl = strlen(n);
+    full = realloc(full, dl + nl + 2);
+    memcpy(full, path, dl);
+    full[dl] = '/';
+    memcpy(full + dl + 1, n, nl + 1);
     napi_value name;
-    napi_create_buffer_copy(env, strlen(n), n, NULL, &name);
-    napi_set_element(env, result, idx++, stat_row(env, name, &st));
+    napi_create_buffer_copy(env, nl, n, NULL, &name);
+    napi_value row = stat_row(env, name, &st, full);
+    if (!row) {
+      closedir(d);
+      free(path);
+      free(full);
+      return NULL;
+    }
+    napi_set_element(env, result, idx++, row);
   }
   closedir(d);
   free(path);
+  free(full);
   return result;
 }
 

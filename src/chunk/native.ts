@@ -2,6 +2,11 @@ import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import path from 'node:path'
 
+export type StatRow = [
+  name: Buffer | null, mode: number, uid: number, gid: number, size: number, mtimeSec: number, mtimeNsec: number,
+  nlink: number, rdev: number, blocks: number, inoHigh: number, inoLow: number, dev: number, xattrs: Array<[Buffer, Buffer]>,
+]
+
 /** The C addon built from native/ at install (node-gyp-build finds build/Release or a prebuild). */
 export interface NativeAddon {
   chunkerCreate(min: number, avg: number, max: number, level: number, seed: bigint): object
@@ -16,10 +21,10 @@ export interface NativeAddon {
   syncfs(fd: number): void
   /** sync_file_range(SYNC_FILE_RANGE_WRITE): start writeback of a file's dirty pages, do not wait */
   startWriteback(fd: number): void
-  /** [name, mode, uid, gid, size, mtimeSec, mtimeNsec, nlink, rdev, blocks, inoHigh, inoLow, dev] per entry */
-  readdirStat(dir: Buffer | string): Array<[Buffer, ...number[]]>
+  /** [name, mode, uid, gid, size, mtimeSec, mtimeNsec, nlink, rdev, blocks, inoHigh, inoLow, dev, xattrs] per entry */
+  readdirStat(dir: Buffer | string): StatRow[]
   /** the same row for one path (name null) */
-  lstatRow(path: Buffer | string): [null, ...number[]]
+  lstatRow(path: Buffer | string): StatRow
 }
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')

@@ -1,5 +1,5 @@
 import fs from 'node:fs'
-import { native } from '../chunk/native.js'
+import { native, type StatRow } from '../chunk/native.js'
 import type { EntryType, TreeEntry } from '../format/tree.js'
 import { compareBytes } from '../format/tree.js'
 import { isErrno, SnapdirError, UsageError } from '../util/errors.js'
@@ -14,9 +14,6 @@ export interface ScannedEntry {
 }
 
 const SLASH = Buffer.from('/')
-
-/** mode, uid, gid, size, mtimeSec, mtimeNsec, nlink, rdev, blocks, inoHigh, inoLow, dev (native readdirStat) */
-type StatRow = [number, number, number, number, number, number, number, number, number, number, number, number]
 
 const { S_IFMT, S_IFREG, S_IFDIR, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK } = fs.constants
 const TYPES = new Map<number, EntryType>([
@@ -60,14 +57,12 @@ export async function scanDirectory(root: string): Promise<ScannedEntry[]> {
   const inodes = new Map<string, Buffer[]>()
 
   const visit = (rel: Buffer, abs: Buffer, st: StatRow): void => {
-    const [mode, uid, gid, size, mtimeSec, mtimeNsec, nlink, rdev, blocks, inoHigh, inoLow, dev] = st
+    const [, mode, uid, gid, size, mtimeSec, mtimeNsec, nlink, rdev, blocks, inoHigh, inoLow, dev, xattrs] = st
     const type = typeOf(mode)
     if (type === null) throw sourceError(abs, new Error('unsupported file type'))
     let target: Buffer | null = null
-    let xattrs: Array<[Buffer, Buffer]>
     try {
       if (type === 'symlink') target = fs.readlinkSync(abs, { encoding: 'buffer' })
-      xattrs = addon.listXattrs(abs)
     } catch (err) {
       throw sourceError(abs, err)
     }
@@ -93,25 +88,25 @@ export async function scanDirectory(root: string): Promise<ScannedEntry[]> {
       else inodes.set(key, [rel])
     }
     if (type !== 'dir') return
-    let rows: Array<[Buffer, ...number[]]>
+    let rows: StatRow[]
     try {
       rows = addon.readdirStat(abs)
     } catch (err) {
       throw sourceError(abs, err)
     }
-    for (const [name, ...stat] of rows) {
-      const childAbs = Buffer.concat([abs, SLASH, name])
-      visit(rel.length === 0 ? name : Buffer.concat([rel, SLASH, name]), childAbs, stat as StatRow)
+    for (const row of rows) {
+      const name = row[0]!
+      visit(rel.length === 0 ? name : Buffer.concat([rel, SLASH, name]), Buffer.concat([abs, SLASH, name]), row)
     }
   }
 
-  let rootRow: [null, ...number[]]
+  let rootRow: StatRow
   try {
     rootRow = addon.lstatRow(rootAbs)
   } catch (err) {
     throw sourceError(rootAbs, err)
   }
-  visit(Buffer.alloc(0), rootAbs, rootRow.slice(1) as StatRow)
+  visit(Buffer.alloc(0), rootAbs, rootRow)
   out.sort((a, b) => compareBytes(a.entry.path, b.entry.path))
 
   // Every name of a multiply-linked inode but the first (in path order) becomes a hardlink to it.

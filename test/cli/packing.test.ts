@@ -2,13 +2,13 @@ import { randomBytes } from 'node:crypto'
 import { closeSync, mkdirSync, openSync, statSync, utimesSync, writeFileSync, writeSync } from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { listFiles, manifest, snapdirOk, tempDir } from '../helpers/cli.js'
+import { bytes, listFiles, manifest, snapdirOk, tempDir } from '../helpers/cli.js'
 
 /** 300 files of 5-50 KiB in 10 directories: the shape of /usr/share or a Python package. */
 function smallFiles(dir: string): void {
   for (let d = 0; d < 10; d++) {
     mkdirSync(path.join(dir, `d${d}`), { recursive: true })
-    for (let f = 0; f < 30; f++) writeFileSync(path.join(dir, `d${d}`, `f${f}`), randomBytes(5000 + ((d * 30 + f) * 151) % 46000))
+    for (let f = 0; f < 30; f++) writeFileSync(path.join(dir, `d${d}`, `f${f}`), bytes(`${d}/${f}`, 5000 + ((d * 30 + f) * 151) % 46000))
   }
 }
 
@@ -27,7 +27,7 @@ describe('small files are cut together', () => {
     expect(manifest(path.join(t, 'out'))).toBe(manifest(src))
     expect((await snapdirOk(['verify', '--store', store, '--id', id])).trim()).toMatch(/0 damaged/)
 
-    writeFileSync(path.join(src, 'd4', 'f7'), randomBytes(20_000))
+    writeFileSync(path.join(src, 'd4', 'f7'), bytes('changed', 20_000))
     const id2 = (await snapdirOk(['push', '--store', store, src])).trim()
     expect(id2).not.toBe(id)
     const added = listFiles(path.join(store, 'chunks')).length - chunks.length

@@ -1,7 +1,6 @@
 // Helpers for tests that drive the built CLI as a user would: spawn bin/snapdir, read stdout, stderr
 // and the exit status. The CLI runs from dist/, so `make test` builds before running the suite.
 import { spawn, spawnSync } from 'node:child_process'
-import { createHash } from 'node:crypto'
 import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -81,13 +80,5 @@ export function listFiles(dir: string): string[] {
 
 export const ID_RE = /^[0-9a-f]{64}$/
 
-/** Deterministic pseudo-random bytes (sha256 in counter mode), so fixtures are the same every run. */
-export function bytes(seed: string, n: number): Buffer {
-  const out: Buffer[] = []
-  for (let i = 0, have = 0; have < n; i++) {
-    const b = createHash('sha256').update(`${seed}:${i}`).digest()
-    out.push(b)
-    have += b.length
-  }
-  return Buffer.concat(out).subarray(0, n)
-}
+export { bytes } from './bytes.js'
+

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { createHash, randomBytes } from 'node:crypto'
+import { bytes } from '../helpers/bytes.js'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { Chunker, ChunkStream, hashBytes, type ChunkerImplementation, type RawChunk } from '../../src/chunk/index.js'
@@ -142,9 +143,11 @@ describe('chunker properties', () => {
   it('an edit in the middle of a large file changes only the chunks around it', () => {
     const params = { min: 16384, avg: 65536, max: 262144, level: 1, seed: 0n }
     const chunker = new Chunker(params)
+    // fixed data and a fixed seed: the bound below is what the algorithm gives in practice, not a
+    // guarantee for every input, so the test must not draw a new input on every run
+    const a = bytes('edit', 8 * 1024 * 1024)
     fc.assert(
       fc.property(fc.integer({ min: 1_000_000, max: 7_000_000 }), fc.uint8Array({ minLength: 1, maxLength: 100 }), (at, patch) => {
-        const a = randomBytes(8 * 1024 * 1024)
         const b = Buffer.concat([a.subarray(0, at), Buffer.from(patch), a.subarray(at + 50)])
         const ids = (d: Buffer) => {
           const out: string[] = []
@@ -160,7 +163,7 @@ describe('chunker properties', () => {
         expect(lost.length).toBeLessThanOrEqual(3)
         expect(before.length).toBeGreaterThan(60)
       }),
-      { numRuns: 8 },
+      { numRuns: 8, seed: 20261123 },
     )
   })
 })
