@@ -296,7 +296,8 @@ function otherActivity() {
  * times (the corpus cached by the runs before). `run` gets a fresh scratch directory and returns
  * a sample with at least `wallMs`, and `userS`/`sysS` for the measured tool (null when unknown;
  * `inProcess: true` when the tool is this process). `inspect`, if given, looks at the scratch
- * directory after the writeback, when block counts are final; it and the deletion are untimed.
+ * directory after the writeback, when block counts are final (untimed). Scratch directories are
+ * removed only when the benchmark ends (see below).
  *
  * This machine is shared with builds and tests, so each sample also records `otherCpuS`, the CPU
  * seconds the machine spent on anything but the measured tool while it ran, and `stealS`.
@@ -319,7 +320,9 @@ async function coldAndWarm(label, ctx, run, inspect = null) {
       sample.syncMs = msSince(t0)
       if (inspect) Object.assign(sample, inspect(scratch))
       result[mode].push(sample)
-      fs.rmSync(scratch, { recursive: true, force: true })
+      // Stores are kept until the whole benchmark ends, not deleted run by run: ext4 without a
+      // journal (as on these machines) skips inodes freed in the last minutes when it allocates new
+      // ones, scanning past them, so deleting a store makes every later run's file creates slower.
       process.stderr.write(`  ${label} ${mode} ${i + 1}/${ctx.runs}: ${(sample.wallMs / 1000).toFixed(2)} s\n`)
     }
   }
