@@ -35,9 +35,14 @@ const BATCH_BYTES = 8 * 1024 * 1024
 const workerUrl = new URL('./chunk-worker.js', import.meta.url)
 const canUseWorkers = !import.meta.url.endsWith('.ts')
 
-/** One per core; none (cut in this thread) when running from TypeScript sources, as under vitest. */
+/**
+ * One per core, or SNAPDIR_WORKERS; none (cut in this thread) when running from TypeScript sources,
+ * as under vitest.
+ */
 export function defaultWorkers(): number {
-  return canUseWorkers ? Math.max(1, os.availableParallelism()) : 0
+  if (!canUseWorkers) return 0
+  const fromEnv = Number(process.env.SNAPDIR_WORKERS)
+  return Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : Math.max(1, os.availableParallelism())
 }
 
 /**
