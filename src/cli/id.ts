@@ -1,7 +1,7 @@
 import type { Command } from '@commander-js/extra-typings'
 import { localId } from '../snapshot/local-id.js'
 import { readStoreConfig } from '../store/store-config.js'
-import { storeFromUrl } from '../store/open-store.js'
+import { ENDPOINT_HELP, storeFromOptions } from './store-options.js'
 import { action } from './run-command.js'
 
 export function registerId(program: Command): void {
@@ -9,12 +9,13 @@ export function registerId(program: Command): void {
     .command('id')
     .description('print the ID push would print for DIR, computed locally (nothing is stored)')
     .option('--store <url>', "use this store's chunker parameters (default: the built-in ones every new store gets)")
+    .option('--s3-endpoint <url>', ENDPOINT_HELP)
     .argument('<dir>', 'directory')
     .action(
-      action(async (dir: string, opts: { store?: string }) => {
+      action(async (dir: string, opts: { store?: string; s3Endpoint?: string }) => {
         let params
         if (opts.store !== undefined) {
-          const store = storeFromUrl(opts.store)
+          const store = storeFromOptions({ ...opts, store: opts.store })
           await store.open()
           params = await readStoreConfig(store)
         }

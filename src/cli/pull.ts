@@ -1,7 +1,7 @@
 import type { Command } from '@commander-js/extra-typings'
 import { parseId } from '../format/id.js'
 import { pull } from '../snapshot/pull.js'
-import { storeFromUrl } from '../store/open-store.js'
+import { ENDPOINT_HELP, STORE_HELP, storeFromOptions } from './store-options.js'
 import { action } from './run-command.js'
 import { progressBar } from './progress.js'
 
@@ -9,13 +9,14 @@ export function registerPull(program: Command): void {
   program
     .command('pull')
     .description('materialise snapshot ID as DIR (which must not exist or be empty); every chunk is verified')
-    .requiredOption('--store <url>', 'store: a path or file:///path')
+    .requiredOption('--store <url>', STORE_HELP)
+    .option('--s3-endpoint <url>', ENDPOINT_HELP)
     .requiredOption('--id <id>', 'snapshot ID (64 hex digits, as printed by push)')
     .argument('<dir>', 'target directory')
     .action(
-      action(async (dir: string, opts: { store: string; id: string }) => {
+      action(async (dir: string, opts: { store: string; s3Endpoint?: string; id: string }) => {
         const id = parseId(opts.id)
-        const store = storeFromUrl(opts.store)
+        const store = storeFromOptions(opts)
         const bar = progressBar('bytes')
         try {
           await pull(store, id, dir, { onTree: (total) => bar.start(total, 'pull'), onBytes: (n) => bar.add(n) })

@@ -1,6 +1,6 @@
 import type { Command } from '@commander-js/extra-typings'
 import { push } from '../snapshot/push.js'
-import { storeFromUrl } from '../store/open-store.js'
+import { ENDPOINT_HELP, STORE_HELP, storeFromOptions } from './store-options.js'
 import { action } from './run-command.js'
 import { progressBar } from './progress.js'
 
@@ -8,13 +8,14 @@ export function registerPush(program: Command): void {
   program
     .command('push')
     .description('snapshot DIR into the store and print its ID (only the ID) on stdout')
-    .requiredOption('--store <url>', 'store: a path or file:///path (created if missing)')
+    .requiredOption('--store <url>', STORE_HELP)
+    .option('--s3-endpoint <url>', ENDPOINT_HELP)
     .option('--name <name>', 'name recorded in the revisions log (default: the directory name)')
     .option('--json', 'print a JSON summary instead of the bare ID')
     .argument('<dir>', 'directory to snapshot')
     .action(
-      action(async (dir: string, opts: { store: string; name?: string; json?: true }) => {
-        const store = storeFromUrl(opts.store)
+      action(async (dir: string, opts: { store: string; s3Endpoint?: string; name?: string; json?: true }) => {
+        const store = storeFromOptions(opts)
         const bar = progressBar('bytes')
         try {
           const result = await push(store, dir, {

@@ -1,7 +1,7 @@
 import type { Command } from '@commander-js/extra-typings'
 import { parseId } from '../format/id.js'
 import { verify } from '../snapshot/verify.js'
-import { storeFromUrl } from '../store/open-store.js'
+import { ENDPOINT_HELP, STORE_HELP, storeFromOptions } from './store-options.js'
 import { SnapdirError } from '../util/errors.js'
 import { action } from './run-command.js'
 import { progressBar } from './progress.js'
@@ -10,13 +10,14 @@ export function registerVerify(program: Command): void {
   program
     .command('verify')
     .description('re-read and re-hash every object snapshot ID needs; exit 1 naming any damaged chunk and its files')
-    .requiredOption('--store <url>', 'store: a path or file:///path')
+    .requiredOption('--store <url>', STORE_HELP)
+    .option('--s3-endpoint <url>', ENDPOINT_HELP)
     .requiredOption('--id <id>', 'snapshot ID')
     .option('--json', 'print the result as JSON')
     .action(
-      action(async (opts: { store: string; id: string; json?: true }) => {
+      action(async (opts: { store: string; s3Endpoint?: string; id: string; json?: true }) => {
         const id = parseId(opts.id)
-        const store = storeFromUrl(opts.store)
+        const store = storeFromOptions(opts)
         const bar = progressBar('items')
         try {
           const r = await verify(store, id, { onTree: (n) => bar.start(n, 'verify'), onChunk: () => bar.add(1) })

@@ -1,6 +1,6 @@
 // Worker thread entry: cuts, hashes and stores the files the pool hands it (see worker-pool.ts).
 import { parentPort } from 'node:worker_threads'
-import { storeFromUrl } from '../store/open-store.js'
+import { openStore } from '../store/open-store.js'
 import type { Store } from '../store/store.js'
 import { SnapdirError } from '../util/errors.js'
 import { FileProcessor, jobBytes, type FileJob, type FileResult, type Job } from './file-processor.js'
@@ -30,7 +30,7 @@ port.on('message', (m: ToWorker) => {
 
 async function handle(m: ToWorker): Promise<void> {
   if (m.type === 'init') {
-    store = m.storeUrl === null ? null : storeFromUrl(m.storeUrl)
+    store = m.store === null ? null : openStore(m.store)
     await store?.open()
     processor = new FileProcessor(m.params, store)
     post({ type: 'ready' })

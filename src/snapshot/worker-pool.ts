@@ -1,12 +1,12 @@
 import os from 'node:os'
 import { Worker } from 'node:worker_threads'
 import type { ChunkerParams } from '../chunk/params.js'
-import type { Store } from '../store/store.js'
+import type { Store, StoreSpec } from '../store/store.js'
 import { SnapdirError, type ErrorCode } from '../util/errors.js'
 import { FileProcessor, jobBytes, type FileResult, type Job, type ProcessorStats } from './file-processor.js'
 
 export type ToWorker =
-  | { type: 'init'; params: ChunkerParams; storeUrl: string | null }
+  | { type: 'init'; params: ChunkerParams; store: StoreSpec | null }
   | { type: 'jobs'; jobs: Job[] }
   | { type: 'finish' }
 export type FromWorker =
@@ -112,7 +112,7 @@ export class WorkerPool {
         })
         w.on('error', (err) => fail(err))
         w.on('exit', (code) => fail(new SnapdirError('ERR_SOURCE', `chunk worker exited with code ${code}`)))
-        post({ type: 'init', params: options.params, storeUrl: options.store?.url ?? null })
+        post({ type: 'init', params: options.params, store: options.store?.spec ?? null })
       })
 
     const settled = await Promise.allSettled(this.workers.map(drive))

@@ -3,7 +3,7 @@ import fsSync, { constants, promises as fs } from 'node:fs'
 import path from 'node:path'
 import { native } from '../chunk/native.js'
 import { isErrno, SnapdirError } from '../util/errors.js'
-import type { Store } from './store.js'
+import type { Store, StoreSpec } from './store.js'
 
 /**
  * A store in a local directory. put() writes a temporary file beside the final name and renames it,
@@ -19,10 +19,12 @@ let tmpCounter = 0
 
 export class FileStore implements Store {
   readonly url: string
+  readonly spec: StoreSpec
   private readonly madeDirs = new Set<string>()
 
   constructor(readonly root: string, url = root) {
     this.url = url
+    this.spec = { url }
   }
 
   async open(options: { create?: boolean } = {}): Promise<void> {

@@ -3,9 +3,16 @@
  * Keys are '/'-separated ('chunks/3f/3fa1…', 'trees/…', 'refs/revisions/…', 'config').
  * Every backend (file now; s3, memory later) passes the same conformance suite (test/store/).
  */
+/** Enough to open the same store again, e.g. in a worker thread (see open-store.ts). */
+export interface StoreSpec {
+  url: string
+  s3Endpoint?: string
+}
+
 export interface Store {
   /** how the user named it, for messages */
   readonly url: string
+  readonly spec: StoreSpec
   /** Checks the store is reachable; with `create`, makes an empty one if there is none. */
   open(options?: { create?: boolean }): Promise<void>
   close(): Promise<void>

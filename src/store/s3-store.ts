@@ -1,0 +1,152 @@
+import {
+  CreateBucketCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+} from '@aws-sdk/client-s3'
+import { SnapdirError } from '../util/errors.js'
+import type { Store, StoreSpec } from './store.js'
+
+// The SDK is pinned (package-lock) at a release that supports Node 20; its warning that later
+// releases will not would land on stderr of every command that opens an S3 store.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
+
+export interface S3StoreOptions {
+  bucket: string
+  /** key prefix, without leading or trailing '/' ('' for the bucket root) */
+  prefix: string
+  /** S3-compatible endpoint (MinIO, Ceph, R2, GCS interop, a test server); unset for AWS itself */
+  endpoint?: string
+  region?: string
+  /** how the user named the store, for messages */
+  url: string
+  spec: StoreSpec
+}
+
+/**
+ * A store in an S3 bucket (or any S3-compatible service), credentials from the SDK's standard chain.
+ * Every object is one PUT, so it is atomic; a PUT that S3 acknowledged is durable, so flush() has
+ * nothing to do. With a custom endpoint, addressing is path-style (what S3-compatible servers speak).
+ */
+export class S3Store implements Store {
+  readonly url: string
+  readonly spec: StoreSpec
+  private readonly client: S3Client
+  private readonly bucket: string
+  private readonly prefix: string
+
+  constructor(options: S3StoreOptions) {
+    this.url = options.url
+    this.spec = options.spec
+    this.bucket = options.bucket
+    this.prefix = options.prefix === '' ? '' : `${options.prefix}/`
+    this.client = new S3Client({
+      region: options.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
+      ...(options.endpoint ? { endpoint: options.endpoint, forcePathStyle: true } : {}),
+      // Plain bodies: the default aws-chunked checksum framing is stored verbatim as the object by
+      // several S3-compatible servers (s3rver among them), corrupting every object.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      maxAttempts: 5,
+      // a server that stops answering becomes an error in bounded time, never a hang
+      requestHandler: { connectionTimeout: 5_000, requestTimeout: 60_000 },
+    })
+  }
+
+  private key(key: string): string {
+    return this.prefix + key
+  }
+
+  /** Checks the bucket answers; with `create` (push), makes it if it does not exist. */
+  async open(options: { create?: boolean } = {}): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }))
+      return
+    } catch (err) {
+      if (statusOf(err) !== 404) throw this.failure('cannot open', err)
+      if (!options.create) {
+        throw new SnapdirError('ERR_STORE_NOT_FOUND', `store ${this.url}: bucket '${this.bucket}' does not exist`, { data: { store: this.url } })
+      }
+    }
+    try {
+      await this.client.send(new CreateBucketCommand({ Bucket: this.bucket }))
+    } catch (err) {
+      // another push made it meanwhile
+      if (!(err instanceof S3ServiceException && (err.name === 'BucketAlreadyOwnedByYou' || err.name === 'BucketAlreadyExists'))) {
+        throw this.failure('cannot create the bucket', err)
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy()
+  }
+
+  async has(key: string): Promise<boolean> {
+    try {
+      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(key) }))
+      return true
+    } catch (err) {
+      if (statusOf(err) === 404) return false
+      throw this.failure(`cannot check ${key}`, err)
+    }
+  }
+
+  async get(key: string): Promise<Buffer> {
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.key(key) }))
+      return Buffer.from(await out.Body!.transformToByteArray())
+    } catch (err) {
+      // S3 answers a missing key with NoSuchKey, or with a bare 404 (or 403 without list permission)
+      if (statusOf(err) === 404 || (err instanceof S3ServiceException && err.name === 'NoSuchKey')) {
+        throw new SnapdirError('ERR_OBJECT_MISSING', `${key} is missing from ${this.url}`, { data: { key, store: this.url } })
+      }
+      throw this.failure(`cannot read ${key}`, err)
+    }
+  }
+
+  async put(key: string, data: Buffer): Promise<void> {
+    try {
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.key(key), Body: data, ContentLength: data.length }))
+    } catch (err) {
+      throw this.failure(`cannot write ${key}`, err)
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<string> {
+    let token: string | undefined
+    do {
+      let page
+      try {
+        page = await this.client.send(
+          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.key(prefix), ...(token ? { ContinuationToken: token } : {}) }),
+        )
+      } catch (err) {
+        throw this.failure(`cannot list ${prefix}`, err)
+      }
+      for (const o of page.Contents ?? []) if (o.Key) yield o.Key.slice(this.prefix.length)
+      token = page.IsTruncated ? page.NextContinuationToken : undefined
+    } while (token)
+  }
+
+  async flush(): Promise<void> {}
+
+  private failure(what: string, err: unknown): SnapdirError {
+    const status = statusOf(err)
+    const detail = err instanceof Error ? `${err.name}: ${err.message}` : String(err)
+    const code = status === undefined ? 'ERR_STORE_UNREACHABLE' : 'ERR_STORE_IO'
+    return new SnapdirError(code, `store ${this.url}: ${what}: ${detail}${status ? ` (HTTP ${status})` : ''}`, {
+      cause: err,
+      data: { store: this.url, ...(status ? { status } : {}) },
+    })
+  }
+}
+
+function statusOf(err: unknown): number | undefined {
+  const meta = (err as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata
+  return meta?.httpStatusCode
+}
