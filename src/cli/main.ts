@@ -3,6 +3,7 @@ import { registerId } from './id.js'
 import { registerPull } from './pull.js'
 import { registerPush } from './push.js'
 import { registerRevisions } from './revisions.js'
+import { registerSync } from './sync.js'
 import { registerVerify } from './verify.js'
 
 const program = new Command()
@@ -18,7 +19,7 @@ const program = new Command()
     outputError: (str, write) => write(`snapdir: ${str.replace(/^error: /, '').trim()} (see --help)\n`),
   })
 
-for (const register of [registerPush, registerPull, registerVerify, registerId, registerRevisions]) register(program)
+for (const register of [registerPush, registerPull, registerSync, registerVerify, registerId, registerRevisions]) register(program)
 for (const cmd of program.commands) cmd.exitOverride()
 
 try {

@@ -1,0 +1,58 @@
+import type { Command } from '@commander-js/extra-typings'
+import { parseId } from '../format/id.js'
+import { storeFromUrl } from '../store/open-store.js'
+import { sync } from '../sync/sync.js'
+import { UsageError } from '../util/errors.js'
+import { progressBar } from './progress.js'
+import { action } from './run-command.js'
+
+export function registerSync(program: Command): void {
+  program
+    .command('sync')
+    .description('copy snapshot ID from one store to another, streaming, skipping what --to already has; every chunk re-hashed in transit')
+    .requiredOption('--id <id>', 'snapshot ID')
+    .requiredOption('--from <url>', 'source store: a path, file:///path, s3://bucket/prefix or gs://bucket/prefix')
+    .requiredOption('--to <url>', 'destination store (created if missing)')
+    .option('--jobs <n>', 'objects checked or copied at once', '16')
+    .option('--dry-run', 'report what would be copied; write nothing')
+    .option('--json', 'print a JSON summary (objects and bytes checked, copied, skipped)')
+    .option('--s3-endpoint <url>', 'S3-compatible endpoint for both stores (default: AWS_ENDPOINT_URL)')
+    .option('--from-s3-endpoint <url>', 'endpoint for the source only')
+    .option('--to-s3-endpoint <url>', 'endpoint for the destination only')
+    .action(
+      action(async (opts: { id: string; from: string; to: string; jobs: string; dryRun?: true; json?: true; s3Endpoint?: string; fromS3Endpoint?: string; toS3Endpoint?: string }) => {
+        const id = parseId(opts.id)
+        const jobs = Number(opts.jobs)
+        if (!Number.isInteger(jobs) || jobs < 1 || jobs > 1024) throw new UsageError(`--jobs '${opts.jobs}': expected an integer from 1 to 1024`)
+        const endpoint = (own?: string) => {
+          const e = own ?? opts.s3Endpoint
+          return e === undefined ? {} : { s3Endpoint: e }
+        }
+        const from = storeFromUrl(opts.from, endpoint(opts.fromS3Endpoint))
+        const to = storeFromUrl(opts.to, endpoint(opts.toS3Endpoint))
+        const bar = progressBar('items')
+        try {
+          const s = await sync(from, to, id, {
+            jobs,
+            ...(opts.dryRun ? { dryRun: true } : {}),
+            onPlan: (n) => bar.start(n, opts.dryRun ? 'check' : 'sync'),
+            onObject: () => bar.add(1),
+          })
+          bar.stop()
+          if (opts.json) process.stdout.write(JSON.stringify(s) + '\n')
+          else {
+            const verb = opts.dryRun ? 'would copy' : 'copied'
+            process.stdout.write(
+              s.alreadyComplete
+                ? `${id} is already complete in ${to.url}\n`
+                : `${verb} ${s.objects.copied} objects (${s.bytes.copied} bytes), skipped ${s.objects.skipped} already in ${to.url}\n`,
+            )
+          }
+        } finally {
+          bar.stop()
+          await from.close()
+          await to.close()
+        }
+      }),
+    )
+}

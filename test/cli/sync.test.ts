@@ -1,0 +1,142 @@
+import { spawn } from 'node:child_process'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { objectKey } from '../../src/store/objects.js'
+import { bytes, listFiles, makeEdgeTree, manifest, SNAPDIR, snapdir, snapdirOk, tempDir } from '../helpers/cli.js'
+import { startS3Server, type S3Server } from '../helpers/s3-server.js'
+
+interface Summary {
+  alreadyComplete: boolean
+  objects: { checked: number; copied: number; skipped: number }
+  bytes: { copied: number; skipped: number }
+}
+
+let server: S3Server
+beforeAll(async () => {
+  server = await startS3Server(['reg-a', 'reg-b'])
+})
+afterAll(async () => {
+  await server.close()
+})
+
+const syncJson = async (id: string, from: string, to: string, extra: string[] = []): Promise<Summary> =>
+  JSON.parse(await snapdirOk(['sync', '--json', '--id', id, '--from', from, '--to', to, ...extra], { env: server.env })) as Summary
+
+/** A tree of 40 files of 200 KB: a few hundred chunks. */
+function dataTree(dir: string): void {
+  mkdirSync(dir)
+  for (let i = 0; i < 40; i++) writeFileSync(path.join(dir, `f${i}`), bytes(`sync${i}`, 200_000))
+}
+
+describe('sync between stores', () => {
+  it('file -> S3 -> another S3 prefix -> file gives back the tree byte for byte; a re-sync copies nothing', async () => {
+    const t = tempDir()
+    const src = path.join(t, 'src')
+    makeEdgeTree(src)
+    const local = path.join(t, 'local')
+    const id = (await snapdirOk(['push', '--store', local, src])).trim()
+
+    const first = await syncJson(id, local, 's3://reg-a/mirror')
+    expect(first.alreadyComplete).toBe(false)
+    expect(first.objects.copied).toBe(first.objects.checked)
+    const second = await syncJson(id, 's3://reg-a/mirror', 's3://reg-b/other/prefix')
+    expect(second.objects.copied).toBe(first.objects.copied)
+    const back = path.join(t, 'back')
+    await syncJson(id, 's3://reg-b/other/prefix', back)
+    await snapdirOk(['pull', '--store', back, '--id', id, path.join(t, 'out')])
+    expect(manifest(path.join(t, 'out'))).toBe(manifest(src))
+    // the revision travels with the snapshot
+    const revs = (await snapdirOk(['revisions', '--store', back])).trim().split('\n').map((l) => JSON.parse(l) as { id: string; name: string })
+    expect(revs).toMatchObject([{ id, name: 'src' }])
+
+    // complete at the destination: one request, nothing copied
+    const again = await syncJson(id, local, 's3://reg-a/mirror')
+    expect(again).toMatchObject({ alreadyComplete: true, objects: { checked: 1, copied: 0, skipped: 1 } })
+  })
+
+  it('a second snapshot sharing most chunks copies only the new ones; --dry-run reports the same and writes nothing', async () => {
+    const t = tempDir()
+    const src = path.join(t, 'src')
+    const local = path.join(t, 'local')
+    const dest = path.join(t, 'dest')
+    dataTree(src)
+    const id1 = (await snapdirOk(['push', '--store', local, src])).trim()
+    await syncJson(id1, local, dest)
+    writeFileSync(path.join(src, 'f7'), bytes('changed', 200_000))
+    const id2 = (await snapdirOk(['push', '--store', local, src])).trim()
+
+    const before = listFiles(dest)
+    const dry = await syncJson(id2, local, dest, ['--dry-run'])
+    expect(listFiles(dest)).toEqual(before)
+    const real = await syncJson(id2, local, dest)
+    expect(real.objects.copied).toBe(dry.objects.copied)
+    // the changed file's chunks and the tree; everything else was there
+    expect(real.objects.copied).toBeGreaterThanOrEqual(2)
+    expect(real.objects.copied).toBeLessThanOrEqual(8)
+    expect(real.objects.skipped).toBeGreaterThan(100)
+    expect(await snapdirOk(['verify', '--store', dest, '--id', id2])).toMatch(/ 0 damaged/)
+  })
+
+  it('a corrupted source chunk stops the sync naming it, and nothing naming it reaches the destination', async () => {
+    const t = tempDir()
+    const src = path.join(t, 'src')
+    const local = path.join(t, 'local')
+    const dest = path.join(t, 'dest')
+    dataTree(src)
+    const id = (await snapdirOk(['push', '--store', local, src])).trim()
+    const chunk = listFiles(path.join(local, 'chunks'))[3]!
+    const file = path.join(local, 'chunks', chunk)
+    const b = readFileSync(file)
+    b[b.length - 1] = b[b.length - 1]! ^ 0xff
+    writeFileSync(file, b)
+
+    const r = await snapdir(['sync', '--id', id, '--from', local, '--to', dest])
+    expect(r.status).toBe(1)
+    expect(r.stderr).toContain(path.basename(chunk))
+    expect(r.stderr).toMatch(/used by f\d+/)
+    expect(existsSync(path.join(dest, ...objectKey('tree', id).split('/')))).toBe(false)
+    expect((await snapdirOk(['revisions', '--store', dest])).trim()).toBe('')
+  })
+
+  it('a sync killed halfway, run again, completes and copies only what is still missing', async () => {
+    const t = tempDir()
+    const src = path.join(t, 'src')
+    const local = path.join(t, 'local')
+    const dest = path.join(t, 'dest')
+    mkdirSync(src)
+    for (let i = 0; i < 30; i++) writeFileSync(path.join(src, `f${i}`), bytes(`kill${i}`, 2_000_000))
+    const id = (await snapdirOk(['push', '--store', local, src])).trim()
+    const total = listFiles(path.join(local, 'chunks')).length
+
+    const child = spawn(process.execPath, [SNAPDIR, 'sync', '--id', id, '--from', local, '--to', dest, '--jobs', '2'], { stdio: 'ignore' })
+    const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()))
+    for (let i = 0; i < 4000; i++) {
+      if (existsSync(path.join(dest, 'chunks')) && listFiles(path.join(dest, 'chunks')).length >= 10) break
+      await new Promise((r) => setTimeout(r, 5))
+    }
+    child.kill('SIGKILL')
+    await exited
+    const copiedBefore = listFiles(path.join(dest, 'chunks')).filter((f) => !f.includes('.tmp-')).length
+    expect(copiedBefore).toBeGreaterThanOrEqual(10)
+    expect(copiedBefore).toBeLessThan(total)
+    expect(existsSync(path.join(dest, 'trees'))).toBe(false)
+
+    const s = await syncJson(id, local, dest)
+    expect(s.objects.skipped).toBe(copiedBefore)
+    expect(s.objects.copied).toBe(total - copiedBefore + 1) // + the tree
+    expect(await snapdirOk(['verify', '--store', dest, '--id', id])).toMatch(/ 0 damaged/)
+  })
+
+  it('bad input: a missing source store or snapshot, and a bad --jobs, are one clear line', async () => {
+    const t = tempDir()
+    const id = 'b'.repeat(64)
+    const missing = await snapdir(['sync', '--id', id, '--from', path.join(t, 'nope'), '--to', path.join(t, 'dest')])
+    expect(missing.status).toBe(1)
+    expect(missing.stderr.trim()).toMatch(/^snapdir: store .*nope does not exist$/)
+    expect(existsSync(path.join(t, 'dest'))).toBe(false)
+    const jobs = await snapdir(['sync', '--id', id, '--from', t, '--to', path.join(t, 'd'), '--jobs', '0'])
+    expect(jobs.status).toBe(2)
+    expect(jobs.stderr.trim()).toMatch(/^snapdir: --jobs '0'/)
+  })
+})
