@@ -28,6 +28,23 @@ describe('push, pull, verify and revisions against an S3 server on loopback', ()
     expect(revs.map((r) => r.id)).toEqual([id])
   })
 
+  it('wrong credentials: exit 1 with one line naming the store', async () => {
+    const env = { ...server.env, AWS_ACCESS_KEY_ID: 'WRONG', AWS_SECRET_ACCESS_KEY: 'WRONG' }
+    const r = await snapdir(['revisions', '--store', 's3://images/team/base'], { env })
+    expect(r.status).toBe(1)
+    expect(r.stdout).toBe('')
+    expect(r.stderr.trim().split('\n')).toHaveLength(1)
+    expect(r.stderr).toMatch(/^snapdir: store s3:\/\/images\/team\/base: cannot open: .*\(HTTP 403\)/)
+  })
+
+  it('an endpoint nobody listens on: exit 1 naming the store, in bounded time', async () => {
+    const started = Date.now()
+    const r = await snapdir(['revisions', '--store', 's3://images/x', '--s3-endpoint', 'http://127.0.0.1:9'], { env: server.env })
+    expect(r.status).toBe(1)
+    expect(r.stderr.trim()).toMatch(/^snapdir: store s3:\/\/images\/x: cannot open: .*ECONNREFUSED/)
+    expect(Date.now() - started).toBeLessThan(30_000)
+  })
+
   it('a bucket that does not exist: pull exits 1 naming the store', async () => {
     const t = tempDir()
     const r = await snapdir(['pull', '--store', 's3://no-such-bucket/x', '--id', 'a'.repeat(64), path.join(t, 'out')], { env: server.env })
