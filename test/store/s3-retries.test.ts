@@ -1,0 +1,64 @@
+// Retries against an S3 server that fails on purpose: a proxy in front of s3rver answers the first
+// requests with 503 SlowDown (what S3 says when throttling), or every request with 403. A fault
+// injector is the only way to produce these on demand; the server behind it is real.
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { storeFromUrl } from '../../src/store/open-store.js'
+import { startS3Server, type S3Server } from '../helpers/s3-server.js'
+
+let server: S3Server
+let proxy: http.Server
+let endpoint: string
+const faults = { status: 0, remaining: 0, seen: 0 }
+const saved = { ...process.env }
+
+beforeAll(async () => {
+  server = await startS3Server(['retry'])
+  Object.assign(process.env, server.env)
+  const target = new URL(server.endpoint)
+  proxy = http.createServer((req, res) => {
+    faults.seen++
+    if (faults.remaining > 0) {
+      faults.remaining--
+      const code = faults.status === 503 ? 'SlowDown' : 'AccessDenied'
+      req.resume()
+      res.writeHead(faults.status, { 'content-type': 'application/xml' })
+      res.end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>injected</Message></Error>`)
+      return
+    }
+    const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode ?? 502, r.headers)
+      r.pipe(res)
+    })
+    req.pipe(up)
+  })
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve))
+  endpoint = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`
+})
+
+afterAll(async () => {
+  process.env = saved
+  await new Promise<void>((resolve) => proxy.close(() => resolve()))
+  await server.close()
+})
+
+it('throttling (503 SlowDown) is retried until the request goes through', async () => {
+  const store = storeFromUrl('s3://retry/p', { s3Endpoint: endpoint })
+  await store.open()
+  Object.assign(faults, { status: 503, remaining: 3, seen: 0 })
+  await store.put('chunks/aa/x', Buffer.from('payload'))
+  expect(faults.seen).toBe(4)
+  expect((await store.get('chunks/aa/x')).toString()).toBe('payload')
+  await store.close()
+})
+
+it('a 4xx answer is not retried: one request, one clear error naming the store', async () => {
+  const store = storeFromUrl('s3://retry/p', { s3Endpoint: endpoint })
+  await store.open()
+  Object.assign(faults, { status: 403, remaining: 100, seen: 0 })
+  await expect(store.get('chunks/aa/x')).rejects.toThrow(/store s3:\/\/retry\/p: cannot read chunks\/aa\/x: .*\(HTTP 403\)/)
+  expect(faults.seen).toBe(1)
+  faults.remaining = 0
+  await store.close()
+})
