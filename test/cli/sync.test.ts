@@ -1,9 +1,8 @@
-import { spawn } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { objectKey } from '../../src/store/objects.js'
-import { bytes, listFiles, makeEdgeTree, manifest, SNAPDIR, snapdir, snapdirOk, tempDir } from '../helpers/cli.js'
+import { bytes, countObjects, killWhen, listFiles, makeEdgeTree, manifest, snapdir, snapdirOk, tempDir } from '../helpers/cli.js'
 import { startS3Server, type S3Server } from '../helpers/s3-server.js'
 
 interface Summary {
@@ -109,15 +108,8 @@ describe('sync between stores', () => {
     const id = (await snapdirOk(['push', '--store', local, src])).trim()
     const total = listFiles(path.join(local, 'chunks')).length
 
-    const child = spawn(process.execPath, [SNAPDIR, 'sync', '--id', id, '--from', local, '--to', dest, '--jobs', '2'], { stdio: 'ignore' })
-    const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()))
-    for (let i = 0; i < 4000; i++) {
-      if (existsSync(path.join(dest, 'chunks')) && listFiles(path.join(dest, 'chunks')).length >= 10) break
-      await new Promise((r) => setTimeout(r, 5))
-    }
-    child.kill('SIGKILL')
-    await exited
-    const copiedBefore = listFiles(path.join(dest, 'chunks')).filter((f) => !f.includes('.tmp-')).length
+    await killWhen(['sync', '--id', id, '--from', local, '--to', dest, '--jobs', '2'], () => countObjects(path.join(dest, 'chunks')) >= 10)
+    const copiedBefore = countObjects(path.join(dest, 'chunks'))
     expect(copiedBefore).toBeGreaterThanOrEqual(10)
     expect(copiedBefore).toBeLessThan(total)
     expect(existsSync(path.join(dest, 'trees'))).toBe(false)

@@ -47,6 +47,21 @@ export async function snapdirOk(args: string[], options: { env?: NodeJS.ProcessE
   return r.stdout
 }
 
+/** Starts snapdir and SIGKILLs it as soon as `ready()` holds (checked every 5 ms, 20 s at most). */
+export async function killWhen(args: string[], ready: () => boolean): Promise<void> {
+  const child = spawn(process.execPath, [SNAPDIR, ...args], { stdio: 'ignore' })
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()))
+  const deadline = Date.now() + 20_000
+  while (Date.now() < deadline && !ready()) await new Promise((r) => setTimeout(r, 5))
+  child.kill('SIGKILL')
+  await exited
+}
+
+/** Stored objects under dir (not the temporary files a killed writer leaves). */
+export function countObjects(dir: string): number {
+  return existsSync(dir) ? listFiles(dir).filter((f) => !f.includes('.tmp-')).length : 0
+}
+
 const made: string[] = []
 afterEach(() => {
   while (made.length) rmSync(made.pop()!, { recursive: true, force: true })
