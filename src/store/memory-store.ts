@@ -1,0 +1,50 @@
+import { SnapdirError } from '../util/errors.js'
+import type { Store, StoreSpec } from './store.js'
+
+/**
+ * A store in this process's memory: for tests and for staging nothing. Copies on put and get so a
+ * caller can never change a stored object through a buffer it kept.
+ */
+export class MemoryStore implements Store {
+  readonly url: string
+  readonly spec: StoreSpec
+  private objects: Map<string, Buffer> | null = null
+
+  constructor(name = 'memory') {
+    this.url = `memory:${name}`
+    this.spec = { url: this.url }
+  }
+
+  async open(options: { create?: boolean } = {}): Promise<void> {
+    if (this.objects) return
+    if (!options.create) throw new SnapdirError('ERR_STORE_NOT_FOUND', `store ${this.url} does not exist`, { data: { store: this.url } })
+    this.objects = new Map()
+  }
+
+  async close(): Promise<void> {}
+
+  private map(): Map<string, Buffer> {
+    if (!this.objects) throw new SnapdirError('ERR_STORE_NOT_FOUND', `store ${this.url} is not open`)
+    return this.objects
+  }
+
+  async has(key: string): Promise<boolean> {
+    return this.map().has(key)
+  }
+
+  async get(key: string): Promise<Buffer> {
+    const data = this.map().get(key)
+    if (!data) throw new SnapdirError('ERR_OBJECT_MISSING', `${key} is missing from ${this.url}`, { data: { key, store: this.url } })
+    return Buffer.from(data)
+  }
+
+  async put(key: string, data: Buffer): Promise<void> {
+    this.map().set(key, Buffer.from(data))
+  }
+
+  async *list(prefix: string): AsyncIterable<string> {
+    for (const key of [...this.map().keys()]) if (key.startsWith(prefix)) yield key
+  }
+
+  async flush(): Promise<void> {}
+}
