@@ -64,6 +64,15 @@ export class FileStore implements Store {
     return fsSync.existsSync(this.file(key))
   }
 
+  async size(key: string): Promise<number | null> {
+    try {
+      return fsSync.statSync(this.file(key), { throwIfNoEntry: false })?.size ?? null
+    } catch (err) {
+      if (isErrno(err, 'ENOTDIR')) return null
+      throw this.ioError(`cannot check ${key}`, err)
+    }
+  }
+
   async get(key: string): Promise<Buffer> {
     try {
       return await fs.readFile(this.file(key))

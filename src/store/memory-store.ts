@@ -32,6 +32,10 @@ export class MemoryStore implements Store {
     return this.map().has(key)
   }
 
+  async size(key: string): Promise<number | null> {
+    return this.map().get(key)?.length ?? null
+  }
+
   async get(key: string): Promise<Buffer> {
     const data = this.map().get(key)
     if (!data) throw new SnapdirError('ERR_OBJECT_MISSING', `${key} is missing from ${this.url}`, { data: { key, store: this.url } })

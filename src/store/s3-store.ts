@@ -87,11 +87,15 @@ export class S3Store implements Store {
   }
 
   async has(key: string): Promise<boolean> {
+    return (await this.size(key)) !== null
+  }
+
+  async size(key: string): Promise<number | null> {
     try {
-      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(key) }))
-      return true
+      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(key) }))
+      return head.ContentLength ?? 0
     } catch (err) {
-      if (statusOf(err) === 404) return false
+      if (statusOf(err) === 404) return null
       throw this.failure(`cannot check ${key}`, err)
     }
   }

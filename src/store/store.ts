@@ -17,6 +17,8 @@ export interface Store {
   open(options?: { create?: boolean }): Promise<void>
   close(): Promise<void>
   has(key: string): Promise<boolean>
+  /** The stored size of an object, or null when the store does not have it (one request). */
+  size(key: string): Promise<number | null>
   /** The stored bytes; throws SnapdirError ERR_OBJECT_MISSING (data.key) when absent. */
   get(key: string): Promise<Buffer>
   /** Atomic and idempotent: readers see the whole object or none of it. */

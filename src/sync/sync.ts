@@ -37,18 +37,21 @@ export async function sync(from: Store, to: Store, id: string, options: SyncOpti
   const dryRun = options.dryRun ?? false
   const summary: SyncSummary = { id, dryRun, alreadyComplete: false, objects: { checked: 0, copied: 0, skipped: 0 }, bytes: { copied: 0, skipped: 0 } }
   await from.open()
+  // First, and alone: a tree at the destination proves the snapshot complete there, so a re-sync of
+  // a complete snapshot costs this one request.
+  const treeKey = objectKey('tree', id)
+  const treeThere = await to.size(treeKey)
+  if (treeThere !== null) {
+    summary.alreadyComplete = true
+    summary.objects.checked = 1
+    summary.objects.skipped = 1
+    summary.bytes.skipped = treeThere
+    return summary
+  }
   await to.open({ create: !dryRun }).catch((err: unknown) => {
     // a dry run against a destination that does not exist yet: everything would move
     if (!(dryRun && err instanceof SnapdirError && err.code === 'ERR_STORE_NOT_FOUND')) throw err
   })
-
-  const treeKey = objectKey('tree', id)
-  if (await to.has(treeKey)) {
-    summary.alreadyComplete = true
-    summary.objects.checked = 1
-    summary.objects.skipped = 1
-    return summary
-  }
 
   let treeStored: Buffer
   try {
@@ -66,8 +69,10 @@ export async function sync(from: Store, to: Store, id: string, options: SyncOpti
   await forEachLimit(chunks, options.jobs ?? 16, async (chunkId) => {
     const key = objectKey('chunk', chunkId)
     summary.objects.checked++
-    if (await to.has(key)) {
+    const there = await to.size(key)
+    if (there !== null) {
       summary.objects.skipped++
+      summary.bytes.skipped += there
       options.onObject?.()
       return
     }

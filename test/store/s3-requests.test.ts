@@ -1,10 +1,17 @@
-// Retries against an S3 server that fails on purpose: a proxy in front of s3rver answers the first
+// Requests against an S3 server, counted and made to fail on purpose: a proxy in front of s3rver answers the first
 // requests with 503 SlowDown (what S3 says when throttling), or every request with 403. A fault
 // injector is the only way to produce these on demand; the server behind it is real.
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, expect, it } from 'vitest'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
+import { push } from '../../src/snapshot/push.js'
+import { FileStore } from '../../src/store/file-store.js'
 import { storeFromUrl } from '../../src/store/open-store.js'
+import { sync } from '../../src/sync/sync.js'
+import { bytes } from '../helpers/bytes.js'
+import { tempDir } from '../helpers/cli.js'
 import { startS3Server, type S3Server } from '../helpers/s3-server.js'
 
 let server: S3Server
@@ -51,6 +58,23 @@ it('throttling (503 SlowDown) is retried until the request goes through', async 
   expect(faults.seen).toBe(4)
   expect((await store.get('chunks/aa/x')).toString()).toBe('payload')
   await store.close()
+})
+
+it('re-syncing a snapshot the destination holds completely costs one request', async () => {
+  const dir = tempDir()
+  mkdirSync(path.join(dir, 'src'))
+  writeFileSync(path.join(dir, 'src', 'f'), bytes('resync', 300_000))
+  const local = new FileStore(path.join(dir, 'store'))
+  const { id } = await push(local, path.join(dir, 'src'))
+  const dest = storeFromUrl('s3://retry/mirror', { s3Endpoint: endpoint })
+  Object.assign(faults, { status: 0, remaining: 0, seen: 0 })
+  const first = await sync(local, dest, id)
+  expect(first.objects.copied).toBeGreaterThan(1)
+  faults.seen = 0
+  const again = await sync(local, dest, id)
+  expect(again).toMatchObject({ alreadyComplete: true, objects: { checked: 1, copied: 0, skipped: 1 } })
+  expect(faults.seen).toBe(1)
+  await dest.close()
 })
 
 it('a 4xx answer is not retried: one request, one clear error naming the store', async () => {
