@@ -91,16 +91,6 @@ static napi_value xattrs_of(napi_env env, const char *path) {
   return result;
 }
 
-/* listXattrs(path) -> Array<[name: Buffer, value: Buffer]>, of the link itself */
-static napi_value list_xattrs(napi_env env, napi_callback_info info) {
-  GET_ARGS(1);
-  char *path = arg_path(env, argv[0]);
-  if (!path) return NULL;
-  napi_value r = xattrs_of(env, path);
-  free(path);
-  return r;
-}
-
 /* setXattr(path, name: Buffer, value: Buffer), on the link itself */
 static napi_value set_xattr(napi_env env, napi_callback_info info) {
   GET_ARGS(3);
@@ -312,7 +302,6 @@ static napi_value readdir_stat(napi_env env, napi_callback_info info) {
 
 void register_fsmeta(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
-      {"listXattrs", NULL, list_xattrs, NULL, NULL, NULL, napi_default, NULL},
       {"setXattr", NULL, set_xattr, NULL, NULL, NULL, napi_default, NULL},
       {"mknod", NULL, do_mknod, NULL, NULL, NULL, napi_default, NULL},
       {"setTimes", NULL, set_times, NULL, NULL, NULL, napi_default, NULL},

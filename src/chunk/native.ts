@@ -12,7 +12,6 @@ export interface NativeAddon {
   chunkerCreate(min: number, avg: number, max: number, level: number, seed: bigint): object
   chunkerCuts(handle: object, data: Uint8Array, eof: boolean, lengths: Uint32Array, hashes: BigUint64Array | null): number
   chunkerZeroChunk(handle: object): [number, bigint]
-  listXattrs(path: Buffer | string): Array<[Buffer, Buffer]>
   setXattr(path: Buffer | string, name: Buffer, value: Buffer): void
   mknod(path: Buffer | string, mode: number, rdev: number): void
   setTimes(path: Buffer | string, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): void

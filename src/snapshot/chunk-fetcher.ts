@@ -1,5 +1,5 @@
 import type { Tree } from '../format/tree.js'
-import { readObject } from '../store/objects.js'
+import { isObjectDamage, readObject } from '../store/objects.js'
 import type { Store } from '../store/store.js'
 import { SnapdirError } from '../util/errors.js'
 import { describeUsers } from './chunk-users.js'
@@ -39,7 +39,7 @@ export class ChunkFetcher {
       const data = await readObject(this.store, 'chunk', id)
       return isAllZero(data) ? null : data
     } catch (err) {
-      if (err instanceof SnapdirError && (err.code === 'ERR_OBJECT_MISSING' || err.code === 'ERR_OBJECT_CORRUPT')) {
+      if (isObjectDamage(err)) {
         const why = err.code === 'ERR_OBJECT_MISSING' ? `chunk ${id} is missing from ${this.store.url}` : err.message
         throw new SnapdirError('ERR_SNAPSHOT_DAMAGED', `${why}${describeUsers(this.tree, id)}`, { cause: err, data: { chunk: id } })
       }

@@ -3,7 +3,7 @@ import { constants, promises as fs } from 'node:fs'
 import path from 'node:path'
 import { native } from '../chunk/native.js'
 import { toHex } from '../format/id.js'
-import type { Tree, TreeEntry } from '../format/tree.js'
+import { treeSize, type Tree, type TreeEntry } from '../format/tree.js'
 import { printablePath } from '../format/tree-paths.js'
 import { readTree } from '../store/objects.js'
 import type { Store } from '../store/store.js'
@@ -35,8 +35,7 @@ export async function pull(store: Store, id: string, target: string, options: Pu
   await checkTarget(dest)
   await store.open()
   const tree = await readTree(store, id)
-  const total = tree.entries.reduce((a, e) => a + e.size, 0)
-  options.onTree?.(total, tree.entries.length)
+  options.onTree?.(treeSize(tree), tree.entries.length)
 
   const tmp = path.join(path.dirname(dest), `.${path.basename(dest)}.snapdir-pull-${randomBytes(6).toString('hex')}`)
   await fs.mkdir(tmp, { mode: 0o700 })

@@ -1,7 +1,7 @@
 import { toHex } from '../format/id.js'
 import { printablePath } from '../format/tree-paths.js'
 import type { Tree } from '../format/tree.js'
-import { readObject, readTree } from '../store/objects.js'
+import { isObjectDamage, readObject, readTree } from '../store/objects.js'
 import type { Store } from '../store/store.js'
 import { forEachLimit } from '../util/concurrency.js'
 import { SnapdirError } from '../util/errors.js'
@@ -40,7 +40,7 @@ export async function verify(store: Store, id: string, options: VerifyOptions = 
         throw new SnapdirError('ERR_OBJECT_CORRUPT', `chunk ${chunkId} from ${store.url} has ${raw.length} bytes, the tree reads up to ${needs}`)
       }
     } catch (err) {
-      if (!(err instanceof SnapdirError) || (err.code !== 'ERR_OBJECT_MISSING' && err.code !== 'ERR_OBJECT_CORRUPT')) throw err
+      if (!isObjectDamage(err)) throw err
       result.damaged.push({
         id: chunkId,
         problem: err.code === 'ERR_OBJECT_MISSING' ? 'missing' : 'corrupt',

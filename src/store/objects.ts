@@ -13,6 +13,11 @@ export function objectKey(kind: ObjectKind, id: string): string {
   return `${DIRS[kind]}/${id.slice(0, 2)}/${id}`
 }
 
+/** A read that found the object missing or not matching its name (as opposed to a store failure). */
+export function isObjectDamage(err: unknown): err is SnapdirError {
+  return err instanceof SnapdirError && (err.code === 'ERR_OBJECT_MISSING' || err.code === 'ERR_OBJECT_CORRUPT')
+}
+
 /** Reads an object and checks it decodes to bytes whose BLAKE3 is its name. */
 export async function readObject(store: Store, kind: ObjectKind, id: string): Promise<Buffer> {
   const stored = await store.get(objectKey(kind, id))

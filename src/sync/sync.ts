@@ -1,7 +1,7 @@
 import { decodeObject } from '../format/object.js'
 import { toHex } from '../format/id.js'
-import { decodeTree } from '../format/tree.js'
-import { objectKey } from '../store/objects.js'
+import { decodeTree, treeSize } from '../format/tree.js'
+import { isObjectDamage, objectKey } from '../store/objects.js'
 import { addRevision, listRevisions } from '../store/revisions.js'
 import { ensureStoreConfig, readStoreConfig } from '../store/store-config.js'
 import type { Store } from '../store/store.js'
@@ -81,7 +81,7 @@ export async function sync(from: Store, to: Store, id: string, options: SyncOpti
       stored = await from.get(key)
       decodeObject(stored, chunkId, `chunk ${chunkId} from ${from.url}`) // re-hash in transit
     } catch (err) {
-      if (err instanceof SnapdirError && (err.code === 'ERR_OBJECT_MISSING' || err.code === 'ERR_OBJECT_CORRUPT')) {
+      if (isObjectDamage(err)) {
         throw new SnapdirError('ERR_SNAPSHOT_DAMAGED', `${err.message}${describeUsers(tree, chunkId)}; nothing naming it was written to ${to.url}`, {
           cause: err,
           data: { chunk: chunkId },
@@ -110,7 +110,7 @@ export async function sync(from: Store, to: Store, id: string, options: SyncOpti
   await addRevision(to, {
     id,
     name: origin?.name ?? id.slice(0, 12),
-    size: tree.entries.reduce((a, e) => a + (e.type === 'file' ? e.size : 0), 0),
+    size: treeSize(tree),
     source: origin?.source ?? from.url,
   })
   await to.flush()

@@ -21,15 +21,6 @@ export class Semaphore {
     if (next) next()
     else this.free++
   }
-
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    await this.acquire()
-    try {
-      return await fn()
-    } finally {
-      this.release()
-    }
-  }
 }
 
 /**
