@@ -5,9 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: a C toolchain for native/, python3 for the test oracle in test/tools, attr for
-# inspecting xattrs by hand.
-debs=(build-essential python3 attr)
+# Debian packages: a C toolchain for native/, libfuse3-dev (headers and libfuse3.so for the FUSE
+# addon) and fuse3 (fusermount3, for unmounting without root), python3 for the test oracles in
+# test/tools, attr for inspecting xattrs by hand.
+debs=(build-essential pkg-config libfuse3-dev fuse3 python3 attr)
 missing=()
 for p in "${debs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -21,7 +22,7 @@ fi
 # (`npm install`, not `npm ci`: the registry here lacks some other-platform optional packages, which
 # npm 11 leaves out of the lock and `npm ci` then refuses.) Our own install script builds native/.
 stamp=node_modules/.snapdir-install-stamp
-if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp" || [ ! -f build/Release/snapdir.node ]; then
+if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp" || [ ! -f build/Release/snapdir.node ] || [ ! -f build/Release/snapdir_fuse.node ]; then
   echo "setup: npm install" >&2
   npm install --no-audit --no-fund --loglevel=error
   cp package-lock.json "$stamp"
@@ -33,8 +34,10 @@ if [ -n "$(find native binding.gyp -newer build/Release/snapdir.node 2>/dev/null
   npm run build:native --silent >/dev/null
 fi
 
-# The native addon must really load (a missing libc symbol or a failed build shows here, not later).
-node -e "require('node-gyp-build')('.')" || { echo "setup: native addon failed to load" >&2; exit 1; }
+# Both native addons must really load (a missing library or a failed build shows here, not later).
+for addon in snapdir snapdir_fuse; do
+  node -e "require('./build/Release/$addon.node')" || { echo "setup: native addon $addon failed to load" >&2; exit 1; }
+done
 
 echo "setup: compiling TypeScript" >&2
 npx tsc -p tsconfig.build.json

@@ -7,7 +7,7 @@ export type StatRow = [
   nlink: number, rdev: number, blocks: number, inoHigh: number, inoLow: number, dev: number, xattrs: Array<[Buffer, Buffer]>,
 ]
 
-/** The C addon built from native/ at install (node-gyp-build finds build/Release or a prebuild). */
+/** The C addon built from native/ at install (build/Release/snapdir.node). */
 export interface NativeAddon {
   chunkerCreate(min: number, avg: number, max: number, level: number, seed: bigint): object
   chunkerCuts(handle: object, data: Uint8Array, eof: boolean, lengths: Uint32Array, hashes: BigUint64Array | null): number
@@ -28,11 +28,18 @@ export interface NativeAddon {
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 
+/**
+ * Loads one of the addons binding.gyp builds. By explicit name: build/Release holds two of them
+ * (snapdir.node and snapdir_fuse.node), and node-gyp-build would take whichever it lists first.
+ */
+export function loadAddon<T>(name: string): T {
+  const require = createRequire(import.meta.url)
+  return require(path.join(root, 'build', 'Release', `${name}.node`)) as T
+}
+
 function load(): { addon: NativeAddon | null; error: unknown } {
   try {
-    const require = createRequire(import.meta.url)
-    const nodeGypBuild = require('node-gyp-build') as (dir: string) => NativeAddon
-    return { addon: nodeGypBuild(root), error: null }
+    return { addon: loadAddon<NativeAddon>('snapdir'), error: null }
   } catch (error) {
     return { addon: null, error }
   }

@@ -1,15 +1,17 @@
 import { Command, CommanderError } from '@commander-js/extra-typings'
 import { registerId } from './id.js'
+import { registerMount } from './mount.js'
 import { registerPull } from './pull.js'
 import { registerPush } from './push.js'
 import { registerRevisions } from './revisions.js'
 import { registerSync } from './sync.js'
+import { registerUmount } from './umount.js'
 import { registerVerify } from './verify.js'
 
 const program = new Command()
   .name('snapdir')
   .description(
-    'Content-addressed, content-defined-chunked snapshots of directories.\n' +
+    'Content-addressed, content-defined-chunked snapshots of directories, mounted lazily through FUSE.\n' +
       'Results go to stdout, progress and errors to stderr. Exit 0 success, 1 failure, 2 bad usage.',
   )
   .version('0.1.0')
@@ -19,7 +21,7 @@ const program = new Command()
     outputError: (str, write) => write(`snapdir: ${str.replace(/^error: /, '').trim()} (see --help)\n`),
   })
 
-for (const register of [registerPush, registerPull, registerSync, registerVerify, registerId, registerRevisions]) register(program)
+for (const register of [registerPush, registerPull, registerSync, registerVerify, registerId, registerRevisions, registerMount, registerUmount]) register(program)
 for (const cmd of program.commands) cmd.exitOverride()
 
 try {

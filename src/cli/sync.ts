@@ -2,7 +2,7 @@ import type { Command } from '@commander-js/extra-typings'
 import { parseId } from '../format/id.js'
 import { storeFromUrl } from '../store/open-store.js'
 import { sync } from '../sync/sync.js'
-import { UsageError } from '../util/errors.js'
+import { integerOption } from './numbers.js'
 import { progressBar } from './progress.js'
 import { action } from './run-command.js'
 
@@ -22,8 +22,7 @@ export function registerSync(program: Command): void {
     .action(
       action(async (opts: { id: string; from: string; to: string; jobs: string; dryRun?: true; json?: true; s3Endpoint?: string; fromS3Endpoint?: string; toS3Endpoint?: string }) => {
         const id = parseId(opts.id)
-        const jobs = Number(opts.jobs)
-        if (!Number.isInteger(jobs) || jobs < 1 || jobs > 1024) throw new UsageError(`--jobs '${opts.jobs}': expected an integer from 1 to 1024`)
+        const jobs = integerOption('--jobs', opts.jobs, 1, 1024)
         const endpoint = (own?: string) => {
           const e = own ?? opts.s3Endpoint
           return e === undefined ? {} : { s3Endpoint: e }

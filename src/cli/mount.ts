@@ -1,0 +1,61 @@
+import type { Command } from '@commander-js/extra-typings'
+import { parseId } from '../format/id.js'
+import { MountedSnapshot, describeMount } from '../mount/mount.js'
+import { DEFAULT_CACHE_BYTES, DiskCache, defaultCacheDir } from '../store/disk-cache.js'
+import { integerOption } from './numbers.js'
+import { action } from './run-command.js'
+import { ENDPOINT_HELP, STORE_HELP, storeFromOptions } from './store-options.js'
+
+const MiB = 1024 * 1024
+
+export function registerMount(program: Command): void {
+  program
+    .command('mount')
+    .description(
+      'serve snapshot ID read-only at MOUNTPOINT through FUSE, in the foreground, without pulling it: metadata comes\n' +
+        'from the tree, file bytes chunk by chunk on first read, each chunk verified. Ctrl-C, SIGTERM or\n' +
+        "'snapdir umount MOUNTPOINT' unmounts. A chunk that is missing, damaged or not delivered in time is EIO on that read.",
+    )
+    .argument('<mountpoint>', 'an existing directory')
+    .requiredOption('--store <url>', STORE_HELP)
+    .option('--s3-endpoint <url>', ENDPOINT_HELP)
+    .requiredOption('--id <id>', 'snapshot ID')
+    .option('--cache-dir <dir>', `local chunk cache, shared by mounts (default ${defaultCacheDir()})`)
+    .option('--no-cache', 'no disk cache: every chunk not in memory comes from the store')
+    .option('--cache-size <MiB>', 'disk cache cap; least recently used chunks go first', String(DEFAULT_CACHE_BYTES / MiB))
+    .option('--memory-cache <MiB>', 'chunks kept in memory', '256')
+    .option('--jobs <n>', 'store requests in flight at most', '16')
+    .option('--timeout <seconds>', 'a store request taking longer fails its read with EIO', '30')
+    .option('--read-ahead <KiB>', 'how far past a sequential read chunks are fetched early', '4096')
+    .option('--json', 'on exit, print what was read and fetched as JSON')
+    .action(
+      action(async (mountpoint: string, opts) => {
+        const id = parseId(opts.id)
+        const memoryBytes = integerOption('--memory-cache', opts.memoryCache, 1, 1 << 20) * MiB
+        const cacheBytes = integerOption('--cache-size', opts.cacheSize, 1, 1 << 30) * MiB
+        const jobs = integerOption('--jobs', opts.jobs, 1, 1024)
+        const timeoutMs = integerOption('--timeout', opts.timeout, 1, 86400) * 1000
+        const readAheadBytes = integerOption('--read-ahead', opts.readAhead, 0, 1 << 20) * 1024
+        const store = storeFromOptions(opts)
+        const diskCache = opts.cache ? await DiskCache.open(opts.cacheDir ?? defaultCacheDir(), cacheBytes) : null
+        const log = (line: string) => process.stderr.write(`snapdir mount: ${line}\n`)
+        const mounted = await MountedSnapshot.mount({ store, id, mountpoint, diskCache, memoryBytes, jobs, timeoutMs, readAheadBytes, log })
+        log(describeMount(mounted, id))
+
+        // The first signal unmounts, detaching and failing pending reads if files are still open there.
+        let stopping = false
+        const stop = (signal: string) => {
+          if (stopping) return
+          stopping = true
+          log(`${signal}: unmounting ${mounted.mountpoint}`)
+          mounted.unmount({ force: true }).catch((err: Error) => log(err.message))
+        }
+        process.on('SIGINT', () => stop('SIGINT'))
+        process.on('SIGTERM', () => stop('SIGTERM'))
+        await mounted.closed
+        log(`unmounted ${mounted.mountpoint}`)
+        if (opts.json) process.stdout.write(JSON.stringify({ id, ...mounted.stats }) + '\n')
+        await store.close()
+      }),
+    )
+}

@@ -1,0 +1,179 @@
+// The metadata of a mounted view, laid out for native/fusemount.c: one row of NODE_FIELDS numbers per
+// inode, directory entries sorted by name bytes (so the C side finds a name by binary search), xattrs,
+// and one byte pool for names, symlink targets, xattr values and inlined file contents. The C side
+// answers every metadata operation from these arrays; JS keeps only what reads of chunked files need.
+import type { ChunkRef, Tree, TreeEntry } from '../format/tree.js'
+import { SnapdirError } from '../util/errors.js'
+
+/** Column order of a node row; must match the enum at the top of native/fusemount.c. */
+export const NODE_FIELDS = [
+  'mode', 'uid', 'gid', 'nlink', 'size', 'rdev', 'blocks', 'mtimeSec', 'mtimeNsec',
+  'childStart', 'childCount', 'dataOff', 'dataLen', 'xattrStart', 'xattrCount', 'flags',
+] as const
+const F = Object.fromEntries(NODE_FIELDS.map((name, i) => [name, i])) as Record<(typeof NODE_FIELDS)[number], number>
+const FLAG_INLINE = 1
+
+const S_IF: Record<Exclude<TreeEntry['type'], 'hardlink'>, number> = {
+  file: 0o100000, dir: 0o040000, symlink: 0o120000, char: 0o020000, block: 0o060000, fifo: 0o010000, socket: 0o140000,
+}
+
+/** What a read of a chunked file needs: its refs and where each ref's bytes end in the file. */
+export interface FileContent {
+  /** for messages: the first path of the inode */
+  path: Buffer
+  refs: ChunkRef[]
+  /** ends[i] = file offset just past ref i (length × count bytes) */
+  ends: Float64Array
+}
+
+export interface InodeTable {
+  nodes: Float64Array
+  dirents: Float64Array
+  xattrs: Float64Array
+  pool: Buffer
+  /** logical bytes of all regular files, each inode once (statfs) */
+  totalBytes: number
+  /** chunked regular files by inode number; inlined and empty files are served by the C side */
+  files: Map<number, FileContent>
+}
+
+/** Grows a byte pool in large steps and hands back where each piece landed. */
+class Pool {
+  private buf = Buffer.alloc(1 << 16)
+  length = 0
+
+  add(bytes: Buffer): number {
+    if (this.length + bytes.length > this.buf.length) {
+      const next = Buffer.alloc(Math.max(this.buf.length * 2, this.length + bytes.length))
+      this.buf.copy(next, 0, 0, this.length)
+      this.buf = next
+    }
+    bytes.copy(this.buf, this.length)
+    this.length += bytes.length
+    return this.length - bytes.length
+  }
+
+  bytes(): Buffer {
+    return this.buf.subarray(0, this.length)
+  }
+}
+
+const SLASH = 0x2f
+
+function splitPath(path: Buffer): { parent: string; name: Buffer } {
+  const cut = path.lastIndexOf(SLASH)
+  return cut < 0
+    ? { parent: '', name: path }
+    : { parent: path.subarray(0, cut).toString('latin1'), name: path.subarray(cut + 1) }
+}
+
+/**
+ * Builds the table of a snapshot tree. Inode numbers are stable for a given tree: 1 is the root, then
+ * every non-hardlink entry in tree order; a hardlink is a second name for its target's inode.
+ */
+export function buildInodeTable(tree: Tree): InodeTable {
+  // keys are paths as latin1 strings: a bijection from bytes, so non-UTF-8 names stay distinct
+  const inoOfPath = new Map<string, number>()
+  const owners: TreeEntry[] = [] // owners[ino - 1] is the entry that defines the inode
+  const root = tree.entries[0]
+  if (!root || root.path.length !== 0 || root.type !== 'dir') {
+    throw new SnapdirError('ERR_TREE_MALFORMED', 'the tree has no root directory entry')
+  }
+  for (const e of tree.entries) {
+    const key = e.path.toString('latin1')
+    if (e.type === 'hardlink') {
+      const ino = inoOfPath.get(e.target!.toString('latin1'))
+      if (ino === undefined) throw new SnapdirError('ERR_TREE_MALFORMED', `hardlink ${key} names no earlier entry`)
+      inoOfPath.set(key, ino)
+    } else {
+      owners.push(e)
+      inoOfPath.set(key, owners.length)
+    }
+  }
+
+  const nlink = new Uint32Array(owners.length + 1)
+  const children = new Map<number, Array<{ name: Buffer; ino: number }>>()
+  for (const e of tree.entries) {
+    if (e.path.length === 0) continue
+    const ino = inoOfPath.get(e.path.toString('latin1'))!
+    const { parent, name } = splitPath(e.path)
+    const parentIno = inoOfPath.get(parent)!
+    let list = children.get(parentIno)
+    if (!list) children.set(parentIno, (list = []))
+    list.push({ name, ino })
+    nlink[ino] = nlink[ino]! + 1
+  }
+
+  const pool = new Pool()
+  const nodes = new Float64Array(owners.length * NODE_FIELDS.length)
+  const dirents: number[] = []
+  const xattrs: number[] = []
+  const files = new Map<number, FileContent>()
+  let totalBytes = 0
+
+  owners.forEach((e, i) => {
+    const ino = i + 1
+    const row = i * NODE_FIELDS.length
+    const type = e.type as Exclude<TreeEntry['type'], 'hardlink'>
+    nodes[row + F.mode] = S_IF[type] | e.mode
+    nodes[row + F.uid] = e.uid
+    nodes[row + F.gid] = e.gid
+    nodes[row + F.rdev] = e.rdev
+    nodes[row + F.mtimeSec] = e.mtimeSec
+    nodes[row + F.mtimeNsec] = e.mtimeNsec
+    nodes[row + F.xattrStart] = xattrs.length / 4
+    nodes[row + F.xattrCount] = e.xattrs.length
+    for (const [name, value] of e.xattrs) xattrs.push(pool.add(name), name.length, pool.add(value), value.length)
+
+    if (type === 'dir') {
+      const list = (children.get(ino) ?? []).sort((a, b) => Buffer.compare(a.name, b.name))
+      nodes[row + F.childStart] = dirents.length / 3
+      nodes[row + F.childCount] = list.length
+      let subdirs = 0
+      for (const c of list) {
+        dirents.push(pool.add(c.name), c.name.length, c.ino)
+        if (owners[c.ino - 1]!.type === 'dir') subdirs++
+      }
+      nodes[row + F.nlink] = 2 + subdirs
+      nodes[row + F.size] = 4096
+      nodes[row + F.blocks] = 8
+      return
+    }
+    nodes[row + F.nlink] = Math.max(1, nlink[ino]!)
+    if (type === 'symlink') {
+      nodes[row + F.dataOff] = pool.add(e.target!)
+      nodes[row + F.dataLen] = e.target!.length
+      nodes[row + F.size] = e.target!.length
+      return
+    }
+    if (type !== 'file') return
+    nodes[row + F.size] = e.size
+    totalBytes += e.size
+    if (e.inline) {
+      nodes[row + F.dataOff] = pool.add(e.inline)
+      nodes[row + F.dataLen] = e.inline.length
+      nodes[row + F.flags] = FLAG_INLINE
+      nodes[row + F.blocks] = Math.ceil(e.size / 512)
+    } else if (e.size > 0) {
+      const ends = new Float64Array(e.chunks.length)
+      let at = 0
+      let stored = 0
+      e.chunks.forEach((r, k) => {
+        at += r.length * r.count
+        ends[k] = at
+        if (r.count === 1) stored += r.length // runs (count > 1) are the zero chunks of sparse regions
+      })
+      nodes[row + F.blocks] = Math.ceil(stored / 512)
+      files.set(ino, { path: e.path, refs: e.chunks, ends })
+    }
+  })
+
+  return {
+    nodes,
+    dirents: Float64Array.from(dirents),
+    xattrs: Float64Array.from(xattrs),
+    pool: pool.bytes(),
+    totalBytes,
+    files,
+  }
+}
