@@ -35,7 +35,16 @@ enum {
   F_CHILD_START, F_CHILD_COUNT, F_DATA_OFF, F_DATA_LEN, F_XATTR_START, F_XATTR_COUNT, F_FLAGS,
   NODE_FIELDS
 };
-#define FLAG_INLINE 1 /* a regular file whose content is pool[data_off, data_off + size) */
+#define FLAG_INLINE 1  /* a regular file whose content is pool[data_off, data_off + size) */
+#define FLAG_CHUNKED 2 /* a regular file whose refs are refs[data_off, data_off + data_len) */
+
+/* A file's content: `length` bytes from `offset` in chunk `chunk`, `count` times in a row, ending at
+ * file offset `end` (REF_FIELDS numbers per ref in the Float64Array JS fills). */
+enum { R_CHUNK, R_OFFSET, R_LENGTH, R_COUNT, R_END, REF_FIELDS };
+typedef struct { uint64_t chunk, offset, length, count, end; } ref_t;
+
+/* A verified chunk JS holds in memory and lent us (setChunk); ptr is NULL when it is not cached. */
+typedef struct { const char *ptr; size_t len; napi_ref ref; } chunk_t;
 
 typedef struct {
   uint32_t mode, uid, gid, nlink;
@@ -48,7 +57,7 @@ typedef struct {
 typedef struct { uint64_t name_off, name_len, ino; } dirent_t;
 typedef struct { uint64_t name_off, name_len, value_off, value_len; } xattr_t;
 
-enum { EV_READ = 1, EV_EXIT = 2 };
+enum { EV_READ = 1, EV_EXIT = 2, EV_HIT = 3 };
 typedef struct {
   int kind;
   uint32_t slot;
@@ -65,9 +74,15 @@ typedef struct {
   uint64_t node_count;
   dirent_t *dirents;
   xattr_t *xattrs;
+  ref_t *refs;
   char *pool;
+  /* chunks lent by JS; chunk_lock is held while a reply is written from them */
+  pthread_mutex_t chunk_lock;
+  chunk_t *chunks;
+  uint64_t chunk_count;
   uint64_t total_bytes;
   double timeout;
+  int no_open, no_opendir; /* the kernel takes ENOSYS from open/opendir as "always succeeds" */
   /* parked read requests, waiting for JS */
   pthread_mutex_t lock;
   fuse_req_t *slots;
@@ -116,6 +131,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn) {
   /* always readdirplus: a walk that stats every entry gets the attributes with the listing */
   if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
   conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+  fs_t *fs = userdata;
+  fs->no_open = (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) != 0;
+  fs->no_opendir = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
   conn->max_background = 64;
   conn->congestion_threshold = 48;
 }
@@ -172,6 +190,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
   node_t *n = node_of(fs, ino);
   if (!n) { fuse_reply_err(req, ENOENT); return; }
   if (!S_ISDIR(n->mode)) { fuse_reply_err(req, ENOTDIR); return; }
+  if (fs->no_opendir) { fuse_reply_err(req, ENOSYS); return; } /* as for open: no more OPENDIR/RELEASEDIR */
   fi->cache_readdir = 1;
   fi->keep_cache = 1;
   fuse_reply_open(req, fi);
@@ -226,18 +245,55 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
   do_readdir(req, ino, size, off, 1);
 }
 
+/* Answering open with ENOSYS tells the kernel (FUSE_CAP_NO_OPEN_SUPPORT) that opens always succeed:
+ * it stops sending OPEN and RELEASE altogether and keeps the page cache across opens, which saves two
+ * round trips per file. The mount is read-only ("ro"), so the kernel refuses writes itself. */
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   fs_t *fs = fuse_req_userdata(req);
   node_t *n = node_of(fs, ino);
   if (!n) { fuse_reply_err(req, ENOENT); return; }
   if ((fi->flags & O_ACCMODE) != O_RDONLY) { fuse_reply_err(req, EROFS); return; }
-  if (S_ISDIR(n->mode)) { fuse_reply_err(req, EISDIR); return; }
+  if (fs->no_open) { fuse_reply_err(req, ENOSYS); return; }
   fi->keep_cache = 1; /* pages stay valid across opens: the content never changes */
   fuse_reply_open(req, fi);
 }
 
 static void post_event(fs_t *fs, event_t *ev) {
   if (napi_call_threadsafe_function(fs->tsfn, ev, napi_tsfn_nonblocking) != napi_ok) free(ev);
+}
+
+/* Serves a read of a chunked file from the chunks JS lent, if all it needs are there. The reply is
+ * written under chunk_lock, so JS cannot drop a chunk while the kernel copies from it. */
+static int read_from_chunks(fs_t *fs, fuse_req_t req, const node_t *n, uint64_t off, size_t size) {
+  const ref_t *refs = fs->refs + n->data_off;
+  uint64_t lo = 0, hi = n->data_len;
+  while (lo < hi) { /* first ref ending after off */
+    uint64_t mid = lo + (hi - lo) / 2;
+    if (refs[mid].end <= off) lo = mid + 1; else hi = mid;
+  }
+  struct iovec iov[32];
+  int count = 0;
+  int served = 0;
+  pthread_mutex_lock(&fs->chunk_lock);
+  uint64_t at = off, end = off + size;
+  for (uint64_t k = lo; at < end && k < n->data_len; ) {
+    const ref_t *r = &refs[k];
+    const chunk_t *c = r->chunk < fs->chunk_count ? &fs->chunks[r->chunk] : NULL;
+    if (!c || !c->ptr || c->len < r->offset + r->length || count == 32) goto out;
+    uint64_t start = r->end - r->length * r->count;
+    uint64_t inner = (at - start) % r->length;
+    uint64_t take = r->length - inner < end - at ? r->length - inner : end - at;
+    iov[count].iov_base = (void *)(c->ptr + r->offset + inner);
+    iov[count].iov_len = take;
+    count++;
+    at += take;
+    if (at >= r->end) k++;
+  }
+  fuse_reply_iov(req, iov, count);
+  served = 1;
+out:
+  pthread_mutex_unlock(&fs->chunk_lock);
+  return served;
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
@@ -250,6 +306,12 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 
   event_t *ev = malloc(sizeof *ev);
   if (!ev) { fuse_reply_err(req, ENOMEM); return; }
+  if ((n->flags & FLAG_CHUNKED) && read_from_chunks(fs, req, n, (uint64_t)off, size)) {
+    /* served; JS still hears of it, for read-ahead and its counters, after the fact */
+    *ev = (event_t){ .kind = EV_HIT, .ino = ino, .offset = (uint64_t)off, .size = size };
+    post_event(fs, ev);
+    return;
+  }
   pthread_mutex_lock(&fs->lock);
   if (fs->free_count == 0) {
     uint32_t cap = fs->slot_cap ? fs->slot_cap * 2 : 256;
@@ -420,10 +482,13 @@ static void fs_free(fs_t *fs) {
   free(fs->nodes);
   free(fs->dirents);
   free(fs->xattrs);
+  free(fs->refs);
+  free(fs->chunks);
   free(fs->pool);
   free(fs->slots);
   free(fs->free_slots);
   pthread_mutex_destroy(&fs->lock);
+  pthread_mutex_destroy(&fs->chunk_lock);
   free(fs);
 }
 
@@ -436,13 +501,13 @@ static fs_t *get_fs(napi_env env, napi_value v) {
   return fs;
 }
 
-/* mount(mountpoint, options[], nodes, dirents, xattrs, pool, totalBytes, timeout, onEvent) -> handle */
+/* mount(mountpoint, options[], nodes, dirents, xattrs, refs, chunkCount, pool, totalBytes, timeout, onEvent) -> handle */
 static napi_value js_mount(napi_env env, napi_callback_info info) {
-  size_t argc = 9;
-  napi_value argv[9];
+  size_t argc = 11;
+  napi_value argv[11];
   NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 9) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_COUNT", "mount takes 9 arguments");
+  if (argc < 11) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_COUNT", "mount takes 11 arguments");
     return NULL;
   }
   char mountpoint[4096];
@@ -454,27 +519,32 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   uint32_t nopts = 0;
   NAPI_OK(napi_get_array_length(env, argv[1], &nopts));
 
-  double *nodes, *dirents, *xattrs;
-  size_t nnodes, ndirents, nxattrs;
+  double *nodes, *dirents, *xattrs, *refs;
+  size_t nnodes, ndirents, nxattrs, nrefs;
   if (!get_f64_array(env, argv[2], &nodes, &nnodes) || !get_f64_array(env, argv[3], &dirents, &ndirents) ||
-      !get_f64_array(env, argv[4], &xattrs, &nxattrs))
+      !get_f64_array(env, argv[4], &xattrs, &nxattrs) || !get_f64_array(env, argv[5], &refs, &nrefs))
     return NULL;
+  double chunk_count, total_bytes, timeout;
+  NAPI_OK(napi_get_value_double(env, argv[6], &chunk_count));
   void *pool;
   size_t pool_len;
-  NAPI_OK(napi_get_buffer_info(env, argv[5], &pool, &pool_len));
-  double total_bytes, timeout;
-  NAPI_OK(napi_get_value_double(env, argv[6], &total_bytes));
-  NAPI_OK(napi_get_value_double(env, argv[7], &timeout));
+  NAPI_OK(napi_get_buffer_info(env, argv[7], &pool, &pool_len));
+  NAPI_OK(napi_get_value_double(env, argv[8], &total_bytes));
+  NAPI_OK(napi_get_value_double(env, argv[9], &timeout));
 
   fs_t *fs = calloc(1, sizeof *fs);
   if (!fs) { napi_throw_error(env, "ENOMEM", "out of memory"); return NULL; }
   pthread_mutex_init(&fs->lock, NULL);
+  pthread_mutex_init(&fs->chunk_lock, NULL);
   fs->node_count = nnodes / NODE_FIELDS;
+  fs->chunk_count = (uint64_t)chunk_count;
+  fs->chunks = calloc(fs->chunk_count + 1, sizeof *fs->chunks);
+  fs->refs = calloc(nrefs / REF_FIELDS + 1, sizeof *fs->refs);
   fs->nodes = calloc(fs->node_count ? fs->node_count : 1, sizeof *fs->nodes);
   fs->dirents = calloc(ndirents / 3 + 1, sizeof *fs->dirents);
   fs->xattrs = calloc(nxattrs / 4 + 1, sizeof *fs->xattrs);
   fs->pool = malloc(pool_len ? pool_len : 1);
-  if (!fs->nodes || !fs->dirents || !fs->xattrs || !fs->pool) {
+  if (!fs->nodes || !fs->dirents || !fs->xattrs || !fs->pool || !fs->chunks || !fs->refs) {
     fs_free(fs);
     napi_throw_error(env, "ENOMEM", "out of memory");
     return NULL;
@@ -505,6 +575,11 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   for (size_t i = 0; i < nxattrs / 4; i++)
     fs->xattrs[i] = (xattr_t){ (uint64_t)xattrs[i * 4], (uint64_t)xattrs[i * 4 + 1], (uint64_t)xattrs[i * 4 + 2],
                                (uint64_t)xattrs[i * 4 + 3] };
+  for (size_t i = 0; i < nrefs / REF_FIELDS; i++) {
+    const double *f = refs + i * REF_FIELDS;
+    fs->refs[i] = (ref_t){ (uint64_t)f[R_CHUNK], (uint64_t)f[R_OFFSET], (uint64_t)f[R_LENGTH], (uint64_t)f[R_COUNT],
+                           (uint64_t)f[R_END] };
+  }
   fs->total_bytes = (uint64_t)total_bytes;
   fs->timeout = timeout;
 
@@ -540,7 +615,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
 
   napi_value name;
   napi_create_string_utf8(env, "snapdir-fuse", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_threadsafe_function(env, argv[8], NULL, name, 0, 1, NULL, NULL, fs, call_js, &fs->tsfn) != napi_ok ||
+  if (napi_create_threadsafe_function(env, argv[10], NULL, name, 0, 1, NULL, NULL, fs, call_js, &fs->tsfn) != napi_ok ||
       pthread_create(&fs->thread, NULL, loop_thread, fs) != 0) {
     fuse_session_unmount(fs->se);
     fuse_session_destroy(fs->se);
@@ -611,6 +686,49 @@ static napi_value js_reply_error(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* setChunk(handle, index, buffer): lends a verified chunk; it is read in place until dropChunk */
+static napi_value js_set_chunk(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  fs_t *fs = get_fs(env, argv[0]);
+  if (!fs) return NULL;
+  uint32_t index;
+  NAPI_OK(napi_get_value_uint32(env, argv[1], &index));
+  void *data;
+  size_t len;
+  if (napi_get_buffer_info(env, argv[2], &data, &len) != napi_ok || index >= fs->chunk_count) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_VALUE", "setChunk takes a chunk index and a Buffer");
+    return NULL;
+  }
+  napi_ref ref, old;
+  NAPI_OK(napi_create_reference(env, argv[2], 1, &ref));
+  pthread_mutex_lock(&fs->chunk_lock);
+  old = fs->chunks[index].ref;
+  fs->chunks[index] = (chunk_t){ data, len, ref };
+  pthread_mutex_unlock(&fs->chunk_lock);
+  if (old) napi_delete_reference(env, old);
+  return NULL;
+}
+
+/* dropChunk(handle, index): takes a lent chunk back (JS evicted it) */
+static napi_value js_drop_chunk(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  fs_t *fs = get_fs(env, argv[0]);
+  if (!fs) return NULL;
+  uint32_t index;
+  NAPI_OK(napi_get_value_uint32(env, argv[1], &index));
+  if (index >= fs->chunk_count) return NULL;
+  pthread_mutex_lock(&fs->chunk_lock);
+  napi_ref old = fs->chunks[index].ref;
+  fs->chunks[index] = (chunk_t){ NULL, 0, NULL };
+  pthread_mutex_unlock(&fs->chunk_lock);
+  if (old) napi_delete_reference(env, old);
+  return NULL;
+}
+
 /* umount(path, lazy): umount2 for root; the caller falls back to fusermount3 when this says EPERM */
 static napi_value js_umount(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -648,6 +766,8 @@ static napi_value init(napi_env env, napi_value exports) {
     { "mount", NULL, js_mount, NULL, NULL, NULL, napi_default, NULL },
     { "replyRead", NULL, js_reply_read, NULL, NULL, NULL, napi_default, NULL },
     { "replyError", NULL, js_reply_error, NULL, NULL, NULL, napi_default, NULL },
+    { "setChunk", NULL, js_set_chunk, NULL, NULL, NULL, napi_default, NULL },
+    { "dropChunk", NULL, js_drop_chunk, NULL, NULL, NULL, napi_default, NULL },
     { "umount", NULL, js_umount, NULL, NULL, NULL, napi_default, NULL },
     { "close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL },
   };
@@ -655,6 +775,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_value n;
   napi_create_int32(env, NODE_FIELDS, &n);
   napi_set_named_property(env, exports, "NODE_FIELDS", n);
+  napi_create_int32(env, REF_FIELDS, &n);
+  napi_set_named_property(env, exports, "REF_FIELDS", n);
   return exports;
 }
 

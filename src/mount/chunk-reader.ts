@@ -16,6 +16,9 @@ export interface ChunkReaderOptions {
   /** store requests in flight at most */
   jobs: number
   timeoutMs: number
+  /** a chunk entered the memory cache / left it (the mount lends them to its C side in between) */
+  onCached?: (id: string, raw: Buffer) => void
+  onEvicted?: (id: string) => void
 }
 
 export interface ChunkReaderStats {
@@ -37,7 +40,12 @@ export class ChunkReader {
     private readonly store: Store,
     private readonly options: ChunkReaderOptions,
   ) {
-    this.memory = new LRUCache<string, Buffer>({ maxSize: options.memoryBytes, sizeCalculation: (b) => Math.max(1, b.length) })
+    const { onEvicted } = options
+    this.memory = new LRUCache<string, Buffer>({
+      maxSize: options.memoryBytes,
+      sizeCalculation: (b) => Math.max(1, b.length),
+      ...(onEvicted ? { dispose: (_: Buffer, id: string) => onEvicted(id) } : {}),
+    })
     this.slots = new Semaphore(options.jobs)
   }
 
@@ -69,7 +77,7 @@ export class ChunkReader {
       try {
         const raw = decodeObject(cached, id, `chunk ${id} in the disk cache`)
         this.stats.diskHits++
-        this.memory.set(id, raw)
+        this.remember(id, raw)
         return raw
       } catch {
         await cache!.drop(id) // damaged cache file: fetch it again
@@ -91,9 +99,14 @@ export class ChunkReader {
     }
     this.stats.fetched++
     this.stats.fetchedBytes += stored.length
-    this.memory.set(id, raw)
+    this.remember(id, raw)
     cache?.put(id, stored).catch(() => {}) // a full or read-only cache disk only costs speed
     return raw
+  }
+
+  private remember(id: string, raw: Buffer): void {
+    this.memory.set(id, raw)
+    if (this.memory.has(id)) this.options.onCached?.(id, raw) // (a chunk larger than the cache is not kept)
   }
 
   private async fetch(id: string): Promise<Buffer> {

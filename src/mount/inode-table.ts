@@ -3,6 +3,7 @@
 // and one byte pool for names, symlink targets, xattr values and inlined file contents. The C side
 // answers every metadata operation from these arrays; JS keeps only what reads of chunked files need.
 import type { ChunkRef, Tree, TreeEntry } from '../format/tree.js'
+import { toHex } from '../format/id.js'
 import { SnapdirError } from '../util/errors.js'
 
 /** Column order of a node row; must match the enum at the top of native/fusemount.c. */
@@ -12,6 +13,9 @@ export const NODE_FIELDS = [
 ] as const
 const F = Object.fromEntries(NODE_FIELDS.map((name, i) => [name, i])) as Record<(typeof NODE_FIELDS)[number], number>
 const FLAG_INLINE = 1
+const FLAG_CHUNKED = 2
+/** Column order of a ref row; must match R_* in native/fusemount.c. */
+export const REF_FIELDS = ['chunk', 'offset', 'length', 'count', 'end'] as const
 
 const S_IF: Record<Exclude<TreeEntry['type'], 'hardlink'>, number> = {
   file: 0o100000, dir: 0o040000, symlink: 0o120000, char: 0o020000, block: 0o060000, fifo: 0o010000, socket: 0o140000,
@@ -24,12 +28,18 @@ export interface FileContent {
   refs: ChunkRef[]
   /** ends[i] = file offset just past ref i (length × count bytes) */
   ends: Float64Array
+  /** the index of each ref's chunk in InodeTable.chunkIds */
+  chunks: Uint32Array
 }
 
 export interface InodeTable {
   nodes: Float64Array
   dirents: Float64Array
   xattrs: Float64Array
+  /** every file's refs, REF_FIELDS numbers each; a chunked file's node points at its run of rows */
+  refs: Float64Array
+  /** the distinct chunks the files use, hex, by index (the C side knows chunks by index only) */
+  chunkIds: string[]
   pool: Buffer
   /** logical bytes of all regular files, each inode once (statfs) */
   totalBytes: number
@@ -109,6 +119,9 @@ export function buildInodeTable(tree: Tree): InodeTable {
   const dirents: number[] = []
   const xattrs: number[] = []
   const files = new Map<number, FileContent>()
+  const refs: number[] = []
+  const chunkIds: string[] = []
+  const chunkIndex = new Map<string, number>()
   let totalBytes = 0
 
   owners.forEach((e, i) => {
@@ -156,15 +169,27 @@ export function buildInodeTable(tree: Tree): InodeTable {
       nodes[row + F.blocks] = Math.ceil(e.size / 512)
     } else if (e.size > 0) {
       const ends = new Float64Array(e.chunks.length)
+      const indexes = new Uint32Array(e.chunks.length)
+      nodes[row + F.dataOff] = refs.length / REF_FIELDS.length
+      nodes[row + F.dataLen] = e.chunks.length
+      nodes[row + F.flags] = FLAG_CHUNKED
       let at = 0
       let stored = 0
       e.chunks.forEach((r, k) => {
         at += r.length * r.count
         ends[k] = at
         if (r.count === 1) stored += r.length // runs (count > 1) are the zero chunks of sparse regions
+        const id = toHex(r.id)
+        let index = chunkIndex.get(id)
+        if (index === undefined) {
+          index = chunkIds.push(id) - 1
+          chunkIndex.set(id, index)
+        }
+        indexes[k] = index
+        refs.push(index, r.offset, r.length, r.count, at)
       })
       nodes[row + F.blocks] = Math.ceil(stored / 512)
-      files.set(ino, { path: e.path, refs: e.chunks, ends })
+      files.set(ino, { path: e.path, refs: e.chunks, ends, chunks: indexes })
     }
   })
 
@@ -172,6 +197,8 @@ export function buildInodeTable(tree: Tree): InodeTable {
     nodes,
     dirents: Float64Array.from(dirents),
     xattrs: Float64Array.from(xattrs),
+    refs: Float64Array.from(refs),
+    chunkIds,
     pool: pool.bytes(),
     totalBytes,
     files,

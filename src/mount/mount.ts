@@ -4,14 +4,13 @@
 // EIO on that read, logged with the chunk and the file; it never becomes wrong bytes.
 import fs from 'node:fs/promises'
 import os from 'node:os'
-import { toHex } from '../format/id.js'
 import { printablePath } from '../format/tree-paths.js'
 import { readTree } from '../store/objects.js'
 import type { DiskCache } from '../store/disk-cache.js'
 import type { Store } from '../store/store.js'
 import { SnapdirError, UsageError, isErrno } from '../util/errors.js'
 import { ChunkReader, type ChunkReaderStats } from './chunk-reader.js'
-import { EV_EXIT, EV_READ, fuseAddon } from './fuse.js'
+import { EV_EXIT, EV_HIT, EV_READ, fuseAddon } from './fuse.js'
 import { buildInodeTable, type FileContent, type InodeTable } from './inode-table.js'
 import { mountAt, type MountInfo } from './mountinfo.js'
 import { FSTYPE, abortConnection, unmount } from './unmount.js'
@@ -30,7 +29,9 @@ export interface MountOptions {
 }
 
 export interface MountStats extends ChunkReaderStats {
+  /** reads of chunked files that came to JS, and those the C side served from lent chunks */
   reads: number
+  servedInC: number
   readErrors: number
 }
 
@@ -60,8 +61,13 @@ export class MountedSnapshot {
   private readonly reader: ChunkReader
   private readonly handle: object
   private readonly expectNext = new Map<number, number>()
+  /** chunked files in tree order, and where each inode is in it (for read-ahead across files) */
+  private readonly fileOrder: number[]
+  private readonly fileIndex = new Map<number, number>()
+  private lastStarted = -Infinity
   private info: MountInfo | null = null
   private reads = 0
+  private hits = 0
   private readErrors = 0
 
   private constructor(
@@ -69,17 +75,33 @@ export class MountedSnapshot {
     readonly mountpoint: string,
     private readonly table: InodeTable,
   ) {
-    this.reader = new ChunkReader(options.store, options)
+    const fuse = fuseAddon()
+    const indexOf = new Map(table.chunkIds.map((id, i) => [id, i]))
+    // chunks in the memory cache are lent to the C side, which serves reads of them without JS
+    this.reader = new ChunkReader(options.store, {
+      ...options,
+      onCached: (id, raw) => {
+        const i = indexOf.get(id)
+        if (i !== undefined) fuse.setChunk(this.handle, i, raw)
+      },
+      onEvicted: (id) => {
+        const i = indexOf.get(id)
+        if (i !== undefined) fuse.dropChunk(this.handle, i)
+      },
+    })
+    this.fileOrder = [...table.files.keys()].sort((a, b) => a - b)
+    this.fileOrder.forEach((ino, i) => this.fileIndex.set(ino, i))
     let done!: () => void
     this.closed = new Promise((resolve) => (done = resolve))
-    const fuse = fuseAddon()
     const source = `snapdir:${options.id.slice(0, 16)}`
     const mountOptions = ['ro', 'default_permissions', `fsname=${source}`, 'subtype=snapdir']
     if (process.geteuid?.() === 0) mountOptions.push('allow_other')
     this.handle = fuse.mount(
-      mountpoint, mountOptions, table.nodes, table.dirents, table.xattrs, table.pool, table.totalBytes, KERNEL_CACHE_SECONDS,
+      mountpoint, mountOptions, table.nodes, table.dirents, table.xattrs, table.refs, table.chunkIds.length, table.pool,
+      table.totalBytes, KERNEL_CACHE_SECONDS,
       (kind, slot, ino, offset, size) => {
         if (kind === EV_READ) void this.serveRead(slot, ino, offset, size)
+        else if (kind === EV_HIT) this.servedInC(ino, offset, size)
         else if (kind === EV_EXIT) {
           fuse.close(this.handle)
           done()
@@ -99,7 +121,7 @@ export class MountedSnapshot {
   }
 
   get stats(): MountStats {
-    return { ...this.reader.stats, reads: this.reads, readErrors: this.readErrors }
+    return { ...this.reader.stats, reads: this.reads, servedInC: this.hits, readErrors: this.readErrors }
   }
 
   /** Unmounts and waits for the FUSE thread to end. When files are still open: throws, or with `force`
@@ -130,9 +152,16 @@ export class MountedSnapshot {
     }
   }
 
+  /** The C side served a read from chunks in memory: only read-ahead is left to do. */
+  private servedInC(ino: number, offset: number, size: number): void {
+    this.hits++
+    const file = this.table.files.get(ino)
+    if (file) this.readAhead(ino, file, offset, offset + size, firstEndAfter(file.ends, offset + size))
+  }
+
   /** The slices of chunks that make up [offset, offset + size) of a file (size already clamped to EOF). */
-  private readRange(ino: number, file: FileContent & { ids?: string[] }, offset: number, size: number): Promise<Buffer[]> {
-    const ids = (file.ids ??= file.refs.map((r) => toHex(r.id)))
+  private readRange(ino: number, file: FileContent, offset: number, size: number): Promise<Buffer[]> {
+    const ids = this.table.chunkIds
     const end = offset + size
     let k = firstEndAfter(file.ends, offset)
     const parts: Array<Promise<Buffer>> = []
@@ -141,7 +170,7 @@ export class MountedSnapshot {
       const refStart = file.ends[k]! - r.length * r.count
       const inner = (at - refStart) % r.length
       const take = Math.min(r.length - inner, end - at)
-      const id = ids[k]!
+      const id = ids[file.chunks[k]!]!
       parts.push(
         this.reader.get(id).then((chunk) => {
           if (chunk.length < r.offset + r.length) {
@@ -153,19 +182,40 @@ export class MountedSnapshot {
       at += take
       if (at >= file.ends[k]!) k++
     }
-    this.readAhead(ino, file, ids, offset, end, k)
+    this.readAhead(ino, file, offset, end, k)
     return Promise.all(parts)
   }
 
-  /** A read that starts where the last one of this inode ended is sequential: fetch what follows. */
-  private readAhead(ino: number, file: FileContent, ids: string[], offset: number, end: number, next: number): void {
+  /**
+   * Read-ahead, within a file and across files. A read that starts where the last one of this inode
+   * ended is sequential: the chunks that follow in the file are fetched before they are asked for.
+   * When files are being started one after another in tree order (the order of readdir, and so of
+   * tar, cp -r and most walkers), the first chunks of the files that come next are fetched too:
+   * without that a walk over many small files waits for one store round trip per file. A program
+   * that reads one file fetches that file's chunks only.
+   */
+  private readAhead(ino: number, file: FileContent, offset: number, end: number, next: number): void {
+    const ids = this.table.chunkIds
     const sequential = offset === 0 || this.expectNext.get(ino) === offset
     if (this.expectNext.size > 4096) this.expectNext.clear()
     this.expectNext.set(ino, end)
     if (!sequential) return
-    for (let k = next, ahead = 0; k < file.refs.length && ahead < this.options.readAheadBytes; k++) {
-      this.reader.prefetch(ids[k]!)
-      ahead += file.refs[k]!.length
+    let budget = this.options.readAheadBytes
+    for (let k = next; k < file.refs.length && budget > 0; k++) {
+      this.reader.prefetch(ids[file.chunks[k]!]!)
+      budget -= file.refs[k]!.length
+    }
+    if (offset !== 0) return
+    const at = this.fileIndex.get(ino)!
+    const walking = at > this.lastStarted && at - this.lastStarted <= 4
+    this.lastStarted = at
+    if (!walking) return
+    for (let i = at + 1; i < this.fileOrder.length && budget > 0; i++) {
+      const f = this.table.files.get(this.fileOrder[i]!)!
+      for (let k = 0; k < f.refs.length && budget > 0; k++) {
+        this.reader.prefetch(ids[f.chunks[k]!]!)
+        budget -= f.refs[k]!.length
+      }
     }
   }
 }
