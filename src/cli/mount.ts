@@ -2,6 +2,7 @@ import type { Command } from '@commander-js/extra-typings'
 import { parseId } from '../format/id.js'
 import { MountedSnapshot, describeMount } from '../mount/mount.js'
 import { DEFAULT_CACHE_BYTES, DiskCache, defaultCacheDir } from '../store/disk-cache.js'
+import { FileStore } from '../store/file-store.js'
 import { integerOption } from './numbers.js'
 import { action } from './run-command.js'
 import { ENDPOINT_HELP, STORE_HELP, storeFromOptions } from './store-options.js'
@@ -20,7 +21,7 @@ export function registerMount(program: Command): void {
     .requiredOption('--store <url>', STORE_HELP)
     .option('--s3-endpoint <url>', ENDPOINT_HELP)
     .requiredOption('--id <id>', 'snapshot ID')
-    .option('--cache-dir <dir>', `local chunk cache, shared by mounts (default ${defaultCacheDir()})`)
+    .option('--cache-dir <dir>', `local chunk cache, shared by mounts (default ${defaultCacheDir()}; none for a store that is a local directory, unless given)`)
     .option('--no-cache', 'no disk cache: every chunk not in memory comes from the store')
     .option('--cache-size <MiB>', 'disk cache cap; least recently used chunks go first', String(DEFAULT_CACHE_BYTES / MiB))
     .option('--memory-cache <MiB>', 'chunks kept in memory', '256')
@@ -37,7 +38,9 @@ export function registerMount(program: Command): void {
         const timeoutMs = integerOption('--timeout', opts.timeout, 1, 86400) * 1000
         const readAheadBytes = integerOption('--read-ahead', opts.readAhead, 0, 1 << 20) * 1024
         const store = storeFromOptions(opts)
-        const diskCache = opts.cache ? await DiskCache.open(opts.cacheDir ?? defaultCacheDir(), cacheBytes) : null
+        // a store on local disk needs no second copy of its chunks on local disk
+        const wantCache = opts.cache && (opts.cacheDir !== undefined || !(store instanceof FileStore))
+        const diskCache = wantCache ? await DiskCache.open(opts.cacheDir ?? defaultCacheDir(), cacheBytes) : null
         const log = (line: string) => process.stderr.write(`snapdir mount: ${line}\n`)
         const mounted = await MountedSnapshot.mount({ store, id, mountpoint, diskCache, memoryBytes, jobs, timeoutMs, readAheadBytes, log })
         log(describeMount(mounted, id))
@@ -54,8 +57,12 @@ export function registerMount(program: Command): void {
         process.on('SIGTERM', () => stop('SIGTERM'))
         await mounted.closed
         log(`unmounted ${mounted.mountpoint}`)
-        if (opts.json) process.stdout.write(JSON.stringify({ id, ...mounted.stats }) + '\n')
-        await store.close()
+        await mounted.settle(10_000)
+        const summary = opts.json ? JSON.stringify({ id, ...mounted.stats }) + '\n' : ''
+        await new Promise<void>((resolve) => process.stdout.write(summary, () => resolve()))
+        // Nothing is left to serve. Requests to a store that stopped answering may still be pending
+        // (they end by their own timeouts, retried): they must not keep the process alive.
+        process.exit(0)
       }),
     )
 }

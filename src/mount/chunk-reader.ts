@@ -33,6 +33,7 @@ export interface ChunkReaderStats {
 export class ChunkReader {
   private readonly memory: LRUCache<string, Buffer>
   private readonly inflight = new Map<string, Promise<Buffer>>()
+  private readonly cacheWrites = new Set<Promise<void>>()
   private readonly slots: Semaphore
   readonly stats: ChunkReaderStats = { fetched: 0, fetchedBytes: 0, diskHits: 0, memoryHits: 0, failures: 0 }
 
@@ -62,6 +63,11 @@ export class ChunkReader {
       this.inflight.set(id, p)
     }
     return p
+  }
+
+  /** Resolves once the disk cache writes started so far are done (before the process exits). */
+  async settle(): Promise<void> {
+    while (this.cacheWrites.size > 0) await Promise.all([...this.cacheWrites])
   }
 
   /** Starts loading a chunk nobody waits for yet (read-ahead); failures surface on the real read. */
@@ -100,7 +106,12 @@ export class ChunkReader {
     this.stats.fetched++
     this.stats.fetchedBytes += stored.length
     this.remember(id, raw)
-    cache?.put(id, stored).catch(() => {}) // a full or read-only cache disk only costs speed
+    if (cache) {
+      // not awaited by the read; a full or read-only cache disk only costs speed
+      const write = cache.put(id, stored).catch(() => {})
+      this.cacheWrites.add(write)
+      void write.finally(() => this.cacheWrites.delete(write))
+    }
     return raw
   }
 

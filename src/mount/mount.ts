@@ -120,6 +120,13 @@ export class MountedSnapshot {
     return mounted
   }
 
+  /** Waits (at most `ms`) for chunks fetched so far to reach the disk cache. */
+  async settle(ms: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([this.reader.settle(), new Promise((resolve) => (timer = setTimeout(resolve, ms)))])
+    clearTimeout(timer)
+  }
+
   get stats(): MountStats {
     return { ...this.reader.stats, reads: this.reads, servedInC: this.hits, readErrors: this.readErrors }
   }

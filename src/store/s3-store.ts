@@ -52,8 +52,9 @@ export class S3Store implements Store {
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       maxAttempts: 5,
-      // a server that stops answering becomes an error in bounded time, never a hang
-      requestHandler: { connectionTimeout: 5_000, requestTimeout: 60_000 },
+      // a server that stops answering becomes an error in bounded time, never a hang (without
+      // throwOnRequestTimeout the SDK's handler only logs a warning when requestTimeout passes)
+      requestHandler: { connectionTimeout: 5_000, requestTimeout: 60_000, throwOnRequestTimeout: true },
     })
   }
 
