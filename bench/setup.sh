@@ -1,45 +1,71 @@
 #!/usr/bin/env bash
-# Prepares everything bench/push-throughput.mjs needs: the reference tools (casync, b3sum, zstd,
-# and GNU time for the CPU seconds of child processes) and the corpus, a real Debian bookworm
-# root filesystem of about 200 MB built by mmdebstrap.
+# Prepares everything the benchmarks need: the reference tools (casync, b3sum, zstd, GNU time for
+# the CPU seconds of child processes; squashfs-tools, squashfuse and fuse3 for the mount comparison)
+# and the corpora, real Debian bookworm root filesystems built by mmdebstrap:
 #
-# Idempotent: packages are checked with dpkg before apt is touched, and the corpus is rebuilt only
+#   debian-rootfs           minbase + python3, about 212 MB: push-throughput, mount-read, sync-transfer
+#   debian-base             minbase alone, the base debian-rootfs shares: sync-transfer
+#   debian-python3-rebuilt  minbase + python3 + less, built in its own mmdebstrap run (so mtimes and
+#                           generated files such as the dpkg database differ): sync-transfer
+#
+#   bash bench/setup.sh [--all | NAME...]    default: debian-rootfs only
+#
+# Idempotent: packages are checked with dpkg before apt is touched, and a corpus is rebuilt only
 # when its marker file is missing or records different build parameters, so a second run takes
 # about a second.
 #
 # Environment:
-#   SNAPDIR_BENCH_DIR  where the corpus lives (default /var/tmp/snapdir-bench). Outside the repo on
+#   SNAPDIR_BENCH_DIR  where the corpora live (default /var/tmp/snapdir-bench). Outside the repo on
 #                      purpose: 200 MB of rootfs must never end up in a commit or in a test glob.
 #
 # Needs root: apt-get install, mmdebstrap --mode=root (the only mode that writes a directory with
-# real ownership and device nodes), and later the benchmark's page-cache drops.
+# real ownership and device nodes), and later the benchmarks' page-cache drops and FUSE mounts.
 set -euo pipefail
 
 BENCH_DIR=${SNAPDIR_BENCH_DIR:-/var/tmp/snapdir-bench}
-CORPUS=$BENCH_DIR/debian-rootfs
-# The marker sits beside the tree, not in it, so it is not part of what gets snapshotted.
-MARKER=$BENCH_DIR/debian-rootfs.complete
 
 SUITE=bookworm
-# minbase (~168 MB) plus python3 (~44 MB) lands at ~212 MB in ~8,300 regular files: ELF binaries
-# and shared libraries, Python bytecode and sources, locale data and docs; a realistic mix for a
-# container base layer. The next variant up, "important", is closer to 300 MB.
+# Every variant is minbase plus the packages named here (comma-separated, as mmdebstrap --include
+# takes them). minbase (~168 MB) plus python3 (~44 MB) lands at ~212 MB in ~8,300 regular files: ELF
+# binaries and shared libraries, Python bytecode and sources, locale data and docs; a realistic mix
+# for a container base layer. The next variant up, "important", is closer to 300 MB.
+# debian-python3-rebuilt is debian-rootfs rebuilt with one small package more (less: 0.3 MB, its
+# dependencies are all in minbase): what a registry sees when an image is rebuilt from scratch.
 VARIANT=minbase
-INCLUDE=python3
-PARAMS="suite=$SUITE variant=$VARIANT include=$INCLUDE"
+declare -A INCLUDES=(
+  [debian-rootfs]=python3
+  [debian-base]=
+  [debian-python3-rebuilt]=python3,less
+)
+ALL_CORPORA=(debian-base debian-rootfs debian-python3-rebuilt)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+corpora=()
+for arg in "$@"; do
+  case $arg in
+    --all) corpora+=("${ALL_CORPORA[@]}") ;;
+    -h | --help) sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
+    -*) die "unknown option $arg (expected --all or corpus names: ${ALL_CORPORA[*]})" ;;
+    *) [[ -v INCLUDES[$arg] ]] || die "unknown corpus '$arg' (expected one of: ${ALL_CORPORA[*]})"; corpora+=("$arg") ;;
+  esac
+done
+[[ ${#corpora[@]} -gt 0 ]] || corpora=(debian-rootfs)
+
 [[ $EUID -eq 0 ]] || die "run as root (apt-get install, mmdebstrap --mode=root, drop_caches); running as uid $EUID"
+
+# squashfs-tools: mksquashfs; squashfuse: the FUSE SquashFS reader mount-read compares with;
+# fuse3: fusermount3, to unmount FUSE file systems.
+PACKAGES=(mmdebstrap casync b3sum zstd time squashfs-tools squashfuse fuse3)
 
 install_packages() {
   local missing=() pkg
-  for pkg in mmdebstrap casync b3sum zstd time; do
+  for pkg in "${PACKAGES[@]}"; do
     dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$pkg")
   done
   if [[ ${#missing[@]} -eq 0 ]]; then
-    log "packages present: mmdebstrap casync b3sum zstd time"
+    log "packages present: ${PACKAGES[*]}"
     return
   fi
   # Refreshing the lists costs tens of seconds and is only needed when apt does not know a
@@ -64,9 +90,16 @@ debian_mirror() {
     "Release: $SUITE" 'Target-Of: deb' 'Identifier: Packages' 2>/dev/null | sort -u | head -n 1
 }
 
+# Builds $BENCH_DIR/NAME (minbase plus ${INCLUDES[NAME]}) unless its marker says it is there.
 build_corpus() {
-  if [[ -f $MARKER ]] && grep -qxF "params: $PARAMS" "$MARKER" && [[ -d $CORPUS ]]; then
-    log "corpus present: $CORPUS ($(grep '^files:' "$MARKER"), $(grep '^bytes:' "$MARKER"))"
+  local name=$1
+  local include=${INCLUDES[$name]}
+  local corpus=$BENCH_DIR/$name
+  # The marker sits beside the tree, not in it, so it is not part of what gets snapshotted.
+  local marker=$BENCH_DIR/$name.complete
+  local params="suite=$SUITE variant=$VARIANT include=$include"
+  if [[ -f $marker ]] && grep -qxF "params: $params" "$marker" && [[ -d $corpus ]]; then
+    log "corpus present: $corpus ($(grep '^files:' "$marker"), $(grep '^bytes:' "$marker"))"
     return
   fi
 
@@ -76,10 +109,10 @@ build_corpus() {
 
   mkdir -p "$BENCH_DIR"
   # A marker-less tree is a failed or interrupted earlier build. Building into a temporary name
-  # and renaming at the end means CORPUS itself is only ever absent or complete.
-  local tmp=$CORPUS.partial
+  # and renaming at the end means the corpus itself is only ever absent or complete.
+  local tmp=$corpus.partial
   local d
-  for d in "$CORPUS" "$tmp"; do
+  for d in "$corpus" "$tmp"; do
     [[ -e $d ]] || continue
     # mmdebstrap mounts /proc, /sys and /dev inside the chroot while it runs; never recurse into
     # a tree where one of those is still mounted (that would delete through into the host).
@@ -87,29 +120,29 @@ build_corpus() {
     log "removing incomplete $d"
     rm -rf -- "$d"
   done
-  rm -f -- "$MARKER"
+  rm -f -- "$marker"
 
-  log "mmdebstrap $SUITE ($VARIANT + $INCLUDE) from $mirror into $CORPUS (takes a minute or two)"
-  mmdebstrap --mode=root --variant="$VARIANT" --include="$INCLUDE" \
+  log "mmdebstrap $SUITE ($VARIANT${include:+ + $include}) from $mirror into $corpus (takes a minute or two)"
+  mmdebstrap --mode=root --variant="$VARIANT" ${include:+--include="$include"} \
     "$SUITE" "$tmp" "deb $mirror $SUITE main"
-  mv -- "$tmp" "$CORPUS"
+  mv -- "$tmp" "$corpus"
 
   local files bytes
-  files=$(find "$CORPUS" -type f | wc -l)
-  bytes=$(find "$CORPUS" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
+  files=$(find "$corpus" -type f | wc -l)
+  bytes=$(find "$corpus" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
   {
-    echo "params: $PARAMS"
+    echo "params: $params"
     echo "mirror: $mirror"
     echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "files: $files"
     echo "bytes: $bytes"
-  } > "$MARKER.tmp"
-  mv -- "$MARKER.tmp" "$MARKER"
-  log "corpus built: $CORPUS, $files regular files, $bytes bytes"
+  } > "$marker.tmp"
+  mv -- "$marker.tmp" "$marker"
+  log "corpus built: $corpus, $files regular files, $bytes bytes"
 }
 
 install_packages
-build_corpus
+for name in "${corpora[@]}"; do build_corpus "$name"; done
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 [[ -d $repo/node_modules/@napi-rs/blake-hash ]] || log "note: run 'npm ci' in $repo before the benchmark (it needs @napi-rs/blake-hash)"

@@ -1,0 +1,1106 @@
+#!/usr/bin/env node
+// Reading a snapshot through a mount, in one run: `snapdir mount` (lazy FUSE over a store) against
+// the native directory it was pushed from and against squashfuse over a zstd SquashFS image of the
+// same tree (the usual way to ship a read-only tree as one file and mount it without root). Two
+// workloads, each cold (page cache dropped, new mount process, for snapdir an empty chunk cache)
+// and warm (the same mount again, everything cached):
+//
+//   full-tree read   tar -C DIR -cf - . | wc -c       (every byte of every file really read)
+//   metadata walk    find DIR -printf '%i %m %u %g %s %T@ %p\n' > /dev/null   (every entry stat'ed)
+//
+//   bash bench/setup.sh && npm run build && node bench/mount-read.mjs [options]
+//
+// Prints a table on stdout and writes bench/results/mount-read.json. bench/README.md says what each
+// number means. Needs root: it writes /proc/sys/vm/drop_caches and mounts FUSE file systems.
+//
+// Plain ESM that needs no compilation: it drives the built CLI (bin/snapdir -> dist/), so it
+// measures exactly what ships. Every mount it makes is unmounted before it exits, also on error
+// and on SIGINT/SIGTERM/SIGHUP; a mount that hangs is aborted through /sys/fs/fuse/connections.
+
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const benchDir = path.resolve(process.env.SNAPDIR_BENCH_DIR ?? '/var/tmp/snapdir-bench')
+const ALL_STEPS = ['native', 'squashfuse', 'snapdir']
+const MB = 1e6
+// How long a mount may take to become ready, and how long a daemon may take to unmount after SIGTERM.
+const READY_TIMEOUT_MS = 60_000
+const STOP_TIMEOUT_MS = 15_000
+// snapdir announces readiness with a line containing "mounted" on stderr. When the mount shows up in
+// /proc/self/mountinfo first, the line is waited for this long before mountinfo alone counts.
+const READY_LINE_GRACE_MS = 2_000
+const FUSECTL = '/sys/fs/fuse/connections'
+
+const WORKLOADS = {
+  read: {
+    title: 'full-tree read',
+    // Not `-f /dev/null`: GNU tar recognises /dev/null as its archive and then skips reading file
+    // data. Through a pipe every byte is read; wc -c counts the archive as a cross-check.
+    // pipefail: a tar error is not hidden behind wc's exit status.
+    script: 'set -o pipefail; tar -C "$1" -cf - . | wc -c',
+    command: 'tar -C DIR -cf - . | wc -c',
+    unit: 'MB/s',
+  },
+  walk: {
+    title: 'metadata walk',
+    script: "find \"$1\" -printf '%i %m %u %g %s %T@ %p\\n' > /dev/null",
+    command: "find DIR -printf '%i %m %u %g %s %T@ %p\\n' > /dev/null",
+    unit: 'entries/s',
+  },
+}
+
+const usage = `usage: node bench/mount-read.mjs [options]
+
+  --corpus DIR   tree to read (default $SNAPDIR_BENCH_DIR/debian-rootfs, built by bench/setup.sh)
+  --steps LIST   comma-separated subset of ${ALL_STEPS.join(',')} (default: all; snapdir is
+                 left out with a warning when bin/snapdir has no mount command, unless named)
+  --runs N       cold+warm pairs per target and workload, medians reported (default 3)
+  --timeout S    kill a workload command after S seconds and abort its mount (default 600)
+  --out FILE     JSON report (default bench/results/mount-read.json)
+  -h, --help     this text
+
+Scratch data (SquashFS image, snapdir store, chunk caches, mount points) goes to a fresh
+directory under $SNAPDIR_BENCH_DIR (default /var/tmp/snapdir-bench), deleted at the end.`
+
+function fail(message, exitCode = 1) {
+  process.stderr.write(`mount-read: ${message}\n`)
+  process.exit(exitCode)
+}
+
+function parseOptions() {
+  let values
+  try {
+    ;({ values } = parseArgs({
+      options: {
+        corpus: { type: 'string' },
+        steps: { type: 'string' },
+        runs: { type: 'string', default: '3' },
+        timeout: { type: 'string', default: '600' },
+        out: { type: 'string', default: path.join(repo, 'bench/results/mount-read.json') },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }))
+  } catch (error) {
+    fail(`${error.message}\n${usage}`, 2)
+  }
+  if (values.help) {
+    process.stdout.write(`${usage}\n`)
+    process.exit(0)
+  }
+  const runs = Number(values.runs)
+  if (!Number.isInteger(runs) || runs < 1 || runs > 50) fail(`--runs ${values.runs}: expected an integer 1..50`, 2)
+  const timeout = Number(values.timeout)
+  if (!Number.isFinite(timeout) || timeout <= 0) fail(`--timeout ${values.timeout}: expected a positive number of seconds`, 2)
+  let steps = values.steps === undefined ? null : values.steps.split(',').map((s) => s.trim()).filter(Boolean)
+  for (const s of steps ?? []) if (!ALL_STEPS.includes(s)) fail(`--steps: unknown step '${s}', expected some of ${ALL_STEPS.join(',')}`, 2)
+  if (steps !== null && steps.length === 0) fail('--steps: empty list', 2)
+  const explicit = steps !== null
+  steps ??= [...ALL_STEPS]
+  return {
+    corpus: path.resolve(values.corpus ?? path.join(benchDir, 'debian-rootfs')),
+    steps,
+    explicit,
+    runs,
+    timeoutMs: timeout * 1000,
+    out: path.resolve(values.out),
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers (the same conventions as push-throughput.mjs)
+
+const which = (cmd) => {
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    const p = path.join(dir || '.', cmd)
+    try {
+      fs.accessSync(p, fs.constants.X_OK)
+      return p
+    } catch {}
+  }
+  return null
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
+}
+
+const nowNs = () => process.hrtime.bigint()
+const msSince = (t0) => Number(nowNs() - t0) / 1e6
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+// Synchronous sleep for the cleanup paths, which also run from signal handlers and process exit.
+const sleepSync = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
+const tail = (text, lines = 15) => text.trim().split('\n').slice(-lines).join('\n')
+
+function tryRun(cmd, args) {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 }).trim()
+  } catch (error) {
+    // some tools (squashfuse --version) print their version and exit non-zero
+    const out = `${error.stdout ?? ''}${error.stderr ?? ''}`.trim()
+    return out || null
+  }
+}
+
+/**
+ * Writeback before every timed run, so no run pays for another's. `sync -f` (syncfs) on the file
+ * systems that hold the corpus and the scratch data only: a global sync(2) would also visit the
+ * FUSE mounts, and a hung daemon must not be able to hang the benchmark itself.
+ */
+function settle(ctx) {
+  execFileSync('sync', ['-f', ...ctx.syncPaths], { timeout: 120_000 })
+}
+
+function dropCaches(ctx) {
+  settle(ctx)
+  fs.writeFileSync('/proc/sys/vm/drop_caches', '3')
+}
+
+/** Every entry below `root`, without following symlinks, in sorted order. */
+function walk(root) {
+  const entries = []
+  const visit = (dir) => {
+    for (const name of fs.readdirSync(dir).sort()) {
+      const p = path.join(dir, name)
+      const st = fs.lstatSync(p)
+      entries.push({ path: p, st })
+      if (st.isDirectory()) visit(p)
+    }
+  }
+  entries.push({ path: root, st: fs.lstatSync(root) })
+  visit(root)
+  return entries
+}
+
+function describeCorpus(root) {
+  const inodes = new Set()
+  const c = { root, entries: 0, files: 0, bytes: 0, uniqueFiles: 0, uniqueBytes: 0, dirs: 0, symlinks: 0, otherEntries: 0 }
+  for (const { st } of walk(root)) {
+    c.entries++
+    if (st.isFile()) {
+      c.files++
+      c.bytes += st.size
+      const key = `${st.dev}:${st.ino}`
+      if (!inodes.has(key)) {
+        inodes.add(key)
+        c.uniqueBytes += st.size
+      }
+    } else if (st.isDirectory()) c.dirs++
+    else if (st.isSymbolicLink()) c.symlinks++
+    else c.otherEntries++
+  }
+  c.uniqueFiles = inodes.size
+  try {
+    c.marker = fs.readFileSync(`${root}.complete`, 'utf8').trim()
+  } catch {
+    c.marker = null
+  }
+  return c
+}
+
+function measureTree(root) {
+  let files = 0
+  let bytes = 0
+  for (const { st } of walk(root)) {
+    if (!st.isFile()) continue
+    files++
+    bytes += st.size
+  }
+  return { files, bytes }
+}
+
+/** Files and newest mtime under bin/ and dist/: a rebuild during the run would mix two versions. */
+function buildFingerprint() {
+  let files = 0
+  let newest = 0
+  for (const dir of ['bin', 'dist']) {
+    const root = path.join(repo, dir)
+    if (!fs.existsSync(root)) continue
+    for (const { st } of walk(root)) {
+      if (!st.isFile()) continue
+      files++
+      newest = Math.max(newest, st.mtimeMs)
+    }
+  }
+  return { files, newest: newest ? new Date(newest).toISOString() : null }
+}
+
+const CLK_TCK = Number(tryRun('getconf', ['CLK_TCK'])) || 100
+
+/** CPU seconds since boot, all cores: this machine's own work, and what the hypervisor stole. */
+function machineCpu() {
+  const [user, nice, system, , , irq, softirq, steal] = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number)
+  return { busy: (user + nice + system + irq + softirq) / CLK_TCK, steal: steal / CLK_TCK }
+}
+
+function otherActivity() {
+  const m0 = machineCpu()
+  const self0 = process.cpuUsage()
+  return (toolCpuS) => {
+    const m = machineCpu()
+    const self = process.cpuUsage(self0)
+    const otherCpuS = toolCpuS === null ? null : Math.max(0, m.busy - m0.busy - toolCpuS - (self.user + self.system) / 1e6)
+    return { otherCpuS, stealS: m.steal - m0.steal }
+  }
+}
+
+function contention(name, samples) {
+  const capacity = samples.reduce((a, s) => a + s.wallMs / 1000, 0) * os.cpus().length
+  const sum = (key) => samples.reduce((a, s) => a + (s[key] ?? 0), 0)
+  const other = sum('otherCpuS')
+  const steal = sum('stealS')
+  const parts = []
+  if (other / capacity > 0.05 && other > 0.1) parts.push(`other processes used ${((other / capacity) * 100).toFixed(0)}% of the CPUs (${other.toFixed(1)} CPU s)`)
+  if (steal / capacity > 0.05 && steal > 0.1) parts.push(`the hypervisor stole ${((steal / capacity) * 100).toFixed(0)}% of the CPUs`)
+  return parts.length ? `during the ${name} runs ${parts.join(' and ')}: its speeds are understated` : null
+}
+
+/** /proc/PID/stat fields after the command name, which may itself hold spaces and parentheses. */
+function procStat(pid) {
+  try {
+    const text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return text.slice(text.lastIndexOf(')') + 2).split(' ')
+  } catch {
+    return null
+  }
+}
+
+/** Alive and not a zombie (a daemon that exited while the event loop was blocked is not yet reaped). */
+function processAlive(pid) {
+  const st = procStat(pid)
+  return st !== null && st[0] !== 'Z' && st[0] !== 'X'
+}
+
+/**
+ * CPU seconds of a process and everything below it (threads included; children it reaped
+ * included through cutime/cstime): the FUSE daemon's share of a workload.
+ */
+function treeCpuS(rootPid) {
+  const children = new Map()
+  const stats = new Map()
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    const st = procStat(name)
+    if (!st) continue
+    const pid = Number(name)
+    stats.set(pid, st)
+    const ppid = Number(st[1])
+    if (!children.has(ppid)) children.set(ppid, [])
+    children.get(ppid).push(pid)
+  }
+  let ticks = 0
+  const stack = [rootPid]
+  while (stack.length) {
+    const pid = stack.pop()
+    const st = stats.get(pid)
+    if (!st) continue
+    // fields 14..17 of stat(5) (utime stime cutime cstime), 0-based 11..14 after the name
+    ticks += Number(st[11]) + Number(st[12]) + Number(st[13]) + Number(st[14])
+    stack.push(...(children.get(pid) ?? []))
+  }
+  return ticks / CLK_TCK
+}
+
+/** The block devices (/sys/class/block/NAME/stat) behind the given paths: bytes read from disk. */
+function diskStatFiles(paths) {
+  const files = new Set()
+  for (const p of paths) {
+    const source = tryRun('findmnt', ['-n', '-o', 'SOURCE', '--target', p])
+    if (!source?.startsWith('/dev/')) continue
+    let name
+    try {
+      name = path.basename(fs.realpathSync(source))
+    } catch {
+      continue
+    }
+    const stat = `/sys/class/block/${name}/stat`
+    if (fs.existsSync(stat)) files.add(stat)
+  }
+  return [...files]
+}
+
+function diskReadBytes(statFiles) {
+  if (!statFiles.length) return null
+  // field 3 of the block stat file: sectors read, always in 512-byte units
+  return statFiles.reduce((sum, f) => sum + Number(fs.readFileSync(f, 'utf8').trim().split(/\s+/)[2]) * 512, 0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mount table and FUSE mounts
+
+const unescapeMountinfo = (s) => s.replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8)))
+
+function mountTable() {
+  const out = []
+  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    if (!line) continue
+    const f = line.split(' ')
+    const sep = f.indexOf('-', 6)
+    out.push({ mountPoint: unescapeMountinfo(f[4]), majMin: f[2], fstype: f[sep + 1], source: f[sep + 2] })
+  }
+  return out
+}
+
+/** The topmost mount at exactly `dir`, or null. */
+const mountAt = (dir) => mountTable().filter((m) => m.mountPoint === dir).pop() ?? null
+const mountsUnder = (dir) => mountTable().filter((m) => m.mountPoint === dir || m.mountPoint.startsWith(`${dir}/`))
+
+let fusectlMountedByUs = false
+const cleanupNotes = []
+
+/**
+ * Aborts a FUSE connection: every pending and future request on it fails with ENOTCONN at once, so
+ * processes blocked in it wake up and the mount can be detached. The connection's directory in
+ * fusectl is named after the mount's device number (major 0, so the minor number).
+ */
+function abortFuse(entry) {
+  if (!entry?.fstype.startsWith('fuse')) return false
+  const [major, minor] = entry.majMin.split(':').map(Number)
+  const abortFile = path.join(FUSECTL, String((major << 20) | minor), 'abort')
+  if (!fs.existsSync(abortFile) && !mountAt(FUSECTL) && fs.existsSync(FUSECTL)) {
+    const r = spawnSync('mount', ['-t', 'fusectl', 'fusectl', FUSECTL], { timeout: 10_000, stdio: 'ignore' })
+    if (r.status === 0) fusectlMountedByUs = true
+  }
+  try {
+    fs.writeFileSync(abortFile, '1')
+    cleanupNotes.push(`aborted the FUSE connection of ${entry.mountPoint} (${abortFile})`)
+    return true
+  } catch (error) {
+    cleanupNotes.push(`could not abort the FUSE connection of ${entry.mountPoint}: ${error.message}`)
+    return false
+  }
+}
+
+function waitSync(condition, ms) {
+  const end = Date.now() + ms
+  while (Date.now() < end) {
+    if (condition()) return true
+    sleepSync(20)
+  }
+  return condition()
+}
+
+const fusermount = which('fusermount3') ?? which('fusermount')
+const openMounts = new Set()
+const runningCommands = new Set()
+
+/**
+ * Starts a FUSE daemon that stays in the foreground (`argv`), in its own process group so that a
+ * Ctrl-C reaches only this script, which then stops it in order. Ready when the daemon prints a
+ * line containing "mounted" on stderr (`expectLine`) and `mnt` is in /proc/self/mountinfo; when the
+ * line never comes, mountinfo alone counts after READY_LINE_GRACE_MS. The daemon's output goes to
+ * a log file (not a pipe: a pipe nobody drains while the cleanup waits synchronously could block
+ * the daemon).
+ */
+async function startMount({ label, argv, mnt, env = process.env, log, expectLine }) {
+  if (mountAt(mnt)) throw new Error(`${mnt} is already a mount point`)
+  const logFd = fs.openSync(log, 'w')
+  const t0 = nowNs()
+  const child = spawn(argv[0], argv.slice(1), { detached: true, stdio: ['ignore', logFd, logFd], env })
+  fs.closeSync(logFd)
+  const handle = { label, mnt, dir: mnt, child, pid: child.pid, log, exited: null, spawnError: null, entry: null, mountMs: null, readyBy: null }
+  child.on('exit', (code, signal) => (handle.exited = { code, signal }))
+  child.on('error', (error) => (handle.spawnError = error))
+  openMounts.add(handle)
+  const logText = () => {
+    try {
+      return fs.readFileSync(log, 'utf8')
+    } catch {
+      return ''
+    }
+  }
+  try {
+    const deadline = Date.now() + READY_TIMEOUT_MS
+    let lineAt = null
+    let mountedAt = null
+    for (;;) {
+      const now = Date.now()
+      if (lineAt === null && expectLine && /mounted/.test(logText())) lineAt = now
+      const entry = mountAt(mnt)
+      if (entry?.fstype.startsWith('fuse')) {
+        handle.entry = entry
+        mountedAt ??= now
+        if (!expectLine || lineAt !== null) {
+          handle.readyBy = expectLine ? 'stderr line and mountinfo' : 'mountinfo'
+          break
+        }
+        if (now - mountedAt >= READY_LINE_GRACE_MS) {
+          handle.readyBy = 'mountinfo (no "mounted" line on stderr)'
+          break
+        }
+      } else if (lineAt !== null && now - lineAt > 5_000) {
+        throw new Error(`${label} printed "mounted" but ${mnt} is not in /proc/self/mountinfo:\n${tail(logText())}`)
+      }
+      if (handle.spawnError) throw new Error(`${label}: ${handle.spawnError.message}`)
+      if (handle.exited || !processAlive(handle.pid)) {
+        await sleep(50) // let the exit event land, for its status
+        const how = handle.exited ? (handle.exited.signal ?? `status ${handle.exited.code}`) : 'unknown status'
+        throw new Error(`${label} exited (${how}) before ${mnt} was mounted:\n${tail(logText())}`)
+      }
+      if (now > deadline) throw new Error(`${label}: ${mnt} not mounted after ${READY_TIMEOUT_MS / 1000} s:\n${tail(logText())}`)
+      await sleep(10)
+    }
+    // the time until the daemon could serve: the stderr line when there was one, else the mount
+    handle.mountMs = msSince(t0) - (lineAt !== null || !expectLine ? 0 : Date.now() - mountedAt)
+    return handle
+  } catch (error) {
+    stopMount(handle)
+    throw error
+  }
+}
+
+/**
+ * Stops a daemon and makes sure its mount is gone, synchronously (also used from signal handlers
+ * and on exit): SIGTERM and wait for it to unmount and exit; else `fusermount -u`; else abort the
+ * FUSE connection and detach lazily; SIGKILL whatever is left. Returns how it went.
+ */
+function stopMount(handle) {
+  if (!openMounts.has(handle)) return handle.stopped
+  const { mnt, pid, label } = handle
+  const alive = () => handle.exited === null && processAlive(pid)
+  if (alive()) {
+    try {
+      process.kill(pid, 'SIGTERM')
+    } catch {}
+  }
+  waitSync(() => !alive() && !mountAt(mnt), STOP_TIMEOUT_MS)
+  let how = mountAt(mnt) ? forceUnmount(mnt) : 'SIGTERM'
+  if (alive()) {
+    try {
+      process.kill(-pid, 'SIGKILL')
+    } catch {}
+    waitSync(() => !alive(), 5_000)
+    how += ' + SIGKILL'
+  }
+  openMounts.delete(handle)
+  const stale = Boolean(mountAt(mnt))
+  handle.stopped = { how, clean: how === 'SIGTERM' && !stale, stale }
+  if (stale) cleanupNotes.push(`could not unmount ${mnt} (${label}): it is still mounted`)
+  else if (how !== 'SIGTERM') cleanupNotes.push(`${label} did not unmount ${mnt} and exit within ${STOP_TIMEOUT_MS / 1000} s of SIGTERM; needed ${how}`)
+  return handle.stopped
+}
+
+/** Unmounts `mnt` without its daemon's help: fusermount -u; else abort the connection and detach lazily. */
+function forceUnmount(mnt) {
+  let how = 'nothing'
+  if (mountAt(mnt) && fusermount) {
+    how = `${path.basename(fusermount)} -u`
+    spawnSync(fusermount, ['-u', mnt], { timeout: 10_000, stdio: 'ignore' })
+  }
+  if (mountAt(mnt)) {
+    how = 'abort + lazy unmount'
+    abortFuse(mountAt(mnt))
+    if (fusermount) spawnSync(fusermount, ['-u', '-z', mnt], { timeout: 10_000, stdio: 'ignore' })
+    if (mountAt(mnt)) spawnSync('umount', ['-l', mnt], { timeout: 10_000, stdio: 'ignore' })
+  }
+  return how
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timed commands
+
+const timeBin = fs.existsSync('/usr/bin/time') ? '/usr/bin/time' : null
+
+/**
+ * Runs `bash -c script _ ...args` in its own process group and times it; GNU time adds the CPU
+ * seconds of bash, tar/find and wc (children it waited for included). After `timeoutMs` the group
+ * gets SIGKILL; a process blocked in a FUSE request may not die of it, so 5 s later `onHang` runs
+ * (aborting the mount's connection) and the command is given 5 s more.
+ */
+function runShell(script, args, { timeoutMs, onHang = null, okCodes = [0] }) {
+  const rusageFile = timeBin ? path.join(os.tmpdir(), `mount-read-${process.pid}-${Math.random().toString(36).slice(2)}.time`) : null
+  const argv = ['bash', '-c', script, 'bash', ...args]
+  const full = timeBin ? [timeBin, '-f', '%U %S %M', '-o', rusageFile, ...argv] : argv
+  return new Promise((resolve, reject) => {
+    const t0 = nowNs()
+    const child = spawn(full[0], full.slice(1), { detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+    runningCommands.add(child)
+    const out = []
+    const err = []
+    let timedOut = false
+    const timers = []
+    child.stdout.on('data', (b) => out.push(b))
+    child.stderr.on('data', (b) => err.push(b))
+    timers.push(
+      setTimeout(() => {
+        timedOut = true
+        try {
+          process.kill(-child.pid, 'SIGKILL')
+        } catch {}
+        timers.push(
+          setTimeout(() => {
+            onHang?.()
+            timers.push(setTimeout(() => finish(null, 'SIGKILL', true), 5_000))
+          }, 5_000),
+        )
+      }, timeoutMs),
+    )
+    let done = false
+    const finish = (code, signal, gaveUp = false) => {
+      if (done) return
+      done = true
+      const wallMs = msSince(t0)
+      for (const t of timers) clearTimeout(t)
+      if (!gaveUp) runningCommands.delete(child)
+      const stdout = Buffer.concat(out).toString('utf8')
+      const stderr = Buffer.concat(err).toString('utf8')
+      let rusage = { userS: null, sysS: null, maxRssKiB: null }
+      if (rusageFile && fs.existsSync(rusageFile)) {
+        const fields = fs.readFileSync(rusageFile, 'utf8').trim().split('\n').pop().split(' ').map(Number)
+        fs.rmSync(rusageFile, { force: true })
+        if (fields.length === 3 && fields.every(Number.isFinite)) rusage = { userS: fields[0], sysS: fields[1], maxRssKiB: fields[2] }
+      }
+      const what = `bash -c '${script.replaceAll('\n', '; ')}' ${args.join(' ')}`
+      if (timedOut) {
+        reject(new Error(`${what}: killed after ${timeoutMs / 1000} s${gaveUp ? ' (and did not exit even after the mount was aborted)' : ''}\n${tail(stderr)}`))
+        return
+      }
+      if (!okCodes.includes(code)) {
+        reject(new Error(`${what} exited with ${signal ?? code}:\n${tail(stderr)}`))
+        return
+      }
+      resolve({ wallMs, code, ...rusage, stdout, stderr })
+    }
+    child.on('error', (error) => {
+      if (done) return
+      done = true
+      for (const t of timers) clearTimeout(t)
+      runningCommands.delete(child)
+      reject(error)
+    })
+    child.on('close', (code, signal) => finish(code, signal))
+  })
+}
+
+/** One timed run of a workload on a target's directory. */
+async function timedRun(ctx, workload, handle) {
+  const w = WORKLOADS[workload]
+  const daemonCpu0 = handle.pid ? treeCpuS(handle.pid) : 0
+  const disk0 = diskReadBytes(ctx.diskStats)
+  const activity = otherActivity()
+  const onHang = handle.pid ? () => handle.entry && abortFuse(mountAt(handle.mnt) ?? handle.entry) : null
+  // tar exits 1 for "file changed as we read it" and similar warnings: kept, and reported
+  const r = await runShell(w.script, [handle.dir], { timeoutMs: ctx.timeoutMs, onHang, okCodes: workload === 'read' ? [0, 1] : [0] })
+  const disk1 = diskReadBytes(ctx.diskStats)
+  const daemonCpuS = handle.pid ? Math.max(0, treeCpuS(handle.pid) - daemonCpu0) : 0
+  const clientCpuS = r.userS === null ? null : r.userS + r.sysS
+  const cpuS = clientCpuS === null ? null : clientCpuS + daemonCpuS
+  const sample = {
+    wallMs: r.wallMs,
+    clientCpuS,
+    daemonCpuS,
+    cpuS,
+    maxRssKiB: r.maxRssKiB,
+    diskReadBytes: disk0 === null ? null : disk1 - disk0,
+    ...activity(cpuS),
+  }
+  if (workload === 'read') sample.tarBytes = Number(r.stdout.trim())
+  if (r.code !== 0) sample.warning = `tar exited with ${r.code}: ${tail(r.stderr, 3)}`
+  return sample
+}
+
+// Untimed, on a warm mount: entry count and a digest of every regular file's path and contents
+// (metadata left out, so owners, times or hardlinks shown differently do not count as a difference).
+const CHECK_SCRIPT = [
+  'set -o pipefail',
+  'cd "$1"',
+  'n=$(find . | wc -l)',
+  'd=$(find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum | sha256sum)',
+  'echo "$n ${d%% *}"',
+].join('\n')
+
+async function checkTree(ctx, dir, handle = null) {
+  const onHang = handle ? () => abortFuse(mountAt(handle.mnt) ?? handle.entry) : null
+  const r = await runShell(CHECK_SCRIPT, [dir], { timeoutMs: ctx.timeoutMs, onHang })
+  const [entries, digest] = r.stdout.trim().split(' ')
+  return { entries: Number(entries), dataSha256: digest }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Targets: each opens a fresh view of the corpus (a new mount process, for snapdir optionally on a
+// cache directory used before) and closes it again.
+
+function nativeTarget(ctx) {
+  return {
+    name: 'native',
+    async open() {
+      return { dir: ctx.corpus.root, pid: null, mountMs: null }
+    },
+    close() {},
+  }
+}
+
+async function squashfuseTarget(ctx) {
+  const image = path.join(ctx.scratch, 'corpus.sqfs')
+  process.stderr.write(`  mksquashfs ${ctx.corpus.root} (cold, zstd)\n`)
+  dropCaches(ctx)
+  const activity = otherActivity()
+  const r = await runShell('mksquashfs "$1" "$2" -comp zstd -noappend -quiet', [ctx.corpus.root, image], { timeoutMs: ctx.timeoutMs })
+  const cpuS = r.userS === null ? null : r.userS + r.sysS
+  const build = { command: 'mksquashfs CORPUS IMG -comp zstd -noappend -quiet', wallMs: r.wallMs, cpuS, ...activity(cpuS) }
+  settle(ctx)
+  build.imageBytes = fs.statSync(image).size
+  process.stderr.write(`  image ${(build.imageBytes / MB).toFixed(1)} MB in ${(build.wallMs / 1000).toFixed(2)} s\n`)
+  const mnt = path.join(ctx.scratch, 'mnt-squashfuse')
+  fs.mkdirSync(mnt)
+  let n = 0
+  return {
+    name: 'squashfuse',
+    build,
+    // -f: in the foreground, so the benchmark owns the process (its CPU time, a clean stop on
+    // SIGTERM). Nothing else differs from `squashfuse IMG MNT`.
+    open: () => startMount({ label: 'squashfuse', argv: ['squashfuse', '-f', image, mnt], mnt, log: path.join(ctx.scratch, `squashfuse-${++n}.log`), expectLine: false }),
+    close: (handle) => stopMount(handle),
+  }
+}
+
+async function snapdirTarget(ctx) {
+  const bin = path.join(repo, 'bin/snapdir')
+  const store = path.join(ctx.scratch, 'store')
+  const home = path.join(ctx.scratch, 'home')
+  fs.mkdirSync(store)
+  fs.mkdirSync(home)
+  // a private HOME/XDG_CACHE_HOME: nothing of this user's real cache takes part, nothing is left in it
+  const env = { ...process.env, HOME: home, XDG_CACHE_HOME: path.join(home, '.cache') }
+  process.stderr.write(`  snapdir push ${ctx.corpus.root}\n`)
+  settle(ctx)
+  const activity = otherActivity()
+  const r = await runShell('"$1" push --store "$2" "$3"', [bin, store, ctx.corpus.root], { timeoutMs: ctx.timeoutMs })
+  const id = r.stdout.trim()
+  if (!/^[0-9a-f]{64}$/.test(id)) throw new Error(`snapdir push printed ${JSON.stringify(r.stdout)} on stdout, expected one 64-hex snapshot ID`)
+  const cpuS = r.userS === null ? null : r.userS + r.sysS
+  const push = { wallMs: r.wallMs, cpuS, ...activity(cpuS), id }
+  settle(ctx)
+  push.store = measureTree(store)
+  process.stderr.write(`  snapshot ${id}, store ${(push.store.bytes / MB).toFixed(1)} MB in ${push.store.files} files, push ${(push.wallMs / 1000).toFixed(2)} s\n`)
+  const mnt = path.join(ctx.scratch, 'mnt-snapdir')
+  fs.mkdirSync(mnt)
+  let n = 0
+  return {
+    name: 'snapdir',
+    push,
+    cacheBytes: [],
+    /** `cacheDir` null: a fresh, empty one. The handle remembers it for a restart on the same cache. */
+    async open({ cacheDir = null } = {}) {
+      n++
+      if (cacheDir === null) {
+        cacheDir = path.join(ctx.scratch, `cache-${n}`)
+        fs.mkdirSync(cacheDir)
+      }
+      const handle = await startMount({
+        label: 'snapdir mount',
+        argv: [bin, 'mount', '--store', store, '--id', id, '--cache-dir', cacheDir, mnt],
+        mnt,
+        env,
+        log: path.join(ctx.scratch, `snapdir-mount-${n}.log`),
+        expectLine: true,
+      })
+      handle.cacheDir = cacheDir
+      return handle
+    },
+    close: (handle) => stopMount(handle),
+  }
+}
+
+/**
+ * For one target and one workload, `ctx.runs` times: open a fresh view, drop the page cache, run
+ * (cold), run again (warm), close. For snapdir each iteration then restarts the mount on the cache
+ * directory the cold run filled and drops the page cache: the warm-cache, cold-kernel variant.
+ */
+async function measureTarget(ctx, target, workload) {
+  const samples = { cold: [], warm: [], ...(target.name === 'snapdir' ? { cachedCold: [] } : {}) }
+  const stops = []
+  const mounts = []
+  const notes = []
+  let check = null
+  const progress = (mode, i, s) =>
+    process.stderr.write(`  ${target.name} ${workload} ${mode} ${i + 1}/${ctx.runs}: ${(s.wallMs / 1000).toFixed(2)} s${s.warning ? ` (${s.warning.split('\n')[0]})` : ''}\n`)
+  for (let i = 0; i < ctx.runs; i++) {
+    let handle = await target.open()
+    try {
+      dropCaches(ctx)
+      const cold = await timedRun(ctx, workload, handle)
+      samples.cold.push(cold)
+      progress('cold', i, cold)
+      settle(ctx)
+      const warm = await timedRun(ctx, workload, handle)
+      samples.warm.push(warm)
+      progress('warm', i, warm)
+      if (i === 0 && workload === 'read') check = await checkTree(ctx, handle.dir, handle.pid ? handle : null)
+    } finally {
+      if (handle.pid) {
+        stops.push(target.close(handle))
+        mounts.push({ variant: 'fresh', mountMs: handle.mountMs, readyBy: handle.readyBy, stop: handle.stopped })
+      }
+    }
+    if (target.name === 'snapdir') {
+      settle(ctx)
+      const cacheDir = handle.cacheDir
+      handle = await target.open({ cacheDir })
+      try {
+        dropCaches(ctx)
+        const cachedCold = await timedRun(ctx, workload, handle)
+        samples.cachedCold.push(cachedCold)
+        progress('cold kernel, warm cache dir', i, cachedCold)
+      } finally {
+        stops.push(target.close(handle))
+        mounts.push({ variant: 'restart on the same cache dir', mountMs: handle.mountMs, readyBy: handle.readyBy, stop: handle.stopped })
+      }
+      if (i === 0) target.cacheBytes.push({ workload, ...measureTree(cacheDir) })
+    }
+  }
+  const all = Object.values(samples).flat()
+  for (const w of new Set(all.map((s) => s.warning).filter(Boolean))) notes.push(`${target.name} ${workload}: ${w}`)
+  const busy = contention(`${target.name} ${workload}`, all)
+  if (busy) notes.push(busy)
+  const unclean = stops.filter((s) => s && !s.clean)
+  if (unclean.length) notes.push(`${target.name}: ${unclean.length} of ${stops.length} mounts did not stop cleanly on SIGTERM (${[...new Set(unclean.map((s) => s.how))].join(', ')})`)
+  for (const n of notes) process.stderr.write(`  warning: ${n}\n`)
+  const out = { notes }
+  for (const [mode, list] of Object.entries(samples)) out[mode] = summarise(list, ctx, workload)
+  const fresh = mounts.filter((m) => m.variant === 'fresh').map((m) => m.mountMs)
+  const restarts = mounts.filter((m) => m.variant !== 'fresh').map((m) => m.mountMs)
+  if (fresh.length) out.mountMs = median(fresh)
+  if (restarts.length) out.cachedMountMs = median(restarts)
+  if (check) out.check = check
+  if (mounts.length) out.mounts = mounts
+  out.samples = samples
+  return out
+}
+
+function summarise(samples, ctx, workload) {
+  const out = { runs: samples.length }
+  for (const key of ['wallMs', 'cpuS', 'clientCpuS', 'daemonCpuS', 'maxRssKiB', 'diskReadBytes', 'otherCpuS', 'stealS', 'tarBytes']) {
+    const xs = samples.map((s) => s[key]).filter((x) => typeof x === 'number' && Number.isFinite(x))
+    if (xs.length) out[key] = median(xs)
+  }
+  const seconds = out.wallMs / 1000
+  if (workload === 'read') out.mbPerS = ctx.corpus.uniqueBytes / MB / seconds
+  else out.entriesPerS = ctx.corpus.entries / seconds
+  return out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+const fmt = (x, digits = 1) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(digits) : '-')
+const fmtInt = (x) => (typeof x === 'number' && Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : '-')
+
+/** `left`: how many leading columns are text, aligned left; the rest are numbers, aligned right. */
+function table(headers, rows, left = 1) {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)))
+  const line = (cells) => cells.map((c, i) => (i < left ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ').trimEnd()
+  return [line(headers), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n')
+}
+
+function computeRatios(steps) {
+  const ratios = []
+  const ok = (name) => steps[name] && !steps[name].error
+  // time ratios: above 1 means the first one is slower
+  const pair = (workload, a, b, mode, modeB, target) => {
+    const x = steps[a][workload][mode]?.wallMs
+    const y = steps[b][workload][modeB]?.wallMs
+    if (!x || !y) return
+    const r = { workload, of: `${a} ${mode}`, to: `${b} ${modeB}`, ratio: x / y }
+    if (target !== undefined) Object.assign(r, { target, met: x / y <= target })
+    ratios.push(r)
+  }
+  if (ok('snapdir') && ok('native')) {
+    pair('read', 'snapdir', 'native', 'warm', 'warm', 1.5)
+    pair('read', 'snapdir', 'native', 'cold', 'cold')
+  }
+  if (ok('snapdir') && ok('squashfuse')) {
+    pair('read', 'snapdir', 'squashfuse', 'cold', 'cold', 1.0)
+    pair('read', 'snapdir', 'squashfuse', 'warm', 'warm')
+    pair('read', 'snapdir', 'squashfuse', 'cachedCold', 'cold')
+    pair('walk', 'snapdir', 'squashfuse', 'cold', 'cold', 2.0)
+    pair('walk', 'snapdir', 'squashfuse', 'warm', 'warm', 2.0)
+  }
+  if (ok('snapdir') && ok('native')) {
+    pair('walk', 'snapdir', 'native', 'cold', 'cold')
+    pair('walk', 'snapdir', 'native', 'warm', 'warm')
+  }
+  if (ok('squashfuse') && ok('native')) {
+    for (const w of ['read', 'walk']) for (const m of ['cold', 'warm']) pair(w, 'squashfuse', 'native', m, m)
+  }
+  return ratios
+}
+
+const MODE_LABEL = { cold: 'cold', warm: 'warm', cachedCold: 'cold kernel + warm cache dir' }
+
+function report(result) {
+  const { corpus, steps } = result
+  const lines = []
+  lines.push(`mount read, ${result.date}`)
+  lines.push(`corpus: ${corpus.root}`)
+  lines.push(
+    `  ${fmtInt(corpus.entries)} entries: ${fmtInt(corpus.files)} regular files (${fmtInt(corpus.uniqueBytes)} bytes in ${fmtInt(corpus.uniqueFiles)} distinct inodes, ${fmt(corpus.uniqueBytes / MB)} MB), ${fmtInt(corpus.dirs)} dirs, ${fmtInt(corpus.symlinks)} symlinks, ${fmtInt(corpus.otherEntries)} other`,
+  )
+  lines.push(`machine: ${result.machine.cpu}, ${result.machine.cores} cores, kernel ${result.machine.kernel}, ${result.machine.fsType} under ${result.machine.scratchParent}`)
+  lines.push(`medians of ${result.runs} runs; MB = 10^6 bytes; read MB/s = ${fmt(corpus.uniqueBytes / MB)} MB (what tar reads) / wall s; walk speed = ${fmtInt(corpus.entries)} entries / wall s`)
+  const sq = steps.squashfuse
+  if (sq?.build) {
+    const b = sq.build
+    lines.push(`squashfs image: ${fmtInt(b.imageBytes)} bytes (${fmt((b.imageBytes / corpus.uniqueBytes) * 100)}% of the file data), mksquashfs -comp zstd ${fmt(b.wallMs / 1000, 2)} s from a cold page cache, ${fmt(b.cpuS, 2)} CPU s`)
+  }
+  const sd = steps.snapdir
+  if (sd?.push) {
+    lines.push(`snapdir store: ${fmtInt(sd.push.store.bytes)} bytes in ${fmtInt(sd.push.store.files)} files, push ${fmt(sd.push.wallMs / 1000, 2)} s, ID ${sd.push.id}`)
+  }
+
+  for (const workload of ['read', 'walk']) {
+    const w = WORKLOADS[workload]
+    const speed = (s) => (workload === 'read' ? fmt(s?.mbPerS) : fmtInt(s?.entriesPerS))
+    const rows = []
+    for (const name of ALL_STEPS) {
+      const st = steps[name]
+      if (!st || st.error || !st[workload]) continue
+      const r = st[workload]
+      const row = (label, cold, warm, mountMs) => [
+        label,
+        fmt(mountMs / 1000, 2),
+        fmt(cold?.wallMs / 1000, 2),
+        speed(cold),
+        fmt(cold?.cpuS, 2),
+        fmt(cold?.daemonCpuS, 2),
+        fmt(cold?.diskReadBytes / MB),
+        warm ? fmt(warm.wallMs / 1000, 2) : '-',
+        warm ? speed(warm) : '-',
+        warm ? fmt(warm.cpuS, 2) : '-',
+        warm ? fmt(warm.daemonCpuS, 2) : '-',
+      ]
+      rows.push(row(name, r.cold, r.warm, r.mountMs))
+      if (r.cachedCold) rows.push(row(`${name}, ${MODE_LABEL.cachedCold}`, r.cachedCold, null, r.cachedMountMs))
+    }
+    if (!rows.length) continue
+    lines.push('')
+    lines.push(`${w.title}: ${w.command}`)
+    lines.push(
+      table(['target', 'mount s', 'cold s', `cold ${w.unit}`, 'cold CPU s', 'daemon', 'disk MB', 'warm s', `warm ${w.unit}`, 'warm CPU s', 'daemon'], rows),
+    )
+  }
+
+  const checks = Object.entries(steps).filter(([, s]) => s.read?.check)
+  if (checks.length) {
+    lines.push('')
+    lines.push('checks (untimed, warm; the corpus itself read natively):')
+    const ref = result.reference
+    for (const [name, s] of checks) {
+      const c = s.read.check
+      const tarBytes = s.read.warm?.tarBytes
+      const same = c.dataSha256 === ref.dataSha256 ? 'same file data as the corpus' : 'FILE DATA DIFFERS from the corpus'
+      lines.push(`  ${name}: ${fmtInt(c.entries)} entries (corpus ${fmtInt(ref.entries)}), ${same}, tar stream ${fmtInt(tarBytes)} bytes`)
+    }
+  }
+
+  if (result.ratios.length) {
+    lines.push('')
+    lines.push('ratios of wall times (above 1: the first is slower):')
+    const rows = result.ratios.map((r) => [
+      r.workload === 'read' ? 'full-tree read' : 'metadata walk',
+      `${r.of.split(' ')[0]} ${MODE_LABEL[r.of.split(' ')[1]]}`,
+      `${r.to.split(' ')[0]} ${MODE_LABEL[r.to.split(' ')[1]]}`,
+      fmt(r.ratio, 2),
+      r.target === undefined ? '' : `<= ${fmt(r.target, 1)}: ${r.met ? 'met' : 'NOT met'}`,
+    ])
+    lines.push(table(['workload', 'time of', 'over time of', 'ratio', 'target'], rows, 3))
+  }
+  for (const [name, s] of Object.entries(steps)) if (s.error) lines.push(`error: ${name}: ${s.error.split('\n')[0]}`)
+  const stepNotes = Object.values(steps).flatMap((s) => [...(s.notes ?? []), ...(s.read?.notes ?? []), ...(s.walk?.notes ?? [])])
+  for (const n of [...stepNotes, ...result.notes]) lines.push(`warning: ${n}`)
+  return lines.join('\n')
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cleanup: every mount and child is tracked; this runs on success, error, signals and exit.
+
+let scratchDir = null
+
+function cleanupAll() {
+  for (const child of runningCommands) {
+    try {
+      process.kill(-child.pid, 'SIGKILL')
+    } catch {}
+  }
+  for (const handle of [...openMounts]) stopMount(handle)
+  if (fusectlMountedByUs && mountAt(FUSECTL)) {
+    spawnSync('umount', [FUSECTL], { timeout: 10_000, stdio: 'ignore' })
+    fusectlMountedByUs = false
+  }
+  if (scratchDir && fs.existsSync(scratchDir)) {
+    // never recurse into a mount (a hung one would hang rm, a live one would be emptied through)
+    const left = mountsUnder(scratchDir)
+    if (left.length) {
+      process.stderr.write(`mount-read: NOT deleting ${scratchDir}: still mounted below it: ${left.map((m) => m.mountPoint).join(', ')}\n`)
+    } else {
+      process.stderr.write(`deleting ${scratchDir}\n`)
+      fs.rmSync(scratchDir, { recursive: true, force: true })
+      scratchDir = null
+    }
+  }
+}
+
+for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]]) {
+  process.on(signal, () => {
+    process.stderr.write(`\nmount-read: ${signal}, unmounting and cleaning up\n`)
+    cleanupAll()
+    process.exit(code)
+  })
+}
+process.on('exit', () => {
+  if (openMounts.size || runningCommands.size) cleanupAll()
+})
+
+// ---------------------------------------------------------------------------------------------
+
+async function main() {
+  const opts = parseOptions()
+
+  const problems = []
+  try {
+    fs.accessSync('/proc/sys/vm/drop_caches', fs.constants.W_OK)
+  } catch {
+    problems.push('cannot write /proc/sys/vm/drop_caches (cold runs need it): run as root')
+  }
+  if (!fs.existsSync(opts.corpus)) problems.push(`corpus ${opts.corpus} does not exist: run bash bench/setup.sh, or pass --corpus DIR`)
+  for (const tool of ['tar', 'find', 'wc', 'sha256sum', 'findmnt']) if (!which(tool)) problems.push(`${tool} is not installed`)
+  const wantsFuse = opts.steps.some((s) => s !== 'native')
+  if (wantsFuse) {
+    if (!fs.existsSync('/dev/fuse')) problems.push('/dev/fuse is missing (modprobe fuse)')
+    if (!fusermount) problems.push('neither fusermount3 nor fusermount is installed: run bash bench/setup.sh')
+  }
+  if (opts.steps.includes('squashfuse')) {
+    for (const tool of ['mksquashfs', 'squashfuse']) if (!which(tool)) problems.push(`${tool} is not installed: run bash bench/setup.sh`)
+  }
+  const runNotes = []
+  if (opts.steps.includes('snapdir')) {
+    const bin = path.join(repo, 'bin/snapdir')
+    let missing = null
+    if (!(fs.existsSync(bin) && fs.existsSync(path.join(repo, 'dist/cli')))) missing = 'bin/snapdir or dist/cli is missing: run npm run build'
+    else if (!/Usage: snapdir mount/.test(tryRun(bin, ['mount', '--help']) ?? '')) missing = 'bin/snapdir has no mount command (is it built? npm run build)'
+    if (missing && opts.explicit) problems.push(`${missing} (or leave snapdir out with --steps)`)
+    else if (missing) {
+      opts.steps = opts.steps.filter((s) => s !== 'snapdir')
+      runNotes.push(`snapdir left out: ${missing}`)
+      process.stderr.write(`warning: snapdir left out: ${missing}\n`)
+    }
+  }
+  if (problems.length) fail(problems.join('\n'))
+  if (!opts.steps.length) fail('no step left to run')
+
+  // Mounts a killed earlier run left behind (its scratch directories are named mount-read-*).
+  for (const m of mountTable()) {
+    if (m.fstype.startsWith('fuse') && m.mountPoint.startsWith(path.join(benchDir, 'mount-read-'))) {
+      process.stderr.write(`unmounting ${m.mountPoint}, left behind by an earlier run\n`)
+      forceUnmount(m.mountPoint)
+      if (mountAt(m.mountPoint)) fail(`could not unmount ${m.mountPoint}, left behind by an earlier run`)
+    }
+  }
+  const leftovers = fs.existsSync(benchDir) ? fs.readdirSync(benchDir).filter((n) => n.startsWith('mount-read-')) : []
+  if (leftovers.length) runNotes.push(`earlier runs left ${leftovers.map((n) => path.join(benchDir, n)).join(', ')}: delete them when nothing is being measured`)
+
+  process.stderr.write(`walking ${opts.corpus}\n`)
+  const corpus = describeCorpus(opts.corpus)
+  if (corpus.uniqueBytes === 0) fail(`corpus ${opts.corpus} holds no file data`)
+
+  fs.mkdirSync(benchDir, { recursive: true })
+  scratchDir = fs.mkdtempSync(path.join(benchDir, 'mount-read-'))
+  const ctx = {
+    corpus,
+    runs: opts.runs,
+    timeoutMs: opts.timeoutMs,
+    scratch: scratchDir,
+    syncPaths: [...new Set([opts.corpus, scratchDir])],
+    diskStats: diskStatFiles([opts.corpus, scratchDir]),
+  }
+  if (!ctx.diskStats.length) runNotes.push('no block device found for the corpus or the scratch directory: disk MB not measured')
+
+  const buildBefore = buildFingerprint()
+  const steps = {}
+  let reference = null
+  let exitCode = 0
+  try {
+    process.stderr.write('checking the corpus (file data digest)\n')
+    reference = await checkTree(ctx, opts.corpus)
+    const makers = { native: nativeTarget, squashfuse: squashfuseTarget, snapdir: snapdirTarget }
+    for (const name of ALL_STEPS.filter((s) => opts.steps.includes(s))) {
+      process.stderr.write(`${name}\n`)
+      const step = {}
+      steps[name] = step
+      try {
+        const target = await makers[name](ctx)
+        if (target.build) step.build = target.build
+        if (target.push) step.push = target.push
+        for (const workload of ['read', 'walk']) step[workload] = await measureTarget(ctx, target, workload)
+        if (target.cacheBytes?.length) step.cacheDirs = target.cacheBytes
+        const check = step.read.check
+        const notes = []
+        if (check.entries !== reference.entries) notes.push(`${name} shows ${check.entries} entries, the corpus has ${reference.entries}`)
+        if (check.dataSha256 !== reference.dataSha256) notes.push(`${name} serves different file data than the corpus holds (path+content digest differs): its times measure something else`)
+        const nativeTar = steps.native?.read?.warm?.tarBytes
+        if (nativeTar && step.read.warm.tarBytes !== nativeTar) notes.push(`${name}: tar stream ${step.read.warm.tarBytes} bytes, native ${nativeTar}: metadata differs (hardlinks shown with different inode numbers are archived, and read, once per path)`)
+        for (const n of notes) process.stderr.write(`  warning: ${n}\n`)
+        step.notes = notes
+      } catch (error) {
+        // one broken target (a mount still being written) must not cost the others' numbers
+        step.error = error.stack ?? String(error)
+        exitCode = 1
+        process.stderr.write(`  error: ${name}: ${error.message}\n`)
+        for (const handle of [...openMounts]) stopMount(handle)
+      }
+    }
+  } finally {
+    cleanupAll()
+  }
+  if (scratchDir) exitCode = 1
+  const buildAfter = buildFingerprint()
+  if (steps.snapdir && JSON.stringify(buildBefore) !== JSON.stringify(buildAfter)) {
+    runNotes.push(`bin/ or dist/ changed during the run (${buildBefore.files} files, newest ${buildBefore.newest} -> ${buildAfter.files}, ${buildAfter.newest}): the numbers mix builds, run again`)
+  }
+  runNotes.push(...cleanupNotes)
+  if (cleanupNotes.some((n) => n.startsWith('could not unmount'))) exitCode = 1
+
+  const result = {
+    schema: 1,
+    date: new Date().toISOString(),
+    machine: {
+      cpu: os.cpus()[0]?.model ?? 'unknown',
+      cores: os.cpus().length,
+      memBytes: os.totalmem(),
+      kernel: os.release(),
+      node: process.version,
+      fsType: tryRun('findmnt', ['-n', '-o', 'FSTYPE', '--target', benchDir]),
+      scratchParent: benchDir,
+      diskStats: ctx.diskStats,
+      tar: tryRun('tar', ['--version'])?.split('\n')[0] ?? null,
+      squashfuse: opts.steps.includes('squashfuse') ? tryRun('squashfuse', ['--version'])?.split('\n')[0] ?? null : null,
+      mksquashfs: opts.steps.includes('squashfuse') ? tryRun('mksquashfs', ['-version'])?.split('\n')[0] ?? null : null,
+      fusermount: fusermount ? tryRun(fusermount, ['--version']) : null,
+      snapdirCommit: tryRun('git', ['-C', repo, 'rev-parse', 'HEAD']),
+    },
+    corpus,
+    reference,
+    workloads: Object.fromEntries(Object.entries(WORKLOADS).map(([k, w]) => [k, w.command])),
+    runs: opts.runs,
+    build: buildAfter,
+    steps,
+    ratios: computeRatios(steps),
+    notes: runNotes,
+  }
+  fs.mkdirSync(path.dirname(opts.out), { recursive: true })
+  fs.writeFileSync(opts.out, `${JSON.stringify(result, null, 2)}\n`)
+  const shown = path.relative(process.cwd(), opts.out)
+  process.stdout.write(`${report(result)}\n\nJSON: ${shown.startsWith('..') ? opts.out : shown}\n`)
+  process.exitCode = exitCode
+}
+
+main().catch((error) => {
+  cleanupAll()
+  fail(error.stack ?? String(error))
+})
