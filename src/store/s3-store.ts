@@ -1,19 +1,18 @@
-import {
-  CreateBucketCommand,
-  GetObjectCommand,
-  HeadBucketCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-  S3ServiceException,
-} from '@aws-sdk/client-s3'
+import type { S3Client } from '@aws-sdk/client-s3'
 import { SnapdirError } from '../util/errors.js'
 import type { Store, StoreSpec } from './store.js'
 
 // The SDK is pinned (package-lock) at a release that supports Node 20; its warning that later
 // releases will not would land on stderr of every command that opens an S3 store.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
+
+type Sdk = typeof import('@aws-sdk/client-s3')
+let sdkLoading: Promise<Sdk> | null = null
+/** The SDK costs about 0.4 CPU-seconds to load: only a process that really talks to S3 pays that
+ * (not every command, and not each of push's worker threads when the store is a directory). */
+function sdk(): Promise<Sdk> {
+  return (sdkLoading ??= import('@aws-sdk/client-s3'))
+}
 
 export interface S3StoreOptions {
   bucket: string
@@ -35,27 +34,35 @@ export interface S3StoreOptions {
 export class S3Store implements Store {
   readonly url: string
   readonly spec: StoreSpec
-  private readonly client: S3Client
   private readonly bucket: string
   private readonly prefix: string
+  private connecting: Promise<{ client: S3Client; sdk: Sdk }> | null = null
 
-  constructor(options: S3StoreOptions) {
+  constructor(private readonly options: S3StoreOptions) {
     this.url = options.url
     this.spec = options.spec
     this.bucket = options.bucket
     this.prefix = options.prefix === '' ? '' : `${options.prefix}/`
-    this.client = new S3Client({
-      region: options.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
-      ...(options.endpoint ? { endpoint: options.endpoint, forcePathStyle: true } : {}),
-      // Plain bodies: the default aws-chunked checksum framing is stored verbatim as the object by
-      // several S3-compatible servers (s3rver among them), corrupting every object.
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-      maxAttempts: 5,
-      // a server that stops answering becomes an error in bounded time, never a hang (without
-      // throwOnRequestTimeout the SDK's handler only logs a warning when requestTimeout passes)
-      requestHandler: { connectionTimeout: 5_000, requestTimeout: 60_000, throwOnRequestTimeout: true },
-    })
+  }
+
+  /** The client, made on first use. */
+  private connect(): Promise<{ client: S3Client; sdk: Sdk }> {
+    return (this.connecting ??= sdk().then((s) => {
+      const o = this.options
+      const client = new s.S3Client({
+        region: o.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
+        ...(o.endpoint ? { endpoint: o.endpoint, forcePathStyle: true } : {}),
+        // Plain bodies: the default aws-chunked checksum framing is stored verbatim as the object by
+        // several S3-compatible servers (s3rver among them), corrupting every object.
+        requestChecksumCalculation: 'WHEN_REQUIRED',
+        responseChecksumValidation: 'WHEN_REQUIRED',
+        maxAttempts: 5,
+        // a server that stops answering becomes an error in bounded time, never a hang (without
+        // throwOnRequestTimeout the SDK's handler only logs a warning when requestTimeout passes)
+        requestHandler: { connectionTimeout: 5_000, requestTimeout: 60_000, throwOnRequestTimeout: true },
+      })
+      return { client, sdk: s }
+    }))
   }
 
   private key(key: string): string {
@@ -65,7 +72,8 @@ export class S3Store implements Store {
   /** Checks the bucket answers; with `create` (push), makes it if it does not exist. */
   async open(options: { create?: boolean } = {}): Promise<void> {
     try {
-      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }))
+      const { client, sdk } = await this.connect()
+      await client.send(new sdk.HeadBucketCommand({ Bucket: this.bucket }))
       return
     } catch (err) {
       if (statusOf(err) !== 404) throw this.failure('cannot open', err)
@@ -74,17 +82,18 @@ export class S3Store implements Store {
       }
     }
     try {
-      await this.client.send(new CreateBucketCommand({ Bucket: this.bucket }))
+      const { client, sdk } = await this.connect()
+      await client.send(new sdk.CreateBucketCommand({ Bucket: this.bucket }))
     } catch (err) {
       // another push made it meanwhile
-      if (!(err instanceof S3ServiceException && (err.name === 'BucketAlreadyOwnedByYou' || err.name === 'BucketAlreadyExists'))) {
+      if (!(errorName(err) === 'BucketAlreadyOwnedByYou' || errorName(err) === 'BucketAlreadyExists')) {
         throw this.failure('cannot create the bucket', err)
       }
     }
   }
 
   async close(): Promise<void> {
-    this.client.destroy()
+    if (this.connecting) (await this.connecting).client.destroy()
   }
 
   async has(key: string): Promise<boolean> {
@@ -93,7 +102,8 @@ export class S3Store implements Store {
 
   async size(key: string): Promise<number | null> {
     try {
-      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(key) }))
+      const { client, sdk } = await this.connect()
+      const head = await client.send(new sdk.HeadObjectCommand({ Bucket: this.bucket, Key: this.key(key) }))
       return head.ContentLength ?? 0
     } catch (err) {
       if (statusOf(err) === 404) return null
@@ -103,11 +113,12 @@ export class S3Store implements Store {
 
   async get(key: string): Promise<Buffer> {
     try {
-      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.key(key) }))
+      const { client, sdk } = await this.connect()
+      const out = await client.send(new sdk.GetObjectCommand({ Bucket: this.bucket, Key: this.key(key) }))
       return Buffer.from(await out.Body!.transformToByteArray())
     } catch (err) {
       // S3 answers a missing key with NoSuchKey, or with a bare 404 (or 403 without list permission)
-      if (statusOf(err) === 404 || (err instanceof S3ServiceException && err.name === 'NoSuchKey')) {
+      if (statusOf(err) === 404 || errorName(err) === 'NoSuchKey') {
         throw new SnapdirError('ERR_OBJECT_MISSING', `${key} is missing from ${this.url}`, { data: { key, store: this.url } })
       }
       throw this.failure(`cannot read ${key}`, err)
@@ -116,7 +127,8 @@ export class S3Store implements Store {
 
   async put(key: string, data: Buffer): Promise<void> {
     try {
-      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.key(key), Body: data, ContentLength: data.length }))
+      const { client, sdk } = await this.connect()
+      await client.send(new sdk.PutObjectCommand({ Bucket: this.bucket, Key: this.key(key), Body: data, ContentLength: data.length }))
     } catch (err) {
       throw this.failure(`cannot write ${key}`, err)
     }
@@ -127,8 +139,9 @@ export class S3Store implements Store {
     do {
       let page
       try {
-        page = await this.client.send(
-          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.key(prefix), ...(token ? { ContinuationToken: token } : {}) }),
+        const { client, sdk } = await this.connect()
+        page = await client.send(
+          new sdk.ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.key(prefix), ...(token ? { ContinuationToken: token } : {}) }),
         )
       } catch (err) {
         throw this.failure(`cannot list ${prefix}`, err)
@@ -149,6 +162,10 @@ export class S3Store implements Store {
       data: { store: this.url, ...(status ? { status } : {}) },
     })
   }
+}
+
+function errorName(err: unknown): string | undefined {
+  return err instanceof Error ? err.name : undefined
 }
 
 function statusOf(err: unknown): number | undefined {
