@@ -1,0 +1,592 @@
+// Layer expansion: one image layer blob (tar, tar+gzip or tar+zstd) becomes a snapdir tree of its
+// entries, whiteouts kept as the plain files they are (layer-whiteouts.ts), with every file's content
+// cut into chunks by the rules push uses for a directory (docs/FORMAT.md, "How files become chunks"):
+// inline up to inlineMax, packed with its neighbours below packMax, cut on its own from packMax up.
+// So the same file gives the same chunks whether it came in a directory or in any layer of any image,
+// and a tar of a directory expands to the very tree (and ID) `snapdir push` gives that directory.
+//
+// Everything streams: the blob is read once, decompressed, parsed and cut on the fly, with backpressure
+// from chunk writes up to the file read. Small files to be packed are spilled to a temporary file,
+// since packing groups them in path order and a tar gives them in archive order; groups are read back
+// one at a time (at most 16 MiB, pack-groups.ts). The blob's sha256 (digest) and the tar's (diff_id)
+// are computed on the way, for the caller to check against the manifest and the image config.
+import { createHash, type Hash } from 'node:crypto'
+import fs from 'node:fs'
+import fsp, { type FileHandle } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { Transform } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import zlib from 'node:zlib'
+import { extract } from 'tar-stream'
+import zstd from 'zstd-napi/binding.js'
+import { ChunkStream, type RawChunk } from '../chunk/chunk-stream.js'
+import { Chunker } from '../chunk/chunker.js'
+import { hashBytes, zeroChunkId } from '../chunk/hash.js'
+import type { ChunkerParams } from '../chunk/params.js'
+import { toHex } from '../format/id.js'
+import { encodeObject } from '../format/object.js'
+import type { ChunkRef, Tree } from '../format/tree.js'
+import { packGroups } from '../snapshot/pack-groups.js'
+import type { FileJob } from '../snapshot/file-processor.js'
+import { objectKey } from '../store/objects.js'
+import type { Store } from '../store/store.js'
+import { TaskWindow } from '../util/concurrency.js'
+import { isErrno, SnapdirError } from '../util/errors.js'
+import { LayerEntries, type LayerInode } from './layer-entries.js'
+
+export type LayerCompression = 'none' | 'gzip' | 'zstd'
+
+/** Media types of layers are the OCI ones and Docker's schema 2 ones (media-types.ts lists them). */
+const LAYER_TYPE_PREFIXES = ['application/vnd.oci.image.layer.', 'application/vnd.docker.image.rootfs.']
+
+/** How a layer of this media type is compressed, or null when it is not a tar layer at all. */
+export function layerCompression(mediaType: string): LayerCompression | null {
+  if (!LAYER_TYPE_PREFIXES.some((p) => mediaType.startsWith(p))) return null
+  if (/[+.]gzip$/.test(mediaType)) return 'gzip'
+  if (/[+.]zstd$/.test(mediaType)) return 'zstd'
+  if (mediaType.endsWith('.tar')) return 'none'
+  return null
+}
+
+export interface ExpandLayerOptions {
+  /** path of the layer blob */
+  blob: string
+  mediaType: string
+  /** the store's chunker parameters (store-config.ts), so chunks match what push writes there */
+  params: ChunkerParams
+  /** where new chunks go; without one, only the tree is computed */
+  store?: Store
+  /** how messages name the blob, e.g. its digest; default: its path */
+  name?: string
+  /** where small files wait to be packed; default: the system's temporary directory */
+  spillDir?: string
+  signal?: AbortSignal
+}
+
+export interface LayerStats {
+  entries: number
+  files: number
+  /** bytes of file content */
+  logicalBytes: number
+  /** bytes of the uncompressed tar */
+  tarBytes: number
+  chunksWritten: number
+  bytesWritten: number
+}
+
+export interface ExpandedLayer {
+  tree: Tree
+  /** sha256 of the blob as read, `sha256:<hex>` */
+  digest: string
+  /** sha256 of the uncompressed tar: the layer's diff_id in the image config */
+  diffId: string
+  stats: LayerStats
+}
+
+/**
+ * Expands a layer blob into a tree, writing its file contents to the store as chunks. Bad input is a
+ * SnapdirError naming the blob: ERR_SOURCE for a blob that does not decompress or parse (corrupt gzip,
+ * truncated tar, unknown media type), ERR_UNSAFE_PATH for entries that would escape the layer. Chunks
+ * written before a failure stay (they are content-addressed and harmless); nothing else is written.
+ */
+export async function expandLayer(options: ExpandLayerOptions): Promise<ExpandedLayer> {
+  const what = `layer ${options.name ?? options.blob}`
+  const declared = layerCompression(options.mediaType)
+  if (declared === null) {
+    throw new SnapdirError('ERR_SOURCE', `${what}: media type '${options.mediaType}' is not a tar layer snapdir can expand`, { data: { blob: options.blob } })
+  }
+  const expander = new Expander(options, what)
+  try {
+    return await expander.run(await sniff(options.blob, declared, options.mediaType, what))
+  } catch (err) {
+    throw expander.failure(err)
+  } finally {
+    await expander.close()
+  }
+}
+
+const GZIP_MAGIC = Buffer.from([0x1f, 0x8b])
+const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd])
+
+/**
+ * The compression the blob really has. A layer typed as plain tar that is compressed is read as what it
+ * is, as containerd does (its DecompressStream detects by magic); a blob that lacks the magic of the
+ * compression its type names is refused.
+ */
+async function sniff(blob: string, declared: LayerCompression, mediaType: string, what: string): Promise<LayerCompression> {
+  const head = Buffer.alloc(4)
+  let got: number
+  try {
+    const fh = await fsp.open(blob, 'r')
+    try {
+      got = (await fh.read(head, 0, 4, 0)).bytesRead
+    } finally {
+      await fh.close()
+    }
+  } catch (err) {
+    throw new SnapdirError('ERR_SOURCE', `${what}: cannot read ${blob}: ${(err as Error).message}`, { cause: err, data: { blob } })
+  }
+  const magic = head.subarray(0, got)
+  const actual: LayerCompression =
+    magic.subarray(0, 2).equals(GZIP_MAGIC) ? 'gzip' : magic.equals(ZSTD_MAGIC) ? 'zstd' : 'none'
+  if (declared !== 'none' && actual !== declared) {
+    throw new SnapdirError('ERR_SOURCE', `${what}: is not ${declared} data, although its media type ${mediaType} says so`, { data: { blob } })
+  }
+  return actual
+}
+
+/** A tar-stream header as its parser really fills it (its published types leave some fields out). */
+interface TarHeader {
+  name: string
+  mode: number
+  uid: number
+  gid: number
+  size: number
+  mtime: Date
+  type: string | null
+  linkname: string | null
+  devmajor: number
+  devminor: number
+  /** offset of the entry's data in the tar */
+  byteOffset: number
+  pax: Record<string, string> | null
+}
+
+/** The part of tar-stream's Extract this file reaches into (see losslessPax). */
+interface ExtractInternals {
+  _header: { type: string | null } | null
+  _pax: Record<string, string> | null
+  _paxGlobal: Record<string, string> | null
+  _decodeLongHeader(buf: Buffer): void
+}
+
+const BLOCK = 4 * 1024 * 1024
+const TAR_BLOCK = 512
+
+class Expander {
+  private readonly chunker: Chunker
+  private readonly inlineMax: number
+  private readonly packMax: number
+  private readonly entries: LayerEntries
+  private readonly sink: ChunkSink
+  private readonly spill: Spill
+  /** where each small file's content waits in the spill file, until packing */
+  private readonly spilled = new Map<LayerInode, number>()
+  private readonly block = Buffer.allocUnsafeSlow(BLOCK)
+  private readonly stats: LayerStats = { entries: 0, files: 0, logicalBytes: 0, tarBytes: 0, chunksWritten: 0, bytesWritten: 0 }
+
+  constructor(private readonly options: ExpandLayerOptions, private readonly what: string) {
+    this.chunker = new Chunker(options.params)
+    this.inlineMax = options.params.inlineMax ?? 0
+    this.packMax = options.params.packMax ?? 0
+    this.entries = new LayerEntries(what)
+    this.sink = new ChunkSink(options.store ?? null)
+    this.spill = new Spill(options.spillDir ?? os.tmpdir())
+  }
+
+  async run(compression: LayerCompression): Promise<ExpandedLayer> {
+    const { blob, signal } = this.options
+    const blobHash = createHash('sha256')
+    const tarHash = createHash('sha256')
+    const source = fs.createReadStream(blob, { highWaterMark: 1024 * 1024 })
+    // latin1: names as bytes, one char per byte (tar-stream passes this to its header decoder)
+    const ex = extract({ filenameEncoding: 'latin1' } as Parameters<typeof extract>[0])
+    const paxGlobal = losslessPax(ex)
+    const stages: Array<NodeJS.ReadWriteStream | ((input: AsyncIterable<Buffer>) => AsyncGenerator<Buffer>)> = [tap(blobHash)]
+    if (compression === 'gzip') stages.push(zlib.createGunzip({ chunkSize: 256 * 1024 }))
+    if (compression === 'zstd') stages.push(zstdDecompress)
+    stages.push(tap(tarHash, (n) => (this.stats.tarBytes += n)))
+    // node's pipeline takes the streamx Writable tar-stream is built on; errors of any stage land here
+    const streams = [source, ...stages, ex] as unknown as NodeJS.ReadWriteStream[]
+    const piped = pipeline(streams, signal ? { signal } : {})
+      .then(() => null, (err: unknown) => err)
+    let tarEnd = 0
+    try {
+      for await (const entry of ex) {
+        signal?.throwIfAborted()
+        const h = entry.header as unknown as TarHeader
+        tarEnd = h.byteOffset + Math.ceil(h.size / TAR_BLOCK) * TAR_BLOCK
+        await this.entry(h, { ...paxGlobal(), ...(h.pax ?? {}) }, entry as AsyncIterable<Buffer>)
+      }
+    } catch (err) {
+      source.destroy()
+      await piped
+      throw err
+    }
+    const pipeError = await piped
+    if (pipeError !== null) throw pipeError as Error
+    // A tar ends with zero blocks; without them the blob was cut at an entry boundary.
+    if (this.stats.tarBytes < tarEnd + TAR_BLOCK) {
+      throw new SnapdirError('ERR_SOURCE', `${this.what}: the tar is truncated (it ends after ${this.stats.tarBytes} bytes, without its end-of-archive blocks)`, { data: { blob } })
+    }
+    const { tree, inodes } = this.entries.tree(this.options.params)
+    await this.pack(tree, inodes)
+    await this.sink.drain()
+    this.stats.entries = tree.entries.length
+    this.stats.chunksWritten = this.sink.chunksWritten
+    this.stats.bytesWritten = this.sink.bytesWritten
+    return { tree, digest: `sha256:${blobHash.digest('hex')}`, diffId: `sha256:${tarHash.digest('hex')}`, stats: this.stats }
+  }
+
+  /** Maps whatever stopped the expansion to one SnapdirError naming the layer. */
+  failure(err: unknown): SnapdirError {
+    const { blob, signal } = this.options
+    if (signal?.aborted) return new SnapdirError('ERR_ABORTED', `${this.what}: expansion aborted`, { cause: err })
+    if (err instanceof SnapdirError) return err
+    const e = (err instanceof Error ? err : new Error(String(err))) as NodeJS.ErrnoException
+    const message = e.message
+    let why: string
+    if (e instanceof StageError) why = message
+    else if (typeof e.code === 'string' && e.code.startsWith('Z_')) {
+      // node:zlib's errors: Z_BUF_ERROR is its "unexpected end of file"
+      why = `the gzip stream is ${e.code === 'Z_BUF_ERROR' ? 'truncated' : 'corrupt'} (${message})`
+    } else if (isErrno(e, 'ENOENT', 'EACCES', 'EISDIR', 'EIO')) why = `cannot read ${blob}: ${message}`
+    else if (/unexpected end of data/i.test(message)) why = 'the tar is truncated (unexpected end of data)'
+    else why = `the tar is corrupt: ${message}`
+    return new SnapdirError('ERR_SOURCE', `${this.what}: ${why}`, { cause: err, data: { blob } })
+  }
+
+  async close(): Promise<void> {
+    await this.spill.close()
+  }
+
+  private async entry(h: TarHeader, pax: Record<string, string>, data: AsyncIterable<Buffer>): Promise<void> {
+    const entryPath = this.entries.memberPath(Buffer.from(h.name, 'latin1'))
+    if (pax['GNU.sparse.major'] !== undefined || pax['GNU.sparse.size'] !== undefined || pax['GNU.sparse.numblocks'] !== undefined) {
+      throw new SnapdirError('ERR_SOURCE', `${this.what}: entry '${h.name}' is a GNU sparse file, which layers must not use (image-spec layer.md)`)
+    }
+    const base: LayerInode = {
+      type: 'file', mode: h.mode & 0o7777, uid: paxNumber(pax.uid) ?? h.uid, gid: paxNumber(pax.gid) ?? h.gid,
+      ...mtimeOf(h, pax), size: 0, target: null, rdev: 0, xattrs: xattrsOf(pax), chunks: [],
+    }
+    switch (h.type) {
+      case 'file':
+      case 'contiguous-file': {
+        base.size = h.size
+        this.entries.add(entryPath, base)
+        this.stats.files++
+        this.stats.logicalBytes += h.size
+        await this.content(base, data)
+        return
+      }
+      case 'directory':
+        this.entries.add(entryPath, { ...base, type: 'dir' })
+        break
+      case 'symlink':
+        this.entries.add(entryPath, { ...base, type: 'symlink', target: Buffer.from(h.linkname ?? '', 'latin1') })
+        break
+      case 'link':
+        this.entries.link(entryPath, this.entries.memberPath(Buffer.from(h.linkname ?? '', 'latin1'), `hardlink '${h.name}' target`))
+        break
+      case 'character-device':
+      case 'block-device':
+        this.entries.add(entryPath, { ...base, type: h.type === 'block-device' ? 'block' : 'char', rdev: makedev(h.devmajor, h.devminor) })
+        break
+      case 'fifo':
+        this.entries.add(entryPath, { ...base, type: 'fifo' })
+        break
+      default:
+        throw new SnapdirError('ERR_SOURCE', `${this.what}: entry '${h.name}' has a tar entry type snapdir does not know (${h.type ?? 'unknown'})`)
+    }
+    // a hardlink or device with data: skipped, as tar does
+    await drain(data)
+  }
+
+  /** Cuts (or inlines, or spills for packing) one regular file's content as the tar gives it. */
+  private async content(inode: LayerInode, data: AsyncIterable<Buffer>): Promise<void> {
+    const size = inode.size
+    if (size === 0) return drain(data)
+    if (size <= this.inlineMax) {
+      const parts: Buffer[] = []
+      for await (const piece of data) parts.push(piece)
+      inode.inline = Buffer.concat(parts)
+      return
+    }
+    if (size < this.packMax) {
+      this.spilled.set(inode, await this.spill.append(data))
+      return
+    }
+    // Whole-file cut: the same cut points push gets (ChunkStream carries the unfinished tail between
+    // blocks); pieces are gathered into one block so the chunker sees few, large buffers.
+    const stream = new ChunkStream(this.chunker)
+    const refs = inode.chunks
+    const take = async (chunks: Generator<RawChunk>): Promise<void> => {
+      for (const c of chunks) {
+        const id = c.data === null ? zeroChunkId(c.length) : hashBytes(c.data)
+        await this.sink.offer(id, c.data ?? Buffer.alloc(c.length))
+        const last = refs.at(-1)
+        if (last && last.length === c.length && last.id.equals(id)) last.count += c.count
+        else refs.push({ id, offset: 0, length: c.length, count: c.count })
+      }
+    }
+    let fill = 0
+    for await (const piece of data) {
+      for (let p = 0; p < piece.length; ) {
+        const n = Math.min(BLOCK - fill, piece.length - p)
+        piece.copy(this.block, fill, p, p + n)
+        fill += n
+        p += n
+        if (fill === BLOCK) {
+          await take(stream.push(this.block))
+          fill = 0
+        }
+      }
+    }
+    if (fill > 0) await take(stream.push(this.block.subarray(0, fill)))
+    await take(stream.end())
+  }
+
+  /** Packs the spilled small files exactly as push packs them (snapshot/file-processor.ts processPack). */
+  private async pack(tree: Tree, inodes: LayerInode[]): Promise<void> {
+    const members: Array<{ refs: ChunkRef[]; at: number; size: number }> = []
+    const jobs: FileJob[] = []
+    const paths: Buffer[] = []
+    tree.entries.forEach((e, i) => {
+      const at = e.type === 'file' ? this.spilled.get(inodes[i]!) : undefined
+      if (at === undefined) return
+      jobs.push({ index: members.length, source: e.path, size: e.size, sparse: false })
+      members.push({ refs: e.chunks, at, size: e.size })
+      paths.push(e.path)
+    })
+    for (const group of packGroups(jobs, paths)) {
+      const total = group.files.reduce((a, f) => a + f.size, 0)
+      const stream = Buffer.allocUnsafe(total)
+      let at = 0
+      for (const f of group.files) {
+        await this.spill.read(stream, at, f.size, members[f.index]!.at)
+        at += f.size
+      }
+      const { lengths, count } = this.chunker.cuts(stream, true)
+      const chunks: Array<{ id: Buffer; start: number; end: number }> = []
+      let pos = 0
+      for (let i = 0; i < count; i++) {
+        const data = stream.subarray(pos, pos + lengths[i]!)
+        const id = hashBytes(data)
+        await this.sink.offer(id, data)
+        chunks.push({ id, start: pos, end: pos + data.length })
+        pos += data.length
+      }
+      let c = 0
+      let start = 0
+      for (const f of group.files) {
+        const end = start + f.size
+        const refs = members[f.index]!.refs
+        for (let p = start; p < end; ) {
+          while (chunks[c]!.end <= p) c++
+          const chunk = chunks[c]!
+          const n = Math.min(end, chunk.end) - p
+          refs.push({ id: chunk.id, offset: p - chunk.start, length: n, count: 1 })
+          p += n
+        }
+        start = end
+      }
+    }
+  }
+}
+
+async function drain(data: AsyncIterable<Buffer>): Promise<void> {
+  const it = data[Symbol.asyncIterator]()
+  while (!(await it.next()).done) {
+    // discard
+  }
+}
+
+/** An error of one stage of the pipeline, already worded for the user. */
+class StageError extends Error {}
+
+/** Writes chunks the store lacks, each once, with a bounded number of writes in flight. */
+class ChunkSink {
+  chunksWritten = 0
+  bytesWritten = 0
+  private readonly seen = new Set<string>()
+  private readonly window = new TaskWindow(16)
+
+  constructor(private readonly store: Store | null) {}
+
+  /** `data` may be a view of a buffer that is reused: it is copied before this returns. */
+  async offer(idBytes: Buffer, data: Buffer): Promise<void> {
+    const store = this.store
+    if (store === null) return
+    const id = toHex(idBytes)
+    if (this.seen.has(id)) return
+    this.seen.add(id)
+    const raw = Buffer.from(data)
+    await this.window.add(async () => {
+      const key = objectKey('chunk', id)
+      if (await store.has(key)) return
+      const encoded = encodeObject(raw)
+      await store.put(key, encoded)
+      this.chunksWritten++
+      this.bytesWritten += encoded.length
+    })
+  }
+
+  drain(): Promise<void> {
+    return this.window.drain()
+  }
+}
+
+/** An append-only temporary file, made on first use and removed by close. */
+class Spill {
+  private dir: string | null = null
+  private fh: FileHandle | null = null
+  private length = 0
+
+  constructor(private readonly parent: string) {}
+
+  /** Appends a stream; returns the offset it starts at. */
+  async append(data: AsyncIterable<Buffer>): Promise<number> {
+    if (this.fh === null) {
+      this.dir = await fsp.mkdtemp(path.join(this.parent, 'snapdir-layer-'))
+      this.fh = await fsp.open(path.join(this.dir, 'spill'), 'w+')
+    }
+    const start = this.length
+    for await (const piece of data) {
+      let done = 0
+      while (done < piece.length) done += (await this.fh.write(piece, done, piece.length - done, this.length + done)).bytesWritten
+      this.length += piece.length
+    }
+    return start
+  }
+
+  async read(into: Buffer, at: number, length: number, offset: number): Promise<void> {
+    let got = 0
+    while (got < length) {
+      const n = (await this.fh!.read(into, at + got, length - got, offset + got)).bytesRead
+      if (n === 0) throw new Error('spill file shorter than written')
+      got += n
+    }
+  }
+
+  async close(): Promise<void> {
+    const { fh, dir } = this
+    this.fh = null
+    this.dir = null
+    await fh?.close()
+    if (dir !== null) await fsp.rm(dir, { recursive: true, force: true })
+  }
+}
+
+/** Passes bytes through, hashing (and counting) them. */
+function tap(hash: Hash, count?: (n: number) => void): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      hash.update(chunk)
+      count?.(chunk.length)
+      cb(null, chunk)
+    },
+  })
+}
+
+/**
+ * zstd through zstd-napi's streaming context, one output buffer per step: a generator, so nothing is
+ * decompressed ahead of what the tar parser asks for (zstd-napi's DecompressStream pushes all the output
+ * of an input chunk at once, which a highly compressed chunk makes large).
+ */
+async function* zstdDecompress(input: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  const dctx = new zstd.DCtx()
+  const outSize = zstd.dStreamOutSize()
+  let inFrame = false
+  for await (const chunk of input) {
+    let src = chunk
+    for (;;) {
+      const dst = Buffer.allocUnsafe(outSize)
+      let ret: number, produced: number, consumed: number
+      try {
+        ;[ret, produced, consumed] = dctx.decompressStream(dst, src)
+      } catch (err) {
+        throw new StageError(`the zstd stream is corrupt (${(err as Error).message})`, { cause: err })
+      }
+      src = src.subarray(consumed)
+      inFrame = ret !== 0
+      if (produced > 0) yield dst.subarray(0, produced)
+      if (src.length === 0 && (produced < dst.length || ret === 0)) break
+    }
+  }
+  if (inFrame) throw new StageError('the zstd stream is truncated (it ends inside a frame)')
+}
+
+/**
+ * tar-stream decodes PAX records as UTF-8, which mangles binary xattr values (security.capability)
+ * and names that are not UTF-8. This swaps in a byte-exact decoder (values as latin1 strings, one
+ * char per byte, like the names with filenameEncoding 'latin1') for PAX headers, keeping tar-stream's
+ * merge of global into local records. It also returns the global records, which tar-stream applies
+ * only to entries that have local ones. Reaches into tar-stream 3.2 (pinned); the layer tests fail
+ * if that changes.
+ */
+function losslessPax(ex: ReturnType<typeof extract>): () => Record<string, string> {
+  const internals = ex as unknown as ExtractInternals
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- called with the Extract as `this` below
+  const original = internals._decodeLongHeader
+  if (typeof original !== 'function') throw new Error('tar-stream internals changed: _decodeLongHeader is gone')
+  let global: Record<string, string> = {}
+  internals._decodeLongHeader = function (this: ExtractInternals, buf: Buffer): void {
+    const type = this._header?.type
+    if (type === 'pax-header') this._pax = { ...global, ...decodePax(buf) }
+    else if (type === 'pax-global-header') this._paxGlobal = global = { ...global, ...decodePax(buf) }
+    else original.call(this, buf)
+  }
+  return () => global
+}
+
+/** PAX extended header records, `<length> <key>=<value>\n` (POSIX pax, "extended header"). */
+export function decodePax(buf: Buffer): Record<string, string> {
+  const out: Record<string, string> = {}
+  let pos = 0
+  while (pos < buf.length) {
+    if (buf[pos] === 0) break // NUL padding after the last record
+    const space = buf.indexOf(0x20, pos)
+    const len = space < 0 ? NaN : Number(buf.toString('latin1', pos, space))
+    if (!Number.isSafeInteger(len) || len <= space - pos + 2 || pos + len > buf.length || buf[pos + len - 1] !== 0x0a) {
+      throw new Error(`malformed PAX record at byte ${pos}`)
+    }
+    const record = buf.subarray(space + 1, pos + len - 1)
+    const eq = record.indexOf(0x3d)
+    if (eq <= 0) throw new Error(`malformed PAX record at byte ${pos}`)
+    out[record.toString('latin1', 0, eq)] = record.toString('latin1', eq + 1)
+    pos += len
+  }
+  return out
+}
+
+function paxNumber(v: string | undefined): number | undefined {
+  if (v === undefined || !/^\d+$/.test(v)) return undefined
+  const n = Number(v)
+  return Number.isSafeInteger(n) ? n : undefined
+}
+
+/** mtime in seconds and nanoseconds: PAX `mtime` (decimal seconds, maybe negative) or the header's. */
+function mtimeOf(h: TarHeader, pax: Record<string, string>): { mtimeSec: number; mtimeNsec: number } {
+  const m = pax.mtime === undefined ? null : /^(-?)(\d+)(?:\.(\d*))?$/.exec(pax.mtime)
+  if (m === null) return { mtimeSec: Math.floor(h.mtime.getTime() / 1000), mtimeNsec: 0 }
+  const whole = Number(m[2])
+  const nsec = Number(((m[3] ?? '') + '000000000').slice(0, 9))
+  if (m[1] === '' || nsec === 0) return { mtimeSec: m[1] === '' ? whole : -whole, mtimeNsec: nsec }
+  return { mtimeSec: -whole - 1, mtimeNsec: 1_000_000_000 - nsec }
+}
+
+/** xattrs from `SCHILY.xattr.NAME` (GNU tar, Go, containerd) or, failing that, libarchive's encoding. */
+function xattrsOf(pax: Record<string, string>): Array<[Buffer, Buffer]> {
+  const found = new Map<string, Buffer>()
+  for (const [key, value] of Object.entries(pax)) {
+    if (key.startsWith('SCHILY.xattr.')) found.set(key.slice('SCHILY.xattr.'.length), Buffer.from(value, 'latin1'))
+  }
+  for (const [key, value] of Object.entries(pax)) {
+    if (!key.startsWith('LIBARCHIVE.xattr.')) continue
+    // name percent-encoded, value base64 (libarchive archive_write_set_format_pax.c)
+    const name = percentDecode(key.slice('LIBARCHIVE.xattr.'.length))
+    if (!found.has(name)) found.set(name, Buffer.from(value, 'base64'))
+  }
+  return [...found].map(([name, value]) => [Buffer.from(name, 'latin1'), value])
+}
+
+/** `%XX` escapes to bytes, as a latin1 string (one char per byte). */
+function percentDecode(s: string): string {
+  return s.replace(/%([0-9a-fA-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)))
+}
+
+/** st_rdev from major and minor, as glibc's makedev encodes them on Linux. */
+export function makedev(major: number, minor: number): number {
+  return (major & 0xfff) * 0x100 + (minor & 0xff) + Math.floor(minor / 0x100) * 0x100000 + Math.floor(major / 0x1000) * 0x1000_0000_0000
+}
