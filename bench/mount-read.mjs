@@ -17,17 +17,17 @@
 // measures exactly what ships. Every mount it makes is unmounted before it exits, also on error
 // and on SIGINT/SIGTERM/SIGHUP; a mount that hangs is aborted through /sys/fs/fuse/connections.
 
-import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { parseArgs } from 'node:util'
+import {
+  CLK_TCK, MB, benchDir, buildChangedNote, buildFingerprint, cliBuilt, contention, corpusMarker, corpusPath, defaultOut,
+  dropCaches, dropCachesProblem, failer, fmt, fmtInt, fsTypeAt, hostInfo, measureTree, median, medianFields, msSince,
+  nowNs, otherActivity, parseCommandLine, parseRuns, parseSteps, repo, scanCorpus, settle, snapdirBin, table, tail, tryRun,
+  which, withGnuTime, writeResult,
+} from './lib/common.mjs'
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const benchDir = path.resolve(process.env.SNAPDIR_BENCH_DIR ?? '/var/tmp/snapdir-bench')
 const ALL_STEPS = ['native', 'squashfuse', 'snapdir']
-const MB = 1e6
 // How long a mount may take to become ready, and how long a daemon may take to unmount after SIGTERM.
 const READY_TIMEOUT_MS = 60_000
 const STOP_TIMEOUT_MS = 15_000
@@ -67,44 +67,26 @@ const usage = `usage: node bench/mount-read.mjs [options]
 Scratch data (SquashFS image, snapdir store, chunk caches, mount points) goes to a fresh
 directory under $SNAPDIR_BENCH_DIR (default /var/tmp/snapdir-bench), deleted at the end.`
 
-function fail(message, exitCode = 1) {
-  process.stderr.write(`mount-read: ${message}\n`)
-  process.exit(exitCode)
-}
+const fail = failer('mount-read')
 
 function parseOptions() {
-  let values
-  try {
-    ;({ values } = parseArgs({
-      options: {
-        corpus: { type: 'string' },
-        steps: { type: 'string' },
-        runs: { type: 'string', default: '3' },
-        timeout: { type: 'string', default: '600' },
-        out: { type: 'string', default: path.join(repo, 'bench/results/mount-read.json') },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }))
-  } catch (error) {
-    fail(`${error.message}\n${usage}`, 2)
-  }
-  if (values.help) {
-    process.stdout.write(`${usage}\n`)
-    process.exit(0)
-  }
-  const runs = Number(values.runs)
-  if (!Number.isInteger(runs) || runs < 1 || runs > 50) fail(`--runs ${values.runs}: expected an integer 1..50`, 2)
+  const values = parseCommandLine(
+    {
+      corpus: { type: 'string' },
+      steps: { type: 'string' },
+      runs: { type: 'string', default: '3' },
+      timeout: { type: 'string', default: '600' },
+      out: { type: 'string', default: defaultOut('mount-read') },
+    },
+    usage,
+    fail,
+  )
+  const runs = parseRuns(values.runs, fail)
   const timeout = Number(values.timeout)
   if (!Number.isFinite(timeout) || timeout <= 0) fail(`--timeout ${values.timeout}: expected a positive number of seconds`, 2)
-  let steps = values.steps === undefined ? null : values.steps.split(',').map((s) => s.trim()).filter(Boolean)
-  for (const s of steps ?? []) if (!ALL_STEPS.includes(s)) fail(`--steps: unknown step '${s}', expected some of ${ALL_STEPS.join(',')}`, 2)
-  if (steps !== null && steps.length === 0) fail('--steps: empty list', 2)
-  const explicit = steps !== null
-  steps ??= [...ALL_STEPS]
   return {
-    corpus: path.resolve(values.corpus ?? path.join(benchDir, 'debian-rootfs')),
-    steps,
-    explicit,
+    corpus: corpusPath(values.corpus),
+    ...parseSteps(values.steps, ALL_STEPS, fail, { allowEmpty: false }),
     runs,
     timeoutMs: timeout * 1000,
     out: path.resolve(values.out),
@@ -112,153 +94,35 @@ function parseOptions() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Small helpers (the same conventions as push-throughput.mjs)
+// Small helpers
 
-const which = (cmd) => {
-  for (const dir of (process.env.PATH ?? '').split(':')) {
-    const p = path.join(dir || '.', cmd)
-    try {
-      fs.accessSync(p, fs.constants.X_OK)
-      return p
-    } catch {}
-  }
-  return null
-}
-
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}
-
-const nowNs = () => process.hrtime.bigint()
-const msSince = (t0) => Number(nowNs() - t0) / 1e6
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 // Synchronous sleep for the cleanup paths, which also run from signal handlers and process exit.
 const sleepSync = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
-const tail = (text, lines = 15) => text.trim().split('\n').slice(-lines).join('\n')
-
-function tryRun(cmd, args) {
-  try {
-    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 }).trim()
-  } catch (error) {
-    // some tools (squashfuse --version) print their version and exit non-zero
-    const out = `${error.stdout ?? ''}${error.stderr ?? ''}`.trim()
-    return out || null
-  }
-}
-
-/**
- * Writeback before every timed run, so no run pays for another's. `sync -f` (syncfs) on the file
- * systems that hold the corpus and the scratch data only: a global sync(2) would also visit the
- * FUSE mounts, and a hung daemon must not be able to hang the benchmark itself.
- */
-function settle(ctx) {
-  execFileSync('sync', ['-f', ...ctx.syncPaths], { timeout: 120_000 })
-}
-
-function dropCaches(ctx) {
-  settle(ctx)
-  fs.writeFileSync('/proc/sys/vm/drop_caches', '3')
-}
-
-/** Every entry below `root`, without following symlinks, in sorted order. */
-function walk(root) {
-  const entries = []
-  const visit = (dir) => {
-    for (const name of fs.readdirSync(dir).sort()) {
-      const p = path.join(dir, name)
-      const st = fs.lstatSync(p)
-      entries.push({ path: p, st })
-      if (st.isDirectory()) visit(p)
-    }
-  }
-  entries.push({ path: root, st: fs.lstatSync(root) })
-  visit(root)
-  return entries
-}
+// Probes of tools and mounts: a hung FUSE mount must not hang them (timeout), and some tools
+// (squashfuse --version) print what is asked and exit non-zero (their output is kept).
+const PROBE = { timeoutMs: 10_000, outputOnFailure: true }
 
 function describeCorpus(root) {
-  const inodes = new Set()
-  const c = { root, entries: 0, files: 0, bytes: 0, uniqueFiles: 0, uniqueBytes: 0, dirs: 0, symlinks: 0, otherEntries: 0 }
-  for (const { st } of walk(root)) {
-    c.entries++
-    if (st.isFile()) {
-      c.files++
-      c.bytes += st.size
-      const key = `${st.dev}:${st.ino}`
-      if (!inodes.has(key)) {
-        inodes.add(key)
-        c.uniqueBytes += st.size
-      }
-    } else if (st.isDirectory()) c.dirs++
-    else if (st.isSymbolicLink()) c.symlinks++
-    else c.otherEntries++
-  }
-  c.uniqueFiles = inodes.size
-  try {
-    c.marker = fs.readFileSync(`${root}.complete`, 'utf8').trim()
-  } catch {
-    c.marker = null
-  }
-  return c
-}
-
-function measureTree(root) {
-  let files = 0
-  let bytes = 0
-  for (const { st } of walk(root)) {
-    if (!st.isFile()) continue
-    files++
-    bytes += st.size
-  }
-  return { files, bytes }
-}
-
-/** Files and newest mtime under bin/ and dist/: a rebuild during the run would mix two versions. */
-function buildFingerprint() {
-  let files = 0
-  let newest = 0
-  for (const dir of ['bin', 'dist']) {
-    const root = path.join(repo, dir)
-    if (!fs.existsSync(root)) continue
-    for (const { st } of walk(root)) {
-      if (!st.isFile()) continue
-      files++
-      newest = Math.max(newest, st.mtimeMs)
-    }
-  }
-  return { files, newest: newest ? new Date(newest).toISOString() : null }
-}
-
-const CLK_TCK = Number(tryRun('getconf', ['CLK_TCK'])) || 100
-
-/** CPU seconds since boot, all cores: this machine's own work, and what the hypervisor stole. */
-function machineCpu() {
-  const [user, nice, system, , , irq, softirq, steal] = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number)
-  return { busy: (user + nice + system + irq + softirq) / CLK_TCK, steal: steal / CLK_TCK }
-}
-
-function otherActivity() {
-  const m0 = machineCpu()
-  const self0 = process.cpuUsage()
-  return (toolCpuS) => {
-    const m = machineCpu()
-    const self = process.cpuUsage(self0)
-    const otherCpuS = toolCpuS === null ? null : Math.max(0, m.busy - m0.busy - toolCpuS - (self.user + self.system) / 1e6)
-    return { otherCpuS, stealS: m.steal - m0.steal }
+  const c = scanCorpus(root)
+  return {
+    root,
+    entries: c.entries,
+    files: c.files.length,
+    bytes: c.bytes,
+    uniqueFiles: c.uniqueFiles,
+    uniqueBytes: c.uniqueBytes,
+    dirs: c.dirs,
+    symlinks: c.symlinks,
+    otherEntries: c.otherEntries,
+    marker: corpusMarker(root),
   }
 }
 
-function contention(name, samples) {
-  const capacity = samples.reduce((a, s) => a + s.wallMs / 1000, 0) * os.cpus().length
-  const sum = (key) => samples.reduce((a, s) => a + (s[key] ?? 0), 0)
-  const other = sum('otherCpuS')
-  const steal = sum('stealS')
-  const parts = []
-  if (other / capacity > 0.05 && other > 0.1) parts.push(`other processes used ${((other / capacity) * 100).toFixed(0)}% of the CPUs (${other.toFixed(1)} CPU s)`)
-  if (steal / capacity > 0.05 && steal > 0.1) parts.push(`the hypervisor stole ${((steal / capacity) * 100).toFixed(0)}% of the CPUs`)
-  return parts.length ? `during the ${name} runs ${parts.join(' and ')}: its speeds are understated` : null
+/** Regular files and their bytes under `root` (a store, a chunk cache). */
+function fileTotals(root) {
+  const t = measureTree(root)
+  return { files: t.files, bytes: t.fileBytes }
 }
 
 /** /proc/PID/stat fields after the command name, which may itself hold spaces and parentheses. */
@@ -311,7 +175,7 @@ function treeCpuS(rootPid) {
 function diskStatFiles(paths) {
   const files = new Set()
   for (const p of paths) {
-    const source = tryRun('findmnt', ['-n', '-o', 'SOURCE', '--target', p])
+    const source = tryRun('findmnt', ['-n', '-o', 'SOURCE', '--target', p], PROBE)
     if (!source?.startsWith('/dev/')) continue
     let name
     try {
@@ -505,8 +369,6 @@ function forceUnmount(mnt) {
 // ---------------------------------------------------------------------------------------------
 // Timed commands
 
-const timeBin = fs.existsSync('/usr/bin/time') ? '/usr/bin/time' : null
-
 /**
  * Runs `bash -c script _ ...args` in its own process group and times it; GNU time adds the CPU
  * seconds of bash, tar/find and wc (children it waited for included). After `timeoutMs` the group
@@ -514,9 +376,8 @@ const timeBin = fs.existsSync('/usr/bin/time') ? '/usr/bin/time' : null
  * (aborting the mount's connection) and the command is given 5 s more.
  */
 function runShell(script, args, { timeoutMs, onHang = null, okCodes = [0] }) {
-  const rusageFile = timeBin ? path.join(os.tmpdir(), `mount-read-${process.pid}-${Math.random().toString(36).slice(2)}.time`) : null
-  const argv = ['bash', '-c', script, 'bash', ...args]
-  const full = timeBin ? [timeBin, '-f', '%U %S %M', '-o', rusageFile, ...argv] : argv
+  const timed = withGnuTime(['bash', '-c', script, 'bash', ...args], 'mount-read')
+  const full = timed.argv
   return new Promise((resolve, reject) => {
     const t0 = nowNs()
     const child = spawn(full[0], full.slice(1), { detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
@@ -550,12 +411,7 @@ function runShell(script, args, { timeoutMs, onHang = null, okCodes = [0] }) {
       if (!gaveUp) runningCommands.delete(child)
       const stdout = Buffer.concat(out).toString('utf8')
       const stderr = Buffer.concat(err).toString('utf8')
-      let rusage = { userS: null, sysS: null, maxRssKiB: null }
-      if (rusageFile && fs.existsSync(rusageFile)) {
-        const fields = fs.readFileSync(rusageFile, 'utf8').trim().split('\n').pop().split(' ').map(Number)
-        fs.rmSync(rusageFile, { force: true })
-        if (fields.length === 3 && fields.every(Number.isFinite)) rusage = { userS: fields[0], sysS: fields[1], maxRssKiB: fields[2] }
-      }
+      const rusage = timed.rusage()
       const what = `bash -c '${script.replaceAll('\n', '; ')}' ${args.join(' ')}`
       if (timedOut) {
         reject(new Error(`${what}: killed after ${timeoutMs / 1000} s${gaveUp ? ' (and did not exit even after the mount was aborted)' : ''}\n${tail(stderr)}`))
@@ -639,12 +495,12 @@ function nativeTarget(ctx) {
 async function squashfuseTarget(ctx) {
   const image = path.join(ctx.scratch, 'corpus.sqfs')
   process.stderr.write(`  mksquashfs ${ctx.corpus.root} (cold, zstd)\n`)
-  dropCaches(ctx)
+  dropCaches(ctx.syncPaths)
   const activity = otherActivity()
   const r = await runShell('mksquashfs "$1" "$2" -comp zstd -noappend -quiet', [ctx.corpus.root, image], { timeoutMs: ctx.timeoutMs })
   const cpuS = r.userS === null ? null : r.userS + r.sysS
   const build = { command: 'mksquashfs CORPUS IMG -comp zstd -noappend -quiet', wallMs: r.wallMs, cpuS, ...activity(cpuS) }
-  settle(ctx)
+  settle(ctx.syncPaths)
   build.imageBytes = fs.statSync(image).size
   process.stderr.write(`  image ${(build.imageBytes / MB).toFixed(1)} MB in ${(build.wallMs / 1000).toFixed(2)} s\n`)
   const mnt = path.join(ctx.scratch, 'mnt-squashfuse')
@@ -661,7 +517,6 @@ async function squashfuseTarget(ctx) {
 }
 
 async function snapdirTarget(ctx) {
-  const bin = path.join(repo, 'bin/snapdir')
   const store = path.join(ctx.scratch, 'store')
   const home = path.join(ctx.scratch, 'home')
   fs.mkdirSync(store)
@@ -669,15 +524,15 @@ async function snapdirTarget(ctx) {
   // a private HOME/XDG_CACHE_HOME: nothing of this user's real cache takes part, nothing is left in it
   const env = { ...process.env, HOME: home, XDG_CACHE_HOME: path.join(home, '.cache') }
   process.stderr.write(`  snapdir push ${ctx.corpus.root}\n`)
-  settle(ctx)
+  settle(ctx.syncPaths)
   const activity = otherActivity()
-  const r = await runShell('"$1" push --store "$2" "$3"', [bin, store, ctx.corpus.root], { timeoutMs: ctx.timeoutMs })
+  const r = await runShell('"$1" push --store "$2" "$3"', [snapdirBin, store, ctx.corpus.root], { timeoutMs: ctx.timeoutMs })
   const id = r.stdout.trim()
   if (!/^[0-9a-f]{64}$/.test(id)) throw new Error(`snapdir push printed ${JSON.stringify(r.stdout)} on stdout, expected one 64-hex snapshot ID`)
   const cpuS = r.userS === null ? null : r.userS + r.sysS
   const push = { wallMs: r.wallMs, cpuS, ...activity(cpuS), id }
-  settle(ctx)
-  push.store = measureTree(store)
+  settle(ctx.syncPaths)
+  push.store = fileTotals(store)
   process.stderr.write(`  snapshot ${id}, store ${(push.store.bytes / MB).toFixed(1)} MB in ${push.store.files} files, push ${(push.wallMs / 1000).toFixed(2)} s\n`)
   const mnt = path.join(ctx.scratch, 'mnt-snapdir')
   fs.mkdirSync(mnt)
@@ -695,7 +550,7 @@ async function snapdirTarget(ctx) {
       }
       const handle = await startMount({
         label: 'snapdir mount',
-        argv: [bin, 'mount', '--store', store, '--id', id, '--cache-dir', cacheDir, mnt],
+        argv: [snapdirBin, 'mount', '--store', store, '--id', id, '--cache-dir', cacheDir, mnt],
         mnt,
         env,
         log: path.join(ctx.scratch, `snapdir-mount-${n}.log`),
@@ -724,11 +579,11 @@ async function measureTarget(ctx, target, workload) {
   for (let i = 0; i < ctx.runs; i++) {
     let handle = await target.open()
     try {
-      dropCaches(ctx)
+      dropCaches(ctx.syncPaths)
       const cold = await timedRun(ctx, workload, handle)
       samples.cold.push(cold)
       progress('cold', i, cold)
-      settle(ctx)
+      settle(ctx.syncPaths)
       const warm = await timedRun(ctx, workload, handle)
       samples.warm.push(warm)
       progress('warm', i, warm)
@@ -740,11 +595,11 @@ async function measureTarget(ctx, target, workload) {
       }
     }
     if (target.name === 'snapdir') {
-      settle(ctx)
+      settle(ctx.syncPaths)
       const cacheDir = handle.cacheDir
       handle = await target.open({ cacheDir })
       try {
-        dropCaches(ctx)
+        dropCaches(ctx.syncPaths)
         const cachedCold = await timedRun(ctx, workload, handle)
         samples.cachedCold.push(cachedCold)
         progress('cold kernel, warm cache dir', i, cachedCold)
@@ -752,7 +607,7 @@ async function measureTarget(ctx, target, workload) {
         stops.push(target.close(handle))
         mounts.push({ variant: 'restart on the same cache dir', mountMs: handle.mountMs, readyBy: handle.readyBy, stop: handle.stopped })
       }
-      if (i === 0) target.cacheBytes.push({ workload, ...measureTree(cacheDir) })
+      if (i === 0) target.cacheBytes.push({ workload, ...fileTotals(cacheDir) })
     }
   }
   const all = Object.values(samples).flat()
@@ -775,11 +630,7 @@ async function measureTarget(ctx, target, workload) {
 }
 
 function summarise(samples, ctx, workload) {
-  const out = { runs: samples.length }
-  for (const key of ['wallMs', 'cpuS', 'clientCpuS', 'daemonCpuS', 'maxRssKiB', 'diskReadBytes', 'otherCpuS', 'stealS', 'tarBytes']) {
-    const xs = samples.map((s) => s[key]).filter((x) => typeof x === 'number' && Number.isFinite(x))
-    if (xs.length) out[key] = median(xs)
-  }
+  const out = { runs: samples.length, ...medianFields(samples, ['wallMs', 'cpuS', 'clientCpuS', 'daemonCpuS', 'maxRssKiB', 'diskReadBytes', 'otherCpuS', 'stealS', 'tarBytes']) }
   const seconds = out.wallMs / 1000
   if (workload === 'read') out.mbPerS = ctx.corpus.uniqueBytes / MB / seconds
   else out.entriesPerS = ctx.corpus.entries / seconds
@@ -788,16 +639,6 @@ function summarise(samples, ctx, workload) {
 
 // ---------------------------------------------------------------------------------------------
 // Report
-
-const fmt = (x, digits = 1) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(digits) : '-')
-const fmtInt = (x) => (typeof x === 'number' && Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : '-')
-
-/** `left`: how many leading columns are text, aligned left; the rest are numbers, aligned right. */
-function table(headers, rows, left = 1) {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)))
-  const line = (cells) => cells.map((c, i) => (i < left ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ').trimEnd()
-  return [line(headers), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n')
-}
 
 function computeRatios(steps) {
   const ratios = []
@@ -962,12 +803,7 @@ process.on('exit', () => {
 async function main() {
   const opts = parseOptions()
 
-  const problems = []
-  try {
-    fs.accessSync('/proc/sys/vm/drop_caches', fs.constants.W_OK)
-  } catch {
-    problems.push('cannot write /proc/sys/vm/drop_caches (cold runs need it): run as root')
-  }
+  const problems = [dropCachesProblem()].filter(Boolean)
   if (!fs.existsSync(opts.corpus)) problems.push(`corpus ${opts.corpus} does not exist: run bash bench/setup.sh, or pass --corpus DIR`)
   for (const tool of ['tar', 'find', 'wc', 'sha256sum', 'findmnt']) if (!which(tool)) problems.push(`${tool} is not installed`)
   const wantsFuse = opts.steps.some((s) => s !== 'native')
@@ -980,10 +816,9 @@ async function main() {
   }
   const runNotes = []
   if (opts.steps.includes('snapdir')) {
-    const bin = path.join(repo, 'bin/snapdir')
     let missing = null
-    if (!(fs.existsSync(bin) && fs.existsSync(path.join(repo, 'dist/cli')))) missing = 'bin/snapdir or dist/cli is missing: run npm run build'
-    else if (!/Usage: snapdir mount/.test(tryRun(bin, ['mount', '--help']) ?? '')) missing = 'bin/snapdir has no mount command (is it built? npm run build)'
+    if (!cliBuilt()) missing = 'bin/snapdir or dist/cli is missing: run npm run build'
+    else if (!/Usage: snapdir mount/.test(tryRun(snapdirBin, ['mount', '--help'], PROBE) ?? '')) missing = 'bin/snapdir has no mount command (is it built? npm run build)'
     if (missing && opts.explicit) problems.push(`${missing} (or leave snapdir out with --steps)`)
     else if (missing) {
       opts.steps = opts.steps.filter((s) => s !== 'snapdir')
@@ -1060,9 +895,9 @@ async function main() {
   }
   if (scratchDir) exitCode = 1
   const buildAfter = buildFingerprint()
-  if (steps.snapdir && JSON.stringify(buildBefore) !== JSON.stringify(buildAfter)) {
-    runNotes.push(`bin/ or dist/ changed during the run (${buildBefore.files} files, newest ${buildBefore.newest} -> ${buildAfter.files}, ${buildAfter.newest}): the numbers mix builds, run again`)
-  }
+  const buildChanged = buildChangedNote(buildBefore, buildAfter)
+  // only snapdir runs the build; the other targets' numbers do not depend on it
+  if (steps.snapdir && buildChanged) runNotes.push(buildChanged)
   runNotes.push(...cleanupNotes)
   if (cleanupNotes.some((n) => n.startsWith('could not unmount'))) exitCode = 1
 
@@ -1070,19 +905,15 @@ async function main() {
     schema: 1,
     date: new Date().toISOString(),
     machine: {
-      cpu: os.cpus()[0]?.model ?? 'unknown',
-      cores: os.cpus().length,
-      memBytes: os.totalmem(),
-      kernel: os.release(),
-      node: process.version,
-      fsType: tryRun('findmnt', ['-n', '-o', 'FSTYPE', '--target', benchDir]),
+      ...hostInfo(),
+      fsType: fsTypeAt(benchDir, PROBE),
       scratchParent: benchDir,
       diskStats: ctx.diskStats,
-      tar: tryRun('tar', ['--version'])?.split('\n')[0] ?? null,
-      squashfuse: opts.steps.includes('squashfuse') ? tryRun('squashfuse', ['--version'])?.split('\n')[0] ?? null : null,
-      mksquashfs: opts.steps.includes('squashfuse') ? tryRun('mksquashfs', ['-version'])?.split('\n')[0] ?? null : null,
-      fusermount: fusermount ? tryRun(fusermount, ['--version']) : null,
-      snapdirCommit: tryRun('git', ['-C', repo, 'rev-parse', 'HEAD']),
+      tar: tryRun('tar', ['--version'], PROBE)?.split('\n')[0] ?? null,
+      squashfuse: opts.steps.includes('squashfuse') ? tryRun('squashfuse', ['--version'], PROBE)?.split('\n')[0] ?? null : null,
+      mksquashfs: opts.steps.includes('squashfuse') ? tryRun('mksquashfs', ['-version'], PROBE)?.split('\n')[0] ?? null : null,
+      fusermount: fusermount ? tryRun(fusermount, ['--version'], PROBE) : null,
+      snapdirCommit: tryRun('git', ['-C', repo, 'rev-parse', 'HEAD'], PROBE),
     },
     corpus,
     reference,
@@ -1093,10 +924,7 @@ async function main() {
     ratios: computeRatios(steps),
     notes: runNotes,
   }
-  fs.mkdirSync(path.dirname(opts.out), { recursive: true })
-  fs.writeFileSync(opts.out, `${JSON.stringify(result, null, 2)}\n`)
-  const shown = path.relative(process.cwd(), opts.out)
-  process.stdout.write(`${report(result)}\n\nJSON: ${shown.startsWith('..') ? opts.out : shown}\n`)
+  writeResult(opts.out, result, report)
   process.exitCode = exitCode
 }
 

@@ -13,22 +13,21 @@
 // Plain ESM that needs no compilation: it drives the built CLI (bin/snapdir -> dist/) and imports
 // the built chunker (dist/chunk/index.js), so it measures exactly what ships.
 
-import { execFileSync, spawn } from 'node:child_process'
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
-import { parseArgs } from 'node:util'
+import { pathToFileURL } from 'node:url'
 import { createRequire } from 'node:module'
+import {
+  MB, writeResult, buildChangedNote, buildFingerprint, cliBuilt, contention, corpusMarker, corpusPath, defaultOut, dropCaches,
+  dropCachesProblem, failer, fmt, fmtInt, fsTypeAt, hostInfo, measureTree, median, medianFields, msSince, nowNs,
+  otherActivity, parseCommandLine, parseRuns, parseSteps, repo, runCommand, scanCorpus, settle, snapdirBin, table, tryRun, which,
+} from './lib/common.mjs'
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const benchDir = process.env.SNAPDIR_BENCH_DIR ?? '/var/tmp/snapdir-bench'
 const ALL_STEPS = ['snapdir', 'casync', 'blake3', 'b3sum', 'zstd', 'chunker']
 // The brief for this benchmark and DESIGN.md: 16/64/256 KiB. Used for casync only when the built
 // chunker (whose DEFAULT_CHUNKER push really uses) cannot be loaded.
 const FALLBACK_CHUNK_SIZES = { min: 16384, avg: 65536, max: 262144 }
 const CHUNKER_BYTES = 256 * 1024 * 1024
-const MB = 1e6
 const GB = 1e9
 
 const usage = `usage: node bench/push-throughput.mjs [options]
@@ -40,43 +39,21 @@ const usage = `usage: node bench/push-throughput.mjs [options]
   --out FILE     JSON report (default bench/results/push-throughput.json)
   -h, --help     this text`
 
-function fail(message, exitCode = 1) {
-  process.stderr.write(`push-throughput: ${message}\n`)
-  process.exit(exitCode)
-}
+const fail = failer('push-throughput')
 
 function parseOptions() {
-  let values
-  try {
-    ;({ values } = parseArgs({
-      options: {
-        corpus: { type: 'string' },
-        steps: { type: 'string' },
-        runs: { type: 'string', default: '3' },
-        out: { type: 'string', default: path.join(repo, 'bench/results/push-throughput.json') },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }))
-  } catch (error) {
-    fail(`${error.message}\n${usage}`, 2)
-  }
-  if (values.help) {
-    process.stdout.write(`${usage}\n`)
-    process.exit(0)
-  }
-  const runs = Number(values.runs)
-  if (!Number.isInteger(runs) || runs < 1 || runs > 50) fail(`--runs ${values.runs}: expected an integer 1..50`, 2)
-  let steps = values.steps === undefined ? null : values.steps.split(',').map((s) => s.trim()).filter(Boolean)
-  for (const s of steps ?? []) if (!ALL_STEPS.includes(s)) fail(`--steps: unknown step '${s}', expected some of ${ALL_STEPS.join(',')}`, 2)
-  const explicit = steps !== null
-  steps ??= [...ALL_STEPS]
-  return {
-    corpus: path.resolve(values.corpus ?? path.join(benchDir, 'debian-rootfs')),
-    steps,
-    explicit,
-    runs,
-    out: path.resolve(values.out),
-  }
+  const values = parseCommandLine(
+    {
+      corpus: { type: 'string' },
+      steps: { type: 'string' },
+      runs: { type: 'string', default: '3' },
+      out: { type: 'string', default: defaultOut('push-throughput') },
+    },
+    usage,
+    fail,
+  )
+  const runs = parseRuns(values.runs, fail)
+  return { corpus: corpusPath(values.corpus), ...parseSteps(values.steps, ALL_STEPS, fail), runs, out: path.resolve(values.out) }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -98,198 +75,7 @@ async function loadChunker() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Small helpers
-
-/**
- * Files and newest mtime under bin/ and dist/: compared before and after the run, since a rebuild
- * in the middle (this machine is shared with development) would mix two versions in one report.
- */
-function buildFingerprint() {
-  let files = 0
-  let newest = 0
-  for (const dir of ['bin', 'dist']) {
-    const root = path.join(repo, dir)
-    if (!fs.existsSync(root)) continue
-    for (const { st } of walk(root)) {
-      if (!st.isFile()) continue
-      files++
-      newest = Math.max(newest, st.mtimeMs)
-    }
-  }
-  return { files, newest: newest ? new Date(newest).toISOString() : null }
-}
-
-const which = (cmd) => {
-  for (const dir of (process.env.PATH ?? '').split(':')) {
-    const p = path.join(dir || '.', cmd)
-    try {
-      fs.accessSync(p, fs.constants.X_OK)
-      return p
-    } catch {}
-  }
-  return null
-}
-
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}
-
-const nowNs = () => process.hrtime.bigint()
-const msSince = (t0) => Number(nowNs() - t0) / 1e6
-
-function tryRun(cmd, args) {
-  try {
-    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
-  } catch {
-    return null
-  }
-}
-
-// Writes flush before every timed run: otherwise the previous run's store is still being written
-// back while the next one is measured, and whoever runs second pays for it.
-function settle() {
-  execFileSync('sync')
-}
-
-function dropCaches() {
-  execFileSync('sync')
-  fs.writeFileSync('/proc/sys/vm/drop_caches', '3')
-}
-
-/**
- * Every entry below `root`, without following symlinks, in sorted order so that every run and
- * every machine visits the corpus in the same order.
- */
-function walk(root) {
-  const entries = []
-  const visit = (dir) => {
-    const names = fs.readdirSync(dir).sort()
-    for (const name of names) {
-      const p = path.join(dir, name)
-      const st = fs.lstatSync(p)
-      entries.push({ path: p, st })
-      if (st.isDirectory()) visit(p)
-    }
-  }
-  entries.push({ path: root, st: fs.lstatSync(root) })
-  visit(root)
-  return entries
-}
-
-/** What a tree holds, counted the ways the report needs. */
-function measureTree(root, { objectFilter = () => true } = {}) {
-  const seen = new Set()
-  let files = 0
-  let fileBytes = 0
-  let duApparent = 0
-  let allocated = 0
-  let objects = 0
-  for (const { path: p, st } of walk(root)) {
-    // du counts a hardlinked inode once; so does the disk
-    const key = `${st.dev}:${st.ino}`
-    const first = !seen.has(key)
-    seen.add(key)
-    if (first) {
-      duApparent += st.size
-      allocated += st.blocks * 512
-    }
-    if (st.isFile()) {
-      files++
-      fileBytes += st.size
-      if (objectFilter(p)) objects++
-    }
-  }
-  return { files, fileBytes, duApparentBytes: duApparent, allocatedBytes: allocated, objects }
-}
-
-function corpusFiles(root) {
-  const files = []
-  const inodes = new Set()
-  let uniqueBytes = 0
-  let dirs = 0
-  let symlinks = 0
-  let other = 0
-  for (const { path: p, st } of walk(root)) {
-    if (st.isFile()) {
-      files.push({ path: p, size: st.size })
-      const key = `${st.dev}:${st.ino}`
-      if (!inodes.has(key)) {
-        inodes.add(key)
-        uniqueBytes += st.size
-      }
-    } else if (st.isDirectory()) dirs++
-    else if (st.isSymbolicLink()) symlinks++
-    else other++
-  }
-  const bytes = files.reduce((s, f) => s + f.size, 0)
-  return { files, bytes, uniqueBytes, uniqueFiles: inodes.size, dirs, symlinks, other }
-}
-
-/**
- * Runs one command to completion and times it. GNU time, when present, adds the child's CPU
- * seconds (children it waited for included, so xargs + b3sum counts b3sum) and peak RSS: wall time
- * alone cannot tell one busy core from two half-idle ones.
- */
-function timeCommand(argv, { env = process.env, input = null, keepStdout = true } = {}) {
-  const timeBin = fs.existsSync('/usr/bin/time') ? '/usr/bin/time' : null
-  const rusageFile = timeBin ? path.join(os.tmpdir(), `push-throughput-${process.pid}.time`) : null
-  const full = timeBin ? [timeBin, '-f', '%U %S %M', '-o', rusageFile, ...argv] : argv
-  return new Promise((resolve, reject) => {
-    const t0 = nowNs()
-    const child = spawn(full[0], full.slice(1), {
-      env,
-      stdio: [input === null ? 'ignore' : 'pipe', keepStdout ? 'pipe' : 'ignore', 'pipe'],
-    })
-    const out = []
-    const err = []
-    child.stdout?.on('data', (b) => out.push(b))
-    child.stderr.on('data', (b) => err.push(b))
-    child.on('error', reject)
-    child.on('close', (code, signal) => {
-      const wallMs = msSince(t0)
-      const stdout = Buffer.concat(out).toString('utf8')
-      const stderr = Buffer.concat(err).toString('utf8')
-      if (code !== 0) {
-        const tail = stderr.trim().split('\n').slice(-15).join('\n')
-        reject(new Error(`${argv.join(' ')} exited with ${signal ?? code}:\n${tail}`))
-        return
-      }
-      let cpu = { userS: null, sysS: null, maxRssKiB: null }
-      if (rusageFile) {
-        const fields = fs.readFileSync(rusageFile, 'utf8').trim().split('\n').pop().split(' ').map(Number)
-        fs.rmSync(rusageFile, { force: true })
-        cpu = { userS: fields[0], sysS: fields[1], maxRssKiB: fields[2] }
-      }
-      resolve({ wallMs, ...cpu, stdout, stderr })
-    })
-    if (input !== null) child.stdin.end(input)
-  })
-}
-
-const CLK_TCK = Number(tryRun('getconf', ['CLK_TCK'])) || 100
-
-/**
- * CPU seconds since boot, all cores: `busy` is this machine's own work (idle and iowait
- * excluded), `steal` the time the hypervisor gave its cores to other guests.
- */
-function machineCpu() {
-  const [user, nice, system, , , irq, softirq, steal] = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number)
-  return { busy: (user + nice + system + irq + softirq) / CLK_TCK, steal: steal / CLK_TCK }
-}
-
-/** Starts a measurement of what else the machine does; the result takes this process's and the tool's CPU seconds out. */
-function otherActivity() {
-  const m0 = machineCpu()
-  const self0 = process.cpuUsage()
-  return (toolCpuS) => {
-    const m = machineCpu()
-    const self = process.cpuUsage(self0)
-    const otherCpuS = toolCpuS === null ? null : Math.max(0, m.busy - m0.busy - toolCpuS - (self.user + self.system) / 1e6)
-    return { otherCpuS, stealS: m.steal - m0.steal }
-  }
-}
+// Timing a step
 
 /**
  * Runs `run` cold `ctx.runs` times (page cache dropped before each) and then warm `ctx.runs`
@@ -329,26 +115,9 @@ async function coldAndWarm(label, ctx, run, inspect = null) {
   return result
 }
 
-/** A warning when other processes or other guests took more than 5% of the machine while `samples` ran. */
-function contention(name, samples) {
-  const capacity = samples.reduce((a, s) => a + s.wallMs / 1000, 0) * os.cpus().length
-  const sum = (key) => samples.reduce((a, s) => a + (s[key] ?? 0), 0)
-  const other = sum('otherCpuS')
-  const steal = sum('stealS')
-  const parts = []
-  // the absolute floors keep a stray daemon wakeup during a 0.1 s run from counting as contention
-  if (other / capacity > 0.05 && other > 0.1) parts.push(`other processes used ${((other / capacity) * 100).toFixed(0)}% of the CPUs (${other.toFixed(1)} CPU s)`)
-  if (steal / capacity > 0.05 && steal > 0.1) parts.push(`the hypervisor stole ${((steal / capacity) * 100).toFixed(0)}% of the CPUs`)
-  return parts.length ? `during the ${name} runs ${parts.join(' and ')}: its speeds are understated` : null
-}
-
 /** The median of every numeric field over the samples, plus throughput of `bytes`. */
 function summarise(samples, bytes) {
-  const out = { runs: samples.length }
-  for (const key of ['wallMs', 'syncMs', 'userS', 'sysS', 'cpuS', 'maxRssKiB', 'hashMs', 'otherCpuS', 'stealS']) {
-    const xs = samples.map((s) => s[key]).filter((x) => typeof x === 'number')
-    if (xs.length) out[key] = median(xs)
-  }
+  const out = { runs: samples.length, ...medianFields(samples, ['wallMs', 'syncMs', 'userS', 'sysS', 'cpuS', 'maxRssKiB', 'hashMs', 'otherCpuS', 'stealS']) }
   out.mbPerS = bytes / MB / (out.wallMs / 1000)
   if (out.syncMs !== undefined) out.durableMbPerS = bytes / MB / ((out.wallMs + out.syncMs) / 1000)
   if (out.hashMs !== undefined) out.hashOnlyMbPerS = bytes / MB / (out.hashMs / 1000)
@@ -375,7 +144,6 @@ function finishLimitStep(ctx, runs, name) {
 // The steps
 
 async function stepSnapdir(ctx) {
-  const bin = path.join(repo, 'bin/snapdir')
   const runs = await coldAndWarm(
     'snapdir',
     ctx,
@@ -385,7 +153,7 @@ async function stepSnapdir(ctx) {
       // A private cache home per run: if push ever keeps a local index (stat cache, chunk cache),
       // a warm run must still chunk and hash everything, like the first push to a new store.
       const env = { ...process.env, XDG_CACHE_HOME: path.join(scratch, 'cache'), HOME: scratch }
-      const r = await timeCommand([bin, 'push', '--store', store, ctx.corpus.root], { env })
+      const r = await runCommand([snapdirBin, 'push', '--store', store, ctx.corpus.root], { env, rusage: true })
       const id = r.stdout.trim()
       if (!/^[0-9a-f]{64}$/.test(id)) throw new Error(`snapdir push printed ${JSON.stringify(r.stdout)} on stdout, expected one 64-hex snapshot ID`)
       return { wallMs: r.wallMs, userS: r.userS, sysS: r.sysS, maxRssKiB: r.maxRssKiB, id }
@@ -409,9 +177,9 @@ async function stepCasync(ctx) {
       const store = path.join(scratch, 'store')
       const index = path.join(scratch, 'corpus.caidx')
       // zstd named explicitly so both tools compress with the same codec whatever casync's build default
-      const r = await timeCommand([
+      const r = await runCommand([
         'casync', 'make', `--store=${store}`, `--chunk-size=${min}:${avg}:${max}`, '--compression=zstd', index, ctx.corpus.root,
-      ])
+      ], { rusage: true })
       return { wallMs: r.wallMs, userS: r.userS, sysS: r.sysS, maxRssKiB: r.maxRssKiB, id: r.stdout.trim() }
     },
     (scratch) => {
@@ -486,7 +254,7 @@ async function stepB3sum(ctx) {
   // One NUL-separated list through xargs: no argv limit, a handful of b3sum processes in all.
   const list = Buffer.from(ctx.corpus.files.map((f) => `${f.path}\0`).join(''))
   const runs = await coldAndWarm('b3sum', ctx, async () => {
-    const r = await timeCommand(['xargs', '-0', 'b3sum', '--num-threads', '1', '--no-names'], { input: list, keepStdout: false })
+    const r = await runCommand(['xargs', '-0', 'b3sum', '--num-threads', '1', '--no-names'], { input: list, keepStdout: false, rusage: true })
     return { wallMs: r.wallMs, userS: r.userS, sysS: r.sysS, maxRssKiB: r.maxRssKiB }
   })
   return finishLimitStep(ctx, runs, 'b3sum')
@@ -497,7 +265,7 @@ async function stepZstd(ctx) {
   // share one core like b3sum --num-threads 1, and the figure is a per-core cost.
   const list = Buffer.from(ctx.corpus.files.map((f) => `${f.path}\0`).join(''))
   const runs = await coldAndWarm('zstd', ctx, async () => {
-    const r = await timeCommand(['xargs', '-0', 'zstd', '-q', '-3', '--single-thread', '-c'], { input: list, keepStdout: false })
+    const r = await runCommand(['xargs', '-0', 'zstd', '-q', '-3', '--single-thread', '-c'], { input: list, keepStdout: false, rusage: true })
     return { wallMs: r.wallMs, userS: r.userS, sysS: r.sysS, maxRssKiB: r.maxRssKiB }
   })
   return finishLimitStep(ctx, runs, 'zstd')
@@ -573,16 +341,6 @@ async function stepChunker(ctx) {
 // ---------------------------------------------------------------------------------------------
 // Report
 
-const fmt = (x, digits = 1) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(digits) : '-')
-const fmtInt = (x) => (typeof x === 'number' ? x.toLocaleString('en-US') : '-')
-const pad = (s, n) => String(s).padStart(n)
-
-function table(headers, rows) {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)))
-  const line = (cells) => cells.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : pad(c, widths[i]))).join('  ')
-  return [line(headers), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n')
-}
-
 function report(result) {
   const { corpus, steps, ratios } = result
   const lines = []
@@ -657,14 +415,9 @@ async function main() {
 
   // Every prerequisite is checked before anything is timed: a run that dies at step four after
   // minutes of measuring helps nobody.
-  const problems = []
-  try {
-    fs.accessSync('/proc/sys/vm/drop_caches', fs.constants.W_OK)
-  } catch {
-    problems.push('cannot write /proc/sys/vm/drop_caches (cold runs need it): run as root')
-  }
+  const problems = [dropCachesProblem()].filter(Boolean)
   if (!fs.existsSync(opts.corpus)) problems.push(`corpus ${opts.corpus} does not exist: run bash bench/setup.sh, or pass --corpus DIR`)
-  if (opts.steps.includes('snapdir') && !(fs.existsSync(path.join(repo, 'bin/snapdir')) && fs.existsSync(path.join(repo, 'dist/cli')))) {
+  if (opts.steps.includes('snapdir') && !cliBuilt()) {
     problems.push('bin/snapdir or dist/cli is missing: run npm run build (or leave snapdir out with --steps)')
   }
   if (opts.steps.includes('casync') && !which('casync')) problems.push('casync is not installed: run bash bench/setup.sh')
@@ -684,7 +437,7 @@ async function main() {
     : { ...FALLBACK_CHUNK_SIZES, source: 'built-in 16/64/256 KiB; dist/chunk not built' }
 
   process.stderr.write(`walking ${opts.corpus}\n`)
-  const walked = corpusFiles(opts.corpus)
+  const walked = scanCorpus(opts.corpus)
   const corpus = {
     root: opts.corpus,
     files: walked.files.length,
@@ -693,14 +446,8 @@ async function main() {
     uniqueBytes: walked.uniqueBytes,
     dirs: walked.dirs,
     symlinks: walked.symlinks,
-    otherEntries: walked.other,
-    marker: (() => {
-      try {
-        return fs.readFileSync(`${opts.corpus}.complete`, 'utf8').trim()
-      } catch {
-        return null
-      }
-    })(),
+    otherEntries: walked.otherEntries,
+    marker: corpusMarker(opts.corpus),
   }
   if (corpus.bytes === 0) fail(`corpus ${opts.corpus} holds no file data`)
 
@@ -727,10 +474,7 @@ async function main() {
     cleanup()
   }
   const buildAfter = buildFingerprint()
-  const runNotes = []
-  if (JSON.stringify(buildBefore) !== JSON.stringify(buildAfter)) {
-    runNotes.push(`bin/ or dist/ changed during the run (${buildBefore.files} files, newest ${buildBefore.newest} -> ${buildAfter.files}, ${buildAfter.newest}): the numbers mix builds, run again`)
-  }
+  const runNotes = [buildChangedNote(buildBefore, buildAfter)].filter(Boolean)
 
   const ratios = {}
   if (steps.snapdir && steps.casync) {
@@ -750,12 +494,8 @@ async function main() {
     schema: 1,
     date: new Date().toISOString(),
     machine: {
-      cpu: os.cpus()[0]?.model ?? 'unknown',
-      cores: os.cpus().length,
-      memBytes: os.totalmem(),
-      kernel: os.release(),
-      node: process.version,
-      fsType: tryRun('findmnt', ['-n', '-o', 'FSTYPE', '--target', scratchParent]),
+      ...hostInfo(),
+      fsType: fsTypeAt(scratchParent),
       scratchDir: scratchParent,
       casync: tryRun('casync', ['--version']),
       b3sum: tryRun('b3sum', ['--version']),
@@ -771,10 +511,7 @@ async function main() {
     ratios,
     notes: runNotes,
   }
-  fs.mkdirSync(path.dirname(opts.out), { recursive: true })
-  fs.writeFileSync(opts.out, `${JSON.stringify(result, null, 2)}\n`)
-  const shown = path.relative(process.cwd(), opts.out)
-  process.stdout.write(`${report(result)}\n\nJSON: ${shown.startsWith('..') ? opts.out : shown}\n`)
+  writeResult(opts.out, result, report)
 }
 
 main().catch((error) => fail(error.stack ?? String(error)))

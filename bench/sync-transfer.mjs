@@ -17,18 +17,16 @@
 // 127.0.0.1, started in this process. Plain ESM that needs no compilation: it drives the built CLI
 // (bin/snapdir -> dist/), so it measures exactly what ships. Needs root only for bench/setup.sh.
 
-import { execFileSync, spawn } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import http from 'node:http'
-import os from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { parseArgs } from 'node:util'
+import {
+  MB, benchDir, buildChangedNote, buildFingerprint, cliBuilt, corpusMarker, defaultOut, failer, fmt, fmtInt, fsTypeAt,
+  hostInfo, parseCommandLine, repo, runCommand, snapdirBin, table, tryRun, walk, writeResult,
+} from './lib/common.mjs'
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const benchDir = path.resolve(process.env.SNAPDIR_BENCH_DIR ?? '/var/tmp/snapdir-bench')
-const MB = 1e6
 const TARGET_RATIO = 1.1
 const TARGET_NOOP_REQUESTS = 1
 const BUCKET = 'bench'
@@ -61,102 +59,25 @@ Corpora: ${STEPS.map((s) => s.corpus).join(', ')} under $SNAPDIR_BENCH_DIR (defa
 /var/tmp/snapdir-bench), built or checked by running bash bench/setup.sh first. Stores and the S3
 server's directory go into a fresh $SNAPDIR_BENCH_DIR/sync-transfer-XXXXXX, deleted at the end.`
 
-function fail(message, exitCode = 1) {
-  process.stderr.write(`sync-transfer: ${message}\n`)
-  process.exit(exitCode)
-}
+const fail = failer('sync-transfer')
 
 function parseOptions() {
-  let values
-  try {
-    ;({ values } = parseArgs({
-      options: {
-        jobs: { type: 'string' },
-        'no-registry': { type: 'boolean' },
-        keep: { type: 'boolean' },
-        out: { type: 'string', default: path.join(repo, 'bench/results/sync-transfer.json') },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }))
-  } catch (error) {
-    fail(`${error.message}\n${usage}`, 2)
-  }
-  if (values.help) {
-    process.stdout.write(`${usage}\n`)
-    process.exit(0)
-  }
+  const values = parseCommandLine(
+    {
+      jobs: { type: 'string' },
+      'no-registry': { type: 'boolean' },
+      keep: { type: 'boolean' },
+      out: { type: 'string', default: defaultOut('sync-transfer') },
+    },
+    usage,
+    fail,
+  )
   if (values.jobs !== undefined && !(/^[1-9][0-9]{0,3}$/.test(values.jobs) && Number(values.jobs) <= 1024)) fail(`--jobs ${values.jobs}: expected an integer 1..1024`, 2)
   return { jobs: values.jobs ?? null, registry: !values['no-registry'], keep: values.keep ?? false, out: path.resolve(values.out) }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Small helpers
-
-const nowNs = () => process.hrtime.bigint()
-const msSince = (t0) => Number(nowNs() - t0) / 1e6
-
-function tryRun(cmd, args) {
-  try {
-    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
-  } catch {
-    return null
-  }
-}
-
-/** Runs a command to completion; rejects with the tail of its stderr when it fails. */
-function run(argv, { env = process.env, cwd = repo } = {}) {
-  return new Promise((resolve, reject) => {
-    const t0 = nowNs()
-    const child = spawn(argv[0], argv.slice(1), { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] })
-    const out = []
-    const err = []
-    child.stdout.on('data', (b) => out.push(b))
-    child.stderr.on('data', (b) => err.push(b))
-    child.on('error', reject)
-    child.on('close', (code, signal) => {
-      const stdout = Buffer.concat(out).toString('utf8')
-      const stderr = Buffer.concat(err).toString('utf8')
-      if (code !== 0) {
-        reject(new Error(`${argv.join(' ')} exited with ${signal ?? code}:\n${stderr.trim().split('\n').slice(-15).join('\n')}`))
-        return
-      }
-      resolve({ wallMs: msSince(t0), stdout, stderr })
-    })
-  })
-}
-
-/** Files and newest mtime under bin/ and dist/, compared before and after: a rebuild mid-run mixes two versions. */
-function buildFingerprint() {
-  let files = 0
-  let newest = 0
-  const visit = (dir) => {
-    for (const d of fs.readdirSync(dir, { withFileTypes: true })) {
-      const p = path.join(dir, d.name)
-      if (d.isDirectory()) visit(p)
-      else if (d.isFile()) {
-        files++
-        newest = Math.max(newest, fs.statSync(p).mtimeMs)
-      }
-    }
-  }
-  for (const dir of ['bin', 'dist']) if (fs.existsSync(path.join(repo, dir))) visit(path.join(repo, dir))
-  return { files, newest: newest ? new Date(newest).toISOString() : null }
-}
-
-/** Every entry below `root`, without following symlinks, in sorted order, paths relative to root. */
-function walk(root) {
-  const entries = []
-  const visit = (rel) => {
-    for (const name of fs.readdirSync(path.join(root, rel)).sort()) {
-      const r = rel === '' ? name : `${rel}/${name}`
-      const st = fs.lstatSync(path.join(root, r))
-      entries.push({ rel: r, st })
-      if (st.isDirectory()) visit(r)
-    }
-  }
-  visit('')
-  return entries
-}
+/** Runs a command from the repository to completion; rejects with the tail of its stderr when it fails. */
+const run = (argv, { env = process.env } = {}) => runCommand(argv, { env, cwd: repo })
 
 // ---------------------------------------------------------------------------------------------
 // The corpora, described without snapdir: content hashes of every regular file, symlink targets,
@@ -170,26 +91,24 @@ function describeCorpus(name) {
   let bytes = 0
   let dirs = 0
   let symlinks = 0
-  for (const { rel, st } of walk(root)) {
+  // walk() gives the root first and absolute paths; the corpus is described by paths relative to it
+  for (const { path: abs, st } of walk(root).slice(1)) {
+    const rel = path.relative(root, abs)
     if (st.isFile()) {
-      const hash = crypto.createHash('sha256').update(fs.readFileSync(path.join(root, rel))).digest('hex')
+      const hash = crypto.createHash('sha256').update(fs.readFileSync(abs)).digest('hex')
       entries.set(rel, { type: 'file', hash, size: st.size })
       contents.set(hash, st.size)
       files++
       bytes += st.size
     } else if (st.isSymbolicLink()) {
-      entries.set(rel, { type: 'symlink', target: fs.readlinkSync(path.join(root, rel)) })
+      entries.set(rel, { type: 'symlink', target: fs.readlinkSync(abs) })
       symlinks++
     } else if (st.isDirectory()) {
       entries.set(rel, { type: 'dir' })
       dirs++
     } else entries.set(rel, { type: 'other', rdev: st.rdev, mode: st.mode })
   }
-  let marker = null
-  try {
-    marker = fs.readFileSync(`${root}.complete`, 'utf8').trim()
-  } catch {}
-  return { name, root, entries, contents, files, bytes, dirs, symlinks, packages: dpkgPackages(root), marker }
+  return { name, root, entries, contents, files, bytes, dirs, symlinks, packages: dpkgPackages(root), marker: corpusMarker(root) }
 }
 
 /** package -> version, from the image's dpkg database */
@@ -447,8 +366,8 @@ async function main() {
     fail('bench/setup.sh failed (it needs root to build the corpora)')
   }
   const problems = []
-  const bin = path.join(repo, 'bin/snapdir')
-  if (!(fs.existsSync(bin) && fs.existsSync(path.join(repo, 'dist/cli')))) problems.push('bin/snapdir or dist/cli is missing: run npm run build')
+  const bin = snapdirBin
+  if (!cliBuilt()) problems.push('bin/snapdir or dist/cli is missing: run npm run build')
   for (const mod of ['s3rver', '@aws-sdk/client-s3']) {
     if (!fs.existsSync(path.join(repo, 'node_modules', mod))) problems.push(`${mod} is not installed: run npm ci (it is a ${mod === 's3rver' ? 'devDependency' : 'dependency'})`)
   }
@@ -592,19 +511,17 @@ async function main() {
     await cleanup()
   }
   const buildAfter = buildFingerprint()
-  if (JSON.stringify(buildBefore) !== JSON.stringify(buildAfter)) {
-    notes.push(`bin/ or dist/ changed during the run (${buildBefore.files} files, newest ${buildBefore.newest} -> ${buildAfter.files}, ${buildAfter.newest}): the numbers mix builds, run again`)
-  }
+  const buildChanged = buildChangedNote(buildBefore, buildAfter)
+  if (buildChanged) notes.push(buildChanged)
 
+  // this report has never recorded the machine's memory (it measures requests and bytes, not speed)
+  const { memBytes, ...host } = hostInfo()
   const result = {
     schema: 1,
     date: new Date().toISOString(),
     machine: {
-      cpu: os.cpus()[0]?.model ?? 'unknown',
-      cores: os.cpus().length,
-      kernel: os.release(),
-      node: process.version,
-      fsType: tryRun('findmnt', ['-n', '-o', 'FSTYPE', '--target', benchDir]),
+      ...host,
+      fsType: fsTypeAt(benchDir),
       scratchDir: benchDir,
       snapdirCommit: tryRun('git', ['-C', repo, 'rev-parse', 'HEAD']),
       s3rver: JSON.parse(fs.readFileSync(path.join(repo, 'node_modules/s3rver/package.json'), 'utf8')).version,
@@ -632,24 +549,13 @@ async function main() {
     },
     notes,
   }
-  fs.mkdirSync(path.dirname(opts.out), { recursive: true })
-  fs.writeFileSync(opts.out, `${JSON.stringify(result, null, 2)}\n`)
-  const shown = path.relative(process.cwd(), opts.out)
-  process.stdout.write(`${report(result)}\n\nJSON: ${shown.startsWith('..') ? opts.out : shown}\n`)
+  writeResult(opts.out, result, report)
 }
 
 // ---------------------------------------------------------------------------------------------
 // Report
 
-const fmt = (x, digits = 1) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(digits) : '-')
-const fmtInt = (x) => (typeof x === 'number' ? x.toLocaleString('en-US') : '-')
 const mb = (x, digits = 2) => fmt(x / MB, digits)
-
-function table(headers, rows) {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)))
-  const line = (cells) => cells.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ')
-  return [line(headers), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n')
-}
 
 function requestLine(c) {
   const order = ['HEAD', 'GET', 'PUT', 'LIST']
