@@ -407,6 +407,40 @@ describe('layer expansion of hostile and broken layers', () => {
     expect((await expand(tar)).tree.entries.map((e) => e.path.toString())).toEqual(['', 'big', 'small'])
   })
 
+  it('holds a bounded amount of memory on a zstd bomb, and stops when aborted', async () => {
+    const tmp = tempDir()
+    const src = path.join(tmp, 'src')
+    fs.mkdirSync(src)
+    fs.writeFileSync(path.join(src, 'zeros'), '')
+    fs.truncateSync(path.join(src, 'zeros'), 512 * 1024 * 1024)
+    const tar = path.join(tmp, 'bomb.tar')
+    tarOf(src, tar)
+    const zst = compress(tar, 'zstd')
+    fs.rmSync(tar)
+    expect(fs.statSync(zst).size).toBeLessThan(1024 * 1024)
+    // 512 MiB out of well under 1 MiB in: a decompressor that emits all the output of an input chunk
+    // at once would hold it all
+    const base = process.memoryUsage().rss
+    let peak = base
+    const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 10)
+    try {
+      const layer = await expand(zst, TAR_ZSTD)
+      expect(layer.stats.tarBytes).toBeGreaterThan(512 * 1024 * 1024)
+      const zeros = layer.tree.entries.find((e) => e.path.toString() === 'zeros')!
+      // runs of zero chunks collapse into counted refs, as push writes them
+      expect(zeros.chunks.length).toBeLessThan(5)
+    } finally {
+      clearInterval(timer)
+    }
+    expect(peak - base).toBeLessThan(256 * 1024 * 1024)
+
+    const abort = new AbortController()
+    setTimeout(() => abort.abort(), 100)
+    await expectFailure(
+      expandLayer({ blob: zst, mediaType: TAR_ZSTD, params: DEFAULT_CHUNKER, signal: abort.signal, name: 'bomb' }),
+      'ERR_ABORTED', /^layer bomb: expansion aborted/)
+  })
+
   it('knows the compression of every layer media type', () => {
     expect(layerCompression('application/vnd.oci.image.layer.v1.tar')).toBe('none')
     expect(layerCompression('application/vnd.oci.image.layer.v1.tar+gzip')).toBe('gzip')
