@@ -1,0 +1,133 @@
+// Reading the files of an image layout. Every file is opened without following a symlink and must be
+// a regular file: a layout that came out of a snapshot could otherwise make the check read (and
+// approve) bytes from outside it. Blobs are hashed as they stream, so a layer of any size is checked
+// in constant memory.
+import { createHash } from 'node:crypto'
+import { constants, promises as fs } from 'node:fs'
+import path from 'node:path'
+import { isErrno, SnapdirError } from '../util/errors.js'
+import { formatDigest, type Digest } from './digest.js'
+
+const READ_SIZE = 1 << 20
+
+/**
+ * What is wrong with a layout, in a sentence that starts with the file or blob concerned
+ * ("index.json is not valid JSON: …"); the checker adds which layout.
+ */
+export class LayoutProblem extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'LayoutProblem'
+  }
+}
+
+/** A blob the layout does not have; told apart because foreign layers may be absent. */
+export class MissingBlobProblem extends LayoutProblem {
+  constructor(message: string) {
+    super(message)
+    this.name = 'MissingBlobProblem'
+  }
+}
+
+/**
+ * Opens `rel` under `root` as a regular file, never through a symlink at its last component. `what`
+ * is how messages name it (a blob by its role and digest, a top-level file by its name).
+ */
+async function openRegular(root: string, rel: string, what: string): Promise<{ fh: fs.FileHandle; size: number }> {
+  const where = what === rel ? '' : ` (${rel})`
+  let fh: fs.FileHandle
+  try {
+    fh = await fs.open(path.join(root, rel), constants.O_RDONLY | constants.O_NOFOLLOW)
+  } catch (err) {
+    if (isErrno(err, 'ENOENT', 'ENOTDIR')) throw new MissingBlobProblem(`${what} is missing${what === rel ? '' : ` (no ${rel})`}`)
+    if (isErrno(err, 'ELOOP')) throw new LayoutProblem(`${what} is a symbolic link${where}, not a file`)
+    throw new LayoutProblem(`${what} cannot be opened${where}: ${(err as Error).message}`)
+  }
+  try {
+    const st = await fh.stat()
+    if (!st.isFile()) throw new LayoutProblem(`${what} is not a regular file${where}`)
+    return { fh, size: st.size }
+  } catch (err) {
+    await fh.close()
+    throw err
+  }
+}
+
+/** A small top-level file whole (oci-layout, index.json), refusing one larger than `maxBytes`. */
+export async function readLayoutFile(root: string, rel: string, maxBytes: number): Promise<Buffer> {
+  const { fh, size } = await openRegular(root, rel, rel)
+  try {
+    if (size > maxBytes) throw new LayoutProblem(`${rel} is ${size} bytes; snapdir reads at most ${maxBytes}`)
+    const data = Buffer.alloc(size)
+    const { bytesRead } = await fh.read(data, 0, size, 0)
+    if (bytesRead !== size) throw new LayoutProblem(`${rel} changed while being read`)
+    return data
+  } catch (err) {
+    if (err instanceof LayoutProblem) throw err
+    throw new LayoutProblem(`${rel} cannot be read: ${(err as Error).message}`)
+  } finally {
+    await fh.close()
+  }
+}
+
+/**
+ * O_NOFOLLOW guards only a path's last component: `blobs` and `blobs/<algorithm>` must be real
+ * directories too, or the blobs read would not be the layout's.
+ */
+export async function checkBlobDirectory(root: string, algorithm: Digest['algorithm']): Promise<void> {
+  for (const rel of ['blobs', path.posix.join('blobs', algorithm)]) {
+    let st
+    try {
+      st = await fs.lstat(path.join(root, rel))
+    } catch (err) {
+      if (isErrno(err, 'ENOENT', 'ENOTDIR')) return // each blob is then reported missing, by name
+      throw new LayoutProblem(`${rel} cannot be examined: ${(err as Error).message}`)
+    }
+    if (st.isSymbolicLink()) throw new LayoutProblem(`${rel} is a symbolic link; a layout's blobs must be inside it`)
+    if (!st.isDirectory()) throw new LayoutProblem(`${rel} is not a directory`)
+  }
+}
+
+export function blobPath(digest: Digest): string {
+  return path.posix.join('blobs', digest.algorithm, digest.encoded)
+}
+
+/**
+ * Checks that the blob a descriptor names exists, has the descriptor's size and hashes to its
+ * digest. With `keep`, returns its bytes (for manifests and indexes, which are then parsed; the
+ * caller bounds their size); otherwise streams it and returns null.
+ */
+export async function verifyBlob(
+  root: string,
+  blob: { digest: Digest; size: number; what: string },
+  options: { keep: boolean; signal?: AbortSignal | undefined },
+): Promise<Buffer | null> {
+  const { digest, size, what } = blob
+  const rel = blobPath(digest)
+  const { fh, size: actual } = await openRegular(root, rel, what)
+  try {
+    if (actual !== size) throw new LayoutProblem(`${what} has ${actual} bytes, its descriptor says ${size}`)
+    const hash = createHash(digest.algorithm)
+    const kept = options.keep ? Buffer.alloc(size) : null
+    const buf = kept ?? Buffer.allocUnsafe(Math.min(READ_SIZE, size))
+    let offset = 0
+    while (offset < size) {
+      if (options.signal?.aborted) throw new SnapdirError('ERR_ABORTED', `checking ${rel} was aborted`)
+      const at = kept ? offset : 0
+      const { bytesRead } = await fh.read(buf, at, Math.min(buf.length - at, size - offset), offset)
+      if (bytesRead === 0) throw new LayoutProblem(`${what} changed while being read`)
+      hash.update(buf.subarray(at, at + bytesRead))
+      offset += bytesRead
+    }
+    // a blob that grew since it was measured is not the blob that was hashed
+    if ((await fh.read(Buffer.alloc(1), 0, 1, size)).bytesRead !== 0) throw new LayoutProblem(`${what} changed while being read`)
+    const computed = formatDigest({ algorithm: digest.algorithm, encoded: hash.digest('hex') })
+    if (computed !== formatDigest(digest)) throw new LayoutProblem(`${what} does not match its digest: its content hashes to ${computed}`)
+    return kept
+  } catch (err) {
+    if (err instanceof LayoutProblem || err instanceof SnapdirError) throw err
+    throw new LayoutProblem(`${what} cannot be read (${rel}): ${(err as Error).message}`)
+  } finally {
+    await fh.close()
+  }
+}
