@@ -5,6 +5,8 @@ import { native } from '../chunk/native.js'
 import { toHex } from '../format/id.js'
 import { treeSize, type Tree, type TreeEntry } from '../format/tree.js'
 import { printablePath } from '../format/tree-paths.js'
+import { checkImageLayout } from '../oci/check-layout.js'
+import { isImageLayout } from '../oci/image-layout.js'
 import { readTree } from '../store/objects.js'
 import type { Store } from '../store/store.js'
 import { forEachLimit } from '../util/concurrency.js'
@@ -41,6 +43,7 @@ export async function pull(store: Store, id: string, target: string, options: Pu
   await fs.mkdir(tmp, { mode: 0o700 })
   try {
     await materialise(store, tree, Buffer.from(tmp), options)
+    if (await isImageLayout(tmp)) await checkPulledLayout(tmp, dest, id)
     await fs.rename(tmp, dest).catch((err: unknown) => {
       throw new SnapdirError('ERR_TARGET', `cannot move the pulled tree into ${dest}: ${(err as Error).message}`, { cause: err })
     })
@@ -49,6 +52,19 @@ export async function pull(store: Store, id: string, target: string, options: Pu
     throw err
   }
   return tree
+}
+
+/**
+ * Chunks are verified, but an image layout also promises that each blob matches its digest; a
+ * snapshot that breaks that promise is not put in place for a runtime to trip over later.
+ */
+async function checkPulledLayout(tmp: string, dest: string, id: string): Promise<void> {
+  try {
+    await checkImageLayout(tmp, { shownAs: dest })
+  } catch (err) {
+    if (!(err instanceof SnapdirError) || err.code !== 'ERR_SOURCE') throw err
+    throw new SnapdirError('ERR_SNAPSHOT_DAMAGED', `snapshot ${id}: ${err.message}`, { cause: err, data: err.data })
+  }
 }
 
 async function checkTarget(dest: string): Promise<void> {

@@ -1,5 +1,7 @@
 import path from 'node:path'
 import { treeSize } from '../format/tree.js'
+import { checkImageLayout } from '../oci/check-layout.js'
+import { isImageLayout } from '../oci/image-layout.js'
 import { writeTree } from '../store/objects.js'
 import { addRevision, type Revision } from '../store/revisions.js'
 import { ensureStoreConfig } from '../store/store-config.js'
@@ -42,6 +44,11 @@ export async function push(store: Store, dir: string, options: PushOptions = {})
     // the whole source is read before the store is touched: a bad DIR writes nothing
     const scanned = await scanDirectory(dir)
     phase('scan')
+    // an image layout whose blobs do not match their digests is refused before it could be stored
+    if (await isImageLayout(dir)) {
+      await checkImageLayout(dir)
+      phase('image-check')
+    }
     await store.open({ create: true })
     const params = await ensureStoreConfig(store)
     built = await buildSnapshot(scanned, {
