@@ -56,6 +56,7 @@ write(b'sgid/file', b'x', 0o2711)
 write(b'owned-big-ids', b'ids past the octal fields\n', 0o600, 3000000, 4000000)
 write(b'names/caf\xe9', b'not utf-8 name\n')
 write(b'${LONG_DIR}/file-with-a-long-name-past-one-hundred-bytes', b'long\n')
+write(b'${LONG_DIR}/not-utf8-\xff\xfe-' + b'n' * 40, b'long and not utf-8: a PAX path of raw bytes\n')
 write(b'xattrs', b'xattrs here\n')
 os.setxattr(p(b'xattrs'), b'user.text', b'plain')
 os.setxattr(p(b'xattrs'), b'user.binary', b'\x01\x80\xff\x00\x0a=bin')
@@ -345,6 +346,23 @@ describe('layer expansion of hostile and broken layers', () => {
     expect(at('abs')).toMatchObject({ type: 'dir', mode: 0o755, uid: 0, gid: 0, mtimeSec: 0 })
     expect(at('h')).toMatchObject({ type: 'hardlink', target: Buffer.from('abs/path') })
     expect((await content(store, at('x/y'))).toString()).toBe('messy')
+  })
+
+  it('applies PAX global headers to the entries after them', async () => {
+    const tmp = tempDir()
+    const out = path.join(tmp, 'global.tar')
+    run('python3', ['-c', String.raw`
+import io, sys, tarfile
+with tarfile.open(sys.argv[1], 'w', format=tarfile.PAX_FORMAT, pax_headers={'uid': '4242', 'comment': 'git archive writes one'}) as t:
+    i = tarfile.TarInfo('plain'); i.mtime = 1700000000; i.uid = 7
+    t.addfile(i, io.BytesIO(b''))
+    i = tarfile.TarInfo('own'); i.mtime = 1700000000; i.uid = 7; i.pax_headers = {'uid': '99', 'mtime': '1700000000.5'}
+    t.addfile(i, io.BytesIO(b''))
+`, out])
+    const layer = await expand(out)
+    const at = (p: string): TreeEntry => layer.tree.entries.find((e) => e.path.toString() === p)!
+    expect(at('plain')).toMatchObject({ uid: 4242, mtimeSec: 1700000000, mtimeNsec: 0 })
+    expect(at('own')).toMatchObject({ uid: 99, mtimeSec: 1700000000, mtimeNsec: 500_000_000 })
   })
 
   it('applies later entries over earlier ones as extraction does', async () => {
