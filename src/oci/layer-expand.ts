@@ -247,7 +247,9 @@ class Expander {
     return new SnapdirError('ERR_SOURCE', `${this.what}: ${why}`, { cause: err, data: { blob } })
   }
 
+  /** After success or failure: no chunk write is left running behind the caller's back, no spill file left. */
   async close(): Promise<void> {
+    await this.sink.drain().catch(() => undefined)
     await this.spill.close()
   }
 

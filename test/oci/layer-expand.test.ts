@@ -524,6 +524,34 @@ with tarfile.open(sys.argv[1], 'w', format=tarfile.PAX_FORMAT, pax_headers={'uid
       'ERR_ABORTED', /^layer bomb: expansion aborted/)
   })
 
+  it('passes a store failure through, with no write left running', async () => {
+    const tmp = tempDir()
+    const src = path.join(tmp, 'src')
+    makeSource(src)
+    const tar = path.join(tmp, 'layer.tar')
+    tarOf(src, tar)
+    class FailingStore extends MemoryStore {
+      attempts = 0
+      settled = 0
+      override async put(key: string, data: Buffer): Promise<void> {
+        try {
+          // the first writes are slow, the sixth fails at once: the failure is known while they still run
+          if (++this.attempts > 5) throw new SnapdirError('ERR_STORE_IO', `${this.url}: disk full`)
+          await new Promise((r) => setTimeout(r, 300))
+          return await super.put(key, data)
+        } finally {
+          this.settled++
+        }
+      }
+    }
+    const store = new FailingStore()
+    await store.open({ create: true })
+    await expectFailure(expand(tar, TAR, store), 'ERR_STORE_IO', /disk full/)
+    // every write that was started has ended by the time the expansion reports the failure
+    expect(store.attempts).toBeGreaterThan(5)
+    expect(store.settled).toBe(store.attempts)
+  })
+
   it('knows the compression of every layer media type', () => {
     expect(layerCompression('application/vnd.oci.image.layer.v1.tar')).toBe('none')
     expect(layerCompression('application/vnd.oci.image.layer.v1.tar+gzip')).toBe('gzip')
