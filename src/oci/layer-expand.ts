@@ -187,13 +187,14 @@ class Expander {
 
   async run(compression: LayerCompression): Promise<ExpandedLayer> {
     const { blob, signal } = this.options
-    const blobHash = createHash('sha256')
     const tarHash = createHash('sha256')
+    // an uncompressed blob is the tar: one hash serves as both digest and diff_id
+    const blobHash = compression === 'none' ? null : createHash('sha256')
     const source = fs.createReadStream(blob, { highWaterMark: 1024 * 1024 })
     // latin1: names as bytes, one char per byte (tar-stream passes this to its header decoder)
     const ex = extract({ filenameEncoding: 'latin1' } as Parameters<typeof extract>[0])
     const paxGlobal = losslessPax(ex)
-    const stages: Array<NodeJS.ReadWriteStream | ((input: AsyncIterable<Buffer>) => AsyncGenerator<Buffer>)> = [tap(blobHash)]
+    const stages: Array<NodeJS.ReadWriteStream | ((input: AsyncIterable<Buffer>) => AsyncGenerator<Buffer>)> = blobHash ? [tap(blobHash)] : []
     if (compression === 'gzip') stages.push(zlib.createGunzip({ chunkSize: 256 * 1024 }))
     if (compression === 'zstd') stages.push(zstdDecompress)
     stages.push(tap(tarHash, (n) => (this.stats.tarBytes += n)))
@@ -226,7 +227,8 @@ class Expander {
     this.stats.entries = tree.entries.length
     this.stats.chunksWritten = this.sink.chunksWritten
     this.stats.bytesWritten = this.sink.bytesWritten
-    return { tree, digest: `sha256:${blobHash.digest('hex')}`, diffId: `sha256:${tarHash.digest('hex')}`, stats: this.stats }
+    const diffId = `sha256:${tarHash.digest('hex')}`
+    return { tree, digest: blobHash ? `sha256:${blobHash.digest('hex')}` : diffId, diffId, stats: this.stats }
   }
 
   /** Maps whatever stopped the expansion to one SnapdirError naming the layer. */
