@@ -8,25 +8,11 @@
 // path order carries it and the others become hardlink entries naming that one.
 import type { ChunkerParams } from '../chunk/params.js'
 import { checkTreePaths, printablePath } from '../format/tree-paths.js'
-import { compareBytes, type ChunkRef, type EntryType, type Tree, type TreeEntry } from '../format/tree.js'
+import { compareBytes, type EntryType, type Tree, type TreeEntry } from '../format/tree.js'
 import { SnapdirError } from '../util/errors.js'
 
-/** What one name of the layer points at; hardlinked names point at the same object. */
-export interface LayerInode {
-  type: Exclude<EntryType, 'hardlink'>
-  mode: number
-  uid: number
-  gid: number
-  mtimeSec: number
-  mtimeNsec: number
-  size: number
-  /** symlink target, kept as written and never followed */
-  target: Buffer | null
-  rdev: number
-  xattrs: Array<[Buffer, Buffer]>
-  chunks: ChunkRef[]
-  inline?: Buffer
-}
+/** What one name of the layer points at (a tree entry without its path); hardlinked names share one. */
+export type LayerInode = Omit<TreeEntry, 'path' | 'type'> & { type: Exclude<EntryType, 'hardlink'> }
 
 const SLASH = 0x2f
 const DOT = 0x2e
