@@ -36,7 +36,7 @@ export function progressBar(unit: 'bytes' | 'items', enabled = process.stderr.is
     },
     cliProgress.Presets.shades_classic,
   )
-  const started = Date.now()
+  let started = Date.now()
   const extra = (total: number) => ({
     done: formatBytes(value),
     all: formatBytes(total),
@@ -45,7 +45,10 @@ export function progressBar(unit: 'bytes' | 'items', enabled = process.stderr.is
   let total = 0
   return {
     start(t, label) {
+      // a bar may be started again for the next phase of a command: it counts from zero
       total = t
+      value = 0
+      started = Date.now()
       bar.start(Math.max(1, t), 0, { label, ...extra(t) })
     },
     add(n) {

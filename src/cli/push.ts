@@ -20,12 +20,17 @@ export function registerPush(program: Command): void {
         try {
           const result = await push(store, dir, {
             ...(opts.name !== undefined ? { name: opts.name } : {}),
-            onScanned: (total) => bar.start(total, 'push'),
+            onLayersPlanned: (total) => bar.start(total, 'expand layers'),
+            onLayerBytes: (n) => bar.add(n),
+            onScanned: (total) => {
+              bar.stop()
+              bar.start(total, 'push')
+            },
             onBytes: (n) => bar.add(n),
           })
           bar.stop()
           if (opts.json) {
-            process.stdout.write(JSON.stringify({ id: result.id, ...result.stats, phases: result.phases, revision: result.revision }) + '\n')
+            process.stdout.write(JSON.stringify({ id: result.id, ...result.stats, ...(result.layers ? { layers: result.layers } : {}), phases: result.phases, revision: result.revision }) + '\n')
           }
           else process.stdout.write(result.id + '\n')
         } finally {

@@ -2,6 +2,7 @@ import path from 'node:path'
 import { treeSize } from '../format/tree.js'
 import { checkImageLayout } from '../oci/check-layout.js'
 import { isImageLayout } from '../oci/image-layout.js'
+import { expandImageLayers, layoutLayers, writeLayerRefs, writeLayerTrees, type ExpandedImageLayers, type LayoutLayer } from '../oci/image-layers.js'
 import { writeTree } from '../store/objects.js'
 import { addRevision, type Revision } from '../store/revisions.js'
 import { ensureStoreConfig } from '../store/store-config.js'
@@ -14,6 +15,8 @@ export interface PushResult {
   id: string
   revision: Revision
   stats: BuildStats
+  /** for an image layout: its layers, expanded into the store or found there already */
+  layers?: ExpandedImageLayers['stats']
   /** seconds spent in each phase, in order */
   phases: Record<string, number>
 }
@@ -22,12 +25,19 @@ export interface PushOptions {
   name?: string
   onScanned?: (totalBytes: number, entries: number) => void
   onBytes?: (bytes: number) => void
+  /** an image layout's layers are expanded first: their total blob bytes, then each layer's as it is done */
+  onLayersPlanned?: (totalBytes: number, layers: number) => void
+  onLayerBytes?: (bytes: number) => void
 }
 
 /**
  * Snapshots a directory into a store. Order matters for crash safety: every chunk is written, then
  * flushed, before the tree that names them; the tree before the revision that names it. A push
  * killed at any point leaves only unreferenced objects, which the next push reuses.
+ *
+ * An OCI image layout is also expanded (oci/image-layers.ts): each of its layers becomes a tree of
+ * its own, named by a ref under refs/layers/. The order is then: chunks (the layers' and the
+ * bundle's), layer trees, layer refs, bundle tree, revision, with a flush between steps.
  */
 export async function push(store: Store, dir: string, options: PushOptions = {}): Promise<PushResult> {
   const phases: Record<string, number> = {}
@@ -40,6 +50,8 @@ export async function push(store: Store, dir: string, options: PushOptions = {})
   // workers start loading while the source is scanned
   const pool = new WorkerPool()
   let built
+  let layers: LayoutLayer[] | null = null
+  let expanded: ExpandedImageLayers | null = null
   try {
     // the whole source is read before the store is touched: a bad DIR writes nothing
     const scanned = await scanDirectory(dir)
@@ -47,10 +59,17 @@ export async function push(store: Store, dir: string, options: PushOptions = {})
     // an image layout whose blobs do not match their digests is refused before it could be stored
     if (await isImageLayout(dir)) {
       await checkImageLayout(dir)
+      layers = await layoutLayers(dir)
       phase('image-check')
     }
     await store.open({ create: true })
     const params = await ensureStoreConfig(store)
+    if (layers !== null) {
+      // before the bundle: a layer that does not match its diff_id fails the push early
+      options.onLayersPlanned?.(layers.reduce((a, l) => a + l.descriptor.size, 0), layers.length)
+      expanded = await expandImageLayers(store, dir, layers, { params, ...(options.onLayerBytes ? { onLayer: options.onLayerBytes } : {}) })
+      phase('layers')
+    }
     built = await buildSnapshot(scanned, {
       params,
       store,
@@ -65,6 +84,14 @@ export async function push(store: Store, dir: string, options: PushOptions = {})
   const { tree, stats } = built
   await store.flush()
   phase('flush')
+  let image: Revision['image'] | undefined
+  if (expanded !== null) {
+    await writeLayerTrees(store, expanded)
+    await store.flush()
+    image = { layers: await writeLayerRefs(store, expanded) }
+    await store.flush()
+    phase('layer-refs')
+  }
   const id = await writeTree(store, tree)
   await store.flush()
   phase('tree')
@@ -73,8 +100,9 @@ export async function push(store: Store, dir: string, options: PushOptions = {})
     name: options.name ?? path.basename(path.resolve(dir)),
     size: treeSize(tree),
     source: path.resolve(dir),
+    ...(image ? { image } : {}),
   })
   await store.flush()
   phase('revision')
-  return { id, revision, stats, phases }
+  return { id, revision, stats, ...(expanded ? { layers: expanded.stats } : {}), phases }
 }

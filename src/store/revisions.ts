@@ -14,6 +14,11 @@ export interface Revision {
   name: string
   size: number
   source: string
+  /**
+   * For the push of an OCI image layout: its layers (each distinct digest once), with the expanded
+   * tree of each (oci/image-layers.ts). Absent in other revisions and in those of older versions.
+   */
+  image?: { layers: Array<{ digest: string; diffId: string; tree: string }> }
 }
 
 export async function listRevisions(store: Store): Promise<Revision[]> {
@@ -42,6 +47,7 @@ export async function addRevision(store: Store, rev: Omit<Revision, 'previous_id
     name: rev.name,
     size: rev.size,
     source: rev.source,
+    ...(rev.image ? { image: rev.image } : {}),
   }
   const stamp = now.toISOString().replace(/[-:.]/g, '')
   await store.put(`${PREFIX}${stamp}-${rev.id.slice(0, 16)}-${randomBytes(4).toString('hex')}.json`, Buffer.from(JSON.stringify(record) + '\n'))

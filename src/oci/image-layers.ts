@@ -1,0 +1,240 @@
+// Layers of an image layout, stored expanded: every layer reachable from index.json becomes a snapdir
+// tree (layer-expand.ts) in the store, and a small ref names it by the layer's diff_id:
+//
+//   refs/layers/<diff_id hex>   JSON {"diffId", "digests": [...], "mediaType", "tree"}
+//
+// A layer whose ref already lists its digest is not read again: the ref was written only after a full
+// expansion checked that the blob of that digest decompresses to that diff_id and gave that tree.
+// Expansion writes chunks only; trees and refs are written by writeLayerTrees / writeLayerRefs, which
+// push calls in order (chunks, trees, refs), each step flushed, so a ref never names a missing tree.
+import { promises as fs } from 'node:fs'
+import path from 'node:path'
+import type { ChunkerParams } from '../chunk/params.js'
+import type { Tree } from '../format/tree.js'
+import { writeTree } from '../store/objects.js'
+import type { Store } from '../store/store.js'
+import { isErrno, SnapdirError } from '../util/errors.js'
+import { blobPath } from './blob-file.js'
+import { isObject, parseDescriptor, quote, type Descriptor } from './descriptor.js'
+import { formatDigest } from './digest.js'
+import { MAX_DOCUMENT_BYTES, parseJson, readLayoutIndex } from './image-layout.js'
+import { expandLayer, layerCompression, type LayerStats } from './layer-expand.js'
+import { INDEX_TYPES, MANIFEST_TYPES } from './media-types.js'
+
+export const LAYER_REFS = 'refs/layers/'
+
+/** What refs/layers/<diff_id hex> holds. */
+export interface LayerRef {
+  diffId: string
+  /** the blobs (compressed or not) known to expand to this diff_id's tree */
+  digests: string[]
+  mediaType: string
+  tree: string
+}
+
+/** One layer of an image push, as the revision lists it. */
+export interface ImageLayer {
+  digest: string
+  diffId: string
+  tree: string
+}
+
+/** A distinct layer blob of a layout, with every place that uses it. */
+export interface LayoutLayer {
+  descriptor: Descriptor
+  /** the diff_id the config gives the layer, and which manifest says so; one per use */
+  uses: Array<{ diffId: string; manifest: string; position: number }>
+}
+
+/** Image configs that list rootfs.diff_ids; other configs (artifacts) have no layers to expand. */
+const IMAGE_CONFIG_TYPES: ReadonlySet<string> = new Set(['application/vnd.oci.image.config.v1+json', 'application/vnd.docker.container.image.v1+json'])
+
+export function layerRefKey(diffId: string): string {
+  const hex = /^sha256:([0-9a-f]{64})$/.exec(diffId)?.[1]
+  if (hex === undefined) throw new SnapdirError('ERR_SOURCE', `diff_id ${quote(diffId)} is not a sha256 digest`)
+  return `${LAYER_REFS}${hex}`
+}
+
+/**
+ * The tar layers an image layout's images use, each distinct digest once, in the order first met.
+ * Call after checkImageLayout: this trusts the blobs' digests and only reads what it needs.
+ * Layers that are not tars (artifacts), and foreign layers the layout leaves out, are not listed.
+ */
+export async function layoutLayers(dir: string): Promise<LayoutLayer[]> {
+  const problem = (message: string): SnapdirError => new SnapdirError('ERR_SOURCE', `OCI image layout ${dir}: ${message}`, { data: { layout: dir } })
+  const byDigest = new Map<string, LayoutLayer>()
+  const seen = new Set<string>()
+  const listed = (doc: Record<string, unknown>): Descriptor[] =>
+    (Array.isArray(doc.manifests) ? doc.manifests : []).map((v) => parseDescriptor(v)).filter((d): d is Descriptor => typeof d !== 'string')
+  const pending = listed(await readLayoutIndex(dir))
+  for (let next = pending.shift(); next; next = pending.shift()) {
+    const name = formatDigest(next.digest)
+    if (seen.has(name)) continue
+    seen.add(name)
+    const doc = await readDocument(dir, next, `${INDEX_TYPES.has(next.mediaType) ? 'image index' : 'manifest'} ${name}`)
+    if (INDEX_TYPES.has(next.mediaType)) {
+      pending.push(...listed(doc))
+      continue
+    }
+    if (!MANIFEST_TYPES.has(next.mediaType)) continue
+    const config = parseDescriptor(doc.config)
+    if (typeof config === 'string' || !IMAGE_CONFIG_TYPES.has(config.mediaType)) continue
+    const layers = (Array.isArray(doc.layers) ? doc.layers : []).map((v) => parseDescriptor(v)).filter((d): d is Descriptor => typeof d !== 'string')
+    const configDoc = await readDocument(dir, config, `config ${formatDigest(config.digest)} of manifest ${name}`)
+    const rootfs = configDoc.rootfs
+    const diffIds = isObject(rootfs) && Array.isArray(rootfs.diff_ids) ? rootfs.diff_ids : null
+    if (diffIds === null || diffIds.length !== layers.length || !diffIds.every((d) => typeof d === 'string')) {
+      throw problem(`config ${formatDigest(config.digest)} of manifest ${name} lists ${diffIds === null ? 'no' : diffIds.length} rootfs.diff_ids for ${layers.length} layers`)
+    }
+    for (const [position, layer] of layers.entries()) {
+      if (layerCompression(layer.mediaType) === null) continue
+      const key = formatDigest(layer.digest)
+      if (layer.urls.length > 0 && !(await exists(path.join(dir, blobPath(layer.digest))))) continue // foreign, left out
+      const entry = byDigest.get(key) ?? { descriptor: layer, uses: [] }
+      entry.uses.push({ diffId: diffIds[position] as string, manifest: name, position })
+      byDigest.set(key, entry)
+    }
+  }
+  return [...byDigest.values()]
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await fs.lstat(file)
+    return true
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return false
+    throw err
+  }
+}
+
+async function readDocument(dir: string, d: Descriptor, what: string): Promise<Record<string, unknown>> {
+  if (d.size > MAX_DOCUMENT_BYTES) throw new SnapdirError('ERR_SOURCE', `OCI image layout ${dir}: ${what} is too large`)
+  const data = await fs.readFile(path.join(dir, blobPath(d.digest)))
+  let doc: unknown
+  try {
+    doc = parseJson(data, what)
+  } catch (err) {
+    throw new SnapdirError('ERR_SOURCE', `OCI image layout ${dir}: ${(err as Error).message}`, { cause: err })
+  }
+  if (!isObject(doc)) throw new SnapdirError('ERR_SOURCE', `OCI image layout ${dir}: ${what} is not a JSON object`)
+  return doc
+}
+
+export async function readLayerRef(store: Store, diffId: string): Promise<LayerRef | null> {
+  let raw: Buffer
+  try {
+    raw = await store.get(layerRefKey(diffId))
+  } catch (err) {
+    if (err instanceof SnapdirError && err.code === 'ERR_OBJECT_MISSING') return null
+    throw err
+  }
+  try {
+    const ref = JSON.parse(raw.toString('utf8')) as LayerRef
+    if (typeof ref.tree === 'string' && Array.isArray(ref.digests)) return ref
+  } catch {
+    // reported below
+  }
+  throw new SnapdirError('ERR_STORE_IO', `store ${store.url}: layer ref ${layerRefKey(diffId)} is not a layer ref (JSON with tree and digests)`)
+}
+
+/**
+ * Writes (or extends) a layer's ref; the tree must be stored and flushed already. Read-modify-write:
+ * two pushes racing on the same diff_id each write a complete ref naming the same tree (one tree per
+ * diff_id: expansion is deterministic), so the worst a race does is drop the other push's digest,
+ * which only costs a re-expansion of that blob on a later push.
+ */
+export async function writeLayerRef(store: Store, ref: LayerRef): Promise<void> {
+  const existing = await readLayerRef(store, ref.diffId)
+  let record = ref
+  if (existing !== null) {
+    const digests = [...new Set([...existing.digests, ...ref.digests])].sort()
+    if (existing.tree === ref.tree && digests.length === existing.digests.length) return
+    record = { diffId: ref.diffId, digests, mediaType: existing.mediaType, tree: ref.tree }
+  }
+  await store.put(layerRefKey(ref.diffId), Buffer.from(JSON.stringify(record) + '\n'))
+}
+
+export interface ExpandedImageLayers {
+  /** by digest: the diff_id, its tree ID (known once written) and, when expanded now, the tree */
+  layers: Map<string, { diffId: string; mediaType: string; tree: Tree | null; treeId: string | null }>
+  stats: { layers: number; expanded: number; skipped: number; chunksWritten: number; bytesWritten: number; tarBytes: number }
+}
+
+export interface ExpandImageOptions {
+  params: ChunkerParams
+  signal?: AbortSignal
+  /** after each layer, expanded or skipped, with its blob size */
+  onLayer?: (bytes: number) => void
+}
+
+/**
+ * Expands the layout's layers into the store (chunks only; see writeLayerTrees and writeLayerRefs).
+ * A layer whose blob does not hash to its digest, or whose tar does not hash to the diff_id its image
+ * config gives it, is one ERR_SOURCE naming the layer and the manifest.
+ */
+export async function expandImageLayers(store: Store, dir: string, layers: LayoutLayer[], options: ExpandImageOptions): Promise<ExpandedImageLayers> {
+  const out: ExpandedImageLayers = { layers: new Map(), stats: { layers: layers.length, expanded: 0, skipped: 0, chunksWritten: 0, bytesWritten: 0, tarBytes: 0 } }
+  // one at a time: expansion is CPU-bound on this thread, and chunk writes already overlap within one
+  for (const layer of layers) {
+    const digest = formatDigest(layer.descriptor.digest)
+    const use = layer.uses[0]!
+    const what = (u: { manifest: string; position: number }): string => `layer ${digest} (layers[${u.position}] of manifest ${u.manifest})`
+    const known = await readLayerRef(store, use.diffId)
+    if (known !== null && known.digests.includes(digest) && layer.uses.every((u) => u.diffId === use.diffId)) {
+      out.layers.set(digest, { diffId: use.diffId, mediaType: layer.descriptor.mediaType, tree: null, treeId: known.tree })
+      out.stats.skipped++
+      options.onLayer?.(layer.descriptor.size)
+      continue
+    }
+    const expanded = await expandLayer({
+      blob: path.join(dir, blobPath(layer.descriptor.digest)),
+      mediaType: layer.descriptor.mediaType,
+      params: options.params,
+      store,
+      name: `${digest} of manifest ${use.manifest}`,
+      ...(options.signal ? { signal: options.signal } : {}),
+    })
+    if (expanded.digest !== digest) {
+      throw new SnapdirError('ERR_SOURCE', `OCI image layout ${dir}: ${what(use)} hashes to ${expanded.digest} (it changed while being pushed)`, { data: { layout: dir, layer: digest } })
+    }
+    for (const u of layer.uses) {
+      if (u.diffId !== expanded.diffId) {
+        throw new SnapdirError(
+          'ERR_SOURCE',
+          `OCI image layout ${dir}: ${what(u)} uncompresses to ${expanded.diffId}, but the image config says its diff_id is ${u.diffId}`,
+          { data: { layout: dir, layer: digest, manifest: u.manifest } },
+        )
+      }
+    }
+    addStats(out.stats, expanded.stats)
+    out.stats.expanded++
+    out.layers.set(digest, { diffId: expanded.diffId, mediaType: layer.descriptor.mediaType, tree: expanded.tree, treeId: null })
+    options.onLayer?.(layer.descriptor.size)
+  }
+  return out
+}
+
+function addStats(into: ExpandedImageLayers['stats'], s: LayerStats): void {
+  into.chunksWritten += s.chunksWritten
+  into.bytesWritten += s.bytesWritten
+  into.tarBytes += s.tarBytes
+}
+
+/** Writes the trees of the layers expanded now; their chunks must be flushed already. */
+export async function writeLayerTrees(store: Store, expanded: ExpandedImageLayers): Promise<void> {
+  for (const layer of expanded.layers.values()) {
+    if (layer.tree !== null) layer.treeId = await writeTree(store, layer.tree)
+  }
+}
+
+/** Writes the layer refs; the trees must be flushed already. Returns the layers for the revision. */
+export async function writeLayerRefs(store: Store, expanded: ExpandedImageLayers): Promise<ImageLayer[]> {
+  const out: ImageLayer[] = []
+  for (const [digest, layer] of expanded.layers) {
+    const tree = layer.treeId!
+    if (layer.tree !== null) await writeLayerRef(store, { diffId: layer.diffId, digests: [digest], mediaType: layer.mediaType, tree })
+    out.push({ digest, diffId: layer.diffId, tree })
+  }
+  return out
+}
