@@ -234,4 +234,22 @@ withTools('push of an image layout expands its layers', () => {
     expect(countObjects(path.join(store, 'trees'))).toBe(0)
     expect(countObjects(path.join(store, 'refs', 'revisions'))).toBe(0)
   })
+
+  it('sync brings the expanded layers along: trees, refs and the revision listing them', async () => {
+    const t = tempDir()
+    const a = path.join(t, 'a')
+    const b = path.join(t, 'b')
+    const out = await pushJson(a, image)
+    await snapdirOk(['sync', '--id', out.id, '--from', a, '--to', b])
+    expect(layerRefs(b)).toEqual(layerRefs(a))
+    for (const layer of out.revision.image!.layers) {
+      expect(existsSync(path.join(b, 'trees', layer.tree.slice(0, 2), layer.tree))).toBe(true)
+      await snapdirOk(['verify', '--store', b, '--id', layer.tree])
+    }
+    const revs = (await snapdirOk(['revisions', '--store', b])).trim().split('\n').map((l) => JSON.parse(l) as PushJson['revision'])
+    expect(revs.at(-1)?.image).toEqual(out.revision.image)
+    // the destination knows the layers now: a push of the image there expands nothing
+    const again = await pushJson(b, image)
+    expect(again.layers).toMatchObject({ expanded: 0, skipped: 3 })
+  })
 })
