@@ -12,7 +12,7 @@ import { printablePath } from '../../src/format/tree-paths.js'
 import type { TreeEntry } from '../../src/format/tree.js'
 import { FileStore } from '../../src/store/file-store.js'
 import { readObject, readTree } from '../../src/store/objects.js'
-import { countObjects, snapdir, snapdirOk, tempDir } from '../helpers/cli.js'
+import { countObjects, killWhen, snapdir, snapdirOk, tempDir } from '../helpers/cli.js'
 import { blobFile, buildUmociImage, editFirstManifest, firstManifest, missingTools, sha256, tool } from '../helpers/oci.js'
 
 const missing = missingTools('umoci', 'setfattr', 'gzip')
@@ -251,5 +251,23 @@ withTools('push of an image layout expands its layers', () => {
     // the destination knows the layers now: a push of the image there expands nothing
     const again = await pushJson(b, image)
     expect(again.layers).toMatchObject({ expanded: 0, skipped: 3 })
+  })
+
+  it('a push killed at any point leaves no layer ref naming a missing tree; the next push completes', async () => {
+    const treeExists = (store: string, id: string): boolean => existsSync(path.join(store, 'trees', id.slice(0, 2), id))
+    const stages: Array<[string, (store: string) => boolean]> = [
+      ['some chunks stored', (store) => countObjects(path.join(store, 'chunks')) >= 1],
+      ['some tree stored', (store) => countObjects(path.join(store, 'trees')) >= 1],
+      ['some layer ref stored', (store) => countObjects(path.join(store, 'refs', 'layers')) >= 1],
+    ]
+    for (const [when, ready] of stages) {
+      const store = path.join(tempDir(), 'store')
+      await killWhen(['push', '--store', store, image], () => ready(store))
+      for (const [name, ref] of layerRefs(store)) expect(treeExists(store, ref.tree), `killed once ${when}: ref ${name}`).toBe(true)
+      const out = await pushJson(store, image)
+      for (const layer of out.revision.image!.layers) expect(treeExists(store, layer.tree)).toBe(true)
+      expect(layerRefs(store).size).toBe(3)
+      await snapdirOk(['verify', '--store', store, '--id', out.id])
+    }
   })
 })
