@@ -27,7 +27,7 @@ import type { ChunkerParams } from '../chunk/params.js'
 import { toHex } from '../format/id.js'
 import { encodeObject } from '../format/object.js'
 import type { ChunkRef, Tree } from '../format/tree.js'
-import { packGroups } from '../snapshot/pack-groups.js'
+import { cutGroup, packGroups } from '../snapshot/pack-groups.js'
 import type { FileJob } from '../snapshot/file-processor.js'
 import { objectKey } from '../store/objects.js'
 import type { Store } from '../store/store.js'
@@ -361,30 +361,8 @@ class Expander {
         await this.spill.read(stream, at, f.size, members[f.index]!.at)
         at += f.size
       }
-      const { lengths, count } = this.chunker.cuts(stream, true)
-      const chunks: Array<{ id: Buffer; start: number; end: number }> = []
-      let pos = 0
-      for (let i = 0; i < count; i++) {
-        const data = stream.subarray(pos, pos + lengths[i]!)
-        const id = hashBytes(data)
-        await this.sink.offer(id, data)
-        chunks.push({ id, start: pos, end: pos + data.length })
-        pos += data.length
-      }
-      let c = 0
-      let start = 0
-      for (const f of group.files) {
-        const end = start + f.size
-        const refs = members[f.index]!.refs
-        for (let p = start; p < end; ) {
-          while (chunks[c]!.end <= p) c++
-          const chunk = chunks[c]!
-          const n = Math.min(end, chunk.end) - p
-          refs.push({ id: chunk.id, offset: p - chunk.start, length: n, count: 1 })
-          p += n
-        }
-        start = end
-      }
+      const refs = await cutGroup(this.chunker, stream, group.files.map((f) => f.size), (id, data) => this.sink.offer(id, data))
+      group.files.forEach((f, i) => members[f.index]!.refs.push(...refs[i]!))
     }
   }
 }

@@ -10,7 +10,7 @@ import type { ChunkRef } from '../format/tree.js'
 import { objectKey } from '../store/objects.js'
 import type { Store } from '../store/store.js'
 import { TaskWindow } from '../util/concurrency.js'
-import type { PackJob } from './pack-groups.js'
+import { cutGroup, type PackJob } from './pack-groups.js'
 import { SnapdirError } from '../util/errors.js'
 
 /** One regular file to cut: where it is and what the scan saw. */
@@ -125,33 +125,8 @@ export class FileProcessor {
       }
       at += f.size
     }
-    const { lengths, count } = this.chunker.cuts(stream, true)
-    const chunks: Array<{ id: Buffer; start: number; end: number }> = []
-    let pos = 0
-    for (let i = 0; i < count; i++) {
-      const data = stream.subarray(pos, pos + lengths[i]!)
-      const id = hashBytes(data)
-      await this.offer(id, () => data)
-      chunks.push({ id, start: pos, end: pos + data.length })
-      pos += data.length
-    }
-    const results: FileResult[] = []
-    let c = 0
-    let start = 0
-    for (const f of pack.files) {
-      const end = start + f.size
-      const refs: ChunkRef[] = []
-      for (let p = start; p < end; ) {
-        while (chunks[c]!.end <= p) c++
-        const chunk = chunks[c]!
-        const take = Math.min(end, chunk.end) - p
-        refs.push({ id: chunk.id, offset: p - chunk.start, length: take, count: 1 })
-        p += take
-      }
-      results.push({ index: f.index, chunks: refs })
-      start = end
-    }
-    return results
+    const refs = await cutGroup(this.chunker, stream, pack.files.map((f) => f.size), (id, data) => this.offer(id, () => data))
+    return pack.files.map((f, i) => ({ index: f.index, chunks: refs[i]! }))
   }
 
   /** Waits for every chunk write; rethrows the first failure. */

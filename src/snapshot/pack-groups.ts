@@ -3,7 +3,9 @@
 // packs only files under packMax, in path order, into groups cut as one stream each. A group starts
 // at an "anchor": a file whose path hashes to 0 mod GROUP_ANCHOR. Anchors depend on names alone, so
 // adding or removing a file disturbs only its own group, and groups can be cut in parallel.
+import type { Chunker } from '../chunk/chunker.js'
 import { hashBytes } from '../chunk/hash.js'
+import type { ChunkRef } from '../format/tree.js'
 import type { FileJob } from './file-processor.js'
 
 /** One group in 128 files on average: about a megabyte of small files, a dozen chunks. */
@@ -33,4 +35,45 @@ export function packGroups(files: FileJob[], paths: Buffer[]): PackJob[] {
   })
   if (current.length > 0) groups.push({ files: current })
   return groups
+}
+
+/**
+ * Cuts a group's bytes (its files back to back, in group order) as one stream and gives each file its
+ * refs: slices of the group's chunks. Push and layer expansion both pack through this, so the same
+ * small files give the same chunks and refs whichever way they came. `offer` receives every chunk in
+ * order (to store it), and is awaited, so a slow store holds the cutting back.
+ */
+export async function cutGroup(
+  chunker: Chunker,
+  stream: Buffer,
+  sizes: number[],
+  offer: (id: Buffer, data: Buffer) => Promise<void>,
+): Promise<ChunkRef[][]> {
+  const { lengths, count } = chunker.cuts(stream, true)
+  const chunks: Array<{ id: Buffer; start: number; end: number }> = []
+  let pos = 0
+  for (let i = 0; i < count; i++) {
+    const data = stream.subarray(pos, pos + lengths[i]!)
+    const id = hashBytes(data)
+    await offer(id, data)
+    chunks.push({ id, start: pos, end: pos + data.length })
+    pos += data.length
+  }
+  const refsOfFiles: ChunkRef[][] = []
+  let c = 0
+  let start = 0
+  for (const size of sizes) {
+    const end = start + size
+    const refs: ChunkRef[] = []
+    for (let p = start; p < end; ) {
+      while (chunks[c]!.end <= p) c++
+      const chunk = chunks[c]!
+      const take = Math.min(end, chunk.end) - p
+      refs.push({ id: chunk.id, offset: p - chunk.start, length: take, count: 1 })
+      p += take
+    }
+    refsOfFiles.push(refs)
+    start = end
+  }
+  return refsOfFiles
 }
