@@ -132,9 +132,13 @@ export function blobHashes(layout: string): Array<{ name: string; sha256: string
     .map((name) => ({ name, sha256: sha256(readFileSync(path.join(dir, name))) }))
 }
 
-/** The reference tools these tests need that are not installed (scripts/setup.sh installs them). */
-export function missingTools(...tools: string[]): string[] {
-  return tools.filter((t) => spawnSync('sh', ['-c', `command -v ${t}`]).status !== 0)
+/**
+ * Fails the test file at once, naming what is absent, unless every reference tool it needs is
+ * installed. scripts/setup.sh installs them all, so a missing one is a broken set-up, never a skip.
+ */
+export function requireTools(...tools: string[]): void {
+  const missing = tools.filter((t) => spawnSync('sh', ['-c', `command -v ${t}`]).status !== 0)
+  if (missing.length > 0) throw new Error(`${missing.join(', ')} not installed: run make setup (scripts/setup.sh installs them)`)
 }
 
 /** Runs a reference tool and fails the test with its output unless it exits 0. */

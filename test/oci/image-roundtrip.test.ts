@@ -7,14 +7,10 @@ import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ID_RE, listFiles, manifest, snapdir, snapdirOk, tempDir, type RunResult } from '../helpers/cli.js'
-import { blobFile, blobHashes, buildUmociImage, editFirstManifest, firstManifest, flipByte, missingTools, sha256, tool, toolStatus } from '../helpers/oci.js'
+import { blobFile, blobHashes, buildUmociImage, editFirstManifest, firstManifest, flipByte, requireTools, sha256, tool, toolStatus } from '../helpers/oci.js'
 
 const TAG = 'v1'
-const missing = missingTools('umoci', 'skopeo', 'setfattr')
-if (missing.length > 0) {
-  console.warn(`test/oci/image-roundtrip: SKIPPING every test: ${missing.join(', ')} not installed (scripts/setup.sh installs them)`)
-}
-const withTools = missing.length > 0 ? describe.skip : describe
+requireTools('umoci', 'skopeo', 'setfattr')
 
 /** One image for the whole file (umoci takes a moment); each test copies what it changes. */
 let shared = ''
@@ -22,7 +18,6 @@ let image = ''
 let imageRootfs = ''
 
 beforeAll(() => {
-  if (missing.length > 0) return
   shared = mkdtempSync(path.join(os.tmpdir(), 'snapdir-oci-'))
   image = path.join(shared, 'image')
   buildUmociImage(image, TAG, path.join(shared, 'build-bundle'))
@@ -61,7 +56,7 @@ function expectSameLayout(pulled: string, original: string): void {
   expect(manifest(pulled), 'modes, owners and times too').toBe(manifest(original))
 }
 
-withTools('an image built with umoci', () => {
+describe('an image built with umoci', () => {
   it('has what the test means it to have: 3 layers, a whiteout, setuid, symlink, hardlinks, an xattr, another owner', () => {
     const { manifest: m } = firstManifest(image)
     expect(m.layers).toHaveLength(3)
@@ -148,7 +143,7 @@ async function expectRefused(layout: string, ...mentions: string[]): Promise<voi
   expect(listFiles(seeded), 'a refused push must not add anything to the store').toEqual(before)
 }
 
-withTools('push refuses a bad layout: exit 1, one line naming the blob, nothing stored', () => {
+describe('push refuses a bad layout: exit 1, one line naming the blob, nothing stored', () => {
   it('a layer with a flipped byte (skopeo refuses it too)', async () => {
     const layout = copyOfImage()
     const { descriptor, manifest: m } = firstManifest(layout)
