@@ -72,7 +72,9 @@ export async function sync(from: Store, to: Store, id: string, options: SyncOpti
   const origin = (await listRevisions(from)).filter((r) => r.id === id).at(-1)
   const layers = await layersToCopy(from, to, origin?.image?.layers ?? [])
   const layerTrees = layers.flatMap((l) => (l.tree && l.stored ? [{ id: l.id, tree: l.tree, stored: l.stored }] : []))
-  const chunks = [...new Set([tree, ...layerTrees.map((l) => l.tree)].flatMap((t) => t.entries.flatMap((e) => e.chunks.map((c) => toHex(c.id)))))]
+  // the bundle's tree first: damage is reported against the first tree that uses the chunk
+  const trees = [tree, ...layerTrees.map((l) => l.tree)]
+  const chunks = [...new Set(trees.flatMap((t) => t.entries.flatMap((e) => e.chunks.map((c) => toHex(c.id)))))]
   options.onPlan?.(chunks.length + 1 + layerTrees.length)
 
   await forEachLimit(chunks, options.jobs ?? 16, async (chunkId) => {
@@ -91,7 +93,7 @@ export async function sync(from: Store, to: Store, id: string, options: SyncOpti
       decodeObject(stored, chunkId, `chunk ${chunkId} from ${from.url}`) // re-hash in transit
     } catch (err) {
       if (isObjectDamage(err)) {
-        const users = [tree, ...layerTrees.map((l) => l.tree)].map((t) => describeUsers(t, chunkId)).find((d) => d !== '') ?? ''
+        const users = trees.map((t) => describeUsers(t, chunkId)).find((d) => d !== '') ?? ''
         throw new SnapdirError('ERR_SNAPSHOT_DAMAGED', `${err.message}${users}; nothing naming it was written to ${to.url}`, {
           cause: err,
           data: { chunk: chunkId },
