@@ -19,15 +19,20 @@ export interface MountProcess {
 
 const running = new Set<MountProcess>()
 
+/** The /proc/self/mountinfo line of the mount at dir, if any. */
+function mountLine(dir: string): string | undefined {
+  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === dir)
+}
+
 function isMounted(dir: string): boolean {
-  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === dir)
+  return mountLine(dir) !== undefined
 }
 
 /** Frees a mount whatever state its server is in. */
 function forceUnmount(dir: string): void {
-  if (!isMounted(dir)) return
-  const line = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === dir)
-  const minor = line?.split(' ')[2]?.split(':')[1]
+  const line = mountLine(dir)
+  if (line === undefined) return
+  const minor = line.split(' ')[2]?.split(':')[1]
   try {
     if (minor) writeFileSync(`/sys/fs/fuse/connections/${minor}/abort`, '1')
   } catch {
