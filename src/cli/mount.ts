@@ -1,4 +1,7 @@
-import type { Command } from '@commander-js/extra-typings'
+import { Option, type Command } from '@commander-js/extra-typings'
+import { parsePlatform } from '../oci/platform.js'
+import { VIEWS, type ViewOptions } from '../mount/views.js'
+import { UsageError } from '../util/errors.js'
 import { parseId } from '../format/id.js'
 import { MountedSnapshot, describeMount } from '../mount/mount.js'
 import { DEFAULT_CACHE_BYTES, DiskCache, defaultCacheDir } from '../store/disk-cache.js'
@@ -21,6 +24,13 @@ export function registerMount(program: Command): void {
     .requiredOption('--store <url>', STORE_HELP)
     .option('--s3-endpoint <url>', ENDPOINT_HELP)
     .requiredOption('--id <id>', 'snapshot ID')
+    .addOption(
+      new Option('--view <view>', 'tree: the snapshot as pushed; rootfs: an image flattened, /config.json and /rootfs/; layers: /config.json and /layers/N/ as overlayfs lower dirs')
+        .choices(VIEWS)
+        .default('tree' as const),
+    )
+    .option('--image <ref>', 'for rootfs and layers: the image of a layout holding several (ref name or manifest digest)')
+    .option('--platform <os/arch[/variant]>', 'for rootfs and layers: the image of a multi-platform index to show (default: this machine\'s)')
     .option('--cache-dir <dir>', `local chunk cache, shared by mounts (default ${defaultCacheDir()}; none for a store that is a local directory, unless given)`)
     .option('--no-cache', 'no disk cache: every chunk not in memory comes from the store')
     .option('--cache-size <MiB>', 'disk cache cap; least recently used chunks go first', String(DEFAULT_CACHE_BYTES / MiB))
@@ -32,6 +42,14 @@ export function registerMount(program: Command): void {
     .action(
       action(async (mountpoint: string, opts) => {
         const id = parseId(opts.id)
+        if (opts.view === 'tree' && (opts.image !== undefined || opts.platform !== undefined)) {
+          throw new UsageError('--image and --platform pick the image of a rootfs or layers view; add --view rootfs or --view layers')
+        }
+        const view: ViewOptions = {
+          view: opts.view,
+          ...(opts.image !== undefined ? { image: opts.image } : {}),
+          ...(opts.platform !== undefined ? { platform: parsePlatform(opts.platform) } : {}),
+        }
         const memoryBytes = integerOption('--memory-cache', opts.memoryCache, 1, 1 << 20) * MiB
         const cacheBytes = integerOption('--cache-size', opts.cacheSize, 1, 1 << 30) * MiB
         const jobs = integerOption('--jobs', opts.jobs, 1, 1024)
@@ -42,8 +60,8 @@ export function registerMount(program: Command): void {
         const wantCache = opts.cache && (opts.cacheDir !== undefined || !(store instanceof FileStore))
         const diskCache = wantCache ? await DiskCache.open(opts.cacheDir ?? defaultCacheDir(), cacheBytes) : null
         const log = (line: string) => process.stderr.write(`snapdir mount: ${line}\n`)
-        const mounted = await MountedSnapshot.mount({ store, id, mountpoint, diskCache, memoryBytes, jobs, timeoutMs, readAheadBytes, log })
-        log(describeMount(mounted, id))
+        const mounted = await MountedSnapshot.mount({ store, id, view, mountpoint, diskCache, memoryBytes, jobs, timeoutMs, readAheadBytes, log })
+        log(describeMount(mounted, id, view.view))
 
         // The first signal unmounts, detaching and failing pending reads if files are still open there.
         let stopping = false

@@ -5,7 +5,6 @@
 import fs from 'node:fs/promises'
 import os from 'node:os'
 import { printablePath } from '../format/tree-paths.js'
-import { readTree } from '../store/objects.js'
 import type { DiskCache } from '../store/disk-cache.js'
 import type { Store } from '../store/store.js'
 import { SnapdirError, UsageError, isErrno } from '../util/errors.js'
@@ -14,10 +13,13 @@ import { EV_EXIT, EV_HIT, EV_READ, fuseAddon } from './fuse.js'
 import { buildInodeTable, type FileContent, type InodeTable } from './inode-table.js'
 import { mountAt, type MountInfo } from './mountinfo.js'
 import { FSTYPE, abortConnection, unmount } from './unmount.js'
+import { loadView, type ViewOptions } from './views.js'
 
 export interface MountOptions {
   store: Store
   id: string
+  /** what of the snapshot is shown (views.ts); the snapshot as pushed when absent */
+  view?: ViewOptions
   mountpoint: string
   diskCache: DiskCache | null
   memoryBytes: number
@@ -113,7 +115,7 @@ export class MountedSnapshot {
   static async mount(options: MountOptions): Promise<MountedSnapshot> {
     const mountpoint = await checkMountpoint(options.mountpoint)
     await options.store.open()
-    const tree = await readTree(options.store, options.id)
+    const tree = await loadView(options.store, options.id, options.view ?? { view: 'tree' })
     const mounted = new MountedSnapshot(options, mountpoint, buildInodeTable(tree))
     mounted.info = await mountAt(mountpoint)
     if (mounted.info?.fstype !== FSTYPE) throw new SnapdirError('ERR_TARGET', `mounting at '${mountpoint}' did not take effect`)
@@ -239,6 +241,6 @@ function firstEndAfter(ends: Float64Array, offset: number): number {
   return lo
 }
 
-export function describeMount(m: MountedSnapshot, id: string): string {
-  return `mounted ${id} at ${m.mountpoint} (read-only; Ctrl-C or 'snapdir umount ${m.mountpoint}' to unmount)`
+export function describeMount(m: MountedSnapshot, id: string, view: ViewOptions['view'] = 'tree'): string {
+  return `mounted ${view === 'tree' ? '' : `the ${view} view of `}${id} at ${m.mountpoint} (read-only; Ctrl-C or 'snapdir umount ${m.mountpoint}' to unmount)`
 }

@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'ERR_UNSAFE_PATH'
   | 'ERR_NATIVE_UNAVAILABLE'
   | 'ERR_ABORTED'
+  | 'ERR_IMAGE'
 
 export class SnapdirError extends Error {
   readonly code: ErrorCode

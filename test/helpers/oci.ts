@@ -189,3 +189,72 @@ export function buildUmociImage(layout: string, tag: string, bundle: string): vo
   tool('ln', [at('bin/tool'), at('bin/tool-again')])
   tool('umoci', ['repack', '--refresh-bundle', '--image', `${layout}:${tag}`, bundle])
 }
+
+/**
+ * The umoci image above with two layers more, for the views: layer 4 adds devices, a fifo and a
+ * directory with files (umoci repack); layer 5 is a tar written here (umoci raw add-layer) that makes
+ * that directory opaque with one new file in it, and whites out a file of layer 2 and a symlink of
+ * layer 1.
+ */
+export function buildViewsImage(layout: string, tag: string, bundle: string, scratch: string): void {
+  buildUmociImage(layout, tag, bundle)
+  const rootfs = path.join(bundle, 'rootfs')
+  const at = (p: string): string => path.join(rootfs, p)
+  mkdirSync(at('dev'), { recursive: true })
+  tool('mknod', [at('dev/char0'), 'c', '1', '3'])
+  tool('mknod', [at('dev/blk0'), 'b', '7', '0'])
+  tool('mkfifo', [at('dev/fifo')])
+  mkdirSync(at('opt/app/sub'), { recursive: true })
+  writeFileSync(at('opt/app/a'), 'hidden by the opaque directory above\n')
+  writeFileSync(at('opt/app/sub/c'), 'hidden too\n')
+  tool('umoci', ['repack', '--refresh-bundle', '--image', `${layout}:${tag}`, bundle])
+
+  const layerTar = path.join(scratch, 'layer5.tar')
+  const script = [
+    'import io, sys, tarfile',
+    't = tarfile.open(sys.argv[1], "w", format=tarfile.PAX_FORMAT)',
+    'def add(name, kind=tarfile.REGTYPE, data=b"", mode=0o644):',
+    '    i = tarfile.TarInfo(name); i.type = kind; i.mode = mode; i.mtime = 1700000000; i.size = len(data)',
+    '    t.addfile(i, io.BytesIO(data) if kind == tarfile.REGTYPE else None)',
+    'add("opt/app", tarfile.DIRTYPE, mode=0o750)',
+    'add("opt/app/.wh..wh..opq")',
+    'add("opt/app/new", data=b"the only file of the opaque directory\\n")',
+    'add("etc/.wh.added")',
+    'add("bin/.wh.hello-link")',
+    't.close()',
+  ].join('\n')
+  tool('python3', ['-c', script, layerTar])
+  tool('umoci', ['raw', 'add-layer', '--image', `${layout}:${tag}`, layerTar])
+}
+
+/**
+ * A small Debian image made of this machine's own Debian packages (dash, coreutils, libc6 and what
+ * they link, base-files), files as dpkg lists them with their metadata, in the merged-/usr layout of
+ * the host: a real Debian userland to run from a mount, without a download.
+ */
+export function buildDebianImage(layout: string, tag: string, bundle: string): void {
+  tool('umoci', ['init', '--layout', layout])
+  tool('umoci', ['new', '--image', `${layout}:${tag}`])
+  tool('umoci', ['unpack', '--image', `${layout}:${tag}`, bundle])
+  const listing = tool('dpkg', ['-L', 'base-files', 'dash', 'coreutils', 'libc6', 'libselinux1', 'libpcre2-8-0'])
+  // dpkg lists names under the /bin, /lib symlinks too: take each file at its real place
+  const script = [
+    'import os, sys',
+    'seen = set()',
+    'for line in sys.stdin.read().splitlines():',
+    '    if not line.startswith("/") or not os.path.lexists(line) or (os.path.isdir(line) and not os.path.islink(line)): continue',
+    '    real = os.path.join(os.path.realpath(os.path.dirname(line)), os.path.basename(line))',
+    '    if real not in seen: seen.add(real); print(real[1:])',
+    'for link in ("bin", "lib", "lib64", "sbin"):',
+    '    if os.path.islink("/" + link): print(link)',
+  ].join('\n')
+  const files = spawnSync('python3', ['-c', script], { input: listing, encoding: 'utf8' })
+  if (files.status !== 0) throw new Error(`listing the Debian files failed: ${files.stderr}`)
+  const list = path.join(bundle, 'files.txt')
+  writeFileSync(list, files.stdout)
+  const rootfs = path.join(bundle, 'rootfs')
+  const copy = spawnSync('sh', ['-c', `tar -C / --no-recursion -cf - -T '${list}' | tar -C '${rootfs}' -xpf -`], { encoding: 'utf8' })
+  if (copy.status !== 0) throw new Error(`copying the Debian files failed: ${copy.stderr}`)
+  mkdirSync(path.join(rootfs, 'tmp'), { mode: 0o1777 })
+  tool('umoci', ['repack', '--image', `${layout}:${tag}`, bundle])
+}
