@@ -7,12 +7,16 @@ import { progressBar } from './progress.js'
 export function registerPush(program: Command): void {
   program
     .command('push')
-    .description('snapshot DIR into the store and print its ID (only the ID) on stdout')
+    .description(
+      'snapshot DIR into the store and print its ID (only the ID) on stdout. DIR may also be a tar archive (plain,\n' +
+        'gzip or zstd), e.g. an image from docker save, ctr image export or skopeo oci-archive:/docker-archive:;\n' +
+        'it is unpacked into a temporary directory (under TMPDIR) first. Images are checked by digest and their layers expanded.',
+    )
     .requiredOption('--store <url>', STORE_HELP)
     .option('--s3-endpoint <url>', ENDPOINT_HELP)
-    .option('--name <name>', 'name recorded in the revisions log (default: the directory name)')
+    .option('--name <name>', 'name recorded in the revisions log (default: the directory or archive name)')
     .option('--json', 'print a JSON summary instead of the bare ID')
-    .argument('<dir>', 'directory to snapshot')
+    .argument('<dir>', 'directory (or archive file) to snapshot')
     .action(
       action(async (dir: string, opts: { store: string; s3Endpoint?: string; name?: string; json?: true }) => {
         const store = storeFromOptions(opts)

@@ -42,6 +42,8 @@ export interface ImageLayer {
 /** A distinct layer blob of a layout, with every place that uses it. */
 export interface LayoutLayer {
   descriptor: Descriptor
+  /** where the blob is, relative to the layout (or archive) directory */
+  file: string
   /** the diff_id the config gives the layer, and which manifest says so; one per use */
   uses: Array<{ diffId: string; manifest: string; position: number }>
 }
@@ -90,7 +92,7 @@ export async function layoutLayers(dir: string): Promise<LayoutLayer[]> {
       if (layerCompression(layer.mediaType) === null) continue
       const key = formatDigest(layer.digest)
       if (layer.urls.length > 0 && !(await exists(path.join(dir, blobPath(layer.digest))))) continue // foreign, left out
-      const entry = byDigest.get(key) ?? { descriptor: layer, uses: [] }
+      const entry = byDigest.get(key) ?? { descriptor: layer, file: blobPath(layer.digest), uses: [] }
       entry.uses.push({ diffId: diffIds[position] as string, manifest: name, position })
       byDigest.set(key, entry)
     }
@@ -166,6 +168,8 @@ export interface ExpandImageOptions {
   signal?: AbortSignal
   /** after each layer, expanded or skipped, with its blob size */
   onLayer?: (bytes: number) => void
+  /** how messages name the image; default "OCI image layout DIR" */
+  shownAs?: string
 }
 
 /**
@@ -175,6 +179,7 @@ export interface ExpandImageOptions {
  */
 export async function expandImageLayers(store: Store, dir: string, layers: LayoutLayer[], options: ExpandImageOptions): Promise<ExpandedImageLayers> {
   const out: ExpandedImageLayers = { layers: new Map(), stats: { layers: layers.length, expanded: 0, skipped: 0, chunksWritten: 0, bytesWritten: 0, tarBytes: 0 } }
+  const shown = options.shownAs ?? `OCI image layout ${dir}`
   // one at a time: expansion is CPU-bound on this thread, and chunk writes already overlap within one
   for (const layer of layers) {
     const digest = formatDigest(layer.descriptor.digest)
@@ -188,21 +193,21 @@ export async function expandImageLayers(store: Store, dir: string, layers: Layou
       continue
     }
     const expanded = await expandLayer({
-      blob: path.join(dir, blobPath(layer.descriptor.digest)),
+      blob: path.join(dir, layer.file),
       mediaType: layer.descriptor.mediaType,
       params: options.params,
       store,
-      name: `${digest} of manifest ${use.manifest}`,
+      name: `${digest} of manifest ${use.manifest} in ${shown}`,
       ...(options.signal ? { signal: options.signal } : {}),
     })
     if (expanded.digest !== digest) {
-      throw new SnapdirError('ERR_SOURCE', `OCI image layout ${dir}: ${what(use)} hashes to ${expanded.digest} (it changed while being pushed)`, { data: { layout: dir, layer: digest } })
+      throw new SnapdirError('ERR_SOURCE', `${shown}: ${what(use)} hashes to ${expanded.digest}, not to its digest (changed since it was checked, or never matched)`, { data: { layout: dir, layer: digest } })
     }
     for (const u of layer.uses) {
       if (u.diffId !== expanded.diffId) {
         throw new SnapdirError(
           'ERR_SOURCE',
-          `OCI image layout ${dir}: ${what(u)} uncompresses to ${expanded.diffId}, but the image config says its diff_id is ${u.diffId}`,
+          `${shown}: ${what(u)} uncompresses to ${expanded.diffId}, but the image config says its diff_id is ${u.diffId}`,
           { data: { layout: dir, layer: digest, manifest: u.manifest } },
         )
       }

@@ -19,7 +19,6 @@ import { Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import zlib from 'node:zlib'
 import { extract } from 'tar-stream'
-import zstd from 'zstd-napi/binding.js'
 import { ChunkStream, type RawChunk } from '../chunk/chunk-stream.js'
 import { Chunker } from '../chunk/chunker.js'
 import { hashBytes, zeroChunkId } from '../chunk/hash.js'
@@ -33,9 +32,10 @@ import { objectKey } from '../store/objects.js'
 import type { Store } from '../store/store.js'
 import { TaskWindow } from '../util/concurrency.js'
 import { isErrno, SnapdirError } from '../util/errors.js'
+import { compressionOf, StageError, zstdDecompress, type Compression as LayerCompression } from './decompress.js'
 import { LayerEntries, type LayerInode } from './layer-entries.js'
 
-export type LayerCompression = 'none' | 'gzip' | 'zstd'
+export type { Compression as LayerCompression } from './decompress.js'
 
 /** Media types of layers are the OCI ones and Docker's schema 2 ones (media-types.ts lists them). */
 const LAYER_TYPE_PREFIXES = ['application/vnd.oci.image.layer.', 'application/vnd.docker.image.rootfs.']
@@ -106,8 +106,6 @@ export async function expandLayer(options: ExpandLayerOptions): Promise<Expanded
   }
 }
 
-const GZIP_MAGIC = Buffer.from([0x1f, 0x8b])
-const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd])
 
 /**
  * The compression the blob really has. A layer typed as plain tar that is compressed is read as what it
@@ -127,9 +125,7 @@ async function sniff(blob: string, declared: LayerCompression, mediaType: string
   } catch (err) {
     throw new SnapdirError('ERR_SOURCE', `${what}: cannot read ${blob}: ${(err as Error).message}`, { cause: err, data: { blob } })
   }
-  const magic = head.subarray(0, got)
-  const actual: LayerCompression =
-    magic.subarray(0, 2).equals(GZIP_MAGIC) ? 'gzip' : magic.equals(ZSTD_MAGIC) ? 'zstd' : 'none'
+  const actual = compressionOf(head.subarray(0, got))
   if (declared !== 'none' && actual !== declared) {
     throw new SnapdirError('ERR_SOURCE', `${what}: is not ${declared} data, although its media type ${mediaType} says so`, { data: { blob } })
   }
@@ -375,8 +371,6 @@ async function drain(data: AsyncIterable<Buffer>): Promise<void> {
 }
 
 /** An error of one stage of the pipeline, already worded for the user. */
-class StageError extends Error {}
-
 /** Writes chunks the store lacks, each once, with a bounded number of writes in flight. */
 class ChunkSink {
   chunksWritten = 0
@@ -466,29 +460,6 @@ function tap(hash: Hash, count?: (n: number) => void): Transform {
  * decompressed ahead of what the tar parser asks for (zstd-napi's DecompressStream pushes all the output
  * of an input chunk at once, which a highly compressed chunk makes large).
  */
-async function* zstdDecompress(input: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-  const dctx = new zstd.DCtx()
-  const outSize = zstd.dStreamOutSize()
-  let inFrame = false
-  for await (const chunk of input) {
-    let src = chunk
-    for (;;) {
-      const dst = Buffer.allocUnsafe(outSize)
-      let ret: number, produced: number, consumed: number
-      try {
-        ;[ret, produced, consumed] = dctx.decompressStream(dst, src)
-      } catch (err) {
-        throw new StageError(`the zstd stream is corrupt (${(err as Error).message})`, { cause: err })
-      }
-      src = src.subarray(consumed)
-      inFrame = ret !== 0
-      if (produced > 0) yield dst.subarray(0, produced)
-      if (src.length === 0 && (produced < dst.length || ret === 0)) break
-    }
-  }
-  if (inFrame) throw new StageError('the zstd stream is truncated (it ends inside a frame)')
-}
-
 /**
  * tar-stream decodes PAX records as UTF-8, which mangles binary xattr values (security.capability)
  * and names that are not UTF-8. This swaps in a byte-exact decoder (values as latin1 strings, one

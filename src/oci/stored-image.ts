@@ -9,6 +9,7 @@ import { SnapdirError } from '../util/errors.js'
 import { isObject, parseDescriptor, quote, type Descriptor } from './descriptor.js'
 import { formatDigest } from './digest.js'
 import { blobPath } from './blob-file.js'
+import { DOCKER_MANIFEST_FILE, parseDockerManifest } from './docker-archive.js'
 import { readLayerRef } from './image-layers.js'
 import { INDEX_FILE, LAYOUT_MARKER, MAX_DOCUMENT_BYTES } from './image-layout.js'
 import { layerCompression } from './layer-expand.js'
@@ -40,7 +41,9 @@ export async function resolveStoredImage(store: Store, id: string, bundle: Tree,
   }
   const indexEntry = findEntry(bundle, INDEX_FILE)
   if (!findEntry(bundle, LAYOUT_MARKER) || indexEntry?.type !== 'file') {
-    return fail(`not an OCI image layout (no ${LAYOUT_MARKER} and ${INDEX_FILE} at its top)`)
+    const dockerManifest = findEntry(bundle, DOCKER_MANIFEST_FILE)
+    if (dockerManifest?.type === 'file') return resolveDockerArchive(store, bundle, dockerManifest, select.image, fail)
+    return fail(`not an image: neither an OCI image layout (${LAYOUT_MARKER}, ${INDEX_FILE}) nor a Docker archive (${DOCKER_MANIFEST_FILE}) at its top`)
   }
   const parseDoc = (data: Buffer, what: string): Record<string, unknown> => {
     let doc: unknown
@@ -98,20 +101,59 @@ export async function resolveStoredImage(store: Store, id: string, bundle: Tree,
   const layers = Array.isArray(manifest.layers) ? (manifest.layers as unknown[]) : []
   if (diffIds.length !== layers.length) return fail(`the config of ${manifestName} lists ${diffIds.length} diff_ids for ${layers.length} layers`)
 
-  const out: StoredImage['layers'] = []
-  for (const [i, raw] of layers.entries()) {
+  const digests = layers.map((raw, i) => {
     const d = parseDescriptor(raw)
     if (typeof d === 'string') return fail(`layers[${i}] of ${manifestName} ${d}`)
-    const digest = formatDigest(d.digest)
     if (layerCompression(d.mediaType) === null) return fail(`layers[${i}] of ${manifestName} is a ${quote(d.mediaType)}, not a file system layer`)
+    return formatDigest(d.digest)
+  })
+  return {
+    manifest: formatDigest(chosen.d.digest),
+    config: blobEntry(config, 'config'),
+    layers: await expandedLayers(store, digests, diffIds, manifestName, fail),
+  }
+}
+
+/** Each layer's expanded tree, found by the diff_id the config gives it. */
+async function expandedLayers(store: Store, digests: string[], diffIds: unknown[], manifestName: string, fail: (why: string) => never): Promise<StoredImage['layers']> {
+  const out: StoredImage['layers'] = []
+  for (const [i, digest] of digests.entries()) {
     const diffId = diffIds[i]
-    const ref = typeof diffId === 'string' ? await readLayerRef(store, diffId) : null
+    const ref = typeof diffId === 'string' && /^sha256:[0-9a-f]{64}$/.test(diffId) ? await readLayerRef(store, diffId) : null
     if (ref === null) {
       return fail(`layer ${digest} (layers[${i}] of ${manifestName}) has no expanded tree in ${store.url}; push the image again to expand it`)
     }
     out.push({ digest, diffId: diffId as string, tree: ref.tree })
   }
-  return { manifest: formatDigest(chosen.d.digest), config: blobEntry(config, 'config'), layers: out }
+  return out
+}
+
+/** The image of a stored Docker archive that `image` names (a RepoTags entry), or its only one. */
+async function resolveDockerArchive(store: Store, bundle: Tree, manifestEntry: TreeEntry, image: string | undefined, fail: (why: string) => never): Promise<StoredImage> {
+  const images = parseDockerManifest(await readTreeFile(store, manifestEntry, MAX_DOCUMENT_BYTES), fail)
+  const describe = (): string => images.map((m, i) => m.repoTags[0] ?? `${DOCKER_MANIFEST_FILE}[${i}]`).join(', ')
+  let chosen = images[0]!
+  if (image !== undefined) {
+    chosen = images.find((m) => m.repoTags.includes(image)) ?? fail(`the archive has no image ${JSON.stringify(image)} (it has ${describe()})`)
+  } else if (images.length > 1) {
+    return fail(`the archive holds ${images.length} images (${describe()}); pick one with --image`)
+  }
+  const config = findEntry(bundle, chosen.config)
+  if (config?.type !== 'file') return fail(`config ${chosen.config} is not in the archive`)
+  const name = `the image ${chosen.repoTags[0] ?? chosen.config}`
+  let doc: unknown
+  try {
+    doc = JSON.parse((await readTreeFile(store, config, MAX_DOCUMENT_BYTES)).toString('utf8'))
+  } catch (err) {
+    if (err instanceof SnapdirError) throw err
+    return fail(`config ${chosen.config} is not valid JSON`)
+  }
+  const rootfs = isObject(doc) ? doc.rootfs : undefined
+  const diffIds = isObject(rootfs) && Array.isArray(rootfs.diff_ids) ? (rootfs.diff_ids as unknown[]) : []
+  if (diffIds.length !== chosen.layers.length) return fail(`config ${chosen.config} lists ${diffIds.length} diff_ids for ${chosen.layers.length} layers`)
+  // an archive's layers are uncompressed tars: each one's digest is its diff_id
+  const digests = diffIds.map((d) => String(d))
+  return { manifest: chosen.config, config, layers: await expandedLayers(store, digests, diffIds, name, fail) }
 }
 
 /** The entry of index.json that `image` names, or the only one when no name is given. */

@@ -1,6 +1,8 @@
 import path from 'node:path'
 import { treeSize } from '../format/tree.js'
 import { checkImageLayout } from '../oci/check-layout.js'
+import { dockerArchiveLayers, isDockerArchive } from '../oci/docker-archive.js'
+import { archiveName, isArchiveFile, unpackArchive, type UnpackedArchive } from '../oci/image-archive.js'
 import { isImageLayout } from '../oci/image-layout.js'
 import { expandImageLayers, layoutLayers, writeLayerRefs, writeLayerTrees, type ExpandedImageLayers, type LayoutLayer } from '../oci/image-layers.js'
 import { writeTree } from '../store/objects.js'
@@ -31,7 +33,8 @@ export interface PushOptions {
 }
 
 /**
- * Snapshots a directory into a store. Order matters for crash safety: every chunk is written, then
+ * Snapshots a directory, or an archive of one (image-archive.ts: unpacked to a temporary directory
+ * first), into a store. Order matters for crash safety: every chunk is written, then
  * flushed, before the tree that names them; the tree before the revision that names it. A push
  * killed at any point leaves only unreferenced objects, which the next push reuses.
  *
@@ -39,7 +42,7 @@ export interface PushOptions {
  * its own, named by a ref under refs/layers/. The order is then: chunks (the layers' and the
  * bundle's), layer trees, layer refs, bundle tree, revision, with a flush between steps.
  */
-export async function push(store: Store, dir: string, options: PushOptions = {}): Promise<PushResult> {
+export async function push(store: Store, source: string, options: PushOptions = {}): Promise<PushResult> {
   const phases: Record<string, number> = {}
   let mark = performance.now()
   const phase = (name: string): void => {
@@ -52,14 +55,27 @@ export async function push(store: Store, dir: string, options: PushOptions = {})
   let built
   let layers: LayoutLayer[] | null = null
   let expanded: ExpandedImageLayers | null = null
+  let unpacked: UnpackedArchive | null = null
   try {
+    let dir = source
+    if (await isArchiveFile(source)) {
+      unpacked = await unpackArchive(source)
+      dir = unpacked.dir
+      phase('unpack')
+    }
     // the whole source is read before the store is touched: a bad DIR writes nothing
     const scanned = await scanDirectory(dir)
     phase('scan')
-    // an image layout whose blobs do not match their digests is refused before it could be stored
+    // an image whose blobs do not match their digests is refused before it could be stored
+    let shownAs = `OCI image layout ${source}`
     if (await isImageLayout(dir)) {
-      await checkImageLayout(dir)
+      if (unpacked) shownAs = `OCI image archive ${source}`
+      await checkImageLayout(dir, { shownAs: unpacked ? `archive ${source}` : source })
       layers = await layoutLayers(dir)
+      phase('image-check')
+    } else if (await isDockerArchive(dir)) {
+      shownAs = `Docker image archive ${source}`
+      layers = await dockerArchiveLayers(dir, source)
       phase('image-check')
     }
     await store.open({ create: true })
@@ -67,7 +83,7 @@ export async function push(store: Store, dir: string, options: PushOptions = {})
     if (layers !== null) {
       // before the bundle: a layer that does not match its diff_id fails the push early
       options.onLayersPlanned?.(layers.reduce((a, l) => a + l.descriptor.size, 0), layers.length)
-      expanded = await expandImageLayers(store, dir, layers, { params, ...(options.onLayerBytes ? { onLayer: options.onLayerBytes } : {}) })
+      expanded = await expandImageLayers(store, dir, layers, { params, shownAs, ...(options.onLayerBytes ? { onLayer: options.onLayerBytes } : {}) })
       phase('layers')
     }
     built = await buildSnapshot(scanned, {
@@ -79,6 +95,7 @@ export async function push(store: Store, dir: string, options: PushOptions = {})
     })
   } finally {
     await pool.close()
+    await unpacked?.remove()
   }
   phase('chunks')
   const { tree, stats } = built
@@ -97,9 +114,9 @@ export async function push(store: Store, dir: string, options: PushOptions = {})
   phase('tree')
   const revision = await addRevision(store, {
     id,
-    name: options.name ?? path.basename(path.resolve(dir)),
+    name: options.name ?? (unpacked ? archiveName(source) : path.basename(path.resolve(source))),
     size: treeSize(tree),
-    source: path.resolve(dir),
+    source: path.resolve(source),
     ...(image ? { image } : {}),
   })
   await store.flush()

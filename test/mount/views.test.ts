@@ -104,7 +104,7 @@ describe('choosing the image', () => {
     const plainId = (await snapdirOk(['push', '--store', store, plain])).trim()
     const notImage = await snapdir(['mount', '--store', store, '--id', plainId, '--view', 'rootfs', mountpoint()])
     expect(notImage.status).toBe(1)
-    expect(notImage.stderr).toMatch(/not an OCI image layout/)
+    expect(notImage.stderr).toMatch(/not an image: neither an OCI image layout .* nor a Docker archive/)
 
     const noSuch = await snapdir(['mount', '--store', store, '--id', id, '--view', 'rootfs', '--image', 'nope', mountpoint()])
     expect(noSuch.status).toBe(1)

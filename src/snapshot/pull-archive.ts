@@ -1,0 +1,146 @@
+// Pull into one tar archive instead of a directory: what `docker load`, `skopeo copy docker-archive:`
+// or `oci-archive:` and `ctr image import` take, and a way to hand a snapshot on as a single file.
+// Entries go out in tree order with their owners, modes, times, xattrs (as SCHILY.xattr PAX records,
+// like GNU tar) and hardlinks; every chunk is verified on the way, and a file named like a blob
+// (blobs/<algorithm>/<hex>) must hash to its name, as pull checks an image layout. Written beside the
+// target and renamed at the end, so a failure leaves no half-written archive.
+import { createHash, randomBytes, type Hash } from 'node:crypto'
+import fs from 'node:fs'
+import fsp from 'node:fs/promises'
+import path from 'node:path'
+import { pipeline } from 'node:stream/promises'
+import { pack as tarPack, type Pack } from 'tar-stream'
+import { toHex } from '../format/id.js'
+import { printablePath } from '../format/tree-paths.js'
+import { treeSize, type Tree, type TreeEntry } from '../format/tree.js'
+import { readTree } from '../store/objects.js'
+import type { Store } from '../store/store.js'
+import { isErrno, SnapdirError } from '../util/errors.js'
+import { ChunkFetcher } from './chunk-fetcher.js'
+import type { PullOptions } from './pull.js'
+
+const TAR_TYPES: Partial<Record<TreeEntry['type'], 'file' | 'directory' | 'symlink' | 'link' | 'character-device' | 'block-device' | 'fifo'>> = {
+  file: 'file', dir: 'directory', symlink: 'symlink', hardlink: 'link', char: 'character-device', block: 'block-device', fifo: 'fifo',
+}
+const BLOB_NAME = /^blobs\/(sha256|sha512)\/([0-9a-f]+)$/
+
+/** Writes snapshot `id` as a tar archive at `target` ('-': stdout). Sockets cannot be archived and are left out. */
+export async function pullArchive(store: Store, id: string, target: string, options: PullOptions = {}): Promise<Tree> {
+  const toStdout = target === '-'
+  const dest = path.resolve(target)
+  if (!toStdout) await checkArchiveTarget(dest)
+  await store.open()
+  const tree = await readTree(store, id)
+  options.onTree?.(treeSize(tree), tree.entries.length)
+  const tmp = path.join(path.dirname(dest), `.${path.basename(dest)}.snapdir-pull-${randomBytes(6).toString('hex')}`)
+  const pack = tarPack()
+  const out = toStdout ? process.stdout : fs.createWriteStream(tmp, { flags: 'wx', mode: 0o644 })
+  const written = pipeline(pack, out)
+  written.catch(() => {}) // awaited below; a failure of the writer also ends the entries loop
+  try {
+    await writeEntries(store, tree, id, pack, options)
+    pack.finalize()
+    await written
+    if (!toStdout) await fsp.rename(tmp, dest)
+  } catch (err) {
+    pack.destroy(err as Error)
+    await written.catch(() => {})
+    if (!toStdout) await fsp.rm(tmp, { force: true })
+    throw err
+  }
+  return tree
+}
+
+async function checkArchiveTarget(dest: string): Promise<void> {
+  try {
+    await fsp.lstat(dest)
+  } catch (err) {
+    if (!isErrno(err, 'ENOENT')) throw err
+    try {
+      await fsp.access(path.dirname(dest))
+    } catch {
+      throw new SnapdirError('ERR_TARGET', `cannot write ${dest}: its directory does not exist`)
+    }
+    return
+  }
+  throw new SnapdirError('ERR_TARGET', `cannot write ${dest}: it exists (snapdir does not overwrite it)`)
+}
+
+async function writeEntries(store: Store, tree: Tree, id: string, pack: Pack, options: PullOptions): Promise<void> {
+  const fetcher = new ChunkFetcher(store, tree)
+  for (const e of tree.entries) {
+    if (e.path.length === 0) continue // the root: an archive's names are relative to it
+    const type = TAR_TYPES[e.type]
+    if (type === undefined) continue // a socket
+    const name = utf8(e.path, 'name', e)
+    const pax: Record<string, string> = {}
+    for (const [n, v] of e.xattrs) pax[`SCHILY.xattr.${utf8(n, 'xattr name', e)}`] = utf8(v, 'xattr value', e)
+    const header = {
+      name: type === 'directory' ? `${name}/` : name,
+      type,
+      mode: e.mode,
+      uid: e.uid,
+      gid: e.gid,
+      mtime: new Date(e.mtimeSec * 1000 + Math.floor(e.mtimeNsec / 1e6)),
+      size: type === 'file' ? e.size : 0,
+      linkname: e.type === 'symlink' || e.type === 'hardlink' ? utf8(e.target!, 'link target', e) : '',
+      devmajor: e.type === 'char' || e.type === 'block' ? major(e.rdev) : 0,
+      devminor: e.type === 'char' || e.type === 'block' ? minor(e.rdev) : 0,
+      ...(Object.keys(pax).length > 0 ? { pax } : {}),
+    }
+    const blob = BLOB_NAME.exec(name)
+    const hash = blob ? createHash(blob[1]!) : null
+    const sink = pack.entry(header)
+    const done = new Promise<void>((resolve, reject) => {
+      sink.on('close', () => resolve())
+      sink.on('error', reject)
+    })
+    if (type === 'file') await writeContent(fetcher, e, sink, hash, options)
+    sink.end(undefined)
+    await done
+    if (blob && hash!.digest('hex') !== blob[2]) {
+      throw new SnapdirError('ERR_SNAPSHOT_DAMAGED', `snapshot ${id}: blob ${name} does not hash to its name`, { data: { blob: name } })
+    }
+  }
+}
+
+async function writeContent(fetcher: ChunkFetcher, e: TreeEntry, sink: NodeJS.WritableStream, hash: Hash | null, options: PullOptions): Promise<void> {
+  const put = async (data: Buffer): Promise<void> => {
+    hash?.update(data)
+    if (!sink.write(data)) await new Promise((resolve) => sink.once('drain', resolve))
+  }
+  if (e.inline) {
+    await put(e.inline)
+    options.onBytes?.(e.size)
+    return
+  }
+  let offset = 0
+  for (const ref of e.chunks) {
+    const data = await fetcher.get(toHex(ref.id))
+    if (data !== null && ref.offset + ref.length > data.length) {
+      throw new SnapdirError('ERR_SNAPSHOT_DAMAGED', `chunk ${toHex(ref.id)} has ${data.length} bytes, ${printablePath(e.path)} needs ${ref.offset + ref.length}`)
+    }
+    const slice = data === null ? Buffer.alloc(ref.length) : data.subarray(ref.offset, ref.offset + ref.length)
+    for (let k = 0; k < ref.count; k++) await put(slice)
+    offset += ref.length * ref.count
+    options.onBytes?.(ref.length * ref.count)
+  }
+  if (offset !== e.size) throw new SnapdirError('ERR_TREE_MALFORMED', `${printablePath(e.path)}: chunks cover ${offset} of ${e.size} bytes`)
+}
+
+/** tar-stream writes names and PAX values as UTF-8: bytes that are not cannot go into the archive. */
+function utf8(bytes: Buffer, what: string, e: TreeEntry): string {
+  const text = bytes.toString('utf8')
+  if (!Buffer.from(text, 'utf8').equals(bytes)) {
+    throw new SnapdirError('ERR_TARGET', `${printablePath(e.path)}: its ${what} is not UTF-8, which snapdir cannot write into a tar archive; pull it as a directory`)
+  }
+  return text
+}
+
+/** Linux's encoding of st_rdev (glibc gnu_dev_major/minor). */
+function major(rdev: number): number {
+  return (Math.floor(rdev / 0x100) & 0xfff) | (Math.floor(rdev / 0x1_0000_0000_0000) * 0x1000)
+}
+function minor(rdev: number): number {
+  return (rdev & 0xff) | (Math.floor(rdev / 0x1000) & 0xfff00)
+}
