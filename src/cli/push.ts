@@ -1,4 +1,5 @@
 import type { Command } from '@commander-js/extra-typings'
+import { parsePlatform } from '../oci/platform.js'
 import { push } from '../snapshot/push.js'
 import { ENDPOINT_HELP, STORE_HELP, storeFromOptions } from './store-options.js'
 import { action } from './run-command.js'
@@ -16,14 +17,22 @@ export function registerPush(program: Command): void {
     .option('--s3-endpoint <url>', ENDPOINT_HELP)
     .option('--name <name>', 'name recorded in the revisions log (default: the directory or archive name)')
     .option('--json', 'print a JSON summary instead of the bare ID')
+    .option(
+      '--platform <os/arch[/variant]>',
+      'for a multi-platform image: keep only this platform (repeat, or separate by commas, for several); its indexes are\n' +
+        'rewritten to list just those, so their digests change',
+      (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
+    )
     .argument('<dir>', 'directory (or archive file) to snapshot')
     .action(
-      action(async (dir: string, opts: { store: string; s3Endpoint?: string; name?: string; json?: true }) => {
+      action(async (dir: string, opts: { store: string; s3Endpoint?: string; name?: string; json?: true; platform?: string[] }) => {
+        const platforms = opts.platform?.flatMap((p) => p.split(',')).map((p) => parsePlatform(p))
         const store = storeFromOptions(opts)
         const bar = progressBar('bytes')
         try {
           const result = await push(store, dir, {
             ...(opts.name !== undefined ? { name: opts.name } : {}),
+            ...(platforms ? { platforms } : {}),
             onLayersPlanned: (total) => bar.start(total, 'expand layers'),
             onLayerBytes: (n) => bar.add(n),
             onScanned: (total) => {

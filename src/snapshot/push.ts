@@ -2,6 +2,9 @@ import path from 'node:path'
 import { treeSize } from '../format/tree.js'
 import { checkImageLayout } from '../oci/check-layout.js'
 import { dockerArchiveLayers, isDockerArchive } from '../oci/docker-archive.js'
+import { selectPlatforms, type SelectedLayout } from '../oci/select-platforms.js'
+import type { Platform } from '../oci/platform.js'
+import { UsageError } from '../util/errors.js'
 import { archiveName, isArchiveFile, unpackArchive, type UnpackedArchive } from '../oci/image-archive.js'
 import { isImageLayout } from '../oci/image-layout.js'
 import { expandImageLayers, layoutLayers, writeLayerRefs, writeLayerTrees, type ExpandedImageLayers, type LayoutLayer } from '../oci/image-layers.js'
@@ -30,6 +33,8 @@ export interface PushOptions {
   /** an image layout's layers are expanded first: their total blob bytes, then each layer's as it is done */
   onLayersPlanned?: (totalBytes: number, layers: number) => void
   onLayerBytes?: (bytes: number) => void
+  /** for an image: keep only these platforms of its multi-platform indexes (select-platforms.ts) */
+  platforms?: Platform[]
 }
 
 /**
@@ -56,6 +61,7 @@ export async function push(store: Store, source: string, options: PushOptions = 
   let layers: LayoutLayer[] | null = null
   let expanded: ExpandedImageLayers | null = null
   let unpacked: UnpackedArchive | null = null
+  let selected: SelectedLayout | null = null
   try {
     let dir = source
     if (await isArchiveFile(source)) {
@@ -64,15 +70,23 @@ export async function push(store: Store, source: string, options: PushOptions = 
       phase('unpack')
     }
     // the whole source is read before the store is touched: a bad DIR writes nothing
-    const scanned = await scanDirectory(dir)
+    let scanned = await scanDirectory(dir)
     phase('scan')
     // an image whose blobs do not match their digests is refused before it could be stored
     let shownAs = `OCI image layout ${source}`
     if (await isImageLayout(dir)) {
       if (unpacked) shownAs = `OCI image archive ${source}`
       await checkImageLayout(dir, { shownAs: unpacked ? `archive ${source}` : source })
+      if (options.platforms) {
+        // only some platforms: a new layout with just those, pushed instead
+        selected = await selectPlatforms(dir, options.platforms, source)
+        dir = selected.dir
+        scanned = await scanDirectory(dir)
+      }
       layers = await layoutLayers(dir)
       phase('image-check')
+    } else if (options.platforms) {
+      throw new UsageError(`--platform picks platforms of a multi-platform image; ${source} is not an OCI image layout or archive of one`)
     } else if (await isDockerArchive(dir)) {
       shownAs = `Docker image archive ${source}`
       layers = await dockerArchiveLayers(dir, source)
@@ -96,6 +110,7 @@ export async function push(store: Store, source: string, options: PushOptions = 
   } finally {
     await pool.close()
     await unpacked?.remove()
+    await selected?.remove()
   }
   phase('chunks')
   const { tree, stats } = built

@@ -1,0 +1,150 @@
+// push --platform: keep only some platforms of multi-platform images. Every image index (index.json
+// and the indexes it lists) keeps the entries whose platform matches one asked for, and entries
+// without a platform (attestations and other artifacts point at a manifest by annotation and stay
+// only while that manifest stays). An index that changed is written as a new blob, so its digest
+// changes and the indexes above it are rewritten in turn, as `skopeo copy --multi-arch` would. The
+// result is a new layout in a temporary directory with only the blobs it still references,
+// hardlinked from the original where the file system allows. Call after checkImageLayout.
+import { createHash } from 'node:crypto'
+import { promises as fs } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { isErrno, SnapdirError } from '../util/errors.js'
+import { blobPath } from './blob-file.js'
+import { isObject, parseDescriptor, type Descriptor } from './descriptor.js'
+import { formatDigest } from './digest.js'
+import { INDEX_FILE, LAYOUT_MARKER, readLayoutIndex } from './image-layout.js'
+import { INDEX_TYPES } from './media-types.js'
+import { descriptorPlatform, formatPlatform, platformMatches, type Platform } from './platform.js'
+
+/** The manifest a referrer (e.g. a BuildKit attestation) describes, when the entry says so. */
+const REFERENCE_ANNOTATION = 'vnd.docker.reference.digest'
+
+export interface SelectedLayout {
+  dir: string
+  remove(): Promise<void>
+}
+
+export async function selectPlatforms(layout: string, platforms: Platform[], shownAs: string): Promise<SelectedLayout> {
+  const root = await fs.mkdtemp(path.join(os.tmpdir(), 'snapdir-platforms-'))
+  const dir = path.join(root, 'layout')
+  const remove = (): Promise<void> => fs.rm(root, { recursive: true, force: true })
+  try {
+    await fs.mkdir(dir)
+    const selector = new Selector(layout, dir, platforms)
+    const index = await readLayoutIndex(layout)
+    const kept = await selector.filter(index)
+    if (!selector.matched) {
+      const have = [...selector.seen].join(', ') || 'none'
+      throw new SnapdirError('ERR_SOURCE', `OCI image layout ${shownAs}: no image for ${platforms.map(formatPlatform).join(', ')} (it has ${have})`)
+    }
+    await fs.writeFile(path.join(dir, INDEX_FILE), JSON.stringify(kept))
+    await fs.copyFile(path.join(layout, LAYOUT_MARKER), path.join(dir, LAYOUT_MARKER))
+    for (const d of selector.blobs.values()) await selector.copyBlob(d)
+    // what was written here takes the time of the original index.json: the same selection of the
+    // same layout gives the same snapshot ID
+    const time = (await fs.stat(path.join(layout, INDEX_FILE))).mtime
+    for (const p of [INDEX_FILE, LAYOUT_MARKER, ...selector.written, 'blobs', ...selector.algorithms.map((a) => `blobs/${a}`), '']) {
+      await fs.utimes(path.join(dir, p), time, time)
+    }
+    return { dir, remove }
+  } catch (err) {
+    await remove()
+    throw err
+  }
+}
+
+class Selector {
+  /** every blob the filtered layout references, by digest */
+  readonly blobs = new Map<string, Descriptor>()
+  /** platforms met, for the message when none matched */
+  readonly seen = new Set<string>()
+  matched = false
+  /** files written here rather than linked, and the digest algorithms used */
+  readonly written: string[] = []
+  get algorithms(): string[] {
+    return [...new Set<string>([...[...this.blobs.values()].map((d) => d.digest.algorithm), ...this.written.map((w) => w.split('/')[1]!)])]
+  }
+
+  constructor(
+    private readonly from: string,
+    private readonly to: string,
+    private readonly platforms: Platform[],
+  ) {}
+
+  /** An index document with only the wanted entries; the entries' blobs are recorded. */
+  async filter(index: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const entries = (Array.isArray(index.manifests) ? index.manifests : []) as Array<Record<string, unknown>>
+    const keep: Array<Record<string, unknown>> = []
+    for (const entry of entries) {
+      const platform = descriptorPlatform(entry)
+      if (platform !== null) {
+        this.seen.add(formatPlatform(platform))
+        if (!this.platforms.some((want) => platformMatches(platform, want))) continue
+        this.matched = true
+      }
+      keep.push(entry)
+    }
+    // a referrer stays only with the manifest it refers to
+    const digests = new Set(keep.map((e) => e.digest))
+    const kept = keep.filter((e) => {
+      const refers = isObject(e.annotations) ? e.annotations[REFERENCE_ANNOTATION] : undefined
+      return typeof refers !== 'string' || digests.has(refers)
+    })
+    const out: Array<Record<string, unknown>> = []
+    for (const entry of kept) out.push(await this.keepEntry(entry))
+    return { ...index, manifests: out }
+  }
+
+  /** Keeps the blob an entry names (a nested index filtered and rewritten); returns the entry to list. */
+  private async keepEntry(entry: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const d = parseDescriptor(entry) as Descriptor // checked by checkImageLayout
+    const data = await fs.readFile(path.join(this.from, blobPath(d.digest)))
+    if (!INDEX_TYPES.has(d.mediaType)) {
+      await this.keepTree(d, data)
+      return entry
+    }
+    const nested = await this.filter(JSON.parse(data.toString('utf8')) as Record<string, unknown>)
+    const bytes = Buffer.from(JSON.stringify(nested))
+    const digest = { algorithm: d.digest.algorithm, encoded: createHash(d.digest.algorithm).update(bytes).digest('hex') }
+    if (digest.encoded === d.digest.encoded) {
+      this.blobs.set(formatDigest(d.digest), d)
+      return entry
+    }
+    await this.writeBlob(digest, bytes)
+    return { ...entry, digest: formatDigest(digest), size: bytes.length }
+  }
+
+  /** A manifest and everything it names. */
+  private async keepTree(d: Descriptor, data: Buffer): Promise<void> {
+    this.blobs.set(formatDigest(d.digest), d)
+    const doc = JSON.parse(data.toString('utf8')) as Record<string, unknown>
+    for (const value of [doc.config, ...(Array.isArray(doc.layers) ? doc.layers : [])]) {
+      const part = parseDescriptor(value)
+      if (typeof part !== 'string') this.blobs.set(formatDigest(part.digest), part)
+    }
+  }
+
+  private async writeBlob(digest: { algorithm: string; encoded: string }, bytes: Buffer): Promise<void> {
+    const file = path.join(this.to, 'blobs', digest.algorithm, digest.encoded)
+    await fs.mkdir(path.dirname(file), { recursive: true })
+    await fs.writeFile(file, bytes)
+    this.written.push(`blobs/${digest.algorithm}/${digest.encoded}`)
+  }
+
+  /** Hardlinks (or copies, across file systems) a kept blob; foreign layers left out stay out. */
+  async copyBlob(d: Descriptor): Promise<void> {
+    const rel = blobPath(d.digest)
+    const target = path.join(this.to, rel)
+    await fs.mkdir(path.dirname(target), { recursive: true })
+    try {
+      await fs.link(path.join(this.from, rel), target)
+    } catch (err) {
+      if (isErrno(err, 'ENOENT') && d.urls.length > 0) return
+      if (isErrno(err, 'EEXIST')) return
+      if (!isErrno(err, 'EXDEV', 'EPERM')) throw err
+      await fs.copyFile(path.join(this.from, rel), target, fs.constants.COPYFILE_FICLONE)
+    }
+  }
+}
+
