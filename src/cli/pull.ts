@@ -10,8 +10,8 @@ export function registerPull(program: Command): void {
   program
     .command('pull')
     .description(
-      'materialise snapshot ID as DIR (which must not exist or be empty), or with --tar as one tar archive;\n' +
-        'every chunk is verified, and an image layout\'s blobs against their digests',
+      'materialise snapshot ID as DIR (which must not exist or be empty), or with --tar as one tar archive; ' +
+        "every chunk is verified, and an image layout's blobs against their digests",
     )
     .requiredOption('--store <url>', STORE_HELP)
     .option('--s3-endpoint <url>', ENDPOINT_HELP)

@@ -9,8 +9,8 @@ export function registerPush(program: Command): void {
   program
     .command('push')
     .description(
-      'snapshot DIR into the store and print its ID (only the ID) on stdout. DIR may also be a tar archive (plain,\n' +
-        'gzip or zstd), e.g. an image from docker save, ctr image export or skopeo oci-archive:/docker-archive:;\n' +
+      'snapshot DIR into the store and print its ID (only the ID) on stdout. DIR may also be a tar archive (plain, ' +
+        'gzip or zstd), e.g. an image from docker save, ctr image export or skopeo oci-archive:/docker-archive:; ' +
         'it is unpacked into a temporary directory (under TMPDIR) first. Images are checked by digest and their layers expanded.',
     )
     .requiredOption('--store <url>', STORE_HELP)
@@ -19,7 +19,7 @@ export function registerPush(program: Command): void {
     .option('--json', 'print a JSON summary instead of the bare ID')
     .option(
       '--platform <os/arch[/variant]>',
-      'for a multi-platform image: keep only this platform (repeat, or separate by commas, for several); its indexes are\n' +
+      'for a multi-platform image: keep only this platform (repeat, or separate by commas, for several); its indexes are ' +
         'rewritten to list just those, so their digests change',
       (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
     )

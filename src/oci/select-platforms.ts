@@ -119,7 +119,7 @@ class Selector {
   private async keepTree(d: Descriptor, data: Buffer): Promise<void> {
     this.blobs.set(formatDigest(d.digest), d)
     const doc = JSON.parse(data.toString('utf8')) as Record<string, unknown>
-    for (const value of [doc.config, ...(Array.isArray(doc.layers) ? doc.layers : [])]) {
+    for (const value of [doc.config, ...(Array.isArray(doc.layers) ? (doc.layers as unknown[]) : [])]) {
       const part = parseDescriptor(value)
       if (typeof part !== 'string') this.blobs.set(formatDigest(part.digest), part)
     }

@@ -32,7 +32,7 @@ function multiPlatformLayout(dir: string): { images: Record<string, TestDescript
     images[arch] = [manifest, config, layer]
     return { ...manifest, platform: { os: 'linux', architecture: arch } }
   })
-  b.writeIndex([b.index(entries as TestDescriptor[])])
+  b.writeIndex([b.index(entries)])
   return { images }
 }
 
