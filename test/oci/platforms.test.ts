@@ -54,7 +54,8 @@ describe('a multi-platform image', () => {
       mkdirSync(mnt)
       const m = await startMount(['--store', store, '--id', id, '--view', 'rootfs', ...args], mnt)
       expect(readFileSync(path.join(mnt, 'rootfs', 'arch'), 'utf8'), args.join(' ')).toBe(`${arch}\n`)
-      await m.stop()
+      const stopped = await m.stop()
+      expect(stopped.status, stopped.stderr).toBe(0)
     }
     const none = await snapdir(['mount', '--store', store, '--id', id, '--view', 'rootfs', '--platform', 'linux/s390x', path.join(t, 'pulled')])
     expect(none.status).toBe(1)
