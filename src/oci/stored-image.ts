@@ -27,20 +27,46 @@ export interface StoredImage {
   manifest: string
   /** the config blob's entry in the bundle tree */
   config: TreeEntry
-  /** bottom first: each layer's digest, diff_id and expanded tree */
-  layers: Array<{ digest: string; diffId: string; tree: string }>
+  /** bottom first: each layer's digest, blob size (as the manifest gives it), diff_id and expanded tree */
+  layers: Array<{ digest: string; size: number; diffId: string; tree: string }>
 }
 
 const REF_NAME_KEYS = ['org.opencontainers.image.ref.name', 'io.containerd.image.name']
 
 /** Picks one image of the stored layout `bundle` (snapshot `id`), as `select` asks. */
 export async function resolveStoredImage(store: Store, id: string, bundle: Tree, select: ImageSelection): Promise<StoredImage> {
+  const layout = storedLayout(store, id, bundle)
+  return layout.resolve(pickImage(await layout.top(), select.image, layout.fail), select.platform)
+}
+
+/**
+ * Every image index.json lists (each distinct manifest or index once, in its order), with its ref
+ * name if it has one; a multi-platform index gives its image for `platform` (default: this machine's).
+ */
+export async function resolveStoredImages(store: Store, id: string, bundle: Tree, platform?: Platform): Promise<Array<{ ref: string | null; image: StoredImage }>> {
+  const layout = storedLayout(store, id, bundle)
+  const top = await layout.top()
+  if (top.length === 0) return layout.fail(`${INDEX_FILE} lists no images`)
+  const out: Array<{ ref: string | null; image: StoredImage }> = []
+  const seen = new Set<string>()
+  for (const entry of top) {
+    const digest = formatDigest(entry.d.digest)
+    if (seen.has(digest)) continue
+    seen.add(digest)
+    out.push({ ref: refNames(entry.raw)[0] ?? null, image: await layout.resolve(entry, platform) })
+  }
+  return out
+}
+
+interface Listed {
+  d: Descriptor
+  raw: Record<string, unknown>
+}
+
+/** Reads index.json, indexes, manifests and configs out of a stored layout, each checked against its digest. */
+function storedLayout(store: Store, id: string, bundle: Tree) {
   const fail = (why: string): never => {
     throw new SnapdirError('ERR_IMAGE', `snapshot ${id.slice(0, 16)}…: ${why}`, { data: { id } })
-  }
-  const indexEntry = findEntry(bundle, INDEX_FILE)
-  if (!findEntry(bundle, LAYOUT_MARKER) || indexEntry?.type !== 'file') {
-    return fail(`not an OCI image layout (no ${LAYOUT_MARKER} and ${INDEX_FILE} at its top)`)
   }
   const parseDoc = (data: Buffer, what: string): Record<string, unknown> => {
     let doc: unknown
@@ -63,63 +89,73 @@ export async function resolveStoredImage(store: Store, id: string, bundle: Tree,
     if (createHash(d.digest.algorithm).update(data).digest('hex') !== d.digest.encoded) return fail(`${what} ${formatDigest(d.digest)} does not match its digest`)
     return parseDoc(data, `${what} ${formatDigest(d.digest)}`)
   }
-  const listed = (doc: Record<string, unknown>, what: string): Array<{ d: Descriptor; raw: Record<string, unknown> }> =>
+  const listed = (doc: Record<string, unknown>, what: string): Listed[] =>
     (Array.isArray(doc.manifests) ? doc.manifests : []).map((raw: unknown) => {
       const d = parseDescriptor(raw)
       if (typeof d === 'string') return fail(`an entry of ${what} ${d}`)
       return { d, raw: raw as Record<string, unknown> }
     })
 
-  const top = listed(parseDoc(await readTreeFile(store, indexEntry, MAX_DOCUMENT_BYTES), INDEX_FILE), INDEX_FILE)
-  let chosen = pickImage(top, select.image, fail)
-  for (let depth = 0; INDEX_TYPES.has(chosen.d.mediaType); depth++) {
-    if (depth > 8) return fail('image indexes nest too deep')
-    const name = `image index ${formatDigest(chosen.d.digest)}`
-    const platforms = listed(await readBlob(chosen.d, 'image index'), name)
-    const want = select.platform ?? hostPlatform()
-    const match = platforms.find((m) => {
-      const p = descriptorPlatform(m.raw)
-      return p !== null && platformMatches(p, want)
-    })
-    if (!match) {
-      const have = platforms.map((m) => descriptorPlatform(m.raw)).filter((p): p is Platform => p !== null).map(formatPlatform)
-      return fail(`${name} has no image for ${formatPlatform(want)} (it has ${have.join(', ') || 'none'}); pick one with --platform`)
+  /** The entries of index.json; fails unless the snapshot is an image layout. */
+  const top = async (): Promise<Listed[]> => {
+    const indexEntry = findEntry(bundle, INDEX_FILE)
+    if (!findEntry(bundle, LAYOUT_MARKER) || indexEntry?.type !== 'file') {
+      return fail(`not an OCI image layout (no ${LAYOUT_MARKER} and ${INDEX_FILE} at its top)`)
     }
-    chosen = match
+    return listed(parseDoc(await readTreeFile(store, indexEntry, MAX_DOCUMENT_BYTES), INDEX_FILE), INDEX_FILE)
   }
-  if (!MANIFEST_TYPES.has(chosen.d.mediaType)) return fail(`${formatDigest(chosen.d.digest)} is a ${quote(chosen.d.mediaType)}, not an image manifest`)
-  const manifestName = `manifest ${formatDigest(chosen.d.digest)}`
-  const manifest = await readBlob(chosen.d, 'manifest')
-  const config = parseDescriptor(manifest.config)
-  if (typeof config === 'string') return fail(`the config of ${manifestName} ${config}`)
-  const configDoc = await readBlob(config, 'config')
-  const rootfs = configDoc.rootfs
-  const diffIds = isObject(rootfs) && Array.isArray(rootfs.diff_ids) ? (rootfs.diff_ids as unknown[]) : []
-  const layers = Array.isArray(manifest.layers) ? (manifest.layers as unknown[]) : []
-  if (diffIds.length !== layers.length) return fail(`the config of ${manifestName} lists ${diffIds.length} diff_ids for ${layers.length} layers`)
 
-  const out: StoredImage['layers'] = []
-  for (const [i, raw] of layers.entries()) {
-    const d = parseDescriptor(raw)
-    if (typeof d === 'string') return fail(`layers[${i}] of ${manifestName} ${d}`)
-    const digest = formatDigest(d.digest)
-    if (layerCompression(d.mediaType) === null) return fail(`layers[${i}] of ${manifestName} is a ${quote(d.mediaType)}, not a file system layer`)
-    const diffId = diffIds[i]
-    const ref = typeof diffId === 'string' ? await readLayerRef(store, diffId) : null
-    if (ref === null) {
-      return fail(`layer ${digest} (layers[${i}] of ${manifestName}) has no expanded tree in ${store.url}; push the image again to expand it`)
+  /** From an entry of index.json down to the manifest (through indexes, by platform) and its layers. */
+  const resolve = async (entry: Listed, platform: Platform | undefined): Promise<StoredImage> => {
+    let chosen = entry
+    for (let depth = 0; INDEX_TYPES.has(chosen.d.mediaType); depth++) {
+      if (depth > 8) return fail('image indexes nest too deep')
+      const name = `image index ${formatDigest(chosen.d.digest)}`
+      const platforms = listed(await readBlob(chosen.d, 'image index'), name)
+      const want = platform ?? hostPlatform()
+      const match = platforms.find((m) => {
+        const p = descriptorPlatform(m.raw)
+        return p !== null && platformMatches(p, want)
+      })
+      if (!match) {
+        const have = platforms.map((m) => descriptorPlatform(m.raw)).filter((p): p is Platform => p !== null).map(formatPlatform)
+        return fail(`${name} has no image for ${formatPlatform(want)} (it has ${have.join(', ') || 'none'}); pick one with --platform`)
+      }
+      chosen = match
     }
-    out.push({ digest, diffId: diffId as string, tree: ref.tree })
+    if (!MANIFEST_TYPES.has(chosen.d.mediaType)) return fail(`${formatDigest(chosen.d.digest)} is a ${quote(chosen.d.mediaType)}, not an image manifest`)
+    const manifestName = `manifest ${formatDigest(chosen.d.digest)}`
+    const manifest = await readBlob(chosen.d, 'manifest')
+    const config = parseDescriptor(manifest.config)
+    if (typeof config === 'string') return fail(`the config of ${manifestName} ${config}`)
+    const configDoc = await readBlob(config, 'config')
+    const rootfs = configDoc.rootfs
+    const diffIds = isObject(rootfs) && Array.isArray(rootfs.diff_ids) ? (rootfs.diff_ids as unknown[]) : []
+    const layers = Array.isArray(manifest.layers) ? (manifest.layers as unknown[]) : []
+    if (diffIds.length !== layers.length) return fail(`the config of ${manifestName} lists ${diffIds.length} diff_ids for ${layers.length} layers`)
+
+    const out: StoredImage['layers'] = []
+    for (const [i, raw] of layers.entries()) {
+      const d = parseDescriptor(raw)
+      if (typeof d === 'string') return fail(`layers[${i}] of ${manifestName} ${d}`)
+      const digest = formatDigest(d.digest)
+      if (layerCompression(d.mediaType) === null) return fail(`layers[${i}] of ${manifestName} is a ${quote(d.mediaType)}, not a file system layer`)
+      const diffId = diffIds[i]
+      const ref = typeof diffId === 'string' ? await readLayerRef(store, diffId) : null
+      if (ref === null) {
+        return fail(`layer ${digest} (layers[${i}] of ${manifestName}) has no expanded tree in ${store.url}; push the image again to expand it`)
+      }
+      out.push({ digest, size: d.size, diffId: diffId as string, tree: ref.tree })
+    }
+    return { manifest: formatDigest(chosen.d.digest), config: blobEntry(config, 'config'), layers: out }
   }
-  return { manifest: formatDigest(chosen.d.digest), config: blobEntry(config, 'config'), layers: out }
+
+  return { fail, top, resolve }
 }
 
 /** The entry of index.json that `image` names, or the only one when no name is given. */
 function pickImage<T extends { d: Descriptor; raw: Record<string, unknown> }>(top: T[], image: string | undefined, fail: (why: string) => never): T {
-  const names = (m: T): string[] => {
-    const a = isObject(m.raw.annotations) ? m.raw.annotations : {}
-    return REF_NAME_KEYS.map((k) => a[k]).filter((v): v is string => typeof v === 'string')
-  }
+  const names = (m: T): string[] => refNames(m.raw)
   const describe = (): string => top.map((m) => names(m)[0] ?? formatDigest(m.d.digest)).join(', ')
   if (top.length === 0) return fail(`${INDEX_FILE} lists no images`)
   if (image === undefined) {
@@ -128,4 +164,10 @@ function pickImage<T extends { d: Descriptor; raw: Record<string, unknown> }>(to
   }
   const found = top.find((m) => names(m).includes(image) || formatDigest(m.d.digest) === image)
   return found ?? fail(`the layout has no image ${JSON.stringify(image)} (it has ${describe()})`)
+}
+
+/** The ref names an index entry's annotations give it, in the order of REF_NAME_KEYS. */
+function refNames(raw: Record<string, unknown>): string[] {
+  const a = isObject(raw.annotations) ? raw.annotations : {}
+  return REF_NAME_KEYS.map((k) => a[k]).filter((v): v is string => typeof v === 'string')
 }
