@@ -55,9 +55,12 @@ export interface DedupStats {
    * that deduplicated only whole layers would compress them in other pieces.
    */
   wholeLayer: { layers: number; files: number; bytes: number; storedEstimate: number }
-  /** as wholeLayer, over the distinct file contents; `storedEstimate` likewise */
-  wholeFile: { files: number; bytes: number; storedEstimate: number }
-  /** exact: chunks and layer trees as the store holds them; `storedBytes` is their sum */
+  /** as wholeLayer, over the distinct file contents (`inlineBytes`: those small enough to be inline); `storedEstimate` likewise */
+  wholeFile: { files: number; bytes: number; inlineBytes: number; storedEstimate: number }
+  /**
+   * exact: chunks and layer trees as the store holds them; `storedBytes` is their sum. `inlineBytes`:
+   * the small files the layer trees carry, each tree its own copy.
+   */
   chunk: { chunks: number; rawBytes: number; chunkStoredBytes: number; trees: number; treeStoredBytes: number; inlineBytes: number; storedBytes: number }
   /**
    * What the byte-exact layouts add on top (push stores the layout itself too): their trees, and the
@@ -128,7 +131,7 @@ export async function dedupStats(store: Store, ids: string[], options: DedupStat
 
   // Each file's share of what stores it: per ref, the slice of the chunk it reads (count times), and
   // for an inline file, its share of the compressed tree it lives in.
-  const files = new Map<string, { bytes: number; estimate: number }>()
+  const files = new Map<string, { bytes: number; inline: boolean; estimate: number }>()
   const wholeLayer = { layers: diffIds.size, files: 0, bytes: 0, storedEstimate: 0 }
   const layerBytes = new Map<string, number>()
   let inlineBytes = 0
@@ -150,7 +153,7 @@ export async function dedupStats(store: Store, ids: string[], options: DedupStat
       wholeLayer.files++
       wholeLayer.storedEstimate += estimate
       const key = contentKey(e)
-      if (!files.has(key)) files.set(key, { bytes: e.size, estimate })
+      if (!files.has(key)) files.set(key, { bytes: e.size, inline: e.inline !== undefined, estimate })
     }
     wholeLayer.bytes += bytes
     layerBytes.set(layer.id, bytes)
@@ -168,7 +171,12 @@ export async function dedupStats(store: Store, ids: string[], options: DedupStat
     images: images.map(({ trees: _, ...image }) => image),
     registry: { layers: blobSizes.size, bytes: sum(blobSizes.values(), (s) => s) },
     wholeLayer: { ...wholeLayer, storedEstimate: Math.round(wholeLayer.storedEstimate) },
-    wholeFile: { files: files.size, bytes: sum(files.values(), (f) => f.bytes), storedEstimate: Math.round(sum(files.values(), (f) => f.estimate)) },
+    wholeFile: {
+      files: files.size,
+      bytes: sum(files.values(), (f) => f.bytes),
+      inlineBytes: sum(files.values(), (f) => (f.inline ? f.bytes : 0)),
+      storedEstimate: Math.round(sum(files.values(), (f) => f.estimate)),
+    },
     chunk: {
       chunks: chunks.size,
       rawBytes: sum(chunks.values(), (c) => c.length),

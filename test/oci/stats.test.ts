@@ -14,6 +14,8 @@ import { blobFile, editFirstManifest, firstManifest, requireTools, sha256, tool 
 requireTools('umoci', 'python3', 'gzip')
 
 const BIG = 1_000_000
+// the store's default: files up to this size live in the tree (docs/FORMAT.md)
+const INLINE_MAX = 4096
 let shared = ''
 let store = ''
 const layouts: Record<'a' | 'b' | 'c', string> = { a: '', b: '', c: '' }
@@ -92,7 +94,7 @@ function layersOf(layout: string): Layer[] {
 }
 
 /** Each distinct layer (by diff_id) read with python's tarfile: its regular files' bytes, and the distinct contents of all. */
-function tarContents(layers: Layer[]): { layerBytes: number; files: number; distinctFiles: number; distinctBytes: number } {
+function tarContents(layers: Layer[]): { layerBytes: number; files: number; distinctFiles: number; distinctBytes: number; distinctSmallBytes: number } {
   const distinct = [...new Map(layers.map((l) => [l.diffId, l.blob])).values()]
   const script = [
     'import hashlib, json, sys, tarfile',
@@ -104,7 +106,8 @@ function tarContents(layers: Layer[]): { layerBytes: number; files: number; dist
     '            data = t.extractfile(m).read()',
     '            layer_bytes += len(data); files += 1',
     '            seen[hashlib.sha256(data).hexdigest()] = len(data)',
-    'print(json.dumps({"layerBytes": layer_bytes, "files": files, "distinctFiles": len(seen), "distinctBytes": sum(seen.values())}))',
+    'print(json.dumps({"layerBytes": layer_bytes, "files": files, "distinctFiles": len(seen), "distinctBytes": sum(seen.values()),',
+    `  "distinctSmallBytes": sum(n for n in seen.values() if n <= ${INLINE_MAX})}))`,
   ].join('\n')
   return JSON.parse(tool('python3', ['-c', script, ...distinct])) as ReturnType<typeof tarContents>
 }
@@ -153,11 +156,13 @@ describe('snapdir stats', () => {
     expect(s.wholeLayer).toMatchObject({ layers: 4, files: tars.files, bytes: tars.layerBytes })
 
     // whole file: the rebuilt base's unchanged files and the common app file count once
-    expect(s.wholeFile).toMatchObject({ files: tars.distinctFiles, bytes: tars.distinctBytes })
+    expect(s.wholeFile).toMatchObject({ files: tars.distinctFiles, bytes: tars.distinctBytes, inlineBytes: tars.distinctSmallBytes })
     expect(s.wholeFile.bytes).toBeLessThan(s.wholeLayer.bytes - BIG / 2)
 
     // chunk: the edited large file shares all its chunks but those around the edit
     expect(s.chunk.rawBytes).toBeLessThan(s.wholeFile.bytes - BIG / 2)
+    // every byte of a chunk belongs to a file: never more than the distinct chunked files hold
+    expect(s.chunk.rawBytes).toBeLessThanOrEqual(s.wholeFile.bytes - s.wholeFile.inlineBytes)
     expect(s.chunk.trees).toBe(4)
 
     // the store holds exactly the layers' objects and the layouts', nothing counted twice or missed
