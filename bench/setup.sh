@@ -7,6 +7,8 @@
 #   debian-base             minbase alone, the base debian-rootfs shares: sync-transfer
 #   debian-python3-rebuilt  minbase + python3 + less, built in its own mmdebstrap run (so mtimes and
 #                           generated files such as the dpkg database differ): sync-transfer
+#   debian-base-rebuilt     minbase alone again, in its own mmdebstrap run: the same packages as
+#                           debian-base, but another layer digest: dedup-report
 #
 #   bash bench/setup.sh [--all | NAME...]    default: debian-rootfs only
 #
@@ -36,8 +38,9 @@ declare -A INCLUDES=(
   [debian-rootfs]=python3
   [debian-base]=
   [debian-python3-rebuilt]=python3,less
+  [debian-base-rebuilt]=
 )
-ALL_CORPORA=(debian-base debian-rootfs debian-python3-rebuilt)
+ALL_CORPORA=(debian-base debian-rootfs debian-python3-rebuilt debian-base-rebuilt)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }

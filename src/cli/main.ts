@@ -4,6 +4,7 @@ import { registerMount } from './mount.js'
 import { registerPull } from './pull.js'
 import { registerPush } from './push.js'
 import { registerRevisions } from './revisions.js'
+import { registerStats } from './stats.js'
 import { registerSync } from './sync.js'
 import { registerUmount } from './umount.js'
 import { registerVerify } from './verify.js'
@@ -21,7 +22,7 @@ const program = new Command()
     outputError: (str, write) => write(`snapdir: ${str.replace(/^error: /, '').trim()} (see --help)\n`),
   })
 
-for (const register of [registerPush, registerPull, registerSync, registerVerify, registerId, registerRevisions, registerMount, registerUmount]) register(program)
+for (const register of [registerPush, registerPull, registerSync, registerVerify, registerId, registerRevisions, registerStats, registerMount, registerUmount]) register(program)
 for (const cmd of program.commands) cmd.exitOverride()
 
 try {
