@@ -241,7 +241,7 @@ describe('snapdir stats', () => {
     expect(notImage.stdout).toBe('')
     expect(notImage.stderr.trim().split('\n')).toHaveLength(1)
     expect(notImage.stderr).toContain(dirId.slice(0, 16))
-    expect(notImage.stderr).toContain('not an OCI image layout')
+    expect(notImage.stderr).toContain('not an image: neither an OCI image layout')
 
     // a store with no image push at all, asked for its default
     const none = await snapdir(['stats', '--store', dirStore])
