@@ -109,6 +109,31 @@ describe('push of an image archive', () => {
   })
 })
 
+describe('archives as ctr image export and docker save (Docker 25+) write them', () => {
+  it('an OCI layout with a Docker manifest.json beside it is pushed as the OCI layout, layers expanded', async () => {
+    const t = tempDir()
+    const dir = path.join(t, 'export')
+    mkdirSync(dir)
+    tool('tar', ['-xf', ociArchive, '-C', dir])
+    // what ctr and docker add for `docker load`: the Docker archive's manifest.json, naming OCI blobs
+    const index = JSON.parse(readFileSync(path.join(dir, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> }
+    const m = JSON.parse(readFileSync(path.join(dir, 'blobs', 'sha256', index.manifests[0]!.digest.slice(7)), 'utf8')) as { config: { digest: string }; layers: Array<{ digest: string }> }
+    const blob = (d: string): string => `blobs/sha256/${d.slice(7)}`
+    writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify([{ Config: blob(m.config.digest), RepoTags: [REPO_TAG], Layers: m.layers.map((l) => blob(l.digest)) }]))
+    const archive = path.join(t, 'export.tar')
+    tool('tar', ['-cf', archive, '-C', dir, '.'])
+
+    const store = path.join(t, 'store')
+    const out = JSON.parse(await snapdirOk(['push', '--json', '--store', store, archive])) as { id: string; layers: { expanded: number }; revision: { image: { layers: unknown[] } } }
+    expect(out.layers.expanded).toBe(3)
+    expect(out.revision.image.layers).toHaveLength(3)
+    const pulled = path.join(t, 'pulled')
+    await snapdirOk(['pull', '--store', store, '--id', out.id, pulled])
+    expect(readFileSync(path.join(pulled, 'manifest.json'))).toEqual(readFileSync(path.join(dir, 'manifest.json')))
+    expect(rootfsVia(`oci:${pulled}:${TAG}`)).toBe(rootfs)
+  })
+})
+
 describe('bad archives', () => {
   /** Exit 1 with one line naming the archive; no revision and no layer ref in the store. */
   async function expectRefused(archive: string, pattern: RegExp, status = 1): Promise<void> {
