@@ -1,8 +1,8 @@
 // Pull into one tar archive instead of a directory: what `docker load`, `skopeo copy docker-archive:`
 // or `oci-archive:` and `ctr image import` take, and a way to hand a snapshot on as a single file.
 // Entries go out in tree order with their owners, modes, times, xattrs (as SCHILY.xattr PAX records,
-// like GNU tar) and hardlinks; every chunk is verified on the way, and a file named like a blob
-// (blobs/<algorithm>/<hex>) must hash to its name, as pull checks an image layout. Written beside the
+// like GNU tar) and hardlinks; every chunk is verified on the way, and a file named by its digest
+// (blobs/<algorithm>/<hex>, a Docker archive's <hex>.tar and <hex>.json) must hash to its name. Written beside the
 // target and renamed at the end, so a failure leaves no half-written archive.
 import { createHash, randomBytes, type Hash } from 'node:crypto'
 import fs from 'node:fs'
@@ -17,12 +17,23 @@ import { readTree } from '../store/objects.js'
 import type { Store } from '../store/store.js'
 import { isErrno, SnapdirError } from '../util/errors.js'
 import { ChunkFetcher } from './chunk-fetcher.js'
+import { findEntry } from './tree-file.js'
 import type { PullOptions } from './pull.js'
 
 const TAR_TYPES: Partial<Record<TreeEntry['type'], 'file' | 'directory' | 'symlink' | 'link' | 'character-device' | 'block-device' | 'fifo'>> = {
   file: 'file', dir: 'directory', symlink: 'symlink', hardlink: 'link', char: 'character-device', block: 'block-device', fifo: 'fifo',
 }
-const BLOB_NAME = /^blobs\/(sha256|sha512)\/([0-9a-f]+)$/
+/** Files an image names by their digest: an OCI layout's blobs, a Docker archive's `<sha256>.tar|json`. */
+const OCI_BLOB = /^blobs\/(sha256|sha512)\/([0-9a-f]+)$/
+const DOCKER_BLOB = /^()([0-9a-f]{64})\.(?:tar|json)$/
+
+/** Which names of this tree are digests to check: only an image's, so other trees' files are never judged. */
+function digestNames(tree: Tree): RegExp | null {
+  const top = (name: string): boolean => findEntry(tree, name)?.type === 'file'
+  if (top('oci-layout')) return OCI_BLOB
+  if (top('manifest.json')) return DOCKER_BLOB
+  return null
+}
 
 /** Writes snapshot `id` as a tar archive at `target` ('-': stdout). Sockets cannot be archived and are left out. */
 export async function pullArchive(store: Store, id: string, target: string, options: PullOptions = {}): Promise<Tree> {
@@ -68,6 +79,7 @@ async function checkArchiveTarget(dest: string): Promise<void> {
 
 async function writeEntries(store: Store, tree: Tree, id: string, pack: Pack, options: PullOptions): Promise<void> {
   const fetcher = new ChunkFetcher(store, tree)
+  const named = digestNames(tree)
   for (const e of tree.entries) {
     if (e.path.length === 0) continue // the root: an archive's names are relative to it
     const type = TAR_TYPES[e.type]
@@ -75,6 +87,8 @@ async function writeEntries(store: Store, tree: Tree, id: string, pack: Pack, op
     const name = utf8(e.path, 'name', e)
     const pax: Record<string, string> = {}
     for (const [n, v] of e.xattrs) pax[`SCHILY.xattr.${utf8(n, 'xattr name', e)}`] = utf8(v, 'xattr value', e)
+    // the ustar header holds whole seconds; a PAX record keeps the nanoseconds, as GNU tar --posix does
+    if (e.mtimeNsec !== 0) pax.mtime = `${e.mtimeSec}.${String(e.mtimeNsec).padStart(9, '0')}`
     const header = {
       name: type === 'directory' ? `${name}/` : name,
       type,
@@ -88,8 +102,9 @@ async function writeEntries(store: Store, tree: Tree, id: string, pack: Pack, op
       devminor: e.type === 'char' || e.type === 'block' ? minor(e.rdev) : 0,
       ...(Object.keys(pax).length > 0 ? { pax } : {}),
     }
-    const blob = BLOB_NAME.exec(name)
-    const hash = blob ? createHash(blob[1]!) : null
+    const m = type === 'file' && named ? named.exec(name) : null
+    const blob = m ? { algorithm: m[1] || 'sha256', hex: m[2]! } : null
+    const hash = blob ? createHash(blob.algorithm) : null
     const sink = pack.entry(header)
     const done = new Promise<void>((resolve, reject) => {
       sink.on('close', () => resolve())
@@ -98,7 +113,7 @@ async function writeEntries(store: Store, tree: Tree, id: string, pack: Pack, op
     if (type === 'file') await writeContent(fetcher, e, sink, hash, options)
     sink.end(undefined)
     await done
-    if (blob && hash!.digest('hex') !== blob[2]) {
+    if (blob && hash!.digest('hex') !== blob.hex) {
       throw new SnapdirError('ERR_SNAPSHOT_DAMAGED', `snapshot ${id}: blob ${name} does not hash to its name`, { data: { blob: name } })
     }
   }

@@ -134,6 +134,29 @@ describe('archives as ctr image export and docker save (Docker 25+) write them',
   })
 })
 
+describe('pull --tar of any snapshot', () => {
+  it('gives back the directory as an archive; a file merely named like a digest is not judged by its name', async () => {
+    const t = tempDir()
+    const src = path.join(t, 'src')
+    mkdirSync(path.join(src, 'sub'), { recursive: true })
+    writeFileSync(path.join(src, `${'ab'.repeat(32)}.tar`), 'named like a Docker layer, but no image here\n')
+    writeFileSync(path.join(src, 'sub', 'big.bin'), Buffer.alloc(200_000, 3))
+    spawnSync('ln', ['-s', 'sub/big.bin', path.join(src, 'link')])
+    spawnSync('ln', [path.join(src, 'sub', 'big.bin'), path.join(src, 'hard')])
+    const store = path.join(t, 'store')
+    const id = (await snapdirOk(['push', '--store', store, src])).trim()
+    const archive = path.join(t, 'out.tar')
+    await snapdirOk(['pull', '--tar', '--store', store, '--id', id, archive])
+    const back = path.join(t, 'back')
+    mkdirSync(back)
+    tool('tar', ['-xpf', archive, '-C', back])
+    tool('touch', ['-r', src, back]) // the archive holds no entry for the root itself
+    expect(manifest(back)).toBe(manifest(src))
+    const again = await snapdir(['pull', '--tar', '--store', store, '--id', id, archive])
+    expect(again.status, 'an existing file is not overwritten').toBe(1)
+  })
+})
+
 describe('bad archives', () => {
   /** Exit 1 with one line naming the archive; no revision and no layer ref in the store. */
   async function expectRefused(archive: string, pattern: RegExp, status = 1): Promise<void> {
