@@ -132,7 +132,11 @@ function unmountOverlay(merged) {
 /** SIGTERM, on which snapdir mount unmounts and exits; a daemon that hangs gets its FUSE connection aborted. */
 function stopDaemon(d) {
   const alive = () => d.exited === null
-  if (alive()) process.kill(d.child.pid, 'SIGTERM')
+  if (alive()) {
+    try {
+      process.kill(d.child.pid, 'SIGTERM')
+    } catch {}
+  }
   // the exit event cannot land while this waits synchronously: watch the process itself
   const gone = () => !fs.existsSync(`/proc/${d.child.pid}`) || /^\S+ \S+ Z/.test(readOr(`/proc/${d.child.pid}/stat`))
   let how = 'SIGTERM'
@@ -140,7 +144,8 @@ function stopDaemon(d) {
     const entry = mountAt(d.mnt)
     if (entry?.fstype.startsWith('fuse')) {
       const [major, minor] = entry.majMin.split(':').map(Number)
-      if (!fs.existsSync(path.join(FUSECTL, 'version')) && !fs.readdirSync(FUSECTL).length) spawnSync('mount', ['-t', 'fusectl', 'fusectl', FUSECTL], { stdio: 'ignore' })
+      // the connection's directory is named after the mount's device number; fusectl may need mounting first
+      if (!fs.readdirSync(FUSECTL).length) spawnSync('mount', ['-t', 'fusectl', 'fusectl', FUSECTL], { stdio: 'ignore' })
       try {
         fs.writeFileSync(path.join(FUSECTL, String((major << 20) | minor), 'abort'), '1')
       } catch {}
@@ -370,13 +375,14 @@ function report(r) {
   lines.push(`program: chroot ROOT ${r.program.map((a) => (a.includes(' ') ? `'${a}'` : a)).join(' ')}`)
   lines.push(`medians of ${r.runs} cold runs (page cache dropped before each); store and layout local: no network`)
   lines.push('')
+  // phases are medians of their own, so they need not add up to the median start time exactly
   const rows = Object.entries(r.summary).map(([step, s]) => [
     step,
-    fmt(seconds(s.wallMs), 2),
     Object.entries(s.phases).map(([k, v]) => `${PHASE_LABEL[k]} ${fmt(seconds(v), 2)}`).join(', '),
-    r.methods[step],
+    fmt(seconds(s.wallMs), 2),
   ])
-  lines.push(table(['method', 'start s', 'phases s', 'what'], rows, 1))
+  lines.push(table(['method', 'phases s', 'start s'], rows, 2))
+  for (const [step, what] of Object.entries(r.methods)) lines.push(`  ${step}: ${what}`)
   const lazy = r.summary.lazy
   if (lazy) {
     const st = r.store
