@@ -13,7 +13,7 @@
 import { createHash } from 'node:crypto'
 import { decodeTree, type Tree } from '../format/tree.js'
 import { toHex } from '../format/id.js'
-import { objectKey, readObject } from '../store/objects.js'
+import { objectKey, readTreeBytes } from '../store/objects.js'
 import { listRevisions } from '../store/revisions.js'
 import type { Store } from '../store/store.js'
 import { forEachLimit } from '../util/concurrency.js'
@@ -198,15 +198,7 @@ export async function dedupStats(store: Store, ids: string[], options: DedupStat
 
 /** A tree with its raw and stored sizes; a missing one is ERR_SNAPSHOT_NOT_FOUND, as readTree says it. */
 async function loadTree(store: Store, id: string): Promise<LayerTree> {
-  let raw: Buffer
-  try {
-    raw = await readObject(store, 'tree', id)
-  } catch (err) {
-    if (err instanceof SnapdirError && err.code === 'ERR_OBJECT_MISSING') {
-      throw new SnapdirError('ERR_SNAPSHOT_NOT_FOUND', `snapshot ${id} is not in ${store.url}`, { data: { id, store: store.url } })
-    }
-    throw err
-  }
+  const raw = await readTreeBytes(store, id)
   const stored = await store.size(objectKey('tree', id))
   if (stored === null) throw new SnapdirError('ERR_SNAPSHOT_NOT_FOUND', `snapshot ${id} is not in ${store.url}`, { data: { id, store: store.url } })
   return { id, tree: decodeTree(raw, `snapshot ${id} in ${store.url}`), rawBytes: raw.length, storedBytes: stored }

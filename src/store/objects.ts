@@ -41,14 +41,17 @@ export async function writeTree(store: Store, tree: Tree): Promise<string> {
 
 /** Loads a snapshot's tree; a missing one is ERR_SNAPSHOT_NOT_FOUND naming the store. */
 export async function readTree(store: Store, id: string): Promise<Tree> {
-  let raw: Buffer
+  return decodeTree(await readTreeBytes(store, id), `snapshot ${id} in ${store.url}`)
+}
+
+/** A snapshot's tree object, verified but not decoded; a missing one is ERR_SNAPSHOT_NOT_FOUND. */
+export async function readTreeBytes(store: Store, id: string): Promise<Buffer> {
   try {
-    raw = await readObject(store, 'tree', id)
+    return await readObject(store, 'tree', id)
   } catch (err) {
     if (err instanceof SnapdirError && err.code === 'ERR_OBJECT_MISSING') {
       throw new SnapdirError('ERR_SNAPSHOT_NOT_FOUND', `snapshot ${id} is not in ${store.url}`, { data: { id, store: store.url } })
     }
     throw err
   }
-  return decodeTree(raw, `snapshot ${id} in ${store.url}`)
 }
