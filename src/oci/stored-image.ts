@@ -75,9 +75,7 @@ interface Listed {
 
 /** Reads index.json, indexes, manifests and configs out of a stored layout, each checked against its digest. */
 function storedLayout(store: Store, id: string, bundle: Tree) {
-  const fail = (why: string): never => {
-    throw new SnapdirError('ERR_IMAGE', `snapshot ${id.slice(0, 16)}…: ${why}`, { data: { id } })
-  }
+  const fail = imageFailure(id)
   const parseDoc = (data: Buffer, what: string): Record<string, unknown> => {
     let doc: unknown
     try {
@@ -151,11 +149,11 @@ function storedLayout(store: Store, id: string, bundle: Tree) {
       const digest = formatDigest(d.digest)
       if (layerCompression(d.mediaType) === null) return fail(`layers[${i}] of ${manifestName} is a ${quote(d.mediaType)}, not a file system layer`)
       const diffId = diffIds[i]
-      const ref = typeof diffId === 'string' ? await readLayerRef(store, diffId) : null
-      if (ref === null) {
+      const tree = await expandedTree(store, diffId)
+      if (tree === null) {
         return fail(`layer ${digest} (layers[${i}] of ${manifestName}) has no expanded tree in ${store.url}; push the image again to expand it`)
       }
-      out.push({ digest, size: d.size, diffId: diffId as string, tree: ref.tree })
+      out.push({ digest, size: d.size, diffId: diffId as string, tree })
     }
     return { manifest: formatDigest(chosen.d.digest), config: blobEntry(config, 'config'), layers: out }
   }
@@ -170,9 +168,7 @@ function storedLayout(store: Store, id: string, bundle: Tree) {
 function storedDockerArchive(store: Store, id: string, bundle: Tree) {
   const manifestEntry = findEntry(bundle, DOCKER_MANIFEST_FILE)
   if (findEntry(bundle, LAYOUT_MARKER) || manifestEntry?.type !== 'file') return null
-  const fail = (why: string): never => {
-    throw new SnapdirError('ERR_IMAGE', `snapshot ${id.slice(0, 16)}…: ${why}`, { data: { id } })
-  }
+  const fail = imageFailure(id)
   const images = async (): Promise<DockerArchiveImage[]> => parseDockerManifest(await readTreeFile(store, manifestEntry, MAX_DOCUMENT_BYTES), fail)
   const pick = (all: DockerArchiveImage[], image: string | undefined): DockerArchiveImage => {
     const describe = (): string => all.map((m, i) => m.repoTags[0] ?? `${DOCKER_MANIFEST_FILE}[${i}]`).join(', ')
@@ -196,13 +192,26 @@ function storedDockerArchive(store: Store, id: string, bundle: Tree) {
     const layers: StoredImage['layers'] = []
     for (const [i, file] of chosen.layers.entries()) {
       const diffId = diffIds[i]
-      const ref = typeof diffId === 'string' && /^sha256:[0-9a-f]{64}$/.test(diffId) ? await readLayerRef(store, diffId) : null
-      if (ref === null) return fail(`layer ${file} (Layers[${i}] of the image ${chosen.repoTags[0] ?? chosen.config}) has no expanded tree in ${store.url}; push the archive again to expand it`)
-      layers.push({ digest: diffId as string, size: findEntry(bundle, file)?.size ?? 0, diffId: diffId as string, tree: ref.tree })
+      const tree = await expandedTree(store, diffId)
+      if (tree === null) return fail(`layer ${file} (Layers[${i}] of the image ${chosen.repoTags[0] ?? chosen.config}) has no expanded tree in ${store.url}; push the archive again to expand it`)
+      layers.push({ digest: diffId as string, size: findEntry(bundle, file)?.size ?? 0, diffId: diffId as string, tree })
     }
     return { manifest: chosen.config, config, layers }
   }
   return { images, pick, resolve }
+}
+
+/** How every problem with a stored image is reported: one line naming the snapshot. */
+function imageFailure(id: string): (why: string) => never {
+  return (why) => {
+    throw new SnapdirError('ERR_IMAGE', `snapshot ${id.slice(0, 16)}…: ${why}`, { data: { id } })
+  }
+}
+
+/** The expanded tree of the layer with this diff_id (as a config gives it, unchecked), or null. */
+async function expandedTree(store: Store, diffId: unknown): Promise<string | null> {
+  if (typeof diffId !== 'string' || !/^sha256:[0-9a-f]{64}$/.test(diffId)) return null
+  return (await readLayerRef(store, diffId))?.tree ?? null
 }
 
 /** The entry of index.json that `image` names, or the only one when no name is given. */
