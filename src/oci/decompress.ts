@@ -18,6 +18,15 @@ export function compressionOf(head: Buffer): Compression {
 /** A decoding stage failed on the data itself; the message says how, for the caller to name the blob. */
 export class StageError extends Error {}
 
+/** How a compressed stream was bad, when `err` says so (a StageError, or node:zlib's Z_* errors). */
+export function streamProblem(err: Error): string | null {
+  if (err instanceof StageError) return err.message
+  const code = (err as NodeJS.ErrnoException).code
+  // node:zlib's Z_BUF_ERROR is its "unexpected end of file"
+  if (typeof code === 'string' && code.startsWith('Z_')) return `the gzip stream is ${code === 'Z_BUF_ERROR' ? 'truncated' : 'corrupt'} (${err.message})`
+  return null
+}
+
 /** zstd frames in, their content out; a corrupt or truncated stream is a StageError. */
 export async function* zstdDecompress(input: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
   const dctx = new zstd.DCtx()

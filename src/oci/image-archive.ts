@@ -16,7 +16,7 @@ import { pipeline } from 'node:stream/promises'
 import zlib from 'node:zlib'
 import { x as untar } from 'tar'
 import { isErrno, SnapdirError, UsageError } from '../util/errors.js'
-import { compressionOf, StageError, zstdDecompress } from './decompress.js'
+import { compressionOf, streamProblem, zstdDecompress } from './decompress.js'
 
 /** A regular file given where a directory could be: an archive to unpack. */
 export async function isArchiveFile(source: string): Promise<boolean> {
@@ -120,8 +120,8 @@ function archiveError(file: string, err: unknown, entries: number, signal?: Abor
     return new UsageError(`'${file}' is neither a directory nor a tar archive (plain, gzip or zstd)`, 'ERR_SOURCE')
   }
   let why: string
-  if (e instanceof StageError) why = e.message
-  else if (typeof e.code === 'string' && e.code.startsWith('Z_')) why = `the gzip stream is ${e.code === 'Z_BUF_ERROR' ? 'truncated' : 'corrupt'} (${e.message})`
+  const stream = streamProblem(e)
+  if (stream !== null) why = stream
   else if (/unexpected end|truncated/i.test(message)) why = `the tar is truncated (${message})`
   else if (e.code === 'TAR_BAD_ARCHIVE' || e.code === 'TAR_ENTRY_INVALID') why = `it is not a tar archive, plain, gzip or zstd (${message})`
   else if (e.code === 'TAR_ENTRY_ERROR' || e.code === 'TAR_SYMLINK_ERROR' || /\.\.|absolute|symbolic link/i.test(e.message)) {

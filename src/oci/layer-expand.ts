@@ -32,7 +32,7 @@ import { objectKey } from '../store/objects.js'
 import type { Store } from '../store/store.js'
 import { TaskWindow } from '../util/concurrency.js'
 import { isErrno, SnapdirError } from '../util/errors.js'
-import { compressionOf, StageError, zstdDecompress, type Compression as LayerCompression } from './decompress.js'
+import { compressionOf, streamProblem, zstdDecompress, type Compression as LayerCompression } from './decompress.js'
 import { LayerEntries, type LayerInode } from './layer-entries.js'
 
 export type { Compression as LayerCompression } from './decompress.js'
@@ -235,11 +235,9 @@ class Expander {
     const e = (err instanceof Error ? err : new Error(String(err))) as NodeJS.ErrnoException
     const message = e.message
     let why: string
-    if (e instanceof StageError) why = message
-    else if (typeof e.code === 'string' && e.code.startsWith('Z_')) {
-      // node:zlib's errors: Z_BUF_ERROR is its "unexpected end of file"
-      why = `the gzip stream is ${e.code === 'Z_BUF_ERROR' ? 'truncated' : 'corrupt'} (${message})`
-    } else if (isErrno(e, 'ENOENT', 'EACCES', 'EISDIR', 'EIO')) why = `cannot read ${blob}: ${message}`
+    const stream = streamProblem(e)
+    if (stream !== null) why = stream
+    else if (isErrno(e, 'ENOENT', 'EACCES', 'EISDIR', 'EIO')) why = `cannot read ${blob}: ${message}`
     else if (/unexpected end of data/i.test(message)) why = 'the tar is truncated (unexpected end of data)'
     else why = `the tar is corrupt: ${message}`
     return new SnapdirError('ERR_SOURCE', `${this.what}: ${why}`, { cause: err, data: { blob } })
