@@ -1,4 +1,5 @@
-/* N-API entry: the FastCDC hot loop and the few file-system calls Node lacks (see fsmeta.c).
+/* N-API entry: the FastCDC hot loop, the few file-system calls Node lacks (see fsmeta.c) and the
+ * store-object writer push's workers use (object-write.c).
  * Each call handles a whole buffer so the JS/C crossing costs nothing per byte. */
 #include "addon.h"
 
@@ -163,6 +164,7 @@ static napi_value init(napi_env env, napi_value exports) {
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   register_fsmeta(env, exports);
+  register_object_write(env, exports);
   return exports;
 }
 

@@ -7,4 +7,5 @@ napi_value throw_errno(napi_env env, int err, const char *syscall, const char *p
 /* Reads a Buffer or string argument as a NUL-terminated path; caller frees. NULL after throwing. */
 char *arg_path(napi_env env, napi_value v);
 void register_fsmeta(napi_env env, napi_value exports);
+void register_object_write(napi_env env, napi_value exports);
 #endif

@@ -24,6 +24,12 @@ export interface NativeAddon {
   readdirStat(dir: Buffer | string): StatRow[]
   /** the same row for one path (name null) */
   lstatRow(path: Buffer | string): StatRow
+  /**
+   * Unless finalPath exists: encodes raw as a store object (format/object.ts; zstd at `level` when
+   * smaller), writes it at tmpPath, making its directory if missing, and renames it to finalPath.
+   * Returns the bytes stored, 0 when the object was there already (native/object-write.c).
+   */
+  writeObject(finalPath: string, tmpPath: string, raw: Buffer, level: number): number
 }
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')

@@ -140,10 +140,19 @@ export class FileProcessor {
     const id = toHex(idBytes)
     if (this.seen.has(id)) return
     this.seen.add(id)
+    const key = objectKey('chunk', id)
+    if (store.addObjectSync) {
+      // written before the read buffer it views is reused: no copy
+      const written = store.addObjectSync(key, data())
+      if (written > 0) {
+        this.stats.chunksWritten++
+        this.stats.bytesWritten += written
+      }
+      return
+    }
     // copy: the data views the read buffer, which the next read overwrites
     const raw = Buffer.from(data())
     await this.window.add(async () => {
-      const key = objectKey('chunk', id)
       if (await store.has(key)) return
       const encoded = encodeObject(raw)
       await store.put(key, encoded)

@@ -23,6 +23,12 @@ export interface Store {
   get(key: string): Promise<Buffer>
   /** Atomic and idempotent: readers see the whole object or none of it. */
   put(key: string, data: Buffer): Promise<void>
+  /**
+   * Encodes raw bytes as an object (format/object.ts) and puts it unless the store has it; returns
+   * the bytes stored, 0 when it was there. Synchronous and without copying `raw`: only stores whose
+   * writes are local system calls have it (FileStore), and push's worker threads use it when there.
+   */
+  addObjectSync?: ((key: string, raw: Buffer) => number) | undefined
   /** Keys under a prefix ending in '/', in no particular order. */
   list(prefix: string): AsyncIterable<string>
   /** Durability barrier: everything put before is on stable storage when this resolves. */

@@ -1,0 +1,195 @@
+/* Writing one store object (format/object.ts) in a single call: check, compress, write, rename.
+ * Push's worker threads call it once per new chunk. In C rather than through zstd-napi and node:fs
+ * because the JS path copied every chunk twice (out of the read buffer, then header + payload),
+ * allocated a buffer per chunk for the garbage collector to chase, and made six JS/C crossings per
+ * object; here the chunk is compressed straight from the caller's buffer into one reused per-thread
+ * buffer and written with one writev. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "addon.h"
+
+#define HEADER_BYTES 16
+#define CODEC_RAW 0
+#define CODEC_ZSTD 1
+/* below this a zstd frame cannot be smaller than the bytes (object.ts uses the same bound) */
+#define MIN_COMPRESS 64
+
+/* One compression context and output buffer per JS thread (main or worker), freed with it. */
+typedef struct {
+  ZSTD_CCtx *cctx;
+  int level;
+  void *out;
+  size_t out_cap;
+} writer_state;
+
+static void free_state(napi_env env, void *data, void *hint) {
+  writer_state *s = data;
+  ZSTD_freeCCtx(s->cctx);
+  free(s->out);
+  free(s);
+}
+
+static writer_state *state_for(napi_env env) {
+  writer_state *s = NULL;
+  napi_get_instance_data(env, (void **)&s);
+  if (s) return s;
+  s = calloc(1, sizeof *s);
+  if (!s) return NULL;
+  napi_set_instance_data(env, s, free_state, NULL);
+  return s;
+}
+
+/* Compresses into the state's buffer; returns the compressed size, or 0 when storing raw is better. */
+static size_t compress(writer_state *s, const void *raw, size_t len, int level, const char **why) {
+  if (len < MIN_COMPRESS) return 0;
+  if (!s->cctx || s->level != level) {
+    if (!s->cctx && !(s->cctx = ZSTD_createCCtx())) return (*why = "cannot allocate a zstd context"), 0;
+    ZSTD_CCtx_reset(s->cctx, ZSTD_reset_session_and_parameters);
+    ZSTD_CCtx_setParameter(s->cctx, ZSTD_c_compressionLevel, level);
+    s->level = level;
+  }
+  size_t bound = ZSTD_compressBound(len);
+  if (bound > s->out_cap) {
+    void *grown = realloc(s->out, bound);
+    if (!grown) return (*why = "out of memory"), 0;
+    s->out = grown;
+    s->out_cap = bound;
+  }
+  size_t n = ZSTD_compress2(s->cctx, s->out, s->out_cap, raw, len);
+  if (ZSTD_isError(n)) return (*why = ZSTD_getErrorName(n)), 0;
+  return n < len ? n : 0;
+}
+
+/* mkdir -p: makes dir and any missing parents (a concurrent push making them too is fine) */
+static int make_dirs(char *dir) {
+  if (mkdir(dir, 0755) == 0 || errno == EEXIST) return 0;
+  if (errno != ENOENT) return -1;
+  char *slash = strrchr(dir, '/');
+  if (!slash || slash == dir) return -1;
+  *slash = 0;
+  int rc = make_dirs(dir);
+  *slash = '/';
+  if (rc < 0) return -1;
+  return mkdir(dir, 0755) == 0 || errno == EEXIST ? 0 : -1;
+}
+
+static int write_all(int fd, struct iovec *iov, int cnt) {
+  while (cnt > 0) {
+    ssize_t n = writev(fd, iov, cnt);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    while (cnt > 0 && (size_t)n >= iov->iov_len) {
+      n -= (ssize_t)iov->iov_len;
+      iov++;
+      cnt--;
+    }
+    if (cnt > 0) {
+      iov->iov_base = (char *)iov->iov_base + n;
+      iov->iov_len -= (size_t)n;
+    }
+  }
+  return 0;
+}
+
+/* writeObject(finalPath, tmpPath, raw: Buffer, level): number
+ * Unless finalPath exists: encodes raw as a store object (zstd at `level` when that is smaller), writes
+ * it to tmpPath (creating its directory if missing), starts its writeback and renames it to finalPath.
+ * Returns the stored bytes, or 0 when the object was there already. On failure nothing is left at
+ * tmpPath, and the error carries errno's name as `code`. */
+static napi_value write_object(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  void *raw;
+  size_t len;
+  bool is_buf = false;
+  int32_t level;
+  if (argc < 4 || napi_is_buffer(env, argv[2], &is_buf) != napi_ok || !is_buf ||
+      napi_get_value_int32(env, argv[3], &level) != napi_ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "writeObject(finalPath, tmpPath, raw: Buffer, level: number)");
+    return NULL;
+  }
+  napi_get_buffer_info(env, argv[2], &raw, &len);
+  writer_state *s = state_for(env);
+  if (!s) return throw_errno(env, ENOMEM, "writeObject", NULL);
+  char *final = arg_path(env, argv[0]);
+  if (!final) return NULL;
+  char *tmp = arg_path(env, argv[1]);
+  if (!tmp) return free(final), NULL;
+
+  napi_value result = NULL;
+  struct stat st;
+  double written = 0;
+  if (lstat(final, &st) == 0) goto done; /* content-addressed: present means identical */
+
+  const char *why = NULL;
+  size_t packed = compress(s, raw, len, level, &why);
+  if (why) {
+    napi_throw_error(env, "ERR_COMPRESS", why);
+    goto done;
+  }
+  unsigned char header[HEADER_BYTES] = {'S', 'D', 'O', '1', packed ? CODEC_ZSTD : CODEC_RAW};
+  uint64_t raw_len = len;
+  for (int i = 0; i < 8; i++) header[8 + i] = (unsigned char)(raw_len >> (8 * i));
+  struct iovec iov[2] = {{header, HEADER_BYTES}, {packed ? s->out : raw, packed ? packed : len}};
+
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0 && errno == ENOENT) {
+    /* the fan-out directory (chunks/3f/), and chunks/ itself in a new store, are made on first use */
+    char *slash = strrchr(tmp, '/');
+    if (slash) {
+      *slash = 0;
+      int rc = make_dirs(tmp);
+      int err = errno;
+      if (rc < 0) {
+        throw_errno(env, err, "mkdir", tmp);
+        goto done;
+      }
+      *slash = '/';
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  }
+  if (fd < 0) {
+    throw_errno(env, errno, "open", tmp);
+    goto done;
+  }
+  const char *failed = NULL;
+  if (write_all(fd, iov, 2) < 0) failed = "write";
+  /* writeback starts now, in the background, so the store's flush at the end has little left to wait for */
+  else if (sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE) < 0) failed = "sync_file_range";
+  int err = errno;
+  if (close(fd) < 0 && !failed) failed = "close", err = errno;
+  if (!failed && rename(tmp, final) < 0) failed = "rename", err = errno;
+  if (failed) {
+    unlink(tmp);
+    throw_errno(env, err, failed, tmp);
+    goto done;
+  }
+  written = (double)(HEADER_BYTES + iov[1].iov_len);
+
+done:
+  free(final);
+  free(tmp);
+  bool pending = false;
+  napi_is_exception_pending(env, &pending);
+  if (!pending) napi_create_double(env, written, &result);
+  return result;
+}
+
+void register_object_write(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"writeObject", NULL, write_object, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+}
