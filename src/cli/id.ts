@@ -1,6 +1,4 @@
 import type { Command } from '@commander-js/extra-typings'
-import { localId } from '../snapshot/local-id.js'
-import { readStoreConfig } from '../store/store-config.js'
 import { ENDPOINT_HELP, storeFromOptions } from './store-options.js'
 import { action } from './run-command.js'
 
@@ -13,6 +11,8 @@ export function registerId(program: Command): void {
     .argument('<dir>', 'directory')
     .action(
       action(async (dir: string, opts: { store?: string; s3Endpoint?: string }) => {
+        const { localId } = await import('../snapshot/local-id.js')
+        const { readStoreConfig } = await import('../store/store-config.js')
         let params
         if (opts.store !== undefined) {
           const store = storeFromOptions({ ...opts, store: opts.store })

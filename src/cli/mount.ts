@@ -1,9 +1,9 @@
 import { Option, type Command } from '@commander-js/extra-typings'
 import { parsePlatform } from '../oci/platform.js'
-import { VIEWS, type ViewOptions } from '../mount/views.js'
+import { VIEWS } from '../mount/view-names.js'
+import type { ViewOptions } from '../mount/views.js'
 import { UsageError } from '../util/errors.js'
 import { parseId } from '../format/id.js'
-import { MountedSnapshot, describeMount } from '../mount/mount.js'
 import { DEFAULT_CACHE_BYTES, DiskCache, defaultCacheDir } from '../store/disk-cache.js'
 import { FileStore } from '../store/file-store.js'
 import { integerOption } from './numbers.js'
@@ -41,6 +41,7 @@ export function registerMount(program: Command): void {
     .option('--json', 'on exit, print what was read and fetched as JSON')
     .action(
       action(async (mountpoint: string, opts) => {
+        const { MountedSnapshot, describeMount } = await import('../mount/mount.js')
         const id = parseId(opts.id)
         if (opts.view === 'tree' && (opts.image !== undefined || opts.platform !== undefined)) {
           throw new UsageError('--image and --platform pick the image of a rootfs or layers view; add --view rootfs or --view layers')

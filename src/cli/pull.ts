@@ -1,7 +1,5 @@
 import type { Command } from '@commander-js/extra-typings'
 import { parseId } from '../format/id.js'
-import { pull } from '../snapshot/pull.js'
-import { pullArchive } from '../snapshot/pull-archive.js'
 import { ENDPOINT_HELP, STORE_HELP, storeFromOptions } from './store-options.js'
 import { action } from './run-command.js'
 import { progressBar } from './progress.js'
@@ -20,6 +18,8 @@ export function registerPull(program: Command): void {
     .argument('<target>', 'target directory (or archive file with --tar)')
     .action(
       action(async (dir: string, opts: { store: string; s3Endpoint?: string; id: string; tar?: true }) => {
+        const { pull } = await import('../snapshot/pull.js')
+        const { pullArchive } = await import('../snapshot/pull-archive.js')
         const id = parseId(opts.id)
         const store = storeFromOptions(opts)
         const bar = progressBar('bytes')

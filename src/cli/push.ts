@@ -1,6 +1,5 @@
 import type { Command } from '@commander-js/extra-typings'
 import { parsePlatform } from '../oci/platform.js'
-import { push } from '../snapshot/push.js'
 import { ENDPOINT_HELP, STORE_HELP, storeFromOptions } from './store-options.js'
 import { action } from './run-command.js'
 import { progressBar } from './progress.js'
@@ -26,6 +25,7 @@ export function registerPush(program: Command): void {
     .argument('<dir>', 'directory (or archive file) to snapshot')
     .action(
       action(async (dir: string, opts: { store: string; s3Endpoint?: string; name?: string; json?: true; platform?: string[] }) => {
+        const { push } = await import('../snapshot/push.js')
         const platforms = opts.platform?.flatMap((p) => p.split(',')).map((p) => parsePlatform(p))
         const store = storeFromOptions(opts)
         const bar = progressBar('bytes')

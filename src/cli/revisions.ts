@@ -1,5 +1,4 @@
 import type { Command } from '@commander-js/extra-typings'
-import { listRevisions } from '../store/revisions.js'
 import { ENDPOINT_HELP, STORE_HELP, storeFromOptions } from './store-options.js'
 import { action } from './run-command.js'
 
@@ -11,6 +10,7 @@ export function registerRevisions(program: Command): void {
     .option('--s3-endpoint <url>', ENDPOINT_HELP)
     .action(
       action(async (opts: { store: string; s3Endpoint?: string }) => {
+        const { listRevisions } = await import('../store/revisions.js')
         const store = storeFromOptions(opts)
         await store.open()
         for (const r of await listRevisions(store)) process.stdout.write(JSON.stringify(r) + '\n')

@@ -1,6 +1,6 @@
 import type { Command } from '@commander-js/extra-typings'
+import type { DedupStats } from '../oci/dedup-stats.js'
 import { parseId } from '../format/id.js'
-import { dedupStats, imageSnapshotIds, type DedupStats } from '../oci/dedup-stats.js'
 import { parsePlatform } from '../oci/platform.js'
 import { SnapdirError } from '../util/errors.js'
 import { integerOption } from './numbers.js'
@@ -23,6 +23,7 @@ export function registerStats(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(
       action(async (ids: string[], opts: { store: string; s3Endpoint?: string; platform?: string; jobs: string; json?: true }) => {
+        const { dedupStats, imageSnapshotIds } = await import('../oci/dedup-stats.js')
         const given = ids.map(parseId)
         const jobs = integerOption('--jobs', opts.jobs, 1, 1024)
         const platform = opts.platform === undefined ? undefined : parsePlatform(opts.platform)

@@ -1,7 +1,6 @@
 import type { Command } from '@commander-js/extra-typings'
 import { parseId } from '../format/id.js'
 import { storeFromUrl } from '../store/open-store.js'
-import { sync } from '../sync/sync.js'
 import { integerOption } from './numbers.js'
 import { progressBar } from './progress.js'
 import { action } from './run-command.js'
@@ -21,6 +20,7 @@ export function registerSync(program: Command): void {
     .option('--to-s3-endpoint <url>', 'endpoint for the destination only')
     .action(
       action(async (opts: { id: string; from: string; to: string; jobs: string; dryRun?: true; json?: true; s3Endpoint?: string; fromS3Endpoint?: string; toS3Endpoint?: string }) => {
+        const { sync } = await import('../sync/sync.js')
         const id = parseId(opts.id)
         const jobs = integerOption('--jobs', opts.jobs, 1, 1024)
         const endpoint = (own?: string) => {

@@ -1,5 +1,4 @@
 import type { Command } from '@commander-js/extra-typings'
-import { findSnapdirMount, unmount } from '../mount/unmount.js'
 import { action } from './run-command.js'
 
 export function registerUmount(program: Command): void {
@@ -10,6 +9,7 @@ export function registerUmount(program: Command): void {
     .option('--lazy', 'detach now even if files are open there; they keep working until closed')
     .action(
       action(async (mountpoint: string, opts: { lazy?: true }) => {
+        const { findSnapdirMount, unmount } = await import('../mount/unmount.js')
         const { path } = await findSnapdirMount(mountpoint)
         await unmount(path, { lazy: opts.lazy ?? false })
       }),

@@ -1,6 +1,5 @@
 import type { Command } from '@commander-js/extra-typings'
 import { parseId } from '../format/id.js'
-import { verify } from '../snapshot/verify.js'
 import { ENDPOINT_HELP, STORE_HELP, storeFromOptions } from './store-options.js'
 import { SnapdirError } from '../util/errors.js'
 import { action } from './run-command.js'
@@ -16,6 +15,7 @@ export function registerVerify(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(
       action(async (opts: { store: string; s3Endpoint?: string; id: string; json?: true }) => {
+        const { verify } = await import('../snapshot/verify.js')
         const id = parseId(opts.id)
         const store = storeFromOptions(opts)
         const bar = progressBar('items')

@@ -13,8 +13,7 @@ import { readTree } from '../store/objects.js'
 import type { Store } from '../store/store.js'
 import { SnapdirError } from '../util/errors.js'
 
-export const VIEWS = ['tree', 'rootfs', 'layers'] as const
-export type ViewName = (typeof VIEWS)[number]
+import type { ViewName } from './view-names.js'
 
 export interface ViewOptions {
   view: ViewName

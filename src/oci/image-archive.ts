@@ -14,7 +14,6 @@ import os from 'node:os'
 import path from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import zlib from 'node:zlib'
-import { x as untar } from 'tar'
 import { isErrno, SnapdirError, UsageError } from '../util/errors.js'
 import { compressionOf, streamProblem, zstdDecompress } from './decompress.js'
 
@@ -65,6 +64,8 @@ export async function unpackArchive(file: string, options: { tmpRoot?: string; s
     // directory and symlink times as archived, set once everything is in: creating children changes
     // a directory's, and node-tar leaves a symlink's at the time of unpacking
     const times = new Map<string, Date>()
+    // node-tar loads here, not with this module: push imports it for isArchiveFile on every source
+    const { x: untar } = await import('tar')
     const unpack = untar({
       cwd: dir,
       strict: true,

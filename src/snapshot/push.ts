@@ -1,13 +1,12 @@
 import path from 'node:path'
 import { treeSize } from '../format/tree.js'
-import { checkImageLayout } from '../oci/check-layout.js'
-import { dockerArchiveLayers, isDockerArchive } from '../oci/docker-archive.js'
-import { selectPlatforms, type SelectedLayout } from '../oci/select-platforms.js'
+import { isDockerArchive } from '../oci/docker-archive.js'
+import type { SelectedLayout } from '../oci/select-platforms.js'
 import type { Platform } from '../oci/platform.js'
 import { UsageError } from '../util/errors.js'
-import { archiveName, isArchiveFile, unpackArchive, type UnpackedArchive } from '../oci/image-archive.js'
+import { archiveName, isArchiveFile, type UnpackedArchive } from '../oci/image-archive.js'
 import { isImageLayout } from '../oci/image-layout.js'
-import { expandImageLayers, layoutLayers, writeLayerRefs, writeLayerTrees, type ExpandedImageLayers, type LayoutLayer } from '../oci/image-layers.js'
+import type { ExpandedImageLayers, LayoutLayer } from '../oci/image-layers.js'
 import { writeTree } from '../store/objects.js'
 import { addRevision, type Revision } from '../store/revisions.js'
 import { ensureStoreConfig } from '../store/store-config.js'
@@ -65,6 +64,7 @@ export async function push(store: Store, source: string, options: PushOptions = 
   try {
     let dir = source
     if (await isArchiveFile(source)) {
+      const { unpackArchive } = await import('../oci/image-archive.js')
       unpacked = await unpackArchive(source)
       dir = unpacked.dir
       phase('unpack')
@@ -74,11 +74,15 @@ export async function push(store: Store, source: string, options: PushOptions = 
     phase('scan')
     // an image whose blobs do not match their digests is refused before it could be stored
     let shownAs = `OCI image layout ${source}`
+    // the image modules load only for images: a plain directory's push starts sooner
     if (await isImageLayout(dir)) {
+      const { checkImageLayout } = await import('../oci/check-layout.js')
+      const { layoutLayers } = await import('../oci/image-layers.js')
       if (unpacked) shownAs = `OCI image archive ${source}`
       await checkImageLayout(dir, { shownAs: unpacked ? `archive ${source}` : source })
       if (options.platforms) {
         // only some platforms: a new layout with just those, pushed instead
+        const { selectPlatforms } = await import('../oci/select-platforms.js')
         selected = await selectPlatforms(dir, options.platforms, source)
         dir = selected.dir
         scanned = await scanDirectory(dir)
@@ -89,6 +93,7 @@ export async function push(store: Store, source: string, options: PushOptions = 
       throw new UsageError(`--platform picks platforms of a multi-platform image; ${source} is not an OCI image layout or archive of one`)
     } else if (await isDockerArchive(dir)) {
       shownAs = `Docker image archive ${source}`
+      const { dockerArchiveLayers } = await import('../oci/docker-archive.js')
       layers = await dockerArchiveLayers(dir, source)
       phase('image-check')
     }
@@ -97,6 +102,7 @@ export async function push(store: Store, source: string, options: PushOptions = 
     if (layers !== null) {
       // before the bundle: a layer that does not match its diff_id fails the push early
       options.onLayersPlanned?.(layers.reduce((a, l) => a + l.descriptor.size, 0), layers.length)
+      const { expandImageLayers } = await import('../oci/image-layers.js')
       expanded = await expandImageLayers(store, dir, layers, { params, shownAs, ...(options.onLayerBytes ? { onLayer: options.onLayerBytes } : {}) })
       phase('layers')
     }
@@ -118,6 +124,7 @@ export async function push(store: Store, source: string, options: PushOptions = 
   phase('flush')
   let image: Revision['image'] | undefined
   if (expanded !== null) {
+    const { writeLayerRefs, writeLayerTrees } = await import('../oci/image-layers.js')
     await writeLayerTrees(store, expanded)
     await store.flush()
     image = { layers: await writeLayerRefs(store, expanded) }
