@@ -193,6 +193,21 @@ static napi_value start_writeback(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* willNeed(fd): posix_fadvise(WILLNEED) over the whole file: the kernel queues reads of what is not
+ * cached and returns, so a worker that announces a batch of files keeps the disk busy with all of them
+ * while it cuts the first (a cold push reads 2-3x faster than one file at a time). */
+static napi_value will_need(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  int32_t fd;
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "willNeed(fd: number)");
+    return NULL;
+  }
+  int err = posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+  if (err) return throw_errno(env, err, "posix_fadvise", NULL);
+  return NULL;
+}
+
 static napi_value num(napi_env env, double v) {
   napi_value out;
   napi_create_double(env, v, &out);
@@ -311,6 +326,7 @@ void register_fsmeta(napi_env env, napi_value exports) {
       {"readdirStat", NULL, readdir_stat, NULL, NULL, NULL, napi_default, NULL},
       {"lstatRow", NULL, lstat_row, NULL, NULL, NULL, napi_default, NULL},
       {"startWriteback", NULL, start_writeback, NULL, NULL, NULL, napi_default, NULL},
+      {"willNeed", NULL, will_need, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

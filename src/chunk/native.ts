@@ -20,6 +20,8 @@ export interface NativeAddon {
   syncfs(fd: number): void
   /** sync_file_range(SYNC_FILE_RANGE_WRITE): start writeback of a file's dirty pages, do not wait */
   startWriteback(fd: number): void
+  /** posix_fadvise(WILLNEED) over the whole file: queue reads of what is not cached, do not wait */
+  willNeed(fd: number): void
   /** [name, mode, uid, gid, size, mtimeSec, mtimeNsec, nlink, rdev, blocks, inoHigh, inoLow, dev, xattrs] per entry */
   readdirStat(dir: Buffer | string): StatRow[]
   /** the same row for one path (name null) */

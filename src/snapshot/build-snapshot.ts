@@ -3,7 +3,7 @@ import type { Tree, TreeEntry } from '../format/tree.js'
 import type { Store } from '../store/store.js'
 import { jobBytes, type FileJob, type Job } from './file-processor.js'
 import { packGroups } from './pack-groups.js'
-import type { ScannedEntry } from './scan.js'
+import { scanDirectory, type ScannedEntry } from './scan.js'
 import { WorkerPool } from './worker-pool.js'
 
 export interface BuildStats {
@@ -28,37 +28,64 @@ export interface BuildOptions {
 }
 
 /**
- * Cuts every file of a scanned directory into chunks, returning the tree that names them. Scanning is
- * the caller's first step (scanDirectory), so a bad source fails before anything is written.
+ * Cuts every file of a directory into chunks, returning the tree that names them. Given a directory,
+ * it scans it too, and files that are cut on their own (not packed: see pack-groups.ts) go to the
+ * workers as the scan finds them; the rest follow once the scan is done, as packing needs every path.
+ * Given a scan (an image, which is checked between scanning and storing), it cuts that.
+ * With a store, the caller checks the directory first (checkSourceDirectory), as chunks may be
+ * written before the scan ends.
  */
-export async function buildSnapshot(scanned: ScannedEntry[], options: BuildOptions): Promise<{ tree: Tree; stats: BuildStats }> {
-  const files = scanned.filter((s) => s.entry.type === 'file')
-  const logicalBytes = files.reduce((a, f) => a + f.entry.size, 0)
-  options.onScanned?.(logicalBytes, scanned.length)
-
-  const fileJobs: FileJob[] = files.map((f, index) => ({ index, source: f.source, size: f.entry.size, sparse: f.allocated < f.entry.size }))
+export async function buildSnapshot(source: { dir: string } | ScannedEntry[], options: BuildOptions): Promise<{ tree: Tree; stats: BuildStats }> {
   const { inlineMax = 0, packMax = 0 } = options.params
   // by size alone: how a file is laid out on disk (holes) must never change its chunks, or the ID
-  const packable = (j: FileJob): boolean => j.size > inlineMax && j.size < packMax
-  const packed = fileJobs.filter(packable)
-  const jobs: Job[] = [
-    ...packGroups(packed, packed.map((j) => files[j.index]!.entry.path)),
-    ...fileJobs.filter((j) => !packable(j)),
-  ]
-  // Larger jobs first, so a long one does not end up alone at the tail.
-  jobs.sort((a, b) => jobBytes(b) - jobBytes(a))
+  const packable = (size: number): boolean => size > inlineMax && size < packMax
+  // the files in the order they were handed out: job indexes point here
+  const files: ScannedEntry[] = []
+  const jobOf = (f: ScannedEntry): FileJob => {
+    const index = files.push(f) - 1
+    return { index, source: f.source, size: f.entry.size, sparse: f.allocated < f.entry.size }
+  }
+  // progress counts from when the total is known, after the scan
+  let early: number | null = 0
+  const onBytes = options.onBytes
   const pool = options.pool ?? new WorkerPool()
   let processed
   try {
-    processed = await pool.run(jobs, files.length, {
+    const run = pool.start({
       params: options.params,
       store: options.store ?? null,
-      ...(options.onBytes ? { onBytes: options.onBytes } : {}),
+      ...(onBytes ? { onBytes: (n: number) => (early === null ? onBytes(n) : (early += n)) } : {}),
     })
+    const streamed = new Set<ScannedEntry>()
+    const scanned = Array.isArray(source)
+      ? source
+      : await scanDirectory(source.dir, {
+          onFile: (f, nlink) => {
+            // a file with several names waits: the scan decides which name is the entry
+            if (nlink > 1 || packable(f.entry.size) || f.entry.size <= inlineMax) return
+            streamed.add(f)
+            run.add([jobOf(f)])
+          },
+        })
+    const rest = scanned.filter((f) => f.entry.type === 'file' && !streamed.has(f))
+    const packed = rest.filter((f) => packable(f.entry.size))
+    const jobs: Job[] = [
+      ...packGroups(packed.map(jobOf), packed.map((f) => f.entry.path)),
+      ...rest.filter((f) => !packable(f.entry.size)).map(jobOf),
+    ]
+    // Larger jobs first, so a long one does not end up alone at the tail.
+    jobs.sort((a, b) => jobBytes(b) - jobBytes(a))
+    const logicalBytes = scanned.reduce((a, f) => a + (f.entry.type === 'file' ? f.entry.size : 0), 0)
+    options.onScanned?.(logicalBytes, scanned.length)
+    if (onBytes && early) onBytes(early)
+    early = null
+    run.add(jobs)
+    run.finish()
+    processed = { scanned, logicalBytes, ...(await run.done) }
   } finally {
     if (!options.pool) await pool.close()
   }
-  const { results, stats } = processed
+  const { scanned, logicalBytes, results, stats } = processed
   const distinct = new Set<string>()
   let chunkRefs = 0
   files.forEach((f, i) => {

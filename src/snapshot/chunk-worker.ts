@@ -3,7 +3,7 @@ import { parentPort } from 'node:worker_threads'
 import { openStore } from '../store/open-store.js'
 import type { Store } from '../store/store.js'
 import { SnapdirError } from '../util/errors.js'
-import { FileProcessor, jobBytes, type FileJob, type FileResult, type Job } from './file-processor.js'
+import { FileProcessor, jobBytes, type FileJob, type Job } from './file-processor.js'
 import type { FromWorker, ToWorker } from './worker-pool.js'
 
 const port = parentPort!
@@ -35,12 +35,8 @@ async function handle(m: ToWorker): Promise<void> {
     processor = new FileProcessor(m.params, store)
     post({ type: 'ready' })
   } else if (m.type === 'jobs') {
-    const results: FileResult[] = []
-    let bytes = 0
-    for (const job of m.jobs) {
-      results.push(...(await processor!.processJob(revive(job))))
-      bytes += jobBytes(job)
-    }
+    const results = await processor!.processJobs(m.jobs.map(revive))
+    const bytes = m.jobs.reduce((a, j) => a + jobBytes(j), 0)
     post({ type: 'results', results, bytes })
   } else {
     await processor!.drain()

@@ -12,7 +12,7 @@ import { addRevision, type Revision } from '../store/revisions.js'
 import { ensureStoreConfig } from '../store/store-config.js'
 import type { Store } from '../store/store.js'
 import { buildSnapshot, type BuildStats } from './build-snapshot.js'
-import { scanDirectory } from './scan.js'
+import { checkSourceDirectory, scanDirectory, type ScannedEntry } from './scan.js'
 import { WorkerPool } from './worker-pool.js'
 
 export interface PushResult {
@@ -69,10 +69,11 @@ export async function push(store: Store, source: string, options: PushOptions = 
       dir = unpacked.dir
       phase('unpack')
     }
-    // the whole source is read before the store is touched: a bad DIR writes nothing
-    let scanned = await scanDirectory(dir)
-    phase('scan')
-    // an image whose blobs do not match their digests is refused before it could be stored
+    // a DIR that cannot be listed fails here, before the store is created or touched
+    checkSourceDirectory(dir)
+    // An image is scanned whole and checked before anything is stored: one whose blobs do not match
+    // their digests is refused. A plain directory is scanned while its files are cut (buildSnapshot).
+    let scanned: ScannedEntry[] | null = null
     let shownAs = `OCI image layout ${source}`
     // the image modules load only for images: a plain directory's push starts sooner
     if (await isImageLayout(dir)) {
@@ -85,8 +86,8 @@ export async function push(store: Store, source: string, options: PushOptions = 
         const { selectPlatforms } = await import('../oci/select-platforms.js')
         selected = await selectPlatforms(dir, options.platforms, source)
         dir = selected.dir
-        scanned = await scanDirectory(dir)
       }
+      scanned = await scanDirectory(dir)
       layers = await layoutLayers(dir)
       phase('image-check')
     } else if (options.platforms) {
@@ -94,6 +95,7 @@ export async function push(store: Store, source: string, options: PushOptions = 
     } else if (await isDockerArchive(dir)) {
       shownAs = `Docker image archive ${source}`
       const { dockerArchiveLayers } = await import('../oci/docker-archive.js')
+      scanned = await scanDirectory(dir)
       layers = await dockerArchiveLayers(dir, source)
       phase('image-check')
     }
@@ -106,7 +108,7 @@ export async function push(store: Store, source: string, options: PushOptions = 
       expanded = await expandImageLayers(store, dir, layers, { params, shownAs, ...(options.onLayerBytes ? { onLayer: options.onLayerBytes } : {}) })
       phase('layers')
     }
-    built = await buildSnapshot(scanned, {
+    built = await buildSnapshot(scanned ?? { dir }, {
       params,
       store,
       pool,
@@ -118,7 +120,7 @@ export async function push(store: Store, source: string, options: PushOptions = 
     await unpacked?.remove()
     await selected?.remove()
   }
-  phase('chunks')
+  phase(layers === null ? 'scan+chunks' : 'chunks')
   const { tree, stats } = built
   await store.flush()
   phase('flush')

@@ -30,16 +30,23 @@ function sourceError(path: Buffer, err: unknown): SnapdirError {
   return new SnapdirError('ERR_SOURCE', `cannot read ${path.toString()}: ${msg}`, { cause: err })
 }
 
+export interface ScanOptions {
+  /**
+   * Called with each regular file (and its link count) as it is found; the scan pauses for the event
+   * loop every few hundred entries, so work handed off here (to push's workers) gets going. A file
+   * with several names may still become a hardlink entry once the scan has seen them all.
+   */
+  onFile?: (s: ScannedEntry, nlink: number) => void
+}
+
+/** Entries between pauses for the event loop when onFile is given (a few milliseconds of scanning). */
+const YIELD_EVERY = 256
+
 /**
- * Walks a directory without following symlinks and returns its entries sorted by path bytes, with
- * metadata, xattrs and link targets. Names stay raw bytes throughout (they need not be UTF-8).
- * Within the tree, an inode with several names is stored once: the first path in sorted order is the
- * entry, the others are hardlinks naming it.
- * Blocking calls on purpose: push and id scan before there is anything else to do (the workers are
- * still loading), and an lstat from the dentry cache takes ~2 µs against ~40 µs for a thread-pool
- * round trip. Never call it from a serving path (mount, snapshotter).
+ * Checks that `root` is a directory this process can list, with the errors scanDirectory gives, and
+ * returns its real path. Push calls it before it touches the store, then scans while it cuts.
  */
-export async function scanDirectory(root: string): Promise<ScannedEntry[]> {
+export function checkSourceDirectory(root: string): Buffer {
   const rootBuf = Buffer.from(root)
   let rootStat: fs.Stats
   try {
@@ -50,12 +57,33 @@ export async function scanDirectory(root: string): Promise<ScannedEntry[]> {
   }
   if (!rootStat.isDirectory()) throw new UsageError(`'${root}' is not a directory`, 'ERR_SOURCE')
   if (!native) throw new SnapdirError('ERR_NATIVE_UNAVAILABLE', 'the native addon is not built: run npm install (xattrs and devices need it)')
-  const addon = native
-  const rootAbs = Buffer.from(fs.realpathSync(rootBuf))
+  try {
+    fs.opendirSync(root).closeSync()
+  } catch (err) {
+    throw sourceError(rootBuf, err)
+  }
+  return Buffer.from(fs.realpathSync(rootBuf))
+}
+
+/**
+ * Walks a directory without following symlinks and returns its entries sorted by path bytes, with
+ * metadata, xattrs and link targets. Names stay raw bytes throughout (they need not be UTF-8).
+ * Within the tree, an inode with several names is stored once: the first path in sorted order is the
+ * entry, the others are hardlinks naming it.
+ * Blocking calls on purpose: the main thread has nothing else to do meanwhile but hand work to push's
+ * workers at the pauses (see onFile), and an lstat from the dentry cache takes ~2 µs against ~40 µs
+ * for a thread-pool round trip. Never call it from a serving path (mount, snapshotter).
+ */
+export async function scanDirectory(root: string, options: ScanOptions = {}): Promise<ScannedEntry[]> {
+  const rootAbs = checkSourceDirectory(root)
+  const addon = native!
 
   const out: ScannedEntry[] = []
   const inodes = new Map<string, Buffer[]>()
 
+  const { onFile } = options
+  // directories still to list, depth first; an explicit stack so the walk can pause (see onFile)
+  const pending: Array<{ rel: Buffer; abs: Buffer }> = []
   const visit = (rel: Buffer, abs: Buffer, st: StatRow): void => {
     const [, mode, uid, gid, size, mtimeSec, mtimeNsec, nlink, rdev, blocks, inoHigh, inoLow, dev, xattrs] = st
     const type = typeOf(mode)
@@ -80,24 +108,31 @@ export async function scanDirectory(root: string): Promise<ScannedEntry[]> {
       xattrs,
       chunks: [],
     }
-    out.push({ entry, source: abs, allocated: blocks * 512 })
+    const scanned = { entry, source: abs, allocated: blocks * 512 }
+    out.push(scanned)
+    if (type === 'file') onFile?.(scanned, nlink)
     if (type !== 'dir' && nlink > 1) {
       const key = `${dev}:${inoHigh}:${inoLow}`
       const names = inodes.get(key)
       if (names) names.push(rel)
       else inodes.set(key, [rel])
     }
-    if (type !== 'dir') return
+    if (type === 'dir') pending.push({ rel, abs })
+  }
+  const list = ({ rel, abs }: { rel: Buffer; abs: Buffer }): void => {
     let rows: StatRow[]
     try {
       rows = addon.readdirStat(abs)
     } catch (err) {
       throw sourceError(abs, err)
     }
+    // reversed onto the stack, so directories are listed in the order readdir gave them
+    const mark = pending.length
     for (const row of rows) {
       const name = row[0]!
       visit(rel.length === 0 ? name : Buffer.concat([rel, SLASH, name]), Buffer.concat([abs, SLASH, name]), row)
     }
+    pending.push(...pending.splice(mark).reverse())
   }
 
   let rootRow: StatRow
@@ -107,6 +142,14 @@ export async function scanDirectory(root: string): Promise<ScannedEntry[]> {
     throw sourceError(rootAbs, err)
   }
   visit(Buffer.alloc(0), rootAbs, rootRow)
+  let sinceYield = 0
+  while (pending.length > 0) {
+    list(pending.pop()!)
+    if (onFile && out.length - sinceYield >= YIELD_EVERY) {
+      sinceYield = out.length
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+  }
   out.sort((a, b) => compareBytes(a.entry.path, b.entry.path))
 
   // Every name of a multiply-linked inode but the first (in path order) becomes a hardlink to it.

@@ -65,65 +65,144 @@ export class WorkerPool {
     }
   }
 
-  async run(jobs: Job[], fileCount: number, options: RunOptions): Promise<ProcessedFiles> {
-    if (this.workers.length === 0) return processInline(jobs, fileCount, options)
-    const results: FileResult[] = new Array<FileResult>(fileCount)
-    const stats: ProcessorStats = { chunksWritten: 0, bytesWritten: 0 }
-    let next = 0
-    const batch = (): Job[] => {
-      const out: Job[] = []
-      let bytes = 0
-      while (next < jobs.length && out.length < BATCH_JOBS && (out.length === 0 || bytes < BATCH_BYTES)) {
-        const j = jobs[next++]!
-        out.push(j)
-        bytes += jobBytes(j)
-      }
-      return out
-    }
+  /**
+   * Starts the workers on a stream of jobs: add() hands them more as they become known (push adds
+   * large files while the scan is still finding the rest), finish() says there are no more, and
+   * `done` settles when every job is cut. Jobs carry indexes into the results.
+   */
+  start(options: RunOptions): PoolRun {
+    if (this.workers.length === 0) return new InlineRun(options)
+    return new WorkerRun(this.workers, this.early, options)
+  }
 
-    const drive = (w: Worker, i: number): Promise<void> =>
-      new Promise<void>((resolve, reject) => {
-        let settled = false
-        const fail = (err: Error): void => {
-          if (settled) return
-          settled = true
-          next = jobs.length // the other workers finish what they hold and stop
-          reject(err)
-        }
-        const early = this.early[i]
-        if (early) return fail(early)
-        const post = (m: ToWorker): void => w.postMessage(m)
-        const feed = (): void => {
-          const b = batch()
-          post(b.length > 0 ? { type: 'jobs', jobs: b } : { type: 'finish' })
-        }
-        w.on('message', (m: FromWorker) => {
-          if (m.type === 'ready') feed()
-          else if (m.type === 'results') {
-            for (const r of m.results) results[r.index] = revive(r)
-            options.onBytes?.(m.bytes)
-            feed()
-          } else if (m.type === 'finished') {
-            stats.chunksWritten += m.stats.chunksWritten
-            stats.bytesWritten += m.stats.bytesWritten
-            settled = true
-            resolve()
-          } else fail(new SnapdirError(m.code, m.message))
-        })
-        w.on('error', (err) => fail(err))
-        w.on('exit', (code) => fail(new SnapdirError('ERR_SOURCE', `chunk worker exited with code ${code}`)))
-        post({ type: 'init', params: options.params, store: options.store?.spec ?? null })
-      })
-
-    const settled = await Promise.allSettled(this.workers.map(drive))
-    const failed = settled.find((r) => r.status === 'rejected')
-    if (failed) throw failed.reason
-    return { results, stats }
+  /** Cuts a known list of jobs. */
+  async run(jobs: Job[], options: RunOptions): Promise<ProcessedFiles> {
+    const run = this.start(options)
+    run.add(jobs)
+    run.finish()
+    return run.done
   }
 
   async close(): Promise<void> {
     const ws = this.workers.splice(0)
     await Promise.all(ws.map((w) => w.terminate()))
+  }
+}
+
+export interface PoolRun {
+  add(jobs: Job[]): void
+  finish(): void
+  /** rejects with the first failure; always handled, so it may be awaited late */
+  readonly done: Promise<ProcessedFiles>
+}
+
+class WorkerRun implements PoolRun {
+  readonly done: Promise<ProcessedFiles>
+  private readonly queue: Job[] = []
+  private head = 0
+  private finished = false
+  private failed = false
+  /** workers waiting for jobs, with what feeds them */
+  private readonly idle = new Set<() => void>()
+  private readonly results: FileResult[] = []
+  private readonly stats: ProcessorStats = { chunksWritten: 0, bytesWritten: 0 }
+
+  constructor(workers: Worker[], early: Array<Error | null>, private readonly options: RunOptions) {
+    this.done = Promise.allSettled(workers.map((w, i) => this.drive(w, early[i] ?? null))).then((settled) => {
+      const failed = settled.find((r) => r.status === 'rejected')
+      if (failed) throw failed.reason
+      return { results: this.results, stats: this.stats }
+    })
+    this.done.catch(() => {}) // awaited by the caller later, perhaps after a scan that failed first
+  }
+
+  add(jobs: Job[]): void {
+    for (const j of jobs) this.queue.push(j)
+    this.wake()
+  }
+
+  finish(): void {
+    this.finished = true
+    this.wake()
+  }
+
+  private wake(): void {
+    const waiting = [...this.idle]
+    this.idle.clear()
+    for (const feed of waiting) feed()
+  }
+
+  /** Up to BATCH_JOBS jobs or BATCH_BYTES, whichever comes first; empty when the queue is. */
+  private batch(): Job[] {
+    const out: Job[] = []
+    let bytes = 0
+    while (this.head < this.queue.length && out.length < BATCH_JOBS && (out.length === 0 || bytes < BATCH_BYTES)) {
+      const j = this.queue[this.head]!
+      // the queue only grows: drop taken jobs so a long run does not keep them all
+      this.queue[this.head++] = undefined as unknown as Job
+      out.push(j)
+      bytes += jobBytes(j)
+    }
+    return out
+  }
+
+  private drive(w: Worker, early: Error | null): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let settled = false
+      const fail = (err: Error): void => {
+        if (settled) return
+        settled = true
+        this.failed = true // the other workers finish what they hold and stop
+        this.wake()
+        reject(err)
+      }
+      if (early) return fail(early)
+      const post = (m: ToWorker): void => w.postMessage(m)
+      const feed = (): void => {
+        if (settled) return
+        const b = this.failed ? [] : this.batch()
+        if (b.length > 0) post({ type: 'jobs', jobs: b })
+        else if (this.finished || this.failed) post({ type: 'finish' })
+        else this.idle.add(feed)
+      }
+      w.on('message', (m: FromWorker) => {
+        if (m.type === 'ready') feed()
+        else if (m.type === 'results') {
+          for (const r of m.results) this.results[r.index] = revive(r)
+          this.options.onBytes?.(m.bytes)
+          feed()
+        } else if (m.type === 'finished') {
+          this.stats.chunksWritten += m.stats.chunksWritten
+          this.stats.bytesWritten += m.stats.bytesWritten
+          settled = true
+          resolve()
+        } else fail(new SnapdirError(m.code, m.message))
+      })
+      w.on('error', (err) => fail(err))
+      w.on('exit', (code) => fail(new SnapdirError('ERR_SOURCE', `chunk worker exited with code ${code}`)))
+      post({ type: 'init', params: this.options.params, store: this.options.store?.spec ?? null })
+    })
+  }
+}
+
+/** Without workers (running from TypeScript sources): cuts in this thread once the jobs are all known. */
+class InlineRun implements PoolRun {
+  readonly done: Promise<ProcessedFiles>
+  private readonly jobs: Job[] = []
+  private release!: () => void
+
+  constructor(options: RunOptions) {
+    const allAdded = new Promise<void>((resolve) => (this.release = resolve))
+    this.done = allAdded.then(() => processInline(this.jobs, options))
+    this.done.catch(() => {})
+  }
+
+  add(jobs: Job[]): void {
+    this.jobs.push(...jobs)
+  }
+
+  finish(): void {
+    this.release()
   }
 }
 
@@ -137,11 +216,11 @@ function revive(r: FileResult): FileResult {
   return out
 }
 
-async function processInline(jobs: Job[], fileCount: number, options: RunOptions): Promise<ProcessedFiles> {
+async function processInline(jobs: Job[], options: RunOptions): Promise<ProcessedFiles> {
   const processor = new FileProcessor(options.params, options.store)
-  const results: FileResult[] = new Array<FileResult>(fileCount)
+  const results: FileResult[] = []
   for (const job of jobs) {
-    for (const r of await processor.processJob(job)) results[r.index] = r
+    for (const r of await processor.processJobs([job])) results[r.index] = r
     options.onBytes?.(jobBytes(job))
   }
   await processor.drain()
