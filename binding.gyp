@@ -2,10 +2,25 @@
   "targets": [
     {
       "target_name": "snapdir",
-      "sources": ["native/addon.c", "native/fastcdc.c", "native/fsmeta.c", "native/object-write.c"],
+      "sources": ["native/addon.c", "native/fastcdc.c", "native/fsmeta.c", "native/object-write.c", "native/cut-store.c"],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
       "cflags": ["-O3", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
-      "dependencies": ["node_modules/zstd-napi/deps/zstd.gyp:libzstd"]
+      "dependencies": ["node_modules/zstd-napi/deps/zstd.gyp:libzstd", "blake3"]
+    },
+    {
+      "target_name": "blake3",
+      "type": "static_library",
+      "variables": {"c": "node_modules/@c4312/blake3-native/c"},
+      "sources": ["<(c)/blake3.c", "<(c)/blake3_dispatch.c", "<(c)/blake3_portable.c"],
+      "cflags": ["-O3", "-fvisibility=hidden"],
+      "direct_dependent_settings": {"include_dirs": ["<(c)"]},
+      "conditions": [
+        ["target_arch=='x64'", {
+          "sources": ["<(c)/blake3_sse2_x86-64_unix.S", "<(c)/blake3_sse41_x86-64_unix.S", "<(c)/blake3_avx2_x86-64_unix.S", "<(c)/blake3_avx512_x86-64_unix.S"]
+        }, {
+          "defines": ["BLAKE3_NO_SSE2", "BLAKE3_NO_SSE41", "BLAKE3_NO_AVX2", "BLAKE3_NO_AVX512"]
+        }]
+      ]
     },
     {
       "target_name": "snapdir_fuse",

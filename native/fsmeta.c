@@ -168,16 +168,53 @@ static napi_value seek(napi_env env, napi_callback_info info, int whence, const 
 static napi_value seek_data(napi_env env, napi_callback_info info) { return seek(env, info, SEEK_DATA, "lseek(SEEK_DATA)"); }
 static napi_value seek_hole(napi_env env, napi_callback_info info) { return seek(env, info, SEEK_HOLE, "lseek(SEEK_HOLE)"); }
 
-/* syncfs(fd): flush the whole file system holding fd, once, instead of an fsync per object */
-static napi_value do_syncfs(napi_env env, napi_callback_info info) {
+/* syncfsAsync(fd): Promise<void> -- syncfs(fd): flush the whole file system holding fd, once, instead of
+ * an fsync per object; in the libuv thread pool, so push can encode its tree while the chunks it
+ * names reach the disk. */
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  int fd;
+  int err;
+} syncfs_job;
+
+static void syncfs_execute(napi_env env, void *data) {
+  syncfs_job *j = data;
+  j->err = syncfs(j->fd) < 0 ? errno : 0;
+}
+
+static void syncfs_complete(napi_env env, napi_status status, void *data) {
+  syncfs_job *j = data;
+  napi_value v;
+  if (j->err == 0) {
+    napi_get_undefined(env, &v);
+    napi_resolve_deferred(env, j->deferred, v);
+  } else {
+    /* throw_errno builds the error; take it back off the pending slot to reject with it */
+    throw_errno(env, j->err, "syncfs", NULL);
+    napi_get_and_clear_last_exception(env, &v);
+    napi_reject_deferred(env, j->deferred, v);
+  }
+  napi_delete_async_work(env, j->work);
+  free(j);
+}
+
+static napi_value do_syncfs_async(napi_env env, napi_callback_info info) {
   GET_ARGS(1);
   int32_t fd;
   if (napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "syncfs(fd: number)");
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "syncfsAsync(fd: number)");
     return NULL;
   }
-  if (syncfs(fd) < 0) return throw_errno(env, errno, "syncfs", NULL);
-  return NULL;
+  syncfs_job *j = calloc(1, sizeof *j);
+  if (!j) return throw_errno(env, ENOMEM, "syncfs", NULL);
+  j->fd = fd;
+  napi_value promise, name;
+  napi_create_promise(env, &j->deferred, &promise);
+  napi_create_string_utf8(env, "snapdir:syncfs", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, syncfs_execute, syncfs_complete, j, &j->work);
+  napi_queue_async_work(env, j->work);
+  return promise;
 }
 
 /* startWriteback(fd): ask the kernel to start writing the file's dirty pages now, without waiting, so
@@ -322,7 +359,7 @@ void register_fsmeta(napi_env env, napi_value exports) {
       {"setTimes", NULL, set_times, NULL, NULL, NULL, napi_default, NULL},
       {"seekData", NULL, seek_data, NULL, NULL, NULL, napi_default, NULL},
       {"seekHole", NULL, seek_hole, NULL, NULL, NULL, napi_default, NULL},
-      {"syncfs", NULL, do_syncfs, NULL, NULL, NULL, napi_default, NULL},
+      {"syncfsAsync", NULL, do_syncfs_async, NULL, NULL, NULL, napi_default, NULL},
       {"readdirStat", NULL, readdir_stat, NULL, NULL, NULL, napi_default, NULL},
       {"lstatRow", NULL, lstat_row, NULL, NULL, NULL, napi_default, NULL},
       {"startWriteback", NULL, start_writeback, NULL, NULL, NULL, napi_default, NULL},

@@ -16,6 +16,7 @@
 #include <zstd.h>
 
 #include "addon.h"
+#include "object-write.h"
 
 #define HEADER_BYTES 16
 #define CODEC_RAW 0
@@ -102,11 +103,53 @@ static int write_all(int fd, struct iovec *iov, int cnt) {
   return 0;
 }
 
-/* writeObject(finalPath, tmpPath, raw: Buffer, level): number
- * Unless finalPath exists: encodes raw as a store object (zstd at `level` when that is smaller), writes
- * it to tmpPath (creating its directory if missing), starts its writeback and renames it to finalPath.
- * Returns the stored bytes, or 0 when the object was there already. On failure nothing is left at
- * tmpPath, and the error carries errno's name as `code`. */
+int store_object(napi_env env, const char *final, char *tmp, const void *raw, size_t len, int level,
+                 size_t *written) {
+  writer_state *s = state_for(env);
+  if (!s) return throw_errno(env, ENOMEM, "writeObject", NULL), -1;
+  *written = 0;
+  struct stat st;
+  if (lstat(final, &st) == 0) return 0; /* content-addressed: present means identical */
+
+  const char *why = NULL;
+  size_t packed = compress(s, raw, len, level, &why);
+  if (why) return napi_throw_error(env, "ERR_COMPRESS", why), -1;
+  unsigned char header[HEADER_BYTES] = {'S', 'D', 'O', '1', packed ? CODEC_ZSTD : CODEC_RAW};
+  uint64_t raw_len = len;
+  for (int i = 0; i < 8; i++) header[8 + i] = (unsigned char)(raw_len >> (8 * i));
+  struct iovec iov[2] = {{header, HEADER_BYTES}, {packed ? s->out : (void *)raw, packed ? packed : len}};
+
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0 && errno == ENOENT) {
+    /* the fan-out directory (chunks/3f/), and chunks/ itself in a new store, are made on first use */
+    char *slash = strrchr(tmp, '/');
+    if (slash) {
+      *slash = 0;
+      int rc = make_dirs(tmp);
+      int err = errno;
+      if (rc < 0) return throw_errno(env, err, "mkdir", tmp), -1;
+      *slash = '/';
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  }
+  if (fd < 0) return throw_errno(env, errno, "open", tmp), -1;
+  const char *failed = NULL;
+  if (write_all(fd, iov, 2) < 0) failed = "write";
+  /* writeback starts now, in the background, so the store's flush at the end has little left to wait for */
+  else if (sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE) < 0) failed = "sync_file_range";
+  int err = errno;
+  if (close(fd) < 0 && !failed) failed = "close", err = errno;
+  if (!failed && rename(tmp, final) < 0) failed = "rename", err = errno;
+  if (failed) {
+    unlink(tmp);
+    return throw_errno(env, err, failed, tmp), -1;
+  }
+  *written = HEADER_BYTES + iov[1].iov_len;
+  return 0;
+}
+
+/* writeObject(finalPath, tmpPath, raw: Buffer, level): number -- store_object for one object from JS:
+ * the stored bytes, or 0 when the object was there already. */
 static napi_value write_object(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
@@ -121,69 +164,17 @@ static napi_value write_object(napi_env env, napi_callback_info info) {
     return NULL;
   }
   napi_get_buffer_info(env, argv[2], &raw, &len);
-  writer_state *s = state_for(env);
-  if (!s) return throw_errno(env, ENOMEM, "writeObject", NULL);
   char *final = arg_path(env, argv[0]);
   if (!final) return NULL;
   char *tmp = arg_path(env, argv[1]);
   if (!tmp) return free(final), NULL;
-
-  napi_value result = NULL;
-  struct stat st;
-  double written = 0;
-  if (lstat(final, &st) == 0) goto done; /* content-addressed: present means identical */
-
-  const char *why = NULL;
-  size_t packed = compress(s, raw, len, level, &why);
-  if (why) {
-    napi_throw_error(env, "ERR_COMPRESS", why);
-    goto done;
-  }
-  unsigned char header[HEADER_BYTES] = {'S', 'D', 'O', '1', packed ? CODEC_ZSTD : CODEC_RAW};
-  uint64_t raw_len = len;
-  for (int i = 0; i < 8; i++) header[8 + i] = (unsigned char)(raw_len >> (8 * i));
-  struct iovec iov[2] = {{header, HEADER_BYTES}, {packed ? s->out : raw, packed ? packed : len}};
-
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0 && errno == ENOENT) {
-    /* the fan-out directory (chunks/3f/), and chunks/ itself in a new store, are made on first use */
-    char *slash = strrchr(tmp, '/');
-    if (slash) {
-      *slash = 0;
-      int rc = make_dirs(tmp);
-      int err = errno;
-      if (rc < 0) {
-        throw_errno(env, err, "mkdir", tmp);
-        goto done;
-      }
-      *slash = '/';
-    }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  }
-  if (fd < 0) {
-    throw_errno(env, errno, "open", tmp);
-    goto done;
-  }
-  const char *failed = NULL;
-  if (write_all(fd, iov, 2) < 0) failed = "write";
-  /* writeback starts now, in the background, so the store's flush at the end has little left to wait for */
-  else if (sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE) < 0) failed = "sync_file_range";
-  int err = errno;
-  if (close(fd) < 0 && !failed) failed = "close", err = errno;
-  if (!failed && rename(tmp, final) < 0) failed = "rename", err = errno;
-  if (failed) {
-    unlink(tmp);
-    throw_errno(env, err, failed, tmp);
-    goto done;
-  }
-  written = (double)(HEADER_BYTES + iov[1].iov_len);
-
-done:
+  size_t written;
+  int rc = store_object(env, final, tmp, raw, len, level, &written);
   free(final);
   free(tmp);
-  bool pending = false;
-  napi_is_exception_pending(env, &pending);
-  if (!pending) napi_create_double(env, written, &result);
+  if (rc < 0) return NULL;
+  napi_value result;
+  napi_create_double(env, (double)written, &result);
   return result;
 }
 

@@ -17,7 +17,8 @@ export interface NativeAddon {
   setTimes(path: Buffer | string, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): void
   seekData(fd: number, offset: number): number
   seekHole(fd: number, offset: number): number
-  syncfs(fd: number): void
+  /** syncfs(2) in the libuv thread pool */
+  syncfsAsync(fd: number): Promise<void>
   /** sync_file_range(SYNC_FILE_RANGE_WRITE): start writeback of a file's dirty pages, do not wait */
   startWriteback(fd: number): void
   /** posix_fadvise(WILLNEED) over the whole file: queue reads of what is not cached, do not wait */
@@ -32,6 +33,15 @@ export interface NativeAddon {
    * Returns the bytes stored, 0 when the object was there already (native/object-write.c).
    */
   writeObject(finalPath: string, tmpPath: string, raw: Buffer, level: number): number
+  /**
+   * Cuts data as chunkerCuts does, writes each chunk's length and BLAKE3 ID (32 bytes each into ids),
+   * and with a chunkDir stores every chunk it lacks as chunkDir/<2 hex>/<id hex> (writeObject's steps);
+   * written[0] and [1] grow by the chunks and bytes stored. Returns the chunk count (native/cut-store.c).
+   */
+  cutHashStore(
+    handle: object, data: Uint8Array, eof: boolean, lengths: Uint32Array, ids: Uint8Array,
+    chunkDir: string | null, tmpTag: string, level: number, written: Float64Array,
+  ): number
 }
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')

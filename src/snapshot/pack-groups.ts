@@ -50,7 +50,7 @@ export async function cutGroup(
   offer: (id: Buffer, data: Buffer) => Promise<void>,
 ): Promise<ChunkRef[][]> {
   const { lengths, count } = chunker.cuts(stream, true)
-  const chunks: Array<{ id: Buffer; start: number; end: number }> = []
+  const chunks: GroupChunk[] = []
   let pos = 0
   for (let i = 0; i < count; i++) {
     const data = stream.subarray(pos, pos + lengths[i]!)
@@ -59,6 +59,18 @@ export async function cutGroup(
     chunks.push({ id, start: pos, end: pos + data.length })
     pos += data.length
   }
+  return groupRefs(chunks, sizes)
+}
+
+/** A group's chunk, by position in the group's stream. */
+export interface GroupChunk {
+  id: Buffer
+  start: number
+  end: number
+}
+
+/** Each file's refs: the slices of the group's chunks (in stream order) its bytes fall in. */
+export function groupRefs(chunks: GroupChunk[], sizes: number[]): ChunkRef[][] {
   const refsOfFiles: ChunkRef[][] = []
   let c = 0
   let start = 0

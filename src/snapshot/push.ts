@@ -7,7 +7,7 @@ import { UsageError } from '../util/errors.js'
 import { archiveName, isArchiveFile, type UnpackedArchive } from '../oci/image-archive.js'
 import { isImageLayout } from '../oci/image-layout.js'
 import type { ExpandedImageLayers, LayoutLayer } from '../oci/image-layers.js'
-import { writeTree } from '../store/objects.js'
+import { encodeTreeObject, writeTree } from '../store/objects.js'
 import { addRevision, type Revision } from '../store/revisions.js'
 import { ensureStoreConfig } from '../store/store-config.js'
 import type { Store } from '../store/store.js'
@@ -122,7 +122,14 @@ export async function push(store: Store, source: string, options: PushOptions = 
   }
   phase(layers === null ? 'scan+chunks' : 'chunks')
   const { tree, stats } = built
-  await store.flush()
+  // the tree is encoded while the chunks it names are flushed; it is written only after
+  const flushing = store.flush()
+  let encoded
+  try {
+    encoded = encodeTreeObject(tree)
+  } finally {
+    await flushing
+  }
   phase('flush')
   let image: Revision['image'] | undefined
   if (expanded !== null) {
@@ -133,7 +140,7 @@ export async function push(store: Store, source: string, options: PushOptions = 
     await store.flush()
     phase('layer-refs')
   }
-  const id = await writeTree(store, tree)
+  const id = await writeTree(store, encoded)
   await store.flush()
   phase('tree')
   const revision = await addRevision(store, {

@@ -3,6 +3,7 @@ import fsSync, { constants, promises as fs } from 'node:fs'
 import path from 'node:path'
 import { native } from '../chunk/native.js'
 import { ZSTD_LEVEL } from '../format/object.js'
+import { objectDirectory } from './objects.js'
 import { isErrno, SnapdirError } from '../util/errors.js'
 import type { Store, StoreSpec } from './store.js'
 
@@ -86,6 +87,10 @@ export class FileStore implements Store {
     }
   }
 
+  get localChunks(): { dir: string; tmpTag: string } | undefined {
+    return native ? { dir: path.join(this.root, objectDirectory('chunk')), tmpTag: `${TMP_PREFIX}-n` } : undefined
+  }
+
   /** The same steps as put(), with encoding, in one native call (native/object-write.c). */
   readonly addObjectSync = native
     ? (key: string, raw: Buffer): number => {
@@ -149,7 +154,8 @@ export class FileStore implements Store {
     if (!native) return // without the addon there is no syncfs; rename order still protects against kills
     const fh = await fs.open(this.root, constants.O_RDONLY | constants.O_DIRECTORY)
     try {
-      native.syncfs(fh.fd)
+      // in the thread pool: the caller may have work to do meanwhile (push encodes its tree)
+      await native.syncfsAsync(fh.fd)
     } catch (err) {
       throw this.ioError('cannot sync', err)
     } finally {

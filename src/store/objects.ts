@@ -9,6 +9,11 @@ import type { Store } from './store.js'
 export type ObjectKind = 'chunk' | 'tree'
 const DIRS: Record<ObjectKind, string> = { chunk: 'chunks', tree: 'trees' }
 
+/** The top directory of a kind's keys ('chunks'): objectKey adds <first two hex digits>/<id>. */
+export function objectDirectory(kind: ObjectKind): string {
+  return DIRS[kind]
+}
+
 export function objectKey(kind: ObjectKind, id: string): string {
   return `${DIRS[kind]}/${id.slice(0, 2)}/${id}`
 }
@@ -32,10 +37,22 @@ export async function writeObjectIfAbsent(store: Store, kind: ObjectKind, id: st
   return true
 }
 
-export async function writeTree(store: Store, tree: Tree): Promise<string> {
+/** A tree ready to store: its ID and its stored form (the CPU part of writeTree, done ahead). */
+export interface EncodedTree {
+  id: string
+  object: Buffer
+}
+
+export function encodeTreeObject(tree: Tree): EncodedTree {
   const raw = encodeTree(tree)
-  const id = toHex(hashBytes(raw))
-  await writeObjectIfAbsent(store, 'tree', id, raw)
+  return { id: toHex(hashBytes(raw)), object: encodeObject(raw) }
+}
+
+/** Stores a tree (encoding it first unless given encoded) unless the store has it; returns its ID. */
+export async function writeTree(store: Store, tree: Tree | EncodedTree): Promise<string> {
+  const { id, object } = 'object' in tree ? tree : encodeTreeObject(tree)
+  const key = objectKey('tree', id)
+  if (!(await store.has(key))) await store.put(key, object)
   return id
 }
 

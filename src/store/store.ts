@@ -29,6 +29,12 @@ export interface Store {
    * writes are local system calls have it (FileStore), and push's worker threads use it when there.
    */
   addObjectSync?: ((key: string, raw: Buffer) => number) | undefined
+  /**
+   * For a store in a local directory: the directory chunk objects live in (as objectKey lays them
+   * out: <dir>/<first two hex digits>/<id>) and a tag for temporary names unique to this process and
+   * thread. Push's workers then cut, hash and write chunks in one native call (native/cut-store.c).
+   */
+  readonly localChunks?: { dir: string; tmpTag: string } | undefined
   /** Keys under a prefix ending in '/', in no particular order. */
   list(prefix: string): AsyncIterable<string>
   /** Durability barrier: everything put before is on stable storage when this resolves. */
