@@ -8,6 +8,7 @@ import { archiveName, isArchiveFile, type UnpackedArchive } from '../oci/image-a
 import { isImageLayout } from '../oci/image-layout.js'
 import type { ExpandedImageLayers, LayoutLayer } from '../oci/image-layers.js'
 import { encodeTreeObject, writeTree } from '../store/objects.js'
+import { BackgroundFlush } from '../store/background-flush.js'
 import { addRevision, type Revision } from '../store/revisions.js'
 import { ensureStoreConfig } from '../store/store-config.js'
 import type { Store } from '../store/store.js'
@@ -108,13 +109,18 @@ export async function push(store: Store, source: string, options: PushOptions = 
       expanded = await expandImageLayers(store, dir, layers, { params, shownAs, ...(options.onLayerBytes ? { onLayer: options.onLayerBytes } : {}) })
       phase('layers')
     }
-    built = await buildSnapshot(scanned ?? { dir }, {
-      params,
-      store,
-      pool,
-      ...(options.onScanned ? { onScanned: options.onScanned } : {}),
-      ...(options.onBytes ? { onBytes: options.onBytes } : {}),
-    })
+    const background = new BackgroundFlush(store)
+    try {
+      built = await buildSnapshot(scanned ?? { dir }, {
+        params,
+        store,
+        pool,
+        ...(options.onScanned ? { onScanned: options.onScanned } : {}),
+        ...(options.onBytes ? { onBytes: options.onBytes } : {}),
+      })
+    } finally {
+      await background.stop()
+    }
   } finally {
     await pool.close()
     await unpacked?.remove()
