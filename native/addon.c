@@ -166,6 +166,7 @@ static napi_value init(napi_env env, napi_value exports) {
   register_fsmeta(env, exports);
   register_object_write(env, exports);
   register_cut_store(env, exports);
+  register_hash(env, exports);
   return exports;
 }
 

@@ -9,4 +9,5 @@ char *arg_path(napi_env env, napi_value v);
 void register_fsmeta(napi_env env, napi_value exports);
 void register_object_write(napi_env env, napi_value exports);
 void register_cut_store(napi_env env, napi_value exports);
+void register_hash(napi_env env, napi_value exports);
 #endif

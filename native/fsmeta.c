@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/uio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -230,9 +231,11 @@ static napi_value start_writeback(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* willNeed(fd): posix_fadvise(WILLNEED) over the whole file: the kernel queues reads of what is not
- * cached and returns, so a worker that announces a batch of files keeps the disk busy with all of them
- * while it cuts the first (a cold push reads 2-3x faster than one file at a time). */
+/* willNeed(fd): posix_fadvise(WILLNEED) over the whole file unless its first byte is already cached:
+ * the kernel queues reads of what is not cached and returns, so a worker that announces a batch of
+ * files keeps the disk busy with all of them while it cuts the first (a cold push reads 2-3x faster
+ * than one file at a time). The check first, because on a cached file the advice still walks every
+ * page (a tenth of a second of CPU over a warm 200 MB tree); RWF_NOWAIT reads only from the cache. */
 static napi_value will_need(napi_env env, napi_callback_info info) {
   GET_ARGS(1);
   int32_t fd;
@@ -240,6 +243,9 @@ static napi_value will_need(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "willNeed(fd: number)");
     return NULL;
   }
+  char byte;
+  struct iovec iov = {&byte, 1};
+  if (preadv2(fd, &iov, 1, 0, RWF_NOWAIT) >= 0) return NULL; /* cached (or empty) */
   int err = posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
   if (err) return throw_errno(env, err, "posix_fadvise", NULL);
   return NULL;

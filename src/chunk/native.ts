@@ -33,6 +33,8 @@ export interface NativeAddon {
    * Returns the bytes stored, 0 when the object was there already (native/object-write.c).
    */
   writeObject(finalPath: string, tmpPath: string, raw: Buffer, level: number): number
+  /** BLAKE3-256 of the bytes (native/hash.c) */
+  blake3(data: Uint8Array): Buffer
   /**
    * Cuts data as chunkerCuts does, writes each chunk's length and BLAKE3 ID (32 bytes each into ids),
    * and with a chunkDir stores every chunk it lacks as chunkDir/<2 hex>/<id hex> (writeObject's steps);

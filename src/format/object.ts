@@ -1,7 +1,8 @@
 // Every stored object (chunk or tree) is a 16-byte header and a payload:
 //   magic "SDO1" | codec (0 raw, 1 zstd) | 3 reserved zero bytes | raw length, u64 little-endian
 // and is named by the BLAKE3 of its raw (decoded) bytes, so a read re-hashes and compares.
-import { Compressor, Decompressor } from 'zstd-napi'
+import { createRequire } from 'node:module'
+import type { Compressor, Decompressor } from 'zstd-napi'
 import { hashBytes } from '../chunk/hash.js'
 import { SnapdirError } from '../util/errors.js'
 import { toHex } from './id.js'
@@ -30,12 +31,19 @@ export const ZSTD_LEVEL = 1
 // compression synchronously inside its worker threads, where a thread-pool round trip is pure cost.
 let compressor: Compressor | null = null
 let decompressor: Decompressor | null = null
+// loaded on first use: push's workers compress in native code (native/object-write.c) and never need it
+const zstd = (): typeof import('zstd-napi') => createRequire(import.meta.url)('zstd-napi') as typeof import('zstd-napi')
+
+/** Loads zstd now, e.g. while push's workers are busy and this thread is not. */
+export function loadObjectCodec(): void {
+  zstd()
+}
 
 /** Encodes raw bytes, zstd-compressed unless compression does not shrink them. */
 export function encodeObject(raw: Buffer): Buffer {
   if (raw.length >= 64) {
     if (!compressor) {
-      compressor = new Compressor()
+      compressor = new (zstd().Compressor)()
       compressor.setParameters({ compressionLevel: ZSTD_LEVEL })
     }
     const packed = compressor.compress(raw)
@@ -60,7 +68,7 @@ export function decodeObject(stored: Buffer, expectedId: string, what: string): 
   if (codec === CODEC_RAW) raw = payload
   else if (codec === CODEC_ZSTD) {
     try {
-      decompressor ??= new Decompressor()
+      decompressor ??= new (zstd().Decompressor)()
       raw = decompressor.decompress(payload)
     } catch (err) {
       return corrupt(`zstd payload does not decode (${(err as Error).message})`)

@@ -4,7 +4,8 @@
 //   tree  = ['snapdir-tree', FORMAT, [min, avg, max, level, seed(decimal string), inlineMax], [entry…]]
 //   entry = [path, type, mode, uid, gid, mtimeSec, mtimeNsec, size, target|null, rdev,
 //            [xattrName, xattrValue, …], [chunkId, offset, length, count, …] | inline content (bin)]
-import { Packr, Unpackr } from 'msgpackr'
+import { createRequire } from 'node:module'
+import type { Packr, Unpackr } from 'msgpackr'
 import type { ChunkerParams } from '../chunk/params.js'
 import { SnapdirError } from '../util/errors.js'
 import { ID_BYTES } from './id.js'
@@ -57,8 +58,23 @@ export interface Tree {
   entries: TreeEntry[]
 }
 
-const packr = new Packr({ useRecords: false, bundleStrings: false, moreTypes: false })
-const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: false, int64AsType: 'number' })
+// msgpackr loads on first use: a push needs it only at the end, and its load (~40 ms) was on the path
+// from start to the first file cut
+let codec: { packr: Packr; unpackr: Unpackr } | null = null
+/** Loads the codec now, e.g. while push's workers are busy and this thread is not. */
+export function loadTreeCodec(): void {
+  msgpack()
+}
+function msgpack(): { packr: Packr; unpackr: Unpackr } {
+  if (!codec) {
+    const { Packr, Unpackr } = createRequire(import.meta.url)('msgpackr') as typeof import('msgpackr')
+    codec = {
+      packr: new Packr({ useRecords: false, bundleStrings: false, moreTypes: false }),
+      unpackr: new Unpackr({ useRecords: false, mapsAsObjects: false, int64AsType: 'number' }),
+    }
+  }
+  return codec
+}
 
 export function compareBytes(a: Buffer, b: Buffer): number {
   return Buffer.compare(a, b)
@@ -81,7 +97,7 @@ export function encodeTree(tree: Tree): Buffer {
       ]
     }),
   ]
-  return packr.pack(wire)
+  return msgpack().packr.pack(wire)
 }
 
 /** Decodes and fully validates a tree; anything off is ERR_TREE_MALFORMED naming the snapshot. */
@@ -91,7 +107,7 @@ export function decodeTree(bytes: Buffer, what: string): Tree {
   }
   let wire: unknown
   try {
-    wire = unpackr.unpack(bytes)
+    wire = msgpack().unpackr.unpack(bytes)
   } catch (err) {
     return bad(`not msgpack (${(err as Error).message})`)
   }

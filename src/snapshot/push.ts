@@ -1,5 +1,6 @@
 import path from 'node:path'
-import { treeSize } from '../format/tree.js'
+import { loadObjectCodec } from '../format/object.js'
+import { loadTreeCodec, treeSize } from '../format/tree.js'
 import { isDockerArchive } from '../oci/docker-archive.js'
 import type { SelectedLayout } from '../oci/select-platforms.js'
 import type { Platform } from '../oci/platform.js'
@@ -115,7 +116,14 @@ export async function push(store: Store, source: string, options: PushOptions = 
         params,
         store,
         pool,
-        ...(options.onScanned ? { onScanned: options.onScanned } : {}),
+        onScanned: (total, entries) => {
+          options.onScanned?.(total, entries)
+          // the codecs the tree is written with load while the workers cut, not after
+          setImmediate(() => {
+            loadTreeCodec()
+            loadObjectCodec()
+          })
+        },
         ...(options.onBytes ? { onBytes: options.onBytes } : {}),
       })
     } finally {
