@@ -1,4 +1,5 @@
-import cliProgress from 'cli-progress'
+import { createRequire } from 'node:module'
+import type cliProgressModule from 'cli-progress'
 
 export interface Progress {
   start(total: number, label: string): void
@@ -24,6 +25,8 @@ function formatBytes(n: number): string {
  */
 export function progressBar(unit: 'bytes' | 'items', enabled = process.stderr.isTTY === true): Progress {
   if (!enabled) return silent
+  // loaded only for a terminal: every command imports this module, and most output is not one
+  const cliProgress = createRequire(import.meta.url)('cli-progress') as typeof cliProgressModule
   let value = 0
   const bar = new cliProgress.SingleBar(
     {

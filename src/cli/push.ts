@@ -25,12 +25,16 @@ export function registerPush(program: Command): void {
     .argument('<dir>', 'directory (or archive file) to snapshot')
     .action(
       action(async (dir: string, opts: { store: string; s3Endpoint?: string; name?: string; json?: true; platform?: string[] }) => {
-        const { push } = await import('../snapshot/push.js')
         const platforms = opts.platform?.flatMap((p) => p.split(',')).map((p) => parsePlatform(p))
         const store = storeFromOptions(opts)
+        // the workers boot (~0.1 s) while push's modules load; push closes them whatever happens
+        const { WorkerPool } = await import('../snapshot/worker-pool.js')
+        const pool = new WorkerPool()
+        const { push } = await import('../snapshot/push.js')
         const bar = progressBar('bytes')
         try {
           const result = await push(store, dir, {
+            pool,
             ...(opts.name !== undefined ? { name: opts.name } : {}),
             ...(platforms ? { platforms } : {}),
             onLayersPlanned: (total) => bar.start(total, 'expand layers'),

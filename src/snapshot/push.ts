@@ -36,6 +36,8 @@ export interface PushOptions {
   onLayerBytes?: (bytes: number) => void
   /** for an image: keep only these platforms of its multi-platform indexes (select-platforms.ts) */
   platforms?: Platform[]
+  /** workers started by the caller, as early as it could (push closes them); default: a new pool */
+  pool?: WorkerPool
 }
 
 /**
@@ -57,7 +59,7 @@ export async function push(store: Store, source: string, options: PushOptions = 
     mark = now
   }
   // workers start loading while the source is scanned
-  const pool = new WorkerPool()
+  const pool = options.pool ?? new WorkerPool()
   let built
   let layers: LayoutLayer[] | null = null
   let expanded: ExpandedImageLayers | null = null
