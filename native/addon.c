@@ -1,5 +1,5 @@
 /* N-API entry: the FastCDC hot loop, the few file-system calls Node lacks (see fsmeta.c) and the
- * store-object writer and cut-hash-store pipeline push's workers use (object-write.c, cut-store.c).
+ * store-object writer and the per-file pipeline push runs on the libuv pool (object-write.c, file-batch.c).
  * Each call handles a whole buffer so the JS/C crossing costs nothing per byte. */
 #include "addon.h"
 
@@ -165,8 +165,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   register_fsmeta(env, exports);
   register_object_write(env, exports);
-  register_cut_store(env, exports);
   register_hash(env, exports);
+  register_file_batch(env, exports);
   return exports;
 }
 

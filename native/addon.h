@@ -8,6 +8,6 @@ napi_value throw_errno(napi_env env, int err, const char *syscall, const char *p
 char *arg_path(napi_env env, napi_value v);
 void register_fsmeta(napi_env env, napi_value exports);
 void register_object_write(napi_env env, napi_value exports);
-void register_cut_store(napi_env env, napi_value exports);
 void register_hash(napi_env env, napi_value exports);
+void register_file_batch(napi_env env, napi_value exports);
 #endif

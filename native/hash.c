@@ -1,4 +1,4 @@
-/* blake3(data: Uint8Array): Buffer -- BLAKE3-256 with the C implementation cut-store.c uses, so every
+/* blake3(data: Uint8Array): Buffer -- BLAKE3-256 with the C implementation file-batch.c uses, so every
  * ID snapdir computes comes from one implementation (and loading a second native module for it, with
  * its libc detection, cost each thread ~25 ms at start). */
 #include <string.h>

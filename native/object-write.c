@@ -6,6 +6,7 @@
  * buffer and written with one writev. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +25,8 @@
 /* below this a zstd frame cannot be smaller than the bytes (object.ts uses the same bound) */
 #define MIN_COMPRESS 64
 
-/* One compression context and output buffer per JS thread (main or worker), freed with it. */
+/* One compression context and output buffer per thread (JS threads, and the libuv pool's threads
+ * that file-batch.c runs on), freed when the thread ends. */
 typedef struct {
   ZSTD_CCtx *cctx;
   int level;
@@ -32,20 +34,24 @@ typedef struct {
   size_t out_cap;
 } writer_state;
 
-static void free_state(napi_env env, void *data, void *hint) {
+static pthread_key_t state_key;
+static pthread_once_t state_once = PTHREAD_ONCE_INIT;
+
+static void free_state(void *data) {
   writer_state *s = data;
   ZSTD_freeCCtx(s->cctx);
   free(s->out);
   free(s);
 }
 
-static writer_state *state_for(napi_env env) {
-  writer_state *s = NULL;
-  napi_get_instance_data(env, (void **)&s);
+static void make_key(void) { pthread_key_create(&state_key, free_state); }
+
+static writer_state *thread_state(void) {
+  pthread_once(&state_once, make_key);
+  writer_state *s = pthread_getspecific(state_key);
   if (s) return s;
   s = calloc(1, sizeof *s);
-  if (!s) return NULL;
-  napi_set_instance_data(env, s, free_state, NULL);
+  if (s) pthread_setspecific(state_key, s);
   return s;
 }
 
@@ -103,36 +109,36 @@ static int write_all(int fd, struct iovec *iov, int cnt) {
   return 0;
 }
 
-int store_object(napi_env env, const char *final, char *tmp, const void *raw, size_t len, int level,
-                 size_t *written) {
-  writer_state *s = state_for(env);
-  if (!s) return throw_errno(env, ENOMEM, "writeObject", NULL), -1;
+int store_object_core(const char *final, char *tmp, const void *raw, size_t len, int level, size_t *written,
+                      store_error *e) {
+  writer_state *s = thread_state();
+  if (!s) return e->err = ENOMEM, e->syscall = "malloc", e->path = NULL, -1;
   *written = 0;
   struct stat st;
   if (lstat(final, &st) == 0) return 0; /* content-addressed: present means identical */
 
   const char *why = NULL;
   size_t packed = compress(s, raw, len, level, &why);
-  if (why) return napi_throw_error(env, "ERR_COMPRESS", why), -1;
+  if (why) return e->err = 0, e->syscall = why, e->path = NULL, -1;
   unsigned char header[HEADER_BYTES] = {'S', 'D', 'O', '1', packed ? CODEC_ZSTD : CODEC_RAW};
   uint64_t raw_len = len;
   for (int i = 0; i < 8; i++) header[8 + i] = (unsigned char)(raw_len >> (8 * i));
   struct iovec iov[2] = {{header, HEADER_BYTES}, {packed ? s->out : (void *)raw, packed ? packed : len}};
 
+  e->path = tmp;
   int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0 && errno == ENOENT) {
     /* the fan-out directory (chunks/3f/), and chunks/ itself in a new store, are made on first use */
     char *slash = strrchr(tmp, '/');
     if (slash) {
       *slash = 0;
-      int rc = make_dirs(tmp);
-      int err = errno;
-      if (rc < 0) return throw_errno(env, err, "mkdir", tmp), -1;
+      /* on failure tmp stays cut at the directory, which the error then names */
+      if (make_dirs(tmp) < 0) return e->err = errno, e->syscall = "mkdir", -1;
       *slash = '/';
     }
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   }
-  if (fd < 0) return throw_errno(env, errno, "open", tmp), -1;
+  if (fd < 0) return e->err = errno, e->syscall = "open", -1;
   const char *failed = NULL;
   /* no sync_file_range here: push flushes in the background meanwhile (store/background-flush.ts),
    * and starting writeback file by file cost more CPU than the batched writeback of a syncfs */
@@ -142,10 +148,23 @@ int store_object(napi_env env, const char *final, char *tmp, const void *raw, si
   if (!failed && rename(tmp, final) < 0) failed = "rename", err = errno;
   if (failed) {
     unlink(tmp);
-    return throw_errno(env, err, failed, tmp), -1;
+    return e->err = err, e->syscall = failed, -1;
   }
   *written = HEADER_BYTES + iov[1].iov_len;
   return 0;
+}
+
+napi_value throw_store_error(napi_env env, const store_error *e) {
+  if (e->err == 0) return napi_throw_error(env, "ERR_COMPRESS", e->syscall), NULL;
+  return throw_errno(env, e->err, e->syscall, e->path);
+}
+
+int store_object(napi_env env, const char *final, char *tmp, const void *raw, size_t len, int level,
+                 size_t *written) {
+  store_error e;
+  if (store_object_core(final, tmp, raw, len, level, written, &e) == 0) return 0;
+  throw_store_error(env, &e);
+  return -1;
 }
 
 /* writeObject(finalPath, tmpPath, raw: Buffer, level): number -- store_object for one object from JS:

@@ -26,7 +26,7 @@ export class Chunker {
   readonly implementation: ChunkerImplementation
   /** length of the chunk that starts any run of at least `max` zero bytes */
   readonly zeroLength: number
-  /** the native chunker's handle (native.cutHashStore takes it), null for the TypeScript one */
+  /** the native chunker's handle (native.cutFiles takes it), null for the TypeScript one */
   readonly handle: object | null
   private readonly js: JsFastCdc | null
   private lengths = new Uint32Array(0)

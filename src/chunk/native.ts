@@ -33,17 +33,15 @@ export interface NativeAddon {
    * Returns the bytes stored, 0 when the object was there already (native/object-write.c).
    */
   writeObject(finalPath: string, tmpPath: string, raw: Buffer, level: number): number
+  /**
+   * Reads, cuts, hashes and stores a batch of files on a libuv pool thread (native/file-batch.c):
+   * jobs are [kind (0 whole, 1 inline, 2 group), first file, file count] triples.
+   */
+  cutFiles(
+    handle: object, paths: Buffer[], sizes: Float64Array, jobs: Uint32Array, chunkDir: string | null, tmpTag: string, level: number,
+  ): Promise<{ counts: Uint32Array; lengths: Uint32Array; ids: Buffer; inline: Buffer; written: Float64Array }>
   /** BLAKE3-256 of the bytes (native/hash.c) */
   blake3(data: Uint8Array): Buffer
-  /**
-   * Cuts data as chunkerCuts does, writes each chunk's length and BLAKE3 ID (32 bytes each into ids),
-   * and with a chunkDir stores every chunk it lacks as chunkDir/<2 hex>/<id hex> (writeObject's steps);
-   * written[0] and [1] grow by the chunks and bytes stored. Returns the chunk count (native/cut-store.c).
-   */
-  cutHashStore(
-    handle: object, data: Uint8Array, eof: boolean, lengths: Uint32Array, ids: Uint8Array,
-    chunkDir: string | null, tmpTag: string, level: number, written: Float64Array,
-  ): number
 }
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')

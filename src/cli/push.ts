@@ -28,8 +28,8 @@ export function registerPush(program: Command): void {
         const platforms = opts.platform?.flatMap((p) => p.split(',')).map((p) => parsePlatform(p))
         const store = storeFromOptions(opts)
         // the workers boot (~0.1 s) while push's modules load; push closes them whatever happens
-        const { WorkerPool } = await import('../snapshot/worker-pool.js')
-        const pool = new WorkerPool()
+        const { poolFor } = await import('../snapshot/worker-pool.js')
+        const pool = poolFor(store)
         const { push } = await import('../snapshot/push.js')
         const bar = progressBar('bytes')
         try {

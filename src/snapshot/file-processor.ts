@@ -10,8 +10,7 @@ import type { ChunkRef } from '../format/tree.js'
 import { objectKey } from '../store/objects.js'
 import type { Store } from '../store/store.js'
 import { TaskWindow } from '../util/concurrency.js'
-import { NativeCutter } from './native-cutter.js'
-import { cutGroup, groupRefs, type GroupChunk, type PackJob } from './pack-groups.js'
+import { cutGroup, type PackJob } from './pack-groups.js'
 import { SnapdirError } from '../util/errors.js'
 
 /** One regular file to cut: where it is and what the scan saw. */
@@ -55,10 +54,8 @@ export class FileProcessor {
   private readonly seen = new Set<string>()
   private readonly window = new TaskWindow(16)
   private readonly inlineMax: number
-  /** one read buffer for every file (a block, after up to `max` bytes carried from the one before) */
-  private readonly readBuffer: Buffer
-  /** the fast path: cut, hash and store in native code (null: the JS chunker, or a remote store) */
-  private readonly cutter: NativeCutter | null
+  /** one read buffer for every file: chunks are copied out only when they must be stored */
+  private readonly readBuffer = Buffer.allocUnsafeSlow(BLOCK)
   /**
    * one buffer for every pack group, grown to the largest (at most GROUP_MAX_BYTES): a fresh one per
    * group cost a page fault and a zeroed page every 4 KiB, more than the reads themselves
@@ -68,8 +65,6 @@ export class FileProcessor {
   constructor(params: ChunkerParams, private readonly store: Store | null) {
     this.chunker = new Chunker(params)
     this.inlineMax = params.inlineMax ?? 0
-    this.readBuffer = Buffer.allocUnsafeSlow(BLOCK + params.max)
-    this.cutter = NativeCutter.for(this.chunker, store)
   }
 
   /**
@@ -113,10 +108,6 @@ export class FileProcessor {
         readInto(fd, job, inline, 0, what)
         return { index: job.index, chunks: [], inline }
       }
-      if (this.cutter && !job.sparse) {
-        this.cutWhole(fd, job, this.cutter, add, what)
-        return { index: job.index, chunks: refs }
-      }
       for (const c of cutFile(fd, job, this.chunker, this.readBuffer, what)) {
         if (c.data === null) {
           const id = zeroChunkId(c.length)
@@ -134,23 +125,6 @@ export class FileProcessor {
       throw new SnapdirError('ERR_SOURCE', `cannot read ${what}: ${(err as Error).message}`, { cause: err })
     }
     return { index: job.index, chunks: refs }
-  }
-
-  /** The fast path of process(): block by block, each cut, hashed and stored in one native call. */
-  private cutWhole(fd: number, job: FileJob, cutter: NativeCutter, add: (id: Buffer, length: number, count: number) => void, what: string): void {
-    const buf = this.readBuffer
-    let carry = 0
-    let pos = 0
-    while (pos < job.size) {
-      const want = Math.min(BLOCK, job.size - pos)
-      readRange(fd, buf, carry, want, pos, job.size, what)
-      pos += want
-      const { count, lengths, ids, consumed } = cutter.cut(buf.subarray(0, carry + want), pos === job.size)
-      for (let i = 0; i < count; i++) add(ids.subarray(32 * i, 32 * i + 32), lengths[i]!, 1)
-      // what is left after the last cut is cut again with the next block in front of it
-      carry = carry + want - consumed
-      buf.copyWithin(0, consumed, consumed + carry)
-    }
   }
 
   /**
@@ -173,25 +147,13 @@ export class FileProcessor {
       }
       at += f.size
     }
-    const sizes = pack.files.map((f) => f.size)
-    let refs: ChunkRef[][]
-    if (this.cutter) {
-      const { count, lengths, ids } = this.cutter.cut(stream, true)
-      const chunks: GroupChunk[] = []
-      for (let i = 0, pos = 0; i < count; pos += lengths[i++]!) chunks.push({ id: ids.subarray(32 * i, 32 * i + 32), start: pos, end: pos + lengths[i]! })
-      refs = groupRefs(chunks, sizes)
-    } else refs = await cutGroup(this.chunker, stream, sizes, (id, data) => this.offer(id, () => data))
+    const refs = await cutGroup(this.chunker, stream, pack.files.map((f) => f.size), (id, data) => this.offer(id, () => data))
     return pack.files.map((f, i) => ({ index: f.index, chunks: refs[i]! }))
   }
 
   /** Waits for every chunk write; rethrows the first failure. */
-  async drain(): Promise<void> {
-    await this.window.drain()
-    const written = this.cutter?.takeWritten()
-    if (written) {
-      this.stats.chunksWritten += written.chunks
-      this.stats.bytesWritten += written.bytes
-    }
+  drain(): Promise<void> {
+    return this.window.drain()
   }
 
   private async offer(idBytes: Buffer, data: () => Buffer): Promise<void> {
@@ -228,16 +190,6 @@ function openSource(job: FileJob, what: string): number {
     return fs.openSync(job.source, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
   } catch (err) {
     throw new SnapdirError('ERR_SOURCE', `cannot read ${what}: ${(err as Error).message}`, { cause: err })
-  }
-}
-
-/** Reads `length` bytes of the file from `offset` into `into` at `at`. */
-function readRange(fd: number, into: Buffer, at: number, length: number, offset: number, size: number, what: string): void {
-  let got = 0
-  while (got < length) {
-    const n = fs.readSync(fd, into, at + got, length - got, offset + got)
-    if (n === 0) throw new SnapdirError('ERR_SOURCE', `${what} shrank while being read (expected ${size} bytes)`)
-    got += n
   }
 }
 

@@ -15,7 +15,7 @@ import { ensureStoreConfig } from '../store/store-config.js'
 import type { Store } from '../store/store.js'
 import { buildSnapshot, type BuildStats } from './build-snapshot.js'
 import { checkSourceDirectory, scanDirectory, type ScannedEntry } from './scan.js'
-import { WorkerPool } from './worker-pool.js'
+import { poolFor, type WorkerPool } from './worker-pool.js'
 
 export interface PushResult {
   id: string
@@ -59,7 +59,7 @@ export async function push(store: Store, source: string, options: PushOptions = 
     mark = now
   }
   // workers start loading while the source is scanned
-  const pool = options.pool ?? new WorkerPool()
+  const pool = options.pool ?? poolFor(store)
   let built
   let layers: LayoutLayer[] | null = null
   let expanded: ExpandedImageLayers | null = null

@@ -4,6 +4,7 @@ import type { ChunkerParams } from '../chunk/params.js'
 import type { Store, StoreSpec } from '../store/store.js'
 import { SnapdirError, type ErrorCode } from '../util/errors.js'
 import { FileProcessor, jobBytes, type FileResult, type Job, type ProcessorStats } from './file-processor.js'
+import { NativeRun, nativeRunApplies } from './native-run.js'
 
 export type ToWorker =
   | { type: 'init'; params: ChunkerParams; store: StoreSpec | null }
@@ -46,6 +47,14 @@ export function defaultWorkers(): number {
 }
 
 /**
+ * The pool for a push to `store` (null: IDs only): with no worker threads when the files will be cut
+ * natively (native-run.ts), so none boot for nothing.
+ */
+export function poolFor(store: Store | null): WorkerPool {
+  return new WorkerPool(nativeRunApplies(store) ? 0 : defaultWorkers())
+}
+
+/**
  * Worker threads that read, cut, hash, compress and store files, so push uses every core. Started
  * before the source is scanned, so their start-up (loading modules) overlaps the scan; they learn the
  * chunker parameters and the store when run() is called. Used once; close() always.
@@ -71,6 +80,7 @@ export class WorkerPool {
    * `done` settles when every job is cut. Jobs carry indexes into the results.
    */
   start(options: RunOptions): PoolRun {
+    if (nativeRunApplies(options.store)) return new NativeRun(options)
     if (this.workers.length === 0) return new InlineRun(options)
     return new WorkerRun(this.workers, this.early, options)
   }

@@ -26,13 +26,13 @@ export interface Store {
   /**
    * Encodes raw bytes as an object (format/object.ts) and puts it unless the store has it; returns
    * the bytes stored, 0 when it was there. Synchronous and without copying `raw`: only stores whose
-   * writes are local system calls have it (FileStore), and push's worker threads use it when there.
+   * writes are local system calls have it (FileStore); push's JS path (worker threads, sparse files) uses it.
    */
   addObjectSync?: ((key: string, raw: Buffer) => number) | undefined
   /**
    * For a store in a local directory: the directory chunk objects live in (as objectKey lays them
    * out: <dir>/<first two hex digits>/<id>) and a tag for temporary names unique to this process and
-   * thread. Push's workers then cut, hash and write chunks in one native call (native/cut-store.c).
+   * thread. Push then reads, cuts, hashes and writes chunks in native code (native/file-batch.c).
    */
   readonly localChunks?: { dir: string; tmpTag: string } | undefined
   /** Keys under a prefix ending in '/', in no particular order. */

@@ -147,6 +147,37 @@ describe('push', () => {
     expect(existsSync(store)).toBe(false)
   })
 
+  test('a file inside DIR that cannot be read (run as nobody): exit 1 naming the file, no tree or revision stored', async () => {
+    const base = tempDir()
+    chmodSync(base, 0o755)
+    const src = smallDir(path.join(base, 'src'))
+    // large enough to be cut on its own while the scan goes on, and one that is packed with others
+    writeFileSync(path.join(src, 'big.bin'), bytes('big', 300_000))
+    const unreadable = path.join(src, 'sub', 'data.bin')
+    chmodSync(unreadable, 0o000)
+    const store = path.join(base, 'store')
+    mkdirSync(store)
+    expect(spawnSync('chown', ['-R', `${NOBODY}:${NOBODY}`, store]).status).toBe(0)
+    const line = expectOneLineError(await snapdirAsNobody(['push', '--store', store, src], base), 1, unreadable)
+    expect(line).toMatch(/permission denied|EACCES/i)
+    expect(listFiles(store).filter((f) => !f.startsWith('chunks/') && f !== 'config')).toEqual([])
+  })
+
+  test('a store whose chunk directory cannot be written (run as nobody): exit 1 naming the store', async () => {
+    const base = tempDir()
+    chmodSync(base, 0o755)
+    const src = smallDir(path.join(base, 'src'))
+    writeFileSync(path.join(src, 'big.bin'), bytes('big', 300_000))
+    const store = path.join(base, 'store')
+    await snapdirOk(['push', '--store', store, smallDir(path.join(base, 'seed'), 'seed')])
+    // nobody may write the store's top (config, refs) but not its chunks/
+    expect(spawnSync('chown', [`${NOBODY}:${NOBODY}`, store]).status).toBe(0)
+    const before = listFiles(store)
+    const line = expectOneLineError(await snapdirAsNobody(['push', '--store', store, src], base), 1, store)
+    expect(line).toMatch(/permission denied|EACCES/i)
+    expect(listFiles(store)).toEqual(before)
+  })
+
   test.each(BAD_URLS)('bad store URL "$url": exit 2 naming it, nothing created', async ({ url, mention }) => {
     const t = tempDir()
     const src = smallDir(path.join(t, 'src'))

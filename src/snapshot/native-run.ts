@@ -1,0 +1,169 @@
+import os from 'node:os'
+import { Chunker, defaultImplementation } from '../chunk/chunker.js'
+import { native } from '../chunk/native.js'
+import { ZSTD_LEVEL } from '../format/object.js'
+import type { ChunkRef } from '../format/tree.js'
+import type { Store } from '../store/store.js'
+import { SnapdirError } from '../util/errors.js'
+import { FileProcessor, jobBytes, type FileJob, type FileResult, type Job, type ProcessorStats } from './file-processor.js'
+import { groupRefs, type GroupChunk } from './pack-groups.js'
+import type { PoolRun, ProcessedFiles, RunOptions } from './worker-pool.js'
+
+const KIND_WHOLE = 0
+const KIND_INLINE = 1
+const KIND_GROUP = 2
+// a batch is what one pool thread works through before reporting back: as for the worker pool
+const BATCH_JOBS = 64
+const BATCH_BYTES = 8 * 1024 * 1024
+
+/** Whether push's files can be cut natively for this store: the native chunker, and a local store or none. */
+export function nativeRunApplies(store: Store | null): boolean {
+  return native !== null && defaultImplementation() === 'native' && (store === null || store.localChunks !== undefined)
+}
+
+/** How many batches run at once: one per core, or SNAPDIR_WORKERS. */
+function defaultConcurrency(): number {
+  const fromEnv = Number(process.env.SNAPDIR_WORKERS)
+  return Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : Math.max(1, os.availableParallelism())
+}
+
+/**
+ * Cuts, hashes and stores files with no JS thread in the loop: batches of jobs go to native.cutFiles
+ * (native/file-batch.c), which works through each on a libuv pool thread, a few batches at a time.
+ * Sparse files (holes are skipped, not read) are left to the JS path, in this thread, at the end.
+ */
+export class NativeRun implements PoolRun {
+  readonly done: Promise<ProcessedFiles>
+  private readonly chunker: Chunker
+  private readonly queue: Job[] = []
+  private head = 0
+  private readonly sparse: FileJob[] = []
+  private inFlight = 0
+  private finished = false
+  private failure: unknown = null
+  private readonly results: FileResult[] = []
+  private readonly stats: ProcessorStats = { chunksWritten: 0, bytesWritten: 0 }
+  private settle!: { resolve: (p: ProcessedFiles) => void; reject: (err: unknown) => void }
+
+  constructor(private readonly options: RunOptions, private readonly concurrency = defaultConcurrency()) {
+    this.chunker = new Chunker(options.params, 'native')
+    this.done = new Promise<ProcessedFiles>((resolve, reject) => (this.settle = { resolve, reject }))
+    this.done.catch(() => {}) // awaited by the caller later, perhaps after a scan that failed first
+  }
+
+  add(jobs: Job[]): void {
+    for (const j of jobs) {
+      if (!('files' in j) && j.sparse) this.sparse.push(j)
+      else this.queue.push(j)
+    }
+    this.pump()
+  }
+
+  finish(): void {
+    this.finished = true
+    this.pump()
+  }
+
+  private pump(): void {
+    while (this.failure === null && this.inFlight < this.concurrency && this.head < this.queue.length) {
+      const batch: Job[] = []
+      let bytes = 0
+      while (this.head < this.queue.length && batch.length < BATCH_JOBS && (batch.length === 0 || bytes < BATCH_BYTES)) {
+        const j = this.queue[this.head]!
+        this.queue[this.head++] = undefined as unknown as Job
+        batch.push(j)
+        bytes += jobBytes(j)
+      }
+      this.inFlight++
+      this.cut(batch)
+        .then(() => this.options.onBytes?.(bytes), (err: unknown) => void (this.failure ??= err))
+        .finally(() => {
+          this.inFlight--
+          this.pump()
+        })
+    }
+    if (this.inFlight > 0) return
+    if (this.failure !== null) this.settle.reject(this.failure)
+    else if (this.finished && this.head === this.queue.length) this.cutSparse().then(this.settle.resolve, this.settle.reject)
+  }
+
+  private async cut(batch: Job[]): Promise<void> {
+    const files: FileJob[] = []
+    const triples: number[] = []
+    const inlineMax = this.options.params.inlineMax ?? 0
+    for (const job of batch) {
+      if ('files' in job) {
+        triples.push(KIND_GROUP, files.length, job.files.length)
+        files.push(...job.files)
+      } else {
+        triples.push(job.size > 0 && job.size <= inlineMax ? KIND_INLINE : KIND_WHOLE, files.length, 1)
+        files.push(job)
+      }
+    }
+    const sink = this.options.store?.localChunks ?? null
+    let r
+    try {
+      r = await native!.cutFiles(
+        this.chunker.handle!, files.map((f) => f.source), Float64Array.from(files, (f) => f.size), Uint32Array.from(triples),
+        sink?.dir ?? null, sink?.tmpTag ?? '', ZSTD_LEVEL,
+      )
+    } catch (err) {
+      throw this.describe(err)
+    }
+    this.stats.chunksWritten += r.written[0]!
+    this.stats.bytesWritten += r.written[1]!
+    let c = 0 // chunk cursor over the batch's lengths and IDs
+    let inlineAt = 0
+    const chunk = (i: number): { id: Buffer; length: number } => ({ id: r.ids.subarray(32 * i, 32 * i + 32), length: r.lengths[i]! })
+    batch.forEach((job, j) => {
+      const count = r.counts[j]!
+      if ('files' in job) {
+        const chunks: GroupChunk[] = []
+        for (let i = 0, pos = 0; i < count; i++) {
+          const { id, length } = chunk(c + i)
+          chunks.push({ id, start: pos, end: pos + length })
+          pos += length
+        }
+        const refs = groupRefs(chunks, job.files.map((f) => f.size))
+        job.files.forEach((f, k) => (this.results[f.index] = { index: f.index, chunks: refs[k]! }))
+      } else if (triples[3 * j] === KIND_INLINE) {
+        this.results[job.index] = { index: job.index, chunks: [], inline: r.inline.subarray(inlineAt, inlineAt + job.size) }
+        inlineAt += job.size
+      } else {
+        const refs: ChunkRef[] = []
+        for (let i = 0; i < count; i++) {
+          const { id, length } = chunk(c + i)
+          const last = refs.at(-1)
+          // a run of one chunk repeated is one ref with a count, as the JS path writes it
+          if (last && last.length === length && last.id.equals(id)) last.count++
+          else refs.push({ id, offset: 0, length, count: 1 })
+        }
+        this.results[job.index] = { index: job.index, chunks: refs }
+      }
+      c += count
+    })
+  }
+
+  /** The native error as snapdir reports it: the source file or the store, named. */
+  private describe(err: unknown): SnapdirError {
+    const e = err as Error & { code?: string; where?: string; path?: string }
+    if (e.where === 'store') {
+      return new SnapdirError('ERR_STORE_IO', `store ${this.options.store?.url}: cannot write a chunk: ${e.message}`, { cause: err })
+    }
+    const what = e.path ?? 'a source file'
+    if (e.code === 'ERR_SHRANK') return new SnapdirError('ERR_SOURCE', `${what} ${e.message}`, { cause: err })
+    return new SnapdirError('ERR_SOURCE', `cannot read ${what}: ${e.message}`, { cause: err })
+  }
+
+  private async cutSparse(): Promise<ProcessedFiles> {
+    if (this.sparse.length > 0) {
+      const processor = new FileProcessor(this.options.params, this.options.store)
+      for (const r of await processor.processJobs(this.sparse)) this.results[r.index] = r
+      await processor.drain()
+      this.stats.chunksWritten += processor.stats.chunksWritten
+      this.stats.bytesWritten += processor.stats.bytesWritten
+      this.options.onBytes?.(this.sparse.reduce((a, j) => a + j.size, 0))
+    }
+    return { results: this.results, stats: this.stats }
+  }
+}
