@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Push throughput on one corpus, in one run: `snapdir push` against `casync make` (the reference
 // content-defined-chunking tool) and against what push cannot beat per core: plain BLAKE3 over the
-// same bytes, zstd level 3 over them (the codec and level push stores chunks with) and the FastCDC
+// same bytes, zstd over them at the level push stores chunks with (ZSTD_LEVEL of dist/format) and the FastCDC
 // chunker alone. Each disk-touching step runs with the page cache dropped first (cold) and again
 // with the corpus cached (warm).
 //
@@ -16,7 +16,6 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { createRequire } from 'node:module'
 import {
   MB, writeResult, buildChangedNote, buildFingerprint, cliBuilt, contention, corpusMarker, corpusPath, defaultOut, dropCaches,
   dropCachesProblem, failer, fmt, fmtInt, fsTypeAt, hostInfo, measureTree, median, medianFields, msSince, nowNs,
@@ -214,8 +213,8 @@ function finishCommandStep(ctx, runs, name) {
 }
 
 async function stepBlake3(ctx) {
-  const require = createRequire(path.join(repo, 'package.json'))
-  const { blake3 } = require('@napi-rs/blake-hash')
+  // the BLAKE3 push hashes with: hashBytes of dist/chunk (the addon's C implementation)
+  const { hashBytes: blake3 } = await import(pathToFileURL(path.join(repo, 'dist/chunk/index.js')).href)
   let buf = Buffer.allocUnsafe(16 * 1024 * 1024)
   const runs = await coldAndWarm('blake3', ctx, async () => {
     // Synchronous reads into one reused buffer and one-shot hashing per file: the cheapest way to
@@ -265,7 +264,7 @@ async function stepZstd(ctx) {
   // share one core like b3sum --num-threads 1, and the figure is a per-core cost.
   const list = Buffer.from(ctx.corpus.files.map((f) => `${f.path}\0`).join(''))
   const runs = await coldAndWarm('zstd', ctx, async () => {
-    const r = await runCommand(['xargs', '-0', 'zstd', '-q', '-3', '--single-thread', '-c'], { input: list, keepStdout: false, rusage: true })
+    const r = await runCommand(['xargs', '-0', 'zstd', '-q', `-${ctx.zstdLevel}`, '--single-thread', '-c'], { input: list, keepStdout: false, rusage: true })
     return { wallMs: r.wallMs, userS: r.userS, sysS: r.sysS, maxRssKiB: r.maxRssKiB }
   })
   return finishLimitStep(ctx, runs, 'zstd')
@@ -370,7 +369,7 @@ function report(result) {
   add('casync make', steps.casync, steps.casync && { store: `${fmtInt(steps.casync.store.fileBytes)} +${fmtInt(steps.casync.indexBytes)} idx`, objects: fmtInt(steps.casync.store.objects) })
   add('blake3 (node, 1 thread)', steps.blake3)
   add('b3sum --num-threads 1', steps.b3sum)
-  add('zstd -3 --single-thread', steps.zstd)
+  add(`zstd -${result.zstdLevel} --single-thread`, steps.zstd)
   lines.push(table(['step', 'cold s', 'cold MB/s', 'warm s', 'warm MB/s', 'warm+sync MB/s', 'warm CPU s', 'store bytes', 'objects'], rows))
   if (steps.blake3) lines.push(`blake3 hash-only (file reads excluded): cold ${fmt(steps.blake3.cold.hashOnlyMbPerS)} MB/s, warm ${fmt(steps.blake3.warm.hashOnlyMbPerS)} MB/s`)
   for (const name of ['snapdir', 'casync']) {
@@ -429,7 +428,6 @@ async function main() {
   let chunker = null
   if (fs.existsSync(path.join(repo, 'dist/chunk/index.js'))) chunker = await loadChunker()
   else if (opts.steps.includes('chunker')) problems.push('dist/chunk/index.js is missing: run npm run build (or leave chunker out with --steps)')
-  if (opts.steps.includes('blake3') && !fs.existsSync(path.join(repo, 'node_modules/@napi-rs/blake-hash'))) problems.push('@napi-rs/blake-hash is not installed: run npm ci')
   if (problems.length) fail(problems.join('\n'))
 
   const chunkSizes = chunker
@@ -461,7 +459,9 @@ async function main() {
     process.exit(130)
   })
 
-  const ctx = { corpus: { ...corpus, files: walked.files }, runs: opts.runs, scratch, chunkSizes, chunker }
+  // the level push compresses chunks at, for the zstd row
+  const { ZSTD_LEVEL: zstdLevel } = await import(pathToFileURL(path.join(repo, 'dist/format/object.js')).href)
+  const ctx = { corpus: { ...corpus, files: walked.files }, runs: opts.runs, scratch, chunkSizes, chunker, zstdLevel }
   const buildBefore = buildFingerprint()
   const steps = {}
   try {
@@ -505,6 +505,7 @@ async function main() {
     },
     corpus,
     chunkSizes,
+    zstdLevel,
     runs: opts.runs,
     build: buildAfter,
     steps,
