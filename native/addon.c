@@ -61,6 +61,17 @@ char *arg_path(napi_env env, napi_value v) {
   return s;
 }
 
+napi_value queue_promise_work(napi_env env, const char *name, napi_async_execute_callback execute,
+                              napi_async_complete_callback complete, void *data, napi_deferred *deferred,
+                              napi_async_work *work) {
+  napi_value promise, resource;
+  napi_create_promise(env, deferred, &promise);
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource);
+  napi_create_async_work(env, NULL, resource, execute, complete, data, work);
+  napi_queue_async_work(env, *work);
+  return promise;
+}
+
 static void free_params(napi_env env, void *data, void *hint) { free(data); }
 
 /* chunkerCreate(min, avg, max, level, seed: bigint) -> external handle */

@@ -6,6 +6,11 @@
 napi_value throw_errno(napi_env env, int err, const char *syscall, const char *path);
 /* Reads a Buffer or string argument as a NUL-terminated path; caller frees. NULL after throwing. */
 char *arg_path(napi_env env, napi_value v);
+/* Queues execute (on the libuv pool) then complete (on the JS thread), and returns the promise that
+ * complete settles through *deferred. */
+napi_value queue_promise_work(napi_env env, const char *name, napi_async_execute_callback execute,
+                              napi_async_complete_callback complete, void *data, napi_deferred *deferred,
+                              napi_async_work *work);
 void register_fsmeta(napi_env env, napi_value exports);
 void register_object_write(napi_env env, napi_value exports);
 void register_hash(napi_env env, napi_value exports);

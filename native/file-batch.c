@@ -353,12 +353,7 @@ static napi_value cut_files(napi_env env, napi_callback_info info) {
   }
   /* the chunker's parameters live in a JS external: held until the batch completes */
   napi_create_reference(env, argv[0], 1, &b->chunker_ref);
-  napi_value promise, name;
-  napi_create_promise(env, &b->deferred, &promise);
-  napi_create_string_utf8(env, "snapdir:cutFiles", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, execute, complete, b, &b->work);
-  napi_queue_async_work(env, b->work);
-  return promise;
+  return queue_promise_work(env, "snapdir:cutFiles", execute, complete, b, &b->deferred, &b->work);
 }
 
 void register_file_batch(napi_env env, napi_value exports) {

@@ -169,6 +169,18 @@ static napi_value seek(napi_env env, napi_callback_info info, int whence, const 
 static napi_value seek_data(napi_env env, napi_callback_info info) { return seek(env, info, SEEK_DATA, "lseek(SEEK_DATA)"); }
 static napi_value seek_hole(napi_env env, napi_callback_info info) { return seek(env, info, SEEK_HOLE, "lseek(SEEK_HOLE)"); }
 
+/* The fd argument of a call taking just one; false after throwing a TypeError that shows `usage`. */
+static bool fd_arg(napi_env env, napi_callback_info info, const char *usage, int32_t *fd) {
+  size_t argc = 1;
+  napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
+      napi_get_value_int32(env, argv[0], fd) != napi_ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", usage);
+    return false;
+  }
+  return true;
+}
+
 /* syncfsAsync(fd): Promise<void> -- syncfs(fd): flush the whole file system holding fd, once, instead of
  * an fsync per object; in the libuv thread pool, so push can encode its tree while the chunks it
  * names reach the disk. */
@@ -201,32 +213,19 @@ static void syncfs_complete(napi_env env, napi_status status, void *data) {
 }
 
 static napi_value do_syncfs_async(napi_env env, napi_callback_info info) {
-  GET_ARGS(1);
   int32_t fd;
-  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "syncfsAsync(fd: number)");
-    return NULL;
-  }
+  if (!fd_arg(env, info, "syncfsAsync(fd: number)", &fd)) return NULL;
   syncfs_job *j = calloc(1, sizeof *j);
   if (!j) return throw_errno(env, ENOMEM, "syncfs", NULL);
   j->fd = fd;
-  napi_value promise, name;
-  napi_create_promise(env, &j->deferred, &promise);
-  napi_create_string_utf8(env, "snapdir:syncfs", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, syncfs_execute, syncfs_complete, j, &j->work);
-  napi_queue_async_work(env, j->work);
-  return promise;
+  return queue_promise_work(env, "snapdir:syncfs", syncfs_execute, syncfs_complete, j, &j->deferred, &j->work);
 }
 
 /* startWriteback(fd): ask the kernel to start writing the file's dirty pages now, without waiting, so
  * the one syncfs at the end of a push finds little left to do. */
 static napi_value start_writeback(napi_env env, napi_callback_info info) {
-  GET_ARGS(1);
   int32_t fd;
-  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "startWriteback(fd: number)");
-    return NULL;
-  }
+  if (!fd_arg(env, info, "startWriteback(fd: number)", &fd)) return NULL;
   if (sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE) < 0) return throw_errno(env, errno, "sync_file_range", NULL);
   return NULL;
 }
@@ -237,12 +236,8 @@ static napi_value start_writeback(napi_env env, napi_callback_info info) {
  * than one file at a time). The check first, because on a cached file the advice still walks every
  * page (a tenth of a second of CPU over a warm 200 MB tree); RWF_NOWAIT reads only from the cache. */
 static napi_value will_need(napi_env env, napi_callback_info info) {
-  GET_ARGS(1);
   int32_t fd;
-  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "willNeed(fd: number)");
-    return NULL;
-  }
+  if (!fd_arg(env, info, "willNeed(fd: number)", &fd)) return NULL;
   char byte;
   struct iovec iov = {&byte, 1};
   if (preadv2(fd, &iov, 1, 0, RWF_NOWAIT) >= 0) return NULL; /* cached (or empty) */

@@ -5,16 +5,14 @@ import { ZSTD_LEVEL } from '../format/object.js'
 import type { ChunkRef } from '../format/tree.js'
 import type { Store } from '../store/store.js'
 import { SnapdirError } from '../util/errors.js'
-import { FileProcessor, jobBytes, type FileJob, type FileResult, type Job, type ProcessorStats } from './file-processor.js'
+import { FileProcessor, type FileJob, type FileResult, type Job, type ProcessorStats } from './file-processor.js'
+import { JobQueue } from './job-queue.js'
 import { groupRefs, type GroupChunk } from './pack-groups.js'
 import type { PoolRun, ProcessedFiles, RunOptions } from './worker-pool.js'
 
 const KIND_WHOLE = 0
 const KIND_INLINE = 1
 const KIND_GROUP = 2
-// a batch is what one pool thread works through before reporting back: as for the worker pool
-const BATCH_JOBS = 64
-const BATCH_BYTES = 8 * 1024 * 1024
 
 /** Whether push's files can be cut natively for this store: the native chunker, and a local store or none. */
 export function nativeRunApplies(store: Store | null): boolean {
@@ -35,8 +33,7 @@ function defaultConcurrency(): number {
 export class NativeRun implements PoolRun {
   readonly done: Promise<ProcessedFiles>
   private readonly chunker: Chunker
-  private readonly queue: Job[] = []
-  private head = 0
+  private readonly queue = new JobQueue()
   private readonly sparse: FileJob[] = []
   private inFlight = 0
   private finished = false
@@ -54,7 +51,7 @@ export class NativeRun implements PoolRun {
   add(jobs: Job[]): void {
     for (const j of jobs) {
       if (!('files' in j) && j.sparse) this.sparse.push(j)
-      else this.queue.push(j)
+      else this.queue.push([j])
     }
     this.pump()
   }
@@ -65,15 +62,8 @@ export class NativeRun implements PoolRun {
   }
 
   private pump(): void {
-    while (this.failure === null && this.inFlight < this.concurrency && this.head < this.queue.length) {
-      const batch: Job[] = []
-      let bytes = 0
-      while (this.head < this.queue.length && batch.length < BATCH_JOBS && (batch.length === 0 || bytes < BATCH_BYTES)) {
-        const j = this.queue[this.head]!
-        this.queue[this.head++] = undefined as unknown as Job
-        batch.push(j)
-        bytes += jobBytes(j)
-      }
+    while (this.failure === null && this.inFlight < this.concurrency && !this.queue.empty) {
+      const { jobs: batch, bytes } = this.queue.take()
       this.inFlight++
       this.cut(batch)
         .then(() => this.options.onBytes?.(bytes), (err: unknown) => void (this.failure ??= err))
@@ -84,7 +74,7 @@ export class NativeRun implements PoolRun {
     }
     if (this.inFlight > 0) return
     if (this.failure !== null) this.settle.reject(this.failure)
-    else if (this.finished && this.head === this.queue.length) this.cutSparse().then(this.settle.resolve, this.settle.reject)
+    else if (this.finished && this.queue.empty) this.cutSparse().then(this.settle.resolve, this.settle.reject)
   }
 
   private async cut(batch: Job[]): Promise<void> {

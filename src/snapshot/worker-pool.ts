@@ -4,6 +4,7 @@ import type { ChunkerParams } from '../chunk/params.js'
 import type { Store, StoreSpec } from '../store/store.js'
 import { SnapdirError, type ErrorCode } from '../util/errors.js'
 import { FileProcessor, jobBytes, type FileResult, type Job, type ProcessorStats } from './file-processor.js'
+import { JobQueue } from './job-queue.js'
 import { NativeRun, nativeRunApplies } from './native-run.js'
 
 export type ToWorker =
@@ -29,9 +30,6 @@ export interface ProcessedFiles {
   stats: ProcessorStats
 }
 
-// A batch is a few dozen small jobs or one large one: few messages, and no worker left idle at the end.
-const BATCH_JOBS = 64
-const BATCH_BYTES = 8 * 1024 * 1024
 
 const workerUrl = new URL('./chunk-worker.js', import.meta.url)
 const canUseWorkers = !import.meta.url.endsWith('.ts')
@@ -108,8 +106,7 @@ export interface PoolRun {
 
 class WorkerRun implements PoolRun {
   readonly done: Promise<ProcessedFiles>
-  private readonly queue: Job[] = []
-  private head = 0
+  private readonly queue = new JobQueue()
   private finished = false
   private failed = false
   /** workers waiting for jobs, with what feeds them */
@@ -127,7 +124,7 @@ class WorkerRun implements PoolRun {
   }
 
   add(jobs: Job[]): void {
-    for (const j of jobs) this.queue.push(j)
+    this.queue.push(jobs)
     this.wake()
   }
 
@@ -140,20 +137,6 @@ class WorkerRun implements PoolRun {
     const waiting = [...this.idle]
     this.idle.clear()
     for (const feed of waiting) feed()
-  }
-
-  /** Up to BATCH_JOBS jobs or BATCH_BYTES, whichever comes first; empty when the queue is. */
-  private batch(): Job[] {
-    const out: Job[] = []
-    let bytes = 0
-    while (this.head < this.queue.length && out.length < BATCH_JOBS && (out.length === 0 || bytes < BATCH_BYTES)) {
-      const j = this.queue[this.head]!
-      // the queue only grows: drop taken jobs so a long run does not keep them all
-      this.queue[this.head++] = undefined as unknown as Job
-      out.push(j)
-      bytes += jobBytes(j)
-    }
-    return out
   }
 
   private drive(w: Worker, early: Error | null): Promise<void> {
@@ -170,7 +153,7 @@ class WorkerRun implements PoolRun {
       const post = (m: ToWorker): void => w.postMessage(m)
       const feed = (): void => {
         if (settled) return
-        const b = this.failed ? [] : this.batch()
+        const b = this.failed ? [] : this.queue.take().jobs
         if (b.length > 0) post({ type: 'jobs', jobs: b })
         else if (this.finished || this.failed) post({ type: 'finish' })
         else this.idle.add(feed)
