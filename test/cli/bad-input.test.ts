@@ -163,6 +163,23 @@ describe('push', () => {
     expect(listFiles(store).filter((f) => !f.startsWith('chunks/') && f !== 'config')).toEqual([])
   })
 
+  test('a subdirectory that cannot be listed, found after large files went to be cut (run as nobody): exit 1 naming it, no tree or revision', async () => {
+    const base = tempDir()
+    chmodSync(base, 0o755)
+    const src = smallDir(path.join(base, 'src'))
+    for (let i = 0; i < 4; i++) writeFileSync(path.join(src, `big${i}.bin`), bytes(`big${i}`, 400_000))
+    const locked = path.join(src, 'sub', 'locked')
+    mkdirSync(locked)
+    writeFileSync(path.join(locked, 'x'), 'x\n')
+    chmodSync(locked, 0o000)
+    const store = path.join(base, 'store')
+    mkdirSync(store)
+    expect(spawnSync('chown', ['-R', `${NOBODY}:${NOBODY}`, store]).status).toBe(0)
+    const line = expectOneLineError(await snapdirAsNobody(['push', '--store', store, src], base), 1, locked)
+    expect(line).toMatch(/permission denied|EACCES/i)
+    expect(listFiles(store).filter((f) => !f.startsWith('chunks/') && f !== 'config')).toEqual([])
+  })
+
   test('a store whose chunk directory cannot be written (run as nobody): exit 1 naming the store', async () => {
     const base = tempDir()
     chmodSync(base, 0o755)
