@@ -42,8 +42,8 @@ static int get_buffer(napi_env env, napi_value v, void **data, size_t *len) {
 #ifndef SYS_listxattrat
 #define SYS_listxattrat 465
 #endif
-static int scan_dirfd = -1;
-static const char *scan_name;
+static _Thread_local int scan_dirfd = -1;
+static _Thread_local const char *scan_name;
 static int have_listxattrat = 1;
 static ssize_t list_names(const char *path, char *list, size_t size) {
   if (scan_dirfd >= 0 && have_listxattrat) {
