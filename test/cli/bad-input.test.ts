@@ -67,6 +67,26 @@ function lockedDir(): { base: string; locked: string } {
   return { base, locked }
 }
 
+/**
+ * For pushes that fail part-way, run as nobody: a world-readable base with src/ (smallDir plus
+ * `bigFiles` files large enough to be cut while the scan goes on) and an empty store nobody owns.
+ */
+function nobodyPushSetup(bigFiles: number): { base: string; src: string; store: string } {
+  const base = tempDir()
+  chmodSync(base, 0o755)
+  const src = smallDir(path.join(base, 'src'))
+  for (let i = 0; i < bigFiles; i++) writeFileSync(path.join(src, `big${i}.bin`), bytes(`big${i}`, 400_000))
+  const store = path.join(base, 'store')
+  mkdirSync(store)
+  expect(spawnSync('chown', ['-R', `${NOBODY}:${NOBODY}`, store]).status).toBe(0)
+  return { base, src, store }
+}
+
+/** What a push that failed left in the store besides chunks: must be nothing (no tree, no revision). */
+function notChunks(store: string): string[] {
+  return listFiles(store).filter((f) => !f.startsWith('chunks/') && f !== 'config')
+}
+
 const HEX63 = 'a'.repeat(63)
 const MALFORMED_IDS = ['zz', HEX63, 'a'.repeat(65), 'g' + HEX63, `${HEX63}-`]
 const UNKNOWN_ID = '0123456789abcdef'.repeat(4)
@@ -148,36 +168,24 @@ describe('push', () => {
   })
 
   test('a file inside DIR that cannot be read (run as nobody): exit 1 naming the file, no tree or revision stored', async () => {
-    const base = tempDir()
-    chmodSync(base, 0o755)
-    const src = smallDir(path.join(base, 'src'))
-    // large enough to be cut on its own while the scan goes on, and one that is packed with others
-    writeFileSync(path.join(src, 'big.bin'), bytes('big', 300_000))
+    // big files are cut while the scan goes on; sub/data.bin (100 KB) is cut on its own too
+    const { base, src, store } = nobodyPushSetup(1)
     const unreadable = path.join(src, 'sub', 'data.bin')
     chmodSync(unreadable, 0o000)
-    const store = path.join(base, 'store')
-    mkdirSync(store)
-    expect(spawnSync('chown', ['-R', `${NOBODY}:${NOBODY}`, store]).status).toBe(0)
     const line = expectOneLineError(await snapdirAsNobody(['push', '--store', store, src], base), 1, unreadable)
     expect(line).toMatch(/permission denied|EACCES/i)
-    expect(listFiles(store).filter((f) => !f.startsWith('chunks/') && f !== 'config')).toEqual([])
+    expect(notChunks(store)).toEqual([])
   })
 
   test('a subdirectory that cannot be listed, found after large files went to be cut (run as nobody): exit 1 naming it, no tree or revision', async () => {
-    const base = tempDir()
-    chmodSync(base, 0o755)
-    const src = smallDir(path.join(base, 'src'))
-    for (let i = 0; i < 4; i++) writeFileSync(path.join(src, `big${i}.bin`), bytes(`big${i}`, 400_000))
+    const { base, src, store } = nobodyPushSetup(4)
     const locked = path.join(src, 'sub', 'locked')
     mkdirSync(locked)
     writeFileSync(path.join(locked, 'x'), 'x\n')
     chmodSync(locked, 0o000)
-    const store = path.join(base, 'store')
-    mkdirSync(store)
-    expect(spawnSync('chown', ['-R', `${NOBODY}:${NOBODY}`, store]).status).toBe(0)
     const line = expectOneLineError(await snapdirAsNobody(['push', '--store', store, src], base), 1, locked)
     expect(line).toMatch(/permission denied|EACCES/i)
-    expect(listFiles(store).filter((f) => !f.startsWith('chunks/') && f !== 'config')).toEqual([])
+    expect(notChunks(store)).toEqual([])
   })
 
   test('a store whose chunk directory cannot be written (run as nobody): exit 1 naming the store', async () => {
