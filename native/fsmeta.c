@@ -36,40 +36,46 @@ static int get_buffer(napi_env env, napi_value v, void **data, size_t *len) {
   return 1;
 }
 
-/* llistxattr, through listxattrat (Linux 6.13) relative to the directory being listed when there is
- * one: the full path walk of llistxattr was half of a scan's time per entry. scan_dirfd and
- * scan_name are set by readdir_stat around each entry. */
+/* Where an entry is: its full path, and, when listed from a directory, that directory's fd and the
+ * entry's name in it (dirfd -1 otherwise). */
+typedef struct {
+  const char *path;
+  int dirfd;
+  const char *name;
+} entry_at;
+
+/* llistxattr, through listxattrat (Linux 6.13) relative to the entry's directory when there is one:
+ * the full path walk of llistxattr was half of a scan's time per entry. */
 #ifndef SYS_listxattrat
 #define SYS_listxattrat 465
 #endif
-static _Thread_local int scan_dirfd = -1;
-static _Thread_local const char *scan_name;
 static int have_listxattrat = 1;
-static ssize_t list_names(const char *path, char *list, size_t size) {
-  if (scan_dirfd >= 0 && have_listxattrat) {
-    ssize_t n = syscall(SYS_listxattrat, scan_dirfd, scan_name, AT_SYMLINK_NOFOLLOW, list, size);
+static ssize_t list_names(const entry_at *e, char *list, size_t size) {
+  if (e->dirfd >= 0 && have_listxattrat) {
+    ssize_t n = syscall(SYS_listxattrat, e->dirfd, e->name, AT_SYMLINK_NOFOLLOW, list, size);
     if (n >= 0 || errno != ENOSYS) return n;
     have_listxattrat = 0;
   }
-  return llistxattr(path, list, size);
+  return llistxattr(e->path, list, size);
 }
 
 /* The xattrs of the link itself as Array<[name: Buffer, value: Buffer]>, in the order listed; an empty
  * array where the file system keeps none. NULL after throwing. */
-static napi_value xattrs_of(napi_env env, const char *path) {
+static napi_value xattrs_of(napi_env env, const entry_at *e) {
+  const char *path = e->path;
   napi_value result;
   napi_create_array(env, &result);
   ssize_t n;
   char *names = NULL;
   for (;;) {
-    n = list_names(path, NULL, 0);
+    n = list_names(e, NULL, 0);
     if (n < 0) {
       if (errno == ENOTSUP) return result; /* file system without xattrs: none to keep */
       return throw_errno(env, errno, "llistxattr", path);
     }
     if (n == 0) return result;
     names = realloc(names, (size_t)n);
-    ssize_t m = list_names(path, names, (size_t)n);
+    ssize_t m = list_names(e, names, (size_t)n);
     if (m >= 0) { n = m; break; }
     if (errno != ERANGE) {
       napi_value r = throw_errno(env, errno, "llistxattr", path);
@@ -275,8 +281,8 @@ static napi_value num(napi_env env, double v) {
  * inode numbers are 64-bit, so they come in two exact halves (hardlink detection must never confuse
  * two); xattrs as xattrs_of gives them, read here so a scan needs one call per directory. NULL after
  * throwing. */
-static napi_value stat_row(napi_env env, napi_value name, const struct stat *st, const char *path) {
-  napi_value xattrs = xattrs_of(env, path);
+static napi_value stat_row(napi_env env, napi_value name, const struct stat *st, const entry_at *at) {
+  napi_value xattrs = xattrs_of(env, at);
   if (!xattrs) return NULL;
   napi_value row;
   napi_create_array_with_length(env, 14, &row);
@@ -301,7 +307,8 @@ static napi_value lstat_row(napi_env env, napi_callback_info info) {
   else {
     napi_value nul;
     napi_get_null(env, &nul);
-    r = stat_row(env, nul, &st, path);
+    entry_at at = {path, -1, NULL};
+    r = stat_row(env, nul, &st, &at);
   }
   free(path);
   return r;
@@ -357,9 +364,8 @@ static napi_value readdir_stat(napi_env env, napi_callback_info info) {
     memcpy(full + dl + 1, n, nl + 1);
     napi_value name;
     napi_create_buffer_copy(env, nl, n, NULL, &name);
-    scan_dirfd = fd, scan_name = n;
-    napi_value row = stat_row(env, name, &st, full);
-    scan_dirfd = -1;
+    entry_at at = {full, fd, n};
+    napi_value row = stat_row(env, name, &st, &at);
     if (!row) {
       closedir(d);
       free(path);
