@@ -1,5 +1,5 @@
 /* cutFiles: push's whole per-file pipeline for a batch of files, on a libuv pool thread. Each file is
- * read, cut (FastCDC), hashed (BLAKE3) and its new chunks compressed and written (store_object_core),
+ * read, cut (FastCDC), hashed (BLAKE3) and its new chunks compressed and written (store_object),
  * without a JS thread in the loop: push used to run this in worker threads, whose start-up (a Node
  * isolate each, ~0.13 s of CPU) and per-file JS cost about a fifth of a push of a Debian tree.
  *
@@ -151,7 +151,7 @@ static long cut_store(batch *b, const uint8_t *data, size_t len, int eof, uint32
       sprintf(tmp, "%s.tmp-%s-%lx", final, b->tag, counter++);
       size_t stored;
       store_error e;
-      if (store_object_core(final, tmp, at, lens[i], b->level, &stored, &e) < 0) {
+      if (store_object(final, tmp, at, lens[i], b->level, &stored, &e) < 0) {
         if (e.err == 0) snprintf(b->message, sizeof b->message, "%s", e.syscall);
         return fail(b, e.err, e.err ? e.syscall : "zstd", e.path, "store");
       }

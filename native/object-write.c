@@ -109,8 +109,8 @@ static int write_all(int fd, struct iovec *iov, int cnt) {
   return 0;
 }
 
-int store_object_core(const char *final, char *tmp, const void *raw, size_t len, int level, size_t *written,
-                      store_error *e) {
+int store_object(const char *final, char *tmp, const void *raw, size_t len, int level, size_t *written,
+                 store_error *e) {
   writer_state *s = thread_state();
   if (!s) return e->err = ENOMEM, e->syscall = "malloc", e->path = NULL, -1;
   *written = 0;
@@ -154,19 +154,6 @@ int store_object_core(const char *final, char *tmp, const void *raw, size_t len,
   return 0;
 }
 
-napi_value throw_store_error(napi_env env, const store_error *e) {
-  if (e->err == 0) return napi_throw_error(env, "ERR_COMPRESS", e->syscall), NULL;
-  return throw_errno(env, e->err, e->syscall, e->path);
-}
-
-int store_object(napi_env env, const char *final, char *tmp, const void *raw, size_t len, int level,
-                 size_t *written) {
-  store_error e;
-  if (store_object_core(final, tmp, raw, len, level, written, &e) == 0) return 0;
-  throw_store_error(env, &e);
-  return -1;
-}
-
 /* writeObject(finalPath, tmpPath, raw: Buffer, level): number -- store_object for one object from JS:
  * the stored bytes, or 0 when the object was there already. */
 static napi_value write_object(napi_env env, napi_callback_info info) {
@@ -188,11 +175,16 @@ static napi_value write_object(napi_env env, napi_callback_info info) {
   char *tmp = arg_path(env, argv[1]);
   if (!tmp) return free(final), NULL;
   size_t written;
-  int rc = store_object(env, final, tmp, raw, len, level, &written);
+  store_error e;
+  int rc = store_object(final, tmp, raw, len, level, &written, &e);
+  napi_value result = NULL;
+  if (rc < 0) {
+    if (e.err == 0) napi_throw_error(env, "ERR_COMPRESS", e.syscall);
+    else throw_errno(env, e.err, e.syscall, e.path);
+  }
   free(final);
   free(tmp);
   if (rc < 0) return NULL;
-  napi_value result;
   napi_create_double(env, (double)written, &result);
   return result;
 }
