@@ -43,6 +43,27 @@ export interface ProcessorStats {
 
 const BLOCK = 4 * 1024 * 1024
 
+/** Adds `count` whole chunks to a file's refs; a run of one chunk repeated is one ref with a count. */
+export function appendRef(refs: ChunkRef[], id: Buffer, length: number, count: number): void {
+  const last = refs.at(-1)
+  if (last && last.length === length && last.id.equals(id)) last.count += count
+  else refs.push({ id, offset: 0, length, count })
+}
+
+/** Cuts jobs one after another in this thread: where there are no workers, and for sparse files. */
+export async function processInThisThread(
+  jobs: Job[], params: ChunkerParams, store: Store | null, onBytes?: (bytes: number) => void,
+): Promise<{ results: FileResult[]; stats: ProcessorStats }> {
+  const processor = new FileProcessor(params, store)
+  const results: FileResult[] = []
+  for (const job of jobs) {
+    for (const r of await processor.processJobs([job])) results[r.index] = r
+    onBytes?.(jobBytes(job))
+  }
+  await processor.drain()
+  return { results, stats: processor.stats }
+}
+
 /**
  * Cuts files into chunks, hashes them and, given a store, writes the ones it lacks. Reads are
  * synchronous on purpose: this runs in a worker thread (snapshot/worker-pool.ts) whose only job is
@@ -97,11 +118,7 @@ export class FileProcessor {
   private async process(job: FileJob, fd: number): Promise<FileResult> {
     const what = job.source.toString()
     const refs: ChunkRef[] = []
-    const add = (id: Buffer, length: number, count: number): void => {
-      const last = refs.at(-1)
-      if (last && last.length === length && last.id.equals(id)) last.count += count
-      else refs.push({ id, offset: 0, length, count })
-    }
+    const add = (id: Buffer, length: number, count: number): void => appendRef(refs, id, length, count)
     try {
       if (job.size <= this.inlineMax && job.size > 0) {
         const inline = Buffer.allocUnsafe(job.size)

@@ -5,7 +5,7 @@ import { ZSTD_LEVEL } from '../format/object.js'
 import type { ChunkRef } from '../format/tree.js'
 import type { Store } from '../store/store.js'
 import { SnapdirError } from '../util/errors.js'
-import { FileProcessor, type FileJob, type FileResult, type Job, type ProcessorStats } from './file-processor.js'
+import { appendRef, processInThisThread, type FileJob, type FileResult, type Job, type ProcessorStats } from './file-processor.js'
 import { JobQueue } from './job-queue.js'
 import { groupRefs, type GroupChunk } from './pack-groups.js'
 import type { PoolRun, ProcessedFiles, RunOptions } from './worker-pool.js'
@@ -123,10 +123,7 @@ export class NativeRun implements PoolRun {
         const refs: ChunkRef[] = []
         for (let i = 0; i < count; i++) {
           const { id, length } = chunk(c + i)
-          const last = refs.at(-1)
-          // a run of one chunk repeated is one ref with a count, as the JS path writes it
-          if (last && last.length === length && last.id.equals(id)) last.count++
-          else refs.push({ id, offset: 0, length, count: 1 })
+          appendRef(refs, id, length, 1)
         }
         this.results[job.index] = { index: job.index, chunks: refs }
       }
@@ -146,14 +143,11 @@ export class NativeRun implements PoolRun {
   }
 
   private async cutSparse(): Promise<ProcessedFiles> {
-    if (this.sparse.length > 0) {
-      const processor = new FileProcessor(this.options.params, this.options.store)
-      for (const r of await processor.processJobs(this.sparse)) this.results[r.index] = r
-      await processor.drain()
-      this.stats.chunksWritten += processor.stats.chunksWritten
-      this.stats.bytesWritten += processor.stats.bytesWritten
-      this.options.onBytes?.(this.sparse.reduce((a, j) => a + j.size, 0))
-    }
+    const { results, stats } = await processInThisThread(this.sparse, this.options.params, this.options.store, this.options.onBytes)
+    for (const r of results) if (r) this.results[r.index] = r
+    this.stats.chunksWritten += stats.chunksWritten
+    this.stats.bytesWritten += stats.bytesWritten
     return { results: this.results, stats: this.stats }
   }
+
 }

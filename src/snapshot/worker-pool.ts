@@ -3,7 +3,7 @@ import { Worker } from 'node:worker_threads'
 import type { ChunkerParams } from '../chunk/params.js'
 import type { Store, StoreSpec } from '../store/store.js'
 import { SnapdirError, type ErrorCode } from '../util/errors.js'
-import { FileProcessor, jobBytes, type FileResult, type Job, type ProcessorStats } from './file-processor.js'
+import { processInThisThread, type FileResult, type Job, type ProcessorStats } from './file-processor.js'
 import { JobQueue } from './job-queue.js'
 import { NativeRun, nativeRunApplies } from './native-run.js'
 
@@ -186,7 +186,7 @@ class InlineRun implements PoolRun {
 
   constructor(options: RunOptions) {
     const allAdded = new Promise<void>((resolve) => (this.release = resolve))
-    this.done = allAdded.then(() => processInline(this.jobs, options))
+    this.done = allAdded.then(() => processInThisThread(this.jobs, options.params, options.store, options.onBytes))
     this.done.catch(() => {})
   }
 
@@ -209,13 +209,3 @@ function revive(r: FileResult): FileResult {
   return out
 }
 
-async function processInline(jobs: Job[], options: RunOptions): Promise<ProcessedFiles> {
-  const processor = new FileProcessor(options.params, options.store)
-  const results: FileResult[] = []
-  for (const job of jobs) {
-    for (const r of await processor.processJobs([job])) results[r.index] = r
-    options.onBytes?.(jobBytes(job))
-  }
-  await processor.drain()
-  return { results, stats: processor.stats }
-}
