@@ -4,8 +4,10 @@
 // against an independent idea of what a blob's digest is.
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
+import { manifest } from './cli.js'
 
 export interface TestDescriptor {
   mediaType: string
@@ -162,6 +164,18 @@ export function toolStatus(command: string, args: string[]): { status: number; s
  * file owned by another user, and deletions (a file and a whole directory) that become whiteouts in
  * layer 2. Needs root: umoci unpacks and repacks owners as they are.
  */
+/**
+ * buildUmociImage in a fresh temporary directory (`shared`, for the test file to remove), with the
+ * reference rootfs: the manifest of umoci's own unpack of the image it built.
+ */
+export function umociImageWithReference(prefix: string, tag: string): { shared: string; image: string; rootfs: string } {
+  const shared = mkdtempSync(path.join(os.tmpdir(), prefix))
+  const image = path.join(shared, 'image')
+  buildUmociImage(image, tag, path.join(shared, 'build-bundle'))
+  tool('umoci', ['unpack', '--image', `${image}:${tag}`, path.join(shared, 'reference-bundle')])
+  return { shared, image, rootfs: manifest(path.join(shared, 'reference-bundle', 'rootfs')) }
+}
+
 export function buildUmociImage(layout: string, tag: string, bundle: string): void {
   tool('umoci', ['init', '--layout', layout])
   tool('umoci', ['new', '--image', `${layout}:${tag}`])

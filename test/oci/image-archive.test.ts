@@ -3,13 +3,12 @@
 // pulls them back as archives that skopeo reads again, and umoci unpacks to the rootfs umoci unpacks
 // from the original. Damaged and hostile archives are refused with nothing stored that names them.
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import os from 'node:os'
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { countObjects, ID_RE, manifest, snapdir, snapdirOk, tempDir } from '../helpers/cli.js'
 import { startMount } from '../helpers/mount.js'
-import { blobHashes, buildUmociImage, requireTools, sha256, tool } from '../helpers/oci.js'
+import { blobHashes, requireTools, sha256, tool, umociImageWithReference } from '../helpers/oci.js'
 
 requireTools('umoci', 'skopeo', 'setfattr', 'tar', 'gzip')
 
@@ -22,11 +21,10 @@ let ociArchive = ''
 let dockerArchive = ''
 
 beforeAll(() => {
-  shared = mkdtempSync(path.join(os.tmpdir(), 'snapdir-archive-'))
-  image = path.join(shared, 'image')
-  buildUmociImage(image, TAG, path.join(shared, 'build-bundle'))
-  tool('umoci', ['unpack', '--image', `${image}:${TAG}`, path.join(shared, 'reference-bundle')])
-  rootfs = manifest(path.join(shared, 'reference-bundle', 'rootfs'))
+  const built = umociImageWithReference('snapdir-archive-', TAG)
+  shared = built.shared
+  image = built.image
+  rootfs = built.rootfs
   ociArchive = path.join(shared, 'app-oci.tar')
   dockerArchive = path.join(shared, 'app-docker.tar')
   tool('skopeo', ['copy', '--quiet', `oci:${image}:${TAG}`, `oci-archive:${ociArchive}:${TAG}`])

@@ -2,12 +2,11 @@
 // pushed and pulled, and the pulled layout must be the same bytes (every blob, index.json), must copy
 // with skopeo (which re-checks every digest) and must unpack with umoci to the same root file system.
 // Bad layouts are refused by push with one line naming the blob, before the store exists.
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import os from 'node:os'
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ID_RE, listFiles, manifest, snapdir, snapdirOk, tempDir, type RunResult } from '../helpers/cli.js'
-import { blobFile, blobHashes, buildUmociImage, editFirstManifest, firstManifest, flipByte, requireTools, sha256, tool, toolStatus } from '../helpers/oci.js'
+import { blobFile, blobHashes, editFirstManifest, firstManifest, flipByte, requireTools, sha256, tool, toolStatus, umociImageWithReference } from '../helpers/oci.js'
 
 const TAG = 'v1'
 requireTools('umoci', 'skopeo', 'setfattr')
@@ -18,12 +17,10 @@ let image = ''
 let imageRootfs = ''
 
 beforeAll(() => {
-  shared = mkdtempSync(path.join(os.tmpdir(), 'snapdir-oci-'))
-  image = path.join(shared, 'image')
-  buildUmociImage(image, TAG, path.join(shared, 'build-bundle'))
-  // the reference rootfs: umoci's own unpack of the image it built
-  tool('umoci', ['unpack', '--image', `${image}:${TAG}`, path.join(shared, 'reference-bundle')])
-  imageRootfs = manifest(path.join(shared, 'reference-bundle', 'rootfs'))
+  const built = umociImageWithReference('snapdir-oci-', TAG)
+  shared = built.shared
+  image = built.image
+  imageRootfs = built.rootfs
 })
 
 afterAll(() => {
