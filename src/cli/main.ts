@@ -1,3 +1,4 @@
+import './thread-pool.js'
 import { Command, CommanderError } from '@commander-js/extra-typings'
 import { registerId } from './id.js'
 import { registerMount } from './mount.js'

@@ -1,7 +1,7 @@
 import type { ChunkerParams } from '../chunk/params.js'
 import type { Tree, TreeEntry } from '../format/tree.js'
 import type { Store } from '../store/store.js'
-import { jobBytes, type FileJob, type Job } from './file-processor.js'
+import { jobBytes, worthSkippingHoles, type FileJob, type Job } from './file-processor.js'
 import { packGroups } from './pack-groups.js'
 import { scanDirectory, type ScannedEntry } from './scan.js'
 import { WorkerPool } from './worker-pool.js'
@@ -43,7 +43,7 @@ export async function buildSnapshot(source: { dir: string } | ScannedEntry[], op
   const files: ScannedEntry[] = []
   const jobOf = (f: ScannedEntry): FileJob => {
     const index = files.push(f) - 1
-    return { index, source: f.source, size: f.entry.size, sparse: f.allocated < f.entry.size }
+    return { index, source: f.source, size: f.entry.size, sparse: worthSkippingHoles(f.entry.size, f.allocated) }
   }
   // progress counts from when the total is known, after the scan
   let early: number | null = 0

@@ -18,8 +18,20 @@ export interface FileJob {
   index: number
   source: Buffer
   size: number
-  /** fewer bytes allocated than the size: walk data extents and skip holes */
+  /** holes worth skipping (see worthSkippingHoles): walk data extents, never read the holes */
   sparse: boolean
+}
+
+/**
+ * Below this many bytes of holes a file is read straight through, holes as zeros: that costs less than
+ * walking its extents, and lets the native batches (native-run.ts) take it. Binaries unpacked by dpkg
+ * often have a few KiB of holes; an image file or a preallocated database has gigabytes.
+ */
+const SKIP_HOLES_FROM = 1024 * 1024
+
+/** Whether a file's holes are worth skipping rather than reading; the chunks come out the same either way. */
+export function worthSkippingHoles(size: number, allocated: number): boolean {
+  return size - allocated >= SKIP_HOLES_FROM
 }
 
 export interface FileResult {

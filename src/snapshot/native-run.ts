@@ -19,16 +19,21 @@ export function nativeRunApplies(store: Store | null): boolean {
   return native !== null && defaultImplementation() === 'native' && (store === null || store.localChunks !== undefined)
 }
 
-/** How many batches run at once: one per core, or SNAPDIR_WORKERS. */
+/**
+ * How many batches run at once: one per core and one more (or SNAPDIR_WORKERS), so a core whose batch
+ * just ended, or waits on the disk, finds the next one already queued rather than waiting for this
+ * thread to hand it out. The CLI sizes libuv's pool to match (cli/thread-pool.ts).
+ */
 function defaultConcurrency(): number {
   const fromEnv = Number(process.env.SNAPDIR_WORKERS)
-  return Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : Math.max(1, os.availableParallelism())
+  return Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : os.availableParallelism() + 1
 }
 
 /**
  * Cuts, hashes and stores files with no JS thread in the loop: batches of jobs go to native.cutFiles
  * (native/file-batch.c), which works through each on a libuv pool thread, a few batches at a time.
- * Sparse files (holes are skipped, not read) are left to the JS path, in this thread, at the end.
+ * Files with large holes (skipped, not read) are left to the JS path, in this thread, which takes them
+ * once the scan is done, while the batches run.
  */
 export class NativeRun implements PoolRun {
   readonly done: Promise<ProcessedFiles>
@@ -36,7 +41,7 @@ export class NativeRun implements PoolRun {
   private readonly queue = new JobQueue()
   private readonly sparse: FileJob[] = []
   private inFlight = 0
-  private finished = false
+  private sparseRun: Promise<void> | null = null
   private failure: unknown = null
   private readonly results: FileResult[] = []
   private readonly stats: ProcessorStats = { chunksWritten: 0, bytesWritten: 0 }
@@ -57,7 +62,7 @@ export class NativeRun implements PoolRun {
   }
 
   finish(): void {
-    this.finished = true
+    this.sparseRun = this.cutSparse().catch((err: unknown) => void (this.failure ??= err))
     this.pump()
   }
 
@@ -73,8 +78,13 @@ export class NativeRun implements PoolRun {
         })
     }
     if (this.inFlight > 0) return
-    if (this.failure !== null) this.settle.reject(this.failure)
-    else if (this.finished && this.queue.empty) this.cutSparse().then(this.settle.resolve, this.settle.reject)
+    if (this.sparseRun && (this.queue.empty || this.failure !== null)) {
+      // settles once the sparse files are done too: nothing is left writing after it
+      void this.sparseRun.then(() => {
+        if (this.failure !== null) this.settle.reject(this.failure)
+        else this.settle.resolve({ results: this.results, stats: this.stats })
+      })
+    } else if (this.failure !== null) this.settle.reject(this.failure)
   }
 
   private async cut(batch: Job[]): Promise<void> {
@@ -142,12 +152,13 @@ export class NativeRun implements PoolRun {
     return new SnapdirError('ERR_SOURCE', `cannot read ${what}: ${e.message}`, { cause: err })
   }
 
-  private async cutSparse(): Promise<ProcessedFiles> {
+  private async cutSparse(): Promise<void> {
+    if (this.sparse.length === 0) return
+    await Promise.resolve() // lets finish() hand out the batches first: the sparse files then hold this thread
     const { results, stats } = await processInThisThread(this.sparse, this.options.params, this.options.store, this.options.onBytes)
     for (const r of results) if (r) this.results[r.index] = r
     this.stats.chunksWritten += stats.chunksWritten
     this.stats.bytesWritten += stats.bytesWritten
-    return { results: this.results, stats: this.stats }
   }
 
 }

@@ -9,7 +9,7 @@ export interface ScannedEntry {
   entry: TreeEntry
   /** absolute path on disk, raw bytes */
   source: Buffer
-  /** allocated bytes; fewer than the size means holes worth skipping */
+  /** allocated bytes; fewer than the size means the file has holes */
   allocated: number
 }
 
