@@ -77,41 +77,57 @@ async function loadChunker() {
 // Timing a step
 
 /**
- * Runs `run` cold `ctx.runs` times (page cache dropped before each) and then warm `ctx.runs`
- * times (the corpus cached by the runs before). `run` gets a fresh scratch directory and returns
+ * Runs each tool cold `ctx.runs` times (page cache dropped before each) and then warm `ctx.runs`
+ * times (the corpus cached by the runs before), alternating between the tools run by run, so that
+ * each sees the same machine (whose speed drifts by ±10% over minutes) and none gets a quieter stretch
+ * to itself. A tool is { label, run, inspect? }: `run` gets a fresh scratch directory and returns
  * a sample with at least `wallMs`, and `userS`/`sysS` for the measured tool (null when unknown;
  * `inProcess: true` when the tool is this process). `inspect`, if given, looks at the scratch
  * directory after the writeback, when block counts are final (untimed). Scratch directories are
- * removed only when the benchmark ends (see below).
+ * removed only when the benchmark ends (see below). Returns { [label]: { cold, warm } }.
  *
  * This machine is shared with builds and tests, so each sample also records `otherCpuS`, the CPU
  * seconds the machine spent on anything but the measured tool while it ran, and `stealS`.
  */
-async function coldAndWarm(label, ctx, run, inspect = null) {
-  const result = { cold: [], warm: [] }
+async function coldAndWarm(ctx, tools) {
+  const results = Object.fromEntries(tools.map((t) => [t.label, { cold: [], warm: [] }]))
   for (const mode of ['cold', 'warm']) {
     for (let i = 0; i < ctx.runs; i++) {
-      const scratch = fs.mkdtempSync(path.join(ctx.scratch, `${label}-`))
-      if (mode === 'cold') dropCaches()
-      else settle()
-      const activity = otherActivity()
-      const sample = await run(scratch)
-      sample.cpuS = sample.userS === null ? null : sample.userS + sample.sysS
-      // an in-process tool's CPU is this process's, which otherActivity() already leaves out
-      Object.assign(sample, activity(sample.inProcess ? 0 : sample.cpuS))
-      // writeback that the run left behind, timed separately: add it for "durable" time
-      const t0 = nowNs()
-      settle()
-      sample.syncMs = msSince(t0)
-      if (inspect) Object.assign(sample, inspect(scratch))
-      result[mode].push(sample)
-      // Stores are kept until the whole benchmark ends, not deleted run by run: ext4 without a
-      // journal (as on these machines) skips inodes freed in the last minutes when it allocates new
-      // ones, scanning past them, so deleting a store makes every later run's file creates slower.
-      process.stderr.write(`  ${label} ${mode} ${i + 1}/${ctx.runs}: ${(sample.wallMs / 1000).toFixed(2)} s\n`)
+      for (const { label, run, inspect } of tools) {
+        const scratch = fs.mkdtempSync(path.join(ctx.scratch, `${label}-`))
+        if (mode === 'cold') dropCaches()
+        else settle()
+        const activity = otherActivity()
+        const sample = await run(scratch)
+        sample.cpuS = sample.userS === null ? null : sample.userS + sample.sysS
+        // an in-process tool's CPU is this process's, which otherActivity() already leaves out
+        Object.assign(sample, activity(sample.inProcess ? 0 : sample.cpuS))
+        // writeback that the run left behind, timed separately: add it for "durable" time
+        const t0 = nowNs()
+        settle()
+        sample.syncMs = msSince(t0)
+        if (inspect) Object.assign(sample, inspect(scratch))
+        results[label][mode].push(sample)
+        // Stores are kept until the whole benchmark ends, not deleted run by run: ext4 without a
+        // journal (as on these machines) skips inodes freed in the last minutes when it allocates new
+        // ones, scanning past them, so deleting a store makes every later run's file creates slower.
+        process.stderr.write(`  ${label} ${mode} ${i + 1}/${ctx.runs}: ${(sample.wallMs / 1000).toFixed(2)} s\n`)
+      }
     }
   }
-  return result
+  return results
+}
+
+/**
+ * The environment of every measured command: this one without NODE_EXTRA_CA_CERTS. These machines
+ * set it (for npm behind a proxy), and with it every Node process parses the whole certificate bundle
+ * as it starts, 0.1 s here, before a line of snapdir runs; a push to a local store makes no TLS
+ * connection, and a user's shell does not normally set it. The report says that it was left out.
+ */
+function measuredEnv(extra = {}) {
+  const env = { ...process.env, ...extra }
+  delete env.NODE_EXTRA_CA_CERTS
+  return env
 }
 
 /** The median of every numeric field over the samples, plus throughput of `bytes`. */
@@ -142,51 +158,57 @@ function finishLimitStep(ctx, runs, name) {
 // ---------------------------------------------------------------------------------------------
 // The steps
 
-async function stepSnapdir(ctx) {
-  const runs = await coldAndWarm(
-    'snapdir',
-    ctx,
-    async (scratch) => {
+/** `snapdir push` of the corpus into a new local store. */
+function snapdirTool(ctx) {
+  return {
+    label: 'snapdir',
+    name: 'snapdir push',
+    async run(scratch) {
       const store = path.join(scratch, 'store')
       fs.mkdirSync(store)
       // A private cache home per run: if push ever keeps a local index (stat cache, chunk cache),
       // a warm run must still chunk and hash everything, like the first push to a new store.
-      const env = { ...process.env, XDG_CACHE_HOME: path.join(scratch, 'cache'), HOME: scratch }
+      const env = measuredEnv({ XDG_CACHE_HOME: path.join(scratch, 'cache'), HOME: scratch })
       const r = await runCommand([snapdirBin, 'push', '--store', store, ctx.corpus.root], { env, rusage: true })
       const id = r.stdout.trim()
       if (!/^[0-9a-f]{64}$/.test(id)) throw new Error(`snapdir push printed ${JSON.stringify(r.stdout)} on stdout, expected one 64-hex snapshot ID`)
       return { wallMs: r.wallMs, userS: r.userS, sysS: r.sysS, maxRssKiB: r.maxRssKiB, id }
     },
-    (scratch) => {
+    inspect(scratch) {
       const store = path.join(scratch, 'store')
       const chunksDir = path.join(store, 'chunks')
       const chunks = fs.existsSync(chunksDir) ? measureTree(chunksDir).files : null
       return { store: { ...measureTree(store), chunks } }
     },
-  )
-  return finishCommandStep(ctx, runs, 'snapdir push')
+  }
 }
 
-async function stepCasync(ctx) {
+/** `casync make` of the corpus with push's chunk sizes, into a new local store. */
+function casyncTool(ctx) {
   const { min, avg, max } = ctx.chunkSizes
-  const runs = await coldAndWarm(
-    'casync',
-    ctx,
-    async (scratch) => {
+  return {
+    label: 'casync',
+    name: 'casync make',
+    async run(scratch) {
       const store = path.join(scratch, 'store')
       const index = path.join(scratch, 'corpus.caidx')
       // zstd named explicitly so both tools compress with the same codec whatever casync's build default
       const r = await runCommand([
         'casync', 'make', `--store=${store}`, `--chunk-size=${min}:${avg}:${max}`, '--compression=zstd', index, ctx.corpus.root,
-      ], { rusage: true })
+      ], { env: measuredEnv(), rusage: true })
       return { wallMs: r.wallMs, userS: r.userS, sysS: r.sysS, maxRssKiB: r.maxRssKiB, id: r.stdout.trim() }
     },
-    (scratch) => {
+    inspect(scratch) {
       const tree = measureTree(path.join(scratch, 'store'), { objectFilter: (p) => p.endsWith('.cacnk') })
       return { store: { ...tree, chunks: tree.objects }, indexBytes: fs.statSync(path.join(scratch, 'corpus.caidx')).size }
     },
-  )
-  return finishCommandStep(ctx, runs, 'casync make')
+  }
+}
+
+/** The command steps asked for (snapdir push, casync make), their runs alternating. */
+async function stepCommands(ctx, tools) {
+  const runs = await coldAndWarm(ctx, tools)
+  return Object.fromEntries(tools.map((t) => [t.label, finishCommandStep(ctx, runs[t.label], t.name)]))
 }
 
 function finishCommandStep(ctx, runs, name) {
@@ -216,7 +238,7 @@ async function stepBlake3(ctx) {
   // the BLAKE3 push hashes with: hashBytes of dist/chunk (the addon's C implementation)
   const { hashBytes: blake3 } = await import(pathToFileURL(path.join(repo, 'dist/chunk/index.js')).href)
   let buf = Buffer.allocUnsafe(16 * 1024 * 1024)
-  const runs = await coldAndWarm('blake3', ctx, async () => {
+  const { blake3: runs } = await coldAndWarm(ctx, [{ label: 'blake3', run: async () => {
     // Synchronous reads into one reused buffer and one-shot hashing per file: the cheapest way to
     // get every byte through BLAKE3 on one JS thread, so it bounds what push can do per core.
     let hashNs = 0n
@@ -245,17 +267,17 @@ async function stepBlake3(ctx) {
     const cpu = process.cpuUsage(cpu0)
     if (bytes !== ctx.corpus.bytes) throw new Error(`read ${bytes} bytes, corpus walk counted ${ctx.corpus.bytes}: is the corpus changing?`)
     return { wallMs, hashMs: Number(hashNs) / 1e6, userS: cpu.user / 1e6, sysS: cpu.system / 1e6, inProcess: true }
-  })
+  } }])
   return finishLimitStep(ctx, runs, 'blake3')
 }
 
 async function stepB3sum(ctx) {
   // One NUL-separated list through xargs: no argv limit, a handful of b3sum processes in all.
   const list = Buffer.from(ctx.corpus.files.map((f) => `${f.path}\0`).join(''))
-  const runs = await coldAndWarm('b3sum', ctx, async () => {
+  const { b3sum: runs } = await coldAndWarm(ctx, [{ label: 'b3sum', run: async () => {
     const r = await runCommand(['xargs', '-0', 'b3sum', '--num-threads', '1', '--no-names'], { input: list, keepStdout: false, rusage: true })
     return { wallMs: r.wallMs, userS: r.userS, sysS: r.sysS, maxRssKiB: r.maxRssKiB }
-  })
+  } }])
   return finishLimitStep(ctx, runs, 'b3sum')
 }
 
@@ -263,10 +285,10 @@ async function stepZstd(ctx) {
   // Level 3 as src/format/object.ts compresses chunks; --single-thread so compression and I/O
   // share one core like b3sum --num-threads 1, and the figure is a per-core cost.
   const list = Buffer.from(ctx.corpus.files.map((f) => `${f.path}\0`).join(''))
-  const runs = await coldAndWarm('zstd', ctx, async () => {
+  const { zstd: runs } = await coldAndWarm(ctx, [{ label: 'zstd', run: async () => {
     const r = await runCommand(['xargs', '-0', 'zstd', '-q', `-${ctx.zstdLevel}`, '--single-thread', '-c'], { input: list, keepStdout: false, rusage: true })
     return { wallMs: r.wallMs, userS: r.userS, sysS: r.sysS, maxRssKiB: r.maxRssKiB }
-  })
+  } }])
   return finishLimitStep(ctx, runs, 'zstd')
 }
 
@@ -348,6 +370,7 @@ function report(result) {
   lines.push(`  ${fmtInt(corpus.files)} regular files, ${fmtInt(corpus.bytes)} bytes (${fmt(corpus.bytes / MB)} MB; ${fmtInt(corpus.uniqueBytes)} in ${fmtInt(corpus.uniqueFiles)} distinct inodes), ${fmtInt(corpus.dirs)} dirs, ${fmtInt(corpus.symlinks)} symlinks`)
   lines.push(`machine: ${result.machine.cpu}, ${result.machine.cores} cores, node ${result.machine.node}, ${result.machine.fsType} under ${result.machine.scratchDir}`)
   lines.push(`chunk sizes min/avg/max: ${result.chunkSizes.min}/${result.chunkSizes.avg}/${result.chunkSizes.max} (${result.chunkSizes.source}); medians of ${result.runs} runs; MB = 10^6 bytes`)
+  lines.push(`snapdir and casync ran in turns; commands ran without NODE_EXTRA_CA_CERTS${result.machine.nodeExtraCaCertsSet ? ' (set here: +0.1 s of Node start-up per process)' : ''}`)
   lines.push('')
 
   const rows = []
@@ -465,8 +488,15 @@ async function main() {
   const buildBefore = buildFingerprint()
   const steps = {}
   try {
-    const impl = { snapdir: stepSnapdir, casync: stepCasync, blake3: stepBlake3, b3sum: stepB3sum, zstd: stepZstd, chunker: stepChunker }
-    for (const name of ALL_STEPS.filter((s) => opts.steps.includes(s))) {
+    // snapdir and casync, compared with each other, run in turns (see coldAndWarm)
+    const commands = { snapdir: snapdirTool, casync: casyncTool }
+    const tools = Object.keys(commands).filter((s) => opts.steps.includes(s)).map((s) => commands[s](ctx))
+    if (tools.length) {
+      process.stderr.write(`${tools.map((t) => t.label).join(' and ')}\n`)
+      Object.assign(steps, await stepCommands(ctx, tools))
+    }
+    const impl = { blake3: stepBlake3, b3sum: stepB3sum, zstd: stepZstd, chunker: stepChunker }
+    for (const name of ALL_STEPS.filter((s) => opts.steps.includes(s) && impl[s])) {
       process.stderr.write(`${name}\n`)
       steps[name] = await impl[name](ctx)
     }
@@ -502,6 +532,8 @@ async function main() {
       zstd: tryRun('zstd', ['--version']),
       snapdirCommit: tryRun('git', ['-C', repo, 'rev-parse', 'HEAD']),
       snapdirChunker: process.env.SNAPDIR_CHUNKER ?? 'default',
+      // left out of the measured commands' environment (measuredEnv)
+      nodeExtraCaCertsSet: process.env.NODE_EXTRA_CA_CERTS !== undefined,
     },
     corpus,
     chunkSizes,
