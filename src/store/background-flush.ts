@@ -10,6 +10,8 @@ import type { Store } from './store.js'
 export class BackgroundFlush {
   private stopped = false
   private readonly loop: Promise<void>
+  /** ends the pause between two flushes early */
+  private endPause: (() => void) | null = null
 
   constructor(private readonly store: Store, private readonly pauseMs = 50) {
     this.loop = this.run()
@@ -22,13 +24,22 @@ export class BackgroundFlush {
       } catch {
         return
       }
-      await new Promise((resolve) => setTimeout(resolve, this.pauseMs))
+      if (this.stopped) return
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, this.pauseMs)
+        this.endPause = () => {
+          clearTimeout(timer)
+          resolve()
+        }
+      })
+      this.endPause = null
     }
   }
 
-  /** Stops after the flush under way, if any. */
+  /** Stops after the flush under way, if any; a pause between flushes ends at once. */
   async stop(): Promise<void> {
     this.stopped = true
+    this.endPause?.()
     await this.loop
   }
 }

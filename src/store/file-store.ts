@@ -152,14 +152,20 @@ export class FileStore implements Store {
 
   async flush(): Promise<void> {
     if (!native) return // without the addon there is no syncfs; rename order still protects against kills
-    const fh = await fs.open(this.root, constants.O_RDONLY | constants.O_DIRECTORY)
+    let fd: number
     try {
-      // in the thread pool: the caller may have work to do meanwhile (push encodes its tree)
-      await native.syncfsAsync(fh.fd)
+      // opened in this thread, so the sync is under way before flush() returns: the caller has work
+      // to do meanwhile (push encodes its tree), and would hold an async open's callback back
+      fd = fsSync.openSync(this.root, constants.O_RDONLY | constants.O_DIRECTORY)
+    } catch (err) {
+      throw this.ioError('cannot sync', err)
+    }
+    try {
+      await native.syncfsAsync(fd)
     } catch (err) {
       throw this.ioError('cannot sync', err)
     } finally {
-      await fh.close()
+      fsSync.closeSync(fd)
     }
   }
 }

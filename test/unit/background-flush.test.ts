@@ -36,3 +36,13 @@ it('a failed flush ends the loop quietly: the final flush reports it', async () 
   expect(calls()).toBe(2)
   await expect(bg.stop()).resolves.toBeUndefined()
 })
+
+it('stop() does not wait out the pause between two flushes', async () => {
+  const { store, calls, running } = countingStore(() => false)
+  const bg = new BackgroundFlush(store, 10_000)
+  await new Promise((resolve) => setTimeout(resolve, 30)) // the first flush is done, the pause has begun
+  expect([calls(), running()]).toEqual([1, false])
+  const t0 = performance.now()
+  await bg.stop()
+  expect(performance.now() - t0).toBeLessThan(1000)
+})
