@@ -5,10 +5,11 @@
 //   entry = [path, type, mode, uid, gid, mtimeSec, mtimeNsec, size, target|null, rdev,
 //            [xattrName, xattrValue, …], [chunkId, offset, length, count, …] | inline content (bin)]
 import { createRequire } from 'node:module'
-import type { Packr, Unpackr } from 'msgpackr'
+import type { Unpackr } from 'msgpackr'
 import type { ChunkerParams } from '../chunk/params.js'
 import { SnapdirError } from '../util/errors.js'
 import { ID_BYTES } from './id.js'
+import { MsgpackWriter } from './msgpack-writer.js'
 import { checkTreePaths } from './tree-paths.js'
 
 export const TREE_MAGIC = 'snapdir-tree'
@@ -58,22 +59,14 @@ export interface Tree {
   entries: TreeEntry[]
 }
 
-// msgpackr loads on first use: a push needs it only at the end, and its load (~40 ms) was on the path
-// from start to the first file cut
-let codec: { packr: Packr; unpackr: Unpackr } | null = null
-/** Loads the codec now, e.g. while push's workers are busy and this thread is not. */
-export function loadTreeCodec(): void {
-  msgpack()
-}
-function msgpack(): { packr: Packr; unpackr: Unpackr } {
-  if (!codec) {
-    const { Packr, Unpackr } = createRequire(import.meta.url)('msgpackr') as typeof import('msgpackr')
-    codec = {
-      packr: new Packr({ useRecords: false, bundleStrings: false, moreTypes: false }),
-      unpackr: new Unpackr({ useRecords: false, mapsAsObjects: false, int64AsType: 'number' }),
-    }
+// Trees are written by MsgpackWriter and read by msgpackr, which loads on first use: push never needs it
+let unpackr: Unpackr | null = null
+function msgpackReader(): Unpackr {
+  if (!unpackr) {
+    const { Unpackr } = createRequire(import.meta.url)('msgpackr') as typeof import('msgpackr')
+    unpackr = new Unpackr({ useRecords: false, mapsAsObjects: false, int64AsType: 'number' })
   }
-  return codec
+  return unpackr
 }
 
 export function compareBytes(a: Buffer, b: Buffer): number {
@@ -81,23 +74,69 @@ export function compareBytes(a: Buffer, b: Buffer): number {
 }
 
 export function encodeTree(tree: Tree): Buffer {
-  const entries = [...tree.entries].sort((a, b) => compareBytes(a.path, b.path))
-  const c = tree.chunker
-  const wire = [
-    TREE_MAGIC,
-    TREE_FORMAT,
-    [c.min, c.avg, c.max, c.level, c.seed.toString(), c.inlineMax ?? 0, c.packMax ?? 0],
-    entries.map((e) => {
-      const xattrs = [...e.xattrs].sort((a, b) => compareBytes(a[0], b[0]))
-      return [
-        e.path, ENTRY_TYPES.indexOf(e.type), e.mode, e.uid, e.gid, e.mtimeSec, e.mtimeNsec, e.size,
-        e.target, e.rdev,
-        xattrs.flat(),
-        e.inline ?? e.chunks.flatMap((r) => [r.id, r.offset, r.length, r.count]),
-      ]
-    }),
-  ]
-  return msgpack().packr.pack(wire)
+  return new TreeEncoder().encode(tree)
+}
+
+/**
+ * Encodes a tree, with entries encoded ahead where given: push adds each entry once it is final (a
+ * file once its chunks are known), while its other files are still being cut, so that encoding the
+ * tree after the last chunk is mostly copying. An entry must not change once added.
+ */
+export class TreeEncoder {
+  private readonly ahead = new MsgpackWriter(1024 * 1024)
+  private readonly spans = new Map<TreeEntry, { start: number; end: number }>()
+
+  add(e: TreeEntry): void {
+    const start = this.ahead.length
+    writeEntry(this.ahead, e)
+    this.spans.set(e, { start, end: this.ahead.length })
+  }
+
+  encode(tree: Tree): Buffer {
+    const entries = [...tree.entries].sort((a, b) => compareBytes(a.path, b.path))
+    const c = tree.chunker
+    const w = new MsgpackWriter(this.ahead.length + 64 * 1024)
+    w.array(4)
+    w.str(TREE_MAGIC)
+    w.number(TREE_FORMAT)
+    w.array(7)
+    for (const v of [c.min, c.avg, c.max, c.level]) w.number(v)
+    w.str(c.seed.toString())
+    w.number(c.inlineMax ?? 0)
+    w.number(c.packMax ?? 0)
+    w.array(entries.length)
+    for (const e of entries) {
+      const span = this.spans.get(e)
+      if (span) w.copyFrom(this.ahead, span.start, span.end)
+      else writeEntry(w, e)
+    }
+    return w.bytes()
+  }
+}
+
+function writeEntry(w: MsgpackWriter, e: TreeEntry): void {
+  w.array(12)
+  w.bin(e.path)
+  for (const v of [ENTRY_TYPES.indexOf(e.type), e.mode, e.uid, e.gid, e.mtimeSec, e.mtimeNsec, e.size]) w.number(v)
+  if (e.target === null) w.nil()
+  else w.bin(e.target)
+  w.number(e.rdev)
+  const xattrs = e.xattrs.length > 1 ? [...e.xattrs].sort((a, b) => compareBytes(a[0], b[0])) : e.xattrs
+  w.array(2 * xattrs.length)
+  for (const [name, value] of xattrs) {
+    w.bin(name)
+    w.bin(value)
+  }
+  if (e.inline !== undefined) w.bin(e.inline)
+  else {
+    w.array(4 * e.chunks.length)
+    for (const r of e.chunks) {
+      w.bin(r.id)
+      w.number(r.offset)
+      w.number(r.length)
+      w.number(r.count)
+    }
+  }
 }
 
 /** Decodes and fully validates a tree; anything off is ERR_TREE_MALFORMED naming the snapshot. */
@@ -107,7 +146,7 @@ export function decodeTree(bytes: Buffer, what: string): Tree {
   }
   let wire: unknown
   try {
-    wire = msgpack().unpackr.unpack(bytes)
+    wire = msgpackReader().unpack(bytes)
   } catch (err) {
     return bad(`not msgpack (${(err as Error).message})`)
   }

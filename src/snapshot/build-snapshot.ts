@@ -1,7 +1,7 @@
 import type { ChunkerParams } from '../chunk/params.js'
-import type { Tree, TreeEntry } from '../format/tree.js'
+import type { Tree, TreeEncoder, TreeEntry } from '../format/tree.js'
 import type { Store } from '../store/store.js'
-import { jobBytes, worthSkippingHoles, type FileJob, type Job } from './file-processor.js'
+import { jobBytes, worthSkippingHoles, type FileJob, type FileResult, type Job } from './file-processor.js'
 import { packGroups } from './pack-groups.js'
 import { scanDirectory, type ScannedEntry } from './scan.js'
 import { WorkerPool } from './worker-pool.js'
@@ -25,6 +25,8 @@ export interface BuildOptions {
   onBytes?: (bytes: number) => void
   /** worker threads to cut with, started early by the caller; default: a pool of one per core */
   pool?: WorkerPool
+  /** given, each entry is encoded into it once final, while other files are still being cut */
+  encoder?: TreeEncoder
 }
 
 /**
@@ -49,11 +51,23 @@ export async function buildSnapshot(source: { dir: string } | ScannedEntry[], op
   let early: number | null = 0
   const onBytes = options.onBytes
   const pool = options.pool ?? new WorkerPool()
+  const { encoder } = options
+  // a file's entry is final once its chunks are known and the scan is over (which may still make
+  // an entry a hardlink); until then, finished files wait here
+  let finishedEarly: TreeEntry[] | null = []
+  const onResult = (r: FileResult): void => {
+    const { entry } = files[r.index]!
+    entry.chunks = r.chunks
+    if (r.inline) entry.inline = r.inline
+    if (finishedEarly) finishedEarly.push(entry)
+    else encoder?.add(entry)
+  }
   let processed
   try {
     const run = pool.start({
       params: options.params,
       store: options.store ?? null,
+      onResult,
       ...(onBytes ? { onBytes: (n: number) => (early === null ? onBytes(n) : (early += n)) } : {}),
     })
     const streamed = new Set<ScannedEntry>()
@@ -67,6 +81,11 @@ export async function buildSnapshot(source: { dir: string } | ScannedEntry[], op
             run.add([jobOf(f)])
           },
         })
+    if (encoder) {
+      for (const f of scanned) if (f.entry.type !== 'file') encoder.add(f.entry)
+      for (const e of finishedEarly) encoder.add(e)
+    }
+    finishedEarly = null
     const rest = scanned.filter((f) => f.entry.type === 'file' && !streamed.has(f))
     const packed = rest.filter((f) => packable(f.entry.size))
     const jobs: Job[] = [
@@ -89,9 +108,7 @@ export async function buildSnapshot(source: { dir: string } | ScannedEntry[], op
   const distinct = new Set<string>()
   let chunkRefs = 0
   files.forEach((f, i) => {
-    const r = results[i]!
-    f.entry.chunks = r.chunks
-    if (r.inline) f.entry.inline = r.inline
+    if (!results[i]) throw new Error(`no chunks came back for ${f.source.toString()}`)
     for (const c of f.entry.chunks) {
       chunkRefs += c.count
       distinct.add(c.id.toString('hex'))

@@ -1,7 +1,7 @@
 import { hashBytes } from '../chunk/hash.js'
 import { DEFAULT_CHUNKER, type ChunkerParams } from '../chunk/params.js'
 import { toHex } from '../format/id.js'
-import { encodeTree } from '../format/tree.js'
+import { TreeEncoder } from '../format/tree.js'
 import { buildSnapshot } from './build-snapshot.js'
 import { poolFor } from './worker-pool.js'
 
@@ -9,8 +9,9 @@ import { poolFor } from './worker-pool.js'
 export async function localId(dir: string, params: ChunkerParams = DEFAULT_CHUNKER): Promise<string> {
   const pool = poolFor(null) // workers (when there are any) start loading while the directory is scanned
   try {
-    const { tree } = await buildSnapshot({ dir }, { params, pool })
-    return toHex(hashBytes(encodeTree(tree)))
+    const encoder = new TreeEncoder() // entries are encoded as their files are cut (see push)
+    const { tree } = await buildSnapshot({ dir }, { params, pool, encoder })
+    return toHex(hashBytes(encoder.encode(tree)))
   } finally {
     await pool.close()
   }

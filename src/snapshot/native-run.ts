@@ -8,7 +8,7 @@ import { SnapdirError } from '../util/errors.js'
 import { appendRef, processInThisThread, type FileJob, type FileResult, type Job, type ProcessorStats } from './file-processor.js'
 import { JobQueue } from './job-queue.js'
 import { groupRefs, type GroupChunk } from './pack-groups.js'
-import type { PoolRun, ProcessedFiles, RunOptions } from './worker-pool.js'
+import { record, type PoolRun, type ProcessedFiles, type RunOptions } from './worker-pool.js'
 
 const KIND_WHOLE = 0
 const KIND_INLINE = 1
@@ -125,9 +125,9 @@ export class NativeRun implements PoolRun {
           pos += length
         }
         const refs = groupRefs(chunks, job.files.map((f) => f.size))
-        job.files.forEach((f, k) => (this.results[f.index] = { index: f.index, chunks: refs[k]! }))
+        job.files.forEach((f, k) => record(this.results, { index: f.index, chunks: refs[k]! }, this.options))
       } else if (triples[3 * j] === KIND_INLINE) {
-        this.results[job.index] = { index: job.index, chunks: [], inline: r.inline.subarray(inlineAt, inlineAt + job.size) }
+        record(this.results, { index: job.index, chunks: [], inline: r.inline.subarray(inlineAt, inlineAt + job.size) }, this.options)
         inlineAt += job.size
       } else {
         const refs: ChunkRef[] = []
@@ -135,7 +135,7 @@ export class NativeRun implements PoolRun {
           const { id, length } = chunk(c + i)
           appendRef(refs, id, length, 1)
         }
-        this.results[job.index] = { index: job.index, chunks: refs }
+        record(this.results, { index: job.index, chunks: refs }, this.options)
       }
       c += count
     })
@@ -156,7 +156,7 @@ export class NativeRun implements PoolRun {
     if (this.sparse.length === 0) return
     await Promise.resolve() // lets finish() hand out the batches first: the sparse files then hold this thread
     const { results, stats } = await processInThisThread(this.sparse, this.options.params, this.options.store, this.options.onBytes)
-    for (const r of results) if (r) this.results[r.index] = r
+    for (const r of results) if (r) record(this.results, r, this.options)
     this.stats.chunksWritten += stats.chunksWritten
     this.stats.bytesWritten += stats.bytesWritten
   }

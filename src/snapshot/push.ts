@@ -1,6 +1,6 @@
 import path from 'node:path'
 import { loadObjectCodec } from '../format/object.js'
-import { loadTreeCodec, treeSize } from '../format/tree.js'
+import { TreeEncoder, treeSize } from '../format/tree.js'
 import { isDockerArchive } from '../oci/docker-archive.js'
 import type { SelectedLayout } from '../oci/select-platforms.js'
 import type { Platform } from '../oci/platform.js'
@@ -60,6 +60,8 @@ export async function push(store: Store, source: string, options: PushOptions = 
   }
   // workers start loading while the source is scanned
   const pool = options.pool ?? poolFor(store)
+  // the tree's entries are encoded while files are still cut, not all after the last one
+  const encoder = new TreeEncoder()
   let built
   let layers: LayoutLayer[] | null = null
   let expanded: ExpandedImageLayers | null = null
@@ -118,13 +120,11 @@ export async function push(store: Store, source: string, options: PushOptions = 
         params,
         store,
         pool,
+        encoder,
         onScanned: (total, entries) => {
           options.onScanned?.(total, entries)
-          // the codecs the tree is written with load while the workers cut, not after
-          setImmediate(() => {
-            loadTreeCodec()
-            loadObjectCodec()
-          })
+          // zstd, which the tree object is compressed with, loads while the files are cut, not after
+          setImmediate(loadObjectCodec)
         },
         ...(options.onBytes ? { onBytes: options.onBytes } : {}),
       })
@@ -142,7 +142,7 @@ export async function push(store: Store, source: string, options: PushOptions = 
   const flushing = store.flush()
   let encoded
   try {
-    encoded = encodeTreeObject(tree)
+    encoded = encodeTreeObject(tree, encoder)
   } finally {
     await flushing
   }

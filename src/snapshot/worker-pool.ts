@@ -22,6 +22,8 @@ export interface RunOptions {
   /** where chunks go; null only computes IDs */
   store: Store | null
   onBytes?: (bytes: number) => void
+  /** each file's result as soon as it is known, in no particular order */
+  onResult?: (r: FileResult) => void
 }
 
 export interface ProcessedFiles {
@@ -161,7 +163,7 @@ class WorkerRun implements PoolRun {
       w.on('message', (m: FromWorker) => {
         if (m.type === 'ready') feed()
         else if (m.type === 'results') {
-          for (const r of m.results) this.results[r.index] = revive(r)
+          for (const r of m.results) record(this.results, revive(r), this.options)
           this.options.onBytes?.(m.bytes)
           feed()
         } else if (m.type === 'finished') {
@@ -186,7 +188,11 @@ class InlineRun implements PoolRun {
 
   constructor(options: RunOptions) {
     const allAdded = new Promise<void>((resolve) => (this.release = resolve))
-    this.done = allAdded.then(() => processInThisThread(this.jobs, options.params, options.store, options.onBytes))
+    this.done = allAdded.then(async () => {
+      const processed = await processInThisThread(this.jobs, options.params, options.store, options.onBytes)
+      for (const r of processed.results) if (r) options.onResult?.(r)
+      return processed
+    })
     this.done.catch(() => {})
   }
 
@@ -197,6 +203,12 @@ class InlineRun implements PoolRun {
   finish(): void {
     this.release()
   }
+}
+
+/** Keeps a file's result, and tells the run's caller (RunOptions.onResult). */
+export function record(results: FileResult[], r: FileResult, options: RunOptions): void {
+  results[r.index] = r
+  options.onResult?.(r)
 }
 
 function asBuffer(u: Uint8Array): Buffer {

@@ -1,6 +1,6 @@
 // Typed access to the immutable objects of a store: where each kind lives and how it is checked.
 import { decodeObject, encodeObject } from '../format/object.js'
-import { decodeTree, encodeTree, type Tree } from '../format/tree.js'
+import { decodeTree, TreeEncoder, type Tree } from '../format/tree.js'
 import { hashBytes } from '../chunk/hash.js'
 import { toHex } from '../format/id.js'
 import { SnapdirError } from '../util/errors.js'
@@ -43,8 +43,9 @@ export interface EncodedTree {
   object: Buffer
 }
 
-export function encodeTreeObject(tree: Tree): EncodedTree {
-  const raw = encodeTree(tree)
+/** `encoder`: one that already holds some of the tree's entries (TreeEncoder). */
+export function encodeTreeObject(tree: Tree, encoder = new TreeEncoder()): EncodedTree {
+  const raw = encoder.encode(tree)
   return { id: toHex(hashBytes(raw)), object: encodeObject(raw) }
 }
 

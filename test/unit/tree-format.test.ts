@@ -1,7 +1,8 @@
 import fc from 'fast-check'
+import { Packr } from 'msgpackr'
 import { describe, expect, it } from 'vitest'
 import { DEFAULT_CHUNKER } from '../../src/chunk/params.js'
-import { decodeTree, encodeTree, type Tree, type TreeEntry } from '../../src/format/tree.js'
+import { decodeTree, encodeTree, ENTRY_TYPES, TreeEncoder, type Tree, type TreeEntry } from '../../src/format/tree.js'
 import { SnapdirError } from '../../src/util/errors.js'
 
 function entry(path: string | Buffer, type: TreeEntry['type'], extra: Partial<TreeEntry> = {}): TreeEntry {
@@ -81,6 +82,37 @@ describe('tree encoding', () => {
         const shuffled = [...t.entries].sort(() => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % 3) - 1)
         const reversedXattrs = shuffled.map((e) => ({ ...e, xattrs: [...e.xattrs].reverse() }))
         expect(encodeTree({ ...t, entries: reversedXattrs }).equals(bytes)).toBe(true)
+      }),
+      { numRuns: 200 },
+    )
+  })
+
+  it('gives the bytes msgpackr gives the wire form, which every snapshot ID so far was the hash of', () => {
+    // the encoding as it was first written: msgpackr over positional arrays (format/tree.ts's header)
+    const packr = new Packr({ useRecords: false, bundleStrings: false, moreTypes: false })
+    const byPath = (a: TreeEntry, b: TreeEntry) => Buffer.compare(a.path, b.path)
+    const wire = (t: Tree) => [
+      'snapdir-tree', 1,
+      [t.chunker.min, t.chunker.avg, t.chunker.max, t.chunker.level, t.chunker.seed.toString(), t.chunker.inlineMax ?? 0, t.chunker.packMax ?? 0],
+      [...t.entries].sort(byPath).map((e) => [
+        e.path, ENTRY_TYPES.indexOf(e.type), e.mode, e.uid, e.gid, e.mtimeSec, e.mtimeNsec, e.size, e.target, e.rdev,
+        [...e.xattrs].sort((a, b) => Buffer.compare(a[0], b[0])).flat(),
+        e.inline ?? e.chunks.flatMap((r) => [r.id, r.offset, r.length, r.count]),
+      ]),
+    ]
+    const withInline = fc.tuple(arbTree, fc.uint8Array({ maxLength: 70_000 })).map(([t, content]) => {
+      t.entries.push(entry('inline', 'file', { size: content.length, inline: Buffer.from(content) }))
+      return t
+    })
+    fc.assert(fc.property(withInline, (t) => encodeTree(t).equals(packr.pack(wire(t)))), { numRuns: 300 })
+  })
+
+  it('gives the same bytes with any of its entries encoded ahead, in any order (as push does)', () => {
+    fc.assert(
+      fc.property(arbTree, fc.array(fc.nat()), (t, picks) => {
+        const encoder = new TreeEncoder()
+        for (const p of picks) encoder.add(t.entries[p % t.entries.length]!)
+        return encoder.encode(t).equals(encodeTree(t))
       }),
       { numRuns: 200 },
     )
