@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,7 @@
 #define ID_BYTES 32
 
 static const char HEX[] = "0123456789abcdef";
+static atomic_ulong tmp_counter;
 
 typedef struct {
   uint32_t *v;
@@ -146,9 +148,10 @@ static long cut_store(batch *b, const uint8_t *data, size_t len, int eof, uint32
       char hex[2 * ID_BYTES + 1];
       for (int k = 0; k < ID_BYTES; k++) hex[2 * k] = HEX[id[k] >> 4], hex[2 * k + 1] = HEX[id[k] & 15];
       hex[2 * ID_BYTES] = 0;
-      static _Thread_local unsigned long counter;
       sprintf(final, "%s/%.2s/%s", b->dir, hex, hex);
-      sprintf(tmp, "%s.tmp-%s-%lx", final, b->tag, counter++);
+      /* one counter for every pool thread: two threads storing the same chunk at once (files with the
+       * same content in two batches) must not pick the same temporary name */
+      sprintf(tmp, "%s.tmp-%s-%lx", final, b->tag, atomic_fetch_add(&tmp_counter, 1));
       size_t stored;
       store_error e;
       if (store_object(final, tmp, at, lens[i], b->level, &stored, &e) < 0) {

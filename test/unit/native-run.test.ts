@@ -65,3 +65,20 @@ it('gives the tree and the chunk objects the JS path gives', async () => {
   // (Buffer.equals: toEqual on large Buffers compares byte by byte, slowly)
   for (const [id, stored] of nativeChunks) expect(decodeObject(stored, id, id).equals(decodeObject(jsChunks.get(id)!, id, id)), id).toBe(true)
 })
+
+it('stores a chunk that several batches write at the same moment (files with the same content)', async () => {
+  const t = tempDir()
+  const src = path.join(t, 'src')
+  mkdirSync(src)
+  // each file is a job of its own, in a batch of its own: the pool's threads all cut the same chunks
+  // in the same order at once, and each stores them, none having found them stored yet
+  const content = bytes('same', 3_000_000)
+  for (let i = 0; i < 24; i++) writeFileSync(path.join(src, `copy-${i}`), content)
+  const store = new FileStore(path.join(t, 'store'))
+  await store.open({ create: true })
+  const { tree } = await buildSnapshot({ dir: src }, { params: DEFAULT_CHUNKER, store, pool: new WorkerPool(0) })
+  const ids = new Set(tree.entries.flatMap((e) => e.chunks.map((c) => c.id.toString('hex'))))
+  const stored = chunkFiles(store.root)
+  expect([...ids].every((id) => stored.has(id)), 'every chunk the tree names is stored').toBe(true)
+  expect([...stored.keys()].filter((name) => name.includes('.tmp-')), 'no temporary file left').toEqual([])
+})
