@@ -2,10 +2,17 @@ import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import path from 'node:path'
 
-export type StatRow = [
-  name: Buffer | null, mode: number, uid: number, gid: number, size: number, mtimeSec: number, mtimeNsec: number,
-  nlink: number, rdev: number, blocks: number, inoHigh: number, inoLow: number, dev: number, xattrs: Array<[Buffer, Buffer]>,
-]
+/**
+ * A directory listing (native/fsmeta.c): all names in one buffer, STAT_ROW numbers per entry in
+ * `rows` (ROW gives each one's place), and the xattrs of the entries that have any, by index.
+ */
+export type DirListing = [names: Buffer, rows: Float64Array, xattrs: Array<Array<[Buffer, Buffer]> | undefined>]
+export const STAT_ROW = 14
+/** inode numbers are 64-bit, so they come in two exact halves */
+export const ROW = {
+  nameStart: 0, nameLength: 1, mode: 2, uid: 3, gid: 4, size: 5, mtimeSec: 6, mtimeNsec: 7, nlink: 8, rdev: 9,
+  blocks: 10, inoHigh: 11, inoLow: 12, dev: 13,
+} as const
 
 /** The C addon built from native/ at install (build/Release/snapdir.node). */
 export interface NativeAddon {
@@ -23,10 +30,10 @@ export interface NativeAddon {
   startWriteback(fd: number): void
   /** posix_fadvise(WILLNEED) over the whole file: queue reads of what is not cached, do not wait */
   willNeed(fd: number): void
-  /** [name, mode, uid, gid, size, mtimeSec, mtimeNsec, nlink, rdev, blocks, inoHigh, inoLow, dev, xattrs] per entry */
-  readdirStat(dir: Buffer | string): StatRow[]
-  /** the same row for one path (name null) */
-  lstatRow(path: Buffer | string): StatRow
+  /** every entry of a directory but '.' and '..', in directory order, with its lstat and xattrs */
+  readdirStat(dir: Buffer | string): DirListing
+  /** the same for one path, as a listing of one entry with an empty name */
+  lstatRow(path: Buffer | string): DirListing
   /**
    * Unless finalPath exists: encodes raw as a store object (format/object.ts; zstd at `level` when
    * smaller), writes it at tmpPath, making its directory if missing, and renames it to finalPath.

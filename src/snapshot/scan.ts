@@ -1,5 +1,5 @@
 import fs from 'node:fs'
-import { native, type StatRow } from '../chunk/native.js'
+import { native, ROW, STAT_ROW, type DirListing } from '../chunk/native.js'
 import type { EntryType, TreeEntry } from '../format/tree.js'
 import { compareBytes } from '../format/tree.js'
 import { isErrno, SnapdirError, UsageError } from '../util/errors.js'
@@ -84,8 +84,10 @@ export async function scanDirectory(root: string, options: ScanOptions = {}): Pr
   const { onFile } = options
   // directories still to list, depth first; an explicit stack so the walk can pause (see onFile)
   const pending: Array<{ rel: Buffer; abs: Buffer }> = []
-  const visit = (rel: Buffer, abs: Buffer, st: StatRow): void => {
-    const [, mode, uid, gid, size, mtimeSec, mtimeNsec, nlink, rdev, blocks, inoHigh, inoLow, dev, xattrs] = st
+  // one entry: row `o` of a listing
+  const visit = (rel: Buffer, abs: Buffer, [, rows, xattrLists]: DirListing, o: number): void => {
+    const mode = rows[o + ROW.mode]!
+    const nlink = rows[o + ROW.nlink]!
     const type = typeOf(mode)
     if (type === null) throw sourceError(abs, new Error('unsupported file type'))
     let target: Buffer | null = null
@@ -94,25 +96,27 @@ export async function scanDirectory(root: string, options: ScanOptions = {}): Pr
     } catch (err) {
       throw sourceError(abs, err)
     }
+    const size = rows[o + ROW.size]!
+    const rdev = rows[o + ROW.rdev]!
     const entry: TreeEntry = {
       path: rel,
       type,
       mode: mode & 0o7777,
-      uid,
-      gid,
-      mtimeSec,
-      mtimeNsec,
+      uid: rows[o + ROW.uid]!,
+      gid: rows[o + ROW.gid]!,
+      mtimeSec: rows[o + ROW.mtimeSec]!,
+      mtimeNsec: rows[o + ROW.mtimeNsec]!,
       size: type === 'file' ? size : 0,
       target,
       rdev: type === 'char' || type === 'block' ? rdev : 0,
-      xattrs,
+      xattrs: xattrLists[o / STAT_ROW] ?? [],
       chunks: [],
     }
-    const scanned = { entry, source: abs, allocated: blocks * 512 }
+    const scanned = { entry, source: abs, allocated: rows[o + ROW.blocks]! * 512 }
     out.push(scanned)
     if (type === 'file') onFile?.(scanned, nlink)
     if (type !== 'dir' && nlink > 1) {
-      const key = `${dev}:${inoHigh}:${inoLow}`
+      const key = `${rows[o + ROW.dev]}:${rows[o + ROW.inoHigh]}:${rows[o + ROW.inoLow]}`
       const names = inodes.get(key)
       if (names) names.push(rel)
       else inodes.set(key, [rel])
@@ -120,28 +124,30 @@ export async function scanDirectory(root: string, options: ScanOptions = {}): Pr
     if (type === 'dir') pending.push({ rel, abs })
   }
   const list = ({ rel, abs }: { rel: Buffer; abs: Buffer }): void => {
-    let rows: StatRow[]
+    let listing: DirListing
     try {
-      rows = addon.readdirStat(abs)
+      listing = addon.readdirStat(abs)
     } catch (err) {
       throw sourceError(abs, err)
     }
     // reversed onto the stack, so directories are listed in the order readdir gave them
     const mark = pending.length
-    for (const row of rows) {
-      const name = row[0]!
-      visit(rel.length === 0 ? name : Buffer.concat([rel, SLASH, name]), Buffer.concat([abs, SLASH, name]), row)
+    const [names, rows] = listing
+    for (let o = 0; o < rows.length; o += STAT_ROW) {
+      const start = rows[o + ROW.nameStart]!
+      const name = names.subarray(start, start + rows[o + ROW.nameLength]!)
+      visit(rel.length === 0 ? name : Buffer.concat([rel, SLASH, name]), Buffer.concat([abs, SLASH, name]), listing, o)
     }
     pending.push(...pending.splice(mark).reverse())
   }
 
-  let rootRow: StatRow
+  let rootListing: DirListing
   try {
-    rootRow = addon.lstatRow(rootAbs)
+    rootListing = addon.lstatRow(rootAbs)
   } catch (err) {
     throw sourceError(rootAbs, err)
   }
-  visit(Buffer.alloc(0), rootAbs, rootRow)
+  visit(Buffer.alloc(0), rootAbs, rootListing, 0)
   let sinceYield = 0
   while (pending.length > 0) {
     list(pending.pop()!)
