@@ -1,6 +1,7 @@
 import { Option, type Command } from '@commander-js/extra-typings'
 import { parsePlatform } from '../oci/platform.js'
 import { VIEWS } from '../mount/view-names.js'
+import type { MountedSnapshot as Mounted } from '../mount/mount.js'
 import type { ViewOptions } from '../mount/views.js'
 import { UsageError } from '../util/errors.js'
 import { parseId } from '../format/id.js'
@@ -61,19 +62,26 @@ export function registerMount(program: Command): void {
         const wantCache = opts.cache && (opts.cacheDir !== undefined || !(store instanceof FileStore))
         const diskCache = wantCache ? await DiskCache.open(opts.cacheDir ?? defaultCacheDir(), cacheBytes) : null
         const log = (line: string) => process.stderr.write(`snapdir mount: ${line}\n`)
-        const mounted = await MountedSnapshot.mount({ store, id, view, mountpoint, diskCache, memoryBytes, jobs, timeoutMs, readAheadBytes, log })
-        log(describeMount(mounted, id, view.view))
-
         // The first signal unmounts, detaching and failing pending reads if files are still open there.
-        let stopping = false
+        // Handled from before the mount is up: without a handler a signal kills the process, which
+        // would leave a dead mount behind (and one sent as soon as the "mounted" line is read could
+        // come before a handler installed after it). One that comes while mounting unmounts once up.
+        let mounted: Mounted | null = null
+        let stopping: string | null = null
+        const unmount = (m: Mounted, signal: string) => {
+          log(`${signal}: unmounting ${m.mountpoint}`)
+          m.unmount({ force: true }).catch((err: Error) => log(err.message))
+        }
         const stop = (signal: string) => {
           if (stopping) return
-          stopping = true
-          log(`${signal}: unmounting ${mounted.mountpoint}`)
-          mounted.unmount({ force: true }).catch((err: Error) => log(err.message))
+          stopping = signal
+          if (mounted) unmount(mounted, signal)
         }
         process.on('SIGINT', () => stop('SIGINT'))
         process.on('SIGTERM', () => stop('SIGTERM'))
+        mounted = await MountedSnapshot.mount({ store, id, view, mountpoint, diskCache, memoryBytes, jobs, timeoutMs, readAheadBytes, log })
+        log(describeMount(mounted, id, view.view))
+        if (stopping) unmount(mounted, stopping)
         await mounted.closed
         log(`unmounted ${mounted.mountpoint}`)
         await mounted.settle(10_000)
