@@ -3,7 +3,7 @@
 import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
-  { ignores: ['dist/', 'build/', 'node_modules/', 'bench/', 'test/tools/', 'eslint.config.js'] },
+  { ignores: ['dist/', 'build/', 'node_modules/', 'bench/', 'test/tools/', 'eslint.config.js', 'rolldown.config.mjs'] },
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },

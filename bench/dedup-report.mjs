@@ -128,7 +128,7 @@ async function main() {
   } catch (error) {
     fail(`bench/setup.sh failed (it needs root and the Debian mirror): ${error.message}`)
   }
-  if (!cliBuilt()) fail('bin/snapdir or dist/cli is missing: run npm run build')
+  if (!cliBuilt()) fail('bin/snapdir or dist/bundle is missing: run npm run build')
   const help = tryRun(snapdirBin, ['stats', '--help'])
   if (help === null) fail('bin/snapdir has no stats command: run npm run build')
   for (const t of ['umoci', 'python3']) if (tryRun('sh', ['-c', `command -v ${t}`]) === null) fail(`${t} is not installed`)

@@ -257,7 +257,7 @@ async function main() {
   const opts = parseOptions()
   const corpus = path.join(benchDir, 'debian-rootfs')
   const problems = [dropCachesProblem()].filter(Boolean)
-  if (!cliBuilt()) problems.push('bin/snapdir or dist/cli is missing: run npm run build')
+  if (!cliBuilt()) problems.push('bin/snapdir or dist/bundle is missing: run npm run build')
   for (const t of ['umoci', 'skopeo', 'chroot']) if (!which(t)) problems.push(`${t} is not installed: run bash bench/setup.sh`)
   if (!fs.existsSync(`${corpus}.complete`)) problems.push(`corpus ${corpus} is missing: run bash bench/setup.sh`)
   if (!fs.existsSync('/dev/fuse')) problems.push('/dev/fuse is missing (modprobe fuse)')

@@ -817,7 +817,7 @@ async function main() {
   const runNotes = []
   if (opts.steps.includes('snapdir')) {
     let missing = null
-    if (!cliBuilt()) missing = 'bin/snapdir or dist/cli is missing: run npm run build'
+    if (!cliBuilt()) missing = 'bin/snapdir or dist/bundle is missing: run npm run build'
     else if (!/Usage: snapdir mount/.test(tryRun(snapdirBin, ['mount', '--help'], PROBE) ?? '')) missing = 'bin/snapdir has no mount command (is it built? npm run build)'
     if (missing && opts.explicit) problems.push(`${missing} (or leave snapdir out with --steps)`)
     else if (missing) {

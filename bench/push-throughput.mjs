@@ -440,7 +440,7 @@ async function main() {
   const problems = [dropCachesProblem()].filter(Boolean)
   if (!fs.existsSync(opts.corpus)) problems.push(`corpus ${opts.corpus} does not exist: run bash bench/setup.sh, or pass --corpus DIR`)
   if (opts.steps.includes('snapdir') && !cliBuilt()) {
-    problems.push('bin/snapdir or dist/cli is missing: run npm run build (or leave snapdir out with --steps)')
+    problems.push('bin/snapdir or dist/bundle is missing: run npm run build (or leave snapdir out with --steps)')
   }
   if (opts.steps.includes('casync') && !which('casync')) problems.push('casync is not installed: run bash bench/setup.sh')
   for (const tool of ['b3sum', 'zstd']) {

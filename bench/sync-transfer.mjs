@@ -367,7 +367,7 @@ async function main() {
   }
   const problems = []
   const bin = snapdirBin
-  if (!cliBuilt()) problems.push('bin/snapdir or dist/cli is missing: run npm run build')
+  if (!cliBuilt()) problems.push('bin/snapdir or dist/bundle is missing: run npm run build')
   for (const mod of ['s3rver', '@aws-sdk/client-s3']) {
     if (!fs.existsSync(path.join(repo, 'node_modules', mod))) problems.push(`${mod} is not installed: run npm ci (it is a ${mod === 's3rver' ? 'devDependency' : 'dependency'})`)
   }

@@ -41,4 +41,4 @@ for addon in snapdir snapdir_fuse; do
 done
 
 echo "setup: compiling TypeScript" >&2
-npx tsc -p tsconfig.build.json
+npm run build --silent >/dev/null # (its listing of the bundle on stdout)

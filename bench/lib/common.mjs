@@ -298,7 +298,7 @@ export function measureTree(root, { objectFilter = () => true } = {}) {
 // The build and the machine
 
 /** bin/snapdir and the dist/cli it runs exist: `npm run build` has run. */
-export const cliBuilt = () => fs.existsSync(snapdirBin) && fs.existsSync(path.join(repo, 'dist/cli'))
+export const cliBuilt = () => fs.existsSync(snapdirBin) && fs.existsSync(path.join(repo, 'dist/bundle/main.js'))
 
 /**
  * Files and newest mtime under bin/ and dist/: compared before and after the run, since a rebuild

@@ -11,8 +11,8 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const SNAPDIR = path.join(ROOT, 'bin', 'snapdir')
 export const TOOLS = path.join(ROOT, 'test', 'tools')
 
-if (!existsSync(path.join(ROOT, 'dist', 'cli', 'main.js'))) {
-  throw new Error('dist/ is missing: run `make test` (or `npx tsc -p tsconfig.build.json`) before the CLI tests')
+if (!existsSync(path.join(ROOT, 'dist', 'bundle', 'main.js'))) {
+  throw new Error('dist/ is missing: run `make test` (or `npm run build`) before the CLI tests')
 }
 
 export interface RunResult {
