@@ -14,5 +14,5 @@ export default {
   platform: 'node',
   external: (id) => id.startsWith('node:') || (/^[^./]/.test(id) && !bundled.some((b) => id === b || id.startsWith(`${b}/`))),
   // Same depth under the repository as dist/chunk/: the native addon is found at ../../build from here.
-  output: { dir: 'dist/bundle', format: 'esm' },
+  output: { dir: 'dist/bundle', format: 'esm', cleanDir: true },
 }
