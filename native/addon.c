@@ -178,6 +178,7 @@ static napi_value init(napi_env env, napi_value exports) {
   register_object_write(env, exports);
   register_hash(env, exports);
   register_file_batch(env, exports);
+  register_prefetch(env, exports);
   return exports;
 }
 

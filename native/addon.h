@@ -6,13 +6,24 @@
 napi_value throw_errno(napi_env env, int err, const char *syscall, const char *path);
 /* Reads a Buffer or string argument as a NUL-terminated path; caller frees. NULL after throwing. */
 char *arg_path(napi_env env, napi_value v);
+/* Declares argc/argv with the callback's first n arguments, or throws and returns NULL if fewer. */
+#define GET_ARGS(n)                                                        \
+  size_t argc = n;                                                         \
+  napi_value argv[n];                                                      \
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < n) { \
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "expected " #n " arguments"); \
+    return NULL;                                                           \
+  }
 /* Queues execute (on the libuv pool) then complete (on the JS thread), and returns the promise that
  * complete settles through *deferred. */
 napi_value queue_promise_work(napi_env env, const char *name, napi_async_execute_callback execute,
                               napi_async_complete_callback complete, void *data, napi_deferred *deferred,
                               napi_async_work *work);
+/* Advises WILLNEED for an open file unless its first byte is cached: 1 when advised (fsmeta.c). */
+int advise_unless_cached(int fd);
 void register_fsmeta(napi_env env, napi_value exports);
 void register_object_write(napi_env env, napi_value exports);
 void register_hash(napi_env env, napi_value exports);
 void register_file_batch(napi_env env, napi_value exports);
+void register_prefetch(napi_env env, napi_value exports);
 #endif

@@ -191,7 +191,7 @@ static void execute(napi_env env, void *data) {
   if (!fds) return (void)fail(b, ENOMEM, "malloc", NULL, "source");
   size_t opened = 0;
   /* every file of the batch is opened and, unless cached, announced to the kernel before the first is
-   * read: a cold disk then reads them all at once (see willNeed in fsmeta.c) */
+   * read: a cold disk then reads them all at once (advise_unless_cached in fsmeta.c) */
   for (; opened < b->nfiles; opened++) {
     int fd = open(b->paths[opened], O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
@@ -199,9 +199,7 @@ static void execute(napi_env env, void *data) {
       goto done;
     }
     fds[opened] = fd;
-    char byte;
-    struct iovec iov = {&byte, 1};
-    if (b->sizes[opened] > 0 && preadv2(fd, &iov, 1, 0, RWF_NOWAIT) < 0) posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+    if (b->sizes[opened] > 0) advise_unless_cached(fd);
   }
   size_t inline_at = 0;
   for (size_t j = 0; j < b->njobs; j++) {

@@ -17,14 +17,6 @@
 
 #include "addon.h"
 
-#define GET_ARGS(n)                                                        \
-  size_t argc = n;                                                         \
-  napi_value argv[n];                                                      \
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < n) { \
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "expected " #n " arguments"); \
-    return NULL;                                                           \
-  }
-
 static int get_buffer(napi_env env, napi_value v, void **data, size_t *len) {
   bool ok = false;
   napi_is_buffer(env, v, &ok);
@@ -255,21 +247,27 @@ static napi_value start_writeback(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* willNeed(fd): posix_fadvise(WILLNEED) over the whole file unless its first byte is already cached:
- * the kernel queues reads of what is not cached and returns, so a worker that announces a batch of
- * files keeps the disk busy with all of them while it cuts the first (a cold push reads 2-3x faster
- * than one file at a time). The check first, because on a cached file the advice still walks every
- * page (a tenth of a second of CPU over a warm 200 MB tree); RWF_NOWAIT reads only from the cache. */
+/* posix_fadvise(WILLNEED) over the whole file unless its first byte is already cached: the kernel
+ * queues reads of what is not cached and returns, so the disk reads many files at once while the
+ * caller works on the first (a cold push reads 2-3x faster than one file at a time). The check first,
+ * because on a cached file the advice still walks every page (a tenth of a second of CPU over a warm
+ * 200 MB tree); RWF_NOWAIT reads only from the cache. 1 when advised, 0 when cached (or empty). */
+int advise_unless_cached(int fd) {
+  char byte;
+  struct iovec iov = {&byte, 1};
+  if (preadv2(fd, &iov, 1, 0, RWF_NOWAIT) >= 0) return 0;
+  posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+  return 1;
+}
+
+/* willNeed(fd): advise_unless_cached for one open file */
 static napi_value will_need(napi_env env, napi_callback_info info) {
   int32_t fd;
   if (!fd_arg(env, info, "willNeed(fd: number)", &fd)) return NULL;
-  char byte;
-  struct iovec iov = {&byte, 1};
-  if (preadv2(fd, &iov, 1, 0, RWF_NOWAIT) >= 0) return NULL; /* cached (or empty) */
-  int err = posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
-  if (err) return throw_errno(env, err, "posix_fadvise", NULL);
+  advise_unless_cached(fd);
   return NULL;
 }
+
 
 /* A directory listing packed for JS: one Buffer of all names, one Float64Array of STAT_ROW numbers per
  * entry, and the xattrs of the few entries that have any. Built in C and handed over in three values,

@@ -34,6 +34,8 @@ export interface NativeAddon {
   readdirStat(dir: Buffer | string): DirListing
   /** the same for one path, as a listing of one entry with an empty name */
   lstatRow(path: Buffer | string): DirListing
+  /** starts threads that walk the tree ahead of a scan, warming its metadata (native/prefetch.c) */
+  prefetchTree(root: Buffer | string): void
   /**
    * Unless finalPath exists: encodes raw as a store object (format/object.ts; zstd at `level` when
    * smaller), writes it at tmpPath, making its directory if missing, and renames it to finalPath.

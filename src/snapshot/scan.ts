@@ -77,6 +77,8 @@ export function checkSourceDirectory(root: string): Buffer {
 export async function scanDirectory(root: string, options: ScanOptions = {}): Promise<ScannedEntry[]> {
   const rootAbs = checkSourceDirectory(root)
   const addon = native!
+  // cold, the scan waits for one directory read after another: threads walking ahead overlap them
+  addon.prefetchTree(rootAbs)
 
   const out: ScannedEntry[] = []
   const inodes = new Map<string, Buffer[]>()
