@@ -85,46 +85,36 @@ export class MsgpackWriter {
 
   /** Raw bytes (msgpack bin). */
   bin(v: Uint8Array): void {
-    const n = v.length
-    this.room(n + 5)
-    const b = this.buf
-    if (n < 0x100) {
-      b[this.pos++] = 0xc4
-      b[this.pos++] = n
-    } else if (n < 0x10000) {
-      b[this.pos++] = 0xc5
-      this.view.setUint16(this.pos, n)
-      this.pos += 2
-    } else {
-      b[this.pos++] = 0xc6
-      this.view.setUint32(this.pos, n)
-      this.pos += 4
-    }
-    b.set(v, this.pos)
-    this.pos += n
+    this.room(v.length + 5)
+    this.lengthHeader(v.length, 0xc4, 0xc5, 0xc6)
+    this.buf.set(v, this.pos)
+    this.pos += v.length
   }
 
   /** Text, as UTF-8 (msgpack str). */
   str(v: string): void {
     const bytes = Buffer.from(v, 'utf8')
-    const n = bytes.length
-    this.room(n + 5)
+    this.room(bytes.length + 5)
+    if (bytes.length < 0x20) this.buf[this.pos++] = 0xa0 | bytes.length
+    else this.lengthHeader(bytes.length, 0xd9, 0xda, 0xdb)
+    this.pos += bytes.copy(this.buf, this.pos)
+  }
+
+  /** The smallest of the 8, 16 and 32-bit length headers (tags for each) that holds `n`; room made. */
+  private lengthHeader(n: number, tag8: number, tag16: number, tag32: number): void {
     const b = this.buf
-    if (n < 0x20) b[this.pos++] = 0xa0 | n
-    else if (n < 0x100) {
-      b[this.pos++] = 0xd9
+    if (n < 0x100) {
+      b[this.pos++] = tag8
       b[this.pos++] = n
     } else if (n < 0x10000) {
-      b[this.pos++] = 0xda
+      b[this.pos++] = tag16
       this.view.setUint16(this.pos, n)
       this.pos += 2
     } else {
-      b[this.pos++] = 0xdb
+      b[this.pos++] = tag32
       this.view.setUint32(this.pos, n)
       this.pos += 4
     }
-    bytes.copy(b, this.pos)
-    this.pos += n
   }
 
   /** The header of an array of `n` items; the items follow. */
