@@ -47,37 +47,16 @@ export class MsgpackWriter {
   /** A number as msgpackr writes one: an integer in the smallest form that holds it, else float64. */
   number(v: number): void {
     this.room(9)
-    const b = this.buf
     if (v >>> 0 === v) {
-      if (v < 0x80) b[this.pos++] = v
-      else if (v < 0x100) {
-        b[this.pos++] = 0xcc
-        b[this.pos++] = v
-      } else if (v < 0x10000) {
-        b[this.pos++] = 0xcd
-        this.view.setUint16(this.pos, v)
-        this.pos += 2
-      } else {
-        b[this.pos++] = 0xce
-        this.view.setUint32(this.pos, v)
-        this.pos += 4
-      }
+      if (v < 0x80) this.buf[this.pos++] = v
+      else this.sized(v, 0xcc, 0xcd, 0xce)
     } else if (v >> 0 === v) {
-      if (v >= -0x20) b[this.pos++] = 0x100 + v
-      else if (v >= -0x80) {
-        b[this.pos++] = 0xd0
-        b[this.pos++] = v + 0x100
-      } else if (v >= -0x8000) {
-        b[this.pos++] = 0xd1
-        this.view.setInt16(this.pos, v)
-        this.pos += 2
-      } else {
-        b[this.pos++] = 0xd2
-        this.view.setInt32(this.pos, v)
-        this.pos += 4
-      }
+      if (v >= -0x20) this.buf[this.pos++] = 0x100 + v
+      else if (v >= -0x80) this.put8(0xd0, v)
+      else if (v >= -0x8000) this.put16(0xd1, v)
+      else this.put32(0xd2, v)
     } else {
-      b[this.pos++] = 0xcb
+      this.buf[this.pos++] = 0xcb
       this.view.setFloat64(this.pos, v)
       this.pos += 8
     }
@@ -86,7 +65,7 @@ export class MsgpackWriter {
   /** Raw bytes (msgpack bin). */
   bin(v: Uint8Array): void {
     this.room(v.length + 5)
-    this.lengthHeader(v.length, 0xc4, 0xc5, 0xc6)
+    this.sized(v.length, 0xc4, 0xc5, 0xc6)
     this.buf.set(v, this.pos)
     this.pos += v.length
   }
@@ -96,40 +75,40 @@ export class MsgpackWriter {
     const bytes = Buffer.from(v, 'utf8')
     this.room(bytes.length + 5)
     if (bytes.length < 0x20) this.buf[this.pos++] = 0xa0 | bytes.length
-    else this.lengthHeader(bytes.length, 0xd9, 0xda, 0xdb)
+    else this.sized(bytes.length, 0xd9, 0xda, 0xdb)
     this.pos += bytes.copy(this.buf, this.pos)
-  }
-
-  /** The smallest of the 8, 16 and 32-bit length headers (tags for each) that holds `n`; room made. */
-  private lengthHeader(n: number, tag8: number, tag16: number, tag32: number): void {
-    const b = this.buf
-    if (n < 0x100) {
-      b[this.pos++] = tag8
-      b[this.pos++] = n
-    } else if (n < 0x10000) {
-      b[this.pos++] = tag16
-      this.view.setUint16(this.pos, n)
-      this.pos += 2
-    } else {
-      b[this.pos++] = tag32
-      this.view.setUint32(this.pos, n)
-      this.pos += 4
-    }
   }
 
   /** The header of an array of `n` items; the items follow. */
   array(n: number): void {
     this.room(5)
-    const b = this.buf
-    if (n < 0x10) b[this.pos++] = 0x90 | n
-    else if (n < 0x10000) {
-      b[this.pos++] = 0xdc
-      this.view.setUint16(this.pos, n)
-      this.pos += 2
-    } else {
-      b[this.pos++] = 0xdd
-      this.view.setUint32(this.pos, n)
-      this.pos += 4
-    }
+    if (n < 0x10) this.buf[this.pos++] = 0x90 | n
+    else if (n < 0x10000) this.put16(0xdc, n)
+    else this.put32(0xdd, n)
+  }
+
+  /** An unsigned value (an integer or a length) after the tag of the smallest of 8, 16 or 32 bits that holds it. */
+  private sized(n: number, tag8: number, tag16: number, tag32: number): void {
+    if (n < 0x100) this.put8(tag8, n)
+    else if (n < 0x10000) this.put16(tag16, n)
+    else this.put32(tag32, n)
+  }
+
+  // A tag and a big-endian value; negative values come out in two's complement, as the signed forms need.
+  private put8(tag: number, v: number): void {
+    this.buf[this.pos++] = tag
+    this.buf[this.pos++] = v & 0xff
+  }
+
+  private put16(tag: number, v: number): void {
+    this.buf[this.pos++] = tag
+    this.view.setUint16(this.pos, v & 0xffff)
+    this.pos += 2
+  }
+
+  private put32(tag: number, v: number): void {
+    this.buf[this.pos++] = tag
+    this.view.setUint32(this.pos, v >>> 0)
+    this.pos += 4
   }
 }
