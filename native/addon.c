@@ -4,6 +4,7 @@
 #include "addon.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,43 @@
       return NULL;                                                    \
     }                                                                 \
   } while (0)
+
+/* Each state is allocated behind a pointer to its kind, which the key's destructor needs. */
+typedef struct {
+  thread_state_kind *kind;
+  max_align_t state[];
+} thread_state_box;
+
+static void release_box(void *p) {
+  thread_state_box *box = p;
+  if (box->kind->release) box->kind->release(box->state);
+  free(box);
+}
+
+void *thread_state(thread_state_kind *kind) {
+  if (!__atomic_load_n(&kind->made, __ATOMIC_ACQUIRE)) {
+    pthread_mutex_lock(&kind->lock);
+    if (!kind->made && pthread_key_create(&kind->key, release_box) == 0) __atomic_store_n(&kind->made, 1, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&kind->lock);
+    if (!kind->made) return NULL;
+  }
+  thread_state_box *box = pthread_getspecific(kind->key);
+  if (!box) {
+    if (!(box = calloc(1, sizeof *box + kind->size))) return NULL;
+    box->kind = kind;
+    pthread_setspecific(kind->key, box);
+  }
+  return box->state;
+}
+
+int grow_buffer(void **buf, size_t *cap, size_t want) {
+  if (*cap >= want) return 0;
+  void *grown = realloc(*buf, want);
+  if (!grown) return -1;
+  *buf = grown;
+  *cap = want;
+  return 0;
+}
 
 napi_value throw_errno(napi_env env, int err, const char *syscall, const char *path) {
   char msg[512];

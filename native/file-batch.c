@@ -12,7 +12,6 @@
  * whose code is errno's name, with `path`, `syscall` and `where` ('source' or 'store'). */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,30 +67,17 @@ typedef struct {
 
 /* read and group buffers per pool thread, kept between batches (fresh ones cost a page fault per 4 KiB) */
 typedef struct {
-  uint8_t *buf;
+  void *buf;
   size_t cap;
 } thread_buffer;
-static pthread_key_t buf_key;
-static pthread_once_t buf_once = PTHREAD_ONCE_INIT;
-static void free_buffer(void *b) {
-  free(((thread_buffer *)b)->buf);
-  free(b);
-}
-static void make_buf_key(void) { pthread_key_create(&buf_key, free_buffer); }
+
+static void release_buffer(void *state) { free(((thread_buffer *)state)->buf); }
+
+static thread_state_kind buffer_kind = THREAD_STATE_KIND(thread_buffer, release_buffer);
+
 static uint8_t *thread_buf(size_t want) {
-  pthread_once(&buf_once, make_buf_key);
-  thread_buffer *b = pthread_getspecific(buf_key);
-  if (!b) {
-    if (!(b = calloc(1, sizeof *b))) return NULL;
-    pthread_setspecific(buf_key, b);
-  }
-  if (b->cap < want) {
-    uint8_t *grown = realloc(b->buf, want);
-    if (!grown) return NULL;
-    b->buf = grown;
-    b->cap = want;
-  }
-  return b->buf;
+  thread_buffer *b = thread_state(&buffer_kind);
+  return b && grow_buffer(&b->buf, &b->cap, want) == 0 ? b->buf : NULL;
 }
 
 static int fail(batch *b, int err, const char *syscall, const char *path, const char *where) {

@@ -6,7 +6,6 @@
  * buffer and written with one writev. */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,26 +33,13 @@ typedef struct {
   size_t out_cap;
 } writer_state;
 
-static pthread_key_t state_key;
-static pthread_once_t state_once = PTHREAD_ONCE_INIT;
-
-static void free_state(void *data) {
-  writer_state *s = data;
+static void release_writer(void *state) {
+  writer_state *s = state;
   ZSTD_freeCCtx(s->cctx);
   free(s->out);
-  free(s);
 }
 
-static void make_key(void) { pthread_key_create(&state_key, free_state); }
-
-static writer_state *thread_state(void) {
-  pthread_once(&state_once, make_key);
-  writer_state *s = pthread_getspecific(state_key);
-  if (s) return s;
-  s = calloc(1, sizeof *s);
-  if (s) pthread_setspecific(state_key, s);
-  return s;
-}
+static thread_state_kind writer_kind = THREAD_STATE_KIND(writer_state, release_writer);
 
 /* Compresses into the state's buffer; returns the compressed size, or 0 when storing raw is better. */
 static size_t compress(writer_state *s, const void *raw, size_t len, int level, const char **why) {
@@ -64,13 +50,7 @@ static size_t compress(writer_state *s, const void *raw, size_t len, int level, 
     ZSTD_CCtx_setParameter(s->cctx, ZSTD_c_compressionLevel, level);
     s->level = level;
   }
-  size_t bound = ZSTD_compressBound(len);
-  if (bound > s->out_cap) {
-    void *grown = realloc(s->out, bound);
-    if (!grown) return (*why = "out of memory"), 0;
-    s->out = grown;
-    s->out_cap = bound;
-  }
+  if (grow_buffer(&s->out, &s->out_cap, ZSTD_compressBound(len)) < 0) return (*why = "out of memory"), 0;
   size_t n = ZSTD_compress2(s->cctx, s->out, s->out_cap, raw, len);
   if (ZSTD_isError(n)) return (*why = ZSTD_getErrorName(n)), 0;
   return n < len ? n : 0;
@@ -111,7 +91,7 @@ static int write_all(int fd, struct iovec *iov, int cnt) {
 
 int store_object(const char *final, char *tmp, const void *raw, size_t len, int level, size_t *written,
                  store_error *e) {
-  writer_state *s = thread_state();
+  writer_state *s = thread_state(&writer_kind);
   if (!s) return e->err = ENOMEM, e->syscall = "malloc", e->path = NULL, -1;
   *written = 0;
   struct stat st;

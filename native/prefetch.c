@@ -43,6 +43,14 @@ static void push_dir(walk *w, char *dir) {
   pthread_cond_signal(&w->more);
 }
 
+/* dir/name, malloc'ed; NULL when out of memory */
+static char *join(const char *dir, const char *name) {
+  size_t dl = strlen(dir), nl = strlen(name);
+  char *p = malloc(dl + nl + 2);
+  if (p) memcpy(p, dir, dl), p[dl] = '/', memcpy(p + dl + 1, name, nl + 1);
+  return p;
+}
+
 /* Lists one directory and stats its entries; subdirectories go back on the walk's stack. */
 static void list(walk *w, const char *dir) {
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -51,19 +59,14 @@ static void list(walk *w, const char *dir) {
     if (fd >= 0) close(fd);
     return;
   }
-  size_t dl = strlen(dir);
   struct dirent *de;
   while ((de = readdir(d))) {
     const char *n = de->d_name;
     if (n[0] == '.' && (n[1] == 0 || (n[1] == '.' && n[2] == 0))) continue;
     struct stat st;
     if (fstatat(fd, n, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode)) continue;
-    size_t nl = strlen(n);
-    char *sub = malloc(dl + nl + 2);
+    char *sub = join(dir, n);
     if (!sub) continue;
-    memcpy(sub, dir, dl);
-    sub[dl] = '/';
-    memcpy(sub + dl + 1, n, nl + 1);
     pthread_mutex_lock(&w->lock);
     push_dir(w, sub);
     pthread_mutex_unlock(&w->lock);
@@ -90,9 +93,8 @@ static int looks_cached(const char *root) {
       const char *n = de->d_name;
       if (n[0] == '.' && (n[1] == 0 || (n[1] == '.' && n[2] == 0))) continue;
       if (de->d_type == DT_DIR && tail < PROBE_DIRS) {
-        size_t dl = strlen(dir), nl = strlen(n);
-        char *sub = malloc(dl + nl + 2);
-        if (sub) memcpy(sub, dir, dl), sub[dl] = '/', memcpy(sub + dl + 1, n, nl + 1), queue[tail++] = sub;
+        char *sub = join(dir, n);
+        if (sub) queue[tail++] = sub;
       } else if (de->d_type == DT_REG) {
         int f = openat(fd, n, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         if (f < 0) continue;
