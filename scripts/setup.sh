@@ -40,5 +40,5 @@ for addon in snapdir snapdir_fuse; do
   node -e "require('./build/Release/$addon.node')" || { echo "setup: native addon $addon failed to load" >&2; exit 1; }
 done
 
-echo "setup: compiling TypeScript" >&2
+echo "setup: compiling TypeScript and bundling the CLI" >&2
 npm run build --silent >/dev/null # (its listing of the bundle on stdout)

@@ -83,7 +83,7 @@ export function encodeTree(tree: Tree): Buffer {
  * tree after the last chunk is mostly copying. An entry must not change once added.
  */
 export class TreeEncoder {
-  private readonly ahead = new MsgpackWriter(1024 * 1024)
+  private readonly ahead = new MsgpackWriter()
   private readonly spans = new Map<TreeEntry, { start: number; end: number }>()
 
   add(e: TreeEntry): void {

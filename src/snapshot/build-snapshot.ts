@@ -59,8 +59,9 @@ export async function buildSnapshot(source: { dir: string } | ScannedEntry[], op
     const { entry } = files[r.index]!
     entry.chunks = r.chunks
     if (r.inline) entry.inline = r.inline
+    if (!encoder) return
     if (finishedEarly) finishedEarly.push(entry)
-    else encoder?.add(entry)
+    else encoder.add(entry)
   }
   let processed
   try {

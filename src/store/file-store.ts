@@ -152,20 +152,16 @@ export class FileStore implements Store {
 
   async flush(): Promise<void> {
     if (!native) return // without the addon there is no syncfs; rename order still protects against kills
-    let fd: number
+    let fd: number | null = null
     try {
       // opened in this thread, so the sync is under way before flush() returns: the caller has work
       // to do meanwhile (push encodes its tree), and would hold an async open's callback back
       fd = fsSync.openSync(this.root, constants.O_RDONLY | constants.O_DIRECTORY)
-    } catch (err) {
-      throw this.ioError('cannot sync', err)
-    }
-    try {
       await native.syncfsAsync(fd)
     } catch (err) {
       throw this.ioError('cannot sync', err)
     } finally {
-      fsSync.closeSync(fd)
+      if (fd !== null) fsSync.closeSync(fd)
     }
   }
 }

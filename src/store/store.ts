@@ -31,8 +31,9 @@ export interface Store {
   addObjectSync?: ((key: string, raw: Buffer) => number) | undefined
   /**
    * For a store in a local directory: the directory chunk objects live in (as objectKey lays them
-   * out: <dir>/<first two hex digits>/<id>) and a tag for temporary names unique to this process and
-   * thread. Push then reads, cuts, hashes and writes chunks in native code (native/file-batch.c).
+   * out: <dir>/<first two hex digits>/<id>) and a tag for temporary names unique to this process (the
+   * native side numbers them). Push then reads, cuts, hashes and writes chunks in native code
+   * (native/file-batch.c).
    */
   readonly localChunks?: { dir: string; tmpTag: string } | undefined
   /** Keys under a prefix ending in '/', in no particular order. */
