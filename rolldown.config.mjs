@@ -9,7 +9,7 @@ export default {
   input: {
     main: 'dist/cli/main.js',
     // a worker thread's entry: worker-pool.ts starts it by this name, beside itself
-    'chunk-worker': 'dist/snapshot/chunk-worker.js',
+    'chunk-worker': 'dist/ingest/chunk-worker.js',
   },
   platform: 'node',
   external: (id) => id.startsWith('node:') || (/^[^./]/.test(id) && !bundled.some((b) => id === b || id.startsWith(`${b}/`))),

@@ -19,7 +19,7 @@ export interface ChunkerParams {
  * 16/64/256 KiB: see bench/ for the dedup vs object count vs read amplification trade-off.
  * Files of at most 4 KiB are inlined in the tree: over half the files of a Debian root file system
  * but 3% of its bytes, and one stored object each otherwise (a file create costs more than the data).
- * Files under 64 KiB are cut as one stream with their neighbours (snapshot/pack-groups.ts), as casync
+ * Files under 64 KiB are cut as one stream with their neighbours (ingest/pack-groups.ts), as casync
  * cuts a whole archive, so they share chunks instead of each taking one.
  */
 export const DEFAULT_CHUNKER: ChunkerParams = Object.freeze({

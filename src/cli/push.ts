@@ -28,7 +28,7 @@ export function registerPush(program: Command): void {
         const platforms = opts.platform?.flatMap((p) => p.split(',')).map((p) => parsePlatform(p))
         const store = storeFromOptions(opts)
         // the workers boot (~0.1 s) while push's modules load; push closes them whatever happens
-        const { poolFor } = await import('../snapshot/worker-pool.js')
+        const { poolFor } = await import('../ingest/worker-pool.js')
         const pool = poolFor(store)
         const { push } = await import('../snapshot/push.js')
         const bar = progressBar('bytes')

@@ -22,7 +22,7 @@ export type EntryType = (typeof ENTRY_TYPES)[number]
 /**
  * `length` bytes from `offset` in chunk `id`, `count` times in a row. A large file's refs are whole
  * chunks (offset 0; runs of zeros in sparse files collapse into one ref with a count); a small file
- * packed with its neighbours (snapshot/pack-groups.ts) is a slice of one or two shared chunks.
+ * packed with its neighbours (ingest/pack-groups.ts) is a slice of one or two shared chunks.
  */
 export interface ChunkRef {
   id: Buffer

@@ -26,8 +26,8 @@ import type { ChunkerParams } from '../chunk/params.js'
 import { toHex } from '../format/id.js'
 import { encodeObject } from '../format/object.js'
 import type { ChunkRef, Tree } from '../format/tree.js'
-import { cutGroup, packGroups } from '../snapshot/pack-groups.js'
-import type { FileJob } from '../snapshot/file-processor.js'
+import { cutGroup, packGroups } from '../ingest/pack-groups.js'
+import type { FileJob } from '../ingest/file-processor.js'
 import { objectKey } from '../store/objects.js'
 import type { Store } from '../store/store.js'
 import { TaskWindow } from '../util/concurrency.js'
@@ -335,7 +335,7 @@ class Expander {
     await take(stream.end())
   }
 
-  /** Packs the spilled small files exactly as push packs them (snapshot/file-processor.ts processPack). */
+  /** Packs the spilled small files exactly as push packs them (ingest/file-processor.ts processPack). */
   private async pack(tree: Tree, inodes: LayerInode[]): Promise<void> {
     const members: Array<{ refs: ChunkRef[]; at: number; size: number }> = []
     const jobs: FileJob[] = []

@@ -4,7 +4,7 @@
 // archive (docker-archive.ts) is read the same way from its manifest.json.
 import { createHash } from 'node:crypto'
 import type { Tree, TreeEntry } from '../format/tree.js'
-import { findEntry, readTreeFile } from '../snapshot/tree-file.js'
+import { findEntry, readTreeFile } from '../store/tree-file.js'
 import type { Store } from '../store/store.js'
 import { SnapdirError } from '../util/errors.js'
 import { isObject, parseDescriptor, quote, type Descriptor } from './descriptor.js'

@@ -2,8 +2,8 @@ import { hashBytes } from '../chunk/hash.js'
 import { DEFAULT_CHUNKER, type ChunkerParams } from '../chunk/params.js'
 import { toHex } from '../format/id.js'
 import { TreeEncoder } from '../format/tree.js'
-import { buildSnapshot } from './build-snapshot.js'
-import { poolFor } from './worker-pool.js'
+import { buildSnapshot } from '../ingest/build-snapshot.js'
+import { poolFor } from '../ingest/worker-pool.js'
 
 /** The ID `push` would print for this directory to a store with these chunker parameters. */
 export async function localId(dir: string, params: ChunkerParams = DEFAULT_CHUNKER): Promise<string> {

@@ -17,7 +17,7 @@ import { readTree } from '../store/objects.js'
 import type { Store } from '../store/store.js'
 import { isErrno, SnapdirError } from '../util/errors.js'
 import { ChunkFetcher } from './chunk-fetcher.js'
-import { findEntry } from './tree-file.js'
+import { findEntry } from '../store/tree-file.js'
 import type { PullOptions } from './pull.js'
 
 const TAR_TYPES: Partial<Record<TreeEntry['type'], 'file' | 'directory' | 'symlink' | 'link' | 'character-device' | 'block-device' | 'fifo'>> = {

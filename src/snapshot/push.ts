@@ -13,9 +13,9 @@ import { BackgroundFlush } from '../store/background-flush.js'
 import { addRevision, type Revision } from '../store/revisions.js'
 import { ensureStoreConfig } from '../store/store-config.js'
 import type { Store } from '../store/store.js'
-import { buildSnapshot, type BuildStats } from './build-snapshot.js'
-import { checkSourceDirectory, scanDirectory, type ScannedEntry } from './scan.js'
-import { poolFor, type WorkerPool } from './worker-pool.js'
+import { buildSnapshot, type BuildStats } from '../ingest/build-snapshot.js'
+import { checkSourceDirectory, scanDirectory, type ScannedEntry } from '../ingest/scan.js'
+import { poolFor, type WorkerPool } from '../ingest/worker-pool.js'
 
 export interface PushResult {
   id: string

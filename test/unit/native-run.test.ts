@@ -1,4 +1,4 @@
-// Push's native path (snapshot/native-run.ts over native/file-batch.c) against the JS path it stands in
+// Push's native path (ingest/native-run.ts over native/file-batch.c) against the JS path it stands in
 // for: the same tree, byte for byte, and the same chunk objects, each as format/object.ts reads it.
 import { mkdirSync, openSync, closeSync, writeSync, writeFileSync, readdirSync, readFileSync } from 'node:fs'
 import path from 'node:path'
@@ -6,9 +6,9 @@ import { afterEach, expect, it } from 'vitest'
 import { DEFAULT_CHUNKER } from '../../src/chunk/params.js'
 import { decodeObject } from '../../src/format/object.js'
 import { encodeTree } from '../../src/format/tree.js'
-import { buildSnapshot } from '../../src/snapshot/build-snapshot.js'
-import { nativeRunApplies } from '../../src/snapshot/native-run.js'
-import { WorkerPool } from '../../src/snapshot/worker-pool.js'
+import { buildSnapshot } from '../../src/ingest/build-snapshot.js'
+import { nativeRunApplies } from '../../src/ingest/native-run.js'
+import { WorkerPool } from '../../src/ingest/worker-pool.js'
 import { FileStore } from '../../src/store/file-store.js'
 import { bytes } from '../helpers/bytes.js'
 import { tempDir } from '../helpers/cli.js'

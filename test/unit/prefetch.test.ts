@@ -4,7 +4,7 @@ import { mkdirSync, writeFileSync, symlinkSync } from 'node:fs'
 import path from 'node:path'
 import { expect, it } from 'vitest'
 import { native } from '../../src/chunk/native.js'
-import { scanDirectory } from '../../src/snapshot/scan.js'
+import { scanDirectory } from '../../src/ingest/scan.js'
 import { tempDir } from '../helpers/cli.js'
 
 it('returns at once and leaves the process well, for a deep tree, a missing root or a file', async () => {

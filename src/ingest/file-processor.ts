@@ -78,7 +78,7 @@ export async function processInThisThread(
 
 /**
  * Cuts files into chunks, hashes them and, given a store, writes the ones it lacks. Reads are
- * synchronous on purpose: this runs in a worker thread (snapshot/worker-pool.ts) whose only job is
+ * synchronous on purpose: this runs in a worker thread (ingest/worker-pool.ts) whose only job is
  * this, where a blocking read(2) or compression costs less than an async round trip would.
  */
 export class FileProcessor {

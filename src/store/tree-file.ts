@@ -3,8 +3,8 @@
 import { printablePath } from '../format/tree-paths.js'
 import { compareBytes, type Tree, type TreeEntry } from '../format/tree.js'
 import { toHex } from '../format/id.js'
-import { readObject } from '../store/objects.js'
-import type { Store } from '../store/store.js'
+import { readObject } from './objects.js'
+import type { Store } from './store.js'
 import { SnapdirError } from '../util/errors.js'
 
 /** The entry at `path` (entries are sorted by path bytes), or null; a hardlink gives its target's entry. */
