@@ -1,9 +1,9 @@
 // Verified chunk reads for a mount: memory LRU (bounded in bytes) over the local disk cache over the
 // store. Concurrent reads of one chunk share one fetch, at most `jobs` store requests run at once, and
 // a request that takes longer than `timeoutMs` fails (the read becomes EIO) rather than hanging. Bytes
-// only ever come out of decodeObject, which re-hashes them against the chunk's ID.
+// only ever come out of verifyChunk (store/chunks.ts), which re-hashes them against the chunk's ID.
 import { LRUCache } from 'lru-cache'
-import { decodeObject } from '../format/object.js'
+import { verifyChunk } from '../store/chunks.js'
 import { objectKey } from '../store/objects.js'
 import type { DiskCache } from '../store/disk-cache.js'
 import type { Store } from '../store/store.js'
@@ -81,7 +81,7 @@ export class ChunkReader {
     const cached = await cache?.get(id).catch(() => null)
     if (cached) {
       try {
-        const raw = decodeObject(cached, id, `chunk ${id} in the disk cache`)
+        const raw = verifyChunk(cached, id, 'the disk cache')
         this.stats.diskHits++
         this.remember(id, raw)
         return raw
@@ -98,7 +98,7 @@ export class ChunkReader {
     }
     let raw: Buffer
     try {
-      raw = decodeObject(stored, id, `chunk ${id} from ${this.store.url}`)
+      raw = verifyChunk(stored, id, this.store.url)
     } catch (err) {
       this.stats.failures++
       throw err

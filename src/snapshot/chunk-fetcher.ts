@@ -1,5 +1,6 @@
 import type { Tree } from '../format/tree.js'
-import { isObjectDamage, readObject } from '../store/objects.js'
+import { getChunk } from '../store/chunks.js'
+import { isObjectDamage } from '../store/objects.js'
 import type { Store } from '../store/store.js'
 import { SnapdirError } from '../util/errors.js'
 import { describeUsers } from './chunk-users.js'
@@ -36,7 +37,7 @@ export class ChunkFetcher {
 
   private async read(id: string): Promise<Buffer | null> {
     try {
-      const data = await readObject(this.store, 'chunk', id)
+      const { raw: data } = await getChunk(this.store, id)
       return isAllZero(data) ? null : data
     } catch (err) {
       if (isObjectDamage(err)) {

@@ -1,10 +1,10 @@
 import { toHex } from '../format/id.js'
 import { printablePath } from '../format/tree-paths.js'
 import type { Tree } from '../format/tree.js'
-import { isObjectDamage, readObject, readTree } from '../store/objects.js'
+import { getChunk } from '../store/chunks.js'
+import { isObjectDamage, readTree } from '../store/objects.js'
 import type { Store } from '../store/store.js'
 import { forEachLimit } from '../util/concurrency.js'
-import { SnapdirError } from '../util/errors.js'
 
 export interface DamagedChunk {
   id: string
@@ -34,11 +34,8 @@ export async function verify(store: Store, id: string, options: VerifyOptions = 
   const result: VerifyResult = { id, chunksChecked: 0, bytesChecked: 0, damaged: [] }
   await forEachLimit(users.entries(), 16, async ([chunkId, { files, needs }]) => {
     try {
-      const raw = await readObject(store, 'chunk', chunkId)
+      const { raw } = await getChunk(store, chunkId, { needs })
       result.bytesChecked += raw.length
-      if (raw.length < needs) {
-        throw new SnapdirError('ERR_OBJECT_CORRUPT', `chunk ${chunkId} from ${store.url} has ${raw.length} bytes, the tree reads up to ${needs}`)
-      }
     } catch (err) {
       if (!isObjectDamage(err)) throw err
       result.damaged.push({

@@ -4,8 +4,8 @@ import path from 'node:path'
 import { native } from '../chunk/native.js'
 import { ZSTD_LEVEL } from '../format/object.js'
 import { objectDirectory } from './objects.js'
-import { isErrno, SnapdirError } from '../util/errors.js'
-import type { Store, StoreSpec } from './store.js'
+import { abortedError, isErrno, SnapdirError } from '../util/errors.js'
+import type { ReadOptions, Store, StoreSpec } from './store.js'
 
 /**
  * A store in a local directory. put() writes a temporary file beside the final name and renames it,
@@ -76,10 +76,11 @@ export class FileStore implements Store {
     }
   }
 
-  async get(key: string): Promise<Buffer> {
+  async get(key: string, options: ReadOptions = {}): Promise<Buffer> {
     try {
-      return await fs.readFile(this.file(key))
+      return await fs.readFile(this.file(key), options.signal ? { signal: options.signal } : {})
     } catch (err) {
+      if (options.signal?.aborted) throw abortedError(`reading ${key} from ${this.url}`, options.signal)
       if (isErrno(err, 'ENOENT', 'ENOTDIR')) {
         throw new SnapdirError('ERR_OBJECT_MISSING', `${key} is missing from ${this.url}`, { data: { key, store: this.url } })
       }

@@ -1,5 +1,5 @@
-import { SnapdirError } from '../util/errors.js'
-import type { Store, StoreSpec } from './store.js'
+import { abortedError, SnapdirError } from '../util/errors.js'
+import type { ReadOptions, Store, StoreSpec } from './store.js'
 
 /**
  * A store in this process's memory: for tests and for staging nothing. Copies on put and get so a
@@ -36,7 +36,8 @@ export class MemoryStore implements Store {
     return this.map().get(key)?.length ?? null
   }
 
-  async get(key: string): Promise<Buffer> {
+  async get(key: string, options: ReadOptions = {}): Promise<Buffer> {
+    if (options.signal?.aborted) throw abortedError(`reading ${key} from ${this.url}`, options.signal)
     const data = this.map().get(key)
     if (!data) throw new SnapdirError('ERR_OBJECT_MISSING', `${key} is missing from ${this.url}`, { data: { key, store: this.url } })
     return Buffer.from(data)

@@ -1,6 +1,6 @@
 import type { S3Client } from '@aws-sdk/client-s3'
-import { SnapdirError } from '../util/errors.js'
-import type { Store, StoreSpec } from './store.js'
+import { abortedError, SnapdirError } from '../util/errors.js'
+import type { ReadOptions, Store, StoreSpec } from './store.js'
 
 // The SDK is pinned (package-lock) at a release that supports Node 20; its warning that later
 // releases will not would land on stderr of every command that opens an S3 store.
@@ -111,12 +111,14 @@ export class S3Store implements Store {
     }
   }
 
-  async get(key: string): Promise<Buffer> {
+  async get(key: string, options: ReadOptions = {}): Promise<Buffer> {
+    const { signal } = options
     try {
       const { client, sdk } = await this.connect()
-      const out = await client.send(new sdk.GetObjectCommand({ Bucket: this.bucket, Key: this.key(key) }))
+      const out = await client.send(new sdk.GetObjectCommand({ Bucket: this.bucket, Key: this.key(key) }), signal ? { abortSignal: signal } : {})
       return Buffer.from(await out.Body!.transformToByteArray())
     } catch (err) {
+      if (signal?.aborted) throw abortedError(`reading ${key} from ${this.url}`, signal)
       // S3 answers a missing key with NoSuchKey, or with a bare 404 (or 403 without list permission)
       if (statusOf(err) === 404 || errorName(err) === 'NoSuchKey') {
         throw new SnapdirError('ERR_OBJECT_MISSING', `${key} is missing from ${this.url}`, { data: { key, store: this.url } })

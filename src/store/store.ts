@@ -9,6 +9,10 @@ export interface StoreSpec {
   s3Endpoint?: string
 }
 
+export interface ReadOptions {
+  signal?: AbortSignal
+}
+
 export interface Store {
   /** how the user named it, for messages */
   readonly url: string
@@ -19,8 +23,12 @@ export interface Store {
   has(key: string): Promise<boolean>
   /** The stored size of an object, or null when the store does not have it (one request). */
   size(key: string): Promise<number | null>
-  /** The stored bytes; throws SnapdirError ERR_OBJECT_MISSING (data.key) when absent. */
-  get(key: string): Promise<Buffer>
+  /**
+   * The stored bytes; throws SnapdirError ERR_OBJECT_MISSING (data.key) when absent, ERR_ABORTED when
+   * `signal` aborts first (the request is cancelled where the backend can). Chunks are read through
+   * getChunk (chunks.ts), which verifies them.
+   */
+  get(key: string, options?: ReadOptions): Promise<Buffer>
   /** Atomic and idempotent: readers see the whole object or none of it. */
   put(key: string, data: Buffer): Promise<void>
   /**

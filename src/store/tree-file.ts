@@ -3,7 +3,7 @@
 import { printablePath } from '../format/tree-paths.js'
 import { compareBytes, type Tree, type TreeEntry } from '../format/tree.js'
 import { toHex } from '../format/id.js'
-import { readObject } from './objects.js'
+import { getChunk } from './chunks.js'
 import type { Store } from './store.js'
 import { SnapdirError } from '../util/errors.js'
 
@@ -33,7 +33,7 @@ export async function readTreeFile(store: Store, entry: TreeEntry, maxBytes: num
   if (entry.inline) return entry.inline
   const parts: Buffer[] = []
   for (const ref of entry.chunks) {
-    const chunk = await readObject(store, 'chunk', toHex(ref.id))
+    const { raw: chunk } = await getChunk(store, toHex(ref.id), { needs: ref.offset + ref.length })
     const slice = chunk.subarray(ref.offset, ref.offset + ref.length)
     for (let i = 0; i < ref.count; i++) parts.push(slice)
   }

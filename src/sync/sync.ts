@@ -1,6 +1,7 @@
 import { decodeObject } from '../format/object.js'
 import { toHex } from '../format/id.js'
 import { decodeTree, treeSize } from '../format/tree.js'
+import { getChunk } from '../store/chunks.js'
 import { isObjectDamage, objectKey } from '../store/objects.js'
 import { addRevision, listRevisions } from '../store/revisions.js'
 import { ensureStoreConfig, readStoreConfig } from '../store/store-config.js'
@@ -89,8 +90,7 @@ export async function sync(from: Store, to: Store, id: string, options: SyncOpti
     }
     let stored: Buffer
     try {
-      stored = await from.get(key)
-      decodeObject(stored, chunkId, `chunk ${chunkId} from ${from.url}`) // re-hash in transit
+      ;({ stored } = await getChunk(from, chunkId)) // re-hashed in transit, copied as stored
     } catch (err) {
       if (isObjectDamage(err)) {
         const users = trees.map((t) => describeUsers(t, chunkId)).find((d) => d !== '') ?? ''

@@ -45,6 +45,11 @@ export class UsageError extends SnapdirError {
   }
 }
 
+/** What an operation cancelled through its AbortSignal rejects with. */
+export function abortedError(what: string, signal: AbortSignal): SnapdirError {
+  return new SnapdirError('ERR_ABORTED', `${what}: aborted`, { cause: signal.reason })
+}
+
 export function isErrno(err: unknown, ...codes: string[]): err is NodeJS.ErrnoException {
   return err instanceof Error && typeof (err as NodeJS.ErrnoException).code === 'string' &&
     (codes.length === 0 || codes.includes((err as NodeJS.ErrnoException).code!))

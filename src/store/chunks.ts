@@ -1,0 +1,42 @@
+// The one way to read a chunk: fetch the stored object, decode it and re-hash it against its ID, and
+// check it is long enough for what the caller will read of it. Pull, mount, sync, verify and tree-file
+// reads all come through here, so a chunk is never used unverified and every damage message reads alike.
+import { decodeObject } from '../format/object.js'
+import { SnapdirError } from '../util/errors.js'
+import { objectKey } from './objects.js'
+import type { Store } from './store.js'
+
+export interface ChunkReadOptions {
+  /** the furthest byte a ref reads of this chunk (offset + length); a shorter chunk is corrupt */
+  needs?: number
+  signal?: AbortSignal
+  /** how messages name where the object came from; default the store's URL */
+  from?: string
+}
+
+export interface VerifiedChunk {
+  /** the chunk's content, hashed and checked against its ID */
+  raw: Buffer
+  /** the object as the store holds it (header, maybe compressed): what sync copies and caches keep */
+  stored: Buffer
+}
+
+/** Reads, decodes and verifies a chunk. ERR_OBJECT_MISSING / ERR_OBJECT_CORRUPT name the chunk and store. */
+export async function getChunk(store: Store, id: string, options: ChunkReadOptions = {}): Promise<VerifiedChunk> {
+  const stored = await store.get(objectKey('chunk', id), options.signal ? { signal: options.signal } : undefined)
+  return { raw: verifyChunk(stored, id, options.from ?? store.url, options.needs), stored }
+}
+
+/**
+ * Checks stored bytes already in hand (a cache's copy) as getChunk does; returns the raw content.
+ * `from` names where they came from ("/srv/store", "the disk cache").
+ */
+export function verifyChunk(stored: Buffer, id: string, from: string, needs?: number): Buffer {
+  const raw = decodeObject(stored, id, `chunk ${id} from ${from}`)
+  if (needs !== undefined && raw.length < needs) {
+    throw new SnapdirError('ERR_OBJECT_CORRUPT', `chunk ${id} from ${from} has ${raw.length} bytes, the tree reads up to ${needs}`, {
+      data: { id, length: raw.length, needs },
+    })
+  }
+  return raw
+}
