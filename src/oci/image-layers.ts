@@ -1,7 +1,6 @@
 // Layers of an image layout, stored expanded: every layer reachable from index.json becomes a snapdir
-// tree (layer-expand.ts) in the store, and a small ref names it by the layer's diff_id:
-//
-//   refs/layers/<diff_id hex>   JSON {"diffId", "digests": [...], "mediaType", "tree"}
+// tree (layer-expand.ts) in the store, and a small ref names it by the layer's diff_id
+// (store/layer-refs.ts).
 //
 // A layer whose ref already lists its digest is not read again: the ref was written only after a full
 // expansion checked that the blob of that digest decompresses to that diff_id and gave that tree.
@@ -12,32 +11,15 @@ import path from 'node:path'
 import type { ChunkerParams } from '../chunk/params.js'
 import type { Tree } from '../format/tree.js'
 import { writeTree } from '../store/objects.js'
+import { readLayerRef, writeLayerRef, type ImageLayer } from '../store/layer-refs.js'
 import type { Store } from '../store/store.js'
 import { isErrno, SnapdirError } from '../util/errors.js'
 import { blobPath } from './blob-file.js'
-import { isObject, parseDescriptor, quote, type Descriptor } from './descriptor.js'
+import { isObject, parseDescriptor, type Descriptor } from './descriptor.js'
 import { formatDigest } from './digest.js'
 import { MAX_DOCUMENT_BYTES, parseJson, readLayoutIndex } from './image-layout.js'
 import { expandLayer, layerCompression, type LayerStats } from './layer-expand.js'
 import { INDEX_TYPES, MANIFEST_TYPES } from './media-types.js'
-
-export const LAYER_REFS = 'refs/layers/'
-
-/** What refs/layers/<diff_id hex> holds. */
-export interface LayerRef {
-  diffId: string
-  /** the blobs (compressed or not) known to expand to this diff_id's tree */
-  digests: string[]
-  mediaType: string
-  tree: string
-}
-
-/** One layer of an image push, as the revision lists it. */
-export interface ImageLayer {
-  digest: string
-  diffId: string
-  tree: string
-}
 
 /** A distinct layer blob of a layout, with every place that uses it. */
 export interface LayoutLayer {
@@ -50,12 +32,6 @@ export interface LayoutLayer {
 
 /** Image configs that list rootfs.diff_ids; other configs (artifacts) have no layers to expand. */
 const IMAGE_CONFIG_TYPES: ReadonlySet<string> = new Set(['application/vnd.oci.image.config.v1+json', 'application/vnd.docker.container.image.v1+json'])
-
-export function layerRefKey(diffId: string): string {
-  const hex = /^sha256:([0-9a-f]{64})$/.exec(diffId)?.[1]
-  if (hex === undefined) throw new SnapdirError('ERR_SOURCE', `diff_id ${quote(diffId)} is not a sha256 digest`)
-  return `${LAYER_REFS}${hex}`
-}
 
 /**
  * The tar layers an image layout's images use, each distinct digest once, in the order first met.
@@ -121,40 +97,6 @@ async function readDocument(dir: string, d: Descriptor, what: string): Promise<R
   }
   if (!isObject(doc)) throw new SnapdirError('ERR_SOURCE', `OCI image layout ${dir}: ${what} is not a JSON object`)
   return doc
-}
-
-export async function readLayerRef(store: Store, diffId: string): Promise<LayerRef | null> {
-  let raw: Buffer
-  try {
-    raw = await store.get(layerRefKey(diffId))
-  } catch (err) {
-    if (err instanceof SnapdirError && err.code === 'ERR_OBJECT_MISSING') return null
-    throw err
-  }
-  try {
-    const ref = JSON.parse(raw.toString('utf8')) as LayerRef
-    if (typeof ref.tree === 'string' && Array.isArray(ref.digests)) return ref
-  } catch {
-    // reported below
-  }
-  throw new SnapdirError('ERR_STORE_IO', `store ${store.url}: layer ref ${layerRefKey(diffId)} is not a layer ref (JSON with tree and digests)`)
-}
-
-/**
- * Writes (or extends) a layer's ref; the tree must be stored and flushed already. Read-modify-write:
- * two pushes racing on the same diff_id each write a complete ref naming the same tree (one tree per
- * diff_id: expansion is deterministic), so the worst a race does is drop the other push's digest,
- * which only costs a re-expansion of that blob on a later push.
- */
-export async function writeLayerRef(store: Store, ref: LayerRef): Promise<void> {
-  const existing = await readLayerRef(store, ref.diffId)
-  let record = ref
-  if (existing !== null) {
-    const digests = [...new Set([...existing.digests, ...ref.digests])].sort()
-    if (existing.tree === ref.tree && digests.length === existing.digests.length) return
-    record = { diffId: ref.diffId, digests, mediaType: existing.mediaType, tree: ref.tree }
-  }
-  await store.put(layerRefKey(ref.diffId), Buffer.from(JSON.stringify(record) + '\n'))
 }
 
 export interface ExpandedImageLayers {

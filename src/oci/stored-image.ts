@@ -11,7 +11,7 @@ import { isObject, parseDescriptor, quote, type Descriptor } from './descriptor.
 import { formatDigest } from './digest.js'
 import { blobPath } from './blob-file.js'
 import { DOCKER_MANIFEST_FILE, parseDockerManifest, type DockerArchiveImage } from './docker-archive.js'
-import { readLayerRef } from './image-layers.js'
+import { readLayerRef } from '../store/layer-refs.js'
 import { INDEX_FILE, LAYOUT_MARKER, MAX_DOCUMENT_BYTES } from './image-layout.js'
 import { layerCompression } from './layer-expand.js'
 import { INDEX_TYPES, MANIFEST_TYPES } from './media-types.js'

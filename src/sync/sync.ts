@@ -9,7 +9,7 @@ import type { Store } from '../store/store.js'
 import { forEachLimit } from '../util/concurrency.js'
 import { SnapdirError } from '../util/errors.js'
 import { describeUsers } from '../snapshot/chunk-users.js'
-import { readLayerRef, writeLayerRef, type LayerRef } from '../oci/image-layers.js'
+import { readLayerRef, writeLayerRef, type LayerRef } from '../store/layer-refs.js'
 import type { Tree } from '../format/tree.js'
 
 export interface SyncOptions {
