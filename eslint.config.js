@@ -4,6 +4,8 @@ import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
   { ignores: ['dist/', 'build/', 'node_modules/', 'bench/', 'test/tools/', 'eslint.config.js', 'rolldown.config.mjs'] },
+  // plain-JS tool configs and scripts outside the TypeScript project (no types to check them with)
+  { ignores: ['.dependency-cruiser.cjs', 'scripts/*.mjs'] },
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },

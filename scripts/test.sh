@@ -2,9 +2,11 @@
 # Runs the whole suite and ends with one plain "N passed, N failed, N skipped" line that CI reads.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-# type errors and lint (floating promises above all) fail the run like a failing test
+# type errors, lint (floating promises above all) and the import rules (no cycle, layers import
+# downwards: .dependency-cruiser.cjs) fail the run like a failing test
 npx tsc -p tsconfig.json --noEmit || exit 1
 npx eslint . || exit 1
+npx depcruise src --output-type "plugin:$PWD/scripts/import-rules-reporter.mjs" || exit 1
 
 results=.vitest-results.json
 rm -f "$results"

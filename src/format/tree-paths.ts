@@ -1,8 +1,14 @@
 // What makes a tree safe to materialise: pull and the mount trust only trees that pass this, so a
 // crafted tree can never make them write or look outside the root (CVE-2019-14271-style escapes).
-import type { TreeEntry } from './tree.js'
 
 const SLASH = 0x2f
+
+/** What checkTreePaths reads of an entry (tree.ts imports this file, so not its TreeEntry). */
+export interface PathEntry {
+  path: Buffer
+  type: string
+  target: Buffer | null
+}
 
 /** Why `path` is not a canonical relative path, or null if it is. */
 export function pathProblem(path: Buffer): string | null {
@@ -43,11 +49,11 @@ export function printablePath(path: Buffer): string {
  * root first and a directory, every parent a directory entry of the tree (so nothing is ever written
  * through a symlink), hardlinks naming an earlier non-directory, non-hardlink entry.
  */
-export function checkTreePaths(entries: TreeEntry[], bad: (why: string) => never): void {
+export function checkTreePaths(entries: readonly PathEntry[], bad: (why: string) => never): void {
   if (entries.length === 0 || entries[0]!.path.length !== 0 || entries[0]!.type !== 'dir') {
     bad('the first entry must be the root directory')
   }
-  const kinds = new Map<string, TreeEntry['type']>()
+  const kinds = new Map<string, string>()
   let prev: Buffer | null = null
   for (const e of entries) {
     const shown = printablePath(e.path)
