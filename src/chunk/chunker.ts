@@ -1,3 +1,4 @@
+import { SnapdirError } from '../util/errors.js'
 import { JsFastCdc } from './fastcdc-js.js'
 import { native } from './native.js'
 import { validateChunkerParams, type ChunkerParams } from './params.js'
@@ -35,7 +36,7 @@ export class Chunker {
     this.params = validateChunkerParams(params)
     this.implementation = implementation
     if (implementation === 'native') {
-      if (native === null) throw new Error('the native chunker is not built (run npm install)')
+      if (native === null) throw new SnapdirError('ERR_NATIVE_UNAVAILABLE', 'the native chunker is not built (run npm install)')
       this.handle = native.chunkerCreate(params.min, params.avg, params.max, params.level, params.seed)
       this.js = null
       this.zeroLength = native.chunkerZeroChunk(this.handle)[0]

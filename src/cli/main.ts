@@ -9,6 +9,9 @@ import { registerStats } from './stats.js'
 import { registerSync } from './sync.js'
 import { registerUmount } from './umount.js'
 import { registerVerify } from './verify.js'
+import { installErrorBoundary, reportError } from './run-command.js'
+
+installErrorBoundary()
 
 const program = new Command()
   .name('snapdir')
@@ -32,5 +35,5 @@ try {
   if (err instanceof CommanderError) {
     const ok = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help'
     process.exitCode = ok ? 0 : 2
-  } else throw err
+  } else reportError(err)
 }

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process'
 import { appendFileSync, chmodSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { describe, expect, test } from 'vitest'
-import { ID_RE, bytes, listFiles, manifest, snapdir, snapdirOk, tempDir, type RunResult } from '../helpers/cli.js'
+import { ID_RE, SNAPDIR, bytes, listFiles, manifest, snapdir, snapdirOk, tempDir, type RunResult } from '../helpers/cli.js'
 
 const NOBODY = 65534
 
@@ -380,6 +380,29 @@ describe('missing required options and arguments', () => {
     const cwd = tempDir()
     expectOneLineError(await snapdir(args, { cwd }), 2, mention)
     expect(readdirSync(cwd)).toEqual([])
+  })
+})
+
+describe('stdout closed by its reader', () => {
+  /** Runs snapdir with stdout a pipe whose read end is already closed (as `snapdir … | head -0`). */
+  function withClosedStdout(args: string[]): { status: number | null; stderr: string } {
+    const script = 'import os, subprocess, sys\n' +
+      'r, w = os.pipe(); os.close(r)\n' +
+      'p = subprocess.run(sys.argv[1:], stdout=w, stderr=subprocess.PIPE)\n' +
+      'sys.stderr.buffer.write(p.stderr); sys.exit(p.returncode)\n'
+    const r = spawnSync('python3', ['-c', script, process.execPath, SNAPDIR, ...args], { encoding: 'utf8', timeout: 60_000 })
+    return { status: r.status, stderr: r.stderr }
+  }
+
+  test.each([
+    { what: 'id DIR', args: (src: string) => ['id', src] },
+    { what: 'push', args: (src: string, store: string) => ['push', '--store', store, src] },
+  ])('$what: ends quietly with status 1, no stack trace', async ({ args }) => {
+    const t = tempDir()
+    const src = smallDir(path.join(t, 'src'))
+    const r = withClosedStdout(args(src, path.join(t, 'store')))
+    expect(r.stderr, 'nothing on stderr: the reader went away, the user knows').toBe('')
+    expect(r.status).toBe(1)
   })
 })
 
