@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "snapdir",
-      "sources": ["native/addon.c", "native/fastcdc.c", "native/fsmeta.c", "native/object-write.c", "native/hash.c", "native/file-batch.c", "native/prefetch.c"],
+      "sources": ["native/addon.c", "native/fastcdc.c", "native/fsmeta.c", "native/object-write.c", "native/hash.c", "native/file-batch.c", "native/prefetch.c", "native/napi-util.c"],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
       "cflags": ["-O3", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "dependencies": ["node_modules/zstd-napi/deps/zstd.gyp:libzstd", "blake3"]
@@ -24,7 +24,7 @@
     },
     {
       "target_name": "snapdir_fuse",
-      "sources": ["native/fusemount.c"],
+      "sources": ["native/fusemount.c", "native/napi-util.c"],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
       "cflags": ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "<!@(pkg-config --cflags fuse3)"],
       "libraries": ["<!@(pkg-config --libs fuse3)"]

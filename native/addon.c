@@ -11,14 +11,6 @@
 
 #include "fastcdc.h"
 
-#define CHECK(call)                                                   \
-  do {                                                                \
-    if ((call) != napi_ok) {                                          \
-      napi_throw_error(env, "ERR_NATIVE", "N-API call failed: " #call); \
-      return NULL;                                                    \
-    }                                                                 \
-  } while (0)
-
 /* Each state is allocated behind a pointer to its kind, which the key's destructor needs. */
 typedef struct {
   thread_state_kind *kind;
@@ -56,162 +48,88 @@ int grow_buffer(void **buf, size_t *cap, size_t want) {
   return 0;
 }
 
-napi_value throw_errno(napi_env env, int err, const char *syscall, const char *path) {
-  char msg[512];
-  const char *name = strerrorname_np(err);
-  snprintf(msg, sizeof msg, "%s: %s, %s '%s'", name ? name : "EUNKNOWN", strerror(err), syscall,
-           path ? path : "");
-  napi_value e, code, m, sc, no;
-  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
-  napi_create_string_utf8(env, name ? name : "EUNKNOWN", NAPI_AUTO_LENGTH, &code);
-  napi_create_error(env, code, m, &e);
-  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &sc);
-  napi_set_named_property(env, e, "syscall", sc);
-  napi_create_int32(env, -err, &no);
-  napi_set_named_property(env, e, "errno", no);
-  napi_throw(env, e);
-  return NULL;
-}
-
-char *arg_path(napi_env env, napi_value v) {
-  bool is_buf = false;
-  napi_is_buffer(env, v, &is_buf);
-  if (is_buf) {
-    void *data;
-    size_t len;
-    napi_get_buffer_info(env, v, &data, &len);
-    if (memchr(data, 0, len)) {
-      napi_throw_type_error(env, "ERR_INVALID_ARG_VALUE", "path must not contain NUL bytes");
-      return NULL;
-    }
-    char *s = malloc(len + 1);
-    memcpy(s, data, len);
-    s[len] = 0;
-    return s;
-  }
-  size_t len;
-  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "path must be a Buffer or a string");
-    return NULL;
-  }
-  char *s = malloc(len + 1);
-  napi_get_value_string_utf8(env, v, s, len + 1, &len);
-  return s;
-}
-
-napi_value queue_promise_work(napi_env env, const char *name, napi_async_execute_callback execute,
-                              napi_async_complete_callback complete, void *data, napi_deferred *deferred,
-                              napi_async_work *work) {
-  napi_value promise, resource;
-  napi_create_promise(env, deferred, &promise);
-  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource);
-  napi_create_async_work(env, NULL, resource, execute, complete, data, work);
-  napi_queue_async_work(env, *work);
-  return promise;
-}
-
 static void free_params(napi_env env, void *data, void *hint) { free(data); }
 
 /* chunkerCreate(min, avg, max, level, seed: bigint) -> external handle */
 static napi_value chunker_create(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  GET_ARGS(5, "chunkerCreate(min, avg, max, level, seed: bigint)");
   uint32_t min, avg, max, level;
   uint64_t seed;
   bool lossless;
-  if (argc < 5 || napi_get_value_uint32(env, argv[0], &min) != napi_ok ||
-      napi_get_value_uint32(env, argv[1], &avg) != napi_ok ||
-      napi_get_value_uint32(env, argv[2], &max) != napi_ok ||
-      napi_get_value_uint32(env, argv[3], &level) != napi_ok ||
-      napi_get_value_bigint_uint64(env, argv[4], &seed, &lossless) != napi_ok) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "chunkerCreate(min, avg, max, level, seed: bigint)");
+  if (!get_u32(env, argv[0], "chunkerCreate: min", &min) || !get_u32(env, argv[1], "chunkerCreate: avg", &avg) ||
+      !get_u32(env, argv[2], "chunkerCreate: max", &max) || !get_u32(env, argv[3], "chunkerCreate: level", &level))
     return NULL;
-  }
+  if (napi_get_value_bigint_uint64(env, argv[4], &seed, &lossless) != napi_ok)
+    return throw_type_error(env, "ERR_INVALID_ARG_TYPE", "chunkerCreate: seed must be a bigint");
   fastcdc_params *p = malloc(sizeof *p);
+  if (!p) return throw_errno(env, ENOMEM, "malloc", NULL);
   const char *bad = fastcdc_init(p, min, avg, max, level, seed);
   if (bad) {
     free(p);
-    napi_throw_range_error(env, "ERR_CHUNKER_PARAMS", bad);
-    return NULL;
+    return throw_range_error(env, "ERR_CHUNKER_PARAMS", "%s", bad);
   }
   uint8_t *zeros = calloc(1, max);
+  if (!zeros) {
+    free(p);
+    return throw_errno(env, ENOMEM, "malloc", NULL);
+  }
   fastcdc_zero_chunk(p, zeros);
   free(zeros);
   napi_value ext;
-  CHECK(napi_create_external(env, p, free_params, NULL, &ext));
+  if (napi_create_external(env, p, free_params, NULL, &ext) != napi_ok) {
+    free(p);
+    return napi_failed(env, "napi_create_external");
+  }
   return ext;
+}
+
+static fastcdc_params *get_chunker(napi_env env, napi_value v, const char *what) {
+  fastcdc_params *p = NULL;
+  if (napi_get_value_external(env, v, (void **)&p) != napi_ok || !p)
+    return throw_type_error(env, "ERR_INVALID_ARG_TYPE", "%s must be a chunker handle", what), NULL;
+  return p;
 }
 
 /* chunkerCuts(handle, data: Uint8Array, eof: boolean, lengths: Uint32Array, hashes: BigUint64Array | null)
  * -> number of chunk lengths written */
 static napi_value chunker_cuts(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  fastcdc_params *p;
-  if (argc < 5 || napi_get_value_external(env, argv[0], (void **)&p) != napi_ok) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "chunkerCuts: first argument must be a chunker handle");
-    return NULL;
-  }
-  napi_typedarray_type t;
-  size_t len, cap, hcap = 0;
+  GET_ARGS(5, "chunkerCuts(handle, data, eof, lengths, hashes)");
+  fastcdc_params *p = get_chunker(env, argv[0], "chunkerCuts: handle");
+  size_t len, cap, hcap;
   void *data, *lens, *hashes = NULL;
-  napi_value ab;
-  size_t off;
-  if (napi_get_typedarray_info(env, argv[1], &t, &len, &data, &ab, &off) != napi_ok || t != napi_uint8_array) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "chunkerCuts: data must be a Uint8Array");
-    return NULL;
-  }
   bool eof;
-  CHECK(napi_get_value_bool(env, argv[2], &eof));
-  if (napi_get_typedarray_info(env, argv[3], &t, &cap, &lens, &ab, &off) != napi_ok || t != napi_uint32_array) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "chunkerCuts: lengths must be a Uint32Array");
+  if (!p || !get_typed(env, argv[1], napi_uint8_array, "chunkerCuts: data", &data, &len) ||
+      !get_bool(env, argv[2], "chunkerCuts: eof", &eof) ||
+      !get_typed(env, argv[3], napi_uint32_array, "chunkerCuts: lengths", &lens, &cap))
     return NULL;
-  }
-  napi_valuetype vt;
-  CHECK(napi_typeof(env, argv[4], &vt));
-  if (vt != napi_null && vt != napi_undefined) {
-    if (napi_get_typedarray_info(env, argv[4], &t, &hcap, &hashes, &ab, &off) != napi_ok ||
-        t != napi_biguint64_array) {
-      napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "chunkerCuts: hashes must be a BigUint64Array or null");
-      return NULL;
-    }
+  if (!is_nullish(env, argv[4])) {
+    if (!get_typed(env, argv[4], napi_biguint64_array, "chunkerCuts: hashes", &hashes, &hcap)) return NULL;
     if (hcap < cap) cap = hcap;
   }
   size_t consumed;
   size_t n = fastcdc_cuts(p, data, len, eof, lens, hashes, cap, &consumed);
   napi_value r;
-  CHECK(napi_create_uint32(env, (uint32_t)n, &r));
+  NAPI_CALL(napi_create_uint32(env, (uint32_t)n, &r));
   return r;
 }
 
 /* chunkerZeroChunk(handle) -> [length, hash]: the chunk every run of >= max zeros starts with */
 static napi_value chunker_zero_chunk(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  fastcdc_params *p;
-  if (argc < 1 || napi_get_value_external(env, argv[0], (void **)&p) != napi_ok) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "chunkerZeroChunk: argument must be a chunker handle");
-    return NULL;
-  }
+  GET_ARGS(1, "chunkerZeroChunk(handle)");
+  fastcdc_params *p = get_chunker(env, argv[0], "chunkerZeroChunk: handle");
+  if (!p) return NULL;
   napi_value arr, l, h;
-  CHECK(napi_create_array_with_length(env, 2, &arr));
-  CHECK(napi_create_uint32(env, p->zero_len, &l));
-  CHECK(napi_create_bigint_uint64(env, p->zero_hash, &h));
-  napi_set_element(env, arr, 0, l);
-  napi_set_element(env, arr, 1, h);
+  NAPI_CALL(napi_create_array_with_length(env, 2, &arr));
+  NAPI_CALL(napi_create_uint32(env, p->zero_len, &l));
+  NAPI_CALL(napi_create_bigint_uint64(env, p->zero_hash, &h));
+  NAPI_CALL(napi_set_element(env, arr, 0, l));
+  NAPI_CALL(napi_set_element(env, arr, 1, h));
   return arr;
 }
 
 static napi_value init(napi_env env, napi_value exports) {
-  napi_property_descriptor props[] = {
-      {"chunkerCreate", NULL, chunker_create, NULL, NULL, NULL, napi_default, NULL},
-      {"chunkerCuts", NULL, chunker_cuts, NULL, NULL, NULL, napi_default, NULL},
-      {"chunkerZeroChunk", NULL, chunker_zero_chunk, NULL, NULL, NULL, napi_default, NULL},
-  };
-  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  EXPORT_METHODS(env, exports, METHOD("chunkerCreate", chunker_create), METHOD("chunkerCuts", chunker_cuts),
+                 METHOD("chunkerZeroChunk", chunker_zero_chunk));
   register_fsmeta(env, exports);
   register_object_write(env, exports);
   register_hash(env, exports);

@@ -3,13 +3,14 @@
  * without a JS thread in the loop: push used to run this in worker threads, whose start-up (a Node
  * isolate each, ~0.13 s of CPU) and per-file JS cost about a fifth of a push of a Debian tree.
  *
- * cutFiles(chunker, paths: Buffer[], sizes: Float64Array, jobs: Uint32Array, chunkDir: string | null,
- *          tmpTag: string, level: number): Promise<{ counts, lengths, ids, inline, written }>
+ * cutFiles({ chunker, paths: Buffer[], sizes: Float64Array, jobs: Uint32Array, chunkDir: string | null,
+ *            tmpTag: string, level: number }): Promise<{ counts, lengths, ids, inline, written }>
  * jobs holds [kind, first file, file count] triples: WHOLE (one file cut on its own), INLINE (one small
  * file whose bytes come back as they are) or GROUP (files cut as one stream, see pack-groups.ts).
  * The result: counts[j] chunks for job j, their lengths and 32-byte IDs in job order, the INLINE files'
  * bytes back to back, and written = [chunks stored, bytes stored]. A failure rejects with an Error
- * whose code is errno's name, with `path`, `syscall` and `where` ('source' or 'store'). */
+ * whose code is errno's name (ERR_SHRANK, ERR_COMPRESS without one), with `path`, `syscall` and
+ * `where`: a number from CUT_WHERE, exported as cutFilesWhere (src/chunk/native.ts checks it). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
@@ -24,11 +25,19 @@
 #include "fastcdc.h"
 #include "object-write.h"
 
-#define KIND_WHOLE 0
-#define KIND_INLINE 1
-#define KIND_GROUP 2
+enum { KIND_WHOLE, KIND_INLINE, KIND_GROUP, KIND_COUNT }; /* CUT_JOB in src/chunk/native.ts */
+static const char *const kind_names[] = {"whole", "inline", "group"};
 #define BLOCK (4u << 20)
 #define ID_BYTES 32
+
+/* Where a batch failed: opening or reading a source file, a source file that shrank while read, writing
+ * a chunk to the store, compressing one. */
+#define CUT_WHERE(X) X(WHERE_OPEN, "open") X(WHERE_READ, "read") X(WHERE_SHRANK, "shrank") \
+  X(WHERE_STORE, "store") X(WHERE_COMPRESS, "compress")
+#define WHERE_ENUM(id, name) id,
+#define WHERE_NAME(id, name) name,
+enum { CUT_WHERE(WHERE_ENUM) WHERE_COUNT };
+static const char *const where_names[] = {CUT_WHERE(WHERE_NAME)};
 
 static const char HEX[] = "0123456789abcdef";
 static atomic_ulong tmp_counter;
@@ -60,7 +69,8 @@ typedef struct {
   double written[2];
   /* failure */
   int failed, err;
-  const char *syscall, *where;
+  const char *syscall;
+  int where;
   char *fail_path;
   char message[160];
 } batch;
@@ -80,7 +90,7 @@ static uint8_t *thread_buf(size_t want) {
   return b && grow_buffer(&b->buf, &b->cap, want) == 0 ? b->buf : NULL;
 }
 
-static int fail(batch *b, int err, const char *syscall, const char *path, const char *where) {
+static int fail(batch *b, int err, const char *syscall, const char *path, int where) {
   b->failed = 1;
   b->err = err;
   b->syscall = syscall;
@@ -95,12 +105,12 @@ static int read_exact(batch *b, int fd, uint8_t *into, size_t len, uint64_t offs
     ssize_t n = pread(fd, into + got, len - got, (off_t)(offset + got));
     if (n < 0) {
       if (errno == EINTR) continue;
-      return fail(b, errno, "read", b->paths[f], "source");
+      return fail(b, errno, "read", b->paths[f], WHERE_READ);
     }
     if (n == 0) {
       snprintf(b->message, sizeof b->message, "shrank while being read (expected %llu bytes)",
                (unsigned long long)b->sizes[f]);
-      return fail(b, 0, "read", b->paths[f], "source");
+      return fail(b, 0, "read", b->paths[f], WHERE_SHRANK);
     }
     got += (size_t)n;
   }
@@ -116,7 +126,7 @@ static long cut_store(batch *b, const uint8_t *data, size_t len, int eof, uint32
     uint8_t *ids = realloc(b->ids, want * ID_BYTES);
     if (v) b->lengths.v = v;
     if (ids) b->ids = ids;
-    if (!v || !ids) return fail(b, ENOMEM, "malloc", NULL, "store");
+    if (!v || !ids) return fail(b, ENOMEM, "malloc", NULL, WHERE_STORE);
     b->lengths.cap = want;
   }
   size_t consumed;
@@ -142,7 +152,7 @@ static long cut_store(batch *b, const uint8_t *data, size_t len, int eof, uint32
       store_error e;
       if (store_object(final, tmp, at, lens[i], b->level, &stored, &e) < 0) {
         if (e.err == 0) snprintf(b->message, sizeof b->message, "%s", e.syscall);
-        return fail(b, e.err, e.err ? e.syscall : "zstd", e.path, "store");
+        return fail(b, e.err, e.err ? e.syscall : "zstd", e.path, e.err ? WHERE_STORE : WHERE_COMPRESS);
       }
       if (stored) b->written[0] += 1, b->written[1] += (double)stored;
     }
@@ -156,7 +166,7 @@ static long cut_store(batch *b, const uint8_t *data, size_t len, int eof, uint32
 static int do_whole(batch *b, int fd, size_t f, uint32_t *count) {
   uint64_t size = b->sizes[f];
   uint8_t *buf = thread_buf(BLOCK + b->p->max);
-  if (!buf) return fail(b, ENOMEM, "malloc", NULL, "source");
+  if (!buf) return fail(b, ENOMEM, "malloc", NULL, WHERE_READ);
   size_t carry = 0;
   for (uint64_t pos = 0; pos < size;) {
     size_t want = size - pos < BLOCK ? (size_t)(size - pos) : BLOCK;
@@ -174,14 +184,14 @@ static int do_whole(batch *b, int fd, size_t f, uint32_t *count) {
 static void execute(napi_env env, void *data) {
   batch *b = data;
   int *fds = malloc(b->nfiles * sizeof *fds);
-  if (!fds) return (void)fail(b, ENOMEM, "malloc", NULL, "source");
+  if (!fds) return (void)fail(b, ENOMEM, "malloc", NULL, WHERE_READ);
   size_t opened = 0;
   /* every file of the batch is opened and, unless cached, announced to the kernel before the first is
    * read: a cold disk then reads them all at once (advise_unless_cached in fsmeta.c) */
   for (; opened < b->nfiles; opened++) {
     int fd = open(b->paths[opened], O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
-      fail(b, errno, "open", b->paths[opened], "source");
+      fail(b, errno, "open", b->paths[opened], WHERE_OPEN);
       goto done;
     }
     fds[opened] = fd;
@@ -201,7 +211,7 @@ static void execute(napi_env env, void *data) {
       for (uint32_t k = 0; k < n; k++) total += b->sizes[first + k];
       uint8_t *buf = thread_buf(total + 1);
       if (!buf) {
-        fail(b, ENOMEM, "malloc", NULL, "source");
+        fail(b, ENOMEM, "malloc", NULL, WHERE_READ);
         goto done;
       }
       size_t at = 0;
@@ -217,17 +227,8 @@ done:
   free(fds);
 }
 
-static napi_value typed_copy(napi_env env, napi_typedarray_type type, const void *src, size_t count, size_t elem) {
-  void *dst;
-  napi_value ab, arr;
-  napi_create_arraybuffer(env, count * elem, &dst, &ab);
-  if (count) memcpy(dst, src, count * elem);
-  napi_create_typedarray(env, type, count, ab, 0, &arr);
-  return arr;
-}
-
 static void free_batch(napi_env env, batch *b) {
-  for (size_t i = 0; i < b->nfiles; i++) free(b->paths[i]);
+  for (size_t i = 0; b->paths && i < b->nfiles; i++) free(b->paths[i]);
   free(b->paths), free(b->sizes), free(b->jobs), free(b->dir), free(b->tag), free(b->final), free(b->tmp);
   free(b->counts), free(b->lengths.v), free(b->ids), free(b->inline_buf), free(b->fail_path);
   if (b->chunker_ref) napi_delete_reference(env, b->chunker_ref);
@@ -240,17 +241,10 @@ static void complete(napi_env env, napi_status status, void *data) {
   napi_value v;
   if (b->failed) {
     if (b->err) throw_errno(env, b->err, b->syscall, b->fail_path);
-    else {
-      napi_value code, msg;
-      napi_create_string_utf8(env, b->where[0] == 's' && b->where[1] == 'o' ? "ERR_SHRANK" : "ERR_COMPRESS", NAPI_AUTO_LENGTH, &code);
-      napi_create_string_utf8(env, b->message, NAPI_AUTO_LENGTH, &msg);
-      napi_value e;
-      napi_create_error(env, code, msg, &e);
-      napi_throw(env, e);
-    }
+    else throw_error(env, b->where == WHERE_SHRANK ? "ERR_SHRANK" : "ERR_COMPRESS", "%s", b->message);
     napi_get_and_clear_last_exception(env, &v);
     napi_value where, path;
-    napi_create_string_utf8(env, b->where, NAPI_AUTO_LENGTH, &where);
+    napi_create_int32(env, b->where, &where);
     napi_set_named_property(env, v, "where", where);
     if (b->fail_path) {
       napi_create_string_utf8(env, b->fail_path, NAPI_AUTO_LENGTH, &path);
@@ -259,93 +253,91 @@ static void complete(napi_env env, napi_status status, void *data) {
     napi_reject_deferred(env, b->deferred, v);
   } else {
     napi_create_object(env, &v);
-    napi_set_named_property(env, v, "counts", typed_copy(env, napi_uint32_array, b->counts, b->njobs, 4));
-    napi_set_named_property(env, v, "lengths", typed_copy(env, napi_uint32_array, b->lengths.v, b->lengths.n, 4));
+    napi_set_named_property(env, v, "counts", new_typed_copy(env, napi_uint32_array, b->counts, b->njobs));
+    napi_set_named_property(env, v, "lengths", new_typed_copy(env, napi_uint32_array, b->lengths.v, b->lengths.n));
     napi_value ids, inl;
     napi_create_buffer_copy(env, b->lengths.n * ID_BYTES, b->lengths.n ? (void *)b->ids : "", NULL, &ids);
     napi_set_named_property(env, v, "ids", ids);
     napi_create_buffer_copy(env, b->inline_len, b->inline_len ? (void *)b->inline_buf : "", NULL, &inl);
     napi_set_named_property(env, v, "inline", inl);
-    napi_set_named_property(env, v, "written", typed_copy(env, napi_float64_array, b->written, 2, 8));
+    napi_set_named_property(env, v, "written", new_typed_copy(env, napi_float64_array, b->written, 2));
     napi_resolve_deferred(env, b->deferred, v);
   }
   free_batch(env, b);
 }
 
-static napi_value cut_files(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
-  napi_value argv[7];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  batch *b = calloc(1, sizeof *b);
-  if (!b) return throw_errno(env, ENOMEM, "cutFiles", NULL);
-  napi_typedarray_type t;
-  size_t nsizes, njobs3, off;
+/* Fails the call (NULL) after freeing the half-made batch; the exception is already pending. */
+static napi_value refuse(napi_env env, batch *b) {
+  free_batch(env, b);
+  return NULL;
+}
+
+/* The batch's inputs from cutFiles' options, checked; 0 after throwing. */
+static bool read_options(napi_env env, napi_value options, batch *b, napi_value *chunker) {
+  options_t o;
+  napi_value paths;
+  size_t nsizes, njobs3;
   void *sizes, *jobs;
-  napi_value ab;
   uint32_t npaths;
-  bool is_array = false;
-  napi_valuetype dir_type;
-  if (argc < 7 || napi_get_value_external(env, argv[0], (void **)&b->p) != napi_ok ||
-      napi_is_array(env, argv[1], &is_array) != napi_ok || !is_array ||
-      napi_get_array_length(env, argv[1], &npaths) != napi_ok ||
-      napi_get_typedarray_info(env, argv[2], &t, &nsizes, &sizes, &ab, &off) != napi_ok || t != napi_float64_array ||
-      napi_get_typedarray_info(env, argv[3], &t, &njobs3, &jobs, &ab, &off) != napi_ok || t != napi_uint32_array ||
-      napi_typeof(env, argv[4], &dir_type) != napi_ok || napi_get_value_int32(env, argv[6], &b->level) != napi_ok ||
-      nsizes != npaths || njobs3 % 3 != 0) {
-    free(b);
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE",
-                          "cutFiles(chunker, paths: Buffer[], sizes: Float64Array, jobs: Uint32Array, chunkDir, tmpTag, level)");
-    return NULL;
-  }
+  if (!get_options(env, options, "cutFiles", &o) || !opt_value(&o, "chunker", chunker)) return false;
+  if (napi_get_value_external(env, *chunker, (void **)&b->p) != napi_ok || !b->p)
+    return throw_type_error(env, "ERR_INVALID_ARG_TYPE", "%s must be a chunker handle", o.what), false;
+  if (!opt_value(&o, "paths", &paths) || !get_array(env, paths, o.what, &npaths) ||
+      !opt_typed(&o, "sizes", napi_float64_array, &sizes, &nsizes) ||
+      !opt_typed(&o, "jobs", napi_uint32_array, &jobs, &njobs3) || !opt_i32(&o, "level", &b->level) ||
+      !opt_path(&o, "chunkDir", true, &b->dir) || (b->dir && !opt_path(&o, "tmpTag", false, &b->tag)))
+    return false;
+  if (nsizes != npaths)
+    return throw_range_error(env, "ERR_INVALID_ARG_VALUE", "cutFiles: options.sizes holds %zu sizes for %u paths",
+                             nsizes, npaths), false;
+  if (njobs3 % 3 != 0)
+    return throw_range_error(env, "ERR_INVALID_ARG_VALUE", "cutFiles: options.jobs must hold [kind, first, count] triples"), false;
   b->nfiles = npaths;
   b->njobs = njobs3 / 3;
   b->paths = calloc(npaths ? npaths : 1, sizeof *b->paths);
   b->sizes = malloc((npaths ? npaths : 1) * sizeof *b->sizes);
   b->jobs = malloc((njobs3 ? njobs3 : 1) * sizeof *b->jobs);
   b->counts = calloc(b->njobs ? b->njobs : 1, sizeof *b->counts);
-  if (!b->paths || !b->sizes || !b->jobs || !b->counts) {
-    free_batch(env, b);
-    return throw_errno(env, ENOMEM, "cutFiles", NULL);
-  }
+  if (!b->paths || !b->sizes || !b->jobs || !b->counts) return throw_errno(env, ENOMEM, "cutFiles", NULL), false;
   memcpy(b->jobs, jobs, njobs3 * sizeof *b->jobs);
   for (uint32_t i = 0; i < npaths; i++) {
     napi_value pv;
-    napi_get_element(env, argv[1], i, &pv);
-    if (!(b->paths[i] = arg_path(env, pv))) return free_batch(env, b), NULL;
+    if (napi_get_element(env, paths, i, &pv) != napi_ok) return napi_failed(env, "napi_get_element"), false;
+    if (!(b->paths[i] = get_path(env, pv, "cutFiles: options.paths[]"))) return false;
     b->sizes[i] = (uint64_t)((double *)sizes)[i];
   }
   for (size_t j = 0; j < b->njobs; j++) {
     uint32_t kind = b->jobs[3 * j], first = b->jobs[3 * j + 1], n = b->jobs[3 * j + 2];
-    if (kind > KIND_GROUP || (size_t)first + n > npaths || n == 0 || (kind != KIND_GROUP && n != 1)) {
-      free_batch(env, b);
-      napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE", "cutFiles: a job names files outside the batch");
-      return NULL;
-    }
+    if (kind > KIND_GROUP || (size_t)first + n > npaths || n == 0 || (kind != KIND_GROUP && n != 1))
+      return throw_range_error(env, "ERR_INVALID_ARG_VALUE", "cutFiles: options.jobs: job %zu names files outside the batch", j), false;
     if (kind == KIND_INLINE) b->inline_len += b->sizes[first];
   }
-  if (b->inline_len && !(b->inline_buf = malloc(b->inline_len))) {
-    free_batch(env, b);
-    return throw_errno(env, ENOMEM, "cutFiles", NULL);
-  }
-  if (dir_type == napi_string) {
-    if (!(b->dir = arg_path(env, argv[4])) || !(b->tag = arg_path(env, argv[5]))) return free_batch(env, b), NULL;
+  return true;
+}
+
+static napi_value cut_files(napi_env env, napi_callback_info info) {
+  GET_ARGS(1, "cutFiles(options)");
+  batch *b = calloc(1, sizeof *b);
+  if (!b) return throw_errno(env, ENOMEM, "cutFiles", NULL);
+  napi_value chunker;
+  if (!read_options(env, argv[0], b, &chunker)) return refuse(env, b);
+  if (b->inline_len && !(b->inline_buf = malloc(b->inline_len))) return throw_errno(env, ENOMEM, "cutFiles", NULL), refuse(env, b);
+  if (b->dir) {
     /* dir/xx/<64 hex> and that + .tmp-<tag>-<counter in hex> */
     size_t final_len = strlen(b->dir) + 4 + 2 * ID_BYTES;
     b->final = malloc(final_len + 1);
     b->tmp = malloc(final_len + 5 + strlen(b->tag) + 1 + 16 + 1);
-    if (!b->final || !b->tmp) {
-      free_batch(env, b);
-      return throw_errno(env, ENOMEM, "cutFiles", NULL);
-    }
+    if (!b->final || !b->tmp) return throw_errno(env, ENOMEM, "cutFiles", NULL), refuse(env, b);
   }
   /* the chunker's parameters live in a JS external: held until the batch completes */
-  napi_create_reference(env, argv[0], 1, &b->chunker_ref);
-  return queue_promise_work(env, "snapdir:cutFiles", execute, complete, b, &b->deferred, &b->work);
+  if (napi_create_reference(env, chunker, 1, &b->chunker_ref) != napi_ok)
+    return napi_failed(env, "napi_create_reference"), refuse(env, b);
+  napi_value promise = queue_promise_work(env, "snapdir:cutFiles", execute, complete, b, &b->deferred, &b->work);
+  return promise ? promise : refuse(env, b);
 }
 
 void register_file_batch(napi_env env, napi_value exports) {
-  napi_property_descriptor props[] = {
-      {"cutFiles", NULL, cut_files, NULL, NULL, NULL, napi_default, NULL},
-  };
-  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  EXPORT_METHODS(env, exports, METHOD("cutFiles", cut_files));
+  export_enum(env, exports, "cutFilesWhere", where_names, NULL, WHERE_COUNT);
+  export_enum(env, exports, "cutFilesJob", kind_names, NULL, KIND_COUNT);
 }

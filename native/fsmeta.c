@@ -17,17 +17,6 @@
 
 #include "addon.h"
 
-static int get_buffer(napi_env env, napi_value v, void **data, size_t *len) {
-  bool ok = false;
-  napi_is_buffer(env, v, &ok);
-  if (!ok) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "expected a Buffer");
-    return 0;
-  }
-  napi_get_buffer_info(env, v, data, len);
-  return 1;
-}
-
 /* Where an entry is: its full path, and, when listed from a directory, that directory's fd and the
  * entry's name in it (dirfd -1 otherwise). */
 typedef struct {
@@ -111,13 +100,15 @@ static napi_value xattrs_of(napi_env env, const entry_at *e) {
 
 /* setXattr(path, name: Buffer, value: Buffer), on the link itself */
 static napi_value set_xattr(napi_env env, napi_callback_info info) {
-  GET_ARGS(3);
+  GET_ARGS(3, "setXattr(path, name: Buffer, value: Buffer)");
   void *name, *val;
   size_t nl, vl;
-  if (!get_buffer(env, argv[1], &name, &nl) || !get_buffer(env, argv[2], &val, &vl)) return NULL;
-  char *path = arg_path(env, argv[0]);
+  if (!get_buffer(env, argv[1], "setXattr: name", &name, &nl) || !get_buffer(env, argv[2], "setXattr: value", &val, &vl))
+    return NULL;
+  char *path = get_path(env, argv[0], "setXattr: path");
   if (!path) return NULL;
   char *zname = malloc(nl + 1);
+  if (!zname) return free(path), throw_errno(env, ENOMEM, "malloc", NULL);
   memcpy(zname, name, nl);
   zname[nl] = 0;
   int rc = lsetxattr(path, zname, val, vl, 0);
@@ -130,14 +121,11 @@ static napi_value set_xattr(napi_env env, napi_callback_info info) {
 
 /* mknod(path, mode, rdev) — rdev as st_rdev reports it (a number) */
 static napi_value do_mknod(napi_env env, napi_callback_info info) {
-  GET_ARGS(3);
+  GET_ARGS(3, "mknod(path, mode: number, rdev: number)");
   uint32_t mode;
   int64_t rdev;
-  if (napi_get_value_uint32(env, argv[1], &mode) != napi_ok || napi_get_value_int64(env, argv[2], &rdev) != napi_ok) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "mknod(path, mode: number, rdev: number)");
-    return NULL;
-  }
-  char *path = arg_path(env, argv[0]);
+  if (!get_u32(env, argv[1], "mknod: mode", &mode) || !get_i64(env, argv[2], "mknod: rdev", &rdev)) return NULL;
+  char *path = get_path(env, argv[0], "mknod: path");
   if (!path) return NULL;
   napi_value r = NULL;
   if (mknod(path, (mode_t)mode, (dev_t)rdev) < 0) r = throw_errno(env, errno, "mknod", path);
@@ -147,15 +135,12 @@ static napi_value do_mknod(napi_env env, napi_callback_info info) {
 
 /* setTimes(path, atimeSec, atimeNsec, mtimeSec, mtimeNsec) — nanoseconds, never following a symlink */
 static napi_value set_times(napi_env env, napi_callback_info info) {
-  GET_ARGS(5);
+  GET_ARGS(5, "setTimes(path, atimeSec, atimeNsec, mtimeSec, mtimeNsec)");
+  static const char *const names[] = {"setTimes: atimeSec", "setTimes: atimeNsec", "setTimes: mtimeSec", "setTimes: mtimeNsec"};
   int64_t v[4];
-  for (int i = 0; i < 4; i++) {
-    if (napi_get_value_int64(env, argv[i + 1], &v[i]) != napi_ok) {
-      napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "setTimes(path, atimeSec, atimeNsec, mtimeSec, mtimeNsec)");
-      return NULL;
-    }
-  }
-  char *path = arg_path(env, argv[0]);
+  for (int i = 0; i < 4; i++)
+    if (!get_i64(env, argv[i + 1], names[i], &v[i])) return NULL;
+  char *path = get_path(env, argv[0], "setTimes: path");
   if (!path) return NULL;
   struct timespec ts[2] = {{.tv_sec = v[0], .tv_nsec = v[1]}, {.tv_sec = v[2], .tv_nsec = v[3]}};
   napi_value r = NULL;
@@ -165,13 +150,10 @@ static napi_value set_times(napi_env env, napi_callback_info info) {
 }
 
 static napi_value seek(napi_env env, napi_callback_info info, int whence, const char *what) {
-  GET_ARGS(2);
+  GET_ARGS(2, "seekData/seekHole(fd: number, offset: number)");
   int32_t fd;
   int64_t off;
-  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_int64(env, argv[1], &off) != napi_ok) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "seek(fd: number, offset: number)");
-    return NULL;
-  }
+  if (!get_i32(env, argv[0], "seek: fd", &fd) || !get_i64(env, argv[1], "seek: offset", &off)) return NULL;
   off_t r = lseek(fd, (off_t)off, whence);
   if (r < 0) {
     if (errno == ENXIO) r = -1; /* no data (or hole) at or after offset */
@@ -190,12 +172,9 @@ static napi_value seek_hole(napi_env env, napi_callback_info info) { return seek
 static bool fd_arg(napi_env env, napi_callback_info info, const char *usage, int32_t *fd) {
   size_t argc = 1;
   napi_value argv[1];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
-      napi_get_value_int32(env, argv[0], fd) != napi_ok) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", usage);
-    return false;
-  }
-  return true;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1)
+    return throw_type_error(env, "ERR_INVALID_ARG_TYPE", "%s takes 1 argument", usage), false;
+  return get_i32(env, argv[0], usage, fd);
 }
 
 /* syncfsAsync(fd): Promise<void> -- syncfs(fd): flush the whole file system holding fd, once, instead of
@@ -220,10 +199,8 @@ static void syncfs_complete(napi_env env, napi_status status, void *data) {
     napi_get_undefined(env, &v);
     napi_resolve_deferred(env, j->deferred, v);
   } else {
-    /* throw_errno builds the error; take it back off the pending slot to reject with it */
     throw_errno(env, j->err, "syncfs", NULL);
-    napi_get_and_clear_last_exception(env, &v);
-    napi_reject_deferred(env, j->deferred, v);
+    reject_with_pending(env, j->deferred);
   }
   napi_delete_async_work(env, j->work);
   free(j);
@@ -317,10 +294,8 @@ static napi_value listing_value(napi_env env, const listing *l, napi_value xattr
   size_t bytes = l->count * STAT_ROW * sizeof(double);
   if (napi_create_buffer_copy(env, l->names_len, l->names_len ? l->names : "", NULL, &names) != napi_ok ||
       napi_create_arraybuffer(env, bytes, &data, &buf) != napi_ok ||
-      napi_create_typedarray(env, napi_float64_array, l->count * STAT_ROW, buf, 0, &rows) != napi_ok) {
-    napi_throw_error(env, "ERR_NO_MEMORY", "cannot allocate a directory listing");
-    return NULL;
-  }
+      napi_create_typedarray(env, napi_float64_array, l->count * STAT_ROW, buf, 0, &rows) != napi_ok)
+    return throw_error(env, "ERR_NO_MEMORY", "cannot allocate a directory listing");
   if (bytes) memcpy(data, l->rows, bytes);
   napi_create_array_with_length(env, 3, &out);
   napi_set_element(env, out, 0, names);
@@ -346,8 +321,8 @@ static int add_xattrs(napi_env env, napi_value xattrs, uint32_t i, const entry_a
 
 /* lstatRow(path) -> the listing of readdirStat for that one path, its name empty */
 static napi_value lstat_row(napi_env env, napi_callback_info info) {
-  GET_ARGS(1);
-  char *path = arg_path(env, argv[0]);
+  GET_ARGS(1, "lstatRow(path)");
+  char *path = get_path(env, argv[0], "lstatRow: path");
   if (!path) return NULL;
   struct stat st;
   napi_value r = NULL, xattrs;
@@ -355,7 +330,7 @@ static napi_value lstat_row(napi_env env, napi_callback_info info) {
   entry_at at = {path, -1, NULL};
   napi_create_array(env, &xattrs);
   if (lstat(path, &st) < 0) r = throw_errno(env, errno, "lstat", path);
-  else if (listing_add(&l, "", 0, &st) < 0) napi_throw_error(env, "ERR_NO_MEMORY", "out of memory");
+  else if (listing_add(&l, "", 0, &st) < 0) throw_errno(env, ENOMEM, "malloc", NULL);
   else if (add_xattrs(env, xattrs, 0, &at) == 0) r = listing_value(env, &l, xattrs);
   free(l.names);
   free(l.rows);
@@ -367,8 +342,8 @@ static napi_value lstat_row(napi_env env, napi_callback_info info) {
  * directory order. One call per directory and fstatat relative to it: a scan of a root file system
  * then costs a few microseconds an entry, where fs.lstatSync builds four Date objects for each. */
 static napi_value readdir_stat(napi_env env, napi_callback_info info) {
-  GET_ARGS(1);
-  char *path = arg_path(env, argv[0]);
+  GET_ARGS(1, "readdirStat(dir)");
+  char *path = get_path(env, argv[0], "readdirStat: dir");
   if (!path) return NULL;
   DIR *d = opendir(path);
   if (!d) {
@@ -401,7 +376,7 @@ static napi_value readdir_stat(napi_env env, napi_callback_info info) {
     size_t nl = strlen(n);
     char *grown = realloc(full, dl + nl + 2);
     if (!grown || listing_add(&l, n, nl, &st) < 0) {
-      napi_throw_error(env, "ERR_NO_MEMORY", "out of memory");
+      throw_errno(env, ENOMEM, "malloc", NULL);
       break;
     }
     full = grown;
@@ -420,17 +395,9 @@ static napi_value readdir_stat(napi_env env, napi_callback_info info) {
 }
 
 void register_fsmeta(napi_env env, napi_value exports) {
-  napi_property_descriptor props[] = {
-      {"setXattr", NULL, set_xattr, NULL, NULL, NULL, napi_default, NULL},
-      {"mknod", NULL, do_mknod, NULL, NULL, NULL, napi_default, NULL},
-      {"setTimes", NULL, set_times, NULL, NULL, NULL, napi_default, NULL},
-      {"seekData", NULL, seek_data, NULL, NULL, NULL, napi_default, NULL},
-      {"seekHole", NULL, seek_hole, NULL, NULL, NULL, napi_default, NULL},
-      {"syncfsAsync", NULL, do_syncfs_async, NULL, NULL, NULL, napi_default, NULL},
-      {"readdirStat", NULL, readdir_stat, NULL, NULL, NULL, napi_default, NULL},
-      {"lstatRow", NULL, lstat_row, NULL, NULL, NULL, napi_default, NULL},
-      {"startWriteback", NULL, start_writeback, NULL, NULL, NULL, napi_default, NULL},
-      {"willNeed", NULL, will_need, NULL, NULL, NULL, napi_default, NULL},
-  };
-  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  EXPORT_METHODS(env, exports, METHOD("setXattr", set_xattr), METHOD("mknod", do_mknod),
+                 METHOD("setTimes", set_times), METHOD("seekData", seek_data), METHOD("seekHole", seek_hole),
+                 METHOD("syncfsAsync", do_syncfs_async), METHOD("readdirStat", readdir_stat),
+                 METHOD("lstatRow", lstat_row), METHOD("startWriteback", start_writeback),
+                 METHOD("willNeed", will_need));
 }

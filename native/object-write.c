@@ -137,29 +137,22 @@ int store_object(const char *final, char *tmp, const void *raw, size_t len, int 
 /* writeObject(finalPath, tmpPath, raw: Buffer, level): number -- store_object for one object from JS:
  * the stored bytes, or 0 when the object was there already. */
 static napi_value write_object(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  GET_ARGS(4, "writeObject(finalPath, tmpPath, raw: Buffer, level: number)");
   void *raw;
   size_t len;
-  bool is_buf = false;
   int32_t level;
-  if (argc < 4 || napi_is_buffer(env, argv[2], &is_buf) != napi_ok || !is_buf ||
-      napi_get_value_int32(env, argv[3], &level) != napi_ok) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "writeObject(finalPath, tmpPath, raw: Buffer, level: number)");
+  if (!get_buffer(env, argv[2], "writeObject: raw", &raw, &len) || !get_i32(env, argv[3], "writeObject: level", &level))
     return NULL;
-  }
-  napi_get_buffer_info(env, argv[2], &raw, &len);
-  char *final = arg_path(env, argv[0]);
+  char *final = get_path(env, argv[0], "writeObject: finalPath");
   if (!final) return NULL;
-  char *tmp = arg_path(env, argv[1]);
+  char *tmp = get_path(env, argv[1], "writeObject: tmpPath");
   if (!tmp) return free(final), NULL;
   size_t written;
   store_error e;
   int rc = store_object(final, tmp, raw, len, level, &written, &e);
   napi_value result = NULL;
   if (rc < 0) {
-    if (e.err == 0) napi_throw_error(env, "ERR_COMPRESS", e.syscall);
+    if (e.err == 0) throw_error(env, "ERR_COMPRESS", "%s", e.syscall);
     else throw_errno(env, e.err, e.syscall, e.path);
   }
   free(final);
@@ -170,8 +163,5 @@ static napi_value write_object(napi_env env, napi_callback_info info) {
 }
 
 void register_object_write(napi_env env, napi_value exports) {
-  napi_property_descriptor props[] = {
-      {"writeObject", NULL, write_object, NULL, NULL, NULL, napi_default, NULL},
-  };
-  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  EXPORT_METHODS(env, exports, METHOD("writeObject", write_object));
 }

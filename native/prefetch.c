@@ -167,8 +167,8 @@ static void *start_walk(void *arg) {
 /* prefetchTree(root): starts the walk in threads of its own (not libuv's pool, whose threads cut files
  * meanwhile) and returns at once. Best effort: any failure only means less warming. */
 static napi_value prefetch_tree(napi_env env, napi_callback_info info) {
-  GET_ARGS(1);
-  char *root = arg_path(env, argv[0]);
+  GET_ARGS(1, "prefetchTree(root)");
+  char *root = get_path(env, argv[0], "prefetchTree: root");
   if (!root) return NULL;
   pthread_t t;
   pthread_attr_t attr;
@@ -181,8 +181,5 @@ static napi_value prefetch_tree(napi_env env, napi_callback_info info) {
 }
 
 void register_prefetch(napi_env env, napi_value exports) {
-  napi_property_descriptor props[] = {
-      {"prefetchTree", NULL, prefetch_tree, NULL, NULL, NULL, napi_default, NULL},
-  };
-  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  EXPORT_METHODS(env, exports, METHOD("prefetchTree", prefetch_tree));
 }

@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import path from 'node:path'
+import { SnapdirError } from '../util/errors.js'
 
 /**
  * A directory listing (native/fsmeta.c): all names in one buffer, STAT_ROW numbers per entry in
@@ -13,6 +14,35 @@ export const ROW = {
   nameStart: 0, nameLength: 1, mode: 2, uid: 3, gid: 4, size: 5, mtimeSec: 6, mtimeNsec: 7, nlink: 8, rdev: 9,
   blocks: 10, inoHigh: 11, inoLow: 12, dev: 13,
 } as const
+
+/** The kinds of a cutFiles job, as native/file-batch.c numbers them. */
+export const CUT_JOB = { whole: 0, inline: 1, group: 2 } as const
+/** Where a cutFiles batch failed (its error's `where`): opening or reading a source file, a source file
+ * that shrank while read, writing a chunk to the store, compressing one. */
+export const CUT_WHERE = { open: 0, read: 1, shrank: 2, store: 3, compress: 4 } as const
+
+export interface CutFilesOptions {
+  /** the native chunker's handle */
+  chunker: object
+  paths: Buffer[]
+  sizes: Float64Array
+  /** [kind (CUT_JOB), first file, file count] triples */
+  jobs: Uint32Array
+  /** where the chunks go (chunks/ of a file store), or null to only cut and hash */
+  chunkDir: string | null
+  /** part of every temporary file name in chunkDir */
+  tmpTag: string
+  /** zstd level */
+  level: number
+}
+
+/** How a cutFiles batch rejects: code is errno's name, or ERR_SHRANK / ERR_COMPRESS. */
+export interface CutFilesError extends Error {
+  code: string
+  where: (typeof CUT_WHERE)[keyof typeof CUT_WHERE]
+  path?: string
+  syscall?: string
+}
 
 /** The C addon built from native/ at install (build/Release/snapdir.node). */
 export interface NativeAddon {
@@ -43,12 +73,12 @@ export interface NativeAddon {
    */
   writeObject(finalPath: string, tmpPath: string, raw: Buffer, level: number): number
   /**
-   * Reads, cuts, hashes and stores a batch of files on a libuv pool thread (native/file-batch.c):
-   * jobs are [kind (0 whole, 1 inline, 2 group), first file, file count] triples.
+   * Reads, cuts, hashes and stores a batch of files on a libuv pool thread (native/file-batch.c); rejects
+   * with a CutFilesError.
    */
-  cutFiles(
-    handle: object, paths: Buffer[], sizes: Float64Array, jobs: Uint32Array, chunkDir: string | null, tmpTag: string, level: number,
-  ): Promise<{ counts: Uint32Array; lengths: Uint32Array; ids: Buffer; inline: Buffer; written: Float64Array }>
+  cutFiles(options: CutFilesOptions): Promise<{ counts: Uint32Array; lengths: Uint32Array; ids: Buffer; inline: Buffer; written: Float64Array }>
+  cutFilesWhere: typeof CUT_WHERE
+  cutFilesJob: typeof CUT_JOB
   /** BLAKE3-256 of the bytes (native/hash.c) */
   blake3(data: Uint8Array): Buffer
 }
@@ -64,9 +94,36 @@ export function loadAddon<T>(name: string): T {
   return require(path.join(root, 'build', 'Release', `${name}.node`)) as T
 }
 
+/** Numbers C and TypeScript both use, by group: each a name -> number map. */
+export type NativeConstants = Record<string, Readonly<Record<string, number>>>
+
+/** The first difference between our constants and those an addon exports, or null when they agree. */
+export function constantsDiffer(ours: NativeConstants, addon: object): string | null {
+  for (const [group, names] of Object.entries(ours)) {
+    const theirs: unknown = (addon as Record<string, unknown>)[group]
+    if (typeof theirs !== 'object' || theirs === null) return `${group} is missing from the addon`
+    const c = theirs as Record<string, unknown>
+    for (const [name, value] of Object.entries(names)) {
+      if (c[name] !== value) return `${group}.${name} is ${String(c[name])} in C, ${value} here`
+    }
+    for (const name of Object.keys(c)) if (!(name in names)) return `${group}.${name} is ${String(c[name])} in C, absent here`
+  }
+  return null
+}
+
+/** Throws unless the addon's constants are ours: an addon built from other sources must not run. */
+export function checkConstants(file: string, ours: NativeConstants, addon: object): void {
+  const differ = constantsDiffer(ours, addon)
+  if (differ) {
+    throw new SnapdirError('ERR_NATIVE_UNAVAILABLE', `build/Release/${file}.node was built from other sources than this code (${differ}): run make setup`)
+  }
+}
+
 function load(): { addon: NativeAddon | null; error: unknown } {
   try {
-    return { addon: loadAddon<NativeAddon>('snapdir'), error: null }
+    const addon = loadAddon<NativeAddon>('snapdir')
+    checkConstants('snapdir', { cutFilesWhere: CUT_WHERE, cutFilesJob: CUT_JOB }, addon)
+    return { addon, error: null }
   } catch (error) {
     return { addon: null, error }
   }

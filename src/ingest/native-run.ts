@@ -1,6 +1,6 @@
 import os from 'node:os'
 import { Chunker, defaultImplementation } from '../chunk/chunker.js'
-import { native } from '../chunk/native.js'
+import { CUT_JOB, CUT_WHERE, native, type CutFilesError } from '../chunk/native.js'
 import { ZSTD_LEVEL } from '../format/object.js'
 import type { ChunkRef } from '../format/tree.js'
 import type { Store } from '../store/store.js'
@@ -10,9 +10,7 @@ import { JobQueue } from './job-queue.js'
 import { groupRefs, type GroupChunk } from './pack-groups.js'
 import { record, type PoolRun, type ProcessedFiles, type RunOptions } from './worker-pool.js'
 
-const KIND_WHOLE = 0
-const KIND_INLINE = 1
-const KIND_GROUP = 2
+const { whole: KIND_WHOLE, inline: KIND_INLINE, group: KIND_GROUP } = CUT_JOB
 
 /** Whether push's files can be cut natively for this store: the native chunker, and a local store or none. */
 export function nativeRunApplies(store: Store | null): boolean {
@@ -103,10 +101,10 @@ export class NativeRun implements PoolRun {
     const sink = this.options.store?.localChunks ?? null
     let r
     try {
-      r = await native!.cutFiles(
-        this.chunker.handle!, files.map((f) => f.source), Float64Array.from(files, (f) => f.size), Uint32Array.from(triples),
-        sink?.dir ?? null, sink?.tmpTag ?? '', ZSTD_LEVEL,
-      )
+      r = await native!.cutFiles({
+        chunker: this.chunker.handle!, paths: files.map((f) => f.source), sizes: Float64Array.from(files, (f) => f.size),
+        jobs: Uint32Array.from(triples), chunkDir: sink?.dir ?? null, tmpTag: sink?.tmpTag ?? '', level: ZSTD_LEVEL,
+      })
     } catch (err) {
       throw this.describe(err)
     }
@@ -143,12 +141,12 @@ export class NativeRun implements PoolRun {
 
   /** The native error as snapdir reports it: the source file or the store, named. */
   private describe(err: unknown): SnapdirError {
-    const e = err as Error & { code?: string; where?: string; path?: string }
-    if (e.where === 'store') {
+    const e = err as CutFilesError
+    if (e.where === CUT_WHERE.store || e.where === CUT_WHERE.compress) {
       return new SnapdirError('ERR_STORE_IO', `store ${this.options.store?.url}: cannot write a chunk: ${e.message}`, { cause: err })
     }
     const what = e.path ?? 'a source file'
-    if (e.code === 'ERR_SHRANK') return new SnapdirError('ERR_SOURCE', `${what} ${e.message}`, { cause: err })
+    if (e.where === CUT_WHERE.shrank) return new SnapdirError('ERR_SOURCE', `${what} ${e.message}`, { cause: err })
     return new SnapdirError('ERR_SOURCE', `cannot read ${what}: ${e.message}`, { cause: err })
   }
 
