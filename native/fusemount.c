@@ -17,7 +17,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <node_api.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -25,22 +24,49 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <spawn.h>
 #include <sys/mount.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
-/* Fields of one node in the Float64Array that JS fills (inode-table.ts NODE_FIELDS must match). */
-enum {
-  F_MODE, F_UID, F_GID, F_NLINK, F_SIZE, F_RDEV, F_BLOCKS, F_MTIME_SEC, F_MTIME_NSEC,
-  F_CHILD_START, F_CHILD_COUNT, F_DATA_OFF, F_DATA_LEN, F_XATTR_START, F_XATTR_COUNT, F_FLAGS,
-  NODE_FIELDS
-};
-#define FLAG_INLINE 1  /* a regular file whose content is pool[data_off, data_off + size) */
-#define FLAG_CHUNKED 2 /* a regular file whose refs are refs[data_off, data_off + data_len) */
+#include "napi-util.h"
 
+extern char **environ;
+
+/* The rows of the inode table JS fills (src/mount/inode-table.ts), one Float64Array per kind: the columns
+ * of each are declared here once, by name, exported as `layout` and checked by JS when it loads this
+ * addon (src/mount/fuse.ts), so the two sides cannot drift apart unnoticed. */
+#define NODE_COLUMNS(X)                                                                                  \
+  X(F_MODE, "mode") X(F_UID, "uid") X(F_GID, "gid") X(F_NLINK, "nlink") X(F_SIZE, "size") X(F_RDEV, "rdev") \
+  X(F_BLOCKS, "blocks") X(F_MTIME_SEC, "mtimeSec") X(F_MTIME_NSEC, "mtimeNsec") X(F_CHILD_START, "childStart") \
+  X(F_CHILD_COUNT, "childCount") X(F_DATA_OFF, "dataOff") X(F_DATA_LEN, "dataLen")                      \
+  X(F_XATTR_START, "xattrStart") X(F_XATTR_COUNT, "xattrCount") X(F_FLAGS, "flags")
+/* A directory entry: its name in the pool and its inode. Sorted by name within each directory. */
+#define DIRENT_COLUMNS(X) X(D_NAME_OFF, "nameOff") X(D_NAME_LEN, "nameLen") X(D_INO, "ino")
+#define XATTR_COLUMNS(X) X(X_NAME_OFF, "nameOff") X(X_NAME_LEN, "nameLen") X(X_VALUE_OFF, "valueOff") X(X_VALUE_LEN, "valueLen")
 /* A file's content: `length` bytes from `offset` in chunk `chunk`, `count` times in a row, ending at
- * file offset `end` (REF_FIELDS numbers per ref in the Float64Array JS fills). */
-enum { R_CHUNK, R_OFFSET, R_LENGTH, R_COUNT, R_END, REF_FIELDS };
+ * file offset `end`. */
+#define REF_COLUMNS(X) X(R_CHUNK, "chunk") X(R_OFFSET, "offset") X(R_LENGTH, "length") X(R_COUNT, "count") X(R_END, "end")
+/* node flags: a regular file whose content is pool[data_off, data_off + size), or whose refs are
+ * refs[data_off, data_off + data_len) */
+#define FLAGS(X) X(FLAG_INLINE, "inline", 1) X(FLAG_CHUNKED, "chunked", 2)
+/* what the FUSE thread tells JS (see call_js) */
+#define EVENTS(X) X(EV_READ, "read", 1) X(EV_EXIT, "exit", 2) X(EV_HIT, "hit", 3)
+
+#define COLUMN_ID(id, name) id,
+#define COLUMN_NAME(id, name) name,
+#define VALUE_ID(id, name, value) id = value,
+#define VALUE_NAME(id, name, value) name,
+#define VALUE_OF(id, name, value) value,
+enum { NODE_COLUMNS(COLUMN_ID) NODE_FIELDS };
+enum { DIRENT_COLUMNS(COLUMN_ID) DIRENT_FIELDS };
+enum { XATTR_COLUMNS(COLUMN_ID) XATTR_FIELDS };
+enum { REF_COLUMNS(COLUMN_ID) REF_FIELDS };
+enum { FLAGS(VALUE_ID) };
+enum { EVENTS(VALUE_ID) };
+
 typedef struct { uint64_t chunk, offset, length, count, end; } ref_t;
 
 /* A verified chunk JS holds in memory and lent us (setChunk); ptr is NULL when it is not cached. */
@@ -57,7 +83,6 @@ typedef struct {
 typedef struct { uint64_t name_off, name_len, ino; } dirent_t;
 typedef struct { uint64_t name_off, name_len, value_off, value_len; } xattr_t;
 
-enum { EV_READ = 1, EV_EXIT = 2, EV_HIT = 3 };
 typedef struct {
   int kind;
   uint32_t slot;
@@ -68,7 +93,9 @@ typedef struct {
 typedef struct {
   struct fuse_session *se;
   pthread_t thread;
-  int thread_started;
+  /* loop_done: the FUSE loop has ended (set by its thread under `lock`); closed: js close() freed the
+   * session; gone: the JS handle was finalized without close (the environment is being torn down) */
+  int loop_done, closed, gone;
   napi_threadsafe_function tsfn;
   node_t *nodes;
   uint64_t node_count;
@@ -89,7 +116,7 @@ typedef struct {
   uint32_t slot_cap, pending;
   uint32_t *free_slots;
   uint32_t free_count;
-  int exited;
+  char *mountpoint;
 } fs_t;
 
 static node_t *node_of(fs_t *fs, fuse_ino_t ino) {
@@ -258,9 +285,16 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   fuse_reply_open(req, fi);
 }
 
-static void post_event(fs_t *fs, event_t *ev) {
-  if (napi_call_threadsafe_function(fs->tsfn, ev, napi_tsfn_nonblocking) != napi_ok) free(ev);
+/* Hands an event to the JS thread; 0 (and ev freed) when JS takes no more events. */
+static int post_event(fs_t *fs, event_t *ev) {
+  if (!__atomic_load_n(&fs->gone, __ATOMIC_ACQUIRE) &&
+      napi_call_threadsafe_function(fs->tsfn, ev, napi_tsfn_nonblocking) == napi_ok)
+    return 1;
+  free(ev);
+  return 0;
 }
+
+static fuse_req_t take_slot(fs_t *fs, uint32_t slot);
 
 /* Serves a read of a chunked file from the chunks JS lent, if all it needs are there. The reply is
  * written under chunk_lock, so JS cannot drop a chunk while the kernel copies from it. */
@@ -335,7 +369,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
   pthread_mutex_unlock(&fs->lock);
 
   *ev = (event_t){ .kind = EV_READ, .slot = slot, .ino = ino, .offset = (uint64_t)off, .size = size };
-  post_event(fs, ev);
+  if (!post_event(fs, ev) && (req = take_slot(fs, slot))) fuse_reply_err(req, EIO); /* nobody would answer it */
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
@@ -422,6 +456,9 @@ static void *loop_thread(void *arg) {
   int rc = fuse_session_loop(fs->se);
   /* ENODEV after an unmount is the normal end; poll sees the dead connection, so nothing is unmounted here */
   fuse_session_unmount(fs->se);
+  pthread_mutex_lock(&fs->lock);
+  fs->loop_done = 1;
+  pthread_mutex_unlock(&fs->lock);
   event_t *ev = calloc(1, sizeof *ev);
   if (ev) {
     ev->kind = EV_EXIT;
@@ -433,14 +470,6 @@ static void *loop_thread(void *arg) {
 
 /* ---- N-API ---- */
 
-#define NAPI_OK(call)                                                   \
-  do {                                                                  \
-    if ((call) != napi_ok) {                                            \
-      napi_throw_error(env, "ERR_NATIVE", "N-API call failed: " #call); \
-      return NULL;                                                      \
-    }                                                                   \
-  } while (0)
-
 /* libfuse explains a failed mount through its log; keep the last message for the thrown error */
 static char last_log[512];
 static void capture_log(enum fuse_log_level level, const char *fmt, va_list ap) {
@@ -450,6 +479,7 @@ static void capture_log(enum fuse_log_level level, const char *fmt, va_list ap) 
   while (len && last_log[len - 1] == '\n') last_log[--len] = 0;
 }
 
+/* onEvent(kind, slot, ino, offset, size | errno) on the JS thread; env is NULL when JS takes no more */
 static void call_js(napi_env env, napi_value callback, void *context, void *data) {
   event_t *ev = data;
   if (env && callback) {
@@ -465,92 +495,210 @@ static void call_js(napi_env env, napi_value callback, void *context, void *data
   free(ev);
 }
 
-static int get_f64_array(napi_env env, napi_value v, double **data, size_t *length) {
-  napi_typedarray_type type;
-  size_t len;
-  void *ptr;
-  if (napi_get_typedarray_info(env, v, &type, &len, &ptr, NULL, NULL) != napi_ok || type != napi_float64_array) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "expected a Float64Array");
-    return 0;
+static fuse_req_t take_slot(fs_t *fs, uint32_t slot) {
+  fuse_req_t req = NULL;
+  pthread_mutex_lock(&fs->lock);
+  if (slot < fs->slot_cap && fs->slots[slot]) {
+    req = fs->slots[slot];
+    fs->slots[slot] = NULL;
+    fs->free_slots[fs->free_count++] = slot;
+    fs->pending--;
   }
-  *data = ptr;
-  *length = len;
-  return 1;
+  pthread_mutex_unlock(&fs->lock);
+  return req;
 }
 
-static void fs_free(fs_t *fs) {
-  free(fs->nodes);
-  free(fs->dirents);
-  free(fs->xattrs);
-  free(fs->refs);
-  free(fs->chunks);
-  free(fs->pool);
-  free(fs->slots);
-  free(fs->free_slots);
+/* What the mount holds besides the struct itself: the table, lent chunks, parked reads, the session. */
+static void fs_release(napi_env env, fs_t *fs) {
+  for (uint32_t s = 0; s < fs->slot_cap; s++) { /* the connection is gone: the replies only free the requests */
+    fuse_req_t req = take_slot(fs, s);
+    if (req) fuse_reply_err(req, EIO);
+  }
+  if (fs->se) fuse_session_destroy(fs->se);
+  fs->se = NULL;
+  pthread_mutex_lock(&fs->chunk_lock);
+  for (uint64_t i = 0; fs->chunks && i < fs->chunk_count; i++)
+    if (fs->chunks[i].ref) napi_delete_reference(env, fs->chunks[i].ref);
+  pthread_mutex_unlock(&fs->chunk_lock);
+  free(fs->nodes), free(fs->dirents), free(fs->xattrs), free(fs->refs), free(fs->chunks), free(fs->pool);
+  free(fs->slots), free(fs->free_slots);
+  fs->nodes = NULL, fs->dirents = NULL, fs->xattrs = NULL, fs->refs = NULL, fs->chunks = NULL, fs->pool = NULL;
+  fs->slots = NULL, fs->free_slots = NULL;
+  fs->node_count = fs->chunk_count = 0;
+  fs->slot_cap = fs->free_count = 0;
+}
+
+static void fs_free(napi_env env, fs_t *fs) {
+  fs_release(env, fs);
+  free(fs->mountpoint);
   pthread_mutex_destroy(&fs->lock);
   pthread_mutex_destroy(&fs->chunk_lock);
   free(fs);
 }
 
-static fs_t *get_fs(napi_env env, napi_value v) {
-  fs_t *fs = NULL;
-  if (napi_get_value_external(env, v, (void **)&fs) != napi_ok || !fs) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "expected a mount handle");
-    return NULL;
+static int loop_done(fs_t *fs) {
+  pthread_mutex_lock(&fs->lock);
+  int done = fs->loop_done;
+  pthread_mutex_unlock(&fs->lock);
+  return done;
+}
+
+/* After the loop ended: joins its thread, stops the events and frees all but the struct. */
+static void fs_close(napi_env env, fs_t *fs) {
+  pthread_join(fs->thread, NULL);
+  napi_release_threadsafe_function(fs->tsfn, napi_tsfn_abort);
+  fs_release(env, fs);
+  fs->closed = 1;
+}
+
+/* Detaches the kernel mount, as fuse_session_unmount does (umount2 for root, fusermount3 otherwise),
+ * without touching the session the FUSE thread still reads. */
+static void detach_mount(const char *mountpoint) {
+  if (umount2(mountpoint, MNT_DETACH) == 0 || errno != EPERM) return;
+  char *argv[] = {"fusermount3", "-u", "-z", (char *)mountpoint, NULL};
+  pid_t pid;
+  if (posix_spawnp(&pid, "fusermount3", NULL, NULL, argv, environ) == 0) waitpid(pid, NULL, 0);
+}
+
+/* The handle's finalizer: it was dropped, or the JS environment is torn down. Closed, it frees the
+ * rest; still mounted (a process or worker ending without close), it detaches the kernel mount so no
+ * dead mount is left, and leaves the memory to the FUSE thread, which ends with the connection. */
+static void finalize_fs(napi_env env, void *data, void *hint) {
+  fs_t *fs = data;
+  if (!fs->closed) {
+    __atomic_store_n(&fs->gone, 1, __ATOMIC_RELEASE);
+    if (!loop_done(fs)) {
+      fuse_session_exit(fs->se);
+      detach_mount(fs->mountpoint);
+      return;
+    }
+    fs_close(env, fs);
   }
+  fs_free(env, fs);
+}
+
+static fs_t *get_fs(napi_env env, napi_value v, const char *what) {
+  fs_t *fs = NULL;
+  if (napi_unwrap(env, v, (void **)&fs) != napi_ok || !fs)
+    return throw_type_error(env, "ERR_INVALID_ARG_TYPE", "%s must be a mount handle", what), NULL;
   return fs;
 }
 
-/* mount(mountpoint, options[], nodes, dirents, xattrs, refs, chunkCount, pool, totalBytes, timeout, onEvent) -> handle */
-static napi_value js_mount(napi_env env, napi_callback_info info) {
-  size_t argc = 11;
-  napi_value argv[11];
-  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 11) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_COUNT", "mount takes 11 arguments");
-    return NULL;
-  }
-  char mountpoint[4096];
-  size_t mlen;
-  if (napi_get_value_string_utf8(env, argv[0], mountpoint, sizeof mountpoint, &mlen) != napi_ok) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "mountpoint must be a string");
-    return NULL;
-  }
-  uint32_t nopts = 0;
-  NAPI_OK(napi_get_array_length(env, argv[1], &nopts));
+/* a + b > limit, without overflow */
+static int past(uint64_t a, uint64_t b, uint64_t limit) { return a > limit || b > limit - a; }
 
-  double *nodes, *dirents, *xattrs, *refs;
-  size_t nnodes, ndirents, nxattrs, nrefs;
-  if (!get_f64_array(env, argv[2], &nodes, &nnodes) || !get_f64_array(env, argv[3], &dirents, &ndirents) ||
-      !get_f64_array(env, argv[4], &xattrs, &nxattrs) || !get_f64_array(env, argv[5], &refs, &nrefs))
-    return NULL;
-  double chunk_count, total_bytes, timeout;
-  NAPI_OK(napi_get_value_double(env, argv[6], &chunk_count));
+/* NULL when every index of the table is in bounds (the FUSE thread trusts them), else what is not. */
+static const char *check_table(const fs_t *fs, size_t ndirents, size_t nxattrs, size_t nrefs, size_t pool,
+                               const char **rows, uint64_t *row) {
+  *rows = "nodes";
+  if (fs->node_count == 0 || !S_ISDIR(fs->nodes[0].mode)) return (*row = 0), "the root (inode 1) must be a directory";
+  for (uint64_t i = 0; i < fs->node_count; i++) {
+    const node_t *n = &fs->nodes[i];
+    *row = i;
+    if (S_ISDIR(n->mode) && past(n->child_start, n->child_count, ndirents)) return "its children are past the dirents";
+    if (past(n->xattr_start, n->xattr_count, nxattrs)) return "its xattrs are past the xattrs";
+    if ((n->flags & FLAG_INLINE) && (n->data_len != n->size || past(n->data_off, n->data_len, pool)))
+      return "its inline content is not size bytes within the pool";
+    if (S_ISLNK(n->mode) && past(n->data_off, n->data_len, pool)) return "its target is past the pool";
+    if ((n->flags & FLAG_CHUNKED) && past(n->data_off, n->data_len, nrefs)) return "its refs are past the refs";
+  }
+  *rows = "dirents";
+  for (uint64_t i = 0; i < ndirents; i++) {
+    const dirent_t *d = &fs->dirents[i];
+    *row = i;
+    if (d->ino < 1 || d->ino > fs->node_count) return "its inode is not in the nodes";
+    if (past(d->name_off, d->name_len, pool)) return "its name is past the pool";
+  }
+  *rows = "xattrs";
+  for (uint64_t i = 0; i < nxattrs; i++) {
+    const xattr_t *x = &fs->xattrs[i];
+    *row = i;
+    if (past(x->name_off, x->name_len, pool) || past(x->value_off, x->value_len, pool)) return "it is past the pool";
+  }
+  *rows = "refs";
+  for (uint64_t i = 0; i < nrefs; i++) {
+    const ref_t *r = &fs->refs[i];
+    *row = i;
+    if (r->chunk >= fs->chunk_count) return "its chunk is not below chunkCount";
+    if (r->length == 0 || r->count == 0) return "its length and count must not be 0";
+  }
+  return NULL;
+}
+
+/* The rows of one table from options[name]: a Float64Array of whole rows of `fields` numbers. */
+static bool opt_rows(options_t *o, const char *name, size_t fields, double **rows, size_t *count) {
+  size_t len;
+  if (!opt_typed(o, name, napi_float64_array, (void **)rows, &len)) return false;
+  if (len % fields)
+    return throw_range_error(o->env, "ERR_INVALID_ARG_VALUE", "%s holds %zu numbers, not rows of %zu", o->what, len, fields),
+           false;
+  *count = len / fields;
+  return true;
+}
+
+/* libfuse's argv: the program name, then "-o" and each of options.fuseOptions; NULL after throwing */
+static char **fuse_argv(options_t *o, int *argc) {
+  napi_env env = o->env;
+  napi_value list;
+  uint32_t n;
+  if (!opt_value(o, "fuseOptions", &list) || !get_array(env, list, o->what, &n)) return NULL;
+  char **argv = calloc(2 * n + 2, sizeof *argv);
+  if (!argv) return throw_errno(env, ENOMEM, "malloc", NULL), NULL;
+  *argc = 0;
+  argv[(*argc)++] = strdup("snapdir");
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value v;
+    char *opt = napi_get_element(env, list, i, &v) == napi_ok ? get_path(env, v, "mount: options.fuseOptions[]") : NULL;
+    if (!opt) {
+      for (int k = 0; k < *argc; k++) free(argv[k]);
+      free(argv);
+      return NULL;
+    }
+    argv[(*argc)++] = strdup("-o");
+    argv[(*argc)++] = opt;
+  }
+  return argv;
+}
+
+/* mount({ mountpoint, fuseOptions, nodes, dirents, xattrs, refs, chunkCount, pool, totalBytes, cacheSeconds,
+ * onEvent }) -> handle (see FuseAddon in src/mount/fuse.ts) */
+static napi_value js_mount(napi_env env, napi_callback_info info) {
+  GET_ARGS(1, "mount(options)");
+  options_t o;
+  napi_value on_event;
+  double *nodes, *dirents, *xattrs, *refs, total_bytes, timeout;
+  uint32_t chunk_count;
+  size_t nnodes, ndirents, nxattrs, nrefs, pool_len;
   void *pool;
-  size_t pool_len;
-  NAPI_OK(napi_get_buffer_info(env, argv[7], &pool, &pool_len));
-  NAPI_OK(napi_get_value_double(env, argv[8], &total_bytes));
-  NAPI_OK(napi_get_value_double(env, argv[9], &timeout));
+  char *mountpoint;
+  if (!get_options(env, argv[0], "mount", &o) || !opt_rows(&o, "nodes", NODE_FIELDS, &nodes, &nnodes) ||
+      !opt_rows(&o, "dirents", DIRENT_FIELDS, &dirents, &ndirents) ||
+      !opt_rows(&o, "xattrs", XATTR_FIELDS, &xattrs, &nxattrs) || !opt_rows(&o, "refs", REF_FIELDS, &refs, &nrefs) ||
+      !opt_u32(&o, "chunkCount", &chunk_count) || !opt_buffer(&o, "pool", &pool, &pool_len) ||
+      !opt_double(&o, "totalBytes", &total_bytes) || !opt_double(&o, "cacheSeconds", &timeout) ||
+      !opt_value(&o, "onEvent", &on_event) || !get_function(env, on_event, o.what) ||
+      !opt_path(&o, "mountpoint", false, &mountpoint))
+    return NULL;
 
   fs_t *fs = calloc(1, sizeof *fs);
-  if (!fs) { napi_throw_error(env, "ENOMEM", "out of memory"); return NULL; }
+  if (!fs) return free(mountpoint), throw_errno(env, ENOMEM, "malloc", NULL);
   pthread_mutex_init(&fs->lock, NULL);
   pthread_mutex_init(&fs->chunk_lock, NULL);
-  fs->node_count = nnodes / NODE_FIELDS;
-  fs->chunk_count = (uint64_t)chunk_count;
+  fs->mountpoint = mountpoint;
+  fs->node_count = nnodes;
+  fs->chunk_count = chunk_count;
   fs->chunks = calloc(fs->chunk_count + 1, sizeof *fs->chunks);
-  fs->refs = calloc(nrefs / REF_FIELDS + 1, sizeof *fs->refs);
-  fs->nodes = calloc(fs->node_count ? fs->node_count : 1, sizeof *fs->nodes);
-  fs->dirents = calloc(ndirents / 3 + 1, sizeof *fs->dirents);
-  fs->xattrs = calloc(nxattrs / 4 + 1, sizeof *fs->xattrs);
+  fs->refs = calloc(nrefs + 1, sizeof *fs->refs);
+  fs->nodes = calloc(nnodes + 1, sizeof *fs->nodes);
+  fs->dirents = calloc(ndirents + 1, sizeof *fs->dirents);
+  fs->xattrs = calloc(nxattrs + 1, sizeof *fs->xattrs);
   fs->pool = malloc(pool_len ? pool_len : 1);
   if (!fs->nodes || !fs->dirents || !fs->xattrs || !fs->pool || !fs->chunks || !fs->refs) {
-    fs_free(fs);
-    napi_throw_error(env, "ENOMEM", "out of memory");
-    return NULL;
+    fs_free(env, fs);
+    return throw_errno(env, ENOMEM, "malloc", NULL);
   }
   memcpy(fs->pool, pool, pool_len);
-  for (uint64_t i = 0; i < fs->node_count; i++) {
+  for (size_t i = 0; i < nnodes; i++) {
     const double *f = nodes + i * NODE_FIELDS;
     node_t *n = &fs->nodes[i];
     n->mode = (uint32_t)f[F_MODE];
@@ -570,97 +718,88 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     n->xattr_count = (uint64_t)f[F_XATTR_COUNT];
     n->flags = (uint32_t)f[F_FLAGS];
   }
-  for (size_t i = 0; i < ndirents / 3; i++)
-    fs->dirents[i] = (dirent_t){ (uint64_t)dirents[i * 3], (uint64_t)dirents[i * 3 + 1], (uint64_t)dirents[i * 3 + 2] };
-  for (size_t i = 0; i < nxattrs / 4; i++)
-    fs->xattrs[i] = (xattr_t){ (uint64_t)xattrs[i * 4], (uint64_t)xattrs[i * 4 + 1], (uint64_t)xattrs[i * 4 + 2],
-                               (uint64_t)xattrs[i * 4 + 3] };
-  for (size_t i = 0; i < nrefs / REF_FIELDS; i++) {
+  for (size_t i = 0; i < ndirents; i++) {
+    const double *f = dirents + i * DIRENT_FIELDS;
+    fs->dirents[i] = (dirent_t){ (uint64_t)f[D_NAME_OFF], (uint64_t)f[D_NAME_LEN], (uint64_t)f[D_INO] };
+  }
+  for (size_t i = 0; i < nxattrs; i++) {
+    const double *f = xattrs + i * XATTR_FIELDS;
+    fs->xattrs[i] = (xattr_t){ (uint64_t)f[X_NAME_OFF], (uint64_t)f[X_NAME_LEN], (uint64_t)f[X_VALUE_OFF], (uint64_t)f[X_VALUE_LEN] };
+  }
+  for (size_t i = 0; i < nrefs; i++) {
     const double *f = refs + i * REF_FIELDS;
     fs->refs[i] = (ref_t){ (uint64_t)f[R_CHUNK], (uint64_t)f[R_OFFSET], (uint64_t)f[R_LENGTH], (uint64_t)f[R_COUNT],
                            (uint64_t)f[R_END] };
   }
-  fs->total_bytes = (uint64_t)total_bytes;
+  const char *rows;
+  uint64_t row;
+  const char *bad = check_table(fs, ndirents, nxattrs, nrefs, pool_len, &rows, &row);
+  if (bad) {
+    fs_free(env, fs);
+    return throw_range_error(env, "ERR_INVALID_ARG_VALUE", "mount: options.%s row %llu: %s", rows,
+                             (unsigned long long)row, bad);
+  }
+  fs->total_bytes = total_bytes > 0 ? (uint64_t)total_bytes : 0;
   fs->timeout = timeout;
 
-  /* argv for libfuse: program name, then "-o" and each option */
-  char **fargv = calloc(2 * nopts + 2, sizeof *fargv);
-  int fargc = 0;
-  fargv[fargc++] = strdup("snapdir");
-  for (uint32_t i = 0; i < nopts; i++) {
-    napi_value o;
-    char buf[1024];
-    size_t len;
-    napi_get_element(env, argv[1], i, &o);
-    if (napi_get_value_string_utf8(env, o, buf, sizeof buf, &len) != napi_ok) continue;
-    fargv[fargc++] = strdup("-o");
-    fargv[fargc++] = strdup(buf);
-  }
+  int fargc;
+  char **fargv = fuse_argv(&o, &fargc);
+  if (!fargv) return fs_free(env, fs), NULL;
   struct fuse_args args = FUSE_ARGS_INIT(fargc, fargv);
   last_log[0] = 0;
   fuse_set_log_func(capture_log);
   fs->se = fuse_session_new(&args, &ops, sizeof ops, fs);
-  int mounted = fs->se && fuse_session_mount(fs->se, mountpoint) == 0;
+  int mounted = fs->se && fuse_session_mount(fs->se, fs->mountpoint) == 0;
   fuse_opt_free_args(&args);
   for (int i = 0; i < fargc; i++) free(fargv[i]);
   free(fargv);
   if (!mounted) {
-    if (fs->se) fuse_session_destroy(fs->se);
-    fs_free(fs);
-    char msg[4096 + 600];
-    snprintf(msg, sizeof msg, "cannot mount at %s: %s", mountpoint, last_log[0] ? last_log : "libfuse failed");
-    napi_throw_error(env, "ERR_MOUNT", msg);
-    return NULL;
+    napi_value e = throw_error(env, "ERR_MOUNT", "cannot mount at %s: %s", fs->mountpoint,
+                               last_log[0] ? last_log : "libfuse failed");
+    fs_free(env, fs);
+    return e;
   }
 
-  napi_value name;
+  /* from here the kernel mount is up: every failure unmounts it again before throwing */
+  napi_value name, handle;
   napi_create_string_utf8(env, "snapdir-fuse", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_threadsafe_function(env, argv[10], NULL, name, 0, 1, NULL, NULL, fs, call_js, &fs->tsfn) != napi_ok ||
-      pthread_create(&fs->thread, NULL, loop_thread, fs) != 0) {
+  if (napi_create_object(env, &handle) != napi_ok ||
+      napi_create_threadsafe_function(env, on_event, NULL, name, 0, 1, NULL, NULL, fs, call_js, &fs->tsfn) != napi_ok) {
     fuse_session_unmount(fs->se);
-    fuse_session_destroy(fs->se);
-    fs_free(fs);
-    napi_throw_error(env, "ERR_MOUNT", "cannot start the FUSE thread");
-    return NULL;
+    fs_free(env, fs);
+    return napi_failed(env, "napi_create_threadsafe_function");
   }
-  fs->thread_started = 1;
-  napi_value handle;
-  NAPI_OK(napi_create_external(env, fs, NULL, NULL, &handle));
+  if (pthread_create(&fs->thread, NULL, loop_thread, fs) != 0) {
+    fuse_session_unmount(fs->se);
+    napi_release_threadsafe_function(fs->tsfn, napi_tsfn_abort);
+    fs_free(env, fs);
+    return throw_error(env, "ERR_MOUNT", "cannot start the FUSE thread");
+  }
+  /* from here the thread runs: the handle owns fs, and its finalizer ends what close() did not */
+  if (napi_wrap(env, handle, fs, finalize_fs, NULL, NULL) != napi_ok) {
+    fuse_session_exit(fs->se);
+    detach_mount(fs->mountpoint);
+    return napi_failed(env, "napi_wrap");
+  }
   return handle;
-}
-
-static fuse_req_t take_slot(fs_t *fs, uint32_t slot) {
-  fuse_req_t req = NULL;
-  pthread_mutex_lock(&fs->lock);
-  if (slot < fs->slot_cap && fs->slots[slot]) {
-    req = fs->slots[slot];
-    fs->slots[slot] = NULL;
-    fs->free_slots[fs->free_count++] = slot;
-    fs->pending--;
-  }
-  pthread_mutex_unlock(&fs->lock);
-  return req;
 }
 
 /* replyRead(handle, slot, buffers[]): the bytes of a parked read, gathered from chunk slices */
 static napi_value js_reply_read(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  fs_t *fs = get_fs(env, argv[0]);
-  if (!fs) return NULL;
+  GET_ARGS(3, "replyRead(handle, slot, buffers)");
+  fs_t *fs = get_fs(env, argv[0], "replyRead: handle");
   uint32_t slot, count;
-  NAPI_OK(napi_get_value_uint32(env, argv[1], &slot));
-  NAPI_OK(napi_get_array_length(env, argv[2], &count));
+  if (!fs || !get_u32(env, argv[1], "replyRead: slot", &slot) || !get_array(env, argv[2], "replyRead: buffers", &count))
+    return NULL;
+  if (fs->closed) return NULL;
   struct iovec iov[64];
   struct iovec *v = count <= 64 ? iov : malloc(count * sizeof *v);
-  if (!v) { napi_throw_error(env, "ENOMEM", "out of memory"); return NULL; }
+  if (!v) return throw_errno(env, ENOMEM, "malloc", NULL);
   for (uint32_t i = 0; i < count; i++) {
     napi_value b;
-    napi_get_element(env, argv[2], i, &b);
-    if (napi_get_buffer_info(env, b, &v[i].iov_base, &v[i].iov_len) != napi_ok) {
+    if (napi_get_element(env, argv[2], i, &b) != napi_ok ||
+        !get_buffer(env, b, "replyRead: buffers[]", &v[i].iov_base, &v[i].iov_len)) {
       if (v != iov) free(v);
-      napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "replyRead takes an array of Buffers");
       return NULL;
     }
   }
@@ -672,111 +811,109 @@ static napi_value js_reply_read(napi_env env, napi_callback_info info) {
 
 /* replyError(handle, slot, errno) */
 static napi_value js_reply_error(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  fs_t *fs = get_fs(env, argv[0]);
-  if (!fs) return NULL;
+  GET_ARGS(3, "replyError(handle, slot, errno)");
+  fs_t *fs = get_fs(env, argv[0], "replyError: handle");
   uint32_t slot;
   int32_t err;
-  NAPI_OK(napi_get_value_uint32(env, argv[1], &slot));
-  NAPI_OK(napi_get_value_int32(env, argv[2], &err));
+  if (!fs || !get_u32(env, argv[1], "replyError: slot", &slot) || !get_i32(env, argv[2], "replyError: errno", &err))
+    return NULL;
+  if (fs->closed) return NULL;
   fuse_req_t req = take_slot(fs, slot);
   if (req) fuse_reply_err(req, err > 0 ? err : EIO);
   return NULL;
 }
 
-/* setChunk(handle, index, buffer): lends a verified chunk; it is read in place until dropChunk */
-static napi_value js_set_chunk(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  fs_t *fs = get_fs(env, argv[0]);
-  if (!fs) return NULL;
-  uint32_t index;
-  NAPI_OK(napi_get_value_uint32(env, argv[1], &index));
-  void *data;
-  size_t len;
-  if (napi_get_buffer_info(env, argv[2], &data, &len) != napi_ok || index >= fs->chunk_count) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_VALUE", "setChunk takes a chunk index and a Buffer");
-    return NULL;
-  }
-  napi_ref ref, old;
-  NAPI_OK(napi_create_reference(env, argv[2], 1, &ref));
+/* The handle and chunk index of setChunk/dropChunk; NULL after throwing. */
+static fs_t *chunk_args(napi_env env, napi_value *argv, const char *call, uint32_t *index) {
+  fs_t *fs = get_fs(env, argv[0], call);
+  if (!fs || !get_u32(env, argv[1], call, index)) return NULL;
+  if (!fs->closed && *index >= fs->chunk_count)
+    return throw_range_error(env, "ERR_INVALID_ARG_VALUE", "%s: chunk %u is not below %llu", call, *index,
+                             (unsigned long long)fs->chunk_count), NULL;
+  return fs;
+}
+
+/* Lends (data non-NULL) or takes back a chunk; the old loan's reference is dropped. */
+static void lend(napi_env env, fs_t *fs, uint32_t index, chunk_t c) {
   pthread_mutex_lock(&fs->chunk_lock);
-  old = fs->chunks[index].ref;
-  fs->chunks[index] = (chunk_t){ data, len, ref };
+  napi_ref old = fs->chunks[index].ref;
+  fs->chunks[index] = c;
   pthread_mutex_unlock(&fs->chunk_lock);
   if (old) napi_delete_reference(env, old);
+}
+
+/* setChunk(handle, index, buffer): lends a verified chunk; it is read in place until dropChunk */
+static napi_value js_set_chunk(napi_env env, napi_callback_info info) {
+  GET_ARGS(3, "setChunk(handle, index, buffer)");
+  uint32_t index;
+  fs_t *fs = chunk_args(env, argv, "setChunk", &index);
+  void *data;
+  size_t len;
+  if (!fs || !get_buffer(env, argv[2], "setChunk: buffer", &data, &len)) return NULL;
+  if (fs->closed) return NULL; /* the reader may still finish fetches after the mount ended */
+  napi_ref ref;
+  NAPI_CALL(napi_create_reference(env, argv[2], 1, &ref));
+  lend(env, fs, index, (chunk_t){ data, len, ref });
   return NULL;
 }
 
 /* dropChunk(handle, index): takes a lent chunk back (JS evicted it) */
 static napi_value js_drop_chunk(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  fs_t *fs = get_fs(env, argv[0]);
-  if (!fs) return NULL;
+  GET_ARGS(2, "dropChunk(handle, index)");
   uint32_t index;
-  NAPI_OK(napi_get_value_uint32(env, argv[1], &index));
-  if (index >= fs->chunk_count) return NULL;
-  pthread_mutex_lock(&fs->chunk_lock);
-  napi_ref old = fs->chunks[index].ref;
-  fs->chunks[index] = (chunk_t){ NULL, 0, NULL };
-  pthread_mutex_unlock(&fs->chunk_lock);
-  if (old) napi_delete_reference(env, old);
+  fs_t *fs = chunk_args(env, argv, "dropChunk", &index);
+  if (fs && !fs->closed) lend(env, fs, index, (chunk_t){ NULL, 0, NULL });
   return NULL;
 }
 
 /* umount(path, lazy): umount2 for root; the caller falls back to fusermount3 when this says EPERM */
 static napi_value js_umount(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  char path[4096];
-  size_t len;
-  bool lazy = false;
-  NAPI_OK(napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len));
-  if (argc > 1) napi_get_value_bool(env, argv[1], &lazy);
-  napi_value rc;
-  NAPI_OK(napi_create_int32(env, umount2(path, lazy ? MNT_DETACH : 0) == 0 ? 0 : errno, &rc));
-  return rc;
+  GET_ARGS(2, "umount(path, lazy)");
+  bool lazy;
+  char *path = get_path(env, argv[0], "umount: path");
+  if (!path) return NULL;
+  if (!get_bool(env, argv[1], "umount: lazy", &lazy)) return free(path), NULL;
+  int rc = umount2(path, lazy ? MNT_DETACH : 0) == 0 ? 0 : errno;
+  free(path);
+  napi_value r;
+  NAPI_CALL(napi_create_int32(env, rc, &r));
+  return r;
 }
 
-/* close(handle): after the exit event. Frees everything unless JS still holds parked reads. */
+/* close(handle): after the exit event, joins the FUSE thread and frees the session, the table and the
+ * lent chunks. Again: nothing. Before the loop ended: throws, the mount is still up. */
 static napi_value js_close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  fs_t *fs = get_fs(env, argv[0]);
-  if (!fs || fs->exited) return NULL;
-  fs->exited = 1;
-  if (fs->thread_started) pthread_join(fs->thread, NULL);
-  napi_release_threadsafe_function(fs->tsfn, napi_tsfn_abort);
-  if (fs->pending == 0) {
-    fuse_session_destroy(fs->se);
-    /* the handle stays referenced by JS; its memory is left for the process to reclaim at exit */
-  }
+  GET_ARGS(1, "close(handle)");
+  fs_t *fs = get_fs(env, argv[0], "close: handle");
+  if (!fs || fs->closed) return NULL;
+  if (!loop_done(fs))
+    return throw_error(env, "ERR_MOUNT_ACTIVE", "close: %s is still mounted: unmount it first", fs->mountpoint);
+  fs_close(env, fs);
   return NULL;
 }
 
 static napi_value init(napi_env env, napi_value exports) {
-  napi_property_descriptor props[] = {
-    { "mount", NULL, js_mount, NULL, NULL, NULL, napi_default, NULL },
-    { "replyRead", NULL, js_reply_read, NULL, NULL, NULL, napi_default, NULL },
-    { "replyError", NULL, js_reply_error, NULL, NULL, NULL, napi_default, NULL },
-    { "setChunk", NULL, js_set_chunk, NULL, NULL, NULL, napi_default, NULL },
-    { "dropChunk", NULL, js_drop_chunk, NULL, NULL, NULL, napi_default, NULL },
-    { "umount", NULL, js_umount, NULL, NULL, NULL, napi_default, NULL },
-    { "close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL },
-  };
-  napi_define_properties(env, exports, sizeof props / sizeof *props, props);
-  napi_value n;
-  napi_create_int32(env, NODE_FIELDS, &n);
-  napi_set_named_property(env, exports, "NODE_FIELDS", n);
-  napi_create_int32(env, REF_FIELDS, &n);
-  napi_set_named_property(env, exports, "REF_FIELDS", n);
+  EXPORT_METHODS(env, exports, METHOD("mount", js_mount), METHOD("replyRead", js_reply_read),
+                 METHOD("replyError", js_reply_error), METHOD("setChunk", js_set_chunk),
+                 METHOD("dropChunk", js_drop_chunk), METHOD("umount", js_umount), METHOD("close", js_close));
+  static const char *const node_names[] = {NODE_COLUMNS(COLUMN_NAME)};
+  static const char *const dirent_names[] = {DIRENT_COLUMNS(COLUMN_NAME)};
+  static const char *const xattr_names[] = {XATTR_COLUMNS(COLUMN_NAME)};
+  static const char *const ref_names[] = {REF_COLUMNS(COLUMN_NAME)};
+  static const char *const flag_names[] = {FLAGS(VALUE_NAME)};
+  static const int32_t flag_values[] = {FLAGS(VALUE_OF)};
+  static const char *const event_names[] = {EVENTS(VALUE_NAME)};
+  static const int32_t event_values[] = {EVENTS(VALUE_OF)};
+  napi_value layout;
+  napi_create_object(env, &layout);
+  export_enum(env, layout, "node", node_names, NULL, NODE_FIELDS);
+  export_enum(env, layout, "dirent", dirent_names, NULL, DIRENT_FIELDS);
+  export_enum(env, layout, "xattr", xattr_names, NULL, XATTR_FIELDS);
+  export_enum(env, layout, "ref", ref_names, NULL, REF_FIELDS);
+  export_enum(env, layout, "flag", flag_names, flag_values, sizeof flag_values / sizeof *flag_values);
+  export_enum(env, layout, "event", event_names, event_values, sizeof event_values / sizeof *event_values);
+  napi_object_freeze(env, layout);
+  napi_set_named_property(env, exports, "layout", layout);
   return exports;
 }
 

@@ -2,20 +2,42 @@
 // inode, directory entries sorted by name bytes (so the C side finds a name by binary search), xattrs,
 // and one byte pool for names, symlink targets, xattr values and inlined file contents. The C side
 // answers every metadata operation from these arrays; JS keeps only what reads of chunked files need.
+// The columns of each row are declared here and in fusemount.c; fuse.ts checks TABLE_LAYOUT against the
+// addon's when it loads it.
 import type { ChunkRef, Tree, TreeEntry } from '../format/tree.js'
 import { toHex } from '../format/id.js'
 import { SnapdirError } from '../util/errors.js'
 
-/** Column order of a node row; must match the enum at the top of native/fusemount.c. */
+/** Column order of a node row. */
 export const NODE_FIELDS = [
   'mode', 'uid', 'gid', 'nlink', 'size', 'rdev', 'blocks', 'mtimeSec', 'mtimeNsec',
   'childStart', 'childCount', 'dataOff', 'dataLen', 'xattrStart', 'xattrCount', 'flags',
 ] as const
-const F = Object.fromEntries(NODE_FIELDS.map((name, i) => [name, i])) as Record<(typeof NODE_FIELDS)[number], number>
-const FLAG_INLINE = 1
-const FLAG_CHUNKED = 2
-/** Column order of a ref row; must match R_* in native/fusemount.c. */
+/** A directory entry: its name in the pool, and its inode. */
+export const DIRENT_FIELDS = ['nameOff', 'nameLen', 'ino'] as const
+export const XATTR_FIELDS = ['nameOff', 'nameLen', 'valueOff', 'valueLen'] as const
+/** A ref of a chunked file: `length` bytes at `offset` in chunk `chunk` (an index into chunkIds), `count`
+ * times in a row, ending at file offset `end`. */
 export const REF_FIELDS = ['chunk', 'offset', 'length', 'count', 'end'] as const
+/** A node's flags: a regular file whose content is in the pool, or in refs. */
+export const NODE_FLAGS = { inline: 1, chunked: 2 } as const
+
+function columns<const T extends readonly string[]>(fields: T): Record<T[number], number> {
+  return Object.fromEntries(fields.map((name, i) => [name, i])) as Record<T[number], number>
+}
+
+/** Every row layout and flag of the table, as field -> column maps (what fusemount.c exports as `layout`). */
+export const TABLE_LAYOUT = {
+  node: columns(NODE_FIELDS),
+  dirent: columns(DIRENT_FIELDS),
+  xattr: columns(XATTR_FIELDS),
+  ref: columns(REF_FIELDS),
+  flag: NODE_FLAGS,
+} as const
+const F = TABLE_LAYOUT.node
+const D = TABLE_LAYOUT.dirent
+const X = TABLE_LAYOUT.xattr
+const R = TABLE_LAYOUT.ref
 
 const S_IF: Record<Exclude<TreeEntry['type'], 'hardlink'>, number> = {
   file: 0o100000, dir: 0o040000, symlink: 0o120000, char: 0o020000, block: 0o060000, fifo: 0o010000, socket: 0o140000,
@@ -33,10 +55,11 @@ export interface FileContent {
 }
 
 export interface InodeTable {
+  /** rows of the layouts in TABLE_LAYOUT */
   nodes: Float64Array
   dirents: Float64Array
   xattrs: Float64Array
-  /** every file's refs, REF_FIELDS numbers each; a chunked file's node points at its run of rows */
+  /** every file's refs; a chunked file's node points at its run of rows */
   refs: Float64Array
   /** the distinct chunks the files use, hex, by index (the C side knows chunks by index only) */
   chunkIds: string[]
@@ -114,12 +137,23 @@ export function buildInodeTable(tree: Tree): InodeTable {
     nlink[ino] = nlink[ino]! + 1
   }
 
+  let direntCount = 0
+  let xattrCount = 0
+  let refCount = 0
+  owners.forEach((e, i) => {
+    xattrCount += e.xattrs.length
+    if (e.type === 'dir') direntCount += children.get(i + 1)?.length ?? 0
+    if (e.type === 'file' && !e.inline && e.size > 0) refCount += e.chunks.length
+  })
   const pool = new Pool()
   const nodes = new Float64Array(owners.length * NODE_FIELDS.length)
-  const dirents: number[] = []
-  const xattrs: number[] = []
+  const dirents = new Float64Array(direntCount * DIRENT_FIELDS.length)
+  const xattrs = new Float64Array(xattrCount * XATTR_FIELDS.length)
+  const refs = new Float64Array(refCount * REF_FIELDS.length)
+  let direntAt = 0
+  let xattrAt = 0
+  let refAt = 0
   const files = new Map<number, FileContent>()
-  const refs: number[] = []
   const chunkIds: string[] = []
   const chunkIndex = new Map<string, number>()
   let totalBytes = 0
@@ -134,17 +168,26 @@ export function buildInodeTable(tree: Tree): InodeTable {
     nodes[row + F.rdev] = e.rdev
     nodes[row + F.mtimeSec] = e.mtimeSec
     nodes[row + F.mtimeNsec] = e.mtimeNsec
-    nodes[row + F.xattrStart] = xattrs.length / 4
+    nodes[row + F.xattrStart] = xattrAt
     nodes[row + F.xattrCount] = e.xattrs.length
-    for (const [name, value] of e.xattrs) xattrs.push(pool.add(name), name.length, pool.add(value), value.length)
+    for (const [name, value] of e.xattrs) {
+      const x = xattrAt++ * XATTR_FIELDS.length
+      xattrs[x + X.nameOff] = pool.add(name)
+      xattrs[x + X.nameLen] = name.length
+      xattrs[x + X.valueOff] = pool.add(value)
+      xattrs[x + X.valueLen] = value.length
+    }
 
     if (type === 'dir') {
       const list = (children.get(ino) ?? []).sort((a, b) => Buffer.compare(a.name, b.name))
-      nodes[row + F.childStart] = dirents.length / 3
+      nodes[row + F.childStart] = direntAt
       nodes[row + F.childCount] = list.length
       let subdirs = 0
       for (const c of list) {
-        dirents.push(pool.add(c.name), c.name.length, c.ino)
+        const d = direntAt++ * DIRENT_FIELDS.length
+        dirents[d + D.nameOff] = pool.add(c.name)
+        dirents[d + D.nameLen] = c.name.length
+        dirents[d + D.ino] = c.ino
         if (owners[c.ino - 1]!.type === 'dir') subdirs++
       }
       nodes[row + F.nlink] = 2 + subdirs
@@ -165,14 +208,14 @@ export function buildInodeTable(tree: Tree): InodeTable {
     if (e.inline) {
       nodes[row + F.dataOff] = pool.add(e.inline)
       nodes[row + F.dataLen] = e.inline.length
-      nodes[row + F.flags] = FLAG_INLINE
+      nodes[row + F.flags] = NODE_FLAGS.inline
       nodes[row + F.blocks] = Math.ceil(e.size / 512)
     } else if (e.size > 0) {
       const ends = new Float64Array(e.chunks.length)
       const indexes = new Uint32Array(e.chunks.length)
-      nodes[row + F.dataOff] = refs.length / REF_FIELDS.length
+      nodes[row + F.dataOff] = refAt
       nodes[row + F.dataLen] = e.chunks.length
-      nodes[row + F.flags] = FLAG_CHUNKED
+      nodes[row + F.flags] = NODE_FLAGS.chunked
       let at = 0
       let stored = 0
       e.chunks.forEach((r, k) => {
@@ -186,7 +229,12 @@ export function buildInodeTable(tree: Tree): InodeTable {
           chunkIndex.set(id, index)
         }
         indexes[k] = index
-        refs.push(index, r.offset, r.length, r.count, at)
+        const x = refAt++ * REF_FIELDS.length
+        refs[x + R.chunk] = index
+        refs[x + R.offset] = r.offset
+        refs[x + R.length] = r.length
+        refs[x + R.count] = r.count
+        refs[x + R.end] = at
       })
       nodes[row + F.blocks] = Math.ceil(stored / 512)
       files.set(ino, { path: e.path, refs: e.chunks, ends, chunks: indexes })
@@ -195,9 +243,9 @@ export function buildInodeTable(tree: Tree): InodeTable {
 
   return {
     nodes,
-    dirents: Float64Array.from(dirents),
-    xattrs: Float64Array.from(xattrs),
-    refs: Float64Array.from(refs),
+    dirents,
+    xattrs,
+    refs,
     chunkIds,
     pool: pool.bytes(),
     totalBytes,
