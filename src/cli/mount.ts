@@ -1,7 +1,7 @@
 import { Option, type Command } from '@commander-js/extra-typings'
 import { parsePlatform } from '../oci/platform.js'
 import { VIEWS } from '../mount/view-names.js'
-import type { MountedSnapshot as Mounted } from '../mount/mount.js'
+import type { Mount } from '../mount/mount.js'
 import type { ViewOptions } from '../mount/views.js'
 import { UsageError } from '../util/errors.js'
 import { parseId } from '../format/id.js'
@@ -42,7 +42,7 @@ export function registerMount(program: Command): void {
     .option('--json', 'on exit, print what was read and fetched as JSON')
     .action(
       action(async (mountpoint: string, opts) => {
-        const { MountedSnapshot, describeMount } = await import('../mount/mount.js')
+        const { Mount, describeMount } = await import('../mount/mount.js')
         const id = parseId(opts.id)
         if (opts.view === 'tree' && (opts.image !== undefined || opts.platform !== undefined)) {
           throw new UsageError('--image and --platform pick the image of a rootfs or layers view; add --view rootfs or --view layers')
@@ -58,37 +58,46 @@ export function registerMount(program: Command): void {
         const timeoutMs = integerOption('--timeout', opts.timeout, 1, 86400) * 1000
         const readAheadBytes = integerOption('--read-ahead', opts.readAhead, 0, 1 << 20) * 1024
         const store = storeFromOptions(opts)
-        // a store on local disk needs no second copy of its chunks on local disk
-        const wantCache = opts.cache && (opts.cacheDir !== undefined || !(store instanceof FileStore))
-        const diskCache = wantCache ? await DiskCache.open(opts.cacheDir ?? defaultCacheDir(), cacheBytes) : null
         const log = (line: string) => process.stderr.write(`snapdir mount: ${line}\n`)
         // The first signal unmounts, detaching and failing pending reads if files are still open there.
         // Handled from before the mount is up: without a handler a signal kills the process, which
         // would leave a dead mount behind (and one sent as soon as the "mounted" line is read could
         // come before a handler installed after it). One that comes while mounting unmounts once up.
-        let mounted: Mounted | null = null
+        let mount: Mount | null = null
         let stopping: string | null = null
-        const unmount = (m: Mounted, signal: string) => {
+        const stop = (m: Mount, signal: string) => {
           log(`${signal}: unmounting ${m.mountpoint}`)
-          m.unmount({ force: true }).catch((err: Error) => log(err.message))
+          m.close({ force: true }).catch((err: Error) => log(err.message))
         }
-        const stop = (signal: string) => {
+        const onSignal = (signal: NodeJS.Signals) => {
           if (stopping) return
           stopping = signal
-          if (mounted) unmount(mounted, signal)
+          if (mount) stop(mount, signal)
         }
-        process.on('SIGINT', () => stop('SIGINT'))
-        process.on('SIGTERM', () => stop('SIGTERM'))
-        mounted = await MountedSnapshot.mount({ store, id, view, mountpoint, diskCache, memoryBytes, jobs, timeoutMs, readAheadBytes, log })
-        log(describeMount(mounted, id, view.view))
-        if (stopping) unmount(mounted, stopping)
-        await mounted.closed
-        log(`unmounted ${mounted.mountpoint}`)
-        await mounted.settle(10_000)
-        const summary = opts.json ? JSON.stringify({ id, ...mounted.stats }) + '\n' : ''
-        await new Promise<void>((resolve) => process.stdout.write(summary, () => resolve()))
-        // Nothing is left to serve. Requests to a store that stopped answering may still be pending
-        // (they end by their own timeouts, retried): they must not keep the process alive.
+        process.on('SIGINT', onSignal)
+        process.on('SIGTERM', onSignal)
+        try {
+          await store.open()
+          // a store on local disk needs no second copy of its chunks on local disk
+          const wantCache = opts.cache && (opts.cacheDir !== undefined || !(store instanceof FileStore))
+          const diskCache = wantCache ? await DiskCache.open(opts.cacheDir ?? defaultCacheDir(), cacheBytes) : null
+          mount = await Mount.open({ store, id, view, mountpoint, diskCache, memoryBytes, jobs, timeoutMs, readAheadBytes, log })
+          log(describeMount(mount, id, view.view))
+          if (stopping) stop(mount, stopping)
+          await mount.ended
+          log(`unmounted ${mount.mountpoint}`)
+          await mount.settle(10_000)
+          await mount.close()
+          const summary = opts.json ? JSON.stringify({ id, ...mount.stats }) + '\n' : ''
+          await new Promise<void>((resolve) => process.stdout.write(summary, () => resolve()))
+        } finally {
+          process.off('SIGINT', onSignal)
+          process.off('SIGTERM', onSignal)
+          await store.close()
+        }
+        // Requests to a store that stopped answering may still be pending (they end by their own
+        // timeouts, retried): until the chunk reader can abort them on close, they must not keep the
+        // process alive.
         process.exit(0)
       }),
     )

@@ -1,21 +1,27 @@
 // A snapshot served read-only through FUSE: native/fusemount.c answers metadata from the inode table,
 // and parks each read of chunked content for serveRead here, which gathers the slices of the chunks
 // it covers (ChunkReader: memory, disk cache, store; verified) and hands them back. A failed chunk is
-// EIO on that read, logged with the chunk and the file; it never becomes wrong bytes.
+// an error on that read (errno.ts), logged with the chunk and the file; it never becomes wrong bytes.
+//
+// Lifecycle (hypercore's ready/close, stargz's idempotent Close): Mount.open resolves once the kernel
+// mount is up and checked, and unmounts again on any failure after that; `ended` resolves when the
+// mount ends, whoever unmounted it; close() unmounts if need be, waits for the end and frees what the
+// mount holds, and returns the same promise when called again.
 import fs from 'node:fs/promises'
-import os from 'node:os'
 import { printablePath } from '../format/tree-paths.js'
 import type { DiskCache } from '../store/disk-cache.js'
 import type { Store } from '../store/store.js'
 import { SnapdirError, UsageError, isErrno } from '../util/errors.js'
 import { ChunkReader, type ChunkReaderStats } from './chunk-reader.js'
-import { EV_EXIT, EV_HIT, EV_READ, fuseAddon } from './fuse.js'
+import { errnoFor, errnoName } from './errno.js'
+import { FUSE_EVENT, fuseAddon, type FuseHandle } from './fuse.js'
 import { buildInodeTable, type FileContent, type InodeTable } from './inode-table.js'
 import { mountAt, type MountInfo } from './mountinfo.js'
 import { FSTYPE, abortConnection, unmount } from './unmount.js'
 import { loadView, type ViewOptions } from './views.js'
 
 export interface MountOptions {
+  /** an open store (whoever opened it closes it, after the mount ended) */
   store: Store
   id: string
   /** what of the snapshot is shown (views.ts); the snapshot as pushed when absent */
@@ -28,6 +34,8 @@ export interface MountOptions {
   /** how far past a sequential read chunks are fetched before they are asked for */
   readAheadBytes: number
   log: (line: string) => void
+  /** runs once the kernel mount is up, before open() resolves; if it throws, the mount is undone */
+  onMounted?: (mount: Mount) => void | Promise<void>
 }
 
 export interface MountStats extends ChunkReaderStats {
@@ -39,7 +47,6 @@ export interface MountStats extends ChunkReaderStats {
 
 /** The kernel may cache entries and attributes this long (seconds): the tree never changes. */
 const KERNEL_CACHE_SECONDS = 365 * 24 * 3600
-const { EIO } = os.constants.errno
 
 /** Checks the mountpoint before the tree is loaded, so a typo costs no download. */
 async function checkMountpoint(dir: string): Promise<string> {
@@ -58,20 +65,24 @@ async function checkMountpoint(dir: string): Promise<string> {
   return real
 }
 
-export class MountedSnapshot {
-  readonly closed: Promise<void>
+export class Mount {
+  /** resolves when the mount has ended (unmounted from here or from anywhere) and its FUSE thread is done */
+  readonly ended: Promise<void>
   private readonly reader: ChunkReader
-  private readonly handle: object
+  private readonly handle: FuseHandle
   private readonly expectNext = new Map<number, number>()
   /** chunked files in tree order, and where each inode is in it (for read-ahead across files) */
   private readonly fileOrder: number[]
   private readonly fileIndex = new Map<number, number>()
   private lastStarted = -Infinity
   private info: MountInfo | null = null
+  private hasEnded = false
+  private closing: Promise<void> | null = null
   private reads = 0
   private hits = 0
   private readErrors = 0
 
+  /** Mounts at once: when this returns the kernel mount is up (or it threw with the mount undone). */
   private constructor(
     private readonly options: MountOptions,
     readonly mountpoint: string,
@@ -94,32 +105,77 @@ export class MountedSnapshot {
     this.fileOrder = [...table.files.keys()].sort((a, b) => a - b)
     this.fileOrder.forEach((ino, i) => this.fileIndex.set(ino, i))
     let done!: () => void
-    this.closed = new Promise((resolve) => (done = resolve))
-    const source = `snapdir:${options.id.slice(0, 16)}`
-    const mountOptions = ['ro', 'default_permissions', `fsname=${source}`, 'subtype=snapdir']
-    if (process.geteuid?.() === 0) mountOptions.push('allow_other')
-    this.handle = fuse.mount(
-      mountpoint, mountOptions, table.nodes, table.dirents, table.xattrs, table.refs, table.chunkIds.length, table.pool,
-      table.totalBytes, KERNEL_CACHE_SECONDS,
-      (kind, slot, ino, offset, size) => {
-        if (kind === EV_READ) void this.serveRead(slot, ino, offset, size)
-        else if (kind === EV_HIT) this.servedInC(ino, offset, size)
-        else if (kind === EV_EXIT) {
+    this.ended = new Promise((resolve) => (done = resolve))
+    const fuseOptions = ['ro', 'default_permissions', `fsname=snapdir:${options.id.slice(0, 16)}`, 'subtype=snapdir']
+    if (process.geteuid?.() === 0) fuseOptions.push('allow_other')
+    this.handle = fuse.mount({
+      mountpoint,
+      fuseOptions,
+      nodes: table.nodes,
+      dirents: table.dirents,
+      xattrs: table.xattrs,
+      refs: table.refs,
+      chunkCount: table.chunkIds.length,
+      pool: table.pool,
+      totalBytes: table.totalBytes,
+      cacheSeconds: KERNEL_CACHE_SECONDS,
+      onEvent: (kind, slot, ino, offset, size) => {
+        if (kind === FUSE_EVENT.read) void this.serveRead(slot, ino, offset, size)
+        else if (kind === FUSE_EVENT.hit) this.servedInC(ino, offset, size)
+        else if (kind === FUSE_EVENT.exit) {
+          this.hasEnded = true
           fuse.close(this.handle)
           done()
         }
       },
-    )
+    })
   }
 
-  static async mount(options: MountOptions): Promise<MountedSnapshot> {
+  /**
+   * Loads the view and mounts it. Resolves once the kernel mount is up and is ours; any failure after
+   * the kernel mount (the check, onMounted) unmounts it again before the error is rethrown.
+   */
+  static async open(options: MountOptions): Promise<Mount> {
     const mountpoint = await checkMountpoint(options.mountpoint)
-    await options.store.open()
     const tree = await loadView(options.store, options.id, options.view ?? { view: 'tree' })
-    const mounted = new MountedSnapshot(options, mountpoint, buildInodeTable(tree))
-    mounted.info = await mountAt(mountpoint)
-    if (mounted.info?.fstype !== FSTYPE) throw new SnapdirError('ERR_TARGET', `mounting at '${mountpoint}' did not take effect`)
-    return mounted
+    const mount = new Mount(options, mountpoint, buildInodeTable(tree))
+    try {
+      mount.info = await mountAt(mountpoint)
+      if (mount.info?.fstype !== FSTYPE) throw new SnapdirError('ERR_TARGET', `mounting at '${mountpoint}' did not take effect`)
+      await options.onMounted?.(mount)
+    } catch (err) {
+      await mount.close({ force: true }).catch((closeErr: Error) => options.log(`cannot undo the mount at ${mountpoint}: ${closeErr.message}`))
+      throw err
+    }
+    return mount
+  }
+
+  /**
+   * Unmounts (unless the mount ended already), waits for the FUSE thread to end and releases what the
+   * mount holds (the native session, the chunk reader). When files are still open there: throws and
+   * the mount stays, or with `force` detaches it and fails whatever is pending, so the process can end.
+   * A second call returns the first one's promise (a failed one may be tried again).
+   */
+  close(options: { force?: boolean } = {}): Promise<void> {
+    this.closing ??= this.shutdown(options).catch((err: unknown) => {
+      this.closing = null
+      throw err
+    })
+    return this.closing
+  }
+
+  private async shutdown(options: { force?: boolean }): Promise<void> {
+    if (!this.hasEnded) {
+      try {
+        await unmount(this.mountpoint)
+      } catch (err) {
+        if (!options.force) throw err
+        this.info ??= await mountAt(this.mountpoint)
+        await unmount(this.mountpoint, { lazy: true })
+        if (this.info) await abortConnection(this.info)
+      }
+    }
+    await this.ended
   }
 
   /** Waits (at most `ms`) for chunks fetched so far to reach the disk cache. */
@@ -133,19 +189,6 @@ export class MountedSnapshot {
     return { ...this.reader.stats, reads: this.reads, servedInC: this.hits, readErrors: this.readErrors }
   }
 
-  /** Unmounts and waits for the FUSE thread to end. When files are still open: throws, or with `force`
-   * detaches the mount and fails whatever is still pending, so the process can exit at once. */
-  async unmount(options: { force?: boolean } = {}): Promise<void> {
-    try {
-      await unmount(this.mountpoint)
-    } catch (err) {
-      if (!options.force) throw err
-      await unmount(this.mountpoint, { lazy: true })
-      if (this.info) await abortConnection(this.info)
-    }
-    await this.closed
-  }
-
   private async serveRead(slot: number, ino: number, offset: number, size: number): Promise<void> {
     const fuse = fuseAddon()
     this.reads++
@@ -155,9 +198,10 @@ export class MountedSnapshot {
       fuse.replyRead(this.handle, slot, await this.readRange(ino, file, offset, size))
     } catch (err) {
       this.readErrors++
+      const errno = errnoFor(err)
       const where = file ? printablePath(file.path) : `inode ${ino}`
-      this.options.log(`EIO reading ${where} at offset ${offset}: ${(err as Error).message}`)
-      fuse.replyError(this.handle, slot, EIO)
+      this.options.log(`${errnoName(errno)} reading ${where} at offset ${offset}: ${(err as Error).message}`)
+      fuse.replyError(this.handle, slot, errno)
     }
   }
 
@@ -241,6 +285,6 @@ function firstEndAfter(ends: Float64Array, offset: number): number {
   return lo
 }
 
-export function describeMount(m: MountedSnapshot, id: string, view: ViewOptions['view'] = 'tree'): string {
+export function describeMount(m: Mount, id: string, view: ViewOptions['view'] = 'tree'): string {
   return `mounted ${view === 'tree' ? '' : `the ${view} view of `}${id} at ${m.mountpoint} (read-only; Ctrl-C or 'snapdir umount ${m.mountpoint}' to unmount)`
 }

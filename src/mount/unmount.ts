@@ -5,6 +5,7 @@ import fs from 'node:fs/promises'
 import os from 'node:os'
 import { promisify } from 'node:util'
 import { SnapdirError, UsageError, isErrno } from '../util/errors.js'
+import { errnoName } from './errno.js'
 import { fuseAddon } from './fuse.js'
 import { mountAt, type MountInfo } from './mountinfo.js'
 
@@ -48,6 +49,5 @@ export async function unmount(dir: string, options: { lazy?: boolean } = {}): Pr
       throw new SnapdirError('ERR_TARGET', `cannot unmount '${dir}': ${why}`, { cause: err })
     }
   }
-  const name = Object.entries(os.constants.errno).find(([, n]) => n === rc)?.[0] ?? `errno ${rc}`
-  throw new SnapdirError('ERR_TARGET', `cannot unmount '${dir}': ${name}`)
+  throw new SnapdirError('ERR_TARGET', `cannot unmount '${dir}': ${errnoName(rc)}`)
 }
