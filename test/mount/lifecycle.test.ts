@@ -1,14 +1,17 @@
 // Mount's lifecycle in this process: open() that fails after the kernel mount is up leaves no mount
 // behind, close() is idempotent, and a mount ended from elsewhere closes without unmounting again.
 // These tests never read the mount's files (a process must not read a mount it serves itself); they
-// only look at /proc/self/mountinfo, which the kernel answers without asking the FUSE server.
+// only look at /proc/self/mountinfo, which the kernel answers without asking the FUSE server. The last
+// one needs the build (npm run build), as the CLI tests do.
+import { once } from 'node:events'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
+import { Worker } from 'node:worker_threads'
 import { afterEach, expect, it } from 'vitest'
 import { Mount, type MountOptions } from '../../src/mount/mount.js'
 import { unmount } from '../../src/mount/unmount.js'
 import { FileStore } from '../../src/store/file-store.js'
-import { bytes, snapdirOk, tempDir } from '../helpers/cli.js'
+import { ROOT, bytes, snapdirOk, tempDir } from '../helpers/cli.js'
 import { isMounted } from '../helpers/mount.js'
 
 const opened: Mount[] = []
@@ -80,4 +83,31 @@ it('a mount unmounted from elsewhere ends, and close() then has nothing to unmou
   expect(isMounted(mnt)).toBe(false)
   await expect(m.close()).resolves.toBeUndefined()
   await expect(m.close({ force: true })).resolves.toBeUndefined()
+}, 60_000)
+
+it('a mount whose JS side goes away without close() (a worker ended) is detached by the handle finalizer', async () => {
+  const { options, mnt, store } = await pushed()
+  // the built module, as the CLI runs it: a worker thread cannot load the TypeScript sources
+  const code = `
+    const { parentPort, workerData } = require('node:worker_threads')
+    import(workerData.mountJs).then(async ({ Mount }) => {
+      const { FileStore } = await import(workerData.storeJs)
+      const store = new FileStore(workerData.store)
+      await store.open()
+      await Mount.open({ ...workerData.options, store, log: () => {} })
+      parentPort.postMessage('mounted')
+    })`
+  const worker = new Worker(code, {
+    eval: true,
+    workerData: {
+      mountJs: path.join(ROOT, 'dist', 'mount', 'mount.js'),
+      storeJs: path.join(ROOT, 'dist', 'store', 'file-store.js'),
+      store: store.root,
+      options: { ...options, store: undefined, log: undefined },
+    },
+  })
+  await once(worker, 'message')
+  expect(isMounted(mnt)).toBe(true)
+  await worker.terminate()
+  expect(isMounted(mnt)).toBe(false)
 }, 60_000)
