@@ -16,8 +16,12 @@ export function registerId(program: Command): void {
         let params
         if (opts.store !== undefined) {
           const store = storeFromOptions({ ...opts, store: opts.store })
-          await store.open()
-          params = await readStoreConfig(store)
+          try {
+            await store.open()
+            params = await readStoreConfig(store)
+          } finally {
+            await store.close()
+          }
         }
         process.stdout.write((await localId(dir, params)) + '\n')
       }),

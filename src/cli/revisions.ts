@@ -12,8 +12,12 @@ export function registerRevisions(program: Command): void {
       action(async (opts: { store: string; s3Endpoint?: string }) => {
         const { listRevisions } = await import('../store/revisions.js')
         const store = storeFromOptions(opts)
-        await store.open()
-        for (const r of await listRevisions(store)) process.stdout.write(JSON.stringify(r) + '\n')
+        try {
+          await store.open()
+          for (const r of await listRevisions(store)) process.stdout.write(JSON.stringify(r) + '\n')
+        } finally {
+          await store.close()
+        }
       }),
     )
 }

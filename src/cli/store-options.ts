@@ -4,7 +4,10 @@ import type { Store } from '../store/store.js'
 export const STORE_HELP = 'store: a path, file:///path, s3://bucket/prefix or gs://bucket/prefix'
 export const ENDPOINT_HELP = 'S3-compatible endpoint for s3:// stores (default: AWS_ENDPOINT_URL, else AWS itself)'
 
-/** Opens the store a command was given, with its --s3-endpoint if any. */
+/**
+ * The store a command was given, with its --s3-endpoint if any. The command owns it: it closes it in a
+ * finally; the operations it calls open it (open() is memoised; push opens it with create).
+ */
 export function storeFromOptions(opts: { store: string; s3Endpoint?: string }): Store {
   return storeFromUrl(opts.store, opts.s3Endpoint === undefined ? {} : { s3Endpoint: opts.s3Endpoint })
 }

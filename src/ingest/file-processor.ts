@@ -8,7 +8,7 @@ import { encodeObject } from '../format/object.js'
 import { toHex } from '../format/id.js'
 import type { ChunkRef } from '../format/tree.js'
 import { objectKey } from '../store/objects.js'
-import type { Store } from '../store/store.js'
+import { isLocalChunkStore, type Store } from '../store/store.js'
 import { TaskWindow } from '../util/concurrency.js'
 import { cutGroup, type PackJob } from './pack-groups.js'
 import { SnapdirError } from '../util/errors.js'
@@ -192,7 +192,7 @@ export class FileProcessor {
     if (this.seen.has(id)) return
     this.seen.add(id)
     const key = objectKey('chunk', id)
-    if (store.addObjectSync) {
+    if (isLocalChunkStore(store)) {
       // written before the read buffer it views is reused: no copy
       const written = store.addObjectSync(key, data())
       if (written > 0) {

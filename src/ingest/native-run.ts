@@ -3,7 +3,7 @@ import { Chunker, defaultImplementation } from '../chunk/chunker.js'
 import { CUT_JOB, CUT_WHERE, native, type CutFilesError } from '../chunk/native.js'
 import { ZSTD_LEVEL } from '../format/object.js'
 import type { ChunkRef } from '../format/tree.js'
-import type { Store } from '../store/store.js'
+import { isLocalChunkStore, type Store } from '../store/store.js'
 import { SnapdirError } from '../util/errors.js'
 import { appendRef, processInThisThread, type FileJob, type FileResult, type Job, type ProcessorStats } from './file-processor.js'
 import { JobQueue } from './job-queue.js'
@@ -14,7 +14,7 @@ const { whole: KIND_WHOLE, inline: KIND_INLINE, group: KIND_GROUP } = CUT_JOB
 
 /** Whether push's files can be cut natively for this store: the native chunker, and a local store or none. */
 export function nativeRunApplies(store: Store | null): boolean {
-  return native !== null && defaultImplementation() === 'native' && (store === null || store.localChunks !== undefined)
+  return native !== null && defaultImplementation() === 'native' && (store === null || isLocalChunkStore(store))
 }
 
 /**
@@ -98,7 +98,8 @@ export class NativeRun implements PoolRun {
         files.push(job)
       }
     }
-    const sink = this.options.store?.localChunks ?? null
+    const store = this.options.store
+    const sink = isLocalChunkStore(store) ? store.localChunks : null
     let r
     try {
       r = await native!.cutFiles({

@@ -5,38 +5,44 @@ import { native } from '../chunk/native.js'
 import { ZSTD_LEVEL } from '../format/object.js'
 import { objectDirectory } from './objects.js'
 import { abortedError, isErrno, SnapdirError } from '../util/errors.js'
+import { StoreLifecycle } from './lifecycle.js'
 import type { ReadOptions, Store, StoreSpec } from './store.js'
 
 /**
  * A store in a local directory. put() writes a temporary file beside the final name and renames it,
- * so a reader (or a concurrent push) sees an object whole or not at all. No fsync per object:
- * flush() syncs the whole file system once, before the tree and the revision that name the objects
- * are written (see snapshot/push.ts for the order).
+ * so a reader (or a concurrent push) sees an object whole or not at all: the one such writer, which
+ * the disk cache (disk-cache.ts) writes through too. No fsync per object: flush() syncs the whole file
+ * system once, before the tree and the revision that name the objects are written (store/commit.ts).
  * has() and put() use blocking calls: they run in push's worker threads, where a page-cache write of
  * a chunk takes microseconds while an async call waits behind compression jobs in the thread pool.
+ * With the native addon it is a LocalChunkStore (store.ts): push writes chunks into it directly.
  */
 // temporary names unique across processes and threads without a random draw per object
 const TMP_PREFIX = `${process.pid}-${randomBytes(4).toString('hex')}`
 let tmpCounter = 0
 const tmpName = (final: string): string => `${final}.tmp-${TMP_PREFIX}-${(tmpCounter++).toString(36)}`
 
-export class FileStore implements Store {
+export class FileStore extends StoreLifecycle implements Store {
   readonly url: string
   readonly spec: StoreSpec
+  /** see LocalChunkStore (store.ts); absent without the native addon, which writes them */
+  readonly localChunks: { dir: string; tmpTag: string } | undefined
   private readonly madeDirs = new Set<string>()
 
   constructor(readonly root: string, url = root) {
+    super()
     this.url = url
     this.spec = { url }
+    this.localChunks = native ? { dir: path.join(root, objectDirectory('chunk')), tmpTag: `${TMP_PREFIX}-n` } : undefined
   }
 
-  async open(options: { create?: boolean } = {}): Promise<void> {
+  protected async openStore(create: boolean): Promise<void> {
     let st
     try {
       st = await fs.stat(this.root)
     } catch (err) {
       if (!isErrno(err, 'ENOENT')) throw this.ioError('cannot open', err)
-      if (!options.create) {
+      if (!create) {
         throw new SnapdirError('ERR_STORE_NOT_FOUND', `store ${this.url} does not exist`, { data: { store: this.url } })
       }
       try {
@@ -50,8 +56,6 @@ export class FileStore implements Store {
       throw new SnapdirError('ERR_STORE_NOT_FOUND', `store ${this.url} is not a directory`, { data: { store: this.url } })
     }
   }
-
-  async close(): Promise<void> {}
 
   private file(key: string): string {
     return path.join(this.root, ...key.split('/'))
@@ -88,21 +92,16 @@ export class FileStore implements Store {
     }
   }
 
-  get localChunks(): { dir: string; tmpTag: string } | undefined {
-    return native ? { dir: path.join(this.root, objectDirectory('chunk')), tmpTag: `${TMP_PREFIX}-n` } : undefined
-  }
-
   /** The same steps as put(), with encoding, in one native call (native/object-write.c). */
-  readonly addObjectSync = native
-    ? (key: string, raw: Buffer): number => {
-        const final = this.file(key)
-        try {
-          return native!.writeObject(final, tmpName(final), raw, ZSTD_LEVEL)
-        } catch (err) {
-          throw this.ioError(`cannot write ${key}`, err)
-        }
-      }
-    : undefined
+  addObjectSync(key: string, raw: Buffer): number {
+    if (!native) throw new SnapdirError('ERR_NATIVE_UNAVAILABLE', 'the native addon is not built: run npm install')
+    const final = this.file(key)
+    try {
+      return native.writeObject(final, tmpName(final), raw, ZSTD_LEVEL)
+    } catch (err) {
+      throw this.ioError(`cannot write ${key}`, err)
+    }
+  }
 
   async put(key: string, data: Buffer): Promise<void> {
     const final = this.file(key)

@@ -1,27 +1,27 @@
 import { abortedError, SnapdirError } from '../util/errors.js'
+import { StoreLifecycle } from './lifecycle.js'
 import type { ReadOptions, Store, StoreSpec } from './store.js'
 
 /**
  * A store in this process's memory: for tests and for staging nothing. Copies on put and get so a
  * caller can never change a stored object through a buffer it kept.
  */
-export class MemoryStore implements Store {
+export class MemoryStore extends StoreLifecycle implements Store {
   readonly url: string
   readonly spec: StoreSpec
   private objects: Map<string, Buffer> | null = null
 
   constructor(name = 'memory') {
+    super()
     this.url = `memory:${name}`
     this.spec = { url: this.url }
   }
 
-  async open(options: { create?: boolean } = {}): Promise<void> {
+  protected async openStore(create: boolean): Promise<void> {
     if (this.objects) return
-    if (!options.create) throw new SnapdirError('ERR_STORE_NOT_FOUND', `store ${this.url} does not exist`, { data: { store: this.url } })
+    if (!create) throw new SnapdirError('ERR_STORE_NOT_FOUND', `store ${this.url} does not exist`, { data: { store: this.url } })
     this.objects = new Map()
   }
-
-  async close(): Promise<void> {}
 
   private map(): Map<string, Buffer> {
     if (!this.objects) throw new SnapdirError('ERR_STORE_NOT_FOUND', `store ${this.url} is not open`)

@@ -4,7 +4,7 @@ import { decodeTree, TreeEncoder, type Tree } from '../format/tree.js'
 import { hashBytes } from '../chunk/hash.js'
 import { toHex } from '../format/id.js'
 import { SnapdirError } from '../util/errors.js'
-import type { Store } from './store.js'
+import type { ReadStore, Store } from './store.js'
 
 export type ObjectKind = 'chunk' | 'tree'
 const DIRS: Record<ObjectKind, string> = { chunk: 'chunks', tree: 'trees' }
@@ -21,20 +21,6 @@ export function objectKey(kind: ObjectKind, id: string): string {
 /** A read that found the object missing or not matching its name (as opposed to a store failure). */
 export function isObjectDamage(err: unknown): err is SnapdirError {
   return err instanceof SnapdirError && (err.code === 'ERR_OBJECT_MISSING' || err.code === 'ERR_OBJECT_CORRUPT')
-}
-
-/** Reads an object and checks it decodes to bytes whose BLAKE3 is its name. */
-export async function readObject(store: Store, kind: ObjectKind, id: string): Promise<Buffer> {
-  const stored = await store.get(objectKey(kind, id))
-  return decodeObject(stored, id, `${kind} ${id} from ${store.url}`)
-}
-
-/** Stores raw bytes under their ID unless the store already has them; true when written. */
-export async function writeObjectIfAbsent(store: Store, kind: ObjectKind, id: string, raw: Buffer): Promise<boolean> {
-  const key = objectKey(kind, id)
-  if (await store.has(key)) return false
-  await store.put(key, encodeObject(raw))
-  return true
 }
 
 /** A tree ready to store: its ID and its stored form (the CPU part of writeTree, done ahead). */
@@ -58,18 +44,23 @@ export async function writeTree(store: Store, tree: Tree | EncodedTree): Promise
 }
 
 /** Loads a snapshot's tree; a missing one is ERR_SNAPSHOT_NOT_FOUND naming the store. */
-export async function readTree(store: Store, id: string): Promise<Tree> {
+export async function readTree(store: ReadStore, id: string): Promise<Tree> {
   return decodeTree(await readTreeBytes(store, id), `snapshot ${id} in ${store.url}`)
 }
 
-/** A snapshot's tree object, verified but not decoded; a missing one is ERR_SNAPSHOT_NOT_FOUND. */
-export async function readTreeBytes(store: Store, id: string): Promise<Buffer> {
+/**
+ * A snapshot's tree object, checked against its ID but not decoded; a missing one is
+ * ERR_SNAPSHOT_NOT_FOUND. (Chunks have their own read, getChunk in chunks.ts.)
+ */
+export async function readTreeBytes(store: ReadStore, id: string): Promise<Buffer> {
+  let stored: Buffer
   try {
-    return await readObject(store, 'tree', id)
+    stored = await store.get(objectKey('tree', id))
   } catch (err) {
     if (err instanceof SnapdirError && err.code === 'ERR_OBJECT_MISSING') {
       throw new SnapdirError('ERR_SNAPSHOT_NOT_FOUND', `snapshot ${id} is not in ${store.url}`, { data: { id, store: store.url } })
     }
     throw err
   }
+  return decodeObject(stored, id, `tree ${id} from ${store.url}`)
 }

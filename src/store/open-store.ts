@@ -10,8 +10,8 @@ const EXPECTED = 'expected a path, file:///path, s3://bucket/prefix or gs://buck
 const GCS_ENDPOINT = 'https://storage.googleapis.com'
 
 /**
- * Opens a store from what the user typed. `s3Endpoint` (or AWS_ENDPOINT_URL) points s3:// at an
- * S3-compatible service.
+ * The store a URL the user typed names, not opened yet: its owner opens and closes it. `s3Endpoint`
+ * (or AWS_ENDPOINT_URL) points s3:// at an S3-compatible service.
  */
 export function storeFromUrl(url: string, options: { s3Endpoint?: string } = {}): Store {
   const spec: StoreSpec = { url }
@@ -20,7 +20,7 @@ export function storeFromUrl(url: string, options: { s3Endpoint?: string } = {})
   return openStore(spec)
 }
 
-/** Opens a store from its spec (how worker threads reopen the store they were handed). */
+/** The store a spec names (how worker threads make their own of the store they were handed). */
 export function openStore(spec: StoreSpec): Store {
   const { url } = spec
   if (url.trim() === '') throw new UsageError(`empty store URL: ${EXPECTED}`, 'ERR_BAD_STORE_URL')

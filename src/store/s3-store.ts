@@ -1,5 +1,6 @@
 import type { S3Client } from '@aws-sdk/client-s3'
 import { abortedError, SnapdirError } from '../util/errors.js'
+import { StoreLifecycle } from './lifecycle.js'
 import type { ReadOptions, Store, StoreSpec } from './store.js'
 
 // The SDK is pinned (package-lock) at a release that supports Node 20; its warning that later
@@ -31,22 +32,25 @@ export interface S3StoreOptions {
  * Every object is one PUT, so it is atomic; a PUT that S3 acknowledged is durable, so flush() has
  * nothing to do. With a custom endpoint, addressing is path-style (what S3-compatible servers speak).
  */
-export class S3Store implements Store {
+export class S3Store extends StoreLifecycle implements Store {
   readonly url: string
   readonly spec: StoreSpec
   private readonly bucket: string
   private readonly prefix: string
   private connecting: Promise<{ client: S3Client; sdk: Sdk }> | null = null
+  private closed = false
 
   constructor(private readonly options: S3StoreOptions) {
+    super()
     this.url = options.url
     this.spec = options.spec
     this.bucket = options.bucket
     this.prefix = options.prefix === '' ? '' : `${options.prefix}/`
   }
 
-  /** The client, made on first use. */
+  /** The client, made on first use; none after close(), which destroyed it. */
   private connect(): Promise<{ client: S3Client; sdk: Sdk }> {
+    if (this.closed) return Promise.reject(new SnapdirError('ERR_STORE_CLOSED', `store ${this.url} is closed`, { data: { store: this.url } }))
     return (this.connecting ??= sdk().then((s) => {
       const o = this.options
       const client = new s.S3Client({
@@ -70,14 +74,14 @@ export class S3Store implements Store {
   }
 
   /** Checks the bucket answers; with `create` (push), makes it if it does not exist. */
-  async open(options: { create?: boolean } = {}): Promise<void> {
+  protected async openStore(create: boolean): Promise<void> {
     try {
       const { client, sdk } = await this.connect()
       await client.send(new sdk.HeadBucketCommand({ Bucket: this.bucket }))
       return
     } catch (err) {
       if (statusOf(err) !== 404) throw this.failure('cannot open', err)
-      if (!options.create) {
+      if (!create) {
         throw new SnapdirError('ERR_STORE_NOT_FOUND', `store ${this.url}: bucket '${this.bucket}' does not exist`, { data: { store: this.url } })
       }
     }
@@ -92,8 +96,13 @@ export class S3Store implements Store {
     }
   }
 
-  async close(): Promise<void> {
-    if (this.connecting) (await this.connecting).client.destroy()
+  /** Destroys the client: its sockets close, so nothing of this store keeps the process alive. */
+  protected override async closeStore(): Promise<void> {
+    this.closed = true
+    const connecting = this.connecting
+    this.connecting = null
+    const connected = await connecting?.catch(() => null)
+    connected?.client.destroy()
   }
 
   async has(key: string): Promise<boolean> {

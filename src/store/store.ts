@@ -1,8 +1,13 @@
-/**
- * A store is a flat namespace of immutable, content-addressed objects plus a few small mutable refs.
- * Keys are '/'-separated ('chunks/3f/3fa1…', 'trees/…', 'refs/revisions/…', 'config').
- * Every backend (file now; s3, memory later) passes the same conformance suite (test/store/).
- */
+// A store is a flat namespace of immutable, content-addressed objects plus a few small mutable refs.
+// Keys are '/'-separated ('chunks/3f/3fa1…', 'trees/…', 'refs/revisions/…', 'config'). Every backend
+// (file, s3, memory) passes the same conformance suite (test/store/conformance.ts).
+//
+// What a store can do is split into capabilities, as desync splits Store / WriteStore / PruneStore, so
+// a caller asks for what it needs: ReadStore to read (pull, mount, verify, a sync's source), Store to
+// write as well (push, a sync's destination; every backend), LocalChunkStore for push's native path
+// (a store in a local directory), PruneStore to delete (the disk cache drops a damaged copy; gc, next,
+// will sweep stores with it).
+
 /** Enough to open the same store again, e.g. in a worker thread (see open-store.ts). */
 export interface StoreSpec {
   url: string
@@ -13,12 +18,22 @@ export interface ReadOptions {
   signal?: AbortSignal
 }
 
-export interface Store {
+export interface OpenOptions {
+  /** make an empty store if there is none (push, a sync's destination) */
+  create?: boolean
+}
+
+/**
+ * Reading, and the lifecycle every store has (hypercore's ready/close): open() is memoised (callers
+ * share one open; a failed one is not remembered, so open({ create: true }) after a failed open()
+ * creates), close() is idempotent and releases what the store holds. Whoever opens a store closes it.
+ */
+export interface ReadStore {
   /** how the user named it, for messages */
   readonly url: string
   readonly spec: StoreSpec
-  /** Checks the store is reachable; with `create`, makes an empty one if there is none. */
-  open(options?: { create?: boolean }): Promise<void>
+  /** Checks the store is there (ERR_STORE_NOT_FOUND if not); with `create`, makes an empty one. */
+  open(options?: OpenOptions): Promise<void>
   close(): Promise<void>
   has(key: string): Promise<boolean>
   /** The stored size of an object, or null when the store does not have it (one request). */
@@ -29,23 +44,43 @@ export interface Store {
    * getChunk (chunks.ts), which verifies them.
    */
   get(key: string, options?: ReadOptions): Promise<Buffer>
-  /** Atomic and idempotent: readers see the whole object or none of it. */
-  put(key: string, data: Buffer): Promise<void>
-  /**
-   * Encodes raw bytes as an object (format/object.ts) and puts it unless the store has it; returns
-   * the bytes stored, 0 when it was there. Synchronous and without copying `raw`: only stores whose
-   * writes are local system calls have it (FileStore); push's JS path (worker threads, sparse files) uses it.
-   */
-  addObjectSync?: ((key: string, raw: Buffer) => number) | undefined
-  /**
-   * For a store in a local directory: the directory chunk objects live in (as objectKey lays them
-   * out: <dir>/<first two hex digits>/<id>) and a tag for temporary names unique to this process (the
-   * native side numbers them). Push then reads, cuts, hashes and writes chunks in native code
-   * (native/file-batch.c).
-   */
-  readonly localChunks?: { dir: string; tmpTag: string } | undefined
   /** Keys under a prefix ending in '/', in no particular order. */
   list(prefix: string): AsyncIterable<string>
+}
+
+/** A store that takes new objects: what every backend is. */
+export interface Store extends ReadStore {
+  /** Atomic and idempotent: readers see the whole object or none of it. */
+  put(key: string, data: Buffer): Promise<void>
   /** Durability barrier: everything put before is on stable storage when this resolves. */
   flush(): Promise<void>
+}
+
+/**
+ * A store in a local directory whose writes are plain system calls (FileStore with the native addon):
+ * push cuts, hashes and writes chunks straight into it, in native code and from worker threads.
+ */
+export interface LocalChunkStore extends Store {
+  /**
+   * Encodes raw bytes as an object (format/object.ts) and writes it unless the store has it; returns
+   * the bytes stored, 0 when it was there. Synchronous and without copying `raw`.
+   */
+  addObjectSync(key: string, raw: Buffer): number
+  /**
+   * The directory chunk objects live in (as objectKey lays them out: <dir>/<first two hex digits>/<id>)
+   * and a tag for temporary names unique to this process (the native side numbers them): what
+   * native/file-batch.c writes chunks with.
+   */
+  readonly localChunks: { dir: string; tmpTag: string }
+}
+
+/** A store objects can be deleted from. */
+export interface PruneStore extends Store {
+  /** Removes an object; one that is not there is no error. */
+  delete(key: string): Promise<void>
+}
+
+/** Whether push can write chunks into `store` directly (see LocalChunkStore). */
+export function isLocalChunkStore(store: ReadStore | null): store is LocalChunkStore {
+  return store !== null && (store as Partial<LocalChunkStore>).localChunks !== undefined
 }

@@ -15,7 +15,8 @@ import { expandLayer, layerCompression, type ExpandedLayer } from '../../src/oci
 import { whiteoutOf } from '../../src/oci/layer-whiteouts.js'
 import { FileStore } from '../../src/store/file-store.js'
 import { MemoryStore } from '../../src/store/memory-store.js'
-import { readObject, readTree } from '../../src/store/objects.js'
+import { getChunk } from '../../src/store/chunks.js'
+import { readTree } from '../../src/store/objects.js'
 import type { Store } from '../../src/store/store.js'
 import { SnapdirError } from '../../src/util/errors.js'
 import { manifest, snapdirOk, tempDir } from '../helpers/cli.js'
@@ -113,7 +114,7 @@ async function content(store: Store, e: TreeEntry): Promise<Buffer> {
   if (e.inline) return e.inline
   const parts: Buffer[] = []
   for (const r of e.chunks) {
-    const chunk = await readObject(store, 'chunk', toHex(r.id))
+    const { raw: chunk } = await getChunk(store, toHex(r.id))
     for (let i = 0; i < r.count; i++) parts.push(chunk.subarray(r.offset, r.offset + r.length))
   }
   return Buffer.concat(parts)

@@ -11,7 +11,8 @@ import { toHex } from '../../src/format/id.js'
 import { printablePath } from '../../src/format/tree-paths.js'
 import type { TreeEntry } from '../../src/format/tree.js'
 import { FileStore } from '../../src/store/file-store.js'
-import { readObject, readTree } from '../../src/store/objects.js'
+import { getChunk } from '../../src/store/chunks.js'
+import { readTree } from '../../src/store/objects.js'
 import { countObjects, killWhen, snapdir, snapdirOk, tempDir } from '../helpers/cli.js'
 import { blobFile, buildUmociImage, editFirstManifest, firstManifest, requireTools, sha256, tool } from '../helpers/oci.js'
 
@@ -75,7 +76,7 @@ async function fileContent(store: FileStore, e: TreeEntry): Promise<Buffer> {
   if (e.inline) return e.inline
   const parts: Buffer[] = []
   for (const c of e.chunks) {
-    const chunk = await readObject(store, 'chunk', toHex(c.id))
+    const { raw: chunk } = await getChunk(store, toHex(c.id))
     for (let i = 0; i < c.count; i++) parts.push(chunk.subarray(c.offset, c.offset + c.length))
   }
   return Buffer.concat(parts)

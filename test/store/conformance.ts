@@ -2,12 +2,14 @@
 // factory; a new backend (s3, memory) passes this suite before anything else uses it.
 import { randomBytes } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
-import type { Store } from '../../src/store/store.js'
+import { isLocalChunkStore, type Store } from '../../src/store/store.js'
 import { SnapdirError } from '../../src/util/errors.js'
 
 export interface StoreFactory {
   /** a store that does not exist yet */
   fresh(): Promise<Store>
+  /** whether the backend is a LocalChunkStore (push writes chunks into it natively) */
+  localChunks: boolean
 }
 
 async function collect(it: AsyncIterable<string>): Promise<string[]> {
@@ -31,6 +33,46 @@ export function storeConformance(name: string, factory: StoreFactory): void {
       await s.open()
       await s.close()
       await s.close() // idempotent
+    })
+
+    it('open is shared by concurrent callers; open with create after a failed open creates; close is idempotent and final', async () => {
+      const s = await factory.fresh()
+      const plain = s.open()
+      const created = s.open({ create: true }) // while the open without create is under way
+      await expect(plain).rejects.toMatchObject({ code: 'ERR_STORE_NOT_FOUND' })
+      await created
+      await s.put('config', Buffer.from('x'))
+      // the store is there now: opens without and with create both succeed without redoing anything
+      await Promise.all([s.open(), s.open({ create: true }), s.open()])
+      expect((await s.get('config')).toString()).toBe('x')
+      await Promise.all([s.close(), s.close()])
+      await s.close()
+      await expect(s.open()).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' })
+    })
+
+    it('close before open is fine, and final', async () => {
+      const s = await factory.fresh()
+      await s.close()
+      await expect(s.open({ create: true })).rejects.toMatchObject({ code: 'ERR_STORE_CLOSED' })
+    })
+
+    it('a get whose signal has aborted rejects with ERR_ABORTED, and the store goes on working', async () => {
+      const s = await opened()
+      await s.put('chunks/ab/abort', randomBytes(1000))
+      const controller = new AbortController()
+      controller.abort(new Error('stop'))
+      await expect(s.get('chunks/ab/abort', { signal: controller.signal })).rejects.toMatchObject({ code: 'ERR_ABORTED' })
+      await expect(s.get('chunks/ab/missing', { signal: controller.signal })).rejects.toMatchObject({ code: 'ERR_ABORTED' })
+      expect((await s.get('chunks/ab/abort', { signal: new AbortController().signal })).length).toBe(1000)
+    })
+
+    it(`is ${factory.localChunks ? '' : 'not '}a LocalChunkStore`, async () => {
+      const s = await opened()
+      expect(isLocalChunkStore(s)).toBe(factory.localChunks)
+      if (isLocalChunkStore(s)) {
+        expect(s.addObjectSync('chunks/ef/local', Buffer.from('raw'))).toBeGreaterThan(0)
+        expect(await s.has('chunks/ef/local')).toBe(true)
+      }
     })
 
     it('gives back exactly what was put, and says what it has', async () => {

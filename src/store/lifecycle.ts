@@ -1,0 +1,49 @@
+// The open/close protocol every store shares, written once (hypercore's ready-resource, stargz's
+// idempotent Close): concurrent opens share one attempt, a failed attempt is not remembered, close()
+// runs once and waits for an open under way.
+import { SnapdirError } from '../util/errors.js'
+import type { OpenOptions } from './store.js'
+
+export abstract class StoreLifecycle {
+  abstract readonly url: string
+  private opening: { done: Promise<void>; create: boolean } | null = null
+  private closing: Promise<void> | null = null
+
+  /** The backend's part of open(): check the store is there (ERR_STORE_NOT_FOUND), or make it. */
+  protected abstract openStore(create: boolean): Promise<void>
+
+  /** The backend's part of close(): release connections and handles. Runs at most once. */
+  protected async closeStore(): Promise<void> {}
+
+  open(options: OpenOptions = {}): Promise<void> {
+    if (this.closing) return Promise.reject(new SnapdirError('ERR_STORE_CLOSED', `store ${this.url} is closed`, { data: { store: this.url } }))
+    const create = options.create === true
+    const attempt = this.opening ?? this.begin(create)
+    if (!create || attempt.create) return attempt.done
+    // an open without create is under way or done: a store that is there needs no creating, and one
+    // that is not is created by a new attempt (the failed one was forgotten before this runs)
+    return attempt.done.catch((err: unknown) => {
+      if (err instanceof SnapdirError && err.code === 'ERR_STORE_NOT_FOUND') return this.open(options)
+      throw err
+    })
+  }
+
+  close(): Promise<void> {
+    return (this.closing ??= (async () => {
+      await this.opening?.done.catch(() => {})
+      await this.closeStore()
+    })())
+  }
+
+  private begin(create: boolean): { done: Promise<void>; create: boolean } {
+    const attempt = {
+      create,
+      done: this.openStore(create).catch((err: unknown) => {
+        if (this.opening === attempt) this.opening = null
+        throw err
+      }),
+    }
+    this.opening = attempt
+    return attempt
+  }
+}
