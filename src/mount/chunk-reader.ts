@@ -1,19 +1,21 @@
-// Verified chunk reads for a mount: memory LRU (bounded in bytes) over the local disk cache over the
-// store. Concurrent reads of one chunk share one fetch, at most `jobs` store requests run at once, and
-// a request that takes longer than `timeoutMs` fails (the read becomes EIO) rather than hanging. Bytes
-// only ever come out of verifyChunk (store/chunks.ts), which re-hashes them against the chunk's ID.
+// Verified chunk reads for a mount: a memory LRU (bounded in bytes) over the store, or over the store
+// through a local disk cache (store/caching-store.ts). Concurrent reads of one chunk share one load, at
+// most `jobs` loads run at once, and a load that has not delivered `timeoutMs` after it began (waiting
+// for a slot included) fails, so a read becomes EIO in bounded time rather than hanging; its request
+// is cancelled. Bytes only ever come out of getChunk (store/chunks.ts), which re-hashes them.
 import { LRUCache } from 'lru-cache'
-import { verifyChunk } from '../store/chunks.js'
-import { objectKey } from '../store/objects.js'
+import { CachingStore } from '../store/caching-store.js'
+import { getChunk } from '../store/chunks.js'
 import type { DiskCache } from '../store/disk-cache.js'
-import type { Store } from '../store/store.js'
+import type { ReadStore } from '../store/store.js'
 import { Semaphore } from '../util/concurrency.js'
 import { SnapdirError } from '../util/errors.js'
 
 export interface ChunkReaderOptions {
   memoryBytes: number
+  /** a local cache for fetched chunks, handed over: the reader's close() closes it */
   diskCache: DiskCache | null
-  /** store requests in flight at most */
+  /** loads (store requests) in flight at most */
   jobs: number
   timeoutMs: number
   /** a chunk entered the memory cache / left it (the mount lends them to its C side in between) */
@@ -33,12 +35,16 @@ export interface ChunkReaderStats {
 export class ChunkReader {
   private readonly memory: LRUCache<string, Buffer>
   private readonly inflight = new Map<string, Promise<Buffer>>()
-  private readonly cacheWrites = new Set<Promise<void>>()
+  /** one per load under way: aborted by its timeout or by close() */
+  private readonly loads = new Set<AbortController>()
   private readonly slots: Semaphore
+  private readonly source: ReadStore
+  private readonly cache: CachingStore | null
+  private closing: Promise<void> | null = null
   readonly stats: ChunkReaderStats = { fetched: 0, fetchedBytes: 0, diskHits: 0, memoryHits: 0, failures: 0 }
 
   constructor(
-    private readonly store: Store,
+    private readonly store: ReadStore,
     private readonly options: ChunkReaderOptions,
   ) {
     const { onEvicted } = options
@@ -48,10 +54,16 @@ export class ChunkReader {
       ...(onEvicted ? { dispose: (_: Buffer, id: string) => onEvicted(id) } : {}),
     })
     this.slots = new Semaphore(options.jobs)
+    this.cache = options.diskCache ? new CachingStore(store, options.diskCache) : null
+    this.source = this.cache ?? store
   }
 
-  /** The chunk's bytes, verified. Throws ERR_OBJECT_MISSING / ERR_OBJECT_CORRUPT / ERR_STORE_* errors. */
+  /**
+   * The chunk's bytes, verified. Throws ERR_OBJECT_MISSING / ERR_OBJECT_CORRUPT / ERR_STORE_* errors,
+   * ERR_STORE_UNREACHABLE when the store did not deliver in time, ERR_ABORTED once the reader is closed.
+   */
   get(id: string): Promise<Buffer> {
+    if (this.closing) return Promise.reject(closedError(id))
     const hit = this.memory.get(id)
     if (hit) {
       this.stats.memoryHits++
@@ -65,75 +77,76 @@ export class ChunkReader {
     return p
   }
 
-  /** Resolves once the disk cache writes started so far are done (before the process exits). */
-  async settle(): Promise<void> {
-    while (this.cacheWrites.size > 0) await Promise.all([...this.cacheWrites])
-  }
-
   /** Starts loading a chunk nobody waits for yet (read-ahead); failures surface on the real read. */
   prefetch(id: string): void {
-    if (this.memory.has(id) || this.inflight.has(id)) return
+    if (this.closing || this.memory.has(id) || this.inflight.has(id)) return
     this.get(id).catch(() => {})
   }
 
+  /** Resolves once the disk cache writes started so far are done. */
+  async settle(): Promise<void> {
+    await this.cache?.settle()
+  }
+
+  /**
+   * Ends the reader: loads under way are aborted (their store requests cancelled) and fail with
+   * ERR_ABORTED, later reads too; then the disk cache's writes are waited for and the cache closed.
+   * Idempotent. The store stays open: it is its owner's to close.
+   */
+  close(): Promise<void> {
+    return (this.closing ??= (async () => {
+      for (const load of this.loads) load.abort(closedError())
+      await Promise.allSettled([...this.inflight.values()])
+      await this.cache?.close()
+    })())
+  }
+
   private async load(id: string): Promise<Buffer> {
-    const cache = this.options.diskCache
-    const cached = await cache?.get(id).catch(() => null)
-    if (cached) {
+    const control = new AbortController()
+    const { signal } = control
+    this.loads.add(control)
+    const seconds = this.options.timeoutMs / 1000
+    const timer = setTimeout(() => {
+      control.abort(new SnapdirError('ERR_STORE_UNREACHABLE', `${this.store.url} did not answer for chunk ${id} within ${seconds} s`, { data: { chunk: id } }))
+    }, this.options.timeoutMs)
+    try {
+      await this.slots.acquire(signal)
+      let chunk
       try {
-        const raw = verifyChunk(cached, id, 'the disk cache')
-        this.stats.diskHits++
-        this.remember(id, raw)
-        return raw
-      } catch {
-        await cache!.drop(id) // damaged cache file: fetch it again
+        // raced against the signal: the read is answered in time even where a store is slow to give up
+        chunk = await Promise.race([getChunk(this.source, id, { signal }), whenAborted(signal)])
+      } finally {
+        this.slots.release()
       }
-    }
-    let stored: Buffer
-    try {
-      stored = await this.fetch(id)
+      if (chunk.cached) this.stats.diskHits++
+      else {
+        this.stats.fetched++
+        this.stats.fetchedBytes += chunk.stored.length
+      }
+      if (!this.closing) this.remember(id, chunk.raw)
+      return chunk.raw
     } catch (err) {
       this.stats.failures++
-      throw err
+      throw signal.aborted ? (signal.reason as Error) : err
+    } finally {
+      clearTimeout(timer)
+      this.loads.delete(control)
     }
-    let raw: Buffer
-    try {
-      raw = verifyChunk(stored, id, this.store.url)
-    } catch (err) {
-      this.stats.failures++
-      throw err
-    }
-    this.stats.fetched++
-    this.stats.fetchedBytes += stored.length
-    this.remember(id, raw)
-    if (cache) {
-      // not awaited by the read; a full or read-only cache disk only costs speed
-      const write = cache.put(id, stored).catch(() => {})
-      this.cacheWrites.add(write)
-      void write.finally(() => this.cacheWrites.delete(write))
-    }
-    return raw
   }
 
   private remember(id: string, raw: Buffer): void {
     this.memory.set(id, raw)
     if (this.memory.has(id)) this.options.onCached?.(id, raw) // (a chunk larger than the cache is not kept)
   }
+}
 
-  private async fetch(id: string): Promise<Buffer> {
-    await this.slots.acquire()
-    let timer: NodeJS.Timeout | undefined
-    try {
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new SnapdirError('ERR_STORE_UNREACHABLE', `${this.store.url} did not answer for chunk ${id} within ${this.options.timeoutMs / 1000} s`)),
-          this.options.timeoutMs,
-        )
-      })
-      return await Promise.race([this.store.get(objectKey('chunk', id)), timeout])
-    } finally {
-      clearTimeout(timer)
-      this.slots.release()
-    }
-  }
+function closedError(id?: string): SnapdirError {
+  return new SnapdirError('ERR_ABORTED', `${id === undefined ? 'chunk reads' : `reading chunk ${id}`}: the chunk reader is closed`)
+}
+
+/** Rejects with the signal's reason when it aborts. */
+function whenAborted(signal: AbortSignal): Promise<never> {
+  return new Promise<never>((_, reject) => {
+    signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true })
+  })
 }

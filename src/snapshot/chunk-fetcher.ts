@@ -1,7 +1,7 @@
 import type { Tree } from '../format/tree.js'
 import { getChunk } from '../store/chunks.js'
 import { isObjectDamage } from '../store/objects.js'
-import type { Store } from '../store/store.js'
+import type { ReadStore } from '../store/store.js'
 import { SnapdirError } from '../util/errors.js'
 import { describeUsers } from './chunk-users.js'
 
@@ -15,7 +15,7 @@ export class ChunkFetcher {
   private readonly recent = new Map<string, Promise<Buffer | null>>()
 
   constructor(
-    private readonly store: Store,
+    private readonly store: ReadStore,
     private readonly tree: Tree,
     private readonly capacity = 64,
   ) {}

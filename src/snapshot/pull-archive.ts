@@ -14,7 +14,7 @@ import { toHex } from '../format/id.js'
 import { printablePath } from '../format/tree-paths.js'
 import { treeSize, type Tree, type TreeEntry } from '../format/tree.js'
 import { readTree } from '../store/objects.js'
-import type { Store } from '../store/store.js'
+import type { ReadStore } from '../store/store.js'
 import { isErrno, SnapdirError } from '../util/errors.js'
 import { ChunkFetcher } from './chunk-fetcher.js'
 import { findEntry } from '../store/tree-file.js'
@@ -36,7 +36,7 @@ function digestNames(tree: Tree): RegExp | null {
 }
 
 /** Writes snapshot `id` as a tar archive at `target` ('-': stdout). Sockets cannot be archived and are left out. */
-export async function pullArchive(store: Store, id: string, target: string, options: PullOptions = {}): Promise<Tree> {
+export async function pullArchive(store: ReadStore, id: string, target: string, options: PullOptions = {}): Promise<Tree> {
   const toStdout = target === '-'
   const dest = path.resolve(target)
   if (!toStdout) await checkArchiveTarget(dest)
@@ -77,7 +77,7 @@ async function checkArchiveTarget(dest: string): Promise<void> {
   throw new SnapdirError('ERR_TARGET', `cannot write ${dest}: it exists (snapdir does not overwrite it)`)
 }
 
-async function writeEntries(store: Store, tree: Tree, id: string, pack: Pack, options: PullOptions): Promise<void> {
+async function writeEntries(store: ReadStore, tree: Tree, id: string, pack: Pack, options: PullOptions): Promise<void> {
   const fetcher = new ChunkFetcher(store, tree)
   const named = digestNames(tree)
   for (const e of tree.entries) {

@@ -8,7 +8,7 @@ import { printablePath } from '../format/tree-paths.js'
 import { checkImageLayout } from '../oci/check-layout.js'
 import { isImageLayout } from '../oci/image-layout.js'
 import { readTree } from '../store/objects.js'
-import type { Store } from '../store/store.js'
+import type { ReadStore } from '../store/store.js'
 import { forEachLimit } from '../util/concurrency.js'
 import { isErrno, SnapdirError } from '../util/errors.js'
 import { ChunkFetcher } from './chunk-fetcher.js'
@@ -31,7 +31,7 @@ const TYPE_BITS: Partial<Record<TreeEntry['type'], number>> = {
  * half-written target. The tree was validated on load (format/tree-paths.ts): every parent is a
  * directory we created, so no write can go through a symlink or outside the new directory.
  */
-export async function pull(store: Store, id: string, target: string, options: PullOptions = {}): Promise<Tree> {
+export async function pull(store: ReadStore, id: string, target: string, options: PullOptions = {}): Promise<Tree> {
   if (!native) throw new SnapdirError('ERR_NATIVE_UNAVAILABLE', 'the native addon is not built: run npm install')
   const dest = path.resolve(target)
   await checkTarget(dest)
@@ -83,7 +83,7 @@ async function checkTarget(dest: string): Promise<void> {
   if (names.length > 0) throw new SnapdirError('ERR_TARGET', `cannot pull into ${dest}: it exists and is not empty`)
 }
 
-async function materialise(store: Store, tree: Tree, root: Buffer, options: PullOptions): Promise<void> {
+async function materialise(store: ReadStore, tree: Tree, root: Buffer, options: PullOptions): Promise<void> {
   const abs = (p: Buffer): Buffer => (p.length === 0 ? root : Buffer.concat([root, Buffer.from('/'), p]))
 
   // 1. directories, owner-writable until their final mode is applied last

@@ -4,7 +4,7 @@ import { printablePath } from '../format/tree-paths.js'
 import { compareBytes, type Tree, type TreeEntry } from '../format/tree.js'
 import { toHex } from '../format/id.js'
 import { getChunk } from './chunks.js'
-import type { Store } from './store.js'
+import type { ReadStore } from './store.js'
 import { SnapdirError } from '../util/errors.js'
 
 /** The entry at `path` (entries are sorted by path bytes), or null; a hardlink gives its target's entry. */
@@ -26,7 +26,7 @@ export function findEntry(tree: Tree, path: string | Buffer): TreeEntry | null {
 }
 
 /** The content of a regular file of the tree, each chunk verified; at most `maxBytes`. */
-export async function readTreeFile(store: Store, entry: TreeEntry, maxBytes: number): Promise<Buffer> {
+export async function readTreeFile(store: ReadStore, entry: TreeEntry, maxBytes: number): Promise<Buffer> {
   const name = printablePath(entry.path)
   if (entry.type !== 'file') throw new SnapdirError('ERR_TREE_MALFORMED', `${name} is a ${entry.type}, not a file`)
   if (entry.size > maxBytes) throw new SnapdirError('ERR_TREE_MALFORMED', `${name} is ${entry.size} bytes, more than the ${maxBytes} expected at most`)

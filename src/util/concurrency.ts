@@ -8,12 +8,27 @@ export class Semaphore {
     this.free = limit
   }
 
-  async acquire(): Promise<void> {
+  /** Waits for a slot; with `signal`, gives up when it aborts (rejecting with its reason). */
+  async acquire(signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted()
     if (this.free > 0) {
       this.free--
       return
     }
-    await new Promise<void>((resolve) => this.waiters.push(resolve))
+    if (!signal) return new Promise<void>((resolve) => this.waiters.push(resolve))
+    return new Promise<void>((resolve, reject) => {
+      const granted = (): void => {
+        signal.removeEventListener('abort', aborted)
+        resolve()
+      }
+      const aborted = (): void => {
+        const at = this.waiters.indexOf(granted)
+        if (at >= 0) this.waiters.splice(at, 1)
+        reject(signal.reason as Error)
+      }
+      this.waiters.push(granted)
+      signal.addEventListener('abort', aborted, { once: true })
+    })
   }
 
   release(): void {

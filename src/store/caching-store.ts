@@ -1,0 +1,99 @@
+// A store read through a local cache, composed of two stores as desync's Cache{s, l}: chunks come from
+// the local one when it has them and from the remote one otherwise, and a chunk fetched is kept
+// locally. Every copy is verified when it is read, the cached one too (a damaged cache file is dropped
+// and the chunk fetched again), and only a verified chunk is ever kept. Other objects (trees, refs)
+// come from the remote store, uncached.
+import { checkChunkLength, getChunk, verifyChunk, type ChunkReadOptions, type ChunkSource, type VerifiedChunk } from './chunks.js'
+import { StoreLifecycle } from './lifecycle.js'
+import { objectKey } from './objects.js'
+import type { OpenOptions, PruneStore, ReadOptions, ReadStore, StoreSpec } from './store.js'
+import { abortedError } from '../util/errors.js'
+
+/**
+ * The cache (`local`) is this store's: close() waits for the cache writes under way and closes it.
+ * The remote store is its owner's to close.
+ */
+export class CachingStore extends StoreLifecycle implements ReadStore, ChunkSource {
+  readonly url: string
+  readonly spec: StoreSpec
+  private readonly writes = new Set<Promise<void>>()
+
+  constructor(
+    readonly remote: ReadStore,
+    readonly local: PruneStore,
+  ) {
+    super()
+    this.url = remote.url
+    this.spec = remote.spec
+  }
+
+  protected async openStore(create: boolean): Promise<void> {
+    const options: OpenOptions = create ? { create } : {}
+    await Promise.all([this.remote.open(options), this.local.open({ create: true })])
+  }
+
+  protected override async closeStore(): Promise<void> {
+    await this.settle()
+    await this.local.close()
+  }
+
+  has(key: string): Promise<boolean> {
+    return this.remote.has(key)
+  }
+
+  size(key: string): Promise<number | null> {
+    return this.remote.size(key)
+  }
+
+  /** The remote store's object as stored; chunks are read through getChunk (chunks.ts), which comes to getChunk below. */
+  get(key: string, options?: ReadOptions): Promise<Buffer> {
+    return this.remote.get(key, options)
+  }
+
+  list(prefix: string): AsyncIterable<string> {
+    return this.remote.list(prefix)
+  }
+
+  async getChunk(id: string, options: ChunkReadOptions): Promise<VerifiedChunk> {
+    const key = objectKey('chunk', id)
+    const { signal } = options
+    if (await this.local.has(key)) {
+      // a cache that cannot be read (gone, a disk error) only costs a fetch
+      const stored = await this.local.get(key, signal ? { signal } : {}).catch(() => null)
+      if (signal?.aborted) throw abortedError(`reading chunk ${id} from the disk cache ${this.local.url}`, signal)
+      if (stored) {
+        let raw: Buffer | null = null
+        try {
+          raw = verifyChunk(stored, id, `the disk cache ${this.local.url}`)
+        } catch {
+          await this.local.delete(key).catch(() => {}) // damaged: fetched again below
+        }
+        if (raw) {
+          // the chunk is the one its ID names, so one shorter than a ref is the tree's fault, not the cache's
+          if (options.needs !== undefined) checkChunkLength(raw, id, options.from ?? this.remote.url, options.needs)
+          return { raw, stored, cached: true }
+        }
+      }
+    }
+    const chunk = await getChunk(this.remote, id, options)
+    this.keep(key, chunk.stored)
+    return chunk
+  }
+
+  /** Resolves once the cache writes started so far are done. */
+  async settle(): Promise<void> {
+    while (this.writes.size > 0) await Promise.all([...this.writes])
+  }
+
+  /**
+   * Writes a verified chunk to the cache once the read that fetched it has its answer: reads do not
+   * wait for cache writes, and a full or read-only cache disk only costs speed.
+   */
+  private keep(key: string, stored: Buffer): void {
+    const write = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => this.local.put(key, stored))
+      .catch(() => {})
+      .finally(() => this.writes.delete(write))
+    this.writes.add(write)
+  }
+}
