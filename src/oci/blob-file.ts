@@ -6,28 +6,12 @@ import { createHash } from 'node:crypto'
 import { constants, promises as fs } from 'node:fs'
 import path from 'node:path'
 import { isErrno, SnapdirError } from '../util/errors.js'
-import { formatDigest, type Digest } from './digest.js'
+import { blobPath, checkDigest, sizeMismatch, type BlobReader, type BlobRef } from './blob-reader.js'
+import type { Descriptor } from './descriptor.js'
+import type { DigestAlgorithm } from './digest.js'
+import { LayoutProblem, MissingBlobProblem } from './layout-problem.js'
 
 const READ_SIZE = 1 << 20
-
-/**
- * What is wrong with a layout, in a sentence that starts with the file or blob concerned
- * ("index.json is not valid JSON: …"); the checker adds which layout.
- */
-export class LayoutProblem extends Error {
-  constructor(message: string) {
-    super(message)
-    this.name = 'LayoutProblem'
-  }
-}
-
-/** A blob the layout does not have; told apart because foreign layers may be absent. */
-export class MissingBlobProblem extends LayoutProblem {
-  constructor(message: string) {
-    super(message)
-    this.name = 'MissingBlobProblem'
-  }
-}
 
 /**
  * Opens `rel` under `root` as a regular file, never through a symlink at its last component. `what`
@@ -54,7 +38,7 @@ async function openRegular(root: string, rel: string, what: string): Promise<{ f
 }
 
 /** A small top-level file whole (oci-layout, index.json), refusing one larger than `maxBytes`. */
-export async function readLayoutFile(root: string, rel: string, maxBytes: number): Promise<Buffer> {
+async function readLayoutFile(root: string, rel: string, maxBytes: number): Promise<Buffer> {
   const { fh, size } = await openRegular(root, rel, rel)
   try {
     if (size > maxBytes) throw new LayoutProblem(`${rel} is ${size} bytes; snapdir reads at most ${maxBytes}`)
@@ -74,7 +58,7 @@ export async function readLayoutFile(root: string, rel: string, maxBytes: number
  * O_NOFOLLOW guards only a path's last component: `blobs` and `blobs/<algorithm>` must be real
  * directories too, or the blobs read would not be the layout's.
  */
-export async function checkBlobDirectory(root: string, algorithm: Digest['algorithm']): Promise<void> {
+async function checkBlobDirectory(root: string, algorithm: DigestAlgorithm): Promise<void> {
   for (const rel of ['blobs', path.posix.join('blobs', algorithm)]) {
     let st
     try {
@@ -88,25 +72,18 @@ export async function checkBlobDirectory(root: string, algorithm: Digest['algori
   }
 }
 
-export function blobPath(digest: Digest): string {
-  return path.posix.join('blobs', digest.algorithm, digest.encoded)
-}
-
 /**
- * Checks that the blob a descriptor names exists, has the descriptor's size and hashes to its
- * digest. With `keep`, returns its bytes (for manifests and indexes, which are then parsed; the
- * caller bounds their size); otherwise streams it and returns null.
+ * Checks that the blob `ref` names exists, has the descriptor's size and hashes to its digest. With
+ * `keep`, returns its bytes (for documents, which are then parsed; the caller bounds their size);
+ * otherwise streams it and returns null.
  */
-export async function verifyBlob(
-  root: string,
-  blob: { digest: Digest; size: number; what: string },
-  options: { keep: boolean; signal?: AbortSignal | undefined },
-): Promise<Buffer | null> {
-  const { digest, size, what } = blob
+async function verifyBlob(root: string, ref: BlobRef, options: { keep: boolean; signal?: AbortSignal | undefined }): Promise<Buffer | null> {
+  const { digest, size } = ref.descriptor
+  const { what } = ref
   const rel = blobPath(digest)
   const { fh, size: actual } = await openRegular(root, rel, what)
   try {
-    if (actual !== size) throw new LayoutProblem(`${what} has ${actual} bytes, its descriptor says ${size}`)
+    if (actual !== size) throw sizeMismatch(ref, actual)
     const hash = createHash(digest.algorithm)
     const kept = options.keep ? Buffer.alloc(size) : null
     const buf = kept ?? Buffer.allocUnsafe(Math.min(READ_SIZE, size))
@@ -121,13 +98,56 @@ export async function verifyBlob(
     }
     // a blob that grew since it was measured is not the blob that was hashed
     if ((await fh.read(Buffer.alloc(1), 0, 1, size)).bytesRead !== 0) throw new LayoutProblem(`${what} changed while being read`)
-    const computed = formatDigest({ algorithm: digest.algorithm, encoded: hash.digest('hex') })
-    if (computed !== formatDigest(digest)) throw new LayoutProblem(`${what} does not match its digest: its content hashes to ${computed}`)
+    checkDigest(ref, hash.digest('hex'))
     return kept
   } catch (err) {
     if (err instanceof LayoutProblem || err instanceof SnapdirError) throw err
     throw new LayoutProblem(`${what} cannot be read (${rel}): ${(err as Error).message}`)
   } finally {
     await fh.close()
+  }
+}
+
+/** The blobs of an image layout directory, each checked as it is read. */
+export class LayoutBlobs implements BlobReader {
+  /** blob directories found to be real directories (checkBlobDirectory) */
+  private readonly directories = new Set<DigestAlgorithm>()
+
+  constructor(
+    readonly root: string,
+    private readonly signal?: AbortSignal,
+  ) {}
+
+  readFile(name: string, maxBytes: number): Promise<Buffer> {
+    return readLayoutFile(this.root, name, maxBytes)
+  }
+
+  async readBlob(ref: BlobRef): Promise<Buffer> {
+    return (await this.verify(ref, true))!
+  }
+
+  /** Checks a blob as readBlob does, streaming it: a layer of any size is checked in constant memory. */
+  async checkBlob(ref: BlobRef): Promise<void> {
+    await this.verify(ref, false)
+  }
+
+  /** Whether the layout has a file for the blob (a foreign layer may be left out); unchecked. */
+  async hasBlob(d: Descriptor): Promise<boolean> {
+    try {
+      await fs.lstat(path.join(this.root, blobPath(d.digest)))
+      return true
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return false
+      throw err
+    }
+  }
+
+  private async verify(ref: BlobRef, keep: boolean): Promise<Buffer | null> {
+    const { algorithm } = ref.descriptor.digest
+    if (!this.directories.has(algorithm)) {
+      await checkBlobDirectory(this.root, algorithm)
+      this.directories.add(algorithm)
+    }
+    return verifyBlob(this.root, ref, { keep, signal: this.signal })
   }
 }

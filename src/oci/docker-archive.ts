@@ -6,13 +6,15 @@
 import { createHash } from 'node:crypto'
 import { promises as fs } from 'node:fs'
 import path from 'node:path'
-import { isErrno, SnapdirError } from '../util/errors.js'
+import { isErrno } from '../util/errors.js'
 import { isObject, quote } from './descriptor.js'
-import { parseDigest } from './digest.js'
-import { LAYOUT_MARKER, MAX_DOCUMENT_BYTES } from './image-layout.js'
-import type { LayoutLayer } from './image-layers.js'
+import { parseDigest, type Digest } from './digest.js'
+import { MAX_DOCUMENT_BYTES } from './document-walker.js'
+import { configDiffIds } from './image-config.js'
+import { DOCKER_MANIFEST_FILE } from './image-layout.js'
+import type { LayoutLayer } from './layout-layers.js'
+import { imageSourceError, LayoutProblem, parseJson } from './layout-problem.js'
 
-export const DOCKER_MANIFEST_FILE = 'manifest.json'
 const DOCKER_LAYER_TAR = 'application/vnd.docker.image.rootfs.diff.tar'
 
 export interface DockerArchiveImage {
@@ -21,27 +23,12 @@ export interface DockerArchiveImage {
   layers: string[]
 }
 
-/** A directory is a Docker archive when it has manifest.json and is not an OCI layout (which wins). */
-export async function isDockerArchive(dir: string): Promise<boolean> {
-  const isFile = async (name: string): Promise<boolean> => {
-    try {
-      return (await fs.lstat(path.join(dir, name))).isFile()
-    } catch (err) {
-      if (isErrno(err, 'ENOENT', 'ENOTDIR')) return false
-      throw err
-    }
-  }
-  return !(await isFile(LAYOUT_MARKER)) && (await isFile(DOCKER_MANIFEST_FILE))
-}
+/** Reads a file of the archive by its path in it, whole, at most `maxBytes`. */
+export type ArchiveFileReader = (rel: string, maxBytes: number) => Promise<Buffer>
 
-/** Parses manifest.json as the format defines it; `fail` says what is wrong in one line. */
-export function parseDockerManifest(data: Buffer, fail: (why: string) => never): DockerArchiveImage[] {
-  let doc: unknown
-  try {
-    doc = JSON.parse(data.toString('utf8'))
-  } catch (err) {
-    return fail(`${DOCKER_MANIFEST_FILE} is not valid JSON: ${(err as Error).message}`)
-  }
+/** Parses manifest.json as the format defines it; a LayoutProblem says what is wrong. */
+export function parseDockerManifest(data: Buffer): DockerArchiveImage[] {
+  const doc = parseJson(data, DOCKER_MANIFEST_FILE)
   if (!Array.isArray(doc) || doc.length === 0) return fail(`${DOCKER_MANIFEST_FILE} is not a list of images`)
   return doc.map((item: unknown, i) => {
     const at = `${DOCKER_MANIFEST_FILE}[${i}]`
@@ -54,8 +41,26 @@ export function parseDockerManifest(data: Buffer, fail: (why: string) => never):
   })
 }
 
+/**
+ * The diff_ids an image's config gives its layers, bottom first. A config named by its digest (as
+ * docker and skopeo name it) must have that digest.
+ */
+export async function dockerDiffIds(read: ArchiveFileReader, image: DockerArchiveImage): Promise<string[]> {
+  const config = await read(image.config, MAX_DOCUMENT_BYTES)
+  const named = /(?:^|\/)([0-9a-f]{64})(?:\.json)?$/.exec(image.config)?.[1]
+  if (named !== undefined && createHash('sha256').update(config).digest('hex') !== named) {
+    fail(`config ${image.config} does not match the digest its name gives`)
+  }
+  const diffIds = configDiffIds(parseJson(config, `config ${image.config}`), image.layers.length)
+  return typeof diffIds === 'string' ? fail(`config ${image.config} ${diffIds}`) : diffIds
+}
+
 function isSafePath(p: string): boolean {
   return p.length > 0 && !p.startsWith('/') && !p.includes('\0') && p.split('/').every((c) => c !== '..')
+}
+
+function fail(why: string): never {
+  throw new LayoutProblem(why)
 }
 
 /**
@@ -64,42 +69,31 @@ function isSafePath(p: string): boolean {
  * per layer, and a config named by its digest has that digest.
  */
 export async function dockerArchiveLayers(dir: string, shownAs: string): Promise<LayoutLayer[]> {
-  const fail = (why: string): never => {
-    throw new SnapdirError('ERR_SOURCE', `Docker image archive ${shownAs}: ${why}`, { data: { archive: shownAs } })
+  const read: ArchiveFileReader = async (rel, maxBytes) => {
+    if ((await regularSize(dir, rel)) > maxBytes) fail(`${rel} is larger than ${maxBytes} bytes`)
+    return fs.readFile(await inside(dir, rel))
   }
-  const images = parseDockerManifest(await readInside(dir, DOCKER_MANIFEST_FILE, fail), fail)
-  const byFile = new Map<string, LayoutLayer>()
-  for (const [i, image] of images.entries()) {
-    const config = await readInside(dir, image.config, fail)
-    const named = /(?:^|\/)([0-9a-f]{64})(?:\.json)?$/.exec(image.config)?.[1]
-    if (named !== undefined && createHash('sha256').update(config).digest('hex') !== named) {
-      fail(`config ${image.config} does not match the digest its name gives`)
+  try {
+    const byFile = new Map<string, LayoutLayer>()
+    for (const [i, image] of parseDockerManifest(await read(DOCKER_MANIFEST_FILE, MAX_DOCUMENT_BYTES)).entries()) {
+      const diffIds = await dockerDiffIds(read, image)
+      for (const [position, file] of image.layers.entries()) {
+        const diffId = diffIds[position]!
+        const size = await regularSize(dir, file)
+        // an uncompressed layer's digest is its diff_id; expansion checks the tar hashes to it
+        const layer = byFile.get(file) ?? { descriptor: { mediaType: DOCKER_LAYER_TAR, digest: parseDigest(diffId) as Digest, size, urls: [] }, file, uses: [] }
+        layer.uses.push({ diffId, manifest: `${DOCKER_MANIFEST_FILE}[${i}]`, position })
+        byFile.set(file, layer)
+      }
     }
-    let doc: unknown
-    try {
-      doc = JSON.parse(config.toString('utf8'))
-    } catch (err) {
-      return fail(`config ${image.config} is not valid JSON: ${(err as Error).message}`)
-    }
-    const rootfs = isObject(doc) ? doc.rootfs : undefined
-    const diffIds = isObject(rootfs) && Array.isArray(rootfs.diff_ids) ? (rootfs.diff_ids as unknown[]) : []
-    if (diffIds.length !== image.layers.length) fail(`config ${image.config} lists ${diffIds.length} diff_ids for the ${image.layers.length} layers of ${DOCKER_MANIFEST_FILE}[${i}]`)
-    for (const [position, file] of image.layers.entries()) {
-      const diffId = diffIds[position]
-      const digest = typeof diffId === 'string' ? parseDigest(diffId) : 'is not a string'
-      if (typeof digest === 'string' || digest.algorithm !== 'sha256') return fail(`config ${image.config}: diff_ids[${position}] ${quote(diffId)} is not a sha256 digest`)
-      const size = await regularSize(dir, file, fail)
-      // an uncompressed layer's digest is its diff_id; expansion checks the tar hashes to it
-      const layer = byFile.get(file) ?? { descriptor: { mediaType: DOCKER_LAYER_TAR, digest, size, urls: [] }, file, uses: [] }
-      layer.uses.push({ diffId: diffId as string, manifest: `${DOCKER_MANIFEST_FILE}[${i}]`, position })
-      byFile.set(file, layer)
-    }
+    return [...byFile.values()]
+  } catch (err) {
+    throw imageSourceError(err, `Docker image archive ${shownAs}`, { archive: shownAs })
   }
-  return [...byFile.values()]
 }
 
-/** The real path of `rel`, which must be a regular file inside `dir` (no symlink leads out). */
-async function inside(dir: string, rel: string, fail: (why: string) => never): Promise<string> {
+/** The real path of `rel`, which must be inside `dir` (no symlink leads out). */
+async function inside(dir: string, rel: string): Promise<string> {
   let real: string
   try {
     real = await fs.realpath(path.join(dir, rel))
@@ -112,13 +106,8 @@ async function inside(dir: string, rel: string, fail: (why: string) => never): P
   return real
 }
 
-async function regularSize(dir: string, rel: string, fail: (why: string) => never): Promise<number> {
-  const st = await fs.stat(await inside(dir, rel, fail))
+async function regularSize(dir: string, rel: string): Promise<number> {
+  const st = await fs.stat(await inside(dir, rel))
   if (!st.isFile()) fail(`${rel} is not a regular file`)
   return st.size
-}
-
-async function readInside(dir: string, rel: string, fail: (why: string) => never): Promise<Buffer> {
-  if ((await regularSize(dir, rel, fail)) > MAX_DOCUMENT_BYTES) fail(`${rel} is larger than ${MAX_DOCUMENT_BYTES} bytes`)
-  return fs.readFile(await inside(dir, rel, fail))
 }

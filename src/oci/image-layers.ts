@@ -1,103 +1,21 @@
-// Layers of an image layout, stored expanded: every layer reachable from index.json becomes a snapdir
-// tree (layer-expand.ts) in the store, and a small ref names it by the layer's diff_id
+// Layers of an image, stored expanded: every layer the image lists (layout-layers.ts, docker-archive.ts)
+// becomes a snapdir tree (layer-expand.ts) in the store, and a small ref names it by the layer's diff_id
 // (store/layer-refs.ts).
 //
 // A layer whose ref already lists its digest is not read again: the ref was written only after a full
 // expansion checked that the blob of that digest decompresses to that diff_id and gave that tree.
 // Expansion writes chunks only; trees and refs are written by writeLayerTrees / writeLayerRefs, which
 // push calls in order (chunks, trees, refs), each step flushed, so a ref never names a missing tree.
-import { promises as fs } from 'node:fs'
 import path from 'node:path'
 import type { ChunkerParams } from '../chunk/params.js'
 import type { Tree } from '../format/tree.js'
 import { writeTree } from '../store/objects.js'
 import { readLayerRef, writeLayerRef, type ImageLayer } from '../store/layer-refs.js'
 import type { Store } from '../store/store.js'
-import { isErrno, SnapdirError } from '../util/errors.js'
-import { blobPath } from './blob-file.js'
-import { isObject, parseDescriptor, type Descriptor } from './descriptor.js'
+import { SnapdirError } from '../util/errors.js'
 import { formatDigest } from './digest.js'
-import { MAX_DOCUMENT_BYTES, parseJson, readLayoutIndex } from './image-layout.js'
-import { expandLayer, layerCompression, type LayerStats } from './layer-expand.js'
-import { INDEX_TYPES, MANIFEST_TYPES } from './media-types.js'
-
-/** A distinct layer blob of a layout, with every place that uses it. */
-export interface LayoutLayer {
-  descriptor: Descriptor
-  /** where the blob is, relative to the layout (or archive) directory */
-  file: string
-  /** the diff_id the config gives the layer, and which manifest says so; one per use */
-  uses: Array<{ diffId: string; manifest: string; position: number }>
-}
-
-/** Image configs that list rootfs.diff_ids; other configs (artifacts) have no layers to expand. */
-const IMAGE_CONFIG_TYPES: ReadonlySet<string> = new Set(['application/vnd.oci.image.config.v1+json', 'application/vnd.docker.container.image.v1+json'])
-
-/**
- * The tar layers an image layout's images use, each distinct digest once, in the order first met.
- * Call after checkImageLayout: this trusts the blobs' digests and only reads what it needs.
- * Layers that are not tars (artifacts), and foreign layers the layout leaves out, are not listed.
- */
-export async function layoutLayers(dir: string): Promise<LayoutLayer[]> {
-  const problem = (message: string): SnapdirError => new SnapdirError('ERR_SOURCE', `OCI image layout ${dir}: ${message}`, { data: { layout: dir } })
-  const byDigest = new Map<string, LayoutLayer>()
-  const seen = new Set<string>()
-  const listed = (doc: Record<string, unknown>): Descriptor[] =>
-    (Array.isArray(doc.manifests) ? doc.manifests : []).map((v) => parseDescriptor(v)).filter((d): d is Descriptor => typeof d !== 'string')
-  const pending = listed(await readLayoutIndex(dir))
-  for (let next = pending.shift(); next; next = pending.shift()) {
-    const name = formatDigest(next.digest)
-    if (seen.has(name)) continue
-    seen.add(name)
-    const doc = await readDocument(dir, next, `${INDEX_TYPES.has(next.mediaType) ? 'image index' : 'manifest'} ${name}`)
-    if (INDEX_TYPES.has(next.mediaType)) {
-      pending.push(...listed(doc))
-      continue
-    }
-    if (!MANIFEST_TYPES.has(next.mediaType)) continue
-    const config = parseDescriptor(doc.config)
-    if (typeof config === 'string' || !IMAGE_CONFIG_TYPES.has(config.mediaType)) continue
-    const layers = (Array.isArray(doc.layers) ? doc.layers : []).map((v) => parseDescriptor(v)).filter((d): d is Descriptor => typeof d !== 'string')
-    const configDoc = await readDocument(dir, config, `config ${formatDigest(config.digest)} of manifest ${name}`)
-    const rootfs = configDoc.rootfs
-    const diffIds = isObject(rootfs) && Array.isArray(rootfs.diff_ids) ? rootfs.diff_ids : null
-    if (diffIds === null || diffIds.length !== layers.length || !diffIds.every((d) => typeof d === 'string')) {
-      throw problem(`config ${formatDigest(config.digest)} of manifest ${name} lists ${diffIds === null ? 'no' : diffIds.length} rootfs.diff_ids for ${layers.length} layers`)
-    }
-    for (const [position, layer] of layers.entries()) {
-      if (layerCompression(layer.mediaType) === null) continue
-      const key = formatDigest(layer.digest)
-      if (layer.urls.length > 0 && !(await exists(path.join(dir, blobPath(layer.digest))))) continue // foreign, left out
-      const entry = byDigest.get(key) ?? { descriptor: layer, file: blobPath(layer.digest), uses: [] }
-      entry.uses.push({ diffId: diffIds[position] as string, manifest: name, position })
-      byDigest.set(key, entry)
-    }
-  }
-  return [...byDigest.values()]
-}
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await fs.lstat(file)
-    return true
-  } catch (err) {
-    if (isErrno(err, 'ENOENT')) return false
-    throw err
-  }
-}
-
-async function readDocument(dir: string, d: Descriptor, what: string): Promise<Record<string, unknown>> {
-  if (d.size > MAX_DOCUMENT_BYTES) throw new SnapdirError('ERR_SOURCE', `OCI image layout ${dir}: ${what} is too large`)
-  const data = await fs.readFile(path.join(dir, blobPath(d.digest)))
-  let doc: unknown
-  try {
-    doc = parseJson(data, what)
-  } catch (err) {
-    throw new SnapdirError('ERR_SOURCE', `OCI image layout ${dir}: ${(err as Error).message}`, { cause: err })
-  }
-  if (!isObject(doc)) throw new SnapdirError('ERR_SOURCE', `OCI image layout ${dir}: ${what} is not a JSON object`)
-  return doc
-}
+import { expandLayer, type LayerStats } from './layer-expand.js'
+import type { LayoutLayer } from './layout-layers.js'
 
 export interface ExpandedImageLayers {
   /** by digest: the diff_id, its tree ID (known once written) and, when expanded now, the tree */

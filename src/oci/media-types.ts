@@ -15,9 +15,14 @@ export const INDEX_TYPES: ReadonlySet<string> = new Set([OCI_INDEX, DOCKER_MANIF
 /** Documents that name one image's config and layers. */
 export const MANIFEST_TYPES: ReadonlySet<string> = new Set([OCI_MANIFEST, DOCKER_MANIFEST])
 
+export const OCI_CONFIG = 'application/vnd.oci.image.config.v1+json'
+export const DOCKER_CONFIG = 'application/vnd.docker.container.image.v1+json'
+
+/** Image configs, which list the layers' rootfs.diff_ids (image-config.ts). */
+export const IMAGE_CONFIG_TYPES: ReadonlySet<string> = new Set([OCI_CONFIG, DOCKER_CONFIG])
+
 export const CONFIG_TYPES: ReadonlySet<string> = new Set([
-  'application/vnd.oci.image.config.v1+json',
-  'application/vnd.docker.container.image.v1+json',
+  ...IMAGE_CONFIG_TYPES,
   // image-spec v1.1: artifacts without a config point at the two-byte `{}` blob
   'application/vnd.oci.empty.v1+json',
 ])

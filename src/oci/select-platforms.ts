@@ -10,11 +10,13 @@ import { promises as fs } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { isErrno, SnapdirError } from '../util/errors.js'
-import { blobPath } from './blob-file.js'
-import { isObject, parseDescriptor, type Descriptor } from './descriptor.js'
+import { LayoutBlobs } from './blob-file.js'
+import { blobPath } from './blob-reader.js'
+import { isObject, type Descriptor } from './descriptor.js'
 import { formatDigest } from './digest.js'
-import { INDEX_FILE, LAYOUT_MARKER, readLayoutIndex } from './image-layout.js'
-import { INDEX_TYPES } from './media-types.js'
+import { documentName, indexEntries, manifestParts, readDocument, readIndexJson, type ListedRef } from './document-walker.js'
+import { INDEX_FILE, LAYOUT_MARKER } from './image-layout.js'
+import { layoutError } from './layout-problem.js'
 import { descriptorPlatform, formatPlatform, platformMatches, type Platform } from './platform.js'
 
 /** The manifest a referrer (e.g. a BuildKit attestation) describes, when the entry says so. */
@@ -31,16 +33,21 @@ export async function selectPlatforms(layout: string, platforms: Platform[], sho
   const remove = (): Promise<void> => fs.rm(root, { recursive: true, force: true })
   try {
     await fs.mkdir(dir)
-    const selector = new Selector(layout, dir, platforms)
-    const index = await readLayoutIndex(layout)
-    const kept = await selector.filter(index)
+    const source = new LayoutBlobs(layout)
+    const selector = new Selector(source, dir, platforms)
+    let kept
+    try {
+      kept = await selector.filter(await readIndexJson(source), INDEX_FILE)
+    } catch (err) {
+      throw layoutError(err, shownAs)
+    }
     if (!selector.matched) {
       const have = [...selector.seen].join(', ') || 'none'
       throw new SnapdirError('ERR_SOURCE', `OCI image layout ${shownAs}: no image for ${platforms.map(formatPlatform).join(', ')} (it has ${have})`)
     }
     await fs.writeFile(path.join(dir, INDEX_FILE), JSON.stringify(kept))
     await fs.copyFile(path.join(layout, LAYOUT_MARKER), path.join(dir, LAYOUT_MARKER))
-    for (const d of selector.blobs.values()) await selector.copyBlob(d)
+    for (const d of selector.kept.values()) await selector.copyBlob(d)
     // what was written here takes the time of the original index.json: the same selection of the
     // same layout gives the same snapshot ID
     const time = (await fs.stat(path.join(layout, INDEX_FILE))).mtime
@@ -56,28 +63,27 @@ export async function selectPlatforms(layout: string, platforms: Platform[], sho
 
 class Selector {
   /** every blob the filtered layout references, by digest */
-  readonly blobs = new Map<string, Descriptor>()
+  readonly kept = new Map<string, Descriptor>()
   /** platforms met, for the message when none matched */
   readonly seen = new Set<string>()
   matched = false
   /** files written here rather than linked, and the digest algorithms used */
   readonly written: string[] = []
   get algorithms(): string[] {
-    return [...new Set<string>([...[...this.blobs.values()].map((d) => d.digest.algorithm), ...this.written.map((w) => w.split('/')[1]!)])]
+    return [...new Set<string>([...[...this.kept.values()].map((d) => d.digest.algorithm), ...this.written.map((w) => w.split('/')[1]!)])]
   }
 
   constructor(
-    private readonly from: string,
+    private readonly source: LayoutBlobs,
     private readonly to: string,
     private readonly platforms: Platform[],
   ) {}
 
-  /** An index document with only the wanted entries; the entries' blobs are recorded. */
-  async filter(index: Record<string, unknown>): Promise<Record<string, unknown>> {
-    const entries = (Array.isArray(index.manifests) ? index.manifests : []) as Array<Record<string, unknown>>
-    const keep: Array<Record<string, unknown>> = []
-    for (const entry of entries) {
-      const platform = descriptorPlatform(entry)
+  /** An index document (`name` in messages) with only the wanted entries; the entries' blobs are recorded. */
+  async filter(index: Record<string, unknown>, name: string): Promise<Record<string, unknown>> {
+    const keep: ListedRef[] = []
+    for (const entry of indexEntries(index, name)) {
+      const platform = descriptorPlatform(entry.raw)
       if (platform !== null) {
         this.seen.add(formatPlatform(platform))
         if (!this.platforms.some((want) => platformMatches(platform, want))) continue
@@ -86,9 +92,9 @@ class Selector {
       keep.push(entry)
     }
     // a referrer stays only with the manifest it refers to
-    const digests = new Set(keep.map((e) => e.digest))
+    const digests = new Set(keep.map((e) => formatDigest(e.descriptor.digest)))
     const kept = keep.filter((e) => {
-      const refers = isObject(e.annotations) ? e.annotations[REFERENCE_ANNOTATION] : undefined
+      const refers = isObject(e.raw.annotations) ? e.raw.annotations[REFERENCE_ANNOTATION] : undefined
       return typeof refers !== 'string' || digests.has(refers)
     })
     const out: Array<Record<string, unknown>> = []
@@ -97,32 +103,24 @@ class Selector {
   }
 
   /** Keeps the blob an entry names (a nested index filtered and rewritten); returns the entry to list. */
-  private async keepEntry(entry: Record<string, unknown>): Promise<Record<string, unknown>> {
-    const d = parseDescriptor(entry) as Descriptor // checked by checkImageLayout
-    const data = await fs.readFile(path.join(this.from, blobPath(d.digest)))
-    if (!INDEX_TYPES.has(d.mediaType)) {
-      await this.keepTree(d, data)
-      return entry
+  private async keepEntry(entry: ListedRef): Promise<Record<string, unknown>> {
+    const d = entry.descriptor
+    const document = await readDocument(this.source, entry)
+    if (!entry.index) {
+      // a manifest and everything it names
+      const { config, layers } = manifestParts(document, documentName(d))
+      for (const part of [entry, config, ...layers]) this.kept.set(formatDigest(part.descriptor.digest), part.descriptor)
+      return entry.raw
     }
-    const nested = await this.filter(JSON.parse(data.toString('utf8')) as Record<string, unknown>)
+    const nested = await this.filter(document, documentName(d))
     const bytes = Buffer.from(JSON.stringify(nested))
     const digest = { algorithm: d.digest.algorithm, encoded: createHash(d.digest.algorithm).update(bytes).digest('hex') }
     if (digest.encoded === d.digest.encoded) {
-      this.blobs.set(formatDigest(d.digest), d)
-      return entry
+      this.kept.set(formatDigest(d.digest), d)
+      return entry.raw
     }
     await this.writeBlob(digest, bytes)
-    return { ...entry, digest: formatDigest(digest), size: bytes.length }
-  }
-
-  /** A manifest and everything it names. */
-  private async keepTree(d: Descriptor, data: Buffer): Promise<void> {
-    this.blobs.set(formatDigest(d.digest), d)
-    const doc = JSON.parse(data.toString('utf8')) as Record<string, unknown>
-    for (const value of [doc.config, ...(Array.isArray(doc.layers) ? (doc.layers as unknown[]) : [])]) {
-      const part = parseDescriptor(value)
-      if (typeof part !== 'string') this.blobs.set(formatDigest(part.digest), part)
-    }
+    return { ...entry.raw, digest: formatDigest(digest), size: bytes.length }
   }
 
   private async writeBlob(digest: { algorithm: string; encoded: string }, bytes: Buffer): Promise<void> {
@@ -138,12 +136,12 @@ class Selector {
     const target = path.join(this.to, rel)
     await fs.mkdir(path.dirname(target), { recursive: true })
     try {
-      await fs.link(path.join(this.from, rel), target)
+      await fs.link(path.join(this.source.root, rel), target)
     } catch (err) {
       if (isErrno(err, 'ENOENT') && d.urls.length > 0) return
       if (isErrno(err, 'EEXIST')) return
       if (!isErrno(err, 'EXDEV', 'EPERM')) throw err
-      await fs.copyFile(path.join(this.from, rel), target, fs.constants.COPYFILE_FICLONE)
+      await fs.copyFile(path.join(this.source.root, rel), target, fs.constants.COPYFILE_FICLONE)
     }
   }
 }

@@ -1,13 +1,13 @@
 import path from 'node:path'
 import { loadObjectCodec } from '../format/object.js'
 import { TreeEncoder, treeSize } from '../format/tree.js'
-import { isDockerArchive } from '../oci/docker-archive.js'
 import type { SelectedLayout } from '../oci/select-platforms.js'
 import type { Platform } from '../oci/platform.js'
 import { UsageError } from '../util/errors.js'
 import { archiveName, isArchiveFile, type UnpackedArchive } from '../oci/image-archive.js'
-import { isImageLayout } from '../oci/image-layout.js'
-import type { ExpandedImageLayers, LayoutLayer } from '../oci/image-layers.js'
+import { isDockerArchive, isImageLayout } from '../oci/image-layout.js'
+import type { ExpandedImageLayers } from '../oci/image-layers.js'
+import type { LayoutLayer } from '../oci/layout-layers.js'
 import { encodeTreeObject, writeTree } from '../store/objects.js'
 import { BackgroundFlush } from '../store/background-flush.js'
 import { addRevision, type Revision } from '../store/revisions.js'
@@ -84,7 +84,7 @@ export async function push(store: Store, source: string, options: PushOptions = 
     // the image modules load only for images: a plain directory's push starts sooner
     if (await isImageLayout(dir)) {
       const { checkImageLayout } = await import('../oci/check-layout.js')
-      const { layoutLayers } = await import('../oci/image-layers.js')
+      const { layoutLayers } = await import('../oci/layout-layers.js')
       if (unpacked) shownAs = `OCI image archive ${source}`
       await checkImageLayout(dir, { shownAs: unpacked ? `archive ${source}` : source })
       if (options.platforms) {
