@@ -17,21 +17,6 @@ import zlib from 'node:zlib'
 import { isErrno, SnapdirError, UsageError } from '../util/errors.js'
 import { compressionOf, streamProblem, zstdDecompress } from './decompress.js'
 
-/** A regular file given where a directory could be: an archive to unpack. */
-export async function isArchiveFile(source: string): Promise<boolean> {
-  try {
-    return (await fsp.stat(source)).isFile()
-  } catch (err) {
-    if (isErrno(err, 'ENOENT', 'ENOTDIR')) return false
-    throw err
-  }
-}
-
-/** The name a revision gets by default: the file name without its archive extensions. */
-export function archiveName(file: string): string {
-  return path.basename(file).replace(/(\.tar)?(\.gz|\.tgz|\.zst|\.zstd)?$/i, '').replace(/\.tgz$/i, '') || path.basename(file)
-}
-
 export interface UnpackedArchive {
   dir: string
   /** removes the directory and everything in it */
@@ -64,7 +49,7 @@ export async function unpackArchive(file: string, options: { tmpRoot?: string; s
     // directory and symlink times as archived, set once everything is in: creating children changes
     // a directory's, and node-tar leaves a symlink's at the time of unpacking
     const times = new Map<string, Date>()
-    // node-tar loads here, not with this module: push imports it for isArchiveFile on every source
+    // node-tar loads here, when an archive is unpacked, not with this module
     const { x: untar } = await import('tar')
     const unpack = untar({
       cwd: dir,

@@ -1,20 +1,15 @@
 import path from 'node:path'
 import { loadObjectCodec } from '../format/object.js'
 import { TreeEncoder, treeSize } from '../format/tree.js'
-import type { SelectedLayout } from '../oci/select-platforms.js'
-import type { Platform } from '../oci/platform.js'
-import { UsageError } from '../util/errors.js'
-import { archiveName, isArchiveFile, type UnpackedArchive } from '../oci/image-archive.js'
-import { isDockerArchive, isImageLayout } from '../oci/image-layout.js'
 import type { ExpandedImageLayers } from '../oci/image-layers.js'
-import type { LayoutLayer } from '../oci/layout-layers.js'
+import { openSource, type PushSource } from '../oci/image-source.js'
+import type { Platform } from '../oci/platform.js'
 import { encodeTreeObject, writeTree } from '../store/objects.js'
 import { BackgroundFlush } from '../store/background-flush.js'
 import { addRevision, type Revision } from '../store/revisions.js'
 import { ensureStoreConfig } from '../store/store-config.js'
 import type { Store } from '../store/store.js'
 import { buildSnapshot, type BuildStats } from '../ingest/build-snapshot.js'
-import { checkSourceDirectory, scanDirectory, type ScannedEntry } from '../ingest/scan.js'
 import { poolFor, type WorkerPool } from '../ingest/worker-pool.js'
 
 export interface PushResult {
@@ -41,7 +36,7 @@ export interface PushOptions {
 }
 
 /**
- * Snapshots a directory, or an archive of one (image-archive.ts: unpacked to a temporary directory
+ * Snapshots a directory, or an archive of one (oci/image-source.ts: unpacked to a temporary directory
  * first), into a store. Order matters for crash safety: every chunk is written, then
  * flushed, before the tree that names them; the tree before the revision that names it. A push
  * killed at any point leaves only unreferenced objects, which the next push reuses.
@@ -63,55 +58,20 @@ export async function push(store: Store, source: string, options: PushOptions = 
   // the tree's entries are encoded while files are still cut, not all after the last one
   const encoder = new TreeEncoder()
   let built
-  let layers: LayoutLayer[] | null = null
+  let opened: PushSource | null = null
   let expanded: ExpandedImageLayers | null = null
-  let unpacked: UnpackedArchive | null = null
-  let selected: SelectedLayout | null = null
   try {
-    let dir = source
-    if (await isArchiveFile(source)) {
-      const { unpackArchive } = await import('../oci/image-archive.js')
-      unpacked = await unpackArchive(source)
-      dir = unpacked.dir
-      phase('unpack')
-    }
-    // a DIR that cannot be listed fails here, before the store is created or touched
-    checkSourceDirectory(dir)
-    // An image is scanned whole and checked before anything is stored: one whose blobs do not match
-    // their digests is refused. A plain directory is scanned while its files are cut (buildSnapshot).
-    let scanned: ScannedEntry[] | null = null
-    let shownAs = `OCI image layout ${source}`
-    // the image modules load only for images: a plain directory's push starts sooner
-    if (await isImageLayout(dir)) {
-      const { checkImageLayout } = await import('../oci/check-layout.js')
-      const { layoutLayers } = await import('../oci/layout-layers.js')
-      if (unpacked) shownAs = `OCI image archive ${source}`
-      await checkImageLayout(dir, { shownAs: unpacked ? `archive ${source}` : source })
-      if (options.platforms) {
-        // only some platforms: a new layout with just those, pushed instead
-        const { selectPlatforms } = await import('../oci/select-platforms.js')
-        selected = await selectPlatforms(dir, options.platforms, source)
-        dir = selected.dir
-      }
-      scanned = await scanDirectory(dir)
-      layers = await layoutLayers(dir)
-      phase('image-check')
-    } else if (options.platforms) {
-      throw new UsageError(`--platform picks platforms of a multi-platform image; ${source} is not an OCI image layout or archive of one`)
-    } else if (await isDockerArchive(dir)) {
-      shownAs = `Docker image archive ${source}`
-      const { dockerArchiveLayers } = await import('../oci/docker-archive.js')
-      scanned = await scanDirectory(dir)
-      layers = await dockerArchiveLayers(dir, source)
-      phase('image-check')
-    }
+    // an image is checked (and scanned whole) before anything is stored: one whose blobs do not match
+    // their digests is refused; a plain directory is scanned while its files are cut (buildSnapshot)
+    opened = await openSource(source, { ...(options.platforms ? { platforms: options.platforms } : {}), onPhase: phase })
+    const { dir, layers, scanned } = opened
     await store.open({ create: true })
     const params = await ensureStoreConfig(store)
     if (layers !== null) {
       // before the bundle: a layer that does not match its diff_id fails the push early
       options.onLayersPlanned?.(layers.reduce((a, l) => a + l.descriptor.size, 0), layers.length)
       const { expandImageLayers } = await import('../oci/image-layers.js')
-      expanded = await expandImageLayers(store, dir, layers, { params, shownAs, ...(options.onLayerBytes ? { onLayer: options.onLayerBytes } : {}) })
+      expanded = await expandImageLayers(store, dir, layers, { params, shownAs: opened.shownAs, ...(options.onLayerBytes ? { onLayer: options.onLayerBytes } : {}) })
       phase('layers')
     }
     const background = new BackgroundFlush(store)
@@ -133,10 +93,9 @@ export async function push(store: Store, source: string, options: PushOptions = 
     }
   } finally {
     await pool.close()
-    await unpacked?.remove()
-    await selected?.remove()
+    await opened?.remove()
   }
-  phase(layers === null ? 'scan+chunks' : 'chunks')
+  phase(opened.layers === null ? 'scan+chunks' : 'chunks')
   const { tree, stats } = built
   // the tree is encoded while the chunks it names are flushed; it is written only after
   const flushing = store.flush()
@@ -161,7 +120,7 @@ export async function push(store: Store, source: string, options: PushOptions = 
   phase('tree')
   const revision = await addRevision(store, {
     id,
-    name: options.name ?? (unpacked ? archiveName(source) : path.basename(path.resolve(source))),
+    name: options.name ?? opened.name,
     size: treeSize(tree),
     source: path.resolve(source),
     ...(image ? { image } : {}),
