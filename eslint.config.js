@@ -3,7 +3,7 @@
 import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
-  { ignores: ['dist/', 'build/', 'node_modules/', 'bench/', 'test/tools/', 'eslint.config.js', 'rolldown.config.mjs'] },
+  { ignores: ['dist/', 'build/', 'node_modules/', 'test/tools/', 'eslint.config.js', 'rolldown.config.mjs'] },
   // plain-JS tool configs and scripts outside the TypeScript project (no types to check them with)
   { ignores: ['.dependency-cruiser.cjs', 'scripts/*.mjs'] },
   ...tseslint.configs.recommendedTypeChecked,
@@ -15,6 +15,28 @@ export default tseslint.config(
       '@typescript-eslint/no-non-null-assertion': 'off',
       '@typescript-eslint/require-await': 'off',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
+    },
+  },
+  {
+    // bench/: plain ESM scripts (no build step) outside tsconfig's files, typed by inference. The
+    // promise rules hold as everywhere; the no-unsafe-* family is off because untyped JSON and
+    // options are `any` in plain JavaScript, where those rules flag every use.
+    files: ['bench/**/*.mjs'],
+    languageOptions: {
+      parserOptions: {
+        projectService: {
+          allowDefaultProject: ['bench/*.mjs', 'bench/lib/*.mjs'],
+          maximumDefaultProjectFileMatchCount_THIS_WILL_SLOW_DOWN_LINTING: 16,
+        },
+        tsconfigRootDir: import.meta.dirname,
+      },
+    },
+    rules: {
+      '@typescript-eslint/no-unsafe-argument': 'off',
+      '@typescript-eslint/no-unsafe-assignment': 'off',
+      '@typescript-eslint/no-unsafe-call': 'off',
+      '@typescript-eslint/no-unsafe-member-access': 'off',
+      '@typescript-eslint/no-unsafe-return': 'off',
     },
   },
 )

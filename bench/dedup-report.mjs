@@ -21,9 +21,10 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import {
-  MB, benchDir, buildChangedNote, buildFingerprint, cliBuilt, corpusMarker, defaultOut, failer, fmt, fmtInt, fsTypeAt,
-  hostInfo, measureTree, parseCommandLine, repo, runCommand, snapdirBin, table, tryRun, writeResult,
+  MB, benchDir, buildChangedNote, buildFingerprint, cleanupOnSignals, cliBuilt, corpusMarker, defaultOut, failer, fmt, fmtInt,
+  fsTypeAt, hostInfo, measureTree, parseCommandLine, repo, runCommand, snapdirBin, snapdirCommit, table, tryRun, writeResult,
 } from './lib/common.mjs'
+import { buildLayout, layoutLayers } from './lib/layouts.mjs'
 
 const CORPORA = ['debian-base', 'debian-base-rebuilt', 'debian-rootfs', 'debian-python3-rebuilt']
 
@@ -54,52 +55,24 @@ function parseOptions() {
 
 const run = (argv) => runCommand(argv, { cwd: repo })
 
-/** Replaces what is in `rootfs` with a copy of `corpus` (owners, modes, times, hardlinks and devices kept). */
-async function fillRootfs(rootfs, corpus) {
-  await run(['find', rootfs, '-mindepth', '1', '-delete'])
-  await run(['cp', '-a', `${corpus}/.`, `${rootfs}/`])
-}
-
 /** Builds every image as its own layout under `scratch`; returns name -> layout. */
 async function buildImages(scratch) {
   const layouts = new Map()
   for (const image of IMAGES) {
-    const layout = path.join(scratch, 'layouts', image.name)
-    const bundle = path.join(scratch, 'bundles', image.name)
-    fs.mkdirSync(path.dirname(layout), { recursive: true })
-    fs.mkdirSync(path.dirname(bundle), { recursive: true })
-    let rest = image.layers
     const t0 = Date.now()
-    if (image.on) {
-      // a copy of the image it is built on, so the shared layer is the very same blob
-      await run(['cp', '-a', layouts.get(image.on), layout])
-      await run(['umoci', 'unpack', '--image', `${layout}:latest`, bundle])
-      rest = image.layers.slice(IMAGES.find((i) => i.name === image.on).layers.length)
-    } else {
-      await run(['umoci', 'init', '--layout', layout])
-      await run(['umoci', 'new', '--image', `${layout}:latest`])
-      await run(['umoci', 'unpack', '--image', `${layout}:latest`, bundle])
-    }
-    for (const corpus of rest) {
-      await fillRootfs(path.join(bundle, 'rootfs'), path.join(benchDir, corpus))
-      // --refresh-bundle: the next layer is the difference from this one, not from the unpacked image
-      await run(['umoci', 'repack', '--refresh-bundle', '--image', `${layout}:latest`, bundle])
-    }
-    await run(['umoci', 'gc', '--layout', layout])
+    const base = image.on ? IMAGES.find((i) => i.name === image.on) : null
+    const layout = path.join(scratch, 'layouts', image.name)
+    await buildLayout({
+      layout,
+      bundle: path.join(scratch, 'bundles', image.name),
+      // on a copy of the image it is built on, so the shared layer is the very same blob
+      on: base ? layouts.get(base.name) : null,
+      corpora: image.layers.slice(base ? base.layers.length : 0).map((c) => path.join(benchDir, c)),
+    })
     layouts.set(image.name, layout)
     process.stderr.write(`  built ${image.name} (${image.what}) in ${((Date.now() - t0) / 1000).toFixed(0)} s\n`)
   }
   return layouts
-}
-
-/** The layers of a layout's only image: digest, size, diff_id, blob file. */
-function layoutLayers(layout) {
-  const blob = (digest) => path.join(layout, 'blobs', ...digest.split(':'))
-  const index = JSON.parse(fs.readFileSync(path.join(layout, 'index.json'), 'utf8'))
-  if (index.manifests.length !== 1) throw new Error(`${layout}: expected one image in index.json, found ${index.manifests.length}`)
-  const manifest = JSON.parse(fs.readFileSync(blob(index.manifests[0].digest), 'utf8'))
-  const config = JSON.parse(fs.readFileSync(blob(manifest.config.digest), 'utf8'))
-  return manifest.layers.map((l, i) => ({ digest: l.digest, size: l.size, diffId: config.rootfs.diff_ids[i], blob: blob(l.digest) }))
 }
 
 /** Distinct file contents of the distinct layers, by sha256 of each regular file of their tars (python's tarfile, not snapdir). */
@@ -140,12 +113,7 @@ async function main() {
     if (opts.keep) process.stderr.write(`kept ${scratch}\n`)
     else fs.rmSync(scratch, { recursive: true, force: true })
   }
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-    process.once(sig, () => {
-      cleanup()
-      process.exit(130)
-    })
-  }
+  cleanupOnSignals('dedup-report', cleanup)
 
   const buildBefore = buildFingerprint()
   const notes = []
@@ -187,7 +155,7 @@ async function main() {
     result = {
       schema: 1,
       date: new Date().toISOString(),
-      machine: { ...hostInfo(), fsType: fsTypeAt(benchDir), scratchDir: benchDir, snapdirCommit: tryRun('git', ['-C', repo, 'rev-parse', 'HEAD']), umoci: tryRun('umoci', ['--version']) },
+      machine: { ...hostInfo(), fsType: fsTypeAt(benchDir), scratchDir: benchDir, snapdirCommit: snapdirCommit(), umoci: tryRun('umoci', ['--version']) },
       corpora: Object.fromEntries(CORPORA.map((c) => [c, corpusMarker(path.join(benchDir, c))])),
       images: IMAGES.map((image, i) => ({ ...image, layout: layoutLayers(layouts.get(image.name)).map(({ blob: _, ...l }) => l), push: pushes[i] })),
       stats,

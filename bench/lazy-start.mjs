@@ -14,21 +14,19 @@
 // The store and the layout are local: no network latency, which favours the full pulls.
 // Prints a table and writes bench/results/lazy-start.json and .txt; bench/README.md explains them.
 
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import {
-  MB, benchDir, buildChangedNote, buildFingerprint, cliBuilt, corpusMarker, defaultOut, dropCaches, dropCachesProblem,
-  failer, fmt, fmtInt, fsTypeAt, hostInfo, measureTree, median, msSince, nowNs, parseCommandLine, parseRuns, parseSteps,
-  repo, runCommand, snapdirBin, table, tryRun, which, writeResult,
+  MB, benchDir, buildChangedNote, buildFingerprint, cleanupOnSignals, cliBuilt, corpusMarker, defaultOut, dropCaches,
+  dropCachesProblem, failer, fmt, fmtInt, fsTypeAt, hostInfo, measureTree, median, msSince, nowNs, parseCommandLine, parseRuns,
+  parseSteps, privateEnv, readOr, repo, runCommand, snapdirBin, snapdirCommit, table, tryRun, which, writeResult,
 } from './lib/common.mjs'
+import { TAG, buildLayout, layoutLayers } from './lib/layouts.mjs'
+import { mountAt, mountNotes, startFuseDaemon, stopAllDaemons, stopFuseDaemon } from './lib/mounts.mjs'
 
 const ALL_STEPS = ['lazy', 'full', 'skopeo']
 const PROGRAM = ['/usr/bin/python3', '-c', 'import json,sys; print(sys.version)']
-const TAG = 'latest'
-const READY_TIMEOUT_MS = 60_000
-const STOP_TIMEOUT_MS = 15_000
-const FUSECTL = '/sys/fs/fuse/connections'
 
 const usage = `usage: node bench/lazy-start.mjs [options]
 
@@ -54,8 +52,6 @@ function parseOptions() {
 }
 
 const run = (argv, options = {}) => runCommand(argv, { cwd: repo, ...options })
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-const sleepSync = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
 const seconds = (ms) => ms / 1000
 
 // ---------------------------------------------------------------------------------------------
@@ -75,50 +71,19 @@ async function imageLayout(corpus) {
   const partial = `${layout}.partial`
   const bundle = `${layout}.bundle`
   for (const p of [layout, marker, partial, bundle]) fs.rmSync(p, { recursive: true, force: true })
-  await run(['umoci', 'init', '--layout', partial])
-  await run(['umoci', 'new', '--image', `${partial}:${TAG}`])
-  await run(['umoci', 'unpack', '--image', `${partial}:${TAG}`, bundle])
-  await run(['find', path.join(bundle, 'rootfs'), '-mindepth', '1', '-delete'])
-  await run(['cp', '-a', `${corpus}/.`, path.join(bundle, 'rootfs/')])
-  await run(['umoci', 'repack', '--image', `${partial}:${TAG}`, bundle])
-  await run(['umoci', 'gc', '--layout', partial])
+  await buildLayout({ layout: partial, bundle, corpora: [corpus] })
   fs.rmSync(bundle, { recursive: true, force: true })
   fs.renameSync(partial, layout)
   fs.writeFileSync(marker, want)
   return layout
 }
 
-/** The layout's layer blob sizes (compressed, as a registry sends them). */
-function layoutLayers(layout) {
-  const blob = (digest) => path.join(layout, 'blobs', ...digest.split(':'))
-  const index = JSON.parse(fs.readFileSync(path.join(layout, 'index.json'), 'utf8'))
-  const manifest = JSON.parse(fs.readFileSync(blob(index.manifests[0].digest), 'utf8'))
-  return manifest.layers.map((l) => ({ digest: l.digest, size: l.size }))
-}
-
 // ---------------------------------------------------------------------------------------------
 // Mounts: everything mounted is tracked, and taken down in order (overlay, then the FUSE daemon)
 // on success, error and signals.
 
-function mountAt(dir) {
-  let found = null
-  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const f = line.split(' ')
-    const sep = f.indexOf('-', 6)
-    if (f[4] === dir) found = { majMin: f[2], fstype: f[sep + 1] }
-  }
-  return found
-}
-
 const overlays = new Set()
-const daemons = new Set()
 const cleanupNotes = []
-
-function waitSync(condition, ms) {
-  const end = Date.now() + ms
-  while (Date.now() < end && !condition()) sleepSync(20)
-  return condition()
-}
 
 function unmountOverlay(merged) {
   spawnSync('umount', [merged], { timeout: 10_000, stdio: 'ignore' })
@@ -129,50 +94,10 @@ function unmountOverlay(merged) {
   overlays.delete(merged)
 }
 
-/** SIGTERM, on which snapdir mount unmounts and exits; a daemon that hangs gets its FUSE connection aborted. */
-function stopDaemon(d) {
-  const alive = () => d.exited === null
-  if (alive()) {
-    try {
-      process.kill(d.child.pid, 'SIGTERM')
-    } catch {}
-  }
-  // the exit event cannot land while this waits synchronously: watch the process itself
-  const gone = () => !fs.existsSync(`/proc/${d.child.pid}`) || /^\S+ \S+ Z/.test(readOr(`/proc/${d.child.pid}/stat`))
-  let how = 'SIGTERM'
-  if (!waitSync(() => gone() && !mountAt(d.mnt), STOP_TIMEOUT_MS)) {
-    const entry = mountAt(d.mnt)
-    if (entry?.fstype.startsWith('fuse')) {
-      const [major, minor] = entry.majMin.split(':').map(Number)
-      // the connection's directory is named after the mount's device number; fusectl may need mounting first
-      if (!fs.readdirSync(FUSECTL).length) spawnSync('mount', ['-t', 'fusectl', 'fusectl', FUSECTL], { stdio: 'ignore' })
-      try {
-        fs.writeFileSync(path.join(FUSECTL, String((major << 20) | minor), 'abort'), '1')
-      } catch {}
-      spawnSync('umount', ['-l', d.mnt], { timeout: 10_000, stdio: 'ignore' })
-      how += ' + abort'
-    }
-    try {
-      process.kill(-d.child.pid, 'SIGKILL')
-    } catch {}
-    how += ' + SIGKILL'
-    cleanupNotes.push(`snapdir mount did not unmount ${d.mnt} and exit within ${STOP_TIMEOUT_MS / 1000} s of SIGTERM; needed ${how}`)
-  }
-  daemons.delete(d)
-  return how
-}
-
-const readOr = (file, otherwise = '') => {
-  try {
-    return fs.readFileSync(file, 'utf8')
-  } catch {
-    return otherwise
-  }
-}
-
+/** The overlays first, then the FUSE daemons under them. */
 function cleanupAll() {
   for (const merged of [...overlays]) unmountOverlay(merged)
-  for (const d of [...daemons]) stopDaemon(d)
+  stopAllDaemons()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -189,26 +114,16 @@ async function lazyStart(ctx, n) {
   const dir = path.join(ctx.scratch, `lazy-${n}`)
   const [mnt, upper, work, merged] = ['mnt', 'upper', 'work', 'merged'].map((d) => path.join(dir, d))
   for (const d of [mnt, upper, work, merged]) fs.mkdirSync(d, { recursive: true })
-  const out = fs.openSync(path.join(dir, 'mount.json'), 'w')
-  const log = fs.openSync(path.join(dir, 'mount.log'), 'w')
   const t0 = nowNs()
-  // its own process group: a Ctrl-C reaches this script, which stops it in order
-  const child = spawn(snapdirBin, ['mount', '--store', ctx.store, '--id', ctx.id, '--view', 'rootfs', '--no-cache', '--json', mnt], {
-    detached: true,
-    stdio: ['ignore', out, log],
-    env: ctx.env,
-  })
-  fs.closeSync(out)
-  fs.closeSync(log)
-  const d = { child, mnt, exited: null }
-  child.on('exit', (code, signal) => (d.exited = { code, signal }))
-  daemons.add(d)
   // mountinfo is enough: a request the daemon has not yet answered waits for it, so starting at once is fair
-  while (!mountAt(mnt)?.fstype.startsWith('fuse')) {
-    if (d.exited) throw new Error(`snapdir mount exited (${d.exited.signal ?? d.exited.code}) before mounting:\n${readOr(path.join(dir, 'mount.log'))}`)
-    if (msSince(t0) > READY_TIMEOUT_MS) throw new Error(`snapdir mount: ${mnt} not mounted after ${READY_TIMEOUT_MS / 1000} s`)
-    await sleep(5)
-  }
+  const daemon = await startFuseDaemon({
+    label: 'snapdir mount',
+    argv: [snapdirBin, 'mount', '--store', ctx.store, '--id', ctx.id, '--view', 'rootfs', '--no-cache', '--json', mnt],
+    mnt,
+    env: ctx.env,
+    log: path.join(dir, 'mount.log'),
+    stdout: path.join(dir, 'mount.json'),
+  })
   const mountMs = msSince(t0)
   await run(['mount', '-t', 'overlay', 'overlay', '-o', `lowerdir=${mnt}/rootfs,upperdir=${upper},workdir=${work}`, merged])
   overlays.add(merged)
@@ -216,8 +131,7 @@ async function lazyStart(ctx, n) {
   const prog = await runProgram(merged)
   const wallMs = msSince(t0)
   unmountOverlay(merged)
-  const stoppedBy = stopDaemon(d)
-  await sleep(50) // let the exit event land
+  const stoppedBy = stopFuseDaemon(daemon).how
   const counters = JSON.parse(readOr(path.join(dir, 'mount.json'), 'null'))
   if (!counters) throw new Error(`snapdir mount --json printed no counters:\n${readOr(path.join(dir, 'mount.log'))}`)
   return { wallMs, phases: { mountMs, overlayMs, programMs: prog.wallMs }, counters, stoppedBy }
@@ -270,13 +184,7 @@ async function main() {
     if (opts.keep) process.stderr.write(`kept ${scratch}\n`)
     else fs.rmSync(scratch, { recursive: true, force: true })
   }
-  for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]]) {
-    process.once(sig, () => {
-      process.stderr.write(`\nlazy-start: ${sig}, unmounting and cleaning up\n`)
-      cleanup()
-      process.exit(code)
-    })
-  }
+  cleanupOnSignals('lazy-start', cleanup)
 
   const buildBefore = buildFingerprint()
   const notes = []
@@ -285,7 +193,7 @@ async function main() {
     const home = path.join(scratch, 'home')
     fs.mkdirSync(home)
     // a private HOME: no chunk cache of this user's takes part
-    const env = { ...process.env, HOME: home, XDG_CACHE_HOME: path.join(home, '.cache') }
+    const env = privateEnv(home)
     const store = path.join(scratch, 'store')
     process.stderr.write(`snapdir push ${layout}\n`)
     const pushRun = await run([snapdirBin, 'push', '--json', '--store', store, '--name', 'debian-python3', layout], { env })
@@ -328,7 +236,7 @@ async function main() {
         ...hostInfo(),
         fsType: fsTypeAt(benchDir),
         scratchParent: benchDir,
-        snapdirCommit: tryRun('git', ['-C', repo, 'rev-parse', 'HEAD']),
+        snapdirCommit: snapdirCommit(),
         umoci: tryRun('umoci', ['--version']),
         skopeo: tryRun('skopeo', ['--version']),
       },
@@ -354,7 +262,7 @@ async function main() {
   } finally {
     cleanup()
   }
-  notes.push(...cleanupNotes)
+  notes.push(...cleanupNotes, ...mountNotes)
   result.build = buildFingerprint()
   const changed = buildChangedNote(buildBefore, result.build)
   if (changed) notes.push(changed)

@@ -17,24 +17,21 @@
 // measures exactly what ships. Every mount it makes is unmounted before it exits, also on error
 // and on SIGINT/SIGTERM/SIGHUP; a mount that hangs is aborted through /sys/fs/fuse/connections.
 
-import { spawn, spawnSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import {
-  CLK_TCK, MB, benchDir, buildChangedNote, buildFingerprint, cliBuilt, contention, corpusMarker, corpusPath, defaultOut,
-  dropCaches, dropCachesProblem, failer, fmt, fmtInt, fsTypeAt, hostInfo, measureTree, median, medianFields, msSince,
-  nowNs, otherActivity, parseCommandLine, parseRuns, parseSteps, repo, scanCorpus, settle, snapdirBin, table, tail, tryRun,
-  which, withGnuTime, writeResult,
+  CLK_TCK, MB, baselineCheckout, benchDir, buildChangedNote, buildFingerprint, cleanupOnSignals, cliBuilt, contention, corpusPath, defaultOut,
+  describeCorpus, dropCaches, dropCachesProblem, failer, fmt, fmtInt, fsTypeAt, hostInfo, measureTree, median, medianFields,
+  msSince, nowNs, otherActivity, parseCommandLine, parseRuns, parseSteps, privateEnv, settle, snapdirBin, snapdirCommit,
+  table, tail, tryRun, which, withGnuTime, writeResult,
 } from './lib/common.mjs'
+import {
+  abortFuse, forceUnmount, fusermountBin, mountAt, mountNotes, mountTable, mountsUnder, procStat, runningDaemons,
+  startFuseDaemon, stopAllDaemons, stopFuseDaemon,
+} from './lib/mounts.mjs'
 
 const ALL_STEPS = ['native', 'squashfuse', 'snapdir']
-// How long a mount may take to become ready, and how long a daemon may take to unmount after SIGTERM.
-const READY_TIMEOUT_MS = 60_000
-const STOP_TIMEOUT_MS = 15_000
-// snapdir announces readiness with a line containing "mounted" on stderr. When the mount shows up in
-// /proc/self/mountinfo first, the line is waited for this long before mountinfo alone counts.
-const READY_LINE_GRACE_MS = 2_000
-const FUSECTL = '/sys/fs/fuse/connections'
 
 const WORKLOADS = {
   read: {
@@ -61,6 +58,8 @@ const usage = `usage: node bench/mount-read.mjs [options]
                  left out with a warning when bin/snapdir has no mount command, unless named)
   --runs N       cold+warm pairs per target and workload, medians reported (default 3)
   --timeout S    kill a workload command after S seconds and abort its mount (default 600)
+  --baseline DIR another snapdir checkout, built (DIR/bin/snapdir): mounted as one more target,
+                 in turns with the others, and compared with this one (before/after)
   --out FILE     JSON report (default bench/results/mount-read.json)
   -h, --help     this text
 
@@ -76,6 +75,7 @@ function parseOptions() {
       steps: { type: 'string' },
       runs: { type: 'string', default: '3' },
       timeout: { type: 'string', default: '600' },
+      baseline: { type: 'string' },
       out: { type: 'string', default: defaultOut('mount-read') },
     },
     usage,
@@ -89,6 +89,7 @@ function parseOptions() {
     ...parseSteps(values.steps, ALL_STEPS, fail, { allowEmpty: false }),
     runs,
     timeoutMs: timeout * 1000,
+    baseline: baselineCheckout(values.baseline, fail),
     out: path.resolve(values.out),
   }
 }
@@ -96,49 +97,14 @@ function parseOptions() {
 // ---------------------------------------------------------------------------------------------
 // Small helpers
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-// Synchronous sleep for the cleanup paths, which also run from signal handlers and process exit.
-const sleepSync = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
 // Probes of tools and mounts: a hung FUSE mount must not hang them (timeout), and some tools
 // (squashfuse --version) print what is asked and exit non-zero (their output is kept).
 const PROBE = { timeoutMs: 10_000, outputOnFailure: true }
-
-function describeCorpus(root) {
-  const c = scanCorpus(root)
-  return {
-    root,
-    entries: c.entries,
-    files: c.files.length,
-    bytes: c.bytes,
-    uniqueFiles: c.uniqueFiles,
-    uniqueBytes: c.uniqueBytes,
-    dirs: c.dirs,
-    symlinks: c.symlinks,
-    otherEntries: c.otherEntries,
-    marker: corpusMarker(root),
-  }
-}
 
 /** Regular files and their bytes under `root` (a store, a chunk cache). */
 function fileTotals(root) {
   const t = measureTree(root)
   return { files: t.files, bytes: t.fileBytes }
-}
-
-/** /proc/PID/stat fields after the command name, which may itself hold spaces and parentheses. */
-function procStat(pid) {
-  try {
-    const text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
-    return text.slice(text.lastIndexOf(')') + 2).split(' ')
-  } catch {
-    return null
-  }
-}
-
-/** Alive and not a zombie (a daemon that exited while the event loop was blocked is not yet reaped). */
-function processAlive(pid) {
-  const st = procStat(pid)
-  return st !== null && st[0] !== 'Z' && st[0] !== 'X'
 }
 
 /**
@@ -196,178 +162,9 @@ function diskReadBytes(statFiles) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Mount table and FUSE mounts
-
-const unescapeMountinfo = (s) => s.replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8)))
-
-function mountTable() {
-  const out = []
-  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    if (!line) continue
-    const f = line.split(' ')
-    const sep = f.indexOf('-', 6)
-    out.push({ mountPoint: unescapeMountinfo(f[4]), majMin: f[2], fstype: f[sep + 1], source: f[sep + 2] })
-  }
-  return out
-}
-
-/** The topmost mount at exactly `dir`, or null. */
-const mountAt = (dir) => mountTable().filter((m) => m.mountPoint === dir).pop() ?? null
-const mountsUnder = (dir) => mountTable().filter((m) => m.mountPoint === dir || m.mountPoint.startsWith(`${dir}/`))
-
-let fusectlMountedByUs = false
-const cleanupNotes = []
-
-/**
- * Aborts a FUSE connection: every pending and future request on it fails with ENOTCONN at once, so
- * processes blocked in it wake up and the mount can be detached. The connection's directory in
- * fusectl is named after the mount's device number (major 0, so the minor number).
- */
-function abortFuse(entry) {
-  if (!entry?.fstype.startsWith('fuse')) return false
-  const [major, minor] = entry.majMin.split(':').map(Number)
-  const abortFile = path.join(FUSECTL, String((major << 20) | minor), 'abort')
-  if (!fs.existsSync(abortFile) && !mountAt(FUSECTL) && fs.existsSync(FUSECTL)) {
-    const r = spawnSync('mount', ['-t', 'fusectl', 'fusectl', FUSECTL], { timeout: 10_000, stdio: 'ignore' })
-    if (r.status === 0) fusectlMountedByUs = true
-  }
-  try {
-    fs.writeFileSync(abortFile, '1')
-    cleanupNotes.push(`aborted the FUSE connection of ${entry.mountPoint} (${abortFile})`)
-    return true
-  } catch (error) {
-    cleanupNotes.push(`could not abort the FUSE connection of ${entry.mountPoint}: ${error.message}`)
-    return false
-  }
-}
-
-function waitSync(condition, ms) {
-  const end = Date.now() + ms
-  while (Date.now() < end) {
-    if (condition()) return true
-    sleepSync(20)
-  }
-  return condition()
-}
-
-const fusermount = which('fusermount3') ?? which('fusermount')
-const openMounts = new Set()
-const runningCommands = new Set()
-
-/**
- * Starts a FUSE daemon that stays in the foreground (`argv`), in its own process group so that a
- * Ctrl-C reaches only this script, which then stops it in order. Ready when the daemon prints a
- * line containing "mounted" on stderr (`expectLine`) and `mnt` is in /proc/self/mountinfo; when the
- * line never comes, mountinfo alone counts after READY_LINE_GRACE_MS. The daemon's output goes to
- * a log file (not a pipe: a pipe nobody drains while the cleanup waits synchronously could block
- * the daemon).
- */
-async function startMount({ label, argv, mnt, env = process.env, log, expectLine }) {
-  if (mountAt(mnt)) throw new Error(`${mnt} is already a mount point`)
-  const logFd = fs.openSync(log, 'w')
-  const t0 = nowNs()
-  const child = spawn(argv[0], argv.slice(1), { detached: true, stdio: ['ignore', logFd, logFd], env })
-  fs.closeSync(logFd)
-  const handle = { label, mnt, dir: mnt, child, pid: child.pid, log, exited: null, spawnError: null, entry: null, mountMs: null, readyBy: null }
-  child.on('exit', (code, signal) => (handle.exited = { code, signal }))
-  child.on('error', (error) => (handle.spawnError = error))
-  openMounts.add(handle)
-  const logText = () => {
-    try {
-      return fs.readFileSync(log, 'utf8')
-    } catch {
-      return ''
-    }
-  }
-  try {
-    const deadline = Date.now() + READY_TIMEOUT_MS
-    let lineAt = null
-    let mountedAt = null
-    for (;;) {
-      const now = Date.now()
-      if (lineAt === null && expectLine && /mounted/.test(logText())) lineAt = now
-      const entry = mountAt(mnt)
-      if (entry?.fstype.startsWith('fuse')) {
-        handle.entry = entry
-        mountedAt ??= now
-        if (!expectLine || lineAt !== null) {
-          handle.readyBy = expectLine ? 'stderr line and mountinfo' : 'mountinfo'
-          break
-        }
-        if (now - mountedAt >= READY_LINE_GRACE_MS) {
-          handle.readyBy = 'mountinfo (no "mounted" line on stderr)'
-          break
-        }
-      } else if (lineAt !== null && now - lineAt > 5_000) {
-        throw new Error(`${label} printed "mounted" but ${mnt} is not in /proc/self/mountinfo:\n${tail(logText())}`)
-      }
-      if (handle.spawnError) throw new Error(`${label}: ${handle.spawnError.message}`)
-      if (handle.exited || !processAlive(handle.pid)) {
-        await sleep(50) // let the exit event land, for its status
-        const how = handle.exited ? (handle.exited.signal ?? `status ${handle.exited.code}`) : 'unknown status'
-        throw new Error(`${label} exited (${how}) before ${mnt} was mounted:\n${tail(logText())}`)
-      }
-      if (now > deadline) throw new Error(`${label}: ${mnt} not mounted after ${READY_TIMEOUT_MS / 1000} s:\n${tail(logText())}`)
-      await sleep(10)
-    }
-    // the time until the daemon could serve: the stderr line when there was one, else the mount
-    handle.mountMs = msSince(t0) - (lineAt !== null || !expectLine ? 0 : Date.now() - mountedAt)
-    return handle
-  } catch (error) {
-    stopMount(handle)
-    throw error
-  }
-}
-
-/**
- * Stops a daemon and makes sure its mount is gone, synchronously (also used from signal handlers
- * and on exit): SIGTERM and wait for it to unmount and exit; else `fusermount -u`; else abort the
- * FUSE connection and detach lazily; SIGKILL whatever is left. Returns how it went.
- */
-function stopMount(handle) {
-  if (!openMounts.has(handle)) return handle.stopped
-  const { mnt, pid, label } = handle
-  const alive = () => handle.exited === null && processAlive(pid)
-  if (alive()) {
-    try {
-      process.kill(pid, 'SIGTERM')
-    } catch {}
-  }
-  waitSync(() => !alive() && !mountAt(mnt), STOP_TIMEOUT_MS)
-  let how = mountAt(mnt) ? forceUnmount(mnt) : 'SIGTERM'
-  if (alive()) {
-    try {
-      process.kill(-pid, 'SIGKILL')
-    } catch {}
-    waitSync(() => !alive(), 5_000)
-    how += ' + SIGKILL'
-  }
-  openMounts.delete(handle)
-  const stale = Boolean(mountAt(mnt))
-  handle.stopped = { how, clean: how === 'SIGTERM' && !stale, stale }
-  if (stale) cleanupNotes.push(`could not unmount ${mnt} (${label}): it is still mounted`)
-  else if (how !== 'SIGTERM') cleanupNotes.push(`${label} did not unmount ${mnt} and exit within ${STOP_TIMEOUT_MS / 1000} s of SIGTERM; needed ${how}`)
-  return handle.stopped
-}
-
-/** Unmounts `mnt` without its daemon's help: fusermount -u; else abort the connection and detach lazily. */
-function forceUnmount(mnt) {
-  let how = 'nothing'
-  if (mountAt(mnt) && fusermount) {
-    how = `${path.basename(fusermount)} -u`
-    spawnSync(fusermount, ['-u', mnt], { timeout: 10_000, stdio: 'ignore' })
-  }
-  if (mountAt(mnt)) {
-    how = 'abort + lazy unmount'
-    abortFuse(mountAt(mnt))
-    if (fusermount) spawnSync(fusermount, ['-u', '-z', mnt], { timeout: 10_000, stdio: 'ignore' })
-    if (mountAt(mnt)) spawnSync('umount', ['-l', mnt], { timeout: 10_000, stdio: 'ignore' })
-  }
-  return how
-}
-
-// ---------------------------------------------------------------------------------------------
 // Timed commands
+
+const runningCommands = new Set()
 
 /**
  * Runs `bash -c script _ ...args` in its own process group and times it; GNU time adds the CPU
@@ -375,12 +172,12 @@ function forceUnmount(mnt) {
  * gets SIGKILL; a process blocked in a FUSE request may not die of it, so 5 s later `onHang` runs
  * (aborting the mount's connection) and the command is given 5 s more.
  */
-function runShell(script, args, { timeoutMs, onHang = null, okCodes = [0] }) {
+function runShell(script, args, { timeoutMs, onHang = null, okCodes = [0], env = process.env }) {
   const timed = withGnuTime(['bash', '-c', script, 'bash', ...args], 'mount-read')
   const full = timed.argv
   return new Promise((resolve, reject) => {
     const t0 = nowNs()
-    const child = spawn(full[0], full.slice(1), { detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(full[0], full.slice(1), { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env })
     runningCommands.add(child)
     const out = []
     const err = []
@@ -392,7 +189,8 @@ function runShell(script, args, { timeoutMs, onHang = null, okCodes = [0] }) {
       setTimeout(() => {
         timedOut = true
         try {
-          process.kill(-child.pid, 'SIGKILL')
+          // its process group (spawned detached), never process.kill(-0): that would be this one's
+          if (child.pid) process.kill(-child.pid, 'SIGKILL')
         } catch {}
         timers.push(
           setTimeout(() => {
@@ -511,105 +309,128 @@ async function squashfuseTarget(ctx) {
     build,
     // -f: in the foreground, so the benchmark owns the process (its CPU time, a clean stop on
     // SIGTERM). Nothing else differs from `squashfuse IMG MNT`.
-    open: () => startMount({ label: 'squashfuse', argv: ['squashfuse', '-f', image, mnt], mnt, log: path.join(ctx.scratch, `squashfuse-${++n}.log`), expectLine: false }),
-    close: (handle) => stopMount(handle),
+    open: () => startFuseDaemon({ label: 'squashfuse', argv: ['squashfuse', '-f', image, mnt], mnt, log: path.join(ctx.scratch, `squashfuse-${++n}.log`), expectLine: false }),
+    close: (handle) => stopFuseDaemon(handle),
   }
 }
 
-async function snapdirTarget(ctx) {
-  const store = path.join(ctx.scratch, 'store')
-  const home = path.join(ctx.scratch, 'home')
+/**
+ * snapdir as built in this repository (`name` 'snapdir'), or in another checkout for a before/after
+ * comparison (`name` 'baseline', `bin` its bin/snapdir): the corpus pushed once into a store of its
+ * own, then mounted from it. Each has its own store, HOME, caches and mount point.
+ */
+async function snapdirTarget(ctx, { name = 'snapdir', bin = snapdirBin } = {}) {
+  const store = path.join(ctx.scratch, `${name}-store`)
+  const home = path.join(ctx.scratch, `${name}-home`)
   fs.mkdirSync(store)
   fs.mkdirSync(home)
-  // a private HOME/XDG_CACHE_HOME: nothing of this user's real cache takes part, nothing is left in it
-  const env = { ...process.env, HOME: home, XDG_CACHE_HOME: path.join(home, '.cache') }
-  process.stderr.write(`  snapdir push ${ctx.corpus.root}\n`)
+  const env = privateEnv(home)
+  process.stderr.write(`  ${name}: snapdir push ${ctx.corpus.root}\n`)
   settle(ctx.syncPaths)
   const activity = otherActivity()
-  const r = await runShell('"$1" push --store "$2" "$3"', [snapdirBin, store, ctx.corpus.root], { timeoutMs: ctx.timeoutMs })
+  const r = await runShell('"$1" push --store "$2" "$3"', [bin, store, ctx.corpus.root], { timeoutMs: ctx.timeoutMs, env })
   const id = r.stdout.trim()
-  if (!/^[0-9a-f]{64}$/.test(id)) throw new Error(`snapdir push printed ${JSON.stringify(r.stdout)} on stdout, expected one 64-hex snapshot ID`)
+  if (!/^[0-9a-f]{64}$/.test(id)) throw new Error(`${bin} push printed ${JSON.stringify(r.stdout)} on stdout, expected one 64-hex snapshot ID`)
   const cpuS = r.userS === null ? null : r.userS + r.sysS
   const push = { wallMs: r.wallMs, cpuS, ...activity(cpuS), id }
   settle(ctx.syncPaths)
   push.store = fileTotals(store)
   process.stderr.write(`  snapshot ${id}, store ${(push.store.bytes / MB).toFixed(1)} MB in ${push.store.files} files, push ${(push.wallMs / 1000).toFixed(2)} s\n`)
-  const mnt = path.join(ctx.scratch, 'mnt-snapdir')
+  const mnt = path.join(ctx.scratch, `mnt-${name}`)
   fs.mkdirSync(mnt)
   let n = 0
   return {
-    name: 'snapdir',
+    name,
     push,
     cacheBytes: [],
+    restartsOnCache: true,
     /** `cacheDir` null: a fresh, empty one. The handle remembers it for a restart on the same cache. */
     async open({ cacheDir = null } = {}) {
       n++
       if (cacheDir === null) {
-        cacheDir = path.join(ctx.scratch, `cache-${n}`)
+        cacheDir = path.join(ctx.scratch, `${name}-cache-${n}`)
         fs.mkdirSync(cacheDir)
       }
-      const handle = await startMount({
-        label: 'snapdir mount',
-        argv: [snapdirBin, 'mount', '--store', store, '--id', id, '--cache-dir', cacheDir, mnt],
+      const handle = await startFuseDaemon({
+        label: `${name} mount`,
+        argv: [bin, 'mount', '--store', store, '--id', id, '--cache-dir', cacheDir, mnt],
         mnt,
         env,
-        log: path.join(ctx.scratch, `snapdir-mount-${n}.log`),
+        log: path.join(ctx.scratch, `${name}-mount-${n}.log`),
         expectLine: true,
       })
       handle.cacheDir = cacheDir
       return handle
     },
-    close: (handle) => stopMount(handle),
+    close: (handle) => stopFuseDaemon(handle),
   }
 }
 
 /**
- * For one target and one workload, `ctx.runs` times: open a fresh view, drop the page cache, run
- * (cold), run again (warm), close. For snapdir each iteration then restarts the mount on the cache
- * directory the cold run filled and drops the page cache: the warm-cache, cold-kernel variant.
+ * One workload on every target, in turns: `ctx.runs` rounds, and in each round every target once
+ * (native, squashfuse, snapdir, baseline, native, ...), so that a slow spell of the machine (which
+ * is shared) falls on all of them alike and their ratios stay fair. A target's turn: open a fresh
+ * view, drop the page cache, run (cold), run again (warm), close; for snapdir then a restart of the
+ * mount on the cache directory the cold run filled and a dropped page cache: the warm-cache,
+ * cold-kernel variant. A target that fails is left out of the later rounds and reported with its
+ * error. Returns { [target name]: its figures for this workload, or { error } }.
  */
-async function measureTarget(ctx, target, workload) {
-  const samples = { cold: [], warm: [], ...(target.name === 'snapdir' ? { cachedCold: [] } : {}) }
-  const stops = []
-  const mounts = []
-  const notes = []
-  let check = null
-  const progress = (mode, i, s) =>
-    process.stderr.write(`  ${target.name} ${workload} ${mode} ${i + 1}/${ctx.runs}: ${(s.wallMs / 1000).toFixed(2)} s${s.warning ? ` (${s.warning.split('\n')[0]})` : ''}\n`)
+async function measureWorkload(ctx, targets, workload) {
+  const state = new Map(targets.map((t) => [t, { samples: { cold: [], warm: [], ...(t.restartsOnCache ? { cachedCold: [] } : {}) }, stops: [], mounts: [], check: null, error: null }]))
   for (let i = 0; i < ctx.runs; i++) {
-    let handle = await target.open()
-    try {
-      dropCaches(ctx.syncPaths)
-      const cold = await timedRun(ctx, workload, handle)
-      samples.cold.push(cold)
-      progress('cold', i, cold)
-      settle(ctx.syncPaths)
-      const warm = await timedRun(ctx, workload, handle)
-      samples.warm.push(warm)
-      progress('warm', i, warm)
-      if (i === 0 && workload === 'read') check = await checkTree(ctx, handle.dir, handle.pid ? handle : null)
-    } finally {
-      if (handle.pid) {
-        stops.push(target.close(handle))
-        mounts.push({ variant: 'fresh', mountMs: handle.mountMs, readyBy: handle.readyBy, stop: handle.stopped })
-      }
-    }
-    if (target.name === 'snapdir') {
-      settle(ctx.syncPaths)
-      const cacheDir = handle.cacheDir
-      handle = await target.open({ cacheDir })
+    for (const target of targets) {
+      const st = state.get(target)
+      if (st.error) continue
       try {
-        dropCaches(ctx.syncPaths)
-        const cachedCold = await timedRun(ctx, workload, handle)
-        samples.cachedCold.push(cachedCold)
-        progress('cold kernel, warm cache dir', i, cachedCold)
-      } finally {
-        stops.push(target.close(handle))
-        mounts.push({ variant: 'restart on the same cache dir', mountMs: handle.mountMs, readyBy: handle.readyBy, stop: handle.stopped })
+        await targetTurn(ctx, target, workload, i, st)
+      } catch (error) {
+        st.error = error.stack ?? String(error)
+        process.stderr.write(`  error: ${target.name} ${workload}: ${error.message}\n`)
+        stopAllDaemons()
       }
-      if (i === 0) target.cacheBytes.push({ workload, ...fileTotals(cacheDir) })
     }
   }
+  return Object.fromEntries(targets.map((t) => [t.name, state.get(t).error ? { error: state.get(t).error } : finishWorkload(ctx, t, workload, state.get(t))]))
+}
+
+async function targetTurn(ctx, target, workload, i, st) {
+  const progress = (mode, s) =>
+    process.stderr.write(`  ${target.name} ${workload} ${mode} ${i + 1}/${ctx.runs}: ${(s.wallMs / 1000).toFixed(2)} s${s.warning ? ` (${s.warning.split('\n')[0]})` : ''}\n`)
+  let handle = await target.open()
+  try {
+    dropCaches(ctx.syncPaths)
+    const cold = await timedRun(ctx, workload, handle)
+    st.samples.cold.push(cold)
+    progress('cold', cold)
+    settle(ctx.syncPaths)
+    const warm = await timedRun(ctx, workload, handle)
+    st.samples.warm.push(warm)
+    progress('warm', warm)
+    if (i === 0 && workload === 'read') st.check = await checkTree(ctx, handle.dir, handle.pid ? handle : null)
+  } finally {
+    if (handle.pid) {
+      st.stops.push(target.close(handle))
+      st.mounts.push({ variant: 'fresh', mountMs: handle.mountMs, readyBy: handle.readyBy, stop: handle.stopped })
+    }
+  }
+  if (!target.restartsOnCache) return
+  settle(ctx.syncPaths)
+  const cacheDir = handle.cacheDir
+  handle = await target.open({ cacheDir })
+  try {
+    dropCaches(ctx.syncPaths)
+    const cachedCold = await timedRun(ctx, workload, handle)
+    st.samples.cachedCold.push(cachedCold)
+    progress('cold kernel, warm cache dir', cachedCold)
+  } finally {
+    st.stops.push(target.close(handle))
+    st.mounts.push({ variant: 'restart on the same cache dir', mountMs: handle.mountMs, readyBy: handle.readyBy, stop: handle.stopped })
+  }
+  if (i === 0) target.cacheBytes.push({ workload, ...fileTotals(cacheDir) })
+}
+
+function finishWorkload(ctx, target, workload, { samples, stops, mounts, check }) {
+  const notes = []
   const all = Object.values(samples).flat()
   for (const w of new Set(all.map((s) => s.warning).filter(Boolean))) notes.push(`${target.name} ${workload}: ${w}`)
   const busy = contention(`${target.name} ${workload}`, all)
@@ -670,6 +491,10 @@ function computeRatios(steps) {
   if (ok('squashfuse') && ok('native')) {
     for (const w of ['read', 'walk']) for (const m of ['cold', 'warm']) pair(w, 'squashfuse', 'native', m, m)
   }
+  // before/after: this checkout over the baseline, every mode (measured in the same rounds)
+  if (ok('snapdir') && ok('baseline')) {
+    for (const w of ['read', 'walk']) for (const m of ['cold', 'warm', 'cachedCold']) pair(w, 'snapdir', 'baseline', m, m)
+  }
   return ratios
 }
 
@@ -690,16 +515,17 @@ function report(result) {
     const b = sq.build
     lines.push(`squashfs image: ${fmtInt(b.imageBytes)} bytes (${fmt((b.imageBytes / corpus.uniqueBytes) * 100)}% of the file data), mksquashfs -comp zstd ${fmt(b.wallMs / 1000, 2)} s from a cold page cache, ${fmt(b.cpuS, 2)} CPU s`)
   }
-  const sd = steps.snapdir
-  if (sd?.push) {
-    lines.push(`snapdir store: ${fmtInt(sd.push.store.bytes)} bytes in ${fmtInt(sd.push.store.files)} files, push ${fmt(sd.push.wallMs / 1000, 2)} s, ID ${sd.push.id}`)
+  for (const name of ['snapdir', 'baseline']) {
+    const push = steps[name]?.push
+    if (push) lines.push(`${name} store: ${fmtInt(push.store.bytes)} bytes in ${fmtInt(push.store.files)} files, push ${fmt(push.wallMs / 1000, 2)} s, ID ${push.id}`)
   }
+  if (result.baseline) lines.push(`baseline: ${result.baseline.root} at ${result.baseline.commit}, this checkout at ${result.machine.snapdirCommit}; all targets measured in turns`)
 
   for (const workload of ['read', 'walk']) {
     const w = WORKLOADS[workload]
     const speed = (s) => (workload === 'read' ? fmt(s?.mbPerS) : fmtInt(s?.entriesPerS))
     const rows = []
-    for (const name of ALL_STEPS) {
+    for (const name of [...ALL_STEPS, 'baseline']) {
       const st = steps[name]
       if (!st || st.error || !st[workload]) continue
       const r = st[workload]
@@ -766,14 +592,10 @@ let scratchDir = null
 function cleanupAll() {
   for (const child of runningCommands) {
     try {
-      process.kill(-child.pid, 'SIGKILL')
+      if (child.pid) process.kill(-child.pid, 'SIGKILL')
     } catch {}
   }
-  for (const handle of [...openMounts]) stopMount(handle)
-  if (fusectlMountedByUs && mountAt(FUSECTL)) {
-    spawnSync('umount', [FUSECTL], { timeout: 10_000, stdio: 'ignore' })
-    fusectlMountedByUs = false
-  }
+  stopAllDaemons()
   if (scratchDir && fs.existsSync(scratchDir)) {
     // never recurse into a mount (a hung one would hang rm, a live one would be emptied through)
     const left = mountsUnder(scratchDir)
@@ -787,15 +609,9 @@ function cleanupAll() {
   }
 }
 
-for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]]) {
-  process.on(signal, () => {
-    process.stderr.write(`\nmount-read: ${signal}, unmounting and cleaning up\n`)
-    cleanupAll()
-    process.exit(code)
-  })
-}
+cleanupOnSignals('mount-read', cleanupAll)
 process.on('exit', () => {
-  if (openMounts.size || runningCommands.size) cleanupAll()
+  if (runningDaemons() || runningCommands.size) cleanupAll()
 })
 
 // ---------------------------------------------------------------------------------------------
@@ -809,7 +625,7 @@ async function main() {
   const wantsFuse = opts.steps.some((s) => s !== 'native')
   if (wantsFuse) {
     if (!fs.existsSync('/dev/fuse')) problems.push('/dev/fuse is missing (modprobe fuse)')
-    if (!fusermount) problems.push('neither fusermount3 nor fusermount is installed: run bash bench/setup.sh')
+    if (!fusermountBin) problems.push('neither fusermount3 nor fusermount is installed: run bash bench/setup.sh')
   }
   if (opts.steps.includes('squashfuse')) {
     for (const tool of ['mksquashfs', 'squashfuse']) if (!which(tool)) problems.push(`${tool} is not installed: run bash bench/setup.sh`)
@@ -857,6 +673,7 @@ async function main() {
   if (!ctx.diskStats.length) runNotes.push('no block device found for the corpus or the scratch directory: disk MB not measured')
 
   const buildBefore = buildFingerprint()
+  const baselineBefore = opts.baseline && buildFingerprint(opts.baseline.root)
   const steps = {}
   let reference = null
   let exitCode = 0
@@ -864,32 +681,50 @@ async function main() {
     process.stderr.write('checking the corpus (file data digest)\n')
     reference = await checkTree(ctx, opts.corpus)
     const makers = { native: nativeTarget, squashfuse: squashfuseTarget, snapdir: snapdirTarget }
-    for (const name of ALL_STEPS.filter((s) => opts.steps.includes(s))) {
+    const wanted = ALL_STEPS.filter((s) => opts.steps.includes(s)).map((name) => ({ name, make: () => makers[name](ctx) }))
+    if (opts.baseline) wanted.push({ name: 'baseline', make: () => snapdirTarget(ctx, { name: 'baseline', bin: opts.baseline.bin }) })
+    // every target set up first (images built, snapshots pushed), then measured in turns
+    const targets = []
+    for (const { name, make } of wanted) {
       process.stderr.write(`${name}\n`)
-      const step = {}
-      steps[name] = step
+      steps[name] = {}
       try {
-        const target = await makers[name](ctx)
-        if (target.build) step.build = target.build
-        if (target.push) step.push = target.push
-        for (const workload of ['read', 'walk']) step[workload] = await measureTarget(ctx, target, workload)
-        if (target.cacheBytes?.length) step.cacheDirs = target.cacheBytes
-        const check = step.read.check
-        const notes = []
-        if (check.entries !== reference.entries) notes.push(`${name} shows ${check.entries} entries, the corpus has ${reference.entries}`)
-        if (check.dataSha256 !== reference.dataSha256) notes.push(`${name} serves different file data than the corpus holds (path+content digest differs): its times measure something else`)
-        const nativeTar = steps.native?.read?.warm?.tarBytes
-        if (nativeTar && step.read.warm.tarBytes !== nativeTar) notes.push(`${name}: tar stream ${step.read.warm.tarBytes} bytes, native ${nativeTar}: metadata differs (hardlinks shown with different inode numbers are archived, and read, once per path)`)
-        for (const n of notes) process.stderr.write(`  warning: ${n}\n`)
-        step.notes = notes
+        const target = await make()
+        if (target.build) steps[name].build = target.build
+        if (target.push) steps[name].push = target.push
+        targets.push(target)
       } catch (error) {
         // one broken target (a mount still being written) must not cost the others' numbers
-        step.error = error.stack ?? String(error)
-        exitCode = 1
+        steps[name].error = error.stack ?? String(error)
         process.stderr.write(`  error: ${name}: ${error.message}\n`)
-        for (const handle of [...openMounts]) stopMount(handle)
+        stopAllDaemons()
       }
     }
+    for (const workload of ['read', 'walk']) {
+      process.stderr.write(`${WORKLOADS[workload].title}: ${targets.map((t) => t.name).join(', ')} in turns\n`)
+      const figures = await measureWorkload(ctx, targets, workload)
+      for (const [name, f] of Object.entries(figures)) {
+        if (f.error) steps[name].error ??= f.error
+        else steps[name][workload] = f
+      }
+    }
+    for (const target of targets) {
+      const step = steps[target.name]
+      if (target.cacheBytes?.length) step.cacheDirs = target.cacheBytes
+      if (step.error || !step.read) continue
+      const check = step.read.check
+      const notes = []
+      if (check.entries !== reference.entries) notes.push(`${target.name} shows ${check.entries} entries, the corpus has ${reference.entries}`)
+      if (check.dataSha256 !== reference.dataSha256) notes.push(`${target.name} serves different file data than the corpus holds (path+content digest differs): its times measure something else`)
+      const nativeTar = steps.native?.read?.warm?.tarBytes
+      if (nativeTar && step.read.warm.tarBytes !== nativeTar) notes.push(`${target.name}: tar stream ${step.read.warm.tarBytes} bytes, native ${nativeTar}: metadata differs (hardlinks shown with different inode numbers are archived, and read, once per path)`)
+      for (const n of notes) process.stderr.write(`  warning: ${n}\n`)
+      step.notes = notes
+    }
+    if (steps.baseline?.push && steps.snapdir?.push && steps.baseline.push.id !== steps.snapdir.push.id) {
+      runNotes.push(`the baseline pushed the corpus as ${steps.baseline.push.id}, this checkout as ${steps.snapdir.push.id}: snapshot IDs changed between the two`)
+    }
+    if (Object.values(steps).some((s) => s.error)) exitCode = 1
   } finally {
     cleanupAll()
   }
@@ -898,8 +733,10 @@ async function main() {
   const buildChanged = buildChangedNote(buildBefore, buildAfter)
   // only snapdir runs the build; the other targets' numbers do not depend on it
   if (steps.snapdir && buildChanged) runNotes.push(buildChanged)
-  runNotes.push(...cleanupNotes)
-  if (cleanupNotes.some((n) => n.startsWith('could not unmount'))) exitCode = 1
+  const baselineChanged = opts.baseline && buildChangedNote(baselineBefore, buildFingerprint(opts.baseline.root))
+  if (baselineChanged) runNotes.push(`the baseline's ${baselineChanged}`)
+  runNotes.push(...mountNotes)
+  if (mountNotes.some((n) => n.startsWith('could not unmount'))) exitCode = 1
 
   const result = {
     schema: 1,
@@ -912,9 +749,10 @@ async function main() {
       tar: tryRun('tar', ['--version'], PROBE)?.split('\n')[0] ?? null,
       squashfuse: opts.steps.includes('squashfuse') ? tryRun('squashfuse', ['--version'], PROBE)?.split('\n')[0] ?? null : null,
       mksquashfs: opts.steps.includes('squashfuse') ? tryRun('mksquashfs', ['-version'], PROBE)?.split('\n')[0] ?? null : null,
-      fusermount: fusermount ? tryRun(fusermount, ['--version'], PROBE) : null,
-      snapdirCommit: tryRun('git', ['-C', repo, 'rev-parse', 'HEAD'], PROBE),
+      fusermount: fusermountBin ? tryRun(fusermountBin, ['--version'], PROBE) : null,
+      snapdirCommit: snapdirCommit(),
     },
+    ...(opts.baseline ? { baseline: { root: opts.baseline.root, commit: opts.baseline.commit } } : {}),
     corpus,
     reference,
     workloads: Object.fromEntries(Object.entries(WORKLOADS).map(([k, w]) => [k, w.command])),

@@ -17,12 +17,18 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { pathToFileURL } from 'node:url'
 import {
-  MB, writeResult, buildChangedNote, buildFingerprint, cliBuilt, contention, corpusMarker, corpusPath, defaultOut, dropCaches,
-  dropCachesProblem, failer, fmt, fmtInt, fsTypeAt, hostInfo, measureTree, median, medianFields, msSince, nowNs,
-  otherActivity, parseCommandLine, parseRuns, parseSteps, repo, runCommand, scanCorpus, settle, snapdirBin, table, tryRun, which,
+  MB, baselineCheckout, benchDir, buildChangedNote, buildFingerprint, cleanupOnSignals, cliBuilt, contention, corpusMarker,
+  defaultOut, dropCaches, dropCachesProblem, failer, fmt, fmtInt, fsTypeAt, hostInfo, measureTree, median, medianFields,
+  msSince, nowNs, otherActivity, parseCommandLine, parseRuns, parseSteps, privateEnv, repo, runCommand, scanCorpus, settle,
+  snapdirBin, snapdirCommit, table, tryRun, which, writeResult,
 } from './lib/common.mjs'
 
 const ALL_STEPS = ['snapdir', 'casync', 'blake3', 'b3sum', 'zstd', 'chunker']
+// The steps measured on every corpus, in turns; the others (the per-core limits) on the first only.
+const COMPARED = ['snapdir', 'casync']
+// The corpora bench/setup.sh builds that push is measured on when no --corpus is given: the first is
+// the reference (every step), the others show how much the ratio to casync depends on the tree.
+const DEFAULT_CORPORA = ['debian-rootfs', 'debian-base', 'debian-python3-rebuilt']
 // The brief for this benchmark and DESIGN.md: 16/64/256 KiB. Used for casync only when the built
 // chunker (whose DEFAULT_CHUNKER push really uses) cannot be loaded.
 const FALLBACK_CHUNK_SIZES = { min: 16384, avg: 65536, max: 262144 }
@@ -31,10 +37,14 @@ const GB = 1e9
 
 const usage = `usage: node bench/push-throughput.mjs [options]
 
-  --corpus DIR   tree to push (default $SNAPDIR_BENCH_DIR/debian-rootfs, built by bench/setup.sh)
+  --corpus DIR   a tree to push; repeat for more. snapdir and casync (and --baseline) run on
+                 every corpus, the other steps on the first (default: those of bench/setup.sh
+                 under $SNAPDIR_BENCH_DIR: ${DEFAULT_CORPORA.join(', ')}; the first must exist)
   --steps LIST   comma-separated subset of ${ALL_STEPS.join(',')} (default: all; b3sum
                  and zstd are left out when not installed unless named)
   --runs N       cold runs and warm runs per step, the median of each is reported (default 3)
+  --baseline DIR another snapdir checkout, built (DIR/bin/snapdir): its push runs as one more
+                 tool, in turns with snapdir and casync, and is compared with this one (before/after)
   --out FILE     JSON report (default bench/results/push-throughput.json)
   -h, --help     this text`
 
@@ -43,16 +53,25 @@ const fail = failer('push-throughput')
 function parseOptions() {
   const values = parseCommandLine(
     {
-      corpus: { type: 'string' },
+      corpus: { type: 'string', multiple: true },
       steps: { type: 'string' },
       runs: { type: 'string', default: '3' },
+      baseline: { type: 'string' },
       out: { type: 'string', default: defaultOut('push-throughput') },
     },
     usage,
     fail,
   )
   const runs = parseRuns(values.runs, fail)
-  return { corpus: corpusPath(values.corpus), ...parseSteps(values.steps, ALL_STEPS, fail), runs, out: path.resolve(values.out) }
+  const corpora = values.corpus?.map((c) => path.resolve(c)) ?? DEFAULT_CORPORA.map((c) => path.join(benchDir, c))
+  return {
+    corpora,
+    defaultCorpora: values.corpus === undefined,
+    ...parseSteps(values.steps, ALL_STEPS, fail),
+    runs,
+    baseline: baselineCheckout(values.baseline, fail),
+    out: path.resolve(values.out),
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -124,8 +143,8 @@ async function coldAndWarm(ctx, tools) {
  * as it starts, 0.1 s here, before a line of snapdir runs; a push to a local store makes no TLS
  * connection, and a user's shell does not normally set it. The report says that it was left out.
  */
-function measuredEnv(extra = {}) {
-  const env = { ...process.env, ...extra }
+function measuredEnv(base = process.env) {
+  const env = { ...base }
   delete env.NODE_EXTRA_CA_CERTS
   return env
 }
@@ -158,18 +177,21 @@ function finishLimitStep(ctx, runs, name) {
 // ---------------------------------------------------------------------------------------------
 // The steps
 
-/** `snapdir push` of the corpus into a new local store. */
-function snapdirTool(ctx) {
+/**
+ * `snapdir push` of the corpus into a new local store: this checkout's, or with `bin` another
+ * checkout's (label 'baseline', for a before/after comparison).
+ */
+function snapdirTool(ctx, { label = 'snapdir', name = 'snapdir push', bin = snapdirBin } = {}) {
   return {
-    label: 'snapdir',
-    name: 'snapdir push',
+    label,
+    name,
     async run(scratch) {
       const store = path.join(scratch, 'store')
       fs.mkdirSync(store)
       // A private cache home per run: if push ever keeps a local index (stat cache, chunk cache),
       // a warm run must still chunk and hash everything, like the first push to a new store.
-      const env = measuredEnv({ XDG_CACHE_HOME: path.join(scratch, 'cache'), HOME: scratch })
-      const r = await runCommand([snapdirBin, 'push', '--store', store, ctx.corpus.root], { env, rusage: true })
+      const env = measuredEnv(privateEnv(scratch))
+      const r = await runCommand([bin, 'push', '--store', store, ctx.corpus.root], { env, rusage: true })
       const id = r.stdout.trim()
       if (!/^[0-9a-f]{64}$/.test(id)) throw new Error(`snapdir push printed ${JSON.stringify(r.stdout)} on stdout, expected one 64-hex snapshot ID`)
       return { wallMs: r.wallMs, userS: r.userS, sysS: r.sysS, maxRssKiB: r.maxRssKiB, id }
@@ -321,9 +343,9 @@ async function stepChunker(ctx) {
   const out = {}
   for (const impl of implementations) {
     const cut = chunker.cutter(impl)
-    for (const [workload, buffers, bytes] of [
-      ['perFile', perFile.buffers, perFile.bytes],
-      ['contiguous', [contiguous], contiguous.length],
+    for (const { workload, buffers, bytes } of [
+      { workload: 'perFile', buffers: perFile.buffers, bytes: perFile.bytes },
+      { workload: 'contiguous', buffers: [contiguous], bytes: contiguous.length },
     ]) {
       const samples = []
       // run 0 is the first touch (JIT not yet optimised, tables not in cache); the rest are steady state
@@ -362,42 +384,76 @@ async function stepChunker(ctx) {
 // ---------------------------------------------------------------------------------------------
 // Report
 
-function report(result) {
-  const { corpus, steps, ratios } = result
-  const lines = []
-  lines.push(`push throughput, ${result.date}`)
-  lines.push(`corpus: ${corpus.root}`)
-  lines.push(`  ${fmtInt(corpus.files)} regular files, ${fmtInt(corpus.bytes)} bytes (${fmt(corpus.bytes / MB)} MB; ${fmtInt(corpus.uniqueBytes)} in ${fmtInt(corpus.uniqueFiles)} distinct inodes), ${fmtInt(corpus.dirs)} dirs, ${fmtInt(corpus.symlinks)} symlinks`)
-  lines.push(`machine: ${result.machine.cpu}, ${result.machine.cores} cores, node ${result.machine.node}, ${result.machine.fsType} under ${result.machine.scratchDir}`)
-  lines.push(`chunk sizes min/avg/max: ${result.chunkSizes.min}/${result.chunkSizes.avg}/${result.chunkSizes.max} (${result.chunkSizes.source}); medians of ${result.runs} runs; MB = 10^6 bytes`)
-  lines.push(`snapdir and casync ran in turns; commands ran without NODE_EXTRA_CA_CERTS${result.machine.nodeExtraCaCertsSet ? ' (set here: +0.1 s of Node start-up per process)' : ''}`)
-  lines.push('')
-
-  const rows = []
-  const add = (name, s, extra = {}) => {
-    if (!s) return
-    rows.push([
-      name,
-      fmt(s.cold.wallMs / 1000, 2),
-      fmt(s.cold.mbPerS),
-      fmt(s.warm.wallMs / 1000, 2),
-      fmt(s.warm.mbPerS),
-      fmt(s.warm.durableMbPerS),
-      fmt(s.warm.cpuS, 2),
-      extra.store ?? '-',
-      extra.objects ?? '-',
-    ])
+/** snapdir / casync and snapdir / baseline, for one corpus's compared steps. */
+function computeRatios(steps) {
+  const ratios = {}
+  const speed = (a, b) => ({
+    speedCold: a.cold.mbPerS / b.cold.mbPerS,
+    speedWarm: a.warm.mbPerS / b.warm.mbPerS,
+    speedWarmDurable: a.warm.durableMbPerS / b.warm.durableMbPerS,
+  })
+  if (steps.snapdir && steps.casync) {
+    const s = steps.snapdir
+    const c = steps.casync
+    Object.assign(ratios, speed(s, c))
+    ratios.meetsTarget = ratios.speedCold >= 3 && ratios.speedWarm >= 3
+    ratios.storeBytes = s.store.fileBytes / (c.store.fileBytes + c.indexBytes)
+    ratios.storeBytesChunksOnly = s.store.fileBytes / c.store.fileBytes
+    ratios.objects = s.store.objects / c.store.objects
   }
-  add('snapdir push', steps.snapdir, steps.snapdir && { store: fmtInt(steps.snapdir.store.fileBytes), objects: fmtInt(steps.snapdir.store.objects) })
-  add('casync make', steps.casync, steps.casync && { store: `${fmtInt(steps.casync.store.fileBytes)} +${fmtInt(steps.casync.indexBytes)} idx`, objects: fmtInt(steps.casync.store.objects) })
-  add('blake3 (node, 1 thread)', steps.blake3)
-  add('b3sum --num-threads 1', steps.b3sum)
-  add(`zstd -${result.zstdLevel} --single-thread`, steps.zstd)
-  lines.push(table(['step', 'cold s', 'cold MB/s', 'warm s', 'warm MB/s', 'warm+sync MB/s', 'warm CPU s', 'store bytes', 'objects'], rows))
-  if (steps.blake3) lines.push(`blake3 hash-only (file reads excluded): cold ${fmt(steps.blake3.cold.hashOnlyMbPerS)} MB/s, warm ${fmt(steps.blake3.warm.hashOnlyMbPerS)} MB/s`)
-  for (const name of ['snapdir', 'casync']) {
-    const st = steps[name]?.store
-    if (st) lines.push(`${name} store on disk: ${fmtInt(st.fileBytes)} bytes in ${fmtInt(st.files)} files (${fmtInt(st.chunks)} chunks), du -sb ${fmtInt(st.duApparentBytes)}, allocated ${fmtInt(st.allocatedBytes)}`)
+  if (steps.snapdir && steps.baseline) {
+    ratios.ofBaseline = { ...speed(steps.snapdir, steps.baseline), warmCpu: steps.snapdir.warm.cpuS / steps.baseline.warm.cpuS }
+  }
+  return ratios
+}
+
+function corpusLine(corpus) {
+  return `${fmtInt(corpus.files)} regular files, ${fmtInt(corpus.bytes)} bytes (${fmt(corpus.bytes / MB)} MB; ${fmtInt(corpus.uniqueBytes)} in ${fmtInt(corpus.uniqueFiles)} distinct inodes), ${fmtInt(corpus.dirs)} dirs, ${fmtInt(corpus.symlinks)} symlinks`
+}
+
+function report(result) {
+  const { steps } = result
+  const lines = []
+  const m = result.machine
+  lines.push(`push throughput, ${result.date}`)
+  lines.push(`machine: ${m.cpu} (family ${m.cpuFamily ?? '?'} model ${m.cpuModel ?? '?'}), ${m.cores} cores, kernel ${m.kernel}, node ${m.node}, ${m.fsType} under ${m.scratchDir}`)
+  lines.push(`chunk sizes min/avg/max: ${result.chunkSizes.min}/${result.chunkSizes.avg}/${result.chunkSizes.max} (${result.chunkSizes.source}); medians of ${result.runs} runs; MB = 10^6 bytes`)
+  const inTurns = [...COMPARED, ...(result.baseline ? ['the baseline'] : [])].join(', ')
+  lines.push(`${inTurns} ran in turns on each corpus; commands ran without NODE_EXTRA_CA_CERTS${m.nodeExtraCaCertsSet ? ' (set here: +0.1 s of Node start-up per process)' : ''}`)
+  if (result.baseline) lines.push(`baseline: ${result.baseline.root} at ${result.baseline.commit}; this checkout at ${m.snapdirCommit}`)
+
+  const headers = ['step', 'cold s', 'cold MB/s', 'warm s', 'warm MB/s', 'warm+sync MB/s', 'warm CPU s', 'store bytes', 'objects']
+  const row = (name, s, extra = {}) => [
+    name,
+    fmt(s.cold.wallMs / 1000, 2),
+    fmt(s.cold.mbPerS),
+    fmt(s.warm.wallMs / 1000, 2),
+    fmt(s.warm.mbPerS),
+    fmt(s.warm.durableMbPerS),
+    fmt(s.warm.cpuS, 2),
+    extra.store ?? '-',
+    extra.objects ?? '-',
+  ]
+  for (const [k, entry] of result.corpora.entries()) {
+    const cs = entry.steps
+    lines.push('')
+    lines.push(`corpus ${k + 1}: ${entry.corpus.root}`)
+    lines.push(`  ${corpusLine(entry.corpus)}`)
+    const rows = []
+    if (cs.snapdir) rows.push(row('snapdir push', cs.snapdir, { store: fmtInt(cs.snapdir.store.fileBytes), objects: fmtInt(cs.snapdir.store.objects) }))
+    if (cs.baseline) rows.push(row(`snapdir push, ${result.baseline.label}`, cs.baseline, { store: fmtInt(cs.baseline.store.fileBytes), objects: fmtInt(cs.baseline.store.objects) }))
+    if (cs.casync) rows.push(row('casync make', cs.casync, { store: `${fmtInt(cs.casync.store.fileBytes)} +${fmtInt(cs.casync.indexBytes)} idx`, objects: fmtInt(cs.casync.store.objects) }))
+    if (k === 0) {
+      if (steps.blake3) rows.push(row('blake3 (node, 1 thread)', steps.blake3))
+      if (steps.b3sum) rows.push(row('b3sum --num-threads 1', steps.b3sum))
+      if (steps.zstd) rows.push(row(`zstd -${result.zstdLevel} --single-thread`, steps.zstd))
+    }
+    if (rows.length) lines.push(table(headers, rows))
+    if (k === 0 && steps.blake3) lines.push(`blake3 hash-only (file reads excluded): cold ${fmt(steps.blake3.cold.hashOnlyMbPerS)} MB/s, warm ${fmt(steps.blake3.warm.hashOnlyMbPerS)} MB/s`)
+    for (const name of ['snapdir', 'casync']) {
+      const st = cs[name]?.store
+      if (st) lines.push(`${name} store on disk: ${fmtInt(st.fileBytes)} bytes in ${fmtInt(st.files)} files (${fmtInt(st.chunks)} chunks), du -sb ${fmtInt(st.duApparentBytes)}, allocated ${fmtInt(st.allocatedBytes)}`)
+    }
   }
 
   if (steps.chunker) {
@@ -411,26 +467,71 @@ function report(result) {
       fmt(c.first.gbPerS, 2),
       fmt(c.steady.gbPerS, 2),
     ])
-    lines.push(table(['chunker (in memory, 1 core)', 'MB', 'buffers', 'chunks', 'mean chunk', 'first GB/s', 'steady GB/s'], crow))
+    lines.push(table(['chunker (in memory, 1 core, corpus 1)', 'MB', 'buffers', 'chunks', 'mean chunk', 'first GB/s', 'steady GB/s'], crow))
   }
 
-  if (Object.keys(ratios).length) {
+  // every corpus's ratio side by side: the one on the reference corpus is not the only one shown
+  const withCasync = result.corpora.filter((e) => e.ratios.speedWarm !== undefined)
+  if (withCasync.length) {
     lines.push('')
-    lines.push('ratios (snapdir / casync unless said otherwise):')
-    const r = ratios
-    if (r.speedCold !== undefined) lines.push(`  push speed cold  ${fmt(r.speedCold, 2)}x   warm ${fmt(r.speedWarm, 2)}x   warm incl. sync ${fmt(r.speedWarmDurable, 2)}x   target >= 3x: ${r.meetsTarget ? 'met' : 'NOT met'}`)
-    if (r.storeBytes !== undefined) lines.push(`  store bytes      ${fmt(r.storeBytes, 3)}   (casync counted with its .caidx, as snapdir's store holds its tree)`)
-    if (r.objects !== undefined) lines.push(`  object count     ${fmt(r.objects, 3)}`)
-    if (r.ofBlake3Warm !== undefined) lines.push(`  snapdir warm push speed / node BLAKE3 warm speed: ${fmt(r.ofBlake3Warm, 2)}`)
+    lines.push('snapdir / casync push speed, every corpus (target >= 3x cold and warm):')
+    lines.push(table(
+      ['corpus', 'MB', 'cold', 'warm', 'warm+sync', 'store bytes', 'objects', 'target'],
+      withCasync.map((e) => [
+        path.basename(e.corpus.root),
+        fmt(e.corpus.bytes / MB),
+        `${fmt(e.ratios.speedCold, 2)}x`,
+        `${fmt(e.ratios.speedWarm, 2)}x`,
+        `${fmt(e.ratios.speedWarmDurable, 2)}x`,
+        fmt(e.ratios.storeBytes, 3),
+        fmt(e.ratios.objects, 3),
+        e.ratios.meetsTarget ? 'met' : 'NOT met',
+      ]),
+    ))
+    lines.push('  store bytes: casync counted with its .caidx, as snapdir\'s store holds its tree')
   }
-  const stepNotes = Object.entries(steps).flatMap(([name, s]) =>
-    name === 'chunker' ? Object.values(s).flatMap((c) => c.notes ?? []) : (s.notes ?? []),
-  )
+  const withBaseline = result.corpora.filter((e) => e.ratios.ofBaseline)
+  if (withBaseline.length) {
+    lines.push('')
+    lines.push(`this checkout / ${result.baseline.label}: push speed (above 1: faster now) and warm CPU seconds (above 1: more now):`)
+    lines.push(table(
+      ['corpus', 'cold', 'warm', 'warm+sync', 'warm CPU', 'same ID'],
+      withBaseline.map((e) => [
+        path.basename(e.corpus.root),
+        fmt(e.ratios.ofBaseline.speedCold, 3),
+        fmt(e.ratios.ofBaseline.speedWarm, 3),
+        fmt(e.ratios.ofBaseline.speedWarmDurable, 3),
+        fmt(e.ratios.ofBaseline.warmCpu, 3),
+        e.steps.snapdir.id === e.steps.baseline.id ? 'yes' : 'NO',
+      ]),
+    ))
+  }
+  if (result.ratios.ofBlake3Warm !== undefined) lines.push(`snapdir warm push speed / node BLAKE3 warm speed (corpus 1): ${fmt(result.ratios.ofBlake3Warm, 2)}`)
+  const stepNotes = [
+    ...result.corpora.flatMap((e) => Object.values(e.steps).flatMap((s) => s.notes ?? [])),
+    ...Object.entries(steps).flatMap(([name, s]) => (name === 'chunker' ? Object.values(s).flatMap((c) => c.notes ?? []) : (s.notes ?? []))),
+  ]
   for (const n of [...stepNotes, ...result.notes]) lines.push(`warning: ${n}`)
   return lines.join('\n')
 }
 
 // ---------------------------------------------------------------------------------------------
+
+function describe(root) {
+  const walked = scanCorpus(root)
+  const corpus = {
+    root,
+    files: walked.files.length,
+    bytes: walked.bytes,
+    uniqueFiles: walked.uniqueFiles,
+    uniqueBytes: walked.uniqueBytes,
+    dirs: walked.dirs,
+    symlinks: walked.symlinks,
+    otherEntries: walked.otherEntries,
+    marker: corpusMarker(root),
+  }
+  return { corpus, files: walked.files }
+}
 
 async function main() {
   const opts = parseOptions()
@@ -438,7 +539,17 @@ async function main() {
   // Every prerequisite is checked before anything is timed: a run that dies at step four after
   // minutes of measuring helps nobody.
   const problems = [dropCachesProblem()].filter(Boolean)
-  if (!fs.existsSync(opts.corpus)) problems.push(`corpus ${opts.corpus} does not exist: run bash bench/setup.sh, or pass --corpus DIR`)
+  const runNotes = []
+  const [first, ...others] = opts.corpora
+  if (!fs.existsSync(first)) problems.push(`corpus ${first} does not exist: run bash bench/setup.sh, or pass --corpus DIR`)
+  const missing = others.filter((c) => !fs.existsSync(c))
+  if (missing.length && !opts.defaultCorpora) problems.push(`corpus ${missing.join(', ')} does not exist`)
+  else if (missing.length) {
+    const note = `corpora not built, left out: ${missing.map((c) => path.basename(c)).join(', ')} (bash bench/setup.sh ${missing.map((c) => path.basename(c)).join(' ')})`
+    runNotes.push(note)
+    process.stderr.write(`warning: ${note}\n`)
+  }
+  const corpora = [first, ...others.filter((c) => !missing.includes(c))]
   if (opts.steps.includes('snapdir') && !cliBuilt()) {
     problems.push('bin/snapdir or dist/bundle is missing: run npm run build (or leave snapdir out with --steps)')
   }
@@ -456,72 +567,65 @@ async function main() {
   const chunkSizes = chunker
     ? { min: chunker.params.min, avg: chunker.params.avg, max: chunker.params.max, source: 'DEFAULT_CHUNKER of dist/chunk' }
     : { ...FALLBACK_CHUNK_SIZES, source: 'built-in 16/64/256 KiB; dist/chunk not built' }
-
-  process.stderr.write(`walking ${opts.corpus}\n`)
-  const walked = scanCorpus(opts.corpus)
-  const corpus = {
-    root: opts.corpus,
-    files: walked.files.length,
-    bytes: walked.bytes,
-    uniqueFiles: walked.uniqueFiles,
-    uniqueBytes: walked.uniqueBytes,
-    dirs: walked.dirs,
-    symlinks: walked.symlinks,
-    otherEntries: walked.otherEntries,
-    marker: corpusMarker(opts.corpus),
-  }
-  if (corpus.bytes === 0) fail(`corpus ${opts.corpus} holds no file data`)
-
-  // Scratch stores live beside the corpus, on the same disk, never in tmpfs: a store in memory
-  // would hide the write cost that push really has.
-  const scratchParent = path.dirname(opts.corpus)
-  const scratch = fs.mkdtempSync(path.join(scratchParent, 'push-throughput-'))
-  const cleanup = () => fs.rmSync(scratch, { recursive: true, force: true })
-  process.once('SIGINT', () => {
-    cleanup()
-    process.exit(130)
-  })
-
   // the level push compresses chunks at, for the zstd row
   const { ZSTD_LEVEL: zstdLevel } = await import(pathToFileURL(path.join(repo, 'dist/format/object.js')).href)
-  const ctx = { corpus: { ...corpus, files: walked.files }, runs: opts.runs, scratch, chunkSizes, chunker, zstdLevel }
+
+  // Scratch stores live beside each corpus, on the same disk, never in tmpfs: a store in memory
+  // would hide the write cost that push really has.
+  const scratches = []
+  const cleanup = () => {
+    for (const dir of scratches.splice(0)) fs.rmSync(dir, { recursive: true, force: true })
+  }
+  cleanupOnSignals('push-throughput', cleanup)
+
   const buildBefore = buildFingerprint()
+  const baselineBefore = opts.baseline && buildFingerprint(opts.baseline.root)
+  const entries = []
   const steps = {}
   try {
-    // snapdir and casync, compared with each other, run in turns (see coldAndWarm)
-    const commands = { snapdir: snapdirTool, casync: casyncTool }
-    const tools = Object.keys(commands).filter((s) => opts.steps.includes(s)).map((s) => commands[s](ctx))
-    if (tools.length) {
-      process.stderr.write(`${tools.map((t) => t.label).join(' and ')}\n`)
-      Object.assign(steps, await stepCommands(ctx, tools))
-    }
-    const impl = { blake3: stepBlake3, b3sum: stepB3sum, zstd: stepZstd, chunker: stepChunker }
-    for (const name of ALL_STEPS.filter((s) => opts.steps.includes(s) && impl[s])) {
-      process.stderr.write(`${name}\n`)
-      steps[name] = await impl[name](ctx)
+    for (const [k, root] of corpora.entries()) {
+      process.stderr.write(`walking ${root}\n`)
+      const { corpus, files } = describe(root)
+      if (corpus.bytes === 0) fail(`corpus ${root} holds no file data`)
+      const scratch = fs.mkdtempSync(path.join(path.dirname(root), 'push-throughput-'))
+      scratches.push(scratch)
+      const ctx = { corpus: { ...corpus, files }, runs: opts.runs, scratch, chunkSizes, chunker, zstdLevel }
+      // snapdir, casync and the baseline, compared with each other, run in turns (see coldAndWarm)
+      const commands = { snapdir: (c) => snapdirTool(c), casync: casyncTool }
+      const tools = COMPARED.filter((s) => opts.steps.includes(s)).map((s) => commands[s](ctx))
+      if (opts.baseline) tools.push(snapdirTool(ctx, { label: 'baseline', name: `snapdir push (${opts.baseline.label})`, bin: opts.baseline.bin }))
+      const compared = {}
+      if (tools.length) {
+        process.stderr.write(`${path.basename(root)}: ${tools.map((t) => t.label).join(', ')}\n`)
+        Object.assign(compared, await stepCommands(ctx, tools))
+      }
+      if (compared.snapdir && compared.baseline && compared.snapdir.id !== compared.baseline.id) {
+        runNotes.push(`${path.basename(root)}: the baseline printed ID ${compared.baseline.id}, this checkout ${compared.snapdir.id}: snapshot IDs changed`)
+      }
+      entries.push({ corpus, steps: compared, ratios: computeRatios(compared) })
+      if (k > 0) continue
+      // the per-core limits: on the first corpus only
+      const impl = { blake3: stepBlake3, b3sum: stepB3sum, zstd: stepZstd, chunker: stepChunker }
+      for (const name of ALL_STEPS.filter((s) => opts.steps.includes(s) && impl[s])) {
+        process.stderr.write(`${name}\n`)
+        steps[name] = await impl[name](ctx)
+      }
     }
   } finally {
     cleanup()
   }
   const buildAfter = buildFingerprint()
-  const runNotes = [buildChangedNote(buildBefore, buildAfter)].filter(Boolean)
+  const changed = buildChangedNote(buildBefore, buildAfter)
+  if (changed) runNotes.push(changed)
+  const baselineChanged = opts.baseline && buildChangedNote(baselineBefore, buildFingerprint(opts.baseline.root))
+  if (baselineChanged) runNotes.push(`the baseline's ${baselineChanged}`)
 
-  const ratios = {}
-  if (steps.snapdir && steps.casync) {
-    const s = steps.snapdir
-    const c = steps.casync
-    ratios.speedCold = s.cold.mbPerS / c.cold.mbPerS
-    ratios.speedWarm = s.warm.mbPerS / c.warm.mbPerS
-    ratios.speedWarmDurable = s.warm.durableMbPerS / c.warm.durableMbPerS
-    ratios.meetsTarget = ratios.speedCold >= 3 && ratios.speedWarm >= 3
-    ratios.storeBytes = s.store.fileBytes / (c.store.fileBytes + c.indexBytes)
-    ratios.storeBytesChunksOnly = s.store.fileBytes / c.store.fileBytes
-    ratios.objects = s.store.objects / c.store.objects
-  }
-  if (steps.snapdir && steps.blake3) ratios.ofBlake3Warm = steps.snapdir.warm.mbPerS / steps.blake3.warm.mbPerS
+  const ratios = { ...entries[0].ratios }
+  if (entries[0].steps.snapdir && steps.blake3) ratios.ofBlake3Warm = entries[0].steps.snapdir.warm.mbPerS / steps.blake3.warm.mbPerS
 
+  const scratchParent = path.dirname(first)
   const result = {
-    schema: 1,
+    schema: 2,
     date: new Date().toISOString(),
     machine: {
       ...hostInfo(),
@@ -530,12 +634,16 @@ async function main() {
       casync: tryRun('casync', ['--version']),
       b3sum: tryRun('b3sum', ['--version']),
       zstd: tryRun('zstd', ['--version']),
-      snapdirCommit: tryRun('git', ['-C', repo, 'rev-parse', 'HEAD']),
+      snapdirCommit: snapdirCommit(),
       snapdirChunker: process.env.SNAPDIR_CHUNKER ?? 'default',
       // left out of the measured commands' environment (measuredEnv)
       nodeExtraCaCertsSet: process.env.NODE_EXTRA_CA_CERTS !== undefined,
     },
-    corpus,
+    ...(opts.baseline ? { baseline: { root: opts.baseline.root, commit: opts.baseline.commit, label: opts.baseline.label, build: buildFingerprint(opts.baseline.root) } } : {}),
+    // corpus 1, the reference: the per-core limit steps ran on it, and `ratios` are its
+    corpus: entries[0].corpus,
+    // every corpus: snapdir, casync and the baseline, with their ratios
+    corpora: entries,
     chunkSizes,
     zstdLevel,
     runs: opts.runs,

@@ -23,8 +23,8 @@ import fs from 'node:fs'
 import http from 'node:http'
 import path from 'node:path'
 import {
-  MB, benchDir, buildChangedNote, buildFingerprint, cliBuilt, corpusMarker, defaultOut, failer, fmt, fmtInt, fsTypeAt,
-  hostInfo, parseCommandLine, repo, runCommand, snapdirBin, table, tryRun, walk, writeResult,
+  MB, benchDir, buildChangedNote, buildFingerprint, cleanupOnSignals, cliBuilt, corpusMarker, defaultOut, failer, fmt, fmtInt,
+  fsTypeAt, hostInfo, parseCommandLine, privateEnv, repo, runCommand, snapdirBin, snapdirCommit, table, walk, writeResult,
 } from './lib/common.mjs'
 
 const TARGET_RATIO = 1.1
@@ -387,12 +387,9 @@ async function main() {
     if (opts.keep) process.stderr.write(`kept ${scratch}\n`)
     else fs.rmSync(scratch, { recursive: true, force: true })
   }
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-    process.once(sig, () => {
-      if (!opts.keep) fs.rmSync(scratch, { recursive: true, force: true })
-      process.exit(130)
-    })
-  }
+  cleanupOnSignals('sync-transfer', () => {
+    if (!opts.keep) fs.rmSync(scratch, { recursive: true, force: true })
+  })
 
   const buildBefore = buildFingerprint()
   const notes = []
@@ -407,7 +404,7 @@ async function main() {
     // objects that snapshot needs, counted without asking sync or reading a tree.
     const home = path.join(scratch, 'home')
     fs.mkdirSync(home)
-    const env = { ...process.env, HOME: home, XDG_CACHE_HOME: path.join(home, '.cache'), ...S3_ENV }
+    const env = { ...privateEnv(home), ...S3_ENV }
     for (const k of ['AWS_PROFILE', 'AWS_SESSION_TOKEN', 'AWS_DEFAULT_REGION', 'AWS_CONFIG_FILE', 'AWS_SHARED_CREDENTIALS_FILE']) delete env[k]
     for (const step of steps) {
       step.store = path.join(scratch, 'stores', step.corpus)
@@ -515,7 +512,8 @@ async function main() {
   if (buildChanged) notes.push(buildChanged)
 
   // this report has never recorded the machine's memory (it measures requests and bytes, not speed)
-  const { memBytes, ...host } = hostInfo()
+  const host = hostInfo()
+  delete host.memBytes
   const result = {
     schema: 1,
     date: new Date().toISOString(),
@@ -523,7 +521,7 @@ async function main() {
       ...host,
       fsType: fsTypeAt(benchDir),
       scratchDir: benchDir,
-      snapdirCommit: tryRun('git', ['-C', repo, 'rev-parse', 'HEAD']),
+      snapdirCommit: snapdirCommit(),
       s3rver: JSON.parse(fs.readFileSync(path.join(repo, 'node_modules/s3rver/package.json'), 'utf8')).version,
     },
     store: { url: `s3://${BUCKET}/${PREFIX}`, server: 's3rver on 127.0.0.1, bucket made before the first sync', jobs: opts.jobs ?? 'default' },

@@ -94,6 +94,29 @@ export function medianFields(samples, keys) {
   return out
 }
 
+/** A file's text, or `otherwise` when it cannot be read. */
+export function readOr(file, otherwise = '') {
+  try {
+    return fs.readFileSync(file, 'utf8')
+  } catch {
+    return otherwise
+  }
+}
+
+/**
+ * Runs `cleanup` (synchronous) once on SIGINT, SIGTERM or SIGHUP, then exits with 128 + the
+ * signal's number; `name` says on stderr which script is cleaning up.
+ */
+export function cleanupOnSignals(name, cleanup) {
+  for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]]) {
+    process.once(signal, () => {
+      process.stderr.write(`\n${name}: ${signal}, cleaning up\n`)
+      cleanup()
+      process.exit(code)
+    })
+  }
+}
+
 /** The last lines of a command's stderr: enough to see why it failed, short enough for a report. */
 export const tail = (text, lines = 15) => text.trim().split('\n').slice(-lines).join('\n')
 
@@ -259,6 +282,12 @@ export function scanCorpus(root) {
   return { ...c, files, uniqueFiles: inodes.size }
 }
 
+/** A corpus as a report describes it: scanCorpus's counts (without the file list) and its setup.sh marker. */
+export function describeCorpus(root) {
+  const { files, ...counts } = scanCorpus(root)
+  return { root, ...counts, files: files.length, marker: corpusMarker(root) }
+}
+
 /** What bench/setup.sh wrote beside a finished corpus (its parameters and counts), or null: recorded so a report says which build it measured. */
 export function corpusMarker(root) {
   try {
@@ -297,18 +326,32 @@ export function measureTree(root, { objectFilter = () => true } = {}) {
 // ---------------------------------------------------------------------------------------------
 // The build and the machine
 
-/** bin/snapdir and the dist/cli it runs exist: `npm run build` has run. */
-export const cliBuilt = () => fs.existsSync(snapdirBin) && fs.existsSync(path.join(repo, 'dist/bundle/main.js'))
+/** bin/snapdir and the dist/bundle it runs exist in checkout `dir`: `npm run build` has run there. */
+export const cliBuilt = (dir = repo) => fs.existsSync(path.join(dir, 'bin/snapdir')) && fs.existsSync(path.join(dir, 'dist/bundle/main.js'))
+
+/**
+ * --baseline DIR: another snapdir checkout, built, measured as one more tool beside this one (a
+ * before/after comparison in one run). { root, bin, commit, label }, or null without the option;
+ * fails (exit 2) when DIR is no built checkout.
+ */
+export function baselineCheckout(dir, fail) {
+  if (dir === undefined) return null
+  const root = path.resolve(dir)
+  if (!cliBuilt(root)) fail(`--baseline ${dir}: expected a built snapdir checkout (${path.join(root, 'bin/snapdir')} and dist/bundle/main.js); run npm run build there`, 2)
+  if (root === repo) fail(`--baseline ${dir} is this checkout itself`, 2)
+  const commit = snapdirCommit(root)
+  return { root, bin: path.join(root, 'bin/snapdir'), commit, label: `baseline ${commit ? commit.slice(0, 7) : path.basename(root)}` }
+}
 
 /**
  * Files and newest mtime under bin/ and dist/: compared before and after the run, since a rebuild
  * in the middle (this machine is shared with development) would mix two versions in one report.
  */
-export function buildFingerprint() {
+export function buildFingerprint(checkout = repo) {
   let files = 0
   let newest = 0
   for (const dir of ['bin', 'dist']) {
-    const root = path.join(repo, dir)
+    const root = path.join(checkout, dir)
     if (!fs.existsSync(root)) continue
     for (const { st } of walk(root)) {
       if (!st.isFile()) continue
@@ -325,9 +368,33 @@ export function buildChangedNote(before, after) {
   return `bin/ or dist/ changed during the run (${before.files} files, newest ${before.newest} -> ${after.files}, ${after.newest}): the numbers mix builds, run again`
 }
 
-/** What every report says of the machine it ran on. */
+/** The commit checked out in `dir` (this repository unless said otherwise), or null. */
+export const snapdirCommit = (dir = repo) => tryRun('git', ['-C', dir, 'rev-parse', 'HEAD'])
+
+/**
+ * An environment with a private HOME and XDG_CACHE_HOME under `home`: no cache of the user's takes
+ * part in a measured command, and nothing is left in it.
+ */
+export const privateEnv = (home, env = process.env) => ({ ...env, HOME: home, XDG_CACHE_HOME: path.join(home, '.cache') })
+
+/**
+ * What every report says of the machine it ran on. The CPU's family, model and stepping as well as
+ * its name: clouds call every generation "AMD EPYC", and one generation runs a single-threaded tool
+ * (casync) much faster than another.
+ */
 export function hostInfo() {
-  return { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, memBytes: os.totalmem(), kernel: os.release(), node: process.version }
+  const cpuinfo = readOr('/proc/cpuinfo')
+  const field = (name) => new RegExp(`^${name}\\s*: (.*)$`, 'm').exec(cpuinfo)?.[1] ?? null
+  return {
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cpuFamily: field('cpu family'),
+    cpuModel: field('model'),
+    cpuStepping: field('stepping'),
+    cores: os.cpus().length,
+    memBytes: os.totalmem(),
+    kernel: os.release(),
+    node: process.version,
+  }
 }
 
 /** The file system type at `dir` (ext4, tmpfs, ...), or null; `options` as for tryRun. */
