@@ -2,7 +2,7 @@
 // every push to it cuts the same way (and the same directory always gets the same ID there).
 import { DEFAULT_CHUNKER, validateChunkerParams, type ChunkerParams } from '../chunk/params.js'
 import { SnapdirError } from '../util/errors.js'
-import type { Store } from './store.js'
+import type { ReadStore, Store } from './store.js'
 
 export const STORE_FORMAT = 1
 const KEY = 'config'
@@ -22,7 +22,7 @@ function encode(p: ChunkerParams): Buffer {
   return Buffer.from(JSON.stringify(c, null, 2) + '\n')
 }
 
-function decode(store: Store, bytes: Buffer): ChunkerParams {
+function decode(store: ReadStore, bytes: Buffer): ChunkerParams {
   const bad = (why: string): never => {
     throw new SnapdirError('ERR_STORE_CONFIG', `store ${store.url}: config ${why}`)
   }
@@ -40,7 +40,7 @@ function decode(store: Store, bytes: Buffer): ChunkerParams {
 }
 
 /** The store's chunker parameters, or undefined for a store nothing was pushed to yet. */
-export async function readStoreConfig(store: Store): Promise<ChunkerParams | undefined> {
+export async function readStoreConfig(store: ReadStore): Promise<ChunkerParams | undefined> {
   if (!(await store.has(KEY))) return undefined
   return decode(store, await store.get(KEY))
 }
