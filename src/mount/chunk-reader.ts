@@ -3,6 +3,10 @@
 // most `jobs` loads run at once, and a load that has not delivered `timeoutMs` after it began (waiting
 // for a slot included) fails, so a read becomes EIO in bounded time rather than hanging; its request
 // is cancelled. Bytes only ever come out of getChunk (store/chunks.ts), which re-hashes them.
+//
+// A chunk whose load timed out fails again at once for the next `timeoutMs`: when a read-ahead read
+// fails the kernel reads the same pages again one by one, and each of those would wait out the
+// timeout again (`mount --timeout 5` answered a read() with EIO after 10 s and more).
 import { LRUCache } from 'lru-cache'
 import { CachingStore } from '../store/caching-store.js'
 import { getChunk } from '../store/chunks.js'
@@ -35,6 +39,8 @@ export interface ChunkReaderStats {
 export class ChunkReader {
   private readonly memory: LRUCache<string, Buffer>
   private readonly inflight = new Map<string, Promise<Buffer>>()
+  /** chunks whose load timed out lately, and the error */
+  private readonly timedOut: LRUCache<string, SnapdirError>
   /** one per load under way: aborted by its timeout or by close() */
   private readonly loads = new Set<AbortController>()
   private readonly slots: Semaphore
@@ -53,6 +59,7 @@ export class ChunkReader {
       sizeCalculation: (b) => Math.max(1, b.length),
       ...(onEvicted ? { dispose: (_: Buffer, id: string) => onEvicted(id) } : {}),
     })
+    this.timedOut = new LRUCache<string, SnapdirError>({ max: 4096, ttl: options.timeoutMs })
     this.slots = new Semaphore(options.jobs)
     this.cache = options.diskCache ? new CachingStore(store, options.diskCache) : null
     this.source = this.cache ?? store
@@ -71,6 +78,8 @@ export class ChunkReader {
     }
     let p = this.inflight.get(id)
     if (!p) {
+      const timedOut = this.timedOut.get(id)
+      if (timedOut) return Promise.reject(timedOut)
       p = this.load(id).finally(() => this.inflight.delete(id))
       this.inflight.set(id, p)
     }
@@ -107,7 +116,9 @@ export class ChunkReader {
     this.loads.add(control)
     const seconds = this.options.timeoutMs / 1000
     const timer = setTimeout(() => {
-      control.abort(new SnapdirError('ERR_STORE_UNREACHABLE', `${this.store.url} did not answer for chunk ${id} within ${seconds} s`, { data: { chunk: id } }))
+      const timedOut = new SnapdirError('ERR_STORE_UNREACHABLE', `${this.store.url} did not answer for chunk ${id} within ${seconds} s`, { data: { chunk: id } })
+      this.timedOut.set(id, timedOut)
+      control.abort(timedOut)
     }, this.options.timeoutMs)
     try {
       await this.slots.acquire(signal)

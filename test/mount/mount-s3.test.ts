@@ -192,7 +192,8 @@ async function stallReadUnmount(): Promise<MountProcess> {
   const elapsed = Date.now() - started
   expect(err?.code).toBe('EIO')
   expect(elapsed).toBeGreaterThanOrEqual(1_500)
-  expect(elapsed).toBeLessThan(15_000)
+  // within the timeout once: the kernel's retry of the failed read-ahead must not wait it out again
+  expect(elapsed).toBeLessThan(3_800)
   // requests went out (and were held), and the failure names the file and one of its chunks
   expect(seen.chunkGets.length).toBeGreaterThan(0)
   const logged = /snapdir mount: EIO reading big-b\.bin at offset (\d+): .*did not answer for chunk ([0-9a-f]{64}) within 2 s/.exec(m.stderr())

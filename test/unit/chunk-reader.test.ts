@@ -145,6 +145,32 @@ describe('ChunkReader', () => {
     await reader.close()
   })
 
+  it('a chunk that just timed out fails again at once (the kernel reads a failed read-ahead again), and is tried again later', async () => {
+    const { store, ids, raw } = await storeWith(1)
+    store.stall = true
+    const timeoutMs = 400
+    const reader = new ChunkReader(store, { ...options, timeoutMs })
+    await expect(reader.get(ids[0]!)).rejects.toMatchObject({ code: 'ERR_STORE_UNREACHABLE' })
+    const started = Date.now()
+    await expect(reader.get(ids[0]!)).rejects.toMatchObject({ code: 'ERR_STORE_UNREACHABLE', message: expect.stringContaining(ids[0]!) as unknown })
+    expect(Date.now() - started).toBeLessThan(timeoutMs / 2)
+    expect(store.gets).toBe(1)
+
+    store.stall = false
+    let answered = false
+    while (!answered) {
+      // once the timeout has passed again the chunk is fetched anew
+      const got = await drive(store, reader.get(ids[0]!)).catch(() => null)
+      if (got) {
+        expect(got.equals(raw[0]!)).toBe(true)
+        answered = true
+      } else await new Promise((r) => setTimeout(r, 50))
+    }
+    expect(Date.now() - started).toBeGreaterThanOrEqual(timeoutMs - 50)
+    expect(store.gets).toBe(2)
+    await reader.close()
+  })
+
   it('close() aborts the fetches under way, waits for them, refuses later reads, and is idempotent', async () => {
     const { store, ids } = await storeWith(2)
     store.stall = true
