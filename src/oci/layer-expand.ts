@@ -12,9 +12,8 @@
 // are computed on the way, for the caller to check against the manifest and the image config.
 import { createHash, type Hash } from 'node:crypto'
 import fs from 'node:fs'
-import fsp, { type FileHandle } from 'node:fs/promises'
+import fsp from 'node:fs/promises'
 import os from 'node:os'
-import path from 'node:path'
 import { Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import zlib from 'node:zlib'
@@ -34,6 +33,8 @@ import { TaskWindow } from '../util/concurrency.js'
 import { isErrno, SnapdirError } from '../util/errors.js'
 import { compressionOf, streamProblem, zstdDecompress, type Compression as LayerCompression } from './decompress.js'
 import { LayerEntries, type LayerInode } from './layer-entries.js'
+import { SpillFile } from './spill-file.js'
+import { losslessPax, makedev, mtimeOf, paxNumber, xattrsOf } from './tar-pax.js'
 
 export type { Compression as LayerCompression } from './decompress.js'
 
@@ -149,14 +150,6 @@ interface TarHeader {
   pax: Record<string, string> | null
 }
 
-/** The part of tar-stream's Extract this file reaches into (see losslessPax). */
-interface ExtractInternals {
-  _header: { type: string | null } | null
-  _pax: Record<string, string> | null
-  _paxGlobal: Record<string, string> | null
-  _decodeLongHeader(buf: Buffer): void
-}
-
 const BLOCK = 4 * 1024 * 1024
 const TAR_BLOCK = 512
 
@@ -166,7 +159,7 @@ class Expander {
   private readonly packMax: number
   private readonly entries: LayerEntries
   private readonly sink: ChunkSink
-  private readonly spill: Spill
+  private readonly spill: SpillFile
   /** where each small file's content waits in the spill file, until packing */
   private readonly spilled = new Map<LayerInode, number>()
   private readonly block = Buffer.allocUnsafeSlow(BLOCK)
@@ -178,7 +171,7 @@ class Expander {
     this.packMax = options.params.packMax ?? 0
     this.entries = new LayerEntries(what)
     this.sink = new ChunkSink(options.store ?? null)
-    this.spill = new Spill(options.spillDir ?? os.tmpdir())
+    this.spill = new SpillFile(options.spillDir ?? os.tmpdir())
   }
 
   async run(compression: LayerCompression): Promise<ExpandedLayer> {
@@ -256,7 +249,7 @@ class Expander {
     }
     const base: LayerInode = {
       type: 'file', mode: h.mode & 0o7777, uid: paxNumber(pax.uid) ?? h.uid, gid: paxNumber(pax.gid) ?? h.gid,
-      ...mtimeOf(h, pax), size: 0, target: null, rdev: 0, xattrs: xattrsOf(pax), chunks: [],
+      ...mtimeOf(h.mtime, pax), size: 0, target: null, rdev: 0, xattrs: xattrsOf(pax), chunks: [],
     }
     switch (h.type) {
       case 'file':
@@ -368,7 +361,6 @@ async function drain(data: AsyncIterable<Buffer>): Promise<void> {
   }
 }
 
-/** An error of one stage of the pipeline, already worded for the user. */
 /** Writes chunks the store lacks, each once, with a bounded number of writes in flight. */
 class ChunkSink {
   chunksWritten = 0
@@ -401,47 +393,6 @@ class ChunkSink {
   }
 }
 
-/** An append-only temporary file, made on first use and removed by close. */
-class Spill {
-  private dir: string | null = null
-  private fh: FileHandle | null = null
-  private length = 0
-
-  constructor(private readonly parent: string) {}
-
-  /** Appends a stream; returns the offset it starts at. */
-  async append(data: AsyncIterable<Buffer>): Promise<number> {
-    if (this.fh === null) {
-      this.dir = await fsp.mkdtemp(path.join(this.parent, 'snapdir-layer-'))
-      this.fh = await fsp.open(path.join(this.dir, 'spill'), 'w+')
-    }
-    const start = this.length
-    for await (const piece of data) {
-      let done = 0
-      while (done < piece.length) done += (await this.fh.write(piece, done, piece.length - done, this.length + done)).bytesWritten
-      this.length += piece.length
-    }
-    return start
-  }
-
-  async read(into: Buffer, at: number, length: number, offset: number): Promise<void> {
-    let got = 0
-    while (got < length) {
-      const n = (await this.fh!.read(into, at + got, length - got, offset + got)).bytesRead
-      if (n === 0) throw new Error('spill file shorter than written')
-      got += n
-    }
-  }
-
-  async close(): Promise<void> {
-    const { fh, dir } = this
-    this.fh = null
-    this.dir = null
-    await fh?.close()
-    if (dir !== null) await fsp.rm(dir, { recursive: true, force: true })
-  }
-}
-
 /** Passes bytes through, hashing (and counting) them. */
 function tap(hash: Hash, count?: (n: number) => void): Transform {
   return new Transform({
@@ -451,93 +402,4 @@ function tap(hash: Hash, count?: (n: number) => void): Transform {
       cb(null, chunk)
     },
   })
-}
-
-/**
- * zstd through zstd-napi's streaming context, one output buffer per step: a generator, so nothing is
- * decompressed ahead of what the tar parser asks for (zstd-napi's DecompressStream pushes all the output
- * of an input chunk at once, which a highly compressed chunk makes large).
- */
-/**
- * tar-stream decodes PAX records as UTF-8, which mangles binary xattr values (security.capability)
- * and names that are not UTF-8. This swaps in a byte-exact decoder (values as latin1 strings, one
- * char per byte, like the names with filenameEncoding 'latin1') for PAX headers, keeping tar-stream's
- * merge of global into local records. It also returns the global records, which tar-stream applies
- * only to entries that have local ones. Reaches into tar-stream 3.2 (pinned); the layer tests fail
- * if that changes.
- */
-function losslessPax(ex: ReturnType<typeof extract>): () => Record<string, string> {
-  const internals = ex as unknown as ExtractInternals
-  // eslint-disable-next-line @typescript-eslint/unbound-method -- called with the Extract as `this` below
-  const original = internals._decodeLongHeader
-  if (typeof original !== 'function') throw new Error('tar-stream internals changed: _decodeLongHeader is gone')
-  let global: Record<string, string> = {}
-  internals._decodeLongHeader = function (this: ExtractInternals, buf: Buffer): void {
-    const type = this._header?.type
-    if (type === 'pax-header') this._pax = { ...global, ...decodePax(buf) }
-    else if (type === 'pax-global-header') this._paxGlobal = global = { ...global, ...decodePax(buf) }
-    else original.call(this, buf)
-  }
-  return () => global
-}
-
-/** PAX extended header records, `<length> <key>=<value>\n` (POSIX pax, "extended header"). */
-export function decodePax(buf: Buffer): Record<string, string> {
-  const out: Record<string, string> = {}
-  let pos = 0
-  while (pos < buf.length) {
-    if (buf[pos] === 0) break // NUL padding after the last record
-    const space = buf.indexOf(0x20, pos)
-    const len = space < 0 ? NaN : Number(buf.toString('latin1', pos, space))
-    if (!Number.isSafeInteger(len) || len <= space - pos + 2 || pos + len > buf.length || buf[pos + len - 1] !== 0x0a) {
-      throw new Error(`malformed PAX record at byte ${pos}`)
-    }
-    const record = buf.subarray(space + 1, pos + len - 1)
-    const eq = record.indexOf(0x3d)
-    if (eq <= 0) throw new Error(`malformed PAX record at byte ${pos}`)
-    out[record.toString('latin1', 0, eq)] = record.toString('latin1', eq + 1)
-    pos += len
-  }
-  return out
-}
-
-function paxNumber(v: string | undefined): number | undefined {
-  if (v === undefined || !/^\d+$/.test(v)) return undefined
-  const n = Number(v)
-  return Number.isSafeInteger(n) ? n : undefined
-}
-
-/** mtime in seconds and nanoseconds: PAX `mtime` (decimal seconds, maybe negative) or the header's. */
-function mtimeOf(h: TarHeader, pax: Record<string, string>): { mtimeSec: number; mtimeNsec: number } {
-  const m = pax.mtime === undefined ? null : /^(-?)(\d+)(?:\.(\d*))?$/.exec(pax.mtime)
-  if (m === null) return { mtimeSec: Math.floor(h.mtime.getTime() / 1000), mtimeNsec: 0 }
-  const whole = Number(m[2])
-  const nsec = Number(((m[3] ?? '') + '000000000').slice(0, 9))
-  if (m[1] === '' || nsec === 0) return { mtimeSec: m[1] === '' ? whole : -whole, mtimeNsec: nsec }
-  return { mtimeSec: -whole - 1, mtimeNsec: 1_000_000_000 - nsec }
-}
-
-/** xattrs from `SCHILY.xattr.NAME` (GNU tar, Go, containerd) or, failing that, libarchive's encoding. */
-function xattrsOf(pax: Record<string, string>): Array<[Buffer, Buffer]> {
-  const found = new Map<string, Buffer>()
-  for (const [key, value] of Object.entries(pax)) {
-    if (key.startsWith('SCHILY.xattr.')) found.set(key.slice('SCHILY.xattr.'.length), Buffer.from(value, 'latin1'))
-  }
-  for (const [key, value] of Object.entries(pax)) {
-    if (!key.startsWith('LIBARCHIVE.xattr.')) continue
-    // name percent-encoded, value base64 (libarchive archive_write_set_format_pax.c)
-    const name = percentDecode(key.slice('LIBARCHIVE.xattr.'.length))
-    if (!found.has(name)) found.set(name, Buffer.from(value, 'base64'))
-  }
-  return [...found].map(([name, value]) => [Buffer.from(name, 'latin1'), value])
-}
-
-/** `%XX` escapes to bytes, as a latin1 string (one char per byte). */
-function percentDecode(s: string): string {
-  return s.replace(/%([0-9a-fA-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)))
-}
-
-/** st_rdev from major and minor, as glibc's makedev encodes them on Linux. */
-export function makedev(major: number, minor: number): number {
-  return (major & 0xfff) * 0x100 + (minor & 0xff) + Math.floor(minor / 0x100) * 0x100000 + Math.floor(major / 0x1000) * 0x1000_0000_0000
 }
