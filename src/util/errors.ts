@@ -21,6 +21,7 @@ export type ErrorCode =
   | 'ERR_NATIVE_UNAVAILABLE'
   | 'ERR_ABORTED'
   | 'ERR_IMAGE'
+  | 'ERR_INTERNAL'
 
 export class SnapdirError extends Error {
   readonly code: ErrorCode
@@ -44,6 +45,32 @@ export class UsageError extends SnapdirError {
     super(code, message)
     this.name = 'UsageError'
   }
+}
+
+/**
+ * Something is wrong with what the user gave to be read (a file, a directory, an archive, a layer):
+ * given an error, "cannot read WHAT: its message", with it as the cause; given a string, "WHAT: that
+ * problem" (a tar that is truncated, a file that shrank while read). `data.source` is `what`.
+ */
+export function sourceError(
+  what: string,
+  problem: unknown,
+  options: { cause?: unknown; data?: Record<string, unknown> } = {},
+): SnapdirError {
+  const data = { source: what, ...options.data }
+  if (typeof problem === 'string') return new SnapdirError('ERR_SOURCE', `${what}: ${problem}`, { cause: options.cause, data })
+  const message = problem instanceof Error ? problem.message : String(problem)
+  return new SnapdirError('ERR_SOURCE', `cannot read ${what}: ${message}`, { cause: options.cause ?? problem, data })
+}
+
+/**
+ * A failure that is snapdir's own (a bug, a thread that ran out of memory or died), never the source's
+ * or the store's: an error that is not a SnapdirError becomes ERR_INTERNAL, naming where it happened.
+ */
+export function internalError(where: string, err: unknown): SnapdirError {
+  if (err instanceof SnapdirError) return err
+  const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err)
+  return new SnapdirError('ERR_INTERNAL', `internal error in ${where}: ${message}`, { cause: err })
 }
 
 /** What an operation cancelled through its AbortSignal rejects with. */
