@@ -1,7 +1,7 @@
 import type { ChunkerParams } from '../chunk/params.js'
 import type { Tree, TreeEncoder, TreeEntry } from '../format/tree.js'
 import type { Store } from '../store/store.js'
-import { jobBytes, worthSkippingHoles, type FileJob, type FileResult, type Job } from './file-processor.js'
+import { jobBytes, worthSkippingHoles, type FileJob, type FileResult, type Job } from './jobs.js'
 import { packGroups } from './pack-groups.js'
 import { scanDirectory, type ScannedEntry } from './scan.js'
 import { WorkerPool } from './worker-pool.js'

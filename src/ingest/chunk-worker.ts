@@ -2,9 +2,9 @@
 import { parentPort } from 'node:worker_threads'
 import { openStore } from '../store/open-store.js'
 import type { Store } from '../store/store.js'
-import { SnapdirError } from '../util/errors.js'
-import { FileProcessor, jobBytes, type FileJob, type Job } from './file-processor.js'
-import type { FromWorker, ToWorker } from './worker-pool.js'
+import { FileProcessor } from './file-processor.js'
+import { jobBytes, type FileJob, type Job } from './jobs.js'
+import { toWire, type FromWorker, type ToWorker } from './worker-protocol.js'
 
 const port = parentPort!
 const post = (m: FromWorker): void => port.postMessage(m)
@@ -23,8 +23,13 @@ let processor: FileProcessor | null = null
 
 port.on('message', (m: ToWorker) => {
   void handle(m).catch((err: unknown) => {
-    const e = err instanceof SnapdirError ? err : new SnapdirError('ERR_SOURCE', (err as Error).message)
-    post({ type: 'error', code: e.code, message: e.message })
+    const error = toWire(err)
+    try {
+      post({ type: 'error', error })
+    } catch {
+      // data that does not clone (it should all be plain): the code and message still cross
+      post({ type: 'error', error: { ...error, data: {} } })
+    }
   })
 })
 

@@ -1,71 +1,20 @@
+// Directory push's reader: opens and reads the source files of each job and hands their bytes to the
+// one chunk sink (chunk-sink.ts), which cuts, hashes and stores them.
 import fs from 'node:fs'
-import { ChunkStream, type RawChunk } from '../chunk/chunk-stream.js'
 import { Chunker } from '../chunk/chunker.js'
-import { hashBytes, zeroChunkId } from '../chunk/hash.js'
 import { native } from '../chunk/native.js'
 import type { ChunkerParams } from '../chunk/params.js'
-import { encodeObject } from '../format/object.js'
-import { toHex } from '../format/id.js'
-import type { ChunkRef } from '../format/tree.js'
-import { objectKey } from '../store/objects.js'
-import { isLocalChunkStore, type Store } from '../store/store.js'
-import { TaskWindow } from '../util/concurrency.js'
-import { cutGroup, type PackJob } from './pack-groups.js'
-import { SnapdirError } from '../util/errors.js'
-
-/** One regular file to cut: where it is and what the scan saw. */
-export interface FileJob {
-  index: number
-  source: Buffer
-  size: number
-  /** holes worth skipping (see worthSkippingHoles): walk data extents, never read the holes */
-  sparse: boolean
-}
-
-/**
- * Below this many bytes of holes a file is read straight through, holes as zeros: that costs less than
- * walking its extents, and lets the native batches (native-run.ts) take it. Binaries unpacked by dpkg
- * often have a few KiB of holes; an image file or a preallocated database has gigabytes.
- */
-const SKIP_HOLES_FROM = 1024 * 1024
-
-/** Whether a file's holes are worth skipping rather than reading; the chunks come out the same either way. */
-export function worthSkippingHoles(size: number, allocated: number): boolean {
-  return size - allocated >= SKIP_HOLES_FROM
-}
-
-export interface FileResult {
-  index: number
-  chunks: ChunkRef[]
-  /** the whole content of a file small enough to live in the tree */
-  inline?: Buffer
-}
-
-/** What a worker is handed: one file cut on its own, or a group of small files cut together. */
-export type Job = FileJob | PackJob
-
-export function jobBytes(job: Job): number {
-  return 'files' in job ? job.files.reduce((a, f) => a + f.size, 0) : job.size
-}
-
-export interface ProcessorStats {
-  chunksWritten: number
-  bytesWritten: number
-}
+import type { Store } from '../store/store.js'
+import { sourceError } from '../util/errors.js'
+import { ChunkSink, type ChunkStats } from './chunk-sink.js'
+import { jobBytes, type FileJob, type FileResult, type Job, type PackJob } from './jobs.js'
 
 const BLOCK = 4 * 1024 * 1024
-
-/** Adds `count` whole chunks to a file's refs; a run of one chunk repeated is one ref with a count. */
-export function appendRef(refs: ChunkRef[], id: Buffer, length: number, count: number): void {
-  const last = refs.at(-1)
-  if (last && last.length === length && last.id.equals(id)) last.count += count
-  else refs.push({ id, offset: 0, length, count })
-}
 
 /** Cuts jobs one after another in this thread: where there are no workers, and for sparse files. */
 export async function processInThisThread(
   jobs: Job[], params: ChunkerParams, store: Store | null, onBytes?: (bytes: number) => void,
-): Promise<{ results: FileResult[]; stats: ProcessorStats }> {
+): Promise<{ results: FileResult[]; stats: ChunkStats }> {
   const processor = new FileProcessor(params, store)
   const results: FileResult[] = []
   for (const job of jobs) {
@@ -77,15 +26,12 @@ export async function processInThisThread(
 }
 
 /**
- * Cuts files into chunks, hashes them and, given a store, writes the ones it lacks. Reads are
+ * Reads files and cuts them into chunks, storing the ones the store lacks (given one). Reads are
  * synchronous on purpose: this runs in a worker thread (ingest/worker-pool.ts) whose only job is
  * this, where a blocking read(2) or compression costs less than an async round trip would.
  */
 export class FileProcessor {
-  readonly stats: ProcessorStats = { chunksWritten: 0, bytesWritten: 0 }
-  private readonly chunker: Chunker
-  private readonly seen = new Set<string>()
-  private readonly window = new TaskWindow(16)
+  private readonly sink: ChunkSink
   private readonly inlineMax: number
   /** one read buffer for every file: chunks are copied out only when they must be stored */
   private readonly readBuffer = Buffer.allocUnsafeSlow(BLOCK)
@@ -95,9 +41,13 @@ export class FileProcessor {
    */
   private packBuffer = Buffer.allocUnsafeSlow(0)
 
-  constructor(params: ChunkerParams, private readonly store: Store | null) {
-    this.chunker = new Chunker(params)
+  constructor(params: ChunkerParams, store: Store | null) {
+    this.sink = new ChunkSink(new Chunker(params), store)
     this.inlineMax = params.inlineMax ?? 0
+  }
+
+  get stats(): ChunkStats {
+    return this.sink.stats
   }
 
   /**
@@ -110,7 +60,7 @@ export class FileProcessor {
     try {
       for (const job of jobs) {
         for (const f of 'files' in job ? job.files : [job]) {
-          const fd = openSource(f, f.source.toString())
+          const fd = openSource(f)
           fds.set(f, fd)
           native?.willNeed(fd)
         }
@@ -126,34 +76,33 @@ export class FileProcessor {
     }
   }
 
+  /** Waits for every chunk write; rethrows the first failure. */
+  drain(): Promise<void> {
+    return this.sink.drain()
+  }
+
   /** Cuts one file, open at fd. */
   private async process(job: FileJob, fd: number): Promise<FileResult> {
-    const what = job.source.toString()
-    const refs: ChunkRef[] = []
-    const add = (id: Buffer, length: number, count: number): void => appendRef(refs, id, length, count)
-    try {
-      if (job.size <= this.inlineMax && job.size > 0) {
-        const inline = Buffer.allocUnsafe(job.size)
-        readInto(fd, job, inline, 0, what)
-        return { index: job.index, chunks: [], inline }
-      }
-      for (const c of cutFile(fd, job, this.chunker, this.readBuffer, what)) {
-        if (c.data === null) {
-          const id = zeroChunkId(c.length)
-          await this.offer(id, () => Buffer.alloc(c.length))
-          add(id, c.length, c.count)
-        } else {
-          const id = hashBytes(c.data)
-          const data = c.data
-          await this.offer(id, () => data)
-          add(id, c.length, 1)
-        }
-      }
-    } catch (err) {
-      if (err instanceof SnapdirError) throw err
-      throw new SnapdirError('ERR_SOURCE', `cannot read ${what}: ${(err as Error).message}`, { cause: err })
+    if (job.size <= this.inlineMax && job.size > 0) {
+      const inline = Buffer.allocUnsafe(job.size)
+      readFully(fd, job, inline, 0, job.size, 0)
+      return { index: job.index, chunks: [], inline }
     }
-    return { index: job.index, chunks: refs }
+    const file = this.sink.wholeFile()
+    const buffer = this.readBuffer
+    for (const piece of extents(fd, job)) {
+      if (piece.hole) {
+        await file.zeros(piece.length)
+        continue
+      }
+      for (let pos = piece.start, end = piece.start + piece.length; pos < end; ) {
+        const want = Math.min(BLOCK, end - pos)
+        readFully(fd, job, buffer, 0, want, pos)
+        pos += want
+        await file.push(buffer.subarray(0, want))
+      }
+    }
+    return { index: job.index, chunks: await file.end() }
   }
 
   /**
@@ -161,102 +110,42 @@ export class FileProcessor {
    * group's chunks, so a few dozen files share a handful of stored objects.
    */
   private async processPack(pack: PackJob, fds: Map<FileJob, number>): Promise<FileResult[]> {
-    const total = pack.files.reduce((a, f) => a + f.size, 0)
+    const total = jobBytes(pack)
     if (this.packBuffer.length < total) this.packBuffer = Buffer.allocUnsafeSlow(Math.max(total, 2 * this.packBuffer.length))
-    // cutGroup is done with the stream when it returns: offer() writes or copies each chunk first
+    // cutGroup is done with the stream when it returns: the sink writes or copies each chunk first
     const stream = this.packBuffer.subarray(0, total)
     let at = 0
     for (const f of pack.files) {
-      const what = f.source.toString()
-      try {
-        readInto(fds.get(f)!, f, stream, at, what)
-      } catch (err) {
-        if (err instanceof SnapdirError) throw err
-        throw new SnapdirError('ERR_SOURCE', `cannot read ${what}: ${(err as Error).message}`, { cause: err })
-      }
+      readFully(fds.get(f)!, f, stream, at, f.size, 0)
       at += f.size
     }
-    const refs = await cutGroup(this.chunker, stream, pack.files.map((f) => f.size), (id, data) => this.offer(id, () => data))
+    const refs = await this.sink.cutGroup(stream, pack.files.map((f) => f.size))
     return pack.files.map((f, i) => ({ index: f.index, chunks: refs[i]! }))
-  }
-
-  /** Waits for every chunk write; rethrows the first failure. */
-  drain(): Promise<void> {
-    return this.window.drain()
-  }
-
-  private async offer(idBytes: Buffer, data: () => Buffer): Promise<void> {
-    const store = this.store
-    if (store === null) return
-    const id = toHex(idBytes)
-    if (this.seen.has(id)) return
-    this.seen.add(id)
-    const key = objectKey('chunk', id)
-    if (isLocalChunkStore(store)) {
-      // written before the read buffer it views is reused: no copy
-      const written = store.addObjectSync(key, data())
-      if (written > 0) {
-        this.stats.chunksWritten++
-        this.stats.bytesWritten += written
-      }
-      return
-    }
-    // copy: the data views the read buffer, which the next read overwrites
-    const raw = Buffer.from(data())
-    await this.window.add(async () => {
-      if (await store.has(key)) return
-      const encoded = encodeObject(raw)
-      await store.put(key, encoded)
-      this.stats.chunksWritten++
-      this.stats.bytesWritten += encoded.length
-    })
   }
 }
 
-function openSource(job: FileJob, what: string): number {
+function openSource(job: FileJob): number {
   try {
     // O_NOFOLLOW: a symlink swapped in since the scan is not followed out of the tree
     return fs.openSync(job.source, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
   } catch (err) {
-    throw new SnapdirError('ERR_SOURCE', `cannot read ${what}: ${(err as Error).message}`, { cause: err })
+    throw sourceError(job.source.toString(), err)
   }
 }
 
-/** Reads a whole (small) file into `into` at `at`. */
-function readInto(fd: number, job: FileJob, into: Buffer, at: number, what: string): void {
+/** Reads `length` bytes of the file at `position` into `into` at `at`. */
+function readFully(fd: number, job: FileJob, into: Buffer, at: number, length: number, position: number): void {
   let got = 0
-  while (got < job.size) {
-    const n = fs.readSync(fd, into, at + got, job.size - got, got)
-    if (n === 0) throw new SnapdirError('ERR_SOURCE', `${what} shrank while being read (expected ${job.size} bytes)`)
+  while (got < length) {
+    let n
+    try {
+      n = fs.readSync(fd, into, at + got, length - got, position + got)
+    } catch (err) {
+      throw sourceError(job.source.toString(), err)
+    }
+    if (n === 0) throw sourceError(job.source.toString(), `shrank while being read (expected ${job.size} bytes)`)
     got += n
   }
-}
-
-/** Reads and cuts one file; holes (sparse files) are fed as lengths, never read. */
-/** Yielded chunks view `buffer` and are valid only until the generator resumes. */
-function* cutFile(fd: number, job: FileJob, chunker: Chunker, buffer: Buffer, what: string): Generator<RawChunk> {
-  const stream = new ChunkStream(chunker)
-  for (const piece of extents(fd, job.size, job.sparse)) {
-    if (piece.hole) {
-      yield* stream.pushZeros(piece.length)
-      continue
-    }
-    let pos = piece.start
-    const end = piece.start + piece.length
-    while (pos < end) {
-      const want = Math.min(BLOCK, end - pos)
-      const buf = buffer.subarray(0, want)
-      let got = 0
-      while (got < want) {
-        const n = fs.readSync(fd, buf, got, want - got, pos + got)
-        if (n === 0) throw new SnapdirError('ERR_SOURCE', `${what} shrank while being read (expected ${job.size} bytes)`)
-        got += n
-      }
-      pos += want
-      yield* stream.push(buf)
-    }
-  }
-  yield* stream.end()
 }
 
 interface Extent {
@@ -265,19 +154,27 @@ interface Extent {
   hole: boolean
 }
 
-function* extents(fd: number, size: number, sparse: boolean): Generator<Extent> {
-  if (!sparse || !native) {
+/** A file's content in order: all of it, or for a sparse file its data extents and holes. */
+function* extents(fd: number, job: FileJob): Generator<Extent> {
+  const size = job.size
+  if (!job.sparse || !native) {
     if (size > 0) yield { start: 0, length: size, hole: false }
     return
   }
+  const seek = (how: 'seekData' | 'seekHole', at: number): number => {
+    try {
+      const to = native![how](fd, at)
+      return to < 0 || to > size ? size : to
+    } catch (err) {
+      throw sourceError(job.source.toString(), err)
+    }
+  }
   let pos = 0
   while (pos < size) {
-    let data = native.seekData(fd, pos)
-    if (data < 0 || data > size) data = size
+    const data = seek('seekData', pos)
     if (data > pos) yield { start: pos, length: data - pos, hole: true }
     if (data >= size) return
-    let hole = native.seekHole(fd, data)
-    if (hole < 0 || hole > size) hole = size
+    const hole = seek('seekHole', data)
     yield { start: data, length: hole - data, hole: false }
     pos = hole
   }

@@ -1,4 +1,4 @@
-import { jobBytes, type Job } from './file-processor.js'
+import { jobBytes, type Job } from './jobs.js'
 
 // A batch is a few dozen small jobs or one large one: few hand-overs, and no thread left idle at the end.
 const BATCH_JOBS = 64

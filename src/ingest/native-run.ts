@@ -4,11 +4,13 @@ import { CUT_JOB, CUT_WHERE, native, type CutFilesError } from '../chunk/native.
 import { ZSTD_LEVEL } from '../format/object.js'
 import type { ChunkRef } from '../format/tree.js'
 import { isLocalChunkStore, type Store } from '../store/store.js'
-import { SnapdirError } from '../util/errors.js'
-import { appendRef, processInThisThread, type FileJob, type FileResult, type Job, type ProcessorStats } from './file-processor.js'
+import { internalError, SnapdirError, sourceError } from '../util/errors.js'
+import { appendRef, type ChunkStats } from './chunk-sink.js'
+import { processInThisThread } from './file-processor.js'
 import { JobQueue } from './job-queue.js'
+import type { FileJob, FileResult, Job } from './jobs.js'
 import { groupRefs, type GroupChunk } from './pack-groups.js'
-import { record, type PoolRun, type ProcessedFiles, type RunOptions } from './worker-pool.js'
+import { record, type PoolRun, type ProcessedFiles, type RunOptions } from './pool-run.js'
 
 const { whole: KIND_WHOLE, inline: KIND_INLINE, group: KIND_GROUP } = CUT_JOB
 
@@ -42,7 +44,7 @@ export class NativeRun implements PoolRun {
   private sparseRun: Promise<void> | null = null
   private failure: unknown = null
   private readonly results: FileResult[] = []
-  private readonly stats: ProcessorStats = { chunksWritten: 0, bytesWritten: 0 }
+  private readonly stats: ChunkStats = { chunksWritten: 0, bytesWritten: 0 }
   private settle!: { resolve: (p: ProcessedFiles) => void; reject: (err: unknown) => void }
 
   constructor(private readonly options: RunOptions, private readonly concurrency = defaultConcurrency()) {
@@ -143,12 +145,14 @@ export class NativeRun implements PoolRun {
   /** The native error as snapdir reports it: the source file or the store, named. */
   private describe(err: unknown): SnapdirError {
     const e = err as CutFilesError
+    // out of memory is this process's trouble, whichever side the allocation was for
+    if (e.syscall === 'malloc') return internalError('a native batch', err)
     if (e.where === CUT_WHERE.store || e.where === CUT_WHERE.compress) {
       return new SnapdirError('ERR_STORE_IO', `store ${this.options.store?.url}: cannot write a chunk: ${e.message}`, { cause: err })
     }
     const what = e.path ?? 'a source file'
-    if (e.where === CUT_WHERE.shrank) return new SnapdirError('ERR_SOURCE', `${what} ${e.message}`, { cause: err })
-    return new SnapdirError('ERR_SOURCE', `cannot read ${what}: ${e.message}`, { cause: err })
+    if (e.where === CUT_WHERE.shrank) return sourceError(what, e.message, { cause: err })
+    return sourceError(what, err)
   }
 
   private async cutSparse(): Promise<void> {
@@ -159,5 +163,4 @@ export class NativeRun implements PoolRun {
     this.stats.chunksWritten += stats.chunksWritten
     this.stats.bytesWritten += stats.bytesWritten
   }
-
 }

@@ -3,20 +3,16 @@
 // packs only files under packMax, in path order, into groups cut as one stream each. A group starts
 // at an "anchor": a file whose path hashes to 0 mod GROUP_ANCHOR. Anchors depend on names alone, so
 // adding or removing a file disturbs only its own group, and groups can be cut in parallel.
-import type { Chunker } from '../chunk/chunker.js'
+// Push and layer expansion both cut groups through ChunkSink.cutGroup (chunk-sink.ts), the native
+// batches in C; all take each file's refs from groupRefs.
 import { hashBytes } from '../chunk/hash.js'
 import type { ChunkRef } from '../format/tree.js'
-import type { FileJob } from './file-processor.js'
+import type { FileJob, PackJob } from './jobs.js'
 
 /** One group in 128 files on average: about a megabyte of small files, a dozen chunks. */
 const GROUP_ANCHOR = 128
 /** A bound on one group's bytes whatever the names (it is read into memory whole). */
 const GROUP_MAX_BYTES = 16 * 1024 * 1024
-
-export interface PackJob {
-  /** the files of the group, in path order */
-  files: FileJob[]
-}
 
 /** Groups packable files, given in path order. */
 export function packGroups(files: FileJob[], paths: Buffer[]): PackJob[] {
@@ -35,31 +31,6 @@ export function packGroups(files: FileJob[], paths: Buffer[]): PackJob[] {
   })
   if (current.length > 0) groups.push({ files: current })
   return groups
-}
-
-/**
- * Cuts a group's bytes (its files back to back, in group order) as one stream and gives each file its
- * refs: slices of the group's chunks. Push and layer expansion both pack through this, so the same
- * small files give the same chunks and refs whichever way they came. `offer` receives every chunk in
- * order (to store it), and is awaited, so a slow store holds the cutting back.
- */
-export async function cutGroup(
-  chunker: Chunker,
-  stream: Buffer,
-  sizes: number[],
-  offer: (id: Buffer, data: Buffer) => Promise<void>,
-): Promise<ChunkRef[][]> {
-  const { lengths, count } = chunker.cuts(stream, true)
-  const chunks: GroupChunk[] = []
-  let pos = 0
-  for (let i = 0; i < count; i++) {
-    const data = stream.subarray(pos, pos + lengths[i]!)
-    const id = hashBytes(data)
-    await offer(id, data)
-    chunks.push({ id, start: pos, end: pos + data.length })
-    pos += data.length
-  }
-  return groupRefs(chunks, sizes)
 }
 
 /** A group's chunk, by position in the group's stream. */

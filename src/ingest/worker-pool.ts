@@ -1,37 +1,16 @@
+// The threads push cuts with: worker threads (chunk-worker.ts), this thread where there are none, or
+// the native batches (native-run.ts) where they apply; one PoolRun (pool-run.ts) whichever it is.
 import os from 'node:os'
 import { Worker } from 'node:worker_threads'
-import type { ChunkerParams } from '../chunk/params.js'
-import type { Store, StoreSpec } from '../store/store.js'
-import { SnapdirError, type ErrorCode } from '../util/errors.js'
-import { processInThisThread, type FileResult, type Job, type ProcessorStats } from './file-processor.js'
+import type { Store } from '../store/store.js'
+import { internalError, SnapdirError } from '../util/errors.js'
+import type { ChunkStats } from './chunk-sink.js'
+import { processInThisThread } from './file-processor.js'
 import { JobQueue } from './job-queue.js'
+import type { FileResult, Job } from './jobs.js'
 import { NativeRun, nativeRunApplies } from './native-run.js'
-
-export type ToWorker =
-  | { type: 'init'; params: ChunkerParams; store: StoreSpec | null }
-  | { type: 'jobs'; jobs: Job[] }
-  | { type: 'finish' }
-export type FromWorker =
-  | { type: 'ready' }
-  | { type: 'results'; results: FileResult[]; bytes: number }
-  | { type: 'finished'; stats: ProcessorStats }
-  | { type: 'error'; code: ErrorCode; message: string }
-
-export interface RunOptions {
-  params: ChunkerParams
-  /** where chunks go; null only computes IDs */
-  store: Store | null
-  onBytes?: (bytes: number) => void
-  /** each file's result as soon as it is known, in no particular order */
-  onResult?: (r: FileResult) => void
-}
-
-export interface ProcessedFiles {
-  /** by file index */
-  results: FileResult[]
-  stats: ProcessorStats
-}
-
+import { record, type PoolRun, type ProcessedFiles, type RunOptions } from './pool-run.js'
+import { fromWire, type FromWorker, type ToWorker } from './worker-protocol.js'
 
 const workerUrl = new URL('./chunk-worker.js', import.meta.url)
 const canUseWorkers = !import.meta.url.endsWith('.ts')
@@ -57,53 +36,37 @@ export function poolFor(store: Store | null): WorkerPool {
 /**
  * Worker threads that read, cut, hash, compress and store files, so push uses every core. Started
  * before the source is scanned, so their start-up (loading modules) overlaps the scan; they learn the
- * chunker parameters and the store when run() is called. Used once; close() always.
+ * chunker parameters and the store when start() is called. One run per pool; whoever makes a pool
+ * closes it (close() is idempotent, and ends the workers whatever state they are in).
  */
 export class WorkerPool {
   private readonly workers: Worker[] = []
   private readonly early: Array<Error | null> = []
+  private closing: Promise<void> | null = null
 
   constructor(size: number = defaultWorkers()) {
     const n = canUseWorkers ? size : 0
     for (let i = 0; i < n; i++) {
       const w = new Worker(workerUrl)
       this.early.push(null)
-      // a worker that fails before run() is reported by run()
+      // a worker that fails before start() is reported by the run
       w.on('error', (err) => (this.early[i] ??= err))
       this.workers.push(w)
     }
   }
 
-  /**
-   * Starts the workers on a stream of jobs: add() hands them more as they become known (push adds
-   * large files while the scan is still finding the rest), finish() says there are no more, and
-   * `done` settles when every job is cut. Jobs carry indexes into the results.
-   */
+  /** Starts the workers (or native batches, or this thread) on a stream of jobs: see PoolRun. */
   start(options: RunOptions): PoolRun {
+    if (this.closing) throw new SnapdirError('ERR_INTERNAL', 'internal error: the worker pool is closed')
     if (nativeRunApplies(options.store)) return new NativeRun(options)
     if (this.workers.length === 0) return new InlineRun(options)
     return new WorkerRun(this.workers, this.early, options)
   }
 
-  /** Cuts a known list of jobs. */
-  async run(jobs: Job[], options: RunOptions): Promise<ProcessedFiles> {
-    const run = this.start(options)
-    run.add(jobs)
-    run.finish()
-    return run.done
+  close(): Promise<void> {
+    this.closing ??= Promise.all(this.workers.splice(0).map((w) => w.terminate())).then(() => undefined)
+    return this.closing
   }
-
-  async close(): Promise<void> {
-    const ws = this.workers.splice(0)
-    await Promise.all(ws.map((w) => w.terminate()))
-  }
-}
-
-export interface PoolRun {
-  add(jobs: Job[]): void
-  finish(): void
-  /** rejects with the first failure; always handled, so it may be awaited late */
-  readonly done: Promise<ProcessedFiles>
 }
 
 class WorkerRun implements PoolRun {
@@ -114,7 +77,7 @@ class WorkerRun implements PoolRun {
   /** workers waiting for jobs, with what feeds them */
   private readonly idle = new Set<() => void>()
   private readonly results: FileResult[] = []
-  private readonly stats: ProcessorStats = { chunksWritten: 0, bytesWritten: 0 }
+  private readonly stats: ChunkStats = { chunksWritten: 0, bytesWritten: 0 }
 
   constructor(workers: Worker[], early: Array<Error | null>, private readonly options: RunOptions) {
     this.done = Promise.allSettled(workers.map((w, i) => this.drive(w, early[i] ?? null))).then((settled) => {
@@ -151,7 +114,7 @@ class WorkerRun implements PoolRun {
         this.wake()
         reject(err)
       }
-      if (early) return fail(early)
+      if (early) return fail(internalError('a chunk worker', early))
       const post = (m: ToWorker): void => w.postMessage(m)
       const feed = (): void => {
         if (settled) return
@@ -171,10 +134,11 @@ class WorkerRun implements PoolRun {
           this.stats.bytesWritten += m.stats.bytesWritten
           settled = true
           resolve()
-        } else fail(new SnapdirError(m.code, m.message))
+        } else fail(fromWire(m.error))
       })
-      w.on('error', (err) => fail(err))
-      w.on('exit', (code) => fail(new SnapdirError('ERR_SOURCE', `chunk worker exited with code ${code}`)))
+      // an exception the worker did not catch, or its heap exhausted (ERR_WORKER_OUT_OF_MEMORY)
+      w.on('error', (err) => fail(internalError('a chunk worker', err)))
+      w.on('exit', (code) => fail(new SnapdirError('ERR_INTERNAL', `internal error: a chunk worker exited unexpectedly (code ${code})`)))
       post({ type: 'init', params: this.options.params, store: this.options.store?.spec ?? null })
     })
   }
@@ -203,12 +167,6 @@ class InlineRun implements PoolRun {
   finish(): void {
     this.release()
   }
-}
-
-/** Keeps a file's result, and tells the run's caller (RunOptions.onResult). */
-export function record(results: FileResult[], r: FileResult, options: RunOptions): void {
-  results[r.index] = r
-  options.onResult?.(r)
 }
 
 function asBuffer(u: Uint8Array): Buffer {

@@ -18,19 +18,14 @@ import { Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import zlib from 'node:zlib'
 import { extract } from 'tar-stream'
-import { ChunkStream, type RawChunk } from '../chunk/chunk-stream.js'
 import { Chunker } from '../chunk/chunker.js'
-import { hashBytes, zeroChunkId } from '../chunk/hash.js'
 import type { ChunkerParams } from '../chunk/params.js'
-import { toHex } from '../format/id.js'
-import { encodeObject } from '../format/object.js'
 import type { ChunkRef, Tree } from '../format/tree.js'
-import { cutGroup, packGroups } from '../ingest/pack-groups.js'
-import type { FileJob } from '../ingest/file-processor.js'
-import { objectKey } from '../store/objects.js'
+import { ChunkSink } from '../ingest/chunk-sink.js'
+import type { FileJob } from '../ingest/jobs.js'
+import { packGroups } from '../ingest/pack-groups.js'
 import type { Store } from '../store/store.js'
-import { TaskWindow } from '../util/concurrency.js'
-import { isErrno, SnapdirError } from '../util/errors.js'
+import { isErrno, SnapdirError, sourceError } from '../util/errors.js'
 import { compressionOf, streamProblem, zstdDecompress, type Compression as LayerCompression } from './decompress.js'
 import { LayerEntries, type LayerInode } from './layer-entries.js'
 import { SpillFile } from './spill-file.js'
@@ -95,7 +90,7 @@ export async function expandLayer(options: ExpandLayerOptions): Promise<Expanded
   const what = `layer ${options.name ?? options.blob}`
   const declared = layerCompression(options.mediaType)
   if (declared === null) {
-    throw new SnapdirError('ERR_SOURCE', `${what}: media type '${options.mediaType}' is not a tar layer snapdir can expand`, { data: { blob: options.blob } })
+    throw sourceError(what, `media type '${options.mediaType}' is not a tar layer snapdir can expand`, { data: { blob: options.blob } })
   }
   const expander = new Expander(options, what)
   try {
@@ -106,7 +101,6 @@ export async function expandLayer(options: ExpandLayerOptions): Promise<Expanded
     await expander.close()
   }
 }
-
 
 /**
  * The compression the blob really has. A layer typed as plain tar that is compressed is read as what it
@@ -124,11 +118,11 @@ async function sniff(blob: string, declared: LayerCompression, mediaType: string
       await fh.close()
     }
   } catch (err) {
-    throw new SnapdirError('ERR_SOURCE', `${what}: cannot read ${blob}: ${(err as Error).message}`, { cause: err, data: { blob } })
+    throw sourceError(what, `cannot read ${blob}: ${(err as Error).message}`, { cause: err, data: { blob } })
   }
   const actual = compressionOf(head.subarray(0, got))
   if (declared !== 'none' && actual !== declared) {
-    throw new SnapdirError('ERR_SOURCE', `${what}: is not ${declared} data, although its media type ${mediaType} says so`, { data: { blob } })
+    throw sourceError(what, `is not ${declared} data, although its media type ${mediaType} says so`, { data: { blob } })
   }
   return actual
 }
@@ -154,7 +148,6 @@ const BLOCK = 4 * 1024 * 1024
 const TAR_BLOCK = 512
 
 class Expander {
-  private readonly chunker: Chunker
   private readonly inlineMax: number
   private readonly packMax: number
   private readonly entries: LayerEntries
@@ -166,11 +159,10 @@ class Expander {
   private readonly stats: LayerStats = { entries: 0, files: 0, logicalBytes: 0, tarBytes: 0, chunksWritten: 0, bytesWritten: 0 }
 
   constructor(private readonly options: ExpandLayerOptions, private readonly what: string) {
-    this.chunker = new Chunker(options.params)
     this.inlineMax = options.params.inlineMax ?? 0
     this.packMax = options.params.packMax ?? 0
     this.entries = new LayerEntries(what)
-    this.sink = new ChunkSink(options.store ?? null)
+    this.sink = new ChunkSink(new Chunker(options.params), options.store ?? null)
     this.spill = new SpillFile(options.spillDir ?? os.tmpdir())
   }
 
@@ -208,14 +200,14 @@ class Expander {
     if (pipeError !== null) throw pipeError as Error
     // A tar ends with zero blocks; without them the blob was cut at an entry boundary.
     if (this.stats.tarBytes < tarEnd + TAR_BLOCK) {
-      throw new SnapdirError('ERR_SOURCE', `${this.what}: the tar is truncated (it ends after ${this.stats.tarBytes} bytes, without its end-of-archive blocks)`, { data: { blob } })
+      throw sourceError(this.what, `the tar is truncated (it ends after ${this.stats.tarBytes} bytes, without its end-of-archive blocks)`, { data: { blob } })
     }
     const { tree, inodes } = this.entries.tree(this.options.params)
     await this.pack(tree, inodes)
     await this.sink.drain()
     this.stats.entries = tree.entries.length
-    this.stats.chunksWritten = this.sink.chunksWritten
-    this.stats.bytesWritten = this.sink.bytesWritten
+    this.stats.chunksWritten = this.sink.stats.chunksWritten
+    this.stats.bytesWritten = this.sink.stats.bytesWritten
     const diffId = `sha256:${tarHash.digest('hex')}`
     return { tree, digest: blobHash ? `sha256:${blobHash.digest('hex')}` : diffId, diffId, stats: this.stats }
   }
@@ -233,7 +225,7 @@ class Expander {
     else if (isErrno(e, 'ENOENT', 'EACCES', 'EISDIR', 'EIO')) why = `cannot read ${blob}: ${message}`
     else if (/unexpected end of data/i.test(message)) why = 'the tar is truncated (unexpected end of data)'
     else why = `the tar is corrupt: ${message}`
-    return new SnapdirError('ERR_SOURCE', `${this.what}: ${why}`, { cause: err, data: { blob } })
+    return sourceError(this.what, why, { cause: err, data: { blob } })
   }
 
   /** After success or failure: no chunk write is left running behind the caller's back, no spill file left. */
@@ -245,7 +237,7 @@ class Expander {
   private async entry(h: TarHeader, pax: Record<string, string>, data: AsyncIterable<Buffer>): Promise<void> {
     const entryPath = this.entries.memberPath(Buffer.from(h.name, 'latin1'))
     if (pax['GNU.sparse.major'] !== undefined || pax['GNU.sparse.size'] !== undefined || pax['GNU.sparse.numblocks'] !== undefined) {
-      throw new SnapdirError('ERR_SOURCE', `${this.what}: entry '${h.name}' is a GNU sparse file, which layers must not use (image-spec layer.md)`)
+      throw sourceError(this.what, `entry '${h.name}' is a GNU sparse file, which layers must not use (image-spec layer.md)`)
     }
     const base: LayerInode = {
       type: 'file', mode: h.mode & 0o7777, uid: paxNumber(pax.uid) ?? h.uid, gid: paxNumber(pax.gid) ?? h.gid,
@@ -278,7 +270,7 @@ class Expander {
         this.entries.add(entryPath, { ...base, type: 'fifo' })
         break
       default:
-        throw new SnapdirError('ERR_SOURCE', `${this.what}: entry '${h.name}' has a tar entry type snapdir does not know (${h.type ?? 'unknown'})`)
+        throw sourceError(this.what, `entry '${h.name}' has a tar entry type snapdir does not know (${h.type ?? 'unknown'})`)
     }
     // a hardlink or device with data: skipped, as tar does
     await drain(data)
@@ -298,19 +290,9 @@ class Expander {
       this.spilled.set(inode, await this.spill.append(data))
       return
     }
-    // Whole-file cut: the same cut points push gets (ChunkStream carries the unfinished tail between
-    // blocks); pieces are gathered into one block so the chunker sees few, large buffers.
-    const stream = new ChunkStream(this.chunker)
-    const refs = inode.chunks
-    const take = async (chunks: Generator<RawChunk>): Promise<void> => {
-      for (const c of chunks) {
-        const id = c.data === null ? zeroChunkId(c.length) : hashBytes(c.data)
-        await this.sink.offer(id, c.data ?? Buffer.alloc(c.length))
-        const last = refs.at(-1)
-        if (last && last.length === c.length && last.id.equals(id)) last.count += c.count
-        else refs.push({ id, offset: 0, length: c.length, count: c.count })
-      }
-    }
+    // Cut on its own, as push cuts it; the tar's pieces are gathered into blocks so the chunker sees
+    // few, large buffers (the cut points do not depend on how the content is split).
+    const file = this.sink.wholeFile(inode.chunks)
     let fill = 0
     for await (const piece of data) {
       for (let p = 0; p < piece.length; ) {
@@ -319,16 +301,16 @@ class Expander {
         fill += n
         p += n
         if (fill === BLOCK) {
-          await take(stream.push(this.block))
+          await file.push(this.block)
           fill = 0
         }
       }
     }
-    if (fill > 0) await take(stream.push(this.block.subarray(0, fill)))
-    await take(stream.end())
+    if (fill > 0) await file.push(this.block.subarray(0, fill))
+    await file.end()
   }
 
-  /** Packs the spilled small files exactly as push packs them (ingest/file-processor.ts processPack). */
+  /** Packs the spilled small files exactly as push packs them (ingest/pack-groups.ts). */
   private async pack(tree: Tree, inodes: LayerInode[]): Promise<void> {
     const members: Array<{ refs: ChunkRef[]; at: number; size: number }> = []
     const jobs: FileJob[] = []
@@ -348,7 +330,7 @@ class Expander {
         await this.spill.read(stream, at, f.size, members[f.index]!.at)
         at += f.size
       }
-      const refs = await cutGroup(this.chunker, stream, group.files.map((f) => f.size), (id, data) => this.sink.offer(id, data))
+      const refs = await this.sink.cutGroup(stream, group.files.map((f) => f.size))
       group.files.forEach((f, i) => members[f.index]!.refs.push(...refs[i]!))
     }
   }
@@ -358,38 +340,6 @@ async function drain(data: AsyncIterable<Buffer>): Promise<void> {
   const it = data[Symbol.asyncIterator]()
   while (!(await it.next()).done) {
     // discard
-  }
-}
-
-/** Writes chunks the store lacks, each once, with a bounded number of writes in flight. */
-class ChunkSink {
-  chunksWritten = 0
-  bytesWritten = 0
-  private readonly seen = new Set<string>()
-  private readonly window = new TaskWindow(16)
-
-  constructor(private readonly store: Store | null) {}
-
-  /** `data` may be a view of a buffer that is reused: it is copied before this returns. */
-  async offer(idBytes: Buffer, data: Buffer): Promise<void> {
-    const store = this.store
-    if (store === null) return
-    const id = toHex(idBytes)
-    if (this.seen.has(id)) return
-    this.seen.add(id)
-    const raw = Buffer.from(data)
-    await this.window.add(async () => {
-      const key = objectKey('chunk', id)
-      if (await store.has(key)) return
-      const encoded = encodeObject(raw)
-      await store.put(key, encoded)
-      this.chunksWritten++
-      this.bytesWritten += encoded.length
-    })
-  }
-
-  drain(): Promise<void> {
-    return this.window.drain()
   }
 }
 
@@ -403,3 +353,4 @@ function tap(hash: Hash, count?: (n: number) => void): Transform {
     },
   })
 }
+
