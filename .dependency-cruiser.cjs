@@ -35,18 +35,6 @@ const EXCEPTIONS = [
     to: '^src/snapshot/chunk-users\\.ts$',
     why: 'sync reads the snapshot closure from snapshot/chunk-users.ts until the closure moves into store/ (issue 13)',
   },
-  {
-    rule: 'no-circular',
-    from: '^src/ingest/(native-run|worker-pool)\\.ts$',
-    to: '^src/ingest/(native-run|worker-pool)\\.ts$',
-    why: 'worker-pool <-> native-run, being split in issue 13',
-  },
-  {
-    rule: 'no-circular',
-    from: '^src/ingest/(file-processor|pack-groups)\\.ts$',
-    to: '^src/ingest/(file-processor|pack-groups)\\.ts$',
-    why: 'file-processor <-> pack-groups, being split in issue 13',
-  },
 ]
 
 const orList = (...res) => res.filter(Boolean).join('|') || undefined
