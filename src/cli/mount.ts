@@ -76,29 +76,27 @@ export function registerMount(program: Command): void {
         }
         process.on('SIGINT', onSignal)
         process.on('SIGTERM', onSignal)
+        let diskCache: DiskCache | null = null
         try {
           await store.open()
           // a store on local disk needs no second copy of its chunks on local disk
           const wantCache = opts.cache && (opts.cacheDir !== undefined || !(store instanceof FileStore))
-          const diskCache = wantCache ? await DiskCache.open(opts.cacheDir ?? defaultCacheDir(), cacheBytes) : null
+          diskCache = wantCache ? await DiskCache.open(opts.cacheDir ?? defaultCacheDir(), cacheBytes) : null
           mount = await Mount.open({ store, id, view, mountpoint, diskCache, memoryBytes, jobs, timeoutMs, readAheadBytes, log })
           log(describeMount(mount, id, view.view))
           if (stopping) stop(mount, stopping)
           await mount.ended
           log(`unmounted ${mount.mountpoint}`)
-          await mount.settle(10_000)
+          // fetches from a store that stopped answering are aborted, so nothing keeps the process alive
           await mount.close()
           const summary = opts.json ? JSON.stringify({ id, ...mount.stats }) + '\n' : ''
           await new Promise<void>((resolve) => process.stdout.write(summary, () => resolve()))
         } finally {
           process.off('SIGINT', onSignal)
           process.off('SIGTERM', onSignal)
+          await diskCache?.close() // the mount's reader closed it already, unless the mount never came up
           await store.close()
         }
-        // Requests to a store that stopped answering may still be pending (they end by their own
-        // timeouts, retried): until the chunk reader can abort them on close, they must not keep the
-        // process alive.
-        process.exit(0)
       }),
     )
 }

@@ -108,7 +108,7 @@ export class Mount {
     this.ended = new Promise((resolve) => (done = resolve))
     const fuseOptions = ['ro', 'default_permissions', `fsname=snapdir:${options.id.slice(0, 16)}`, 'subtype=snapdir']
     if (process.geteuid?.() === 0) fuseOptions.push('allow_other')
-    this.handle = fuse.mount({
+    const mount = (): FuseHandle => fuse.mount({
       mountpoint,
       fuseOptions,
       nodes: table.nodes,
@@ -129,6 +129,12 @@ export class Mount {
         }
       },
     })
+    try {
+      this.handle = mount()
+    } catch (err) {
+      this.reader.close().catch(() => {}) // nothing was read: this only closes the disk cache
+      throw err
+    }
   }
 
   /**
@@ -152,7 +158,8 @@ export class Mount {
 
   /**
    * Unmounts (unless the mount ended already), waits for the FUSE thread to end and releases what the
-   * mount holds (the native session, the chunk reader). When files are still open there: throws and
+   * mount holds: the native session, and the chunk reader (its fetches still under way are aborted, its
+   * disk cache writes waited for and the cache closed). When files are still open there: throws and
    * the mount stays, or with `force` detaches it and fails whatever is pending, so the process can end.
    * A second call returns the first one's promise (a failed one may be tried again).
    */
@@ -176,13 +183,7 @@ export class Mount {
       }
     }
     await this.ended
-  }
-
-  /** Waits (at most `ms`) for chunks fetched so far to reach the disk cache. */
-  async settle(ms: number): Promise<void> {
-    let timer: NodeJS.Timeout | undefined
-    await Promise.race([this.reader.settle(), new Promise((resolve) => (timer = setTimeout(resolve, ms)))])
-    clearTimeout(timer)
+    await this.reader.close()
   }
 
   get stats(): MountStats {
