@@ -6,10 +6,10 @@ import { createHash } from 'node:crypto'
 import { constants, promises as fs } from 'node:fs'
 import path from 'node:path'
 import { isErrno, SnapdirError } from '../util/errors.js'
-import { blobPath, checkDigest, sizeMismatch, type BlobReader, type BlobRef } from './blob-reader.js'
+import { blobPath, checkDigest, missingFile, notRegularFile, sizeMismatch, tooLarge, type BlobReader, type BlobRef } from './blob-reader.js'
 import type { Descriptor } from './descriptor.js'
 import type { DigestAlgorithm } from './digest.js'
-import { LayoutProblem, MissingBlobProblem } from './layout-problem.js'
+import { LayoutProblem } from './layout-problem.js'
 
 const READ_SIZE = 1 << 20
 
@@ -23,13 +23,13 @@ async function openRegular(root: string, rel: string, what: string): Promise<{ f
   try {
     fh = await fs.open(path.join(root, rel), constants.O_RDONLY | constants.O_NOFOLLOW)
   } catch (err) {
-    if (isErrno(err, 'ENOENT', 'ENOTDIR')) throw new MissingBlobProblem(`${what} is missing${what === rel ? '' : ` (no ${rel})`}`)
+    if (isErrno(err, 'ENOENT', 'ENOTDIR')) throw missingFile(what, rel)
     if (isErrno(err, 'ELOOP')) throw new LayoutProblem(`${what} is a symbolic link${where}, not a file`)
     throw new LayoutProblem(`${what} cannot be opened${where}: ${(err as Error).message}`)
   }
   try {
     const st = await fh.stat()
-    if (!st.isFile()) throw new LayoutProblem(`${what} is not a regular file${where}`)
+    if (!st.isFile()) throw notRegularFile(what, rel)
     return { fh, size: st.size }
   } catch (err) {
     await fh.close()
@@ -41,7 +41,7 @@ async function openRegular(root: string, rel: string, what: string): Promise<{ f
 async function readLayoutFile(root: string, rel: string, maxBytes: number): Promise<Buffer> {
   const { fh, size } = await openRegular(root, rel, rel)
   try {
-    if (size > maxBytes) throw new LayoutProblem(`${rel} is ${size} bytes; snapdir reads at most ${maxBytes}`)
+    if (size > maxBytes) throw tooLarge(rel, size, maxBytes)
     const data = Buffer.alloc(size)
     const { bytesRead } = await fh.read(data, 0, size, 0)
     if (bytesRead !== size) throw new LayoutProblem(`${rel} changed while being read`)

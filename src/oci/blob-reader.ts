@@ -4,7 +4,7 @@
 import path from 'node:path'
 import type { Descriptor } from './descriptor.js'
 import { formatDigest, type Digest } from './digest.js'
-import { LayoutProblem } from './layout-problem.js'
+import { LayoutProblem, MissingBlobProblem } from './layout-problem.js'
 
 /** A blob to read: its descriptor, and how messages name it ("layer sha256:… of manifest sha256:…"). */
 export interface BlobRef {
@@ -33,6 +33,21 @@ export function blobPath(digest: Digest): string {
 /** Blobs are the same when digest and size are: one referenced several times is read once. */
 export function blobKey(d: Descriptor): string {
   return `${formatDigest(d.digest)}/${d.size}`
+}
+
+// What a reader finds wrong with a file itself, worded alike wherever the layout is. `what` names the
+// file (a blob by its role and digest, a top-level file by its name), `rel` is its path in the layout.
+
+export function missingFile(what: string, rel: string): MissingBlobProblem {
+  return new MissingBlobProblem(`${what} is missing${what === rel ? '' : ` (no ${rel})`}`)
+}
+
+export function notRegularFile(what: string, rel: string): LayoutProblem {
+  return new LayoutProblem(`${what} is not a regular file${what === rel ? '' : ` (${rel})`}`)
+}
+
+export function tooLarge(what: string, size: number, maxBytes: number): LayoutProblem {
+  return new LayoutProblem(`${what} is ${size} bytes; snapdir reads at most ${maxBytes}`)
 }
 
 export function sizeMismatch(ref: BlobRef, actual: number): LayoutProblem {

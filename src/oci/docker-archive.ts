@@ -13,7 +13,7 @@ import { MAX_DOCUMENT_BYTES } from './document-walker.js'
 import { configDiffIds } from './image-config.js'
 import { DOCKER_MANIFEST_FILE } from './image-layout.js'
 import type { LayoutLayer } from './layout-layers.js'
-import { imageSourceError, LayoutProblem, parseJson } from './layout-problem.js'
+import { fail, imageError, parseJson } from './layout-problem.js'
 
 const DOCKER_LAYER_TAR = 'application/vnd.docker.image.rootfs.diff.tar'
 
@@ -59,10 +59,6 @@ function isSafePath(p: string): boolean {
   return p.length > 0 && !p.startsWith('/') && !p.includes('\0') && p.split('/').every((c) => c !== '..')
 }
 
-function fail(why: string): never {
-  throw new LayoutProblem(why)
-}
-
 /**
  * Checks the archive at `dir` and returns its layers as image-layers.ts expands them: every file
  * manifest.json names is a regular file inside the archive, each config parses and gives one diff_id
@@ -88,7 +84,7 @@ export async function dockerArchiveLayers(dir: string, shownAs: string): Promise
     }
     return [...byFile.values()]
   } catch (err) {
-    throw imageSourceError(err, `Docker image archive ${shownAs}`, { archive: shownAs })
+    throw imageError(err, 'ERR_SOURCE', `Docker image archive ${shownAs}`, { archive: shownAs })
   }
 }
 

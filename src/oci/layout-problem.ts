@@ -19,15 +19,23 @@ export class MissingBlobProblem extends LayoutProblem {
   }
 }
 
-/** `err` as the ERR_SOURCE of the image on disk that `shownAs` names, when it is a problem with the image. */
-export function imageSourceError(err: unknown, shownAs: string, data: Record<string, unknown>): unknown {
+/** Throws the problem `why` says. */
+export function fail(why: string): never {
+  throw new LayoutProblem(why)
+}
+
+/**
+ * `err` as the one-line error of the image `shownAs` names ("OCI image layout DIR", "snapshot 3fa1…"),
+ * when it is a problem with the image; any other error as it is.
+ */
+export function imageError(err: unknown, code: 'ERR_SOURCE' | 'ERR_IMAGE', shownAs: string, data: Record<string, unknown>): unknown {
   if (!(err instanceof LayoutProblem)) return err
-  return new SnapdirError('ERR_SOURCE', `${shownAs}: ${err.message}`, { cause: err, data })
+  return new SnapdirError(code, `${shownAs}: ${err.message}`, { cause: err, data })
 }
 
 /** ERR_SOURCE naming an OCI image layout on disk as the user gave it. */
 export function layoutError(err: unknown, layout: string): unknown {
-  return imageSourceError(err, `OCI image layout ${layout}`, { layout })
+  return imageError(err, 'ERR_SOURCE', `OCI image layout ${layout}`, { layout })
 }
 
 /** JSON.parse with the document named in the problem; its message is one line already. */

@@ -5,8 +5,7 @@ import { createHash } from 'node:crypto'
 import type { Tree, TreeEntry } from '../format/tree.js'
 import type { Store } from '../store/store.js'
 import { findEntry, readTreeFile } from '../store/tree-file.js'
-import { blobPath, checkDigest, sizeMismatch, type BlobReader, type BlobRef } from './blob-reader.js'
-import { LayoutProblem, MissingBlobProblem } from './layout-problem.js'
+import { blobPath, checkDigest, missingFile, notRegularFile, sizeMismatch, tooLarge, type BlobReader, type BlobRef } from './blob-reader.js'
 
 export class StoredBlobs implements BlobReader {
   constructor(
@@ -17,7 +16,7 @@ export class StoredBlobs implements BlobReader {
   /** Any file of the bundle by its path (a Docker archive's too), whole. */
   async readFile(name: string, maxBytes: number): Promise<Buffer> {
     const entry = this.file(name, name)
-    if (entry.size > maxBytes) throw new LayoutProblem(`${name} is ${entry.size} bytes; snapdir reads at most ${maxBytes}`)
+    if (entry.size > maxBytes) throw tooLarge(name, entry.size, maxBytes)
     return readTreeFile(this.store, entry, maxBytes)
   }
 
@@ -38,8 +37,8 @@ export class StoredBlobs implements BlobReader {
 
   private file(rel: string, what: string): TreeEntry {
     const entry = findEntry(this.bundle, rel)
-    if (entry === null) throw new MissingBlobProblem(`${what} is missing${what === rel ? '' : ` (no ${rel})`}`)
-    if (entry.type !== 'file') throw new LayoutProblem(`${what} is not a regular file${what === rel ? '' : ` (${rel})`}`)
+    if (entry === null) throw missingFile(what, rel)
+    if (entry.type !== 'file') throw notRegularFile(what, rel)
     return entry
   }
 }

@@ -7,14 +7,13 @@ import type { Tree, TreeEntry } from '../format/tree.js'
 import { readLayerRef } from '../store/layer-refs.js'
 import type { Store } from '../store/store.js'
 import { findEntry } from '../store/tree-file.js'
-import { SnapdirError } from '../util/errors.js'
 import { isObject, quote } from './descriptor.js'
 import { formatDigest } from './digest.js'
 import { dockerDiffIds, parseDockerManifest, type DockerArchiveImage } from './docker-archive.js'
 import { documentName, indexEntries, manifestParts, MAX_DOCUMENT_BYTES, readDiffIds, readDocument, readIndexJson, type ListedRef } from './document-walker.js'
 import { DOCKER_MANIFEST_FILE, INDEX_FILE, LAYOUT_MARKER } from './image-layout.js'
 import { layerCompression } from './layer-expand.js'
-import { LayoutProblem } from './layout-problem.js'
+import { fail, imageError } from './layout-problem.js'
 import { descriptorPlatform, formatPlatform, hostPlatform, platformMatches, type Platform } from './platform.js'
 import { StoredBlobs } from './stored-blobs.js'
 
@@ -44,7 +43,7 @@ export async function resolveStoredImage(store: Store, id: string, bundle: Tree,
     const layout = storedLayout(store, bundle)
     return await layout.resolve(pickImage(await layout.top(), select.image), select.platform)
   } catch (err) {
-    throw imageError(err, id)
+    throw storedImageError(err, id)
   }
 }
 
@@ -72,7 +71,7 @@ export async function resolveStoredImages(store: Store, id: string, bundle: Tree
     }
     return out
   } catch (err) {
-    throw imageError(err, id)
+    throw storedImageError(err, id)
   }
 }
 
@@ -135,12 +134,8 @@ function storedDockerArchive(store: Store, bundle: Tree) {
   const blobs = new StoredBlobs(store, bundle)
   const read = (rel: string, maxBytes: number): Promise<Buffer> => blobs.readFile(rel, maxBytes)
   const images = async (): Promise<DockerArchiveImage[]> => parseDockerManifest(await read(DOCKER_MANIFEST_FILE, MAX_DOCUMENT_BYTES))
-  const pick = (all: DockerArchiveImage[], image: string | undefined): DockerArchiveImage => {
-    const describe = (): string => all.map((m, i) => m.repoTags[0] ?? `${DOCKER_MANIFEST_FILE}[${i}]`).join(', ')
-    if (image !== undefined) return all.find((m) => m.repoTags.includes(image)) ?? fail(`the archive has no image ${JSON.stringify(image)} (it has ${describe()})`)
-    if (all.length > 1) return fail(`the archive holds ${all.length} images (${describe()}); pick one with --image`)
-    return all[0]!
-  }
+  const pick = (all: DockerArchiveImage[], image: string | undefined): DockerArchiveImage =>
+    pickOne(all, image, 'archive', (m) => m.repoTags, (m, i) => m.repoTags[0] ?? `${DOCKER_MANIFEST_FILE}[${i}]`)
   const resolve = async (chosen: DockerArchiveImage): Promise<StoredImage> => {
     const diffIds = await dockerDiffIds(read, chosen)
     const layers: StoredImage['layers'] = []
@@ -155,14 +150,9 @@ function storedDockerArchive(store: Store, bundle: Tree) {
   return { images, pick, resolve }
 }
 
-function fail(why: string): never {
-  throw new LayoutProblem(why)
-}
-
 /** How every problem with a stored image is reported: one line naming the snapshot. */
-function imageError(err: unknown, id: string): unknown {
-  if (!(err instanceof LayoutProblem)) return err
-  return new SnapdirError('ERR_IMAGE', `snapshot ${id.slice(0, 16)}…: ${err.message}`, { cause: err, data: { id } })
+function storedImageError(err: unknown, id: string): unknown {
+  return imageError(err, 'ERR_IMAGE', `snapshot ${id.slice(0, 16)}…`, { id })
 }
 
 /** The expanded tree of the layer with this diff_id (as a config gives it), or null. */
@@ -170,17 +160,21 @@ async function expandedTree(store: Store, diffId: string): Promise<string | null
   return (await readLayerRef(store, diffId))?.tree ?? null
 }
 
-/** The entry of index.json that `image` names, or the only one when no name is given. */
+/** The entry of index.json that `image` names (a ref name or a manifest digest), or the only one. */
 function pickImage(top: ListedRef[], image: string | undefined): ListedRef {
-  const names = (m: ListedRef): string[] => refNames(m.raw)
-  const describe = (): string => top.map((m) => names(m)[0] ?? formatDigest(m.descriptor.digest)).join(', ')
   if (top.length === 0) return fail(`${INDEX_FILE} lists no images`)
+  const digest = (m: ListedRef): string => formatDigest(m.descriptor.digest)
+  return pickOne(top, image, 'layout', (m) => [...refNames(m.raw), digest(m)], (m) => refNames(m.raw)[0] ?? digest(m))
+}
+
+/** The image of `all` that `image` names, or the only one when no name is given. */
+function pickOne<T>(all: T[], image: string | undefined, holder: 'layout' | 'archive', names: (m: T) => string[], label: (m: T, i: number) => string): T {
+  const describe = (): string => all.map(label).join(', ')
   if (image === undefined) {
-    if (top.length === 1) return top[0]!
-    return fail(`the layout holds ${top.length} images (${describe()}); pick one with --image`)
+    if (all.length === 1) return all[0]!
+    return fail(`the ${holder} holds ${all.length} images (${describe()}); pick one with --image`)
   }
-  const found = top.find((m) => names(m).includes(image) || formatDigest(m.descriptor.digest) === image)
-  return found ?? fail(`the layout has no image ${JSON.stringify(image)} (it has ${describe()})`)
+  return all.find((m) => names(m).includes(image)) ?? fail(`the ${holder} has no image ${JSON.stringify(image)} (it has ${describe()})`)
 }
 
 /** The ref names an index entry's annotations give it, in the order of REF_NAME_KEYS. */
