@@ -90,6 +90,7 @@ export class CachingStore extends StoreLifecycle implements ReadStore, ChunkSour
    * wait for cache writes, and a full or read-only cache disk only costs speed.
    */
   private keep(key: string, stored: Buffer): void {
+    if (this.closing) return // a fetch that ended after close(): the cache is closed
     const write = new Promise<void>((resolve) => setImmediate(resolve))
       .then(() => this.local.put(key, stored))
       .catch(() => {})

@@ -7,7 +7,7 @@ import type { OpenOptions } from './store.js'
 export abstract class StoreLifecycle {
   abstract readonly url: string
   private opening: { done: Promise<void>; create: boolean } | null = null
-  private closing: Promise<void> | null = null
+  private closeCall: Promise<void> | null = null
 
   /** The backend's part of open(): check the store is there (ERR_STORE_NOT_FOUND), or make it. */
   protected abstract openStore(create: boolean): Promise<void>
@@ -16,7 +16,7 @@ export abstract class StoreLifecycle {
   protected async closeStore(): Promise<void> {}
 
   open(options: OpenOptions = {}): Promise<void> {
-    if (this.closing) return Promise.reject(new SnapdirError('ERR_STORE_CLOSED', `store ${this.url} is closed`, { data: { store: this.url } }))
+    if (this.closeCall) return Promise.reject(new SnapdirError('ERR_STORE_CLOSED', `store ${this.url} is closed`, { data: { store: this.url } }))
     const create = options.create === true
     const attempt = this.opening ?? this.begin(create)
     if (!create || attempt.create) return attempt.done
@@ -28,8 +28,13 @@ export abstract class StoreLifecycle {
     })
   }
 
+  /** close() was called: no new work should start. */
+  protected get closing(): boolean {
+    return this.closeCall !== null
+  }
+
   close(): Promise<void> {
-    return (this.closing ??= (async () => {
+    return (this.closeCall ??= (async () => {
       await this.opening?.done.catch(() => {})
       await this.closeStore()
     })())

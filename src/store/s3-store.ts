@@ -38,7 +38,6 @@ export class S3Store extends StoreLifecycle implements Store {
   private readonly bucket: string
   private readonly prefix: string
   private connecting: Promise<{ client: S3Client; sdk: Sdk }> | null = null
-  private closed = false
 
   constructor(private readonly options: S3StoreOptions) {
     super()
@@ -50,7 +49,7 @@ export class S3Store extends StoreLifecycle implements Store {
 
   /** The client, made on first use; none after close(), which destroyed it. */
   private connect(): Promise<{ client: S3Client; sdk: Sdk }> {
-    if (this.closed) return Promise.reject(new SnapdirError('ERR_STORE_CLOSED', `store ${this.url} is closed`, { data: { store: this.url } }))
+    if (this.closing) return Promise.reject(new SnapdirError('ERR_STORE_CLOSED', `store ${this.url} is closed`, { data: { store: this.url } }))
     return (this.connecting ??= sdk().then((s) => {
       const o = this.options
       const client = new s.S3Client({
@@ -98,7 +97,6 @@ export class S3Store extends StoreLifecycle implements Store {
 
   /** Destroys the client: its sockets close, so nothing of this store keeps the process alive. */
   protected override async closeStore(): Promise<void> {
-    this.closed = true
     const connecting = this.connecting
     this.connecting = null
     const connected = await connecting?.catch(() => null)
