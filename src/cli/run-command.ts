@@ -29,10 +29,6 @@ export function outcomeOf(err: unknown): Outcome {
   return { status: 1, line: `internal error: ${what}`, bug: true }
 }
 
-export function exitCodeFor(err: unknown): number {
-  return outcomeOf(err).status
-}
-
 const debug = () => Boolean(process.env.SNAPDIR_DEBUG)
 
 /**

@@ -1,30 +1,43 @@
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { bytes, countObjects, killWhen, listFiles, snapdirOk, tempDir } from '../helpers/cli.js'
+import { ExitedFirst, countObjects, killWhen, listFiles, noise, snapdirOk, tempDir } from '../helpers/cli.js'
 
 describe('a push killed halfway', () => {
   it('leaves no tree and no revision, and the next push completes, reusing what was written', async () => {
     const t = tempDir()
     const src = path.join(t, 'src')
-    const store = path.join(t, 'store')
-    // 40 files of 2 MB: enough chunks that the kill lands in the middle
+    // 40 files of 2 MB: enough chunks (about a thousand) that the kill lands in the middle
     mkdirSync(src)
-    for (let i = 0; i < 40; i++) writeFileSync(path.join(src, `f${i}`), bytes(`f${i}`, 2_000_000))
+    for (let i = 0; i < 40; i++) writeFileSync(path.join(src, `f${i}`), noise(`f${i}`, 2_000_000))
+    const all = (JSON.parse(await snapdirOk(['push', '--json', '--store', path.join(t, 'full'), src])) as { distinctChunks: number }).distinctChunks
 
-    // killed once some chunks are stored, but not all of them
-    await killWhen(['push', '--store', store, src], () => countObjects(path.join(store, 'chunks')) >= 5)
-    const written = countObjects(path.join(store, 'chunks'))
+    // Killed once some chunks are stored, but not all of them. That is the premise, not the behaviour
+    // under test: a push on a loaded machine can outrun the kill, so it is tried on a fresh store again.
+    let store = ''
+    let written = 0
+    for (let attempt = 1; ; attempt++) {
+      store = path.join(t, `store${attempt}`)
+      const chunks = path.join(store, 'chunks')
+      try {
+        await killWhen(['push', '--store', store, src], () => countObjects(chunks) >= 5)
+      } catch (err) {
+        if (!(err instanceof ExitedFirst) || attempt === 3) throw err
+        continue
+      }
+      written = countObjects(chunks)
+      if (written < all || attempt === 3) break
+    }
     expect(written).toBeGreaterThanOrEqual(5)
-    expect(written).toBeLessThan(40 * 30) // not finished: a full push writes ~1200 chunks
-    expect(existsSync(path.join(store, 'trees')) ? listFiles(path.join(store, 'trees')) : []).toEqual([])
+    expect(written, 'killed before all chunks were stored').toBeLessThan(all)
+    expect(listFiles(path.join(store, 'trees'))).toEqual([])
     expect((await snapdirOk(['revisions', '--store', store])).trim()).toBe('')
 
-    const id = (await snapdirOk(['push', '--json', '--store', store, src])).trim()
-    const summary = JSON.parse(id) as { id: string; chunksWritten: number; distinctChunks: number }
+    const summary = JSON.parse(await snapdirOk(['push', '--json', '--store', store, src])) as { id: string; chunksWritten: number; distinctChunks: number }
     expect(summary.id).toBe((await snapdirOk(['id', src])).trim())
+    expect(summary.distinctChunks).toBe(all)
     // what the killed push stored is reused, not written again
-    expect(summary.chunksWritten).toBeLessThanOrEqual(summary.distinctChunks - written)
+    expect(summary.chunksWritten).toBeLessThanOrEqual(all - written)
     expect((await snapdirOk(['verify', '--store', store, '--id', summary.id])).trim()).toMatch(/ 0 damaged/)
   })
 })

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { createCipheriv, createHash } from 'node:crypto'
 
 /** Deterministic pseudo-random bytes (sha256 in counter mode), so fixtures are the same every run. */
 export function bytes(seed: string, n: number): Buffer {
@@ -9,4 +9,13 @@ export function bytes(seed: string, n: number): Buffer {
     have += b.length
   }
   return Buffer.concat(out).subarray(0, n)
+}
+
+/**
+ * Deterministic incompressible bytes at memory speed (the AES-256-CTR keystream of a key made from
+ * `seed`): for bulk data whose exact bytes no test pins (bytes() costs a hash per 32 bytes).
+ */
+export function noise(seed: string, n: number): Buffer {
+  const key = createHash('sha256').update(seed).digest()
+  return createCipheriv('aes-256-ctr', key, Buffer.alloc(16)).update(Buffer.alloc(n))
 }

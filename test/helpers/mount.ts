@@ -2,16 +2,21 @@
 // mount must never read it itself), and the test reads the mount with plain fs calls or other tools.
 // Every mount a test starts is stopped after it, and a mount whose server hangs is aborted through
 // /sys/fs/fuse/connections, so a failing test never leaves a stale mount behind.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawnSync, type ChildProcess } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { afterEach } from 'vitest'
-import { SNAPDIR, ROOT } from './cli.js'
+import { spawnSnapdir } from './cli.js'
 
 export interface MountProcess {
   child: ChildProcess
   mountpoint: string
   /** what the mount process wrote to stderr so far */
   stderr(): string
+  /**
+   * Resolves with stderr once it contains `text` (at once if it does); rejects if the process exits
+   * without writing it, or after `ms`.
+   */
+  waitForStderr(text: string, ms?: number): Promise<string>
   /** SIGTERM (or the given signal), then its exit status and output */
   stop(signal?: NodeJS.Signals): Promise<{ status: number; stdout: string; stderr: string }>
   exited: Promise<{ status: number; stdout: string; stderr: string }>
@@ -54,22 +59,45 @@ afterEach(async () => {
  * process's stderr if it exits first or is not mounted within 30 s.
  */
 export async function startMount(args: string[], mountpoint: string, env: NodeJS.ProcessEnv = {}): Promise<MountProcess> {
-  const child = spawn(process.execPath, [SNAPDIR, 'mount', ...args, mountpoint], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
+  const child = spawnSnapdir(['mount', ...args, mountpoint], { env })
   let stdout = ''
   let stderr = ''
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+  // who waits for what on stderr: checked at each line the process writes
+  const waiting = new Set<() => void>()
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    stderr += d
+    for (const w of [...waiting]) w()
+  })
   const exited = new Promise<{ status: number; stdout: string; stderr: string }>((resolve) =>
     child.on('close', (code, signal) => resolve({ status: code ?? (signal ? 128 : 1), stdout, stderr })),
   )
+  let gone = false
+  void exited.then(() => {
+    gone = true
+    for (const w of [...waiting]) w()
+  })
+  const waitForStderr = (text: string, ms = 30_000) =>
+    new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => done(new Error(`snapdir mount did not write '${text}' within ${ms / 1000} s: ${stderr}`)), ms)
+      const done = (err?: Error) => {
+        waiting.delete(check)
+        clearTimeout(timer)
+        if (err) reject(err)
+        else resolve(stderr)
+      }
+      const check = () => {
+        if (stderr.includes(text)) done()
+        else if (gone) done(new Error(`snapdir mount exited without writing '${text}': ${stderr}`))
+      }
+      waiting.add(check)
+      check()
+    })
   const m: MountProcess = {
     child,
     mountpoint,
     stderr: () => stderr,
+    waitForStderr,
     exited,
     async stop(signal = 'SIGTERM') {
       child.kill(signal)
@@ -82,17 +110,15 @@ export async function startMount(args: string[], mountpoint: string, env: NodeJS
   running.add(m)
   void exited.then(() => running.delete(m))
 
-  let gone = false
-  void exited.then(() => (gone = true))
-  const deadline = Date.now() + 30_000
-  while (!(stderr.includes('mounted ') && isMounted(mountpoint))) {
-    if (gone) throw new Error(`snapdir mount exited before mounting: ${stderr}`)
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL')
-      throw new Error(`snapdir mount did not mount within 30 s: ${stderr}`)
-    }
-    await new Promise((r) => setTimeout(r, 20))
+  // The process writes "snapdir mount: mounted …" once the kernel mount is made (fuse_session_mount
+  // returned): from then on it must be in the mount table.
+  try {
+    await waitForStderr('snapdir mount: mounted ')
+  } catch (err) {
+    child.kill('SIGKILL')
+    throw err
   }
+  if (!isMounted(mountpoint)) throw new Error(`snapdir mount says it mounted ${mountpoint}, but it is not in /proc/self/mountinfo: ${stderr}`)
   return m
 }
 

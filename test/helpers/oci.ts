@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto'
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { manifest } from './cli.js'
+import { manifest } from './trees.js'
 
 export interface TestDescriptor {
   mediaType: string
