@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto'
 import { constants, promises as fs } from 'node:fs'
 import path from 'node:path'
-import { isErrno, SnapdirError } from '../util/errors.js'
+import { abortedError, isErrno, SnapdirError } from '../util/errors.js'
 import { blobPath, checkDigest, missingFile, notRegularFile, sizeMismatch, tooLarge, type BlobReader, type BlobRef } from './blob-reader.js'
 import type { Descriptor } from './descriptor.js'
 import type { DigestAlgorithm } from './digest.js'
@@ -89,7 +89,7 @@ async function verifyBlob(root: string, ref: BlobRef, options: { keep: boolean; 
     const buf = kept ?? Buffer.allocUnsafe(Math.min(READ_SIZE, size))
     let offset = 0
     while (offset < size) {
-      if (options.signal?.aborted) throw new SnapdirError('ERR_ABORTED', `checking ${rel} was aborted`)
+      if (options.signal?.aborted) throw abortedError(`checking ${what}`, options.signal)
       const at = kept ? offset : 0
       const { bytesRead } = await fh.read(buf, at, Math.min(buf.length - at, size - offset), offset)
       if (bytesRead === 0) throw new LayoutProblem(`${what} changed while being read`)

@@ -14,7 +14,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import zlib from 'node:zlib'
-import { isErrno, SnapdirError, UsageError } from '../util/errors.js'
+import { abortedError, isErrno, SnapdirError, sourceError, UsageError } from '../util/errors.js'
 import { compressionOf, streamProblem, zstdDecompress } from './decompress.js'
 
 export interface UnpackedArchive {
@@ -97,7 +97,7 @@ async function settleTimes(dir: string, archived: Map<string, Date>, fallback: D
 class NotAnArchive extends Error {}
 
 function archiveError(file: string, err: unknown, entries: number, signal?: AbortSignal): SnapdirError {
-  if (signal?.aborted) return new SnapdirError('ERR_ABORTED', `archive ${file}: unpacking aborted`, { cause: err })
+  if (signal?.aborted) return abortedError(`unpacking archive ${file}`, signal)
   if (err instanceof SnapdirError) return err
   const e = (err instanceof Error ? err : new Error(String(err))) as NodeJS.ErrnoException
   const message = e.message
@@ -115,5 +115,5 @@ function archiveError(file: string, err: unknown, entries: number, signal?: Abor
   } else if (isErrno(e, 'ENOENT', 'EACCES', 'EISDIR', 'EIO')) why = `cannot read it: ${message}`
   else if (isErrno(e, 'ENOSPC')) why = `no space left to unpack it under ${os.tmpdir()} (set TMPDIR): ${message}`
   else why = message
-  return new SnapdirError('ERR_SOURCE', `archive ${file}: ${why}`, { cause: err, data: { archive: file } })
+  return sourceError(`archive ${file}`, why, { cause: err, data: { archive: file } })
 }

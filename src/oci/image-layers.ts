@@ -12,7 +12,7 @@ import type { Tree } from '../format/tree.js'
 import { writeTree } from '../store/objects.js'
 import { readLayerRef, writeLayerRef, type ImageLayer } from '../store/layer-refs.js'
 import type { Store } from '../store/store.js'
-import { SnapdirError } from '../util/errors.js'
+import { sourceError } from '../util/errors.js'
 import { formatDigest } from './digest.js'
 import { expandLayer, type LayerStats } from './layer-expand.js'
 import type { LayoutLayer } from './layout-layers.js'
@@ -61,15 +61,13 @@ export async function expandImageLayers(store: Store, dir: string, layers: Layou
       ...(options.signal ? { signal: options.signal } : {}),
     })
     if (expanded.digest !== digest) {
-      throw new SnapdirError('ERR_SOURCE', `${shown}: ${what(use)} hashes to ${expanded.digest}, not to its digest (changed since it was checked, or never matched)`, { data: { layout: dir, layer: digest } })
+      throw sourceError(shown, `${what(use)} hashes to ${expanded.digest}, not to its digest (changed since it was checked, or never matched)`, { data: { layout: dir, layer: digest } })
     }
     for (const u of layer.uses) {
       if (u.diffId !== expanded.diffId) {
-        throw new SnapdirError(
-          'ERR_SOURCE',
-          `${shown}: ${what(u)} uncompresses to ${expanded.diffId}, but the image config says its diff_id is ${u.diffId}`,
-          { data: { layout: dir, layer: digest, manifest: u.manifest } },
-        )
+        throw sourceError(shown, `${what(u)} uncompresses to ${expanded.diffId}, but the image config says its diff_id is ${u.diffId}`, {
+          data: { layout: dir, layer: digest, manifest: u.manifest },
+        })
       }
     }
     addStats(out.stats, expanded.stats)

@@ -3,7 +3,7 @@
 // (docker-archive.ts) by its manifest.json. Only lstat here: push of a plain directory loads nothing else.
 import { promises as fs } from 'node:fs'
 import path from 'node:path'
-import { isErrno, SnapdirError } from '../util/errors.js'
+import { isErrno, sourceError } from '../util/errors.js'
 
 export const LAYOUT_MARKER = 'oci-layout'
 export const INDEX_FILE = 'index.json'
@@ -29,6 +29,6 @@ async function hasTopFile(dir: string, name: string): Promise<boolean> {
     return (await fs.lstat(path.join(dir, name))).isFile()
   } catch (err) {
     if (isErrno(err, 'ENOENT', 'ENOTDIR')) return false
-    throw new SnapdirError('ERR_SOURCE', `cannot read ${path.join(dir, name)}: ${(err as Error).message}`, { cause: err })
+    throw sourceError(path.join(dir, name), err)
   }
 }

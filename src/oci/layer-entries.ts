@@ -9,7 +9,7 @@
 import type { ChunkerParams } from '../chunk/params.js'
 import { checkTreePaths, printablePath } from '../format/tree-paths.js'
 import { compareBytes, type EntryType, type Tree, type TreeEntry } from '../format/tree.js'
-import { SnapdirError } from '../util/errors.js'
+import { SnapdirError, sourceError } from '../util/errors.js'
 
 /** What one name of the layer points at (a tree entry without its path); hardlinked names share one. */
 export type LayerInode = Omit<TreeEntry, 'path' | 'type'> & { type: Exclude<EntryType, 'hardlink'> }
@@ -104,7 +104,7 @@ export class LayerEntries {
     })
     // What pull and the views trust; a failure here is a bug in this file, not bad input.
     checkTreePaths(entries, (why) => {
-      throw new SnapdirError('ERR_SOURCE', `${this.what}: expanded to an invalid tree: ${why}`)
+      throw sourceError(this.what, `expanded to an invalid tree: ${why}`)
     })
     return { tree: { chunker, entries }, inodes }
   }

@@ -28,22 +28,12 @@ import type { Store } from '../store/store.js'
 import { isErrno, SnapdirError, sourceError } from '../util/errors.js'
 import { compressionOf, streamProblem, zstdDecompress, type Compression as LayerCompression } from './decompress.js'
 import { LayerEntries, type LayerInode } from './layer-entries.js'
+import { layerCompression } from './media-types.js'
 import { SpillFile } from './spill-file.js'
 import { losslessPax, makedev, mtimeOf, paxNumber, xattrsOf } from './tar-pax.js'
 
 export type { Compression as LayerCompression } from './decompress.js'
-
-/** Media types of layers are the OCI ones and Docker's schema 2 ones (media-types.ts lists them). */
-const LAYER_TYPE_PREFIXES = ['application/vnd.oci.image.layer.', 'application/vnd.docker.image.rootfs.']
-
-/** How a layer of this media type is compressed, or null when it is not a tar layer at all. */
-export function layerCompression(mediaType: string): LayerCompression | null {
-  if (!LAYER_TYPE_PREFIXES.some((p) => mediaType.startsWith(p))) return null
-  if (/[+.]gzip$/.test(mediaType)) return 'gzip'
-  if (/[+.]zstd$/.test(mediaType)) return 'zstd'
-  if (mediaType.endsWith('.tar')) return 'none'
-  return null
-}
+export { layerCompression }
 
 export interface ExpandLayerOptions {
   /** path of the layer blob */

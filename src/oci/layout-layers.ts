@@ -7,7 +7,7 @@ import type { Descriptor } from './descriptor.js'
 import { formatDigest } from './digest.js'
 import { readDiffIds, walkLayout } from './document-walker.js'
 import { layoutError } from './layout-problem.js'
-import { layerCompression } from './layer-expand.js'
+import { layerCompression } from './media-types.js'
 
 /** A distinct layer blob of a layout, with every place that uses it. */
 export interface LayoutLayer {

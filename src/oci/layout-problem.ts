@@ -2,7 +2,7 @@
 // ("index.json is not valid JSON: …"). The readers and the document walker throw these; the boundary
 // that knows which image it was (a layout or archive on disk, a stored snapshot) turns them into its
 // one-line error, so every problem is worded once whatever the image is read from.
-import { SnapdirError } from '../util/errors.js'
+import { SnapdirError, sourceError } from '../util/errors.js'
 
 export class LayoutProblem extends Error {
   constructor(message: string) {
@@ -30,6 +30,7 @@ export function fail(why: string): never {
  */
 export function imageError(err: unknown, code: 'ERR_SOURCE' | 'ERR_IMAGE', shownAs: string, data: Record<string, unknown>): unknown {
   if (!(err instanceof LayoutProblem)) return err
+  if (code === 'ERR_SOURCE') return sourceError(shownAs, err.message, { cause: err, data })
   return new SnapdirError(code, `${shownAs}: ${err.message}`, { cause: err, data })
 }
 

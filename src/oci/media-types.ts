@@ -3,6 +3,7 @@
 // manifest v2 schema 2 types that skopeo (--preserve-digests) and containerd keep inside OCI layouts
 // (https://distribution.github.io/distribution/spec/manifest-v2-2/). A type outside its role's list
 // is refused: snapdir does not guess how to read what it does not know.
+import type { Compression } from './decompress.js'
 
 export const OCI_INDEX = 'application/vnd.oci.image.index.v1+json'
 export const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json'
@@ -49,4 +50,16 @@ export const LAYER_TYPES: ReadonlySet<string> = new Set([
  */
 export function isForeignLayer(mediaType: string): boolean {
   return mediaType.includes('.nondistributable.') || mediaType.includes('.foreign.')
+}
+
+/** Media types of tar layers are the OCI ones and Docker's schema 2 ones. */
+const LAYER_TYPE_PREFIXES = ['application/vnd.oci.image.layer.', 'application/vnd.docker.image.rootfs.']
+
+/** How a layer of this media type is compressed, or null when it is not a tar layer at all. */
+export function layerCompression(mediaType: string): Compression | null {
+  if (!LAYER_TYPE_PREFIXES.some((p) => mediaType.startsWith(p))) return null
+  if (/[+.]gzip$/.test(mediaType)) return 'gzip'
+  if (/[+.]zstd$/.test(mediaType)) return 'zstd'
+  if (mediaType.endsWith('.tar')) return 'none'
+  return null
 }

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto'
 import { promises as fs } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { isErrno, SnapdirError } from '../util/errors.js'
+import { isErrno, sourceError } from '../util/errors.js'
 import { LayoutBlobs } from './blob-file.js'
 import { blobPath } from './blob-reader.js'
 import { isObject, type Descriptor } from './descriptor.js'
@@ -43,7 +43,7 @@ export async function selectPlatforms(layout: string, platforms: Platform[], sho
     }
     if (!selector.matched) {
       const have = [...selector.seen].join(', ') || 'none'
-      throw new SnapdirError('ERR_SOURCE', `OCI image layout ${shownAs}: no image for ${platforms.map(formatPlatform).join(', ')} (it has ${have})`)
+      throw sourceError(`OCI image layout ${shownAs}`, `no image for ${platforms.map(formatPlatform).join(', ')} (it has ${have})`)
     }
     await fs.writeFile(path.join(dir, INDEX_FILE), JSON.stringify(kept))
     await fs.copyFile(path.join(layout, LAYOUT_MARKER), path.join(dir, LAYOUT_MARKER))
