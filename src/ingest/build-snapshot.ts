@@ -1,6 +1,7 @@
 import type { ChunkerParams } from '../chunk/params.js'
 import type { Tree, TreeEncoder, TreeEntry } from '../format/tree.js'
 import type { Store } from '../store/store.js'
+import { SnapdirError } from '../util/errors.js'
 import { jobBytes, worthSkippingHoles, type FileJob, type FileResult, type Job } from './jobs.js'
 import { packGroups } from './pack-groups.js'
 import { scanDirectory, type ScannedEntry } from './scan.js'
@@ -109,7 +110,7 @@ export async function buildSnapshot(source: { dir: string } | ScannedEntry[], op
   const distinct = new Set<string>()
   let chunkRefs = 0
   files.forEach((f, i) => {
-    if (!results[i]) throw new Error(`no chunks came back for ${f.source.toString()}`)
+    if (!results[i]) throw new SnapdirError('ERR_INTERNAL', `internal error: no chunks came back for ${f.source.toString()}`)
     for (const c of f.entry.chunks) {
       chunkRefs += c.count
       distinct.add(c.id.toString('hex'))

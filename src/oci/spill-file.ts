@@ -3,6 +3,7 @@
 import type { FileHandle } from 'node:fs/promises'
 import fsp from 'node:fs/promises'
 import path from 'node:path'
+import { SnapdirError } from '../util/errors.js'
 
 /** An append-only temporary file, made on first use and removed by close. */
 export class SpillFile {
@@ -31,7 +32,7 @@ export class SpillFile {
     let got = 0
     while (got < length) {
       const n = (await this.fh!.read(into, at + got, length - got, offset + got)).bytesRead
-      if (n === 0) throw new Error('spill file shorter than written')
+      if (n === 0) throw new SnapdirError('ERR_INTERNAL', 'internal error: a layer spill file is shorter than written')
       got += n
     }
   }

@@ -2,6 +2,7 @@
 // records decoded byte-exact, ids, mtime with nanoseconds, xattrs, device numbers.
 // POSIX pax: https://pubs.opengroup.org/onlinepubs/9699919799/utilities/pax.html#tag_20_92_13_03
 import type { extract } from 'tar-stream'
+import { SnapdirError } from '../util/errors.js'
 
 /** The part of tar-stream's Extract losslessPax reaches into. */
 interface ExtractInternals {
@@ -23,7 +24,7 @@ export function losslessPax(ex: ReturnType<typeof extract>): () => Record<string
   const internals = ex as unknown as ExtractInternals
   // eslint-disable-next-line @typescript-eslint/unbound-method -- called with the Extract as `this` below
   const original = internals._decodeLongHeader
-  if (typeof original !== 'function') throw new Error('tar-stream internals changed: _decodeLongHeader is gone')
+  if (typeof original !== 'function') throw new SnapdirError('ERR_INTERNAL', 'internal error: tar-stream internals changed (_decodeLongHeader is gone)')
   let global: Record<string, string> = {}
   internals._decodeLongHeader = function (this: ExtractInternals, buf: Buffer): void {
     const type = this._header?.type

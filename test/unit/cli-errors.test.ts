@@ -28,6 +28,9 @@ describe('outcomeOf', () => {
       bug: true,
     })
     expect(outcomeOf('a string')).toEqual({ status: 1, line: 'internal error: a string', bug: true })
+    // snapdir's own failures coded as such (ingest's internalError) keep their message
+    const internal = new SnapdirError('ERR_INTERNAL', 'internal error in a chunk worker: RangeError: x')
+    expect(outcomeOf(internal)).toEqual({ status: 1, line: internal.message, bug: true })
     // an Error with an errno-like code but from no system call is not the machine's answer
     expect(outcomeOf(Object.assign(new Error('x'), { code: 'EFOO' })).bug).toBe(true)
   })
