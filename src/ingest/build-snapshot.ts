@@ -5,7 +5,7 @@ import { SnapdirError } from '../util/errors.js'
 import { jobBytes, worthSkippingHoles, type FileJob, type FileResult, type Job } from './jobs.js'
 import { packGroups } from './pack-groups.js'
 import { scanDirectory, type ScannedEntry } from './scan.js'
-import { WorkerPool } from './worker-pool.js'
+import { poolFor, type WorkerPool } from './worker-pool.js'
 
 export interface BuildStats {
   entries: number
@@ -24,7 +24,7 @@ export interface BuildOptions {
   /** called with the total logical bytes once scanned, then with bytes as files are cut */
   onScanned?: (totalBytes: number, entries: number) => void
   onBytes?: (bytes: number) => void
-  /** worker threads to cut with, started early by the caller; default: a pool of one per core */
+  /** worker threads to cut with, started early by the caller, who closes them; default: a pool made (and closed) here */
   pool?: WorkerPool
   /** given, each entry is encoded into it once final, while other files are still being cut */
   encoder?: TreeEncoder
@@ -51,7 +51,7 @@ export async function buildSnapshot(source: { dir: string } | ScannedEntry[], op
   // progress counts from when the total is known, after the scan
   let early: number | null = 0
   const onBytes = options.onBytes
-  const pool = options.pool ?? new WorkerPool()
+  const pool = options.pool ?? poolFor(options.store ?? null)
   const { encoder } = options
   // a file's entry is final once its chunks are known and the scan is over (which may still make
   // an entry a hardlink); until then, finished files wait here

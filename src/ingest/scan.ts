@@ -2,7 +2,7 @@ import fs from 'node:fs'
 import { native, ROW, STAT_ROW, type DirListing } from '../chunk/native.js'
 import type { EntryType, TreeEntry } from '../format/tree.js'
 import { compareBytes } from '../format/tree.js'
-import { isErrno, SnapdirError, UsageError } from '../util/errors.js'
+import { isErrno, SnapdirError, sourceError, UsageError } from '../util/errors.js'
 
 /** A tree entry read from disk, before its content is chunked. */
 export interface ScannedEntry {
@@ -23,11 +23,6 @@ const TYPES = new Map<number, EntryType>([
 
 function typeOf(mode: number): EntryType | null {
   return TYPES.get(mode & S_IFMT) ?? null
-}
-
-function sourceError(path: Buffer, err: unknown): SnapdirError {
-  const msg = err instanceof Error ? err.message : String(err)
-  return new SnapdirError('ERR_SOURCE', `cannot read ${path.toString()}: ${msg}`, { cause: err })
 }
 
 export interface ScanOptions {
@@ -53,14 +48,14 @@ export function checkSourceDirectory(root: string): Buffer {
     rootStat = fs.lstatSync(rootBuf)
   } catch (err) {
     if (isErrno(err, 'ENOENT', 'ENOTDIR')) throw new UsageError(`directory '${root}' does not exist`, 'ERR_SOURCE')
-    throw sourceError(rootBuf, err)
+    throw sourceError(rootBuf.toString(), err)
   }
   if (!rootStat.isDirectory()) throw new UsageError(`'${root}' is not a directory`, 'ERR_SOURCE')
   if (!native) throw new SnapdirError('ERR_NATIVE_UNAVAILABLE', 'the native addon is not built: run npm install (xattrs and devices need it)')
   try {
     fs.opendirSync(root).closeSync()
   } catch (err) {
-    throw sourceError(rootBuf, err)
+    throw sourceError(rootBuf.toString(), err)
   }
   return Buffer.from(fs.realpathSync(rootBuf))
 }
@@ -91,12 +86,12 @@ export async function scanDirectory(root: string, options: ScanOptions = {}): Pr
     const mode = rows[o + ROW.mode]!
     const nlink = rows[o + ROW.nlink]!
     const type = typeOf(mode)
-    if (type === null) throw sourceError(abs, new Error('unsupported file type'))
+    if (type === null) throw sourceError(abs.toString(), new Error('unsupported file type'))
     let target: Buffer | null = null
     try {
       if (type === 'symlink') target = fs.readlinkSync(abs, { encoding: 'buffer' })
     } catch (err) {
-      throw sourceError(abs, err)
+      throw sourceError(abs.toString(), err)
     }
     const size = rows[o + ROW.size]!
     const rdev = rows[o + ROW.rdev]!
@@ -130,7 +125,7 @@ export async function scanDirectory(root: string, options: ScanOptions = {}): Pr
     try {
       listing = addon.readdirStat(abs)
     } catch (err) {
-      throw sourceError(abs, err)
+      throw sourceError(abs.toString(), err)
     }
     // reversed onto the stack, so directories are listed in the order readdir gave them
     const mark = pending.length
@@ -147,7 +142,7 @@ export async function scanDirectory(root: string, options: ScanOptions = {}): Pr
   try {
     rootListing = addon.lstatRow(rootAbs)
   } catch (err) {
-    throw sourceError(rootAbs, err)
+    throw sourceError(rootAbs.toString(), err)
   }
   visit(Buffer.alloc(0), rootAbs, rootListing, 0)
   let sinceYield = 0

@@ -42,6 +42,7 @@ export function poolFor(store: Store | null): WorkerPool {
 export class WorkerPool {
   private readonly workers: Worker[] = []
   private readonly early: Array<Error | null> = []
+  private started = false
   private closing: Promise<void> | null = null
 
   constructor(size: number = defaultWorkers()) {
@@ -58,11 +59,14 @@ export class WorkerPool {
   /** Starts the workers (or native batches, or this thread) on a stream of jobs: see PoolRun. */
   start(options: RunOptions): PoolRun {
     if (this.closing) throw new SnapdirError('ERR_INTERNAL', 'internal error: the worker pool is closed')
+    if (this.started) throw new SnapdirError('ERR_INTERNAL', 'internal error: the worker pool has run already')
+    this.started = true
     if (nativeRunApplies(options.store)) return new NativeRun(options)
     if (this.workers.length === 0) return new InlineRun(options)
     return new WorkerRun(this.workers, this.early, options)
   }
 
+  /** Ends the workers, whatever they are doing; the same promise however often it is called. */
   close(): Promise<void> {
     this.closing ??= Promise.all(this.workers.splice(0).map((w) => w.terminate())).then(() => undefined)
     return this.closing

@@ -8,7 +8,6 @@ import { decodeObject } from '../../src/format/object.js'
 import { encodeTree } from '../../src/format/tree.js'
 import { buildSnapshot } from '../../src/ingest/build-snapshot.js'
 import { nativeRunApplies } from '../../src/ingest/native-run.js'
-import { WorkerPool } from '../../src/ingest/worker-pool.js'
 import { FileStore } from '../../src/store/file-store.js'
 import { bytes } from '../helpers/bytes.js'
 import { tempDir } from '../helpers/cli.js'
@@ -33,7 +32,7 @@ function sourceTree(dir: string): void {
 
 async function snapshot(src: string, store: FileStore): Promise<Buffer> {
   await store.open({ create: true })
-  const { tree } = await buildSnapshot({ dir: src }, { params: DEFAULT_CHUNKER, store, pool: new WorkerPool(0) })
+  const { tree } = await buildSnapshot({ dir: src }, { params: DEFAULT_CHUNKER, store })
   return encodeTree(tree)
 }
 
@@ -76,7 +75,7 @@ it('stores a chunk that several batches write at the same moment (files with the
   for (let i = 0; i < 24; i++) writeFileSync(path.join(src, `copy-${i}`), content)
   const store = new FileStore(path.join(t, 'store'))
   await store.open({ create: true })
-  const { tree } = await buildSnapshot({ dir: src }, { params: DEFAULT_CHUNKER, store, pool: new WorkerPool(0) })
+  const { tree } = await buildSnapshot({ dir: src }, { params: DEFAULT_CHUNKER, store })
   const ids = new Set(tree.entries.flatMap((e) => e.chunks.map((c) => c.id.toString('hex'))))
   const stored = chunkFiles(store.root)
   expect([...ids].every((id) => stored.has(id)), 'every chunk the tree names is stored').toBe(true)

@@ -82,10 +82,15 @@ describe('WorkerPool with worker threads', () => {
     expect(err.message).toMatch(/^internal error in a chunk worker: TypeError: /)
   })
 
-  it('closes once, however often close() is called, and runs nothing after', async () => {
+  it('runs once, closes once however often close() is called, and runs nothing after', async () => {
     const pool = new WorkerPool(2)
-    await Promise.all([pool.close(), pool.close()])
-    await pool.close()
+    const run = pool.start({ params: DEFAULT_CHUNKER, store: null })
+    expect(() => pool.start({ params: DEFAULT_CHUNKER, store: null })).toThrow(/worker pool has run already/)
+    run.finish()
+    expect((await run.done).results).toEqual([])
+    const closing = pool.close()
+    expect(pool.close()).toBe(closing)
+    await closing
     expect(() => pool.start({ params: DEFAULT_CHUNKER, store: null })).toThrow(/worker pool is closed/)
   })
 })
