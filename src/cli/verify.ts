@@ -8,7 +8,7 @@ import { progressBar } from './progress.js'
 export function registerVerify(program: Command): void {
   program
     .command('verify')
-    .description('re-read and re-hash every object snapshot ID needs; exit 1 naming any damaged chunk and its files')
+    .description('re-read and re-hash every object snapshot ID needs (an image: its expanded layers too); exit 1 naming any damaged object, its files and layer')
     .requiredOption('--store <url>', STORE_HELP)
     .option('--s3-endpoint <url>', ENDPOINT_HELP)
     .requiredOption('--id <id>', 'snapshot ID')
@@ -20,15 +20,25 @@ export function registerVerify(program: Command): void {
         const store = storeFromOptions(opts)
         const bar = progressBar('items')
         try {
-          const r = await verify(store, id, { onTree: (n) => bar.start(n, 'verify'), onChunk: () => bar.add(1) })
+          const r = await verify(store, id, { onPlan: (n) => bar.start(n, 'verify'), onChunk: () => bar.add(1) })
           bar.stop()
+          const damaged = r.damaged.length + r.damagedLayers.length
           if (opts.json) process.stdout.write(JSON.stringify(r) + '\n')
-          else process.stdout.write(`${r.chunksChecked} chunks checked, ${r.damaged.length} damaged\n`)
-          for (const d of r.damaged) {
-            process.stderr.write(`snapdir: damaged chunk ${d.id} (${d.problem}): ${d.detail}; used by ${d.files.join(', ')}\n`)
+          else {
+            const scope = r.layers > 0 ? ` (the bundle and ${r.layers} layer${r.layers === 1 ? '' : 's'})` : ''
+            process.stdout.write(`${r.chunksChecked} chunks checked${scope}, ${damaged} damaged\n`)
           }
-          if (r.damaged.length > 0) {
-            throw new SnapdirError('ERR_SNAPSHOT_DAMAGED', `snapshot ${id} in ${store.url} is damaged: ${r.damaged.length} chunk(s)`)
+          for (const d of r.damagedLayers) process.stderr.write(`snapdir: damaged layer ${d.diffId} (${d.object} ${d.problem}): ${d.detail}\n`)
+          for (const d of r.damaged) {
+            const users = [...(d.files.length > 0 ? [d.files.join(', ')] : []), ...d.layers.map((l) => `${l.files.join(', ')} in layer ${l.diffId}`)]
+            process.stderr.write(`snapdir: damaged chunk ${d.id} (${d.problem}): ${d.detail}; used by ${users.join('; ')}\n`)
+          }
+          if (damaged > 0) {
+            const counts = [
+              ...(r.damaged.length > 0 ? [`${r.damaged.length} chunk(s)`] : []),
+              ...(r.damagedLayers.length > 0 ? [`${r.damagedLayers.length} layer tree(s) or ref(s)`] : []),
+            ]
+            throw new SnapdirError('ERR_SNAPSHOT_DAMAGED', `snapshot ${id} in ${store.url} is damaged: ${counts.join(', ')}`)
           }
         } finally {
           bar.stop()

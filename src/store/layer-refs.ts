@@ -45,7 +45,7 @@ export async function readLayerRef(store: Store, diffId: string): Promise<LayerR
   } catch {
     // reported below
   }
-  throw new SnapdirError('ERR_STORE_IO', `store ${store.url}: layer ref ${layerRefKey(diffId)} is not a layer ref (JSON with tree and digests)`)
+  throw new SnapdirError('ERR_OBJECT_CORRUPT', `store ${store.url}: layer ref ${layerRefKey(diffId)} is not a layer ref (JSON with tree and digests)`, { data: { key: layerRefKey(diffId) } })
 }
 
 /**

@@ -1,0 +1,203 @@
+// Everything a snapshot needs, as the store holds it: its own tree and, for the push of an image, each
+// expanded layer (the ref refs/layers/<diff_id> that `mount --view rootfs|layers` finds it by, the
+// layer's tree) and every chunk those trees name. verify checks it, sync copies it; gc keeps it and
+// serve reads it.
+//
+// The layers of an image snapshot are the ones its revisions list (revisions.ts `image.layers`). A
+// snapshot several revisions name gets the union of their layers; one no revision names (a layer tree
+// verified as a snapshot of its own, or a store written by an older version) is its own tree alone.
+// Trees are read one at a time and dropped once their chunks are listed: the closure holds IDs, sizes
+// and (unless asked not to) the names of the files using each chunk, never the trees' inline bytes.
+import { decodeObject } from '../format/object.js'
+import { toHex } from '../format/id.js'
+import { printablePath } from '../format/tree-paths.js'
+import { decodeTree, treeSize, type Tree } from '../format/tree.js'
+import { SnapdirError } from '../util/errors.js'
+import { readLayerRef, layerRefKey, type ImageLayer, type LayerRef } from './layer-refs.js'
+import { isObjectDamage, objectKey } from './objects.js'
+import { listRevisions, type Revision } from './revisions.js'
+import type { Store } from './store.js'
+
+/** One expanded layer of an image snapshot, as its revision lists it, with the ref the store holds for it. */
+export interface ClosureLayer extends ImageLayer {
+  /** refs/layers/<diff_id> as the store holds it; null when it is missing or unreadable (see damage) */
+  ref: LayerRef | null
+}
+
+/** A tree of the closure: the snapshot's own (layer null) or a layer's. */
+export interface ClosureTree {
+  id: string
+  layer: ClosureLayer | null
+  /**
+   * read: its chunks are listed; skipped: `skipTree` said it is complete where the caller is going, so
+   * it was not read; damaged: missing or unreadable (see damage), its chunks unknown
+   */
+  state: 'read' | 'skipped' | 'damaged'
+  /** the tree object as stored, when `keepTreeObjects` asked for it (sync copies it as it is) */
+  object?: Buffer
+}
+
+/** Who uses a chunk: one tree of the closure, and the files of that tree (for messages). */
+export interface ChunkUser {
+  tree: string
+  /** null for the snapshot's own tree */
+  layer: ClosureLayer | null
+  /** empty when the closure was built with `files: false` */
+  files: string[]
+}
+
+export interface ClosureChunk {
+  id: string
+  /** the furthest byte any tree reads of it (offset + length): getChunk's `needs` */
+  needs: number
+  /** in closure order: the snapshot's tree first, then the layers' in revision order */
+  users: ChunkUser[]
+}
+
+/** A layer object the snapshot needs that the store lacks or holds damaged. Chunks are checked by the caller. */
+export interface ClosureDamage {
+  layer: ClosureLayer
+  object: 'tree' | 'ref'
+  /** the store key: trees/…/<id> or refs/layers/<hex> */
+  key: string
+  /** mismatch: the ref names another tree than the revision's (the views would read that one) */
+  problem: 'missing' | 'corrupt' | 'mismatch'
+  detail: string
+}
+
+export interface SnapshotClosure {
+  id: string
+  /** the bytes of the snapshot's own files (format/tree.ts treeSize), as a revision records it */
+  size: number
+  /** the revisions naming the snapshot, oldest first (none for a tree pushed by no revision) */
+  revisions: Revision[]
+  /** the image's layers, each (digest, diff_id, tree) once in revision order; empty for a plain directory */
+  layers: ClosureLayer[]
+  /** the snapshot's tree first, then each distinct layer tree */
+  trees: ClosureTree[]
+  /** every chunk the trees read, in the order first met */
+  chunks: Map<string, ClosureChunk>
+  /** layer trees and refs missing or damaged; the snapshot's own tree missing or damaged is thrown instead */
+  damage: ClosureDamage[]
+}
+
+export interface ClosureOptions {
+  /** name the files using each chunk (default true); false keeps only which trees use it */
+  files?: boolean
+  /** keep each tree object read (its stored bytes) in `trees` */
+  keepTreeObjects?: boolean
+  /**
+   * A layer tree for which this resolves true is taken as complete elsewhere (sync: the destination
+   * has it, and a tree there proves its chunks are there): it is not read and its chunks not listed.
+   */
+  skipTree?: (id: string) => Promise<boolean>
+}
+
+/**
+ * The closure of snapshot `id` in `store`. Its own tree missing is ERR_SNAPSHOT_NOT_FOUND and damaged
+ * is ERR_OBJECT_CORRUPT / ERR_TREE_MALFORMED, thrown: without it there is nothing to check. A layer's
+ * tree or ref missing or damaged is listed in `damage`, and the rest of the closure is still listed.
+ */
+export async function snapshotClosure(store: Store, id: string, options: ClosureOptions = {}): Promise<SnapshotClosure> {
+  const withFiles = options.files ?? true
+  const chunks = new Map<string, ClosureChunk>()
+  const addTree = (tree: Tree, treeId: string, layer: ClosureLayer | null): void => {
+    for (const e of tree.entries) {
+      if (e.type !== 'file' || e.chunks.length === 0) continue
+      const name = withFiles ? printablePath(e.path) : ''
+      for (const c of e.chunks) {
+        const chunkId = toHex(c.id)
+        const needs = c.offset + c.length
+        let chunk = chunks.get(chunkId)
+        if (chunk === undefined) {
+          chunk = { id: chunkId, needs, users: [] }
+          chunks.set(chunkId, chunk)
+        } else if (needs > chunk.needs) chunk.needs = needs
+        let user = chunk.users.at(-1)
+        if (user === undefined || user.tree !== treeId) {
+          user = { tree: treeId, layer, files: [] }
+          chunk.users.push(user)
+        }
+        if (withFiles && user.files.at(-1) !== name) user.files.push(name)
+      }
+    }
+  }
+
+  // the snapshot's own tree first, alone: an unknown ID fails before anything else is read. Each
+  // tree is read in a call of its own, so it is garbage once its chunks are listed.
+  const readOwn = async (): Promise<{ size: number; stored?: Buffer }> => {
+    const { tree, stored } = await readTreeObject(store, id, `snapshot ${id} in ${store.url}`).catch((err: unknown) => {
+      if (err instanceof SnapdirError && err.code === 'ERR_OBJECT_MISSING') {
+        throw new SnapdirError('ERR_SNAPSHOT_NOT_FOUND', `snapshot ${id} is not in ${store.url}`, { data: { id, store: store.url } })
+      }
+      throw err
+    })
+    addTree(tree, id, null)
+    return { size: treeSize(tree), ...(options.keepTreeObjects ? { stored } : {}) }
+  }
+  const { size, stored: ownStored } = await readOwn()
+  const trees: ClosureTree[] = [{ id, layer: null, state: 'read', ...(ownStored ? { object: ownStored } : {}) }]
+
+  const revisions = (await listRevisions(store)).filter((r) => r.id === id)
+  const layers: ClosureLayer[] = []
+  const seenLayers = new Set<string>()
+  // each ref once per diff_id: the views find a layer's tree through it
+  const refs = new Map<string, { ref: LayerRef | null; error: SnapdirError | null }>()
+  for (const l of revisions.flatMap((r) => r.image?.layers ?? [])) {
+    const key = `${l.digest} ${l.diffId} ${l.tree}`
+    if (seenLayers.has(key)) continue
+    seenLayers.add(key)
+    let read = refs.get(l.diffId)
+    if (read === undefined) {
+      try {
+        read = { ref: await readLayerRef(store, l.diffId), error: null }
+      } catch (err) {
+        if (!isObjectDamage(err)) throw err
+        read = { ref: null, error: err }
+      }
+      refs.set(l.diffId, read)
+    }
+    layers.push({ digest: l.digest, diffId: l.diffId, tree: l.tree, ref: read.ref })
+  }
+
+  const readLayerTree = async (layer: ClosureLayer): Promise<Buffer> => {
+    const { tree, stored } = await readTreeObject(store, layer.tree, `layer ${layer.diffId} (tree ${layer.tree}) in ${store.url}`)
+    addTree(tree, layer.tree, layer)
+    return stored
+  }
+  const damage: ClosureDamage[] = []
+  const refsReported = new Set<string>()
+  for (const layer of layers) {
+    if (!refsReported.has(layer.diffId)) {
+      refsReported.add(layer.diffId)
+      const { error } = refs.get(layer.diffId)!
+      const key = layerRefKey(layer.diffId)
+      if (error !== null) damage.push({ layer, object: 'ref', key, problem: error.code === 'ERR_OBJECT_MISSING' ? 'missing' : 'corrupt', detail: error.message })
+      else if (layer.ref === null) damage.push({ layer, object: 'ref', key, problem: 'missing', detail: `layer ref ${key} is missing from ${store.url}: the rootfs and layers views cannot find the layer` })
+      else if (layer.ref.tree !== layer.tree) {
+        damage.push({ layer, object: 'ref', key, problem: 'mismatch', detail: `layer ref ${key} in ${store.url} names tree ${layer.ref.tree}, not ${layer.tree} as the revision lists` })
+      }
+    }
+    if (trees.some((t) => t.id === layer.tree)) continue
+    if (options.skipTree && (await options.skipTree(layer.tree))) {
+      trees.push({ id: layer.tree, layer, state: 'skipped' })
+      continue
+    }
+    try {
+      const stored = await readLayerTree(layer)
+      trees.push({ id: layer.tree, layer, state: 'read', ...(options.keepTreeObjects ? { object: stored } : {}) })
+    } catch (err) {
+      if (!(isObjectDamage(err) || (err instanceof SnapdirError && err.code === 'ERR_TREE_MALFORMED'))) throw err
+      trees.push({ id: layer.tree, layer, state: 'damaged' })
+      const detail = err.code === 'ERR_OBJECT_MISSING' ? `layer tree ${layer.tree} is missing from ${store.url}` : err.message
+      damage.push({ layer, object: 'tree', key: objectKey('tree', layer.tree), problem: err.code === 'ERR_OBJECT_MISSING' ? 'missing' : 'corrupt', detail })
+    }
+  }
+  return { id, size, revisions, layers, trees, chunks, damage }
+}
+
+/** A tree object read, re-hashed and decoded; the stored bytes too, for a caller that copies them. */
+async function readTreeObject(store: Store, id: string, what: string): Promise<{ tree: Tree; stored: Buffer }> {
+  const stored = await store.get(objectKey('tree', id))
+  return { tree: decodeTree(decodeObject(stored, id, `tree ${id} from ${store.url}`), what), stored }
+}
