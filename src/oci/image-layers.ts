@@ -4,13 +4,13 @@
 //
 // A layer whose ref already lists its digest is not read again: the ref was written only after a full
 // expansion checked that the blob of that digest decompresses to that diff_id and gave that tree.
-// Expansion writes chunks only; trees and refs are written by writeLayerTrees / writeLayerRefs, which
-// push calls in order (chunks, trees, refs), each step flushed, so a ref never names a missing tree.
+// Expansion writes chunks only; the trees and refs are written by store/commit.ts (commitLayers gives
+// them) after the chunks, each step flushed, so a ref never names a missing tree.
 import path from 'node:path'
 import type { ChunkerParams } from '../chunk/params.js'
 import type { Tree } from '../format/tree.js'
-import { writeTree } from '../store/objects.js'
-import { readLayerRef, writeLayerRef, type ImageLayer } from '../store/layer-refs.js'
+import type { CommitLayer } from '../store/commit.js'
+import { readLayerRef } from '../store/layer-refs.js'
 import type { Store } from '../store/store.js'
 import { sourceError } from '../util/errors.js'
 import { formatDigest } from './digest.js'
@@ -18,7 +18,7 @@ import { expandLayer, type LayerStats } from './layer-expand.js'
 import type { LayoutLayer } from './layout-layers.js'
 
 export interface ExpandedImageLayers {
-  /** by digest: the diff_id, its tree ID (known once written) and, when expanded now, the tree */
+  /** by digest: the diff_id and, when expanded now, the tree; else the ID of the tree its ref names */
   layers: Map<string, { diffId: string; mediaType: string; tree: Tree | null; treeId: string | null }>
   stats: { layers: number; expanded: number; skipped: number; chunksWritten: number; bytesWritten: number; tarBytes: number }
 }
@@ -33,7 +33,7 @@ export interface ExpandImageOptions {
 }
 
 /**
- * Expands the layout's layers into the store (chunks only; see writeLayerTrees and writeLayerRefs).
+ * Expands the layout's layers into the store (chunks only; see commitLayers).
  * A layer whose blob does not hash to its digest, or whose tar does not hash to the diff_id its image
  * config gives it, is one ERR_SOURCE naming the layer and the manifest.
  */
@@ -84,20 +84,15 @@ function addStats(into: ExpandedImageLayers['stats'], s: LayerStats): void {
   into.tarBytes += s.tarBytes
 }
 
-/** Writes the trees of the layers expanded now; their chunks must be flushed already. */
-export async function writeLayerTrees(store: Store, expanded: ExpandedImageLayers): Promise<void> {
-  for (const layer of expanded.layers.values()) {
-    if (layer.tree !== null) layer.treeId = await writeTree(store, layer.tree)
-  }
-}
-
-/** Writes the layer refs; the trees must be flushed already. Returns the layers for the revision. */
-export async function writeLayerRefs(store: Store, expanded: ExpandedImageLayers): Promise<ImageLayer[]> {
-  const out: ImageLayer[] = []
-  for (const [digest, layer] of expanded.layers) {
-    const tree = layer.treeId!
-    if (layer.tree !== null) await writeLayerRef(store, { diffId: layer.diffId, digests: [digest], mediaType: layer.mediaType, tree })
-    out.push({ digest, diffId: layer.diffId, tree })
-  }
-  return out
+/**
+ * The layers as commitSnapshot (store/commit.ts) writes them, in the crash-safe order: the trees of the
+ * layers expanded now, then their refs; a layer skipped (its ref listed its digest) by its tree's ID.
+ */
+export function commitLayers(expanded: ExpandedImageLayers): CommitLayer[] {
+  return [...expanded.layers].map(([digest, layer]) => ({
+    digest,
+    diffId: layer.diffId,
+    tree: layer.tree ?? layer.treeId!,
+    ref: layer.tree === null ? null : { digests: [digest], mediaType: layer.mediaType },
+  }))
 }

@@ -4,9 +4,10 @@ import { TreeEncoder, treeSize } from '../format/tree.js'
 import type { ExpandedImageLayers } from '../oci/image-layers.js'
 import { openSource, type PushSource } from '../oci/image-source.js'
 import type { Platform } from '../oci/platform.js'
-import { encodeTreeObject, writeTree } from '../store/objects.js'
+import { commitSnapshot } from '../store/commit.js'
+import { encodeTreeObject } from '../store/objects.js'
 import { BackgroundFlush } from '../store/background-flush.js'
-import { addRevision, type Revision } from '../store/revisions.js'
+import type { Revision } from '../store/revisions.js'
 import { ensureStoreConfig } from '../store/store-config.js'
 import type { Store } from '../store/store.js'
 import { buildSnapshot, type BuildStats } from '../ingest/build-snapshot.js'
@@ -106,26 +107,16 @@ export async function push(store: Store, source: string, options: PushOptions = 
     await flushing
   }
   phase('flush')
-  let image: Revision['image'] | undefined
-  if (expanded !== null) {
-    const { writeLayerRefs, writeLayerTrees } = await import('../oci/image-layers.js')
-    await writeLayerTrees(store, expanded)
-    await store.flush()
-    image = { layers: await writeLayerRefs(store, expanded) }
-    await store.flush()
-    phase('layer-refs')
-  }
-  const id = await writeTree(store, encoded)
-  await store.flush()
-  phase('tree')
-  const revision = await addRevision(store, {
-    id,
-    name: options.name ?? opened.name,
-    size: treeSize(tree),
-    source: path.resolve(source),
-    ...(image ? { image } : {}),
+  const imageLayers = expanded === null ? null : (await import('../oci/image-layers.js')).commitLayers(expanded)
+  const revision = await commitSnapshot(store, {
+    tree: encoded,
+    ...(imageLayers ? { layers: imageLayers } : {}),
+    revision: { name: options.name ?? opened.name, size: treeSize(tree), source: path.resolve(source) },
+    // the layer trees and refs are one phase, as before
+    onStep: (step) => {
+      if (step !== 'layer-trees') phase(step)
+    },
   })
-  await store.flush()
-  phase('revision')
+  const id = revision.id
   return { id, revision, stats, ...(expanded ? { layers: expanded.stats } : {}), phases }
 }

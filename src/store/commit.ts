@@ -1,0 +1,66 @@
+// The commit of a snapshot whose chunks are stored and flushed: what names them is written in the
+// order that keeps a crash harmless, each step flushed before the next names it:
+//
+//   layer trees -> flush -> layer refs -> flush -> the snapshot's tree -> flush -> revision -> flush
+//
+// A process or machine dying anywhere leaves only objects nothing names yet (a later push or sync
+// reuses them; gc sweeps them), never a ref or a revision naming something missing. Push and sync
+// both commit through here.
+import type { Tree } from '../format/tree.js'
+import { writeTree, type EncodedTree } from './objects.js'
+import { writeLayerRef, type ImageLayer } from './layer-refs.js'
+import { addRevision, type Revision } from './revisions.js'
+import type { Store } from './store.js'
+
+/** One layer of an image snapshot to commit. */
+export interface CommitLayer {
+  digest: string
+  diffId: string
+  /** the expanded tree: to write (a Tree, or an encoded or stored object), or the ID of one the store holds */
+  tree: Tree | EncodedTree | string
+  /** the ref to write for it (merged with the store's refs/layers/<diff_id>); null writes none */
+  ref: { digests: string[]; mediaType: string } | null
+}
+
+export type CommitStep = 'layer-trees' | 'layer-refs' | 'tree' | 'revision'
+
+export interface SnapshotCommit {
+  /** the snapshot's tree, encoded (or as another store holds it); its ID is the snapshot ID */
+  tree: EncodedTree
+  /** for an image: its layers, listed in the revision in this order; absent for a plain directory */
+  layers?: CommitLayer[]
+  revision: Pick<Revision, 'name' | 'size' | 'source'>
+  /** after each step is written and flushed; the layer steps only for an image */
+  onStep?: (step: CommitStep) => void
+}
+
+/**
+ * Writes what names a snapshot, in the crash-safe order above. Every chunk the trees name must be
+ * stored and flushed already. Returns the revision written.
+ */
+export async function commitSnapshot(store: Store, commit: SnapshotCommit): Promise<Revision> {
+  let image: Revision['image'] | undefined
+  if (commit.layers !== undefined) {
+    const written: ImageLayer[] = []
+    for (const layer of commit.layers) {
+      // one at a time: a tree given decoded is encoded only as it is written
+      const tree = typeof layer.tree === 'string' ? layer.tree : await writeTree(store, layer.tree)
+      written.push({ digest: layer.digest, diffId: layer.diffId, tree })
+    }
+    await store.flush()
+    commit.onStep?.('layer-trees')
+    for (const [i, layer] of commit.layers.entries()) {
+      if (layer.ref !== null) await writeLayerRef(store, { diffId: layer.diffId, digests: layer.ref.digests, mediaType: layer.ref.mediaType, tree: written[i]!.tree })
+    }
+    await store.flush()
+    commit.onStep?.('layer-refs')
+    image = { layers: written }
+  }
+  const id = await writeTree(store, commit.tree)
+  await store.flush()
+  commit.onStep?.('tree')
+  const revision = await addRevision(store, { id, ...commit.revision, ...(image ? { image } : {}) })
+  await store.flush()
+  commit.onStep?.('revision')
+  return revision
+}
