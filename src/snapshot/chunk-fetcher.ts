@@ -3,7 +3,7 @@ import { getChunk } from '../store/chunks.js'
 import { isObjectDamage } from '../store/objects.js'
 import type { ReadStore } from '../store/store.js'
 import { SnapdirError } from '../util/errors.js'
-import { describeUsers } from './chunk-users.js'
+import { describeUsers } from '../store/chunk-users.js'
 
 /**
  * Fetches and verifies the chunks of one snapshot for pull. Concurrent requests for a chunk share one

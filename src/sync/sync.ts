@@ -1,16 +1,12 @@
-import { decodeObject } from '../format/object.js'
-import { toHex } from '../format/id.js'
-import { decodeTree, treeSize } from '../format/tree.js'
+import { describeClosureUsers } from '../store/chunk-users.js'
 import { getChunk } from '../store/chunks.js'
+import { snapshotClosure } from '../store/closure.js'
+import { commitSnapshot, type CommitLayer } from '../store/commit.js'
 import { isObjectDamage, objectKey } from '../store/objects.js'
-import { addRevision, listRevisions } from '../store/revisions.js'
 import { ensureStoreConfig, readStoreConfig } from '../store/store-config.js'
 import type { Store } from '../store/store.js'
 import { forEachLimit } from '../util/concurrency.js'
 import { SnapdirError } from '../util/errors.js'
-import { describeUsers } from '../snapshot/chunk-users.js'
-import { readLayerRef, writeLayerRef, type LayerRef } from '../store/layer-refs.js'
-import type { Tree } from '../format/tree.js'
 
 export interface SyncOptions {
   /** objects checked or copied at once */
@@ -60,26 +56,27 @@ export async function sync(from: Store, to: Store, id: string, options: SyncOpti
     if (!(dryRun && err instanceof SnapdirError && err.code === 'ERR_STORE_NOT_FOUND')) throw err
   })
 
-  let treeStored: Buffer
-  try {
-    treeStored = await from.get(treeKey)
-  } catch (err) {
-    if (err instanceof SnapdirError && err.code === 'ERR_OBJECT_MISSING') {
-      throw new SnapdirError('ERR_SNAPSHOT_NOT_FOUND', `snapshot ${id} is not in ${from.url}`, { data: { id, store: from.url } })
-    }
-    throw err
+  const destinationHas = async (tree: string): Promise<boolean> =>
+    to.has(objectKey('tree', tree)).catch((err: unknown) => {
+      if (err instanceof SnapdirError && err.code === 'ERR_STORE_NOT_FOUND') return false
+      throw err
+    })
+  // a layer tree at the destination is complete, as a snapshot tree is: it is not read, nor its chunks listed
+  const closure = await snapshotClosure(from, id, { keepTreeObjects: true, skipTree: destinationHas })
+  for (const d of closure.damage) {
+    // a layer ref the source lacks, or one naming another tree, is not copied; the snapshot still syncs
+    if (d.object === 'ref' && d.problem !== 'corrupt') continue
+    throw new SnapdirError('ERR_SNAPSHOT_DAMAGED', `${d.detail} (the expanded layer ${d.layer.digest}); nothing naming it was written to ${to.url}`, {
+      data: { key: d.key },
+    })
   }
-  const tree = decodeTree(decodeObject(treeStored, id, `tree ${id} from ${from.url}`), `snapshot ${id} in ${from.url}`)
-  const origin = (await listRevisions(from)).filter((r) => r.id === id).at(-1)
-  const layers = await layersToCopy(from, to, origin?.image?.layers ?? [])
-  const layerTrees = layers.flatMap((l) => (l.tree && l.stored ? [{ id: l.id, tree: l.tree, stored: l.stored }] : []))
-  // the bundle's tree first: damage is reported against the first tree that uses the chunk
-  const trees = [tree, ...layerTrees.map((l) => l.tree)]
-  const chunks = [...new Set(trees.flatMap((t) => t.entries.flatMap((e) => e.chunks.map((c) => toHex(c.id)))))]
-  options.onPlan?.(chunks.length + 1 + layerTrees.length)
+  const origin = closure.revisions.at(-1)
+  const [own, ...layerTrees] = closure.trees
+  const copied = layerTrees.filter((t) => t.state === 'read')
+  options.onPlan?.(closure.chunks.size + 1 + copied.length)
 
-  await forEachLimit(chunks, options.jobs ?? 16, async (chunkId) => {
-    const key = objectKey('chunk', chunkId)
+  await forEachLimit(closure.chunks.values(), options.jobs ?? 16, async (chunk) => {
+    const key = objectKey('chunk', chunk.id)
     summary.objects.checked++
     const there = await to.size(key)
     if (there !== null) {
@@ -90,13 +87,12 @@ export async function sync(from: Store, to: Store, id: string, options: SyncOpti
     }
     let stored: Buffer
     try {
-      ;({ stored } = await getChunk(from, chunkId)) // re-hashed in transit, copied as stored
+      ;({ stored } = await getChunk(from, chunk.id)) // re-hashed in transit, copied as stored
     } catch (err) {
       if (isObjectDamage(err)) {
-        const users = trees.map((t) => describeUsers(t, chunkId)).find((d) => d !== '') ?? ''
-        throw new SnapdirError('ERR_SNAPSHOT_DAMAGED', `${err.message}${users}; nothing naming it was written to ${to.url}`, {
+        throw new SnapdirError('ERR_SNAPSHOT_DAMAGED', `${err.message}${describeClosureUsers(chunk.users)}; nothing naming it was written to ${to.url}`, {
           cause: err,
-          data: { chunk: chunkId },
+          data: { chunk: chunk.id },
         })
       }
       throw err
@@ -107,13 +103,10 @@ export async function sync(from: Store, to: Store, id: string, options: SyncOpti
     options.onObject?.()
   })
 
-  summary.objects.checked++ // the tree
-  summary.objects.copied++
-  summary.bytes.copied += treeStored.length
-  for (const layer of layerTrees) {
+  for (const tree of [own!, ...copied]) {
     summary.objects.checked++
     summary.objects.copied++
-    summary.bytes.copied += layer.stored.length
+    summary.bytes.copied += tree.object!.length
   }
   if (dryRun) return summary
 
@@ -121,72 +114,31 @@ export async function sync(from: Store, to: Store, id: string, options: SyncOpti
   const params = await readStoreConfig(from)
   if (params) await ensureStoreConfig(to, params)
   await to.flush()
-  if (layers.length > 0) {
-    for (const layer of layerTrees) {
-      await to.put(objectKey('tree', layer.id), layer.stored)
-      options.onObject?.()
-    }
-    await to.flush()
-    for (const layer of layers) if (layer.ref !== null) await writeLayerRef(to, layer.ref)
-    await to.flush()
-  }
-  await to.put(treeKey, treeStored)
-  await to.flush()
-  await addRevision(to, {
-    id,
-    name: origin?.name ?? id.slice(0, 12),
-    size: treeSize(tree),
-    source: origin?.source ?? from.url,
-    ...(origin?.image ? { image: origin.image } : {}),
+  const objects = new Map(copied.map((t) => [t.id, t.object!]))
+  await commitSnapshot(to, {
+    tree: { id, object: own!.object! },
+    ...(origin?.image || closure.layers.length > 0
+      ? {
+          layers: closure.layers.map((l): CommitLayer => {
+            // each tree copied once, with the first layer naming it
+            const object = objects.get(l.tree)
+            objects.delete(l.tree)
+            return {
+              digest: l.digest,
+              diffId: l.diffId,
+              tree: object ? { id: l.tree, object } : l.tree,
+              // the source's ref with the revision's digest in it, when it names this tree (a tree there
+              // is complete, but a sync killed before its refs may have left the ref out)
+              ref: l.ref !== null && l.ref.tree === l.tree ? { digests: [...new Set([...l.ref.digests, l.digest])].sort(), mediaType: l.ref.mediaType } : null,
+            }
+          }),
+        }
+      : {}),
+    revision: { name: origin?.name ?? id.slice(0, 12), size: closure.size, source: origin?.source ?? from.url },
+    onStep: (step) => {
+      if (step === 'layer-trees') for (let i = 0; i < copied.length; i++) options.onObject?.()
+    },
   })
-  await to.flush()
   options.onObject?.()
   return summary
-}
-
-interface LayerToCopy {
-  id: string
-  /** the tree object and its decoded tree; null when the destination has the tree already */
-  stored: Buffer | null
-  tree: Tree | null
-  /** the source's ref, with the revision's digest in it; null when the source has none naming this tree */
-  ref: LayerRef | null
-}
-
-/**
- * The expanded layers of an image snapshot, with the trees the destination lacks read from the source
- * (a layer tree there is complete, as a snapshot tree is). A layer tree the source lacks is damage.
- */
-async function layersToCopy(from: Store, to: Store, layers: Array<{ digest: string; diffId: string; tree: string }>): Promise<LayerToCopy[]> {
-  const out: LayerToCopy[] = []
-  const seen = new Set<string>()
-  for (const layer of layers) {
-    if (seen.has(layer.tree)) continue
-    seen.add(layer.tree)
-    const key = objectKey('tree', layer.tree)
-    const there = await to.has(key).catch((err: unknown) => {
-      if (err instanceof SnapdirError && err.code === 'ERR_STORE_NOT_FOUND') return false
-      throw err
-    })
-    const source = await readLayerRef(from, layer.diffId)
-    const ref = source !== null && source.tree === layer.tree ? { ...source, digests: [...new Set([...source.digests, layer.digest])].sort() } : null
-    // the tree there is complete, but a sync killed before its refs may have left the ref out
-    if (there) {
-      out.push({ id: layer.tree, stored: null, tree: null, ref })
-      continue
-    }
-    let stored: Buffer
-    let tree: Tree
-    try {
-      stored = await from.get(key)
-      tree = decodeTree(decodeObject(stored, layer.tree, `layer tree ${layer.tree} from ${from.url}`), `layer ${layer.digest} in ${from.url}`)
-    } catch (err) {
-      if (isObjectDamage(err)) {
-        throw new SnapdirError('ERR_SNAPSHOT_DAMAGED', `${err.message} (the expanded layer ${layer.digest}); nothing naming it was written to the destination`, { cause: err })
-      }
-      throw err
-    }
-    out.push({ id: layer.tree, stored, tree, ref })
-  }
-  return out
 }

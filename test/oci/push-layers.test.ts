@@ -249,6 +249,47 @@ describe('push of an image layout expands its layers', () => {
     expect(again.layers).toMatchObject({ expanded: 0, skipped: 3 })
   })
 
+  it('sync stops at a damaged layer chunk or a missing layer tree of the source, naming it, and writes nothing naming it', async () => {
+    const t = tempDir()
+    const a = path.join(t, 'a')
+    const out = await pushJson(a, image)
+    const fs = new FileStore(a)
+    await fs.open()
+    const bundle = new Set((await readTree(fs, out.id)).entries.flatMap((e) => e.chunks.map((c) => toHex(c.id))))
+    let victim: { chunk: string; file: string; diffId: string } | null = null
+    for (const layer of out.revision.image!.layers) {
+      for (const e of (await readTree(fs, layer.tree)).entries) {
+        const c = e.chunks.find((r) => !bundle.has(toHex(r.id)))
+        if (c && victim === null) victim = { chunk: toHex(c.id), file: printablePath(e.path), diffId: layer.diffId }
+      }
+    }
+    await fs.close()
+    expect(victim, 'a chunk only a layer uses').not.toBeNull()
+    const chunkFile = path.join(a, 'chunks', victim!.chunk.slice(0, 2), victim!.chunk)
+    const good = readFileSync(chunkFile)
+    const bad = Buffer.from(good)
+    bad[bad.length - 1]! ^= 0x55
+    writeFileSync(chunkFile, bad)
+    const b = path.join(t, 'b')
+    const r = await snapdir(['sync', '--id', out.id, '--from', a, '--to', b])
+    expect(r.status, r.stderr).toBe(1)
+    expect(r.stderr).toContain(victim!.chunk)
+    expect(r.stderr).toContain(`${victim!.file} in layer ${victim!.diffId}`)
+    expect(countObjects(path.join(b, 'trees'))).toBe(0)
+    expect(layerRefs(b).size).toBe(0)
+    expect(countObjects(path.join(b, 'refs', 'revisions'))).toBe(0)
+
+    writeFileSync(chunkFile, good)
+    const missing = out.revision.image!.layers[2]!
+    rmSync(path.join(a, 'trees', missing.tree.slice(0, 2), missing.tree))
+    const m = await snapdir(['sync', '--id', out.id, '--from', a, '--to', b])
+    expect(m.status, m.stderr).toBe(1)
+    expect(m.stderr).toContain(missing.tree)
+    expect(m.stderr).toContain(missing.digest)
+    expect(countObjects(path.join(b, 'trees'))).toBe(0)
+    expect(layerRefs(b).size).toBe(0)
+  })
+
   it('a push killed at any point leaves no layer ref naming a missing tree; the next push completes', async () => {
     const treeExists = (store: string, id: string): boolean => existsSync(path.join(store, 'trees', id.slice(0, 2), id))
     const stages: Array<[string, (store: string) => boolean]> = [
