@@ -28,14 +28,7 @@ const any = (names) => `^src/(${names.join('|')})/`
  * Known exceptions, each naming the one import it allows, why, and who removes it. A rule with an
  * exception is checked everywhere else as usual. Keep this list empty on main whenever possible.
  */
-const EXCEPTIONS = [
-  {
-    rule: 'layer-sync',
-    from: '^src/sync/sync\\.ts$',
-    to: '^src/snapshot/chunk-users\\.ts$',
-    why: 'sync reads the snapshot closure from snapshot/chunk-users.ts until the closure moves into store/ (issue 13)',
-  },
-]
+const EXCEPTIONS = []
 
 const orList = (...res) => res.filter(Boolean).join('|') || undefined
 
