@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto'
 import { promises as fs } from 'node:fs'
 import path from 'node:path'
 import { isErrno } from '../util/errors.js'
+import { tooLarge } from './blob-reader.js'
 import { isObject, quote } from './descriptor.js'
 import { parseDigest, type Digest } from './digest.js'
 import { MAX_DOCUMENT_BYTES } from './document-walker.js'
@@ -66,7 +67,8 @@ function isSafePath(p: string): boolean {
  */
 export async function dockerArchiveLayers(dir: string, shownAs: string): Promise<LayoutLayer[]> {
   const read: ArchiveFileReader = async (rel, maxBytes) => {
-    if ((await regularSize(dir, rel)) > maxBytes) fail(`${rel} is larger than ${maxBytes} bytes`)
+    const size = await regularSize(dir, rel)
+    if (size > maxBytes) throw tooLarge(rel, size, maxBytes)
     return fs.readFile(await inside(dir, rel))
   }
   try {
