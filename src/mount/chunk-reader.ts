@@ -92,11 +92,6 @@ export class ChunkReader {
     this.get(id).catch(() => {})
   }
 
-  /** Resolves once the disk cache writes started so far are done. */
-  async settle(): Promise<void> {
-    await this.cache?.settle()
-  }
-
   /**
    * Ends the reader: loads under way are aborted (their store requests cancelled) and fail with
    * ERR_ABORTED, later reads too; then the disk cache's writes are waited for and the cache closed.

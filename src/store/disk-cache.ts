@@ -38,7 +38,7 @@ export class DiskCache extends StoreLifecycle implements PruneStore {
     this.dir = path.resolve(dir)
     this.url = this.dir
     this.spec = { url: this.dir }
-    this.files = new FileStore(this.dir)
+    this.files = new FileStore(this.dir, this.dir, { writeback: false })
   }
 
   /** A cache opened (created if need be) on `dir`. */

@@ -29,7 +29,11 @@ export class FileStore extends StoreLifecycle implements Store {
   readonly localChunks: { dir: string; tmpTag: string } | undefined
   private readonly madeDirs = new Set<string>()
 
-  constructor(readonly root: string, url = root) {
+  /**
+   * `writeback: false` leaves writing objects to disk to the kernel: for a store that is never
+   * flushed (the disk cache), where starting it at once would only cost the writer's thread.
+   */
+  constructor(readonly root: string, url = root, private readonly options: { writeback?: boolean } = {}) {
     super()
     this.url = url
     this.spec = { url }
@@ -116,7 +120,7 @@ export class FileStore extends StoreLifecycle implements Store {
       try {
         for (let at = 0; at < data.length; ) at += fsSync.writeSync(fd, data, at, data.length - at)
         // writeback starts now, in the background, so flush() at the end has little left to wait for
-        native?.startWriteback(fd)
+        if (this.options.writeback !== false) native?.startWriteback(fd)
       } finally {
         fsSync.closeSync(fd)
       }
