@@ -20,11 +20,6 @@ function log2Rounded(v: number): number {
   return Math.round(Math.log2(v))
 }
 
-export interface JsCutResult {
-  length: number
-  hash: bigint
-}
-
 export class JsFastCdc {
   readonly min: number
   readonly avg: number
