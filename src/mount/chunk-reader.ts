@@ -1,8 +1,8 @@
 // Verified chunk reads for a mount: a memory LRU (bounded in bytes) over the store, or over the store
-// through a local disk cache (store/caching-store.ts). Concurrent reads of one chunk share one load, at
-// most `jobs` loads run at once, and a load that has not delivered `timeoutMs` after it began (waiting
-// for a slot included) fails, so a read becomes EIO in bounded time rather than hanging; its request
-// is cancelled. Bytes only ever come out of getChunk (store/chunks.ts), which re-hashes them.
+// through a local disk cache (store/caching-store.ts). Concurrent reads of one chunk share one load, a
+// disk cache hit is answered at once, at most `jobs` store fetches run at once, and a fetch that has
+// not delivered `timeoutMs` after it began (waiting for a slot included) fails, so a read becomes EIO
+// in bounded time rather than hanging; its request is cancelled. Bytes only ever come out of getChunk (store/chunks.ts), which re-hashes them.
 //
 // A chunk whose load timed out fails again at once for the next `timeoutMs`: when a read-ahead read
 // fails the kernel reads the same pages again one by one, and each of those would wait out the
@@ -44,7 +44,6 @@ export class ChunkReader {
   /** one per load under way: aborted by its timeout or by close() */
   private readonly loads = new Set<AbortController>()
   private readonly slots: Semaphore
-  private readonly source: ReadStore
   private readonly cache: CachingStore | null
   private closing: Promise<void> | null = null
   readonly stats: ChunkReaderStats = { fetched: 0, fetchedBytes: 0, diskHits: 0, memoryHits: 0, failures: 0 }
@@ -62,7 +61,6 @@ export class ChunkReader {
     this.timedOut = new LRUCache<string, SnapdirError>({ max: 4096, ttl: options.timeoutMs })
     this.slots = new Semaphore(options.jobs)
     this.cache = options.diskCache ? new CachingStore(store, options.diskCache) : null
-    this.source = this.cache ?? store
   }
 
   /**
@@ -106,6 +104,13 @@ export class ChunkReader {
   }
 
   private async load(id: string): Promise<Buffer> {
+    // a disk cache hit is a local read: it takes no store slot and no timeout
+    const hit = await this.cache?.cachedChunk(id).catch(() => null)
+    if (hit) {
+      this.stats.diskHits++
+      if (!this.closing) this.remember(id, hit.raw)
+      return hit.raw
+    }
     const control = new AbortController()
     const { signal } = control
     this.loads.add(control)
@@ -120,15 +125,13 @@ export class ChunkReader {
       let chunk
       try {
         // raced against the signal: the read is answered in time even where a store is slow to give up
-        chunk = await Promise.race([getChunk(this.source, id, { signal }), whenAborted(signal)])
+        const fetching = this.cache ? this.cache.fetchChunk(id, { signal }) : getChunk(this.store, id, { signal })
+        chunk = await Promise.race([fetching, whenAborted(signal)])
       } finally {
         this.slots.release()
       }
-      if (chunk.cached) this.stats.diskHits++
-      else {
-        this.stats.fetched++
-        this.stats.fetchedBytes += chunk.stored.length
-      }
+      this.stats.fetched++
+      this.stats.fetchedBytes += chunk.stored.length
       if (!this.closing) this.remember(id, chunk.raw)
       return chunk.raw
     } catch (err) {

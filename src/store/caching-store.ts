@@ -55,28 +55,37 @@ export class CachingStore extends StoreLifecycle implements ReadStore, ChunkSour
   }
 
   async getChunk(id: string, options: ChunkReadOptions): Promise<VerifiedChunk> {
+    return (await this.cachedChunk(id, options)) ?? (await this.fetchChunk(id, options))
+  }
+
+  /**
+   * The chunk from the cache, verified, or null when the cache does not have it (or had a damaged
+   * copy, now dropped). Costs no store request: a mount answers these before it queues for a fetch.
+   */
+  async cachedChunk(id: string, options: ChunkReadOptions = {}): Promise<VerifiedChunk | null> {
     const key = objectKey('chunk', id)
     const { signal } = options
-    if (await this.local.has(key)) {
-      // a cache that cannot be read (gone, a disk error) only costs a fetch
-      const stored = await this.local.get(key, signal ? { signal } : {}).catch(() => null)
-      if (signal?.aborted) throw abortedError(`reading chunk ${id} from the disk cache ${this.local.url}`, signal)
-      if (stored) {
-        let raw: Buffer | null = null
-        try {
-          raw = verifyChunk(stored, id, `the disk cache ${this.local.url}`)
-        } catch {
-          await this.local.delete(key).catch(() => {}) // damaged: fetched again below
-        }
-        if (raw) {
-          // the chunk is the one its ID names, so one shorter than a ref is the tree's fault, not the cache's
-          if (options.needs !== undefined) checkChunkLength(raw, id, options.from ?? this.remote.url, options.needs)
-          return { raw, stored, cached: true }
-        }
-      }
+    if (!(await this.local.has(key))) return null
+    // a cache that cannot be read (gone, a disk error) only costs a fetch
+    const stored = await this.local.get(key, signal ? { signal } : {}).catch(() => null)
+    if (signal?.aborted) throw abortedError(`reading chunk ${id} from the disk cache ${this.local.url}`, signal)
+    if (!stored) return null
+    let raw: Buffer
+    try {
+      raw = verifyChunk(stored, id, `the disk cache ${this.local.url}`)
+    } catch {
+      await this.local.delete(key).catch(() => {}) // damaged: fetched again
+      return null
     }
+    // the chunk is the one its ID names, so one shorter than a ref is the tree's fault, not the cache's
+    if (options.needs !== undefined) checkChunkLength(raw, id, options.from ?? this.remote.url, options.needs)
+    return { raw, stored, cached: true }
+  }
+
+  /** The chunk from the remote store, verified, and kept in the cache. */
+  async fetchChunk(id: string, options: ChunkReadOptions = {}): Promise<VerifiedChunk> {
     const chunk = await getChunk(this.remote, id, options)
-    this.keep(key, chunk.stored)
+    this.keep(objectKey('chunk', id), chunk.stored)
     return chunk
   }
 
