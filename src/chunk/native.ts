@@ -81,6 +81,12 @@ export interface NativeAddon {
   cutFilesJob: typeof CUT_JOB
   /** BLAKE3-256 of the bytes (native/hash.c) */
   blake3(data: Uint8Array): Buffer
+  /** A Go 1.19 compress/flate encoder at that level, -2..9 (native/go-flate.c) */
+  goFlateCreate(level: number): object
+  /** As Go's Writer.Write: the raw DEFLATE bytes produced so far */
+  goFlateWrite(handle: object, data: Uint8Array): Buffer
+  /** As Go's Writer.Close: the rest of the stream; the handle is then spent */
+  goFlateEnd(handle: object): Buffer
 }
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')

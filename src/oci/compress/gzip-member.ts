@@ -1,0 +1,136 @@
+// A gzip member (RFC 1952) around a raw DEFLATE stream: the header as the blob recorded it, byte for byte,
+// and the CRC-32 and ISIZE trailer computed over the uncompressed input. Every compressor family shares
+// this; each family only produces the DEFLATE bytes (compressor.ts).
+import { crc32 } from 'node:zlib'
+import type { DeflateEncoder } from './deflate-encoder.js'
+
+/** FLG bits (RFC 1952 2.3.1). */
+const FTEXT = 0x01
+const FHCRC = 0x02
+const FEXTRA = 0x04
+const FNAME = 0x08
+const FCOMMENT = 0x10
+const RESERVED = 0xe0
+
+/** A gzip member's header, parsed exactly: `headerBytes` is its whole encoding as found. */
+export interface GzipHeader {
+  headerBytes: Buffer
+  /** FLG */
+  flags: number
+  /** MTIME, seconds (0: none) */
+  mtime: number
+  /** XFL: 2 best compression, 4 fastest, as the writer chose to say */
+  xfl: number
+  /** OS: 255 unknown, 3 Unix, ... */
+  os: number
+  extra?: Buffer
+  /** NUL-terminated Latin-1 in the header; here without the NUL */
+  name?: Buffer
+  comment?: Buffer
+  /** FHCRC: the header carries a CRC-16 of itself */
+  headerCrc: boolean
+}
+
+/** Why a buffer does not start with a gzip header we can reproduce; `truncated` when more bytes could make it one. */
+export interface GzipHeaderProblem {
+  problem: string
+  truncated: boolean
+}
+
+/** The gzip header at the start of buf, or what is wrong with it. */
+export function parseGzipHeader(buf: Uint8Array): GzipHeader | GzipHeaderProblem {
+  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength)
+  const short = (what: string): GzipHeaderProblem => ({ problem: `gzip header ends inside its ${what}`, truncated: true })
+  if (b.length < 10) return short('fixed part')
+  if (b[0] !== 0x1f || b[1] !== 0x8b) return { problem: 'not gzip (no 1f 8b magic)', truncated: false }
+  if (b[2] !== 8) return { problem: `gzip compression method ${b[2]}, only 8 (deflate) exists`, truncated: false }
+  const flags = b[3]!
+  if (flags & RESERVED) return { problem: `gzip header has reserved flag bits set (FLG ${flags})`, truncated: false }
+  let at = 10
+  let extra: Buffer | undefined
+  if (flags & FEXTRA) {
+    if (b.length < at + 2) return short('extra field length')
+    const xlen = b.readUInt16LE(at)
+    if (b.length < at + 2 + xlen) return short('extra field')
+    extra = b.subarray(at + 2, at + 2 + xlen)
+    at += 2 + xlen
+  }
+  const zeroTerminated = (what: string): Buffer | GzipHeaderProblem => {
+    const end = b.indexOf(0, at)
+    if (end < 0) return short(what)
+    const s = b.subarray(at, end)
+    at = end + 1
+    return s
+  }
+  let name: Buffer | undefined
+  let comment: Buffer | undefined
+  if (flags & FNAME) {
+    const s = zeroTerminated('file name')
+    if (!Buffer.isBuffer(s)) return s
+    name = s
+  }
+  if (flags & FCOMMENT) {
+    const s = zeroTerminated('comment')
+    if (!Buffer.isBuffer(s)) return s
+    comment = s
+  }
+  if (flags & FHCRC) {
+    if (b.length < at + 2) return short('header CRC')
+    if (b.readUInt16LE(at) !== (crc32(b.subarray(0, at)) & 0xffff)) return { problem: 'gzip header CRC-16 does not match', truncated: false }
+    at += 2
+  }
+  const header: GzipHeader = {
+    headerBytes: Buffer.from(b.subarray(0, at)),
+    flags,
+    mtime: b.readUInt32LE(4),
+    xfl: b[8]!,
+    os: b[9]!,
+    headerCrc: (flags & FHCRC) !== 0,
+  }
+  if (extra) header.extra = Buffer.from(extra)
+  if (name) header.name = Buffer.from(name)
+  if (comment) header.comment = Buffer.from(comment)
+  return header
+}
+
+export function isGzipHeaderProblem(h: GzipHeader | GzipHeaderProblem): h is GzipHeaderProblem {
+  return 'problem' in h
+}
+
+/** FTEXT is only a hint to the reader; kept in headerBytes like every other bit. */
+export const GZIP_FLAGS = { FTEXT, FHCRC, FEXTRA, FNAME, FCOMMENT } as const
+
+/** Writes one gzip member: write() and end() return the bytes to append to the blob. */
+export interface GzipMemberWriter {
+  write(input: Buffer): Buffer
+  end(): Buffer
+}
+
+/**
+ * A gzip member with `headerBytes` as its header (written before the first DEFLATE byte) and `encoder`
+ * producing its body; the trailer is the CRC-32 and length (mod 2^32) of everything written.
+ */
+export function createGzipMember(options: { headerBytes: Buffer; encoder: DeflateEncoder }): GzipMemberWriter {
+  const { headerBytes, encoder } = options
+  let headerDone = false
+  let crc = 0
+  let size = 0
+  const withHeader = (body: Buffer): Buffer => {
+    if (headerDone) return body
+    headerDone = true
+    return Buffer.concat([headerBytes, body])
+  }
+  return {
+    write(input) {
+      crc = crc32(input, crc)
+      size = (size + input.length) >>> 0
+      return withHeader(encoder.write(input))
+    },
+    end() {
+      const trailer = Buffer.alloc(8)
+      trailer.writeUInt32LE(crc >>> 0, 0)
+      trailer.writeUInt32LE(size, 4)
+      return Buffer.concat([withHeader(encoder.end()), trailer])
+    },
+  }
+}
