@@ -136,6 +136,7 @@ static napi_value init(napi_env env, napi_value exports) {
   register_file_batch(env, exports);
   register_prefetch(env, exports);
   register_go_flate(env, exports);
+  register_pgzip(env, exports);
   return exports;
 }
 

@@ -29,4 +29,5 @@ void register_hash(napi_env env, napi_value exports);
 void register_file_batch(napi_env env, napi_value exports);
 void register_prefetch(napi_env env, napi_value exports);
 void register_go_flate(napi_env env, napi_value exports);
+void register_pgzip(napi_env env, napi_value exports);
 #endif

@@ -8,9 +8,11 @@ cd "$(dirname "$0")/.."
 # Debian packages: a C toolchain for native/, libfuse3-dev (headers and libfuse3.so for the FUSE
 # addon) and fuse3 (fusermount3, for unmounting without root), python3 for the test oracles in
 # test/tools, attr for inspecting xattrs by hand, umoci and skopeo as the reference tools the OCI image
-# tests build, unpack and copy images with, zstd for the layer tests to compress with, golang-go for the
-# reference programs the compressor tests build (Go's own compress/gzip is what ours must equal).
-debs=(build-essential pkg-config libfuse3-dev fuse3 python3 attr umoci skopeo zstd golang-go)
+# tests build, unpack and copy images with, zstd for the layer tests to compress with, golang-go and
+# klauspost's pgzip and compress sources for the reference programs the compressor tests build (the Go
+# code itself is what ours must equal; never a runtime dependency).
+debs=(build-essential pkg-config libfuse3-dev fuse3 python3 attr umoci skopeo zstd
+  golang-go golang-github-klauspost-pgzip-dev golang-github-klauspost-compress-dev)
 missing=()
 for p in "${debs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

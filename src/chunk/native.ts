@@ -87,6 +87,12 @@ export interface NativeAddon {
   goFlateWrite(handle: object, data: Uint8Array): Buffer
   /** As Go's Writer.Close: the rest of the stream; the handle is then spent */
   goFlateEnd(handle: object): Buffer
+  /** a klauspost pgzip raw DEFLATE encoder: level -2..9, blockSize > 16 KiB, worker threads (native/pgzip.c) */
+  pgzipCreate(level: number, blockSize: number, threads: number): object
+  /** the deflate bytes of the blocks finished so far, in order */
+  pgzipWrite(handle: object, input: Uint8Array): Buffer
+  /** compresses the last block, waits for every block: the rest of the stream */
+  pgzipEnd(handle: object): Buffer
 }
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')

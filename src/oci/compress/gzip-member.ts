@@ -1,6 +1,7 @@
 // A gzip member (RFC 1952) around a raw DEFLATE stream: the header as the blob recorded it, byte for byte,
 // and the CRC-32 and ISIZE trailer computed over the uncompressed input. Every compressor family shares
 // this; each family only produces the DEFLATE bytes (compressor.ts).
+// https://www.rfc-editor.org/rfc/rfc1952#section-2.3
 import { crc32 } from 'node:zlib'
 import type { DeflateEncoder } from './deflate-encoder.js'
 
@@ -12,22 +13,26 @@ const FNAME = 0x08
 const FCOMMENT = 0x10
 const RESERVED = 0xe0
 
+/** FTEXT is only a hint to the reader; kept in headerBytes like every other bit. */
+export const GZIP_FLAGS = { FTEXT, FHCRC, FEXTRA, FNAME, FCOMMENT } as const
+
 /** A gzip member's header, parsed exactly: `headerBytes` is its whole encoding as found. */
 export interface GzipHeader {
   headerBytes: Buffer
   /** FLG */
   flags: number
-  /** MTIME, seconds (0: none) */
+  /** MTIME, seconds, as the unsigned 32-bit number recorded (0: none) */
   mtime: number
   /** XFL: 2 best compression, 4 fastest, as the writer chose to say */
   xfl: number
   /** OS: 255 unknown, 3 Unix, ... */
   os: number
+  /** FEXTRA's payload, without its length */
   extra?: Buffer
   /** NUL-terminated Latin-1 in the header; here without the NUL */
   name?: Buffer
   comment?: Buffer
-  /** FHCRC: the header carries a CRC-16 of itself */
+  /** FHCRC: the header carries a CRC-16 of itself (checked: the low 16 bits of the CRC-32 before it) */
   headerCrc: boolean
 }
 
@@ -37,12 +42,18 @@ export interface GzipHeaderProblem {
   truncated: boolean
 }
 
-/** The gzip header at the start of buf, or what is wrong with it. */
+/**
+ * The gzip header at the start of buf (the blob's first bytes: a long extra field, name or comment may
+ * need more than a few hundred), or what is wrong with it. Nothing is assumed: another method than
+ * deflate, a reserved flag or a wrong header CRC is a problem, so recorded bytes always describe a
+ * valid member.
+ */
 export function parseGzipHeader(buf: Uint8Array): GzipHeader | GzipHeaderProblem {
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength)
   const short = (what: string): GzipHeaderProblem => ({ problem: `gzip header ends inside its ${what}`, truncated: true })
+  const notGzip = { problem: 'not gzip (no 1f 8b magic)', truncated: false }
+  if ((b.length >= 1 && b[0] !== 0x1f) || (b.length >= 2 && b[1] !== 0x8b)) return notGzip
   if (b.length < 10) return short('fixed part')
-  if (b[0] !== 0x1f || b[1] !== 0x8b) return { problem: 'not gzip (no 1f 8b magic)', truncated: false }
   if (b[2] !== 8) return { problem: `gzip compression method ${b[2]}, only 8 (deflate) exists`, truncated: false }
   const flags = b[3]!
   if (flags & RESERVED) return { problem: `gzip header has reserved flag bits set (FLG ${flags})`, truncated: false }
@@ -97,8 +108,13 @@ export function isGzipHeaderProblem(h: GzipHeader | GzipHeaderProblem): h is Gzi
   return 'problem' in h
 }
 
-/** FTEXT is only a hint to the reader; kept in headerBytes like every other bit. */
-export const GZIP_FLAGS = { FTEXT, FHCRC, FEXTRA, FNAME, FCOMMENT } as const
+/** The 8-byte trailer: CRC-32 of the uncompressed bytes and their length modulo 2^32, little-endian. */
+export function gzipTrailer(crc: number, size: number): Buffer {
+  const t = Buffer.alloc(8)
+  t.writeUInt32LE(crc >>> 0, 0)
+  t.writeUInt32LE(size % 2 ** 32, 4)
+  return t
+}
 
 /** Writes one gzip member: write() and end() return the bytes to append to the blob. */
 export interface GzipMemberWriter {
@@ -113,24 +129,25 @@ export interface GzipMemberWriter {
 export function createGzipMember(options: { headerBytes: Buffer; encoder: DeflateEncoder }): GzipMemberWriter {
   const { headerBytes, encoder } = options
   let headerDone = false
+  let ended = false
   let crc = 0
   let size = 0
   const withHeader = (body: Buffer): Buffer => {
     if (headerDone) return body
     headerDone = true
-    return Buffer.concat([headerBytes, body])
+    return body.length === 0 ? headerBytes : Buffer.concat([headerBytes, body])
   }
   return {
     write(input) {
+      if (ended) throw new Error('gzip member: write after end')
       crc = crc32(input, crc)
-      size = (size + input.length) >>> 0
+      size = (size + input.length) % 2 ** 32
       return withHeader(encoder.write(input))
     },
     end() {
-      const trailer = Buffer.alloc(8)
-      trailer.writeUInt32LE(crc >>> 0, 0)
-      trailer.writeUInt32LE(size, 4)
-      return Buffer.concat([withHeader(encoder.end()), trailer])
+      if (ended) throw new Error('gzip member: end called twice')
+      ended = true
+      return Buffer.concat([withHeader(encoder.end()), gzipTrailer(crc, size)])
     },
   }
 }

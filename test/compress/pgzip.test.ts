@@ -1,0 +1,204 @@
+// The pgzip encoder against the real thing: klauspost pgzip 1.2.5 on compress 1.15.12, built at test
+// time from Debian's packages (test/tools/pgzip-ref), must write the same gzip bytes as our C encoder
+// wrapped in gzip-member.ts, at every level, both block sizes that matter, on random bytes, text, zeros,
+// a real tar, sizes around block and window boundaries and any split into write() calls. And a layer
+// umoci itself wrote comes back byte for byte from its tar.
+import { spawnSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import zlib from 'node:zlib'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { candidatesFor, createDeflateEncoder } from '../../src/oci/compress/compressor.js'
+import { createGzipMember, isGzipHeaderProblem, parseGzipHeader, type GzipHeader } from '../../src/oci/compress/gzip-member.js'
+import { PGZIP_DEFAULT_BLOCK_SIZE, PGZIP_UMOCI_BLOCK_SIZE, PGZIP_ZERO_MTIME, createPgzipEncoder } from '../../src/oci/compress/pgzip.js'
+import { requireTools, tool } from '../helpers/oci.js'
+
+const GOPATH = '/usr/share/gocode'
+const SOURCES = ['github.com/klauspost/pgzip', 'github.com/klauspost/compress/flate']
+const LEVELS = [-2, -1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+const KiB = 1024
+const MiB = 1024 * KiB
+
+let work: string
+let refBin: string
+
+beforeAll(() => {
+  requireTools('go', 'umoci', 'tar')
+  const missing = SOURCES.filter((s) => !existsSync(path.join(GOPATH, 'src', s)))
+  if (missing.length > 0) throw new Error(`${missing.join(', ')} not under ${GOPATH}: run make setup (scripts/setup.sh installs golang-github-klauspost-pgzip-dev and -compress-dev)`)
+  work = mkdtempSync(path.join(os.tmpdir(), 'snapdir-pgzip-'))
+  refBin = path.join(work, 'pgzip-ref')
+  const build = spawnSync('go', ['build', '-o', refBin, './test/tools/pgzip-ref'], {
+    encoding: 'utf8',
+    env: { ...process.env, GOPATH, GO111MODULE: 'off', GOCACHE: path.join(work, 'gocache') },
+  })
+  if (build.status !== 0) throw new Error(`building the pgzip reference failed: ${build.stderr}`)
+})
+
+afterAll(() => {
+  if (work) rmSync(work, { recursive: true, force: true })
+})
+
+/** What pgzip writes for input at that level and block size (its writes split at `split` bytes). */
+function goGzip(input: Buffer, level: number, blockSize: number, split = MiB): Buffer {
+  const r = spawnSync(refBin, [String(level), String(blockSize), String(split)], { input, maxBuffer: 1 << 30 })
+  if (r.status !== 0) throw new Error(`pgzip-ref exited ${r.status}: ${r.stderr.toString()}`)
+  return r.stdout
+}
+
+function header(gz: Buffer): GzipHeader {
+  const h = parseGzipHeader(gz)
+  if (isGzipHeaderProblem(h)) throw new Error(h.problem)
+  return h
+}
+
+/** Our gzip member for input: the given header bytes, our encoder, writes cut at the given sizes (cycled). */
+function ourGzip(input: Buffer, opts: { headerBytes: Buffer; level: number; blockSize: number; splits?: number[]; threads?: number }): Buffer {
+  const encoder = createPgzipEncoder({ level: opts.level, blockSize: opts.blockSize, ...(opts.threads === undefined ? {} : { threads: opts.threads }) })
+  const w = createGzipMember({ headerBytes: opts.headerBytes, encoder })
+  const out: Buffer[] = []
+  const splits = opts.splits ?? [input.length || 1]
+  for (let at = 0, i = 0; at < input.length; i++) {
+    const n = splits[i % splits.length]!
+    out.push(w.write(input.subarray(at, at + n)))
+    at += n
+  }
+  out.push(w.end())
+  return Buffer.concat(out)
+}
+
+/** The first differing byte's offset, for a failure message that says where. */
+function firstDiff(a: Buffer, b: Buffer): string {
+  let i = 0
+  while (i < a.length && i < b.length && a[i] === b[i]) i++
+  return a.equals(b) ? 'equal' : `differ at byte ${i} (ours ${a.length} bytes, Go's ${b.length})`
+}
+
+function expectSame(input: Buffer, level: number, blockSize: number, splits?: number[], threads?: number): void {
+  const ref = goGzip(input, level, blockSize)
+  const ours = ourGzip(input, { headerBytes: header(ref).headerBytes, level, blockSize, ...(splits ? { splits } : {}), ...(threads === undefined ? {} : { threads }) })
+  expect(firstDiff(ours, ref), `level ${level}, block ${blockSize}, ${input.length} bytes`).toBe('equal')
+}
+
+/** Deterministic bytes: a xorshift stream. */
+function randomBytes(n: number, seed: number): Buffer {
+  const b = Buffer.alloc(n)
+  let x = seed >>> 0 || 1
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13
+    x >>>= 0
+    x ^= x >>> 17
+    x ^= x << 5
+    x >>>= 0
+    b[i] = x & 0xff
+  }
+  return b
+}
+
+/** Text-like bytes: words from a small vocabulary with skewed frequencies, lines and numbers. */
+function text(n: number, seed: number): Buffer {
+  const words = 'the of and to in is for on that with as by this from be are at or layer image file tar gzip block deflate window match offset length huffman table'.split(' ')
+  const r = randomBytes(n, seed)
+  const parts: string[] = []
+  let len = 0
+  for (let i = 0; len < n; i++) {
+    const v = r[i % n]!
+    const w = v % 7 === 0 ? String(v * 37 + i) : words[(v * v) % words.length]!
+    const sep = v % 13 === 0 ? '\n' : ' '
+    parts.push(w, sep)
+    len += w.length + 1
+  }
+  return Buffer.from(parts.join('')).subarray(0, n)
+}
+
+const mixed = Buffer.concat([text(1_100_000, 1), randomBytes(400_000, 2), Buffer.alloc(700_000), text(500_000, 3), randomBytes(77_777, 4)])
+
+describe('pgzip encoder: byte for byte what klauspost pgzip 1.2.5 writes', () => {
+  it.each(LEVELS)('level %i, 256 KiB and 1 MiB blocks, on text, random bytes and zeros', (level) => {
+    expectSame(mixed, level, PGZIP_UMOCI_BLOCK_SIZE)
+    expectSame(mixed, level, PGZIP_DEFAULT_BLOCK_SIZE)
+  })
+
+  it('a real tar of a directory tree, every level at 1 MiB blocks, the default level at 256 KiB', () => {
+    const tar = spawnSync('tar', ['--sort=name', '-cf', '-', '-C', '/usr/share', 'perl'], { maxBuffer: 1 << 30 })
+    expect(tar.status).toBe(0)
+    expect(tar.stdout.length).toBeGreaterThan(8 * MiB)
+    for (const level of LEVELS) expectSame(tar.stdout, level, PGZIP_DEFAULT_BLOCK_SIZE)
+    expectSame(tar.stdout, -1, PGZIP_UMOCI_BLOCK_SIZE)
+  })
+
+  it('sizes around block, tail, window and stored-block boundaries', () => {
+    const src = Buffer.concat([text(600_000, 5), randomBytes(300_000, 6)])
+    const B = PGZIP_UMOCI_BLOCK_SIZE
+    const sizes = [0, 1, 12, 13, 32, 33, 127, 128, 16384, 16385, 65535, 65536, 65537, 131070, B - 1, B, B + 1, B + 16384, B + 16385, 2 * B, 2 * B + 1, 3 * B - 5]
+    for (const level of [-1, 1, 6, 9, 0, -2]) {
+      for (const n of sizes) expectSame(src.subarray(0, n), level, B)
+    }
+  })
+
+  it('the same stream for any split into write() calls, with or without worker threads', () => {
+    const input = Buffer.concat([mixed, text(300_000, 7)])
+    const splits = [1, 7, 4096, 65535, 262_143, 3, 1_000_003, 16_385]
+    for (const level of [-1, 4, 8]) {
+      expectSame(input, level, PGZIP_UMOCI_BLOCK_SIZE, splits, 2)
+      expectSame(input, level, PGZIP_UMOCI_BLOCK_SIZE, [33_333], 0)
+      expectSame(input, level, PGZIP_DEFAULT_BLOCK_SIZE, [1, 999_999], 3)
+    }
+  })
+
+  it('writes the header pgzip writes: MTIME of Go zero time, XFL from the level, OS 255', () => {
+    for (const [level, xfl] of [[-1, 0], [1, 4], [9, 2], [5, 0]] as const) {
+      const h = header(goGzip(Buffer.from('x'), level, PGZIP_DEFAULT_BLOCK_SIZE))
+      expect({ mtime: h.mtime, xfl: h.xfl, os: h.os, flags: h.flags }).toEqual({ mtime: PGZIP_ZERO_MTIME, xfl, os: 255, flags: 0 })
+      expect(candidatesFor(h)).toContainEqual({ family: 'pgzip', level: level === 5 ? -1 : level, blockSize: PGZIP_DEFAULT_BLOCK_SIZE })
+    }
+  })
+
+  it('refuses a level or block size pgzip refuses', () => {
+    expect(() => createPgzipEncoder({ level: 10, blockSize: MiB })).toThrow(/options.level must be an integer -2..9, got 10/)
+    expect(() => createPgzipEncoder({ level: -1, blockSize: 16384 })).toThrow(/options.blockSize must be an integer 16385/)
+    const e = createPgzipEncoder({ level: -1, blockSize: MiB })
+    e.end()
+    expect(() => e.end()).toThrow(/the encoder has ended/)
+  })
+})
+
+describe('a layer umoci 0.4.7 wrote', () => {
+  it('is regenerated byte for byte from its tar by a candidate its header allows', () => {
+    const dir = mkdtempSync(path.join(work, 'umoci-'))
+    const layout = path.join(dir, 'layout')
+    const bundle = path.join(dir, 'bundle')
+    tool('umoci', ['init', '--layout', layout])
+    tool('umoci', ['new', '--image', `${layout}:t`])
+    tool('umoci', ['unpack', '--image', `${layout}:t`, bundle])
+    const rootfs = path.join(bundle, 'rootfs')
+    // a small tree: text, random bytes, zeros, enough for several 256 KiB blocks
+    mkdirSync(path.join(rootfs, 'etc', 'app'), { recursive: true })
+    writeFileSync(path.join(rootfs, 'etc', 'app', 'words.txt'), text(700_000, 11))
+    writeFileSync(path.join(rootfs, 'etc', 'app', 'random.bin'), randomBytes(300_000, 12))
+    writeFileSync(path.join(rootfs, 'zeros'), Buffer.alloc(200_000))
+    tool('umoci', ['repack', '--image', `${layout}:t`, bundle])
+
+    const blobs = path.join(layout, 'blobs', 'sha256')
+    const index = JSON.parse(readFileSync(path.join(layout, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> }
+    const manifest = JSON.parse(readFileSync(path.join(blobs, index.manifests[0]!.digest.slice(7)), 'utf8')) as { layers: Array<{ digest: string; mediaType: string }> }
+    expect(manifest.layers).toHaveLength(1)
+    expect(manifest.layers[0]!.mediaType).toMatch(/gzip/)
+    const digest = manifest.layers[0]!.digest
+    const blob = readFileSync(path.join(blobs, digest.slice(7)))
+    const tar = zlib.gunzipSync(blob)
+    expect(tar.length).toBeGreaterThan(3 * PGZIP_UMOCI_BLOCK_SIZE)
+
+    const h = header(blob)
+    expect({ mtime: h.mtime, xfl: h.xfl, os: h.os }).toEqual({ mtime: PGZIP_ZERO_MTIME, xfl: 0, os: 255 })
+    const hits = candidatesFor(h).filter((p) => {
+      const w = createGzipMember({ headerBytes: h.headerBytes, encoder: createDeflateEncoder(p) })
+      const out = Buffer.concat([w.write(tar), w.end()])
+      return `sha256:${createHash('sha256').update(out).digest('hex')}` === digest
+    })
+    expect(hits).toEqual([{ family: 'pgzip', level: -1, blockSize: PGZIP_UMOCI_BLOCK_SIZE }])
+    expect(readdirSync(blobs).length).toBeGreaterThan(2)
+  })
+})
