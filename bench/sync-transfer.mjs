@@ -20,19 +20,17 @@
 import { execFileSync } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
-import http from 'node:http'
 import path from 'node:path'
 import {
   MB, benchDir, buildChangedNote, buildFingerprint, cleanupOnSignals, cliBuilt, corpusMarker, defaultOut, failer, fmt, fmtInt,
   fsTypeAt, hostInfo, parseCommandLine, privateEnv, repo, runCommand, snapdirBin, snapdirCommit, table, walk, writeResult,
 } from './lib/common.mjs'
+import { S3_ENV, bucketLister, newCounts, startProxy, startS3rver } from './lib/s3.mjs'
 
 const TARGET_RATIO = 1.1
 const TARGET_NOOP_REQUESTS = 1
 const BUCKET = 'bench'
 const PREFIX = 'mirror'
-// s3rver's fixed test credentials
-const S3_ENV = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1' }
 // what snapdir itself inlines, packs and cuts (DEFAULT_CHUNKER in src/chunk/params.ts), used only to
 // split "new file data" by how push stores it
 const INLINE_MAX = 4096
@@ -212,122 +210,6 @@ function storeObjects(storeDir) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The S3 server and the counting proxy in front of it
-
-async function startS3rver(directory) {
-  const { default: S3rver } = await import('s3rver')
-  const server = new S3rver({
-    address: '127.0.0.1',
-    port: 0,
-    silent: process.env.SYNC_TRANSFER_DEBUG !== '1',
-    directory,
-    // the bucket exists, as a real one would: the counts are those of syncing into it, not of making it
-    configureBuckets: [{ name: BUCKET, configs: [] }],
-  })
-  const { port } = await server.run()
-  return { endpoint: `http://127.0.0.1:${port}`, port, close: () => server.close() }
-}
-
-function newCounts() {
-  return { requests: 0, byMethod: {}, byArea: {}, byRequest: {}, byStatus: {}, requestBodyBytes: 0, responseBodyBytes: 0, putBodyBytes: {} }
-}
-
-/** Which part of the store a request touches: chunks, trees, refs, config, or the bucket itself. */
-function classify(method, url) {
-  const u = new URL(url, 'http://proxy')
-  let key = u.pathname.split('/').slice(2).map(decodeURIComponent).join('/')
-  let op = method
-  if (key === '') {
-    if (method !== 'GET' || u.searchParams.get('list-type') !== '2') return { op, area: 'bucket' }
-    op = 'LIST'
-    key = u.searchParams.get('prefix') ?? ''
-  }
-  if (key.startsWith(`${PREFIX}/`)) key = key.slice(PREFIX.length + 1)
-  const area = ['chunks', 'trees', 'refs'].find((a) => key.startsWith(`${a}/`)) ?? (key === 'config' ? 'config' : 'other')
-  return { op, area }
-}
-
-/** An HTTP proxy that forwards everything to `target` and counts it into `proxy.counts` (replace it to reset). */
-async function startProxy(target) {
-  const t = new URL(target)
-  const agent = new http.Agent({ keepAlive: true })
-  const proxy = { counts: newCounts() }
-  const bump = (o, k, n = 1) => {
-    o[k] = (o[k] ?? 0) + n
-  }
-  const server = http.createServer((req, res) => {
-    const c = proxy.counts
-    const { op, area } = classify(req.method, req.url)
-    c.requests++
-    bump(c.byMethod, op)
-    bump(c.byArea, area)
-    bump(c.byRequest, `${op} ${area}`)
-    req.on('data', (b) => {
-      c.requestBodyBytes += b.length
-      if (op === 'PUT') bump(c.putBodyBytes, area, b.length)
-    })
-    // Node's server has already answered an Expect: 100-continue; s3rver must not wait for a second one
-    const headers = { ...req.headers }
-    delete headers.expect
-    // the Host header goes through unchanged: the request's SigV4 signature covers it
-    const up = http.request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers, agent }, (r) => {
-      bump(c.byStatus, String(r.statusCode))
-      res.writeHead(r.statusCode ?? 502, r.headers)
-      r.on('data', (b) => {
-        c.responseBodyBytes += b.length
-      })
-      r.pipe(res)
-    })
-    up.on('error', (err) => {
-      bump(c.byStatus, 'proxy-error')
-      if (!res.headersSent) res.writeHead(502)
-      res.end(String(err))
-    })
-    req.pipe(up)
-  })
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
-  proxy.endpoint = `http://127.0.0.1:${server.address().port}`
-  proxy.close = () =>
-    new Promise((resolve) => {
-      server.close(() => resolve())
-      server.closeAllConnections?.()
-      agent.destroy()
-    })
-  return proxy
-}
-
-/**
- * Every key in the bucket with its size, listed straight from s3rver (not through the proxy, so
- * uncounted). ListObjects version 1, paged by Marker: s3rver 3.7 builds version 2's continuation
- * token with DES, which OpenSSL 3 (Node 17 and later) no longer offers, so a version 2 listing of
- * more than 1,000 keys fails there with 500 InternalError.
- */
-async function bucketLister(endpoint) {
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
-  const { S3Client, ListObjectsCommand } = await import('@aws-sdk/client-s3')
-  const client = new S3Client({
-    region: S3_ENV.AWS_REGION,
-    endpoint,
-    forcePathStyle: true,
-    credentials: { accessKeyId: S3_ENV.AWS_ACCESS_KEY_ID, secretAccessKey: S3_ENV.AWS_SECRET_ACCESS_KEY },
-  })
-  const list = async () => {
-    const keys = new Map()
-    let marker
-    for (;;) {
-      const page = await client.send(new ListObjectsCommand({ Bucket: BUCKET, Prefix: `${PREFIX}/`, ...(marker ? { Marker: marker } : {}) }))
-      const contents = page.Contents ?? []
-      for (const o of contents) keys.set(o.Key.slice(PREFIX.length + 1), o.Size ?? 0)
-      if (!page.IsTruncated || contents.length === 0) break
-      marker = contents.at(-1).Key
-    }
-    return keys
-  }
-  list.close = () => client.destroy()
-  return list
-}
-
-// ---------------------------------------------------------------------------------------------
 // One run
 
 const isObjectKey = (k) => k.startsWith('chunks/') || k.startsWith('trees/')
@@ -416,9 +298,10 @@ async function main() {
       process.stderr.write(`  push ${step.corpus}: ${step.id.slice(0, 12)}, ${step.objects.size} objects, ${(r.wallMs / 1000).toFixed(1)} s\n`)
     }
 
-    server = await startS3rver(path.join(scratch, 's3rver'))
-    proxy = await startProxy(server.endpoint)
-    listBucket = await bucketLister(server.endpoint)
+    server = await startS3rver({ directory: path.join(scratch, 's3rver'), bucket: BUCKET, debug: process.env.SYNC_TRANSFER_DEBUG === '1' })
+    proxy = await startProxy(server.endpoint, { prefix: PREFIX })
+    const lister = await bucketLister(server.endpoint, BUCKET)
+    listBucket = Object.assign(() => lister(PREFIX), { close: lister.close })
     // the brief of issue 4 names AWS_ENDPOINT_URL; --s3-endpoint (set too) is what sync reads first
     const ctx = { bin, jobs: opts.jobs, proxy, listBucket, env: { ...env, AWS_ENDPOINT_URL: proxy.endpoint } }
 
