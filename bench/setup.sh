@@ -10,7 +10,12 @@
 #   debian-base-rebuilt     minbase alone again, in its own mmdebstrap run: the same packages as
 #                           debian-base, but another layer digest: dedup-report
 #
-#   bash bench/setup.sh [--all | NAME...]    default: debian-rootfs only
+#   bash bench/setup.sh [--all | NAME...] [--images]    default: debian-rootfs only
+#
+# --images also installs what the image benchmark (image-store.mjs) builds and moves images with:
+# umoci, skopeo, Debian's docker.io (dockerd 20.10, run by the benchmark with its own data root, no
+# bridge, no iptables) and docker-registry (a loopback registry to push to). The packages' own
+# service is not started here (docker.io's postinst asks invoke-rc.d, which policy-rc.d may refuse).
 #
 # Idempotent: packages are checked with dpkg before apt is touched, and a corpus is rebuilt only
 # when its marker file is missing or records different build parameters, so a second run takes
@@ -46,21 +51,27 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 corpora=()
+images=0
 for arg in "$@"; do
   case $arg in
     --all) corpora+=("${ALL_CORPORA[@]}") ;;
+    --images) images=1 ;;
     -h | --help) sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
     -*) die "unknown option $arg (expected --all or corpus names: ${ALL_CORPORA[*]})" ;;
     *) [[ -v INCLUDES[$arg] ]] || die "unknown corpus '$arg' (expected one of: ${ALL_CORPORA[*]})"; corpora+=("$arg") ;;
   esac
 done
-[[ ${#corpora[@]} -gt 0 ]] || corpora=(debian-rootfs)
+[[ ${#corpora[@]} -gt 0 || $images -eq 1 ]] || corpora=(debian-rootfs)
 
 [[ $EUID -eq 0 ]] || die "run as root (apt-get install, mmdebstrap --mode=root, drop_caches); running as uid $EUID"
 
 # squashfs-tools: mksquashfs; squashfuse: the FUSE SquashFS reader mount-read compares with;
 # fuse3: fusermount3, to unmount FUSE file systems.
 PACKAGES=(mmdebstrap casync b3sum zstd time squashfs-tools squashfuse fuse3)
+# the image benchmark's producers and registry, only with --images: docker.io brings containerd and
+# runc, which no other benchmark needs
+IMAGE_PACKAGES=(umoci skopeo docker.io docker-registry)
+[[ $images -eq 0 ]] || PACKAGES+=("${IMAGE_PACKAGES[@]}")
 
 install_packages() {
   local missing=() pkg

@@ -1,0 +1,659 @@
+#!/usr/bin/env node
+// Image store: what issue 14 ("store format 2") must show, on related Debian images written by the
+// producers people meet, in one run. For each producer, three images: a base, the base + python3, and
+// the base re-debootstrapped + python3 (the rebuilt-base image). The producers:
+//   umoci    umoci repack (as dedup-report builds its images): klauspost pgzip, 256 KiB blocks
+//   skopeo   skopeo copy --dest-compress-format gzip of the zstd images: containers/image's pgzip
+//   docker   dockerd (Debian's docker.io) import + build (FROM base, COPY the python3 files), docker push
+//            to a loopback docker-registry (Go's compress/gzip), copied back with skopeo: the pushed blobs
+//   zstd     skopeo copy --dest-compress-format zstd of the umoci images (klauspost zstd)
+//
+//   node bench/image-store.mjs [options]      (as root: runs bash bench/setup.sh --images for its corpora)
+//
+// Measured, per producer and in total, against what a registry holds and sends:
+//   - stored bytes of the images in one store (every object) vs distinct compressed layer blobs;
+//   - the first sync of each image into an S3 store holding the producer's previous ones (bytes copied
+//     vs its new compressed layer bytes), the rebuilt-base image against what a registry mirror sends,
+//     and the requests of a no-op re-sync, counted by a proxy in front of s3rver;
+//   - the bytes a mount of the python image's rootfs view fetches before its first read;
+//   - every image pulled back: `diff -r` against the layout pushed, `skopeo inspect` digests equal,
+//     and how fast its blobs come back (regeneration, once the store holds recipes);
+// and, on the debian-rootfs tree (10,300 entries), the tree objects a one-file edit writes and syncs.
+// Prints a table and writes bench/results/image-store.json and .txt; bench/README.md says what each
+// number means. The figures are byte and request counts, except the MB/s: a busy machine changes
+// only those.
+
+import { spawn } from 'node:child_process'
+import fs from 'node:fs'
+import net from 'node:net'
+import path from 'node:path'
+import {
+  MB, benchDir, buildChangedNote, buildFingerprint, cleanupOnSignals, cliBuilt, contention, corpusMarker, defaultOut, failer, fmt, fmtInt,
+  fsTypeAt, hostInfo, measureTree, msSince, nowNs, otherActivity, parseCommandLine, privateEnv, readOr, repo, runCommand, scanCorpus, snapdirBin,
+  snapdirCommit, table, tail, tryRun, walk, writeResult,
+} from './lib/common.mjs'
+import { TAG, buildLayout, layoutLayers } from './lib/layouts.mjs'
+import { mountNotes, mountsUnder, sleep, startFuseDaemon, stopAllDaemons, stopFuseDaemon } from './lib/mounts.mjs'
+import { S3_ENV, bucketLister, newCounts, startProxy, startS3rver, storeArea } from './lib/s3.mjs'
+
+const CORPORA = ['debian-base', 'debian-base-rebuilt', 'debian-rootfs', 'debian-python3-rebuilt']
+const PRODUCERS = [
+  { name: 'umoci', what: 'umoci repack (klauspost pgzip 1.2.5, 256 KiB blocks)' },
+  { name: 'skopeo', what: 'skopeo copy --dest-compress-format gzip of the zstd images (containers/image: klauspost pgzip, 1 MiB blocks)' },
+  { name: 'docker', what: 'dockerd import + build, docker push to docker-registry (Go compress/gzip), skopeo copy back' },
+  { name: 'zstd', what: 'skopeo copy --dest-compress-format zstd of the umoci images (klauspost zstd)' },
+]
+const IMAGES = [
+  { name: 'base', what: 'debian-base, 1 layer' },
+  { name: 'python', what: 'base + a python3 layer (to debian-rootfs)' },
+  { name: 'rebuilt', what: 'debian-base-rebuilt + a python3 layer (the rebuilt-base image)' },
+]
+const TARGETS = { storedOverRegistry: 0.6, firstSyncOverNew: 1.05, rebuiltOverRegistry: 0.15, noopRequests: 1, editTreeBytes: 64 * 1024, regenMBps: 125 }
+const BUCKET = 'bench'
+// the file a one-file edit changes: small (inlined by format 1), present in every Debian root
+const EDITED_FILE = 'etc/debian_version'
+// the images are cached between runs (they do not depend on snapdir); this marker says from what
+const IMAGES_FORMAT = 1
+
+const usage = `usage: node bench/image-store.mjs [options]
+
+  --rebuild-images  build the images again even when the cached ones match the corpora and tools
+  --keep            keep the scratch directory (stores, s3rver's directory, pulls) for inspection
+  --out FILE        JSON report (default bench/results/image-store.json; the table goes beside it as .txt)
+  -h, --help        this text
+
+Corpora: ${CORPORA.join(', ')} under $SNAPDIR_BENCH_DIR (default /var/tmp/snapdir-bench),
+built or checked by running bash bench/setup.sh --images first (which also installs umoci, skopeo,
+docker.io and docker-registry). The images are cached in $SNAPDIR_BENCH_DIR/image-store-images;
+everything else goes into a fresh $SNAPDIR_BENCH_DIR/image-store-XXXXXX, deleted at the end.`
+
+const fail = failer('image-store')
+
+function parseOptions() {
+  const values = parseCommandLine(
+    { 'rebuild-images': { type: 'boolean' }, keep: { type: 'boolean' }, out: { type: 'string', default: defaultOut('image-store') } },
+    usage,
+    fail,
+  )
+  return { rebuildImages: values['rebuild-images'] ?? false, keep: values.keep ?? false, out: path.resolve(values.out) }
+}
+
+const run = (argv, { env = process.env } = {}) => runCommand(argv, { env, cwd: repo })
+const corpus = (name) => path.join(benchDir, name)
+const progress = (text) => process.stderr.write(`${text}\n`)
+// Debian's docker client, not whatever other `docker` comes first on PATH
+const DOCKER = '/usr/bin/docker'
+
+// ---------------------------------------------------------------------------------------------
+// Building the images: umoci from the corpora, skopeo recompressions of those, Docker's own.
+
+async function skopeoCopy(src, dst, extra = []) {
+  fs.mkdirSync(path.dirname(dst), { recursive: true })
+  await run(['skopeo', 'copy', '--quiet', ...extra, src, `oci:${dst}:${TAG}`])
+}
+
+async function buildUmociImages(dir, work) {
+  const layout = (name) => path.join(dir, 'umoci', name)
+  const bundle = (name) => path.join(work, 'bundles', name)
+  await buildLayout({ layout: layout('base'), bundle: bundle('base'), corpora: [corpus('debian-base')] })
+  // on a copy of the base layout, so the shared layer is the very same blob
+  await buildLayout({ layout: layout('python'), bundle: bundle('python'), corpora: [corpus('debian-rootfs')], on: layout('base') })
+  const rebuiltBase = path.join(work, 'umoci-base-rebuilt')
+  await buildLayout({ layout: rebuiltBase, bundle: bundle('base-rebuilt'), corpora: [corpus('debian-base-rebuilt')] })
+  await buildLayout({ layout: layout('rebuilt'), bundle: bundle('rebuilt'), corpora: [corpus('debian-python3-rebuilt')], on: rebuiltBase })
+}
+
+/** A free TCP port on 127.0.0.1 (asked of the kernel, then released for the server that takes it). */
+async function freePort() {
+  const server = net.createServer()
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address()
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+/** A background server process, output to `log`; `stop()` sends SIGTERM and waits for it to exit (SIGKILL after `graceMs`). */
+function startServer(argv, { log, env = process.env }) {
+  const fd = fs.openSync(log, 'w')
+  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', fd, fd], env })
+  fs.closeSync(fd)
+  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve(signal ?? code)))
+  child.on('error', () => {})
+  let done = false
+  void exited.then(() => (done = true))
+  return {
+    child,
+    alive: () => !done,
+    async stop(graceMs = 30_000) {
+      if (done) return
+      child.kill('SIGTERM')
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs)
+      await exited
+      clearTimeout(timer)
+    },
+  }
+}
+
+/** Polls `probe` (an async function, true when ready) until it answers true; fails after `ms` or when `server` exits. */
+async function waitReady(label, server, probe, log, ms = 60_000) {
+  const end = Date.now() + ms
+  while (Date.now() < end) {
+    if (!server.alive()) throw new Error(`${label} exited before it was ready:\n${tail(readOr(log))}`)
+    if (await probe()) return
+    await sleep(200)
+  }
+  throw new Error(`${label} not ready after ${ms / 1000} s:\n${tail(readOr(log))}`)
+}
+
+/**
+ * Docker's images: a dockerd of our own (own data and exec roots and socket, no bridge, no iptables)
+ * and a loopback docker-registry with its own storage. `docker import` of debian-base and of
+ * debian-base-rebuilt; `docker build` FROM each of them with one COPY of the python3 files (the umoci
+ * python image's upper layer, whiteouts left out); `docker push` of the three images; then
+ * `skopeo copy docker://… oci:…`, which keeps the pushed blobs byte for byte as an OCI layout.
+ */
+async function buildDockerImages(dir, work) {
+  const d = path.join(work, 'docker')
+  for (const sub of ['data', 'exec', 'config', 'registry']) fs.mkdirSync(path.join(d, sub), { recursive: true })
+  const sock = `unix://${path.join(d, 'docker.sock')}`
+  const port = await freePort()
+  const registry = `127.0.0.1:${port}`
+  const registryConfig = path.join(d, 'registry.yml')
+  fs.writeFileSync(registryConfig, ['version: 0.1', 'log:', '  level: warn', 'storage:', '  filesystem:', `    rootdirectory: ${path.join(d, 'registry')}`, 'http:', `  addr: ${registry}`, ''].join('\n'))
+  // a private client config: no credential helper of the machine's takes part
+  const env = { ...process.env, DOCKER_CONFIG: path.join(d, 'config'), DOCKER_BUILDKIT: '0' }
+  const dockerLog = path.join(d, 'dockerd.log')
+  const registryLog = path.join(d, 'registry.log')
+  const servers = []
+  const docker = (...args) => run([DOCKER, '-H', sock, ...args], { env })
+  try {
+    const reg = startServer(['docker-registry', 'serve', registryConfig], { log: registryLog })
+    servers.push(reg)
+    await waitReady('docker-registry', reg, async () => {
+      try {
+        return (await fetch(`http://${registry}/v2/`)).ok
+      } catch {
+        return false
+      }
+    }, registryLog)
+    const dockerd = startServer(
+      ['dockerd', '--data-root', path.join(d, 'data'), '--exec-root', path.join(d, 'exec'), '--host', sock, '--pidfile', path.join(d, 'dockerd.pid'), '--bridge=none', '--iptables=false'],
+      { log: dockerLog },
+    )
+    servers.push(dockerd)
+    await waitReady('dockerd', dockerd, async () => tryRun(DOCKER, ['-H', sock, 'version', '--format', '{{.Server.Version}}'], { timeoutMs: 10_000 }) !== null, dockerLog)
+    const ref = (name) => `${registry}/snapdir-bench/${name}:${TAG}`
+    for (const [name, tree] of [['base', 'debian-base'], ['base-rebuilt', 'debian-base-rebuilt']]) {
+      await run(['bash', '-c', 'set -o pipefail; tar -C "$1" --numeric-owner -cf - . | "$2" -H "$3" import - "$4" > /dev/null', 'bash', corpus(tree), DOCKER, sock, ref(name)], { env })
+    }
+    const context = path.join(d, 'context')
+    fs.mkdirSync(path.join(context, 'rootfs'), { recursive: true })
+    const pythonLayer = layoutLayers(path.join(dir, 'umoci', 'python'))[1]
+    await run(['tar', '-xzf', pythonLayer.blob, '-C', path.join(context, 'rootfs'), '--numeric-owner', '--exclude=.wh.*'])
+    for (const [name, base] of [['python', 'base'], ['rebuilt', 'base-rebuilt']]) {
+      fs.writeFileSync(path.join(context, 'Dockerfile'), `FROM ${ref(base)}\nCOPY rootfs/ /\n`)
+      await docker('build', '-q', '-t', ref(name), context)
+    }
+    for (const name of ['base', 'python', 'rebuilt']) {
+      await docker('push', '-q', ref(name))
+      await skopeoCopy(`docker://${ref(name)}`, path.join(dir, 'docker', name), ['--src-tls-verify=false'])
+    }
+    return { dockerd: tryRun(DOCKER, ['-H', sock, 'version', '--format', '{{.Server.Version}} (go {{.Server.GoVersion}})']), registry: tryRun('docker-registry', ['--version']) }
+  } finally {
+    for (const s of servers.reverse()) await s.stop()
+    // dockerd's and the registry's data are not needed once the layouts exist: gone now, not in the slow delete at the end
+    // (never with a mount below it, which rm would delete through)
+    if (!servers.some((s) => s.alive()) && mountsUnder(d).length === 0) fs.rmSync(d, { recursive: true, force: true })
+  }
+}
+
+/** What the cached images were built from: the corpora (their setup.sh markers) and the tools' versions. */
+function imagesKey() {
+  return JSON.stringify({
+    format: IMAGES_FORMAT,
+    corpora: Object.fromEntries(CORPORA.map((c) => [c, corpusMarker(corpus(c))])),
+    umoci: tryRun('umoci', ['--version']),
+    skopeo: tryRun('skopeo', ['--version']),
+    dockerd: tryRun('dockerd', ['--version']),
+  })
+}
+
+/**
+ * The images, as OCI layouts `dir/PRODUCER/IMAGE`: the cached ones when their marker says they were
+ * built from the same corpora with the same tools, else built into `dir.partial` and renamed.
+ */
+async function prepareImages(dir, work, rebuild) {
+  const marker = `${dir}.complete`
+  const key = imagesKey()
+  if (!rebuild && fs.existsSync(dir) && readOr(marker) === key) {
+    progress(`images: cached in ${dir}`)
+    return JSON.parse(readOr(path.join(dir, 'tools.json'), '{}'))
+  }
+  const partial = `${dir}.partial`
+  for (const p of [dir, partial]) fs.rmSync(p, { recursive: true, force: true })
+  fs.rmSync(marker, { force: true })
+  fs.mkdirSync(partial, { recursive: true })
+  let t0 = Date.now()
+  const took = () => {
+    const s = ((Date.now() - t0) / 1000).toFixed(0)
+    t0 = Date.now()
+    return `${s} s`
+  }
+  progress('images: umoci (4 layouts)')
+  await buildUmociImages(partial, work)
+  progress(`  ${took()}; zstd (skopeo copy --dest-compress-format zstd)`)
+  for (const image of IMAGES) await skopeoCopy(`oci:${path.join(partial, 'umoci', image.name)}:${TAG}`, path.join(partial, 'zstd', image.name), ['--dest-compress-format', 'zstd'])
+  progress(`  ${took()}; skopeo (the zstd images recompressed to gzip)`)
+  for (const image of IMAGES) await skopeoCopy(`oci:${path.join(partial, 'zstd', image.name)}:${TAG}`, path.join(partial, 'skopeo', image.name), ['--dest-compress-format', 'gzip'])
+  progress(`  ${took()}; docker (dockerd, docker-registry)`)
+  const dockerTools = await buildDockerImages(partial, work)
+  progress(`  ${took()}`)
+  const tools = { ...dockerTools, umoci: tryRun('umoci', ['--version']), skopeo: tryRun('skopeo', ['--version']) }
+  fs.writeFileSync(path.join(partial, 'tools.json'), `${JSON.stringify(tools)}\n`)
+  fs.renameSync(partial, dir)
+  fs.writeFileSync(marker, key)
+  return tools
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stores, read as files
+
+/** Every file of a store directory: relative path -> size. */
+function storeFiles(root) {
+  const files = new Map()
+  if (!fs.existsSync(root)) return files
+  for (const { path: p, st } of walk(root)) if (st.isFile()) files.set(path.relative(root, p), st.size)
+  return files
+}
+
+/** Sizes by store area (chunks, trees, recipes, refs, config, other): { area: { objects, bytes } } plus total. */
+function byArea(files) {
+  const out = { total: { objects: 0, bytes: 0 } }
+  for (const [key, size] of files) {
+    const area = storeArea(key)
+    out[area] ??= { objects: 0, bytes: 0 }
+    out[area].objects++
+    out[area].bytes += size
+    out.total.objects++
+    out.total.bytes += size
+  }
+  return out
+}
+
+const sum = (xs) => xs.reduce((a, b) => a + b, 0)
+/** The distinct layer blobs of a list of layers (by digest): { blobs, bytes }. */
+function distinctBlobs(layers) {
+  const m = new Map(layers.map((l) => [l.digest, l.size]))
+  return { blobs: m.size, bytes: sum([...m.values()]) }
+}
+
+/** The last line of a --json command's stdout, parsed. */
+function lastJson(label, stdout) {
+  try {
+    return JSON.parse(stdout.trim().split('\n').at(-1))
+  } catch {
+    throw new Error(`${label} printed ${JSON.stringify(stdout.slice(0, 500))}, expected a JSON line`)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The measurements
+
+async function pushAll(ctx) {
+  for (const p of ctx.producers) {
+    for (const img of p.images) {
+      const r = await run([snapdirBin, 'push', '--json', '--store', ctx.store, '--name', `${p.name}-${img.name}`, img.layout], { env: ctx.env })
+      const out = lastJson('snapdir push --json', r.stdout)
+      img.id = out.id
+      img.push = { wallMs: r.wallMs, summary: out }
+      progress(`  pushed ${p.name}-${img.name}: ${out.id.slice(0, 12)} in ${fmt(r.wallMs / 1000)} s`)
+    }
+  }
+}
+
+async function syncImage(ctx, { id, to, label, from = ctx.store }) {
+  const before = await ctx.list(to)
+  ctx.proxy.counts = newCounts()
+  const r = await run([snapdirBin, 'sync', '--json', '--id', id, '--from', from, '--to', `s3://${BUCKET}/${to}`, '--s3-endpoint', ctx.proxy.endpoint], { env: ctx.s3env })
+  const counts = ctx.proxy.counts
+  const after = await ctx.list(to)
+  const summary = lastJson('snapdir sync --json', r.stdout)
+  const appeared = new Map([...after].filter(([k]) => !before.has(k)))
+  progress(`  ${label}: ${fmt(summary.bytes.copied / MB, 2)} MB copied, ${counts.requests} requests, ${fmt(r.wallMs / 1000)} s`)
+  return { wallMs: r.wallMs, summary, requests: counts, appeared: byArea(appeared) }
+}
+
+/** Each producer's images synced in order into its own S3 store (prefix = the producer), then a no-op re-sync of the last. */
+async function syncAll(ctx) {
+  for (const p of ctx.producers) {
+    const seen = new Set()
+    for (const img of p.images) {
+      const fresh = img.layers.filter((l) => !seen.has(l.digest))
+      img.registryNew = distinctBlobs(fresh)
+      for (const l of img.layers) seen.add(l.digest)
+      img.sync = await syncImage(ctx, { id: img.id, to: p.name, label: `sync ${p.name}-${img.name}` })
+      img.sync.overRegistry = img.sync.summary.bytes.copied / img.registryNew.bytes
+    }
+    const last = p.images.at(-1)
+    p.noop = await syncImage(ctx, { id: last.id, to: p.name, label: `no-op re-sync ${p.name}-${last.name}` })
+    if (p.noop.appeared.total.objects) ctx.notes.push(`${p.name}: the no-op re-sync added ${p.noop.appeared.total.objects} keys`)
+    p.mirror = byArea(await ctx.list(p.name))
+  }
+}
+
+/** Mounts a producer's python image (rootfs view) from its S3 store through the proxy: bytes fetched until mounted, and after walking every entry's metadata. */
+async function mountBytes(ctx, p) {
+  const img = p.images.find((i) => i.name === 'python')
+  const dir = path.join(ctx.scratch, `mount-${p.name}`)
+  const mnt = path.join(dir, 'mnt')
+  fs.mkdirSync(mnt, { recursive: true })
+  const copy = (c) => JSON.parse(JSON.stringify(c))
+  ctx.proxy.counts = newCounts()
+  const t0 = nowNs()
+  const daemon = await startFuseDaemon({
+    label: `snapdir mount ${p.name}-python`,
+    argv: [snapdirBin, 'mount', '--store', `s3://${BUCKET}/${p.name}`, '--s3-endpoint', ctx.proxy.endpoint, '--id', img.id, '--view', 'rootfs', '--no-cache', '--json', mnt],
+    mnt,
+    env: ctx.s3env,
+    log: path.join(dir, 'mount.log'),
+    stdout: path.join(dir, 'mount.json'),
+    expectLine: true,
+  })
+  const mountedMs = msSince(t0)
+  const atMount = copy(ctx.proxy.counts)
+  // every entry stat'ed, no file opened: what a container runtime's setup and `ls -lR` cost
+  const walked = await run(['bash', '-c', 'find "$1" | wc -l', 'bash', path.join(mnt, 'rootfs')])
+  const afterWalk = copy(ctx.proxy.counts)
+  stopFuseDaemon(daemon)
+  const counters = JSON.parse(readOr(path.join(dir, 'mount.json'), 'null'))
+  const fetched = (c) => ({ requests: c.requests, bytes: c.responseBodyBytes, byArea: c.getBodyBytes })
+  return { id: img.id, mountedMs, entries: Number(walked.stdout.trim()), atMount: fetched(atMount), afterWalk: fetched(afterWalk), counters }
+}
+
+/**
+ * Pulls an image back out of the store: into a directory, compared with the layout pushed (`diff -r`,
+ * and `skopeo inspect` of both), then as a tar to a pipe, timed, for the speed its blobs come back at.
+ */
+async function pullBack(ctx, p, img) {
+  const dir = path.join(ctx.scratch, 'pulls', `${p.name}-${img.name}`)
+  fs.mkdirSync(path.dirname(dir), { recursive: true })
+  await run([snapdirBin, 'pull', '--store', ctx.store, '--id', img.id, dir], { env: ctx.env })
+  let diff
+  try {
+    await run(['diff', '-r', img.layout, dir])
+    diff = { identical: true }
+  } catch (error) {
+    diff = { identical: false, output: tail(error.message, 8) }
+    ctx.notes.push(`${p.name}-${img.name}: the pulled layout differs from the pushed one: ${tail(error.message, 3)}`)
+  }
+  const inspect = async (layout) => {
+    const j = JSON.parse((await run(['skopeo', 'inspect', `oci:${layout}:${TAG}`])).stdout)
+    return { digest: j.Digest, layers: j.Layers }
+  }
+  const [a, b] = [await inspect(img.layout), await inspect(dir)]
+  const inspectEqual = a.digest === b.digest && JSON.stringify(a.layers) === JSON.stringify(b.layers)
+  if (!inspectEqual) ctx.notes.push(`${p.name}-${img.name}: skopeo inspect digests differ: ${a.digest} pushed, ${b.digest} pulled`)
+  fs.rmSync(dir, { recursive: true, force: true })
+  const layoutBytes = measureTree(img.layout).fileBytes
+  const activity = otherActivity()
+  const t = await run(['bash', '-c', 'set -o pipefail; "$1" pull --store "$2" --id "$3" --tar - | wc -c', 'bash', snapdirBin, ctx.store, img.id], { env: ctx.env })
+  const sample = { wallMs: t.wallMs, ...activity(null) }
+  return { diff, inspectEqual, digest: a.digest, layoutBytes, tarBytes: Number(t.stdout.trim()), tarMs: t.wallMs, sample, mbPerS: layoutBytes / MB / (t.wallMs / 1000) }
+}
+
+/**
+ * A one-file edit of the debian-rootfs tree: the tree and a copy with EDITED_FILE changed are pushed
+ * into one fresh store (what the second push writes, by area) and synced in turn to an S3 store
+ * (what the second sync copies and what appears there).
+ */
+async function oneFileEdit(ctx) {
+  const dir = path.join(ctx.scratch, 'edit')
+  const store = path.join(dir, 'store')
+  const copy = path.join(dir, 'tree')
+  fs.mkdirSync(dir, { recursive: true })
+  await run(['cp', '-a', corpus('debian-rootfs'), copy])
+  const counts = scanCorpus(copy)
+  const push = async () => {
+    const r = await run([snapdirBin, 'push', '--store', store, copy], { env: ctx.env })
+    return { id: r.stdout.trim(), wallMs: r.wallMs }
+  }
+  const first = await push()
+  const before = storeFiles(store)
+  const edited = path.join(copy, EDITED_FILE)
+  const sizeBefore = fs.statSync(edited).size
+  fs.appendFileSync(edited, 'edited\n')
+  const second = await push()
+  const written = new Map([...storeFiles(store)].filter(([k]) => !before.has(k)))
+  const syncFirst = await syncImage(ctx, { id: first.id, to: 'edit', from: store, label: 'sync of the debian-rootfs tree' })
+  const syncSecond = await syncImage(ctx, { id: second.id, to: 'edit', from: store, label: `sync of the tree with ${EDITED_FILE} edited` })
+  return {
+    tree: 'debian-rootfs',
+    entries: counts.entries,
+    file: EDITED_FILE,
+    fileBytes: { before: sizeBefore, after: fs.statSync(edited).size },
+    ids: [first.id, second.id],
+    firstPush: { wallMs: first.wallMs, stored: byArea(before) },
+    written: byArea(written),
+    sync: { first: syncFirst, edit: syncSecond },
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main() {
+  const opts = parseOptions()
+  progress(`bash bench/setup.sh ${CORPORA.join(' ')} --images`)
+  try {
+    await runCommand(['bash', path.join(repo, 'bench/setup.sh'), ...CORPORA, '--images'], { cwd: repo })
+  } catch (error) {
+    fail(`bench/setup.sh failed (it needs root and the Debian mirror): ${error.message}`)
+  }
+  const problems = []
+  if (!cliBuilt()) problems.push('bin/snapdir or dist/bundle is missing: run npm run build')
+  for (const t of ['umoci', 'skopeo', 'dockerd', 'docker-registry', DOCKER, 'diff']) if (tryRun('sh', ['-c', `command -v ${t}`]) === null) problems.push(`${t} is not installed (bash bench/setup.sh --images)`)
+  for (const mod of ['s3rver', '@aws-sdk/client-s3']) if (!fs.existsSync(path.join(repo, 'node_modules', mod))) problems.push(`${mod} is not installed: run npm ci`)
+  if (problems.length) fail(problems.join('\n'))
+
+  // Beside the corpora, on disk, deleted only at the end: ext4 here creates files slowly for a while after many were deleted.
+  const scratch = fs.mkdtempSync(path.join(benchDir, 'image-store-'))
+  let server = null
+  let proxy = null
+  let list = null
+  const cleanupSync = () => {
+    stopAllDaemons()
+    const mounted = mountsUnder(scratch)
+    if (opts.keep) progress(`kept ${scratch}`)
+    else if (mounted.length) progress(`not deleting ${scratch}: ${mounted.map((m) => m.mountPoint).join(', ')} still mounted`)
+    else fs.rmSync(scratch, { recursive: true, force: true })
+  }
+  cleanupOnSignals('image-store', cleanupSync)
+
+  const buildBefore = buildFingerprint()
+  const notes = []
+  let result
+  try {
+    const imagesDir = path.join(benchDir, 'image-store-images')
+    const tools = await prepareImages(imagesDir, scratch, opts.rebuildImages)
+    const producers = PRODUCERS.map((p) => ({
+      ...p,
+      images: IMAGES.map((i) => {
+        const layout = path.join(imagesDir, p.name, i.name)
+        return { ...i, layout, layers: layoutLayers(layout).map(({ blob: _, ...l }) => l) }
+      }),
+    }))
+    const home = path.join(scratch, 'home')
+    fs.mkdirSync(home)
+    const env = privateEnv(home)
+    for (const k of ['AWS_PROFILE', 'AWS_SESSION_TOKEN', 'AWS_DEFAULT_REGION', 'AWS_CONFIG_FILE', 'AWS_SHARED_CREDENTIALS_FILE']) delete env[k]
+    const store = path.join(scratch, 'store')
+    const ctx = { scratch, store, env, producers, notes }
+
+    progress('pushing every image into one store')
+    await pushAll(ctx)
+    const stored = byArea(storeFiles(store))
+
+    server = await startS3rver({ directory: path.join(scratch, 's3rver'), bucket: BUCKET })
+    // several stores share the bucket, each under its own prefix (its first key component)
+    const prefixOf = (url) => {
+      const u = new URL(url, 'http://proxy')
+      const key = u.pathname.split('/').slice(2).map(decodeURIComponent).join('/') || (u.searchParams.get('prefix') ?? '')
+      return key.split('/')[0]
+    }
+    proxy = await startProxy(server.endpoint, { prefixOf })
+    list = await bucketLister(server.endpoint, BUCKET)
+    Object.assign(ctx, { proxy, list, s3env: { ...env, ...S3_ENV, AWS_ENDPOINT_URL: proxy.endpoint } })
+
+    progress(`syncing each producer's images into s3://${BUCKET}/PRODUCER (s3rver ${server.endpoint}, proxy ${proxy.endpoint})`)
+    await syncAll(ctx)
+
+    progress('mounting each python image (rootfs view) from its S3 store')
+    for (const p of producers) {
+      p.mount = await mountBytes(ctx, p)
+      progress(`  ${p.name}: ${fmt(p.mount.atMount.bytes / MB, 2)} MB fetched until mounted, ${fmt(p.mount.afterWalk.bytes / MB, 2)} MB after walking ${fmtInt(p.mount.entries)} entries`)
+    }
+
+    progress('one-file edit of the debian-rootfs tree')
+    const edit = await oneFileEdit(ctx)
+
+    progress('pulling every image back (diff -r, skopeo inspect, pull --tar speed)')
+    const recipes = stored.recipes?.objects ?? 0
+    for (const p of producers) {
+      for (const img of p.images) {
+        img.pull = await pullBack(ctx, p, img)
+        progress(`  ${p.name}-${img.name}: ${img.pull.diff.identical && img.pull.inspectEqual ? 'identical' : 'DIFFERS'}, ${fmt(img.pull.mbPerS)} MB/s`)
+      }
+      const samples = p.images.map((i) => i.pull.sample)
+      p.pullMBps = sum(p.images.map((i) => i.pull.layoutBytes)) / MB / (sum(p.images.map((i) => i.pull.tarMs)) / 1000)
+      const busy = contention(`${p.name} pull --tar`, samples)
+      if (busy) notes.push(busy)
+    }
+
+    const allLayers = producers.flatMap((p) => p.images.flatMap((i) => i.layers))
+    result = {
+      schema: 1,
+      date: new Date().toISOString(),
+      machine: { ...hostInfo(), fsType: fsTypeAt(benchDir), snapdirCommit: snapdirCommit(), tools },
+      corpora: Object.fromEntries(CORPORA.map((c) => [c, corpusMarker(corpus(c))])),
+      targets: TARGETS,
+      storeFormat: recipes ? 'recipes present' : 'no recipes (format 1 objects)',
+      recipes,
+      registry: { total: distinctBlobs(allLayers) },
+      stored,
+      producers: producers.map((p) => ({
+        name: p.name,
+        what: p.what,
+        registry: distinctBlobs(p.images.flatMap((i) => i.layers)),
+        mirror: p.mirror,
+        noop: { requests: p.noop.requests.requests, byRequest: p.noop.requests.byRequest, summary: p.noop.summary },
+        mount: p.mount,
+        pullMBps: p.pullMBps,
+        images: p.images.map((i) => ({
+          name: i.name,
+          what: i.what,
+          id: i.id,
+          layers: i.layers,
+          push: i.push,
+          registryNew: i.registryNew,
+          sync: { wallMs: i.sync.wallMs, summary: i.sync.summary, overRegistry: i.sync.overRegistry, requests: i.sync.requests, appeared: i.sync.appeared },
+          pull: i.pull,
+        })),
+      })),
+      edit,
+      build: null,
+      notes,
+    }
+  } finally {
+    await proxy?.close()
+    await server?.close()
+    list?.close()
+    cleanupSync()
+  }
+  result.build = buildFingerprint()
+  const changed = buildChangedNote(buildBefore, result.build)
+  if (changed) notes.push(changed)
+  notes.push(...mountNotes)
+  result = withoutMachinePaths(result, scratch)
+  writeResult(opts.out, result, report)
+  fs.writeFileSync(`${opts.out.replace(/\.json$/, '')}.txt`, `${report(result)}\n`)
+}
+
+/** The result with this machine's paths (scratch, corpora, checkout, temp) replaced by names: a committed report names no machine. */
+function withoutMachinePaths(result, scratch) {
+  const escape = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+  let text = JSON.stringify(result)
+  for (const [p, name] of [[scratch, '$SCRATCH'], [benchDir, '$SNAPDIR_BENCH_DIR'], [repo, '$REPO'], ['/tmp', '$TMP']]) text = text.replace(new RegExp(escape(p), 'g'), name)
+  return JSON.parse(text)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+const mb = (x, digits = 1) => fmt(x / MB, digits)
+const KiB = 1024
+const mark = (ok) => (ok ? '' : ' !')
+
+function report(r) {
+  const t = r.targets
+  const lines = []
+  lines.push(`image store (issue 14), ${r.date}; snapdir ${r.machine.snapdirCommit?.slice(0, 7) ?? '?'}, store: ${r.storeFormat}; MB = 10^6 bytes`)
+  lines.push(`tools: ${Object.entries(r.machine.tools ?? {}).map(([k, v]) => `${k} ${v}`).join('; ')}`)
+  lines.push('')
+  const rows = []
+  for (const p of r.producers) {
+    const [base, python, rebuilt] = p.images
+    rows.push([
+      p.name,
+      `${mb(p.registry.bytes)}`,
+      `${mb(p.mirror.total.bytes)}`,
+      `${fmt(p.mirror.total.bytes / p.registry.bytes, 2)}${mark(p.mirror.total.bytes / p.registry.bytes <= t.storedOverRegistry)}`,
+      `${fmt(base.sync.overRegistry, 2)}${mark(base.sync.overRegistry <= t.firstSyncOverNew)}`,
+      `${fmt(python.sync.overRegistry, 2)}${mark(python.sync.overRegistry <= t.firstSyncOverNew)}`,
+      `${mb(rebuilt.registryNew.bytes)} / ${mb(rebuilt.sync.summary.bytes.copied)}`,
+      `${fmt(rebuilt.sync.overRegistry, 2)}${mark(rebuilt.sync.overRegistry <= t.rebuiltOverRegistry)}`,
+      `${p.noop.requests}${mark(p.noop.requests <= t.noopRequests)}`,
+      `${mb(p.mount.atMount.bytes, 2)} / ${mb(p.mount.afterWalk.bytes, 2)}`,
+      p.images.every((i) => i.pull.diff.identical && i.pull.inspectEqual) ? 'yes' : 'NO',
+      r.recipes ? `${fmt(p.pullMBps, 0)}${mark(p.pullMBps >= t.regenMBps)}` : 'n/a',
+      fmt(p.pullMBps, 0),
+    ])
+  }
+  const totalStored = r.stored.total.bytes
+  rows.push(['all (one store)', mb(r.registry.total.bytes), mb(totalStored), `${fmt(totalStored / r.registry.total.bytes, 2)}${mark(totalStored / r.registry.total.bytes <= t.storedOverRegistry)}`, '', '', '', '', '', '', '', '', ''])
+  lines.push(table(
+    ['producer', 'registry MB', 'stored MB', 'stored/reg', 'sync base/new', 'sync python/new', 'rebuilt: reg / copied MB', 'rebuilt/reg', 'no-op req', 'mount MB (mounted / walked)', 'pull identical', 'regen MB/s', 'pull MB/s'],
+    rows,
+  ))
+  lines.push(`targets: stored/registry <= ${t.storedOverRegistry}; first sync <= ${t.firstSyncOverNew}x new layer bytes; rebuilt <= ${t.rebuiltOverRegistry}x a registry; no-op ${t.noopRequests} request; regeneration >= ${t.regenMBps} MB/s. ! marks a miss`)
+  if (!r.recipes) lines.push('regen MB/s: n/a, the store holds no recipes (format 1 keeps the blobs as chunks); pull MB/s is reading them back as stored')
+  lines.push('')
+  lines.push('per image (sync into the producer\'s S3 store holding its earlier images):')
+  const irows = []
+  for (const p of r.producers) {
+    for (const i of p.images) {
+      irows.push([`${p.name}-${i.name}`, i.layers.length, mb(i.layers.reduce((a, l) => a + l.size, 0)), mb(i.registryNew.bytes, 2), mb(i.sync.summary.bytes.copied, 2), fmt(i.sync.overRegistry, 3), fmtInt(i.sync.requests.requests), mb(i.sync.requests.requestBodyBytes, 2), i.pull.diff.identical ? 'same' : 'DIFF', i.pull.inspectEqual ? 'equal' : 'DIFF', fmt(i.pull.mbPerS, 0)])
+    }
+  }
+  lines.push(table(['image', 'layers', 'blobs MB', 'new blobs MB', 'copied MB', 'copied/new', 'requests', 'uploaded MB', 'diff -r', 'inspect', 'pull MB/s'], irows))
+  lines.push('')
+  const st = r.stored
+  lines.push(`one store, all ${r.producers.length * r.producers[0].images.length} images: ${Object.entries(st).filter(([k]) => k !== 'total').map(([k, v]) => `${k} ${mb(v.bytes)} MB (${fmtInt(v.objects)})`).join(', ')}`)
+  for (const p of r.producers) {
+    const m = p.mount
+    lines.push(`mount ${p.name}-python --view rootfs: ${fmtInt(m.atMount.requests)} requests, ${mb(m.atMount.bytes, 2)} MB until mounted (${fmt(m.mountedMs / 1000)} s); ${fmtInt(m.afterWalk.requests)} requests, ${mb(m.afterWalk.bytes, 2)} MB after stat-ing all ${fmtInt(m.entries)} entries`)
+  }
+  const e = r.edit
+  const treeWritten = e.written.trees?.bytes ?? 0
+  const treeSynced = e.sync.edit.appeared.trees?.bytes ?? 0
+  lines.push('')
+  lines.push(`one-file edit of ${e.tree} (${fmtInt(e.entries)} entries; ${e.file} ${e.fileBytes.before} -> ${e.fileBytes.after} bytes):`)
+  lines.push(`  tree objects written ${fmt(treeWritten / KiB, 1)} KiB${mark(treeWritten <= t.editTreeBytes)}, synced ${fmt(treeSynced / KiB, 1)} KiB${mark(treeSynced <= t.editTreeBytes)} (target <= ${t.editTreeBytes / KiB} KiB)`)
+  lines.push(`  all written: ${Object.entries(e.written).filter(([k]) => k !== 'total').map(([k, v]) => `${k} ${fmt(v.bytes / KiB, 1)} KiB (${v.objects})`).join(', ')}; sync copied ${fmt(e.sync.edit.summary.bytes.copied / KiB, 1)} KiB in ${e.sync.edit.requests.requests} requests`)
+  lines.push(`  the whole first push: ${Object.entries(e.firstPush.stored).filter(([k]) => k !== 'total').map(([k, v]) => `${k} ${mb(v.bytes, 2)} MB (${v.objects})`).join(', ')}`)
+  for (const n of r.notes) lines.push(`warning: ${n}`)
+  return lines.join('\n')
+}
+
+main().catch((error) => {
+  stopAllDaemons()
+  fail(error.stack ?? String(error))
+})
