@@ -25,10 +25,13 @@ export function newCounts() {
   return { requests: 0, byMethod: {}, byArea: {}, byRequest: {}, byStatus: {}, requestBodyBytes: 0, responseBodyBytes: 0, putBodyBytes: {}, getBodyBytes: {} }
 }
 
-/** The part of a store a key below the store's prefix names: chunks, trees, refs, recipes, config, or other. */
+/**
+ * The part of a store a key below the store's prefix names: its top directory (chunks, trees, refs,
+ * and whatever kinds a newer format adds: tree-parts, recipes), config, or other.
+ */
 export function storeArea(key) {
-  const top = key.split('/')[0]
-  if (['chunks', 'trees', 'refs', 'recipes'].includes(top)) return top
+  const slash = key.indexOf('/')
+  if (slash > 0) return key.slice(0, slash)
   return key === 'config' ? 'config' : 'other'
 }
 
