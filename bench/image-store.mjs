@@ -510,7 +510,6 @@ async function main() {
 
   const buildBefore = buildFingerprint()
   const notes = []
-  let result
   try {
     const imagesDir = path.join(benchDir, 'image-store-images')
     const tools = await prepareImages(imagesDir, scratch, opts.rebuildImages)
@@ -584,7 +583,7 @@ async function main() {
     }
 
     const allLayers = producers.flatMap((p) => p.images.flatMap((i) => i.layers))
-    result = {
+    let result = {
       schema: 1,
       date: new Date().toISOString(),
       machine: { ...hostInfo(), fsType: fsTypeAt(benchDir), snapdirCommit: snapdirCommit(), tools },
@@ -617,22 +616,23 @@ async function main() {
         })),
       })),
       edit,
-      build: null,
+      build: buildFingerprint(),
       notes,
     }
+    const changed = buildChangedNote(buildBefore, result.build)
+    if (changed) notes.push(changed)
+    notes.push(...mountNotes)
+    // written before the scratch directory goes: deleting a few GB takes minutes here
+    result = withoutMachinePaths(result, scratch)
+    writeResult(opts.out, result, report)
+    fs.writeFileSync(`${opts.out.replace(/\.json$/, '')}.txt`, `${report(result)}\n`)
   } finally {
     await proxy?.close()
     await server?.close()
     list?.close()
+    progress(`deleting ${scratch}`)
     cleanupSync()
   }
-  result.build = buildFingerprint()
-  const changed = buildChangedNote(buildBefore, result.build)
-  if (changed) notes.push(changed)
-  notes.push(...mountNotes)
-  result = withoutMachinePaths(result, scratch)
-  writeResult(opts.out, result, report)
-  fs.writeFileSync(`${opts.out.replace(/\.json$/, '')}.txt`, `${report(result)}\n`)
 }
 
 /** The result with this machine's paths (scratch, corpora, checkout, temp) replaced by names: a committed report names no machine. */
