@@ -9,7 +9,7 @@ export interface ChunkerParams {
   readonly level: number
   /** XORed into the gear table (fastcdc crate's seed); 0 for the published table */
   readonly seed: bigint
-  /** files up to this size live inside the tree instead of as chunks (0: never); see DEFAULT_CHUNKER */
+  /** files up to this size live inside the tree instead of as chunks (0: never); format 1 trees only, format 2 stores say 0 */
   readonly inlineMax?: number
   /** files larger than inlineMax and smaller than this are packed with their neighbours (0: never) */
   readonly packMax?: number
@@ -17,10 +17,11 @@ export interface ChunkerParams {
 
 /**
  * 16/64/256 KiB: see bench/ for the dedup vs object count vs read amplification trade-off.
- * Files of at most 4 KiB are inlined in the tree: over half the files of a Debian root file system
- * but 3% of its bytes, and one stored object each otherwise (a file create costs more than the data).
  * Files under 64 KiB are cut as one stream with their neighbours (ingest/pack-groups.ts), as casync
- * cuts a whole archive, so they share chunks instead of each taking one.
+ * cuts a whole archive, so they share chunks instead of each taking one. Nothing is inlined
+ * (inlineMax 0): format 2 trees are metadata only, so the smallest files are packed too (format 1
+ * trees inlined files of at most 4 KiB: over half the files of a Debian root but 3% of its bytes, and
+ * every edit rewrote them all).
  */
 export const DEFAULT_CHUNKER: ChunkerParams = Object.freeze({
   min: 16 * 1024,
@@ -28,7 +29,7 @@ export const DEFAULT_CHUNKER: ChunkerParams = Object.freeze({
   max: 256 * 1024,
   level: 1,
   seed: 0n,
-  inlineMax: 4096,
+  inlineMax: 0,
   packMax: 64 * 1024,
 })
 

@@ -83,7 +83,8 @@ export function formatStats(s: DedupStats): string {
     columns(images),
     columns(levels),
     `chunk level: ${count(s.chunk.chunkStoredBytes)} bytes of chunks (${count(s.chunk.rawBytes)} raw) and ${count(s.chunk.treeStoredBytes)} of ${plural(s.chunk.trees, 'layer tree')} ` +
-      `(with ${count(s.chunk.inlineBytes)} bytes of small files inline, each tree its own copy; ${count(s.wholeFile.inlineBytes)} distinct)\n`,
+      // only format 1 trees (written before format 2) hold small files inline
+      (s.chunk.inlineBytes > 0 ? `(with ${count(s.chunk.inlineBytes)} bytes of small files inline, each tree its own copy; ${count(s.wholeFile.inlineBytes)} distinct)` : '(root and parts)') + '\n',
     '~ estimates: each file counted at its share of the stored chunks it reads (inline files: of their tree);\n' +
       '  whole file is an upper bound (a packed small file with other neighbours has other chunks, so counts again)\n',
     `not in any level: the byte-exact layouts, ${count(s.bundles.treeStoredBytes)} bytes of ${plural(s.bundles.trees, 'tree')} and ` +

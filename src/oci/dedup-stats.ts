@@ -11,9 +11,9 @@
 // the catch is that a packed small file (docs/FORMAT.md) cut with other neighbours gets other refs
 // and counts as another file, which makes the whole-file level an upper bound.
 import { createHash } from 'node:crypto'
-import { decodeTree, type Tree } from '../format/tree.js'
+import type { Tree } from '../format/tree.js'
 import { toHex } from '../format/id.js'
-import { objectKey, readTreeBytes } from '../store/objects.js'
+import { objectKey, readStoredTree } from '../store/objects.js'
 import { listRevisions } from '../store/revisions.js'
 import type { Store } from '../store/store.js'
 import { forEachLimit } from '../util/concurrency.js'
@@ -95,11 +95,13 @@ export async function dedupStats(store: Store, ids: string[], options: DedupStat
   await store.open()
   const names = new Map((await listRevisions(store)).map((r) => [r.id, r.name]))
   const bundles = new Map<string, LayerTree>()
+  // tree parts counted already: two trees may share one (format 2), which the store holds once
+  const counted = new Set<string>()
   const images: Array<ImageDedupStats & { trees: string[] }> = []
   const blobSizes = new Map<string, number>()
   const diffIds = new Map<string, string>()
   for (const id of new Set(ids)) {
-    const bundle = await loadTree(store, id)
+    const bundle = await loadTree(store, id, counted)
     bundles.set(id, bundle)
     for (const { ref, image } of await resolveStoredImages(store, id, bundle.tree, options.platform)) {
       for (const l of image.layers) {
@@ -114,7 +116,7 @@ export async function dedupStats(store: Store, ids: string[], options: DedupStat
   }
 
   const layers = new Map<string, LayerTree>()
-  for (const treeId of new Set(diffIds.values())) layers.set(treeId, await loadTree(store, treeId))
+  for (const treeId of new Set(diffIds.values())) layers.set(treeId, await loadTree(store, treeId, counted))
   const chunks = new Map<string, ChunkUse>()
   const bundleChunks = new Map<string, ChunkUse>()
   collectChunks(layers.values(), chunks, null)
@@ -196,12 +198,25 @@ export async function dedupStats(store: Store, ids: string[], options: DedupStat
   }
 }
 
-/** A tree with its raw and stored sizes; a missing one is ERR_SNAPSHOT_NOT_FOUND, as readTree says it. */
-async function loadTree(store: Store, id: string): Promise<LayerTree> {
-  const raw = await readTreeBytes(store, id)
-  const stored = await store.size(objectKey('tree', id))
-  if (stored === null) throw new SnapdirError('ERR_SNAPSHOT_NOT_FOUND', `snapshot ${id} is not in ${store.url}`, { data: { id, store: store.url } })
-  return { id, tree: decodeTree(raw, `snapshot ${id} in ${store.url}`), rawBytes: raw.length, storedBytes: stored }
+/**
+ * A tree with its raw and stored sizes (its root and its parts not in `counted`, which it adds its
+ * parts to); a missing one is ERR_SNAPSHOT_NOT_FOUND, as readTree says it.
+ */
+async function loadTree(store: Store, id: string, counted: Set<string>): Promise<LayerTree> {
+  try {
+    const { tree, rawBytes, root, parts } = await readStoredTree(store, id)
+    let storedBytes = root.length
+    for (const p of parts) {
+      if (!counted.has(p.id)) storedBytes += p.object.length
+      counted.add(p.id)
+    }
+    return { id, tree, rawBytes, storedBytes }
+  } catch (err) {
+    if (err instanceof SnapdirError && err.code === 'ERR_OBJECT_MISSING' && err.data.part === undefined) {
+      throw new SnapdirError('ERR_SNAPSHOT_NOT_FOUND', `snapshot ${id} is not in ${store.url}`, { data: { id, store: store.url } })
+    }
+    throw err
+  }
 }
 
 /** Adds the chunks the trees' files use to `into`, leaving out those `skip` already has. */

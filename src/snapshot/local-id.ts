@@ -11,7 +11,7 @@ export async function localId(dir: string, params: ChunkerParams = DEFAULT_CHUNK
   try {
     const encoder = new TreeEncoder() // entries are encoded as their files are cut (see push)
     const { tree } = await buildSnapshot({ dir }, { params, pool, encoder })
-    return toHex(hashBytes(encoder.encode(tree)))
+    return toHex(hashBytes(encoder.encode(tree).root))
   } finally {
     await pool.close()
   }

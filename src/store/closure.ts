@@ -8,13 +8,12 @@
 // verified as a snapshot of its own, or a store written by an older version) is its own tree alone.
 // Trees are read one at a time and dropped once their chunks are listed: the closure holds IDs, sizes
 // and (unless asked not to) the names of the files using each chunk, never the trees' inline bytes.
-import { decodeObject } from '../format/object.js'
 import { toHex } from '../format/id.js'
 import { printablePath } from '../format/tree-paths.js'
-import { decodeTree, treeSize, type Tree } from '../format/tree.js'
+import { treeSize, type Tree } from '../format/tree.js'
 import { SnapdirError } from '../util/errors.js'
 import { readLayerRef, layerRefKey, type ImageLayer, type LayerRef } from './layer-refs.js'
-import { isObjectDamage, objectKey } from './objects.js'
+import { isObjectDamage, objectKey, readStoredTree, type EncodedObject } from './objects.js'
 import { listRevisions, type Revision } from './revisions.js'
 import type { Store } from './store.js'
 
@@ -33,8 +32,10 @@ export interface ClosureTree {
    * it was not read; damaged: missing or unreadable (see damage), its chunks unknown
    */
   state: 'read' | 'skipped' | 'damaged'
-  /** the tree object as stored, when `keepTreeObjects` asked for it (sync copies it as it is) */
+  /** the tree object (its root) as stored, when `keepTreeObjects` asked for it (sync copies it as it is) */
   object?: Buffer
+  /** likewise its parts (format 2 trees; empty for format 1) */
+  parts?: EncodedObject[]
 }
 
 /** Who uses a chunk: one tree of the closure, and the files of that tree (for messages). */
@@ -58,7 +59,7 @@ export interface ClosureChunk {
 export interface ClosureDamage {
   layer: ClosureLayer
   object: 'tree' | 'ref'
-  /** the store key: trees/…/<id> or refs/layers/<hex> */
+  /** the store key: trees/…/<id>, tree-parts/…/<id> (a part of the layer's tree) or refs/layers/<hex> */
   key: string
   /** mismatch: the ref names another tree than the revision's (the views would read that one) */
   problem: 'missing' | 'corrupt' | 'mismatch'
@@ -125,18 +126,20 @@ export async function snapshotClosure(store: Store, id: string, options: Closure
 
   // the snapshot's own tree first, alone: an unknown ID fails before anything else is read. Each
   // tree is read in a call of its own, so it is garbage once its chunks are listed.
-  const readOwn = async (): Promise<{ size: number; stored?: Buffer }> => {
-    const { tree, stored } = await readTreeObject(store, id, `snapshot ${id} in ${store.url}`).catch((err: unknown) => {
-      if (err instanceof SnapdirError && err.code === 'ERR_OBJECT_MISSING') {
+  const readOwn = async (): Promise<{ size: number; stored?: Pick<ClosureTree, 'object' | 'parts'> }> => {
+    const { tree, root, parts } = await readStoredTree(store, id).catch((err: unknown) => {
+      if (err instanceof SnapdirError && err.code === 'ERR_OBJECT_MISSING' && err.data.part === undefined) {
         throw new SnapdirError('ERR_SNAPSHOT_NOT_FOUND', `snapshot ${id} is not in ${store.url}`, { data: { id, store: store.url } })
       }
+      // a part of the tree missing or damaged: the snapshot is there, but not whole
+      if (isObjectDamage(err)) throw new SnapdirError('ERR_SNAPSHOT_DAMAGED', err.message, { cause: err, data: err.data })
       throw err
     })
     addTree(tree, id, null)
-    return { size: treeSize(tree), ...(options.keepTreeObjects ? { stored } : {}) }
+    return { size: treeSize(tree), ...(options.keepTreeObjects ? { stored: { object: root, parts } } : {}) }
   }
   const { size, stored: ownStored } = await readOwn()
-  const trees: ClosureTree[] = [{ id, layer: null, state: 'read', ...(ownStored ? { object: ownStored } : {}) }]
+  const trees: ClosureTree[] = [{ id, layer: null, state: 'read', ...ownStored }]
 
   const revisions = (await listRevisions(store)).filter((r) => r.id === id)
   const layers: ClosureLayer[] = []
@@ -160,10 +163,10 @@ export async function snapshotClosure(store: Store, id: string, options: Closure
     layers.push({ digest: l.digest, diffId: l.diffId, tree: l.tree, ref: read.ref })
   }
 
-  const readLayerTree = async (layer: ClosureLayer): Promise<Buffer> => {
-    const { tree, stored } = await readTreeObject(store, layer.tree, `layer ${layer.diffId} (tree ${layer.tree}) in ${store.url}`)
+  const readLayerTree = async (layer: ClosureLayer): Promise<Pick<ClosureTree, 'object' | 'parts'>> => {
+    const { tree, root, parts } = await readStoredTree(store, layer.tree, `layer ${layer.diffId} (tree ${layer.tree}) in ${store.url}`)
     addTree(tree, layer.tree, layer)
-    return stored
+    return { object: root, parts }
   }
   const damage: ClosureDamage[] = []
   const refsReported = new Set<string>()
@@ -185,19 +188,15 @@ export async function snapshotClosure(store: Store, id: string, options: Closure
     }
     try {
       const stored = await readLayerTree(layer)
-      trees.push({ id: layer.tree, layer, state: 'read', ...(options.keepTreeObjects ? { object: stored } : {}) })
+      trees.push({ id: layer.tree, layer, state: 'read', ...(options.keepTreeObjects ? stored : {}) })
     } catch (err) {
       if (!(isObjectDamage(err) || (err instanceof SnapdirError && err.code === 'ERR_TREE_MALFORMED'))) throw err
       trees.push({ id: layer.tree, layer, state: 'damaged' })
-      const detail = err.code === 'ERR_OBJECT_MISSING' ? `layer tree ${layer.tree} is missing from ${store.url}` : err.message
-      damage.push({ layer, object: 'tree', key: objectKey('tree', layer.tree), problem: err.code === 'ERR_OBJECT_MISSING' ? 'missing' : 'corrupt', detail })
+      const part = typeof err.data.part === 'string' ? err.data.part : null
+      const detail = err.code === 'ERR_OBJECT_MISSING' && part === null ? `layer tree ${layer.tree} is missing from ${store.url}` : err.message
+      const key = part === null ? objectKey('tree', layer.tree) : objectKey('tree-part', part)
+      damage.push({ layer, object: 'tree', key, problem: err.code === 'ERR_OBJECT_MISSING' ? 'missing' : 'corrupt', detail })
     }
   }
   return { id, size, revisions, layers, trees, chunks, damage }
-}
-
-/** A tree object read, re-hashed and decoded; the stored bytes too, for a caller that copies them. */
-async function readTreeObject(store: Store, id: string, what: string): Promise<{ tree: Tree; stored: Buffer }> {
-  const stored = await store.get(objectKey('tree', id))
-  return { tree: decodeTree(decodeObject(stored, id, `tree ${id} from ${store.url}`), what), stored }
 }

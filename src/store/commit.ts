@@ -1,13 +1,15 @@
 // The commit of a snapshot whose chunks are stored and flushed: what names them is written in the
 // order that keeps a crash harmless, each step flushed before the next names it:
 //
-//   layer trees -> flush -> layer refs -> flush -> the snapshot's tree -> flush -> revision -> flush
+//   tree parts -> flush -> layer trees -> flush -> layer refs -> flush -> the snapshot's tree -> flush
+//   -> revision -> flush
 //
+// (tree parts: the parts of format 2 trees, layers' and the snapshot's, which their roots name.)
 // A process or machine dying anywhere leaves only objects nothing names yet (a later push or sync
 // reuses them; gc sweeps them), never a ref or a revision naming something missing. Push and sync
 // both commit through here.
 import type { Tree } from '../format/tree.js'
-import { writeTree, type EncodedTree } from './objects.js'
+import { encodeTreeObject, writeTree, writeTreeParts, type EncodedTree } from './objects.js'
 import { writeLayerRef, type ImageLayer } from './layer-refs.js'
 import { addRevision, type Revision } from './revisions.js'
 import type { Store } from './store.js'
@@ -40,11 +42,26 @@ export interface SnapshotCommit {
  */
 export async function commitSnapshot(store: Store, commit: SnapshotCommit): Promise<Revision> {
   let image: Revision['image'] | undefined
+  // every tree's parts first, in one step: a tree given decoded is encoded here, one at a time, and
+  // only its root is kept (the parts are written)
+  const layerTrees: Array<string | EncodedTree> = []
+  let parts = 0
+  for (const layer of commit.layers ?? []) {
+    if (typeof layer.tree === 'string') layerTrees.push(layer.tree)
+    else {
+      const encoded = 'object' in layer.tree ? layer.tree : encodeTreeObject(layer.tree)
+      parts += await writeTreeParts(store, encoded)
+      layerTrees.push({ id: encoded.id, object: encoded.object })
+    }
+  }
+  parts += await writeTreeParts(store, commit.tree)
+  if (parts > 0) await store.flush()
+  const ownRoot: EncodedTree = { id: commit.tree.id, object: commit.tree.object }
   if (commit.layers !== undefined) {
     const written: ImageLayer[] = []
-    for (const layer of commit.layers) {
-      // one at a time: a tree given decoded is encoded only as it is written
-      const tree = typeof layer.tree === 'string' ? layer.tree : await writeTree(store, layer.tree)
+    for (const [i, layer] of commit.layers.entries()) {
+      const t = layerTrees[i]!
+      const tree = typeof t === 'string' ? t : await writeTree(store, t)
       written.push({ digest: layer.digest, diffId: layer.diffId, tree })
     }
     await store.flush()
@@ -56,7 +73,7 @@ export async function commitSnapshot(store: Store, commit: SnapshotCommit): Prom
     commit.onStep?.('layer-refs')
     image = { layers: written }
   }
-  const id = await writeTree(store, commit.tree)
+  const id = await writeTree(store, ownRoot)
   await store.flush()
   commit.onStep?.('tree')
   const revision = await addRevision(store, { id, ...commit.revision, ...(image ? { image } : {}) })

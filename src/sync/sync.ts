@@ -73,7 +73,8 @@ export async function sync(from: Store, to: Store, id: string, options: SyncOpti
   const origin = closure.revisions.at(-1)
   const [own, ...layerTrees] = closure.trees
   const copied = layerTrees.filter((t) => t.state === 'read')
-  options.onPlan?.(closure.chunks.size + 1 + copied.length)
+  const partCount = new Set([own!, ...copied].flatMap((t) => (t.parts ?? []).map((p) => p.id))).size
+  options.onPlan?.(closure.chunks.size + partCount + 1 + copied.length)
 
   await forEachLimit(closure.chunks.values(), options.jobs ?? 16, async (chunk) => {
     const key = objectKey('chunk', chunk.id)
@@ -103,6 +104,24 @@ export async function sync(from: Store, to: Store, id: string, options: SyncOpti
     options.onObject?.()
   })
 
+  // format 2 trees' parts, like chunks: each re-hashed when read, copied unless the destination has it
+  // (an edit shares all but a few parts with the tree before it); before any root names them
+  const parts = new Map([own!, ...copied].flatMap((t) => (t.parts ?? []).map((p) => [p.id, p.object] as const)))
+  await forEachLimit(parts, options.jobs ?? 16, async ([partId, object]) => {
+    const key = objectKey('tree-part', partId)
+    summary.objects.checked++
+    const there = await to.size(key)
+    if (there !== null) {
+      summary.objects.skipped++
+      summary.bytes.skipped += there
+    } else {
+      if (!dryRun) await to.put(key, object)
+      summary.objects.copied++
+      summary.bytes.copied += object.length
+    }
+    options.onObject?.()
+  })
+
   for (const tree of [own!, ...copied]) {
     summary.objects.checked++
     summary.objects.copied++
@@ -116,7 +135,7 @@ export async function sync(from: Store, to: Store, id: string, options: SyncOpti
   await to.flush()
   const objects = new Map(copied.map((t) => [t.id, t.object!]))
   await commitSnapshot(to, {
-    tree: { id, object: own!.object! },
+    tree: { id, object: own!.object! }, // its parts are copied above
     ...(origin?.image || closure.layers.length > 0
       ? {
           layers: closure.layers.map((l): CommitLayer => {

@@ -11,7 +11,7 @@ import { DEFAULT_CHUNKER } from '../../src/chunk/params.js'
 import { toHex } from '../../src/format/id.js'
 import { encodeObject } from '../../src/format/object.js'
 import { encodeTree, type TreeEntry } from '../../src/format/tree.js'
-import { objectKey } from '../../src/store/objects.js'
+import { objectKey, type ObjectKind } from '../../src/store/objects.js'
 import { ID_RE, bytes, listFiles, makeEdgeTree, manifest, snapdir, snapdirOk, tempDir, type RunResult } from '../helpers/cli.js'
 
 // the same content in two files, large enough (>= 64 KiB) to be cut on its own rather than packed
@@ -39,9 +39,9 @@ function damageFixture(dir: string): { readmeChunk: string; smallChunks: Set<str
     utimesSync(path.join(dir, rel), FIXED_TIME, FIXED_TIME)
   }
   const id = (b: Buffer | string) => toHex(hashBytes(Buffer.from(b)))
-  // top.txt is small enough to be inlined in the tree: no chunk of its own; other.bin is packed alone
+  // other.bin and top.txt are packed together (path order), into one chunk
   const readmeChunks = chunkIds(README)
-  return { readmeChunk: readmeChunks[0]!, smallChunks: new Set([...readmeChunks, id(bytes('other', 20_000))]) }
+  return { readmeChunk: readmeChunks[0]!, smallChunks: new Set([...readmeChunks, id(Buffer.concat([bytes('other', 20_000), Buffer.from('top level file\n')]))]) }
 }
 
 /** The IDs of the chunks a file of this content is cut into. */
@@ -53,7 +53,7 @@ function chunkIds(content: Buffer): string[] {
   return out
 }
 
-function objectFile(store: string, kind: 'chunk' | 'tree', id: string): string {
+function objectFile(store: string, kind: ObjectKind, id: string): string {
   return path.join(store, ...objectKey(kind, id).split('/'))
 }
 
@@ -215,6 +215,22 @@ describe('damaged tree', () => {
     expectOneLineFailure(await snapdir(['verify', '--store', d.store, '--id', d.id]), d.id)
     expectOneLineFailure(await pullFails(d), d.id)
   })
+
+  test.each([
+    { what: 'missing', damage: (f: string) => unlinkSync(f), says: /is missing from/ },
+    { what: 'flipped', damage: flipMiddleByte, says: /expected [0-9a-f]{64}, computed [0-9a-f]{64}/ },
+  ])('a $what part of the tree: pull and verify exit 1 with one line naming the part and the snapshot', async ({ damage, says }) => {
+    const d = await pushFixture()
+    const parts = listFiles(d.store).filter((f) => f.startsWith('tree-parts/'))
+    expect(parts.length).toBeGreaterThan(0)
+    const part = path.basename(parts[0]!)
+    damage(objectFile(d.store, 'tree-part', part))
+    const v = expectOneLineFailure(await snapdir(['verify', '--store', d.store, '--id', d.id]), d.id, part)
+    expect(v).toMatch(says)
+    expect(v).not.toMatch(/is not in/)
+    const p = expectOneLineFailure(await pullFails(d), d.id, part)
+    expect(p).toMatch(says)
+  })
 })
 
 // --- crafted trees: pull must never write outside its target ---------------------------------
@@ -254,7 +270,7 @@ function hardlinkEntry(p: string, target: string): TreeEntry {
   return entry(p, 'hardlink', { target: Buffer.from(target) })
 }
 
-async function writeObject(store: string, kind: 'chunk' | 'tree', raw: Buffer): Promise<string> {
+async function writeObject(store: string, kind: ObjectKind, raw: Buffer): Promise<string> {
   const id = toHex(hashBytes(raw))
   const file = objectFile(store, kind, id)
   mkdirSync(path.dirname(file), { recursive: true })
@@ -265,7 +281,9 @@ async function writeObject(store: string, kind: 'chunk' | 'tree', raw: Buffer): 
 /** Writes a tree (with the root entry first) and PAYLOAD's chunk straight into a valid store. */
 async function plantTree(store: string, entries: TreeEntry[]): Promise<string> {
   await writeObject(store, 'chunk', PAYLOAD)
-  return writeObject(store, 'tree', encodeTree({ chunker: DEFAULT_CHUNKER, entries: [entry('', 'dir'), ...entries] }))
+  const { root, parts } = encodeTree({ chunker: DEFAULT_CHUNKER, entries: [entry('', 'dir'), ...entries] })
+  for (const part of parts) await writeObject(store, 'tree-part', part)
+  return writeObject(store, 'tree', root)
 }
 
 interface Crafted {

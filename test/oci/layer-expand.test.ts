@@ -121,7 +121,7 @@ async function content(store: Store, e: TreeEntry): Promise<Buffer> {
 }
 
 function treeId(tree: Tree): string {
-  return toHex(hashBytes(encodeTree(tree)))
+  return toHex(hashBytes(encodeTree(tree).root))
 }
 
 function sha256(data: Buffer): string {

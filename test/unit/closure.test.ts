@@ -11,6 +11,7 @@ import { layerRefKey, readLayerRef, writeLayerRef } from '../../src/store/layer-
 import { MemoryStore } from '../../src/store/memory-store.js'
 import { encodeTreeObject, objectKey, writeTree } from '../../src/store/objects.js'
 import { addRevision, listRevisions } from '../../src/store/revisions.js'
+import { SnapdirError } from '../../src/util/errors.js'
 
 const chunk = (name: string): Buffer => hashBytes(Buffer.from(name))
 const hex = (name: string): string => toHex(chunk(name))
@@ -150,6 +151,39 @@ describe('snapshotClosure', () => {
     expect([...c.chunks.keys()]).toEqual([hex('a'), hex('c')])
   })
 
+  it('a part of a layer tree missing or damaged is damage naming the part; a part of the own tree is ERR_SNAPSHOT_DAMAGED naming it', async () => {
+    const s = new LosingStore()
+    await s.open({ create: true })
+    const l1 = encodeTreeObject(tree([['a', [['a', 0, 1]]]]))
+    const l2 = encodeTreeObject(tree([['b', [['b', 0, 1]]]]))
+    await writeTree(s, l1)
+    await writeTree(s, l2)
+    const own = encodeTreeObject(tree([['o', [['o', 0, 1]]]]))
+    const id = await writeTree(s, own)
+    for (const [n, t] of [[1, l1.id], [2, l2.id]] as const) await writeLayerRef(s, { diffId: diffId(n), digests: [digest(n)], mediaType: 'm', tree: t })
+    await addRevision(s, { id, name: 'img', size: 1, source: 's', image: { layers: [1, 2].map((n) => ({ digest: digest(n), diffId: diffId(n), tree: n === 1 ? l1.id : l2.id })) } })
+    const p1 = l1.parts![0]!.id
+    const p2 = l2.parts![0]!.id
+    s.lost.add(objectKey('tree-part', p1))
+    const damaged = Buffer.from(l2.parts![0]!.object)
+    damaged[damaged.length - 1]! ^= 1
+    await s.put(objectKey('tree-part', p2), damaged)
+    const c = await snapshotClosure(s, id)
+    expect(c.damage.map((d) => [d.layer.diffId, d.object, d.key, d.problem])).toEqual([
+      [diffId(1), 'tree', objectKey('tree-part', p1), 'missing'],
+      [diffId(2), 'tree', objectKey('tree-part', p2), 'corrupt'],
+    ])
+    expect(c.damage[0]!.detail).toContain(`part ${p1} of tree ${l1.id} is missing`)
+    expect(c.damage[1]!.detail).toContain(`part ${p2} of tree ${l2.id}`)
+    expect(c.trees.map((t) => t.state)).toEqual(['read', 'damaged', 'damaged'])
+
+    s.lost.add(objectKey('tree-part', own.parts![0]!.id))
+    const err = await snapshotClosure(s, id).catch((e: unknown) => e)
+    expect(err).toMatchObject({ code: 'ERR_SNAPSHOT_DAMAGED' })
+    expect((err as Error).message).toContain(own.parts![0]!.id)
+    expect((err as Error).message).toContain(id)
+  })
+
   it('skipTree: a layer tree complete elsewhere is neither read nor its chunks listed; keepTreeObjects keeps what was read', async () => {
     const s = await store()
     const l1 = await writeTree(s, tree([['a', [['a', 0, 1]]]]))
@@ -160,14 +194,23 @@ describe('snapshotClosure', () => {
     for (const [n, t] of [[1, l1], [2, l2.id]] as const) await writeLayerRef(s, { diffId: diffId(n), digests: [digest(n)], mediaType: 'm', tree: t })
     await addRevision(s, { id, name: 'img', size: 0, source: 's', image: { layers: [1, 2].map((n) => ({ digest: digest(n), diffId: diffId(n), tree: n === 1 ? l1 : l2.id })) } })
     const c = await snapshotClosure(s, id, { keepTreeObjects: true, skipTree: async (t) => t === l1 })
-    expect(c.trees.map((t) => [t.id, t.state, t.object])).toEqual([
-      [id, 'read', own.object],
-      [l1, 'skipped', undefined],
-      [l2.id, 'read', l2.object],
+    expect(c.trees.map((t) => [t.id, t.state, t.object, t.parts])).toEqual([
+      [id, 'read', own.object, own.parts],
+      [l1, 'skipped', undefined, undefined],
+      [l2.id, 'read', l2.object, l2.parts],
     ])
     expect([...c.chunks.keys()]).toEqual([hex('b')])
   })
 })
+
+/** A store in memory that has lost the objects named in `lost`. */
+class LosingStore extends MemoryStore {
+  readonly lost = new Set<string>()
+  override async get(key: string): Promise<Buffer> {
+    if (this.lost.has(key)) throw new SnapdirError('ERR_OBJECT_MISSING', `${key} is missing from ${this.url}`, { data: { key } })
+    return super.get(key)
+  }
+}
 
 /** A store in memory that records what is written and when it is flushed. */
 class RecordingStore extends MemoryStore {
@@ -183,14 +226,16 @@ class RecordingStore extends MemoryStore {
 }
 
 describe('commitSnapshot', () => {
-  it('writes layer trees, refs, the tree and the revision in that order, each step flushed before the next names it', async () => {
+  it('writes tree parts, layer trees, refs, the tree and the revision in that order, each step flushed before the next names it', async () => {
     const s = new RecordingStore()
     await s.open({ create: true })
     const known = await writeTree(s, tree([['k', [['k', 0, 1]]]]))
     s.log.length = 0
     const fresh = tree([['f', [['f', 0, 1]]]])
-    const freshId = encodeTreeObject(fresh).id
+    const freshEncoded = encodeTreeObject(fresh)
+    const freshId = freshEncoded.id
     const own = encodeTreeObject(tree([['blob', [['z', 0, 5]]]]))
+    const parts = [...freshEncoded.parts!, ...own.parts!].map((p) => 'tree-parts/' + p.id.slice(0, 2))
     const steps: string[] = []
     const revision = await commitSnapshot(s, {
       tree: own,
@@ -201,7 +246,8 @@ describe('commitSnapshot', () => {
       revision: { name: 'img', size: 5, source: '/src' },
       onStep: (step) => steps.push(step),
     })
-    expect(s.log).toEqual(['trees/' + freshId.slice(0, 2), 'flush', 'refs/layers', 'flush', 'trees/' + own.id.slice(0, 2), 'flush', 'refs/revisions', 'flush'])
+    expect(parts).toHaveLength(2)
+    expect(s.log).toEqual([...parts, 'flush', 'trees/' + freshId.slice(0, 2), 'flush', 'refs/layers', 'flush', 'trees/' + own.id.slice(0, 2), 'flush', 'refs/revisions', 'flush'])
     expect(steps).toEqual(['layer-trees', 'layer-refs', 'tree', 'revision'])
     expect(revision).toMatchObject({
       id: own.id,
@@ -229,7 +275,7 @@ describe('commitSnapshot', () => {
     await s.open({ create: true })
     const own = encodeTreeObject(tree([]))
     const revision = await commitSnapshot(s, { tree: own, revision: { name: 'd', size: 0, source: '/d' } })
-    expect(s.log).toEqual(['trees/' + own.id.slice(0, 2), 'flush', 'refs/revisions', 'flush'])
+    expect(s.log).toEqual(['tree-parts/' + own.parts![0]!.id.slice(0, 2), 'flush', 'trees/' + own.id.slice(0, 2), 'flush', 'refs/revisions', 'flush'])
     expect(revision).not.toHaveProperty('image')
   })
 })

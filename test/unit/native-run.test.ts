@@ -33,7 +33,8 @@ function sourceTree(dir: string): void {
 async function snapshot(src: string, store: FileStore): Promise<Buffer> {
   await store.open({ create: true })
   const { tree } = await buildSnapshot({ dir: src }, { params: DEFAULT_CHUNKER, store })
-  return encodeTree(tree)
+  const { root, parts } = encodeTree(tree)
+  return Buffer.concat([root, ...parts])
 }
 
 function chunkFiles(root: string): Map<string, Buffer> {

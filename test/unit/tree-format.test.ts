@@ -2,7 +2,8 @@ import fc from 'fast-check'
 import { Packr } from 'msgpackr'
 import { describe, expect, it } from 'vitest'
 import { DEFAULT_CHUNKER } from '../../src/chunk/params.js'
-import { decodeTree, encodeTree, ENTRY_TYPES, TreeEncoder, type Tree, type TreeEntry } from '../../src/format/tree.js'
+import { decodeTree, encodeTree, ENTRY_TYPES, TreeEncoder, type Tree, type TreeBytes, type TreeEntry } from '../../src/format/tree.js'
+import { hashBytes } from '../../src/chunk/hash.js'
 import { SnapdirError } from '../../src/util/errors.js'
 
 function entry(path: string | Buffer, type: TreeEntry['type'], extra: Partial<TreeEntry> = {}): TreeEntry {
@@ -20,6 +21,8 @@ const file = (path: string, bytes: number): TreeEntry =>
 function tree(entries: TreeEntry[]): Tree {
   return { chunker: DEFAULT_CHUNKER, entries: [entry('', 'dir'), ...entries] }
 }
+
+const sameBytes = (a: TreeBytes, b: TreeBytes): boolean => a.root.equals(b.root) && a.parts.length === b.parts.length && a.parts.every((p, i) => p.equals(b.parts[i]!))
 
 function expectMalformed(t: Tree, why: RegExp): void {
   let err: unknown
@@ -81,13 +84,13 @@ describe('tree encoding', () => {
         expect(back.chunker).toEqual(t.chunker)
         const shuffled = [...t.entries].sort(() => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % 3) - 1)
         const reversedXattrs = shuffled.map((e) => ({ ...e, xattrs: [...e.xattrs].reverse() }))
-        expect(encodeTree({ ...t, entries: reversedXattrs }).equals(bytes)).toBe(true)
+        expect(sameBytes(encodeTree({ ...t, entries: reversedXattrs }), bytes)).toBe(true)
       }),
       { numRuns: 200 },
     )
   })
 
-  it('gives the bytes msgpackr gives the wire form, which every snapshot ID so far was the hash of', () => {
+  it('gives, in format 1, the bytes msgpackr gives the wire form, which every format 1 snapshot ID was the hash of', () => {
     // the encoding as it was first written: msgpackr over positional arrays (format/tree.ts's header)
     const packr = new Packr({ useRecords: false, bundleStrings: false, moreTypes: false })
     const byPath = (a: TreeEntry, b: TreeEntry) => Buffer.compare(a.path, b.path)
@@ -102,17 +105,19 @@ describe('tree encoding', () => {
     ]
     const withInline = fc.tuple(arbTree, fc.uint8Array({ maxLength: 70_000 })).map(([t, content]) => {
       t.entries.push(entry('inline', 'file', { size: content.length, inline: Buffer.from(content) }))
+      t.format = 1
       return t
     })
-    fc.assert(fc.property(withInline, (t) => encodeTree(t).equals(packr.pack(wire(t)))), { numRuns: 300 })
+    fc.assert(fc.property(withInline, (t) => encodeTree(t).root.equals(packr.pack(wire(t))) && encodeTree(t).parts.length === 0), { numRuns: 300 })
   })
 
-  it('gives the same bytes with any of its entries encoded ahead, in any order (as push does)', () => {
+  it('gives the same bytes with any of its entries encoded ahead, in any order (as push does), in either format', () => {
     fc.assert(
-      fc.property(arbTree, fc.array(fc.nat()), (t, picks) => {
-        const encoder = new TreeEncoder()
+      fc.property(arbTree, fc.array(fc.nat()), fc.constantFrom<1 | 2>(1, 2), (t, picks, format) => {
+        t.format = format
+        const encoder = new TreeEncoder(format)
         for (const p of picks) encoder.add(t.entries[p % t.entries.length]!)
-        return encoder.encode(t).equals(encodeTree(t))
+        return sameBytes(encoder.encode(t), encodeTree(t))
       }),
       { numRuns: 200 },
     )
@@ -129,14 +134,29 @@ describe('tree encoding', () => {
   })
 })
 
-describe('inline content', () => {
+describe('inline content (format 1)', () => {
+  const tree1 = (entries: TreeEntry[]): Tree => ({ ...tree(entries), format: 1 })
   it('a small file kept in the tree comes back with its bytes, and must match its size', () => {
     const f = entry('small', 'file', { size: 5, inline: Buffer.from('hello') })
-    const back = decodeTree(encodeTree(tree([f])), 't')
+    const back = decodeTree(encodeTree(tree1([f])), 't')
     expect(back.entries[1]!.inline).toEqual(Buffer.from('hello'))
     expect(back.entries[1]!.chunks).toEqual([])
-    expectMalformed(tree([entry('small', 'file', { size: 6, inline: Buffer.from('hello') })]), /inline content of 5 bytes, size says 6/)
-    expectMalformed(tree([entry('l', 'symlink', { inline: Buffer.from('x') })]), /inline content/)
+    expect(back.format).toBe(1)
+    expectMalformed(tree1([entry('small', 'file', { size: 6, inline: Buffer.from('hello') })]), /inline content of 5 bytes, size says 6/)
+    expectMalformed(tree1([entry('l', 'symlink', { inline: Buffer.from('x') })]), /inline content/)
+  })
+
+  it('format 2 holds none: encoding one is a bug, and one planted in a part is refused', () => {
+    expect(() => encodeTree(tree([entry('small', 'file', { size: 5, inline: Buffer.from('hello') })]))).toThrow(/no file content/)
+    // an empty file expanded from a layer has empty inline bytes: nothing to keep, it encodes as no chunks
+    const back = decodeTree(encodeTree(tree([entry('empty', 'file', { inline: Buffer.alloc(0) })])), 't')
+    expect(back.entries[1]!.inline).toBeUndefined()
+    const packr = new Packr({ useRecords: false, bundleStrings: false, moreTypes: false })
+    const enc = encodeTree(tree([]))
+    const part = packr.pack([[Buffer.alloc(0), 1, 0o755, 0, 0, 0, 0, 0, null, 0, [], []], [Buffer.from('f'), 0, 0o644, 0, 0, 0, 0, 2, null, 0, [], Buffer.from('hi')]])
+    const root = packr.pack(['snapdir-tree', 2, [65536, 65536, 65536, 1, '0', 0, 0], [hashBytes(part), 2]])
+    expect(enc.parts).toHaveLength(1)
+    expect(() => decodeTree({ root, parts: [part] }, 't')).toThrow(/inline content in a format 2 tree/)
   })
 })
 
@@ -184,5 +204,72 @@ describe('tree validation refuses trees that could escape or lie', () => {
   it('a root that is not a directory, and bytes that are not a tree', () => {
     expectMalformed({ chunker: DEFAULT_CHUNKER, entries: [file('', 0)] }, /root directory/)
     expect(() => decodeTree(Buffer.from('not msgpack at all'), 't')).toThrow(/malformed tree/)
+  })
+})
+
+describe('format 2: a root naming parts', () => {
+  const many = (n: number, prefix = 'f'): TreeEntry[] => {
+    const dirs = [entry('d', 'dir')]
+    return [...dirs, ...Array.from({ length: n }, (_, i) => file(`d/${prefix}${String(i).padStart(6, '0')}`, 100 + i))]
+  }
+
+  it('cuts the entries into parts of whole entries, each named by the root with its entry count', () => {
+    const t = tree(many(10_000))
+    const { root, parts } = encodeTree(t)
+    // one anchor in 64 names: about 10000/64 parts
+    expect(parts.length).toBeGreaterThan(100)
+    expect(parts.length).toBeLessThan(260)
+    expect(decodeTree({ root, parts }, 't').entries).toHaveLength(10_002)
+    const back = decodeTree({ root, parts }, 't')
+    expect(back.entries.map((e) => e.path.toString())).toEqual(t.entries.map((e) => e.path.toString()).sort())
+    expect(() => decodeTree({ root, parts: parts.slice(1) }, 't')).toThrow(/names \d+ parts/)
+    expect(() => decodeTree({ root, parts: [parts[1]!, parts[0]!, ...parts.slice(2)] }, 't')).toThrow(/part 0 is/)
+  })
+
+  it('a one-entry edit changes the root and one part; an added file at most two parts', () => {
+    const before = encodeTree(tree(many(10_000)))
+    const edited = many(10_000)
+    edited[5000]!.mtimeSec += 1
+    edited[5000]!.chunks = [{ id: Buffer.alloc(32, 9), offset: 0, length: edited[5000]!.size, count: 1 }]
+    const after = encodeTree(tree(edited))
+    const old = new Set(before.parts.map((p) => p.toString('hex')))
+    expect(after.parts.filter((p) => !old.has(p.toString('hex')))).toHaveLength(1)
+    expect(after.root.equals(before.root)).toBe(false)
+    const added = encodeTree(tree([...many(10_000), file('d/f005000x', 7)]))
+    expect(added.parts.filter((p) => !old.has(p.toString('hex'))).length).toBeLessThanOrEqual(2)
+  })
+
+  it('an entry larger than a part is a part of its own', () => {
+    const big = file('d/huge', 1)
+    big.chunks = Array.from({ length: 3000 }, (_, i) => ({ id: Buffer.alloc(32, i % 256), offset: 0, length: 262144, count: 1 }))
+    big.size = 3000 * 262144
+    const t = tree([...many(300), big])
+    const { root, parts } = encodeTree(t)
+    expect(parts.some((p) => p.length > 64 * 1024)).toBe(true)
+    expect(parts.filter((p) => p.length > 64 * 1024)).toHaveLength(1)
+    expect(decodeTree({ root, parts }, 't').entries.find((e) => e.path.toString() === 'd/huge')!.chunks).toHaveLength(3000)
+  })
+
+  it('carries a recipe (a layer blob regenerated from a recipe object) and refuses a malformed one', () => {
+    const blob = entry('blob', 'file', { size: 12345, recipe: 'ab'.repeat(32) })
+    const back = decodeTree(encodeTree(tree([blob])), 't')
+    expect(back.entries[1]!.recipe).toBe('ab'.repeat(32))
+    expect(back.entries[1]!.size).toBe(12345)
+    expect(() => encodeTree(tree([entry('blob', 'file', { recipe: 'nope' })]))).toThrow(/not an ID/)
+    expect(() => encodeTree({ ...tree([blob]), format: 1 })).toThrow(/format 1/)
+  })
+
+  it('same tree, same ID: whatever the order given, and however entries were encoded ahead', () => {
+    fc.assert(
+      fc.property(fc.array(fc.nat(20_000), { minLength: 1, maxLength: 400 }), fc.nat(), (sizes, seed) => {
+        const entries = [entry('d', 'dir'), ...sizes.map((n, i) => file(`d/${i}-${n}`, n))]
+        const a = encodeTree(tree(entries))
+        const shuffled = [...entries].sort(() => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % 3) - 1)
+        const encoder = new TreeEncoder()
+        shuffled.filter((_, i) => i % 3 === 0).forEach((e) => encoder.add(e))
+        return sameBytes(a, encoder.encode(tree(shuffled)))
+      }),
+      { numRuns: 100 },
+    )
   })
 })
