@@ -144,12 +144,14 @@ async function main() {
     const storeOnDisk = measureTree(store)
     const storeObjects = (dir) => measureTree(path.join(store, dir))
     const chunksOnDisk = storeObjects('chunks')
-    const treesOnDisk = storeObjects('trees')
+    // a tree is its root (trees/) and, in format 2, its parts (tree-parts/)
+    const partsDir = path.join(store, 'tree-parts')
+    const treesOnDisk = { fileBytes: storeObjects('trees').fileBytes + (fs.existsSync(partsDir) ? storeObjects('tree-parts').fileBytes : 0) }
     if (chunksOnDisk.fileBytes !== stats.chunk.chunkStoredBytes + stats.bundles.chunkStoredBytes) {
       notes.push(`the store's chunks/ holds ${chunksOnDisk.fileBytes} bytes; stats counts ${stats.chunk.chunkStoredBytes} (layers) + ${stats.bundles.chunkStoredBytes} (layouts)`)
     }
     if (treesOnDisk.fileBytes !== stats.chunk.treeStoredBytes + stats.bundles.treeStoredBytes) {
-      notes.push(`the store's trees/ holds ${treesOnDisk.fileBytes} bytes; stats counts ${stats.chunk.treeStoredBytes} (layers) + ${stats.bundles.treeStoredBytes} (layouts)`)
+      notes.push(`the store's trees/ and tree-parts/ hold ${treesOnDisk.fileBytes} bytes; stats counts ${stats.chunk.treeStoredBytes} (layers) + ${stats.bundles.treeStoredBytes} (layouts)`)
     }
 
     result = {

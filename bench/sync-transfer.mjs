@@ -184,13 +184,13 @@ async function gzipLayerBytes(root, list = null) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Snapdir's stores, read as files: a store's objects are chunks/XX/ID and trees/XX/ID, each a
+// Snapdir's stores, read as files: a store's objects are chunks/XX/ID, trees/XX/ID and tree-parts/XX/ID, each a
 // 16-byte header (magic, codec, reserved, raw length u64 LE) and a payload (src/format/object.ts).
 
 function storeObjects(storeDir) {
   const objects = new Map() // key -> { size, raw }
   const header = Buffer.alloc(16)
-  for (const top of ['chunks', 'trees']) {
+  for (const top of ['chunks', 'trees', 'tree-parts']) {
     const dir = path.join(storeDir, top)
     if (!fs.existsSync(dir)) continue
     for (const fan of fs.readdirSync(dir)) {
@@ -212,7 +212,7 @@ function storeObjects(storeDir) {
 // ---------------------------------------------------------------------------------------------
 // One run
 
-const isObjectKey = (k) => k.startsWith('chunks/') || k.startsWith('trees/')
+const isObjectKey = (k) => k.startsWith('chunks/') || k.startsWith('trees/') || k.startsWith('tree-parts/')
 const sumSizes = (keys, sizes) => keys.reduce((a, k) => a + sizes.get(k).size, 0)
 const sumRaw = (keys, sizes) => keys.reduce((a, k) => a + sizes.get(k).raw, 0)
 
