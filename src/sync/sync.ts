@@ -51,10 +51,14 @@ export async function sync(from: Store, to: Store, id: string, options: SyncOpti
     summary.bytes.skipped = treeThere
     return summary
   }
-  await to.open({ create: !dryRun }).catch((err: unknown) => {
+  const destinationMissing = (err: unknown): undefined => {
     // a dry run against a destination that does not exist yet: everything would move
     if (!(dryRun && err instanceof SnapdirError && err.code === 'ERR_STORE_NOT_FOUND')) throw err
-  })
+    return undefined
+  }
+  await to.open({ create: !dryRun }).catch(destinationMissing)
+  // a destination a newer snapdir wrote (config version > STORE_FORMAT) is refused before anything is copied into it
+  await readStoreConfig(to).catch(destinationMissing)
 
   const destinationHas = async (tree: string): Promise<boolean> =>
     to.has(objectKey('tree', tree)).catch((err: unknown) => {

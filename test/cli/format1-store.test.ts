@@ -3,7 +3,7 @@
 // format 1 from the sources test/tools/format1-source.py writes. This snapdir must still verify, pull,
 // mount and sync it, and a push to it upgrades its config to version 2 and writes format 2 trees
 // beside the old ones, which stay readable.
-import { cpSync, mkdirSync, readFileSync, readdirSync } from 'node:fs'
+import { cpSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { listFiles, manifest, requireBuild, ROOT, snapdir, snapdirOk, tempDir } from '../helpers/cli.js'
@@ -83,6 +83,20 @@ describe('a format 1 store', () => {
     for (const [i, pulled] of [id, DIR_ID].entries()) {
       await snapdirOk(['pull', '--store', store, '--id', pulled, path.join(t, `out${i}`)])
       expect(manifest(path.join(t, `out${i}`))).toBe(manifest(src))
+    }
+  })
+
+  it('a store of a newer version (3) is refused in one line by push and by sync to it, and gains no files', async () => {
+    const { t, store, src } = setup()
+    const newer = path.join(t, 'newer')
+    mkdirSync(newer)
+    writeFileSync(path.join(newer, 'config'), JSON.stringify({ ...config(store), version: 3 }))
+    for (const args of [['push', '--store', newer, src], ['sync', '--from', store, '--to', newer, '--id', DIR_ID]]) {
+      const r = await snapdir(args)
+      expect(r.status, r.stderr).toBe(1)
+      expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1)
+      expect(r.stderr).toMatch(/config has version 3; this snapdir reads versions 1 to 2 \(a newer snapdir wrote it\)/)
+      expect(listFiles(newer)).toEqual(['config'])
     }
   })
 })
