@@ -1,6 +1,8 @@
 // pgzip-ref writes stdin to stdout as gzip through klauspost pgzip (the reference the pgzip tests compare
 // our encoder with, byte for byte). Built at test time from Debian's packages:
-//   GOPATH=/usr/share/gocode GO111MODULE=off go build -o DIR/pgzip-ref ./test/tools/pgzip-ref
+//
+//	GOPATH=/usr/share/gocode GO111MODULE=off go build -o DIR/pgzip-ref ./test/tools/pgzip-ref
+//
 // Usage: pgzip-ref LEVEL BLOCKSIZE [SPLIT]  (SPLIT: write stdin in pieces of that many bytes)
 package main
 
