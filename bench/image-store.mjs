@@ -441,6 +441,89 @@ async function regeneration(ctx) {
   }
 }
 
+// Run in a child process over dist/ as built: each gzip layer blob decompressed, then compressed again
+// by every candidate encoder its header allows (oci/compress candidatesFor, in that order), the output
+// compared with the blob as it streams and a candidate dropped at its first differing byte, as push
+// does. The input goes in 1 MiB writes (a multiple of 32 KiB: for Go's levels 2..9 the same bytes as one
+// large write, docs/go-flate.md). Prints one JSON line: per blob, the candidate that gave it back byte
+// for byte (or none), how many were tried, and the seconds that candidate took for the whole blob.
+const ENCODER_SCRIPT = `
+import fs from 'node:fs'
+import path from 'node:path'
+import { pathToFileURL } from 'node:url'
+import zlib from 'node:zlib'
+const [dist, ...blobs] = process.argv.slice(1)
+const load = (p) => import(pathToFileURL(path.join(dist, p)).href)
+const { candidatesFor, createDeflateEncoder } = await load('oci/compress/compressor.js')
+const { createGzipMember, isGzipHeaderProblem, parseGzipHeader } = await load('oci/compress/gzip-member.js')
+const WRITE = 1 << 20
+const out = []
+for (const file of blobs) {
+  const blob = fs.readFileSync(file)
+  const header = parseGzipHeader(blob)
+  if (isGzipHeaderProblem(header)) { out.push({ file, bytes: blob.length, hit: null, tried: 0, why: header.problem }); continue }
+  const tar = zlib.gunzipSync(blob)
+  const candidates = candidatesFor(header)
+  let hit = null
+  let tried = 0
+  let ms = null
+  for (const params of candidates) {
+    tried++
+    const t0 = process.hrtime.bigint()
+    const member = createGzipMember({ headerBytes: header.headerBytes, encoder: createDeflateEncoder(params) })
+    let at = 0
+    let same = true
+    const check = (piece) => {
+      if (!same) return
+      if (at + piece.length > blob.length || !piece.equals(blob.subarray(at, at + piece.length))) same = false
+      at += piece.length
+    }
+    for (let i = 0; i < tar.length && same; i += WRITE) check(member.write(tar.subarray(i, i + WRITE)))
+    if (same) check(member.end())
+    if (same && at === blob.length) { hit = params; ms = Number(process.hrtime.bigint() - t0) / 1e6; break }
+  }
+  out.push({ file, bytes: blob.length, tarBytes: tar.length, header: { mtime: header.mtime, xfl: header.xfl, os: header.os }, hit, tried, candidates: candidates.length, ms })
+}
+process.stdout.write(JSON.stringify(out) + '\\n')
+`
+
+/**
+ * The compressors alone, before recipes exist (or beside them): for each producer's distinct gzip
+ * layer blobs, whether one of snapdir's encoders gives the blob back byte for byte from its tar, and
+ * how fast (blob bytes / seconds of that encoder over the whole tar, from memory). { reason } when
+ * dist/ has no encoders.
+ */
+async function encoderCheck(ctx) {
+  if (!fs.existsSync(path.join(repo, 'dist/oci/compress/compressor.js'))) return { reason: 'dist/oci/compress/compressor.js is missing (no encoders in this build)' }
+  const byProducer = {}
+  for (const p of ctx.producers) {
+    const blobs = [...new Map(p.images.flatMap((i) => layoutLayers(i.layout)).map((l) => [l.digest, l])).values()]
+    const gzip = blobs.filter((l) => !l.mediaType || /gzip/.test(l.mediaType))
+    if (gzip.length === 0) {
+      byProducer[p.name] = { reason: 'no gzip layers' }
+      continue
+    }
+    const activity = otherActivity()
+    try {
+      const r = await run([process.execPath, '--input-type=module', '-e', ENCODER_SCRIPT, path.join(repo, 'dist'), ...gzip.map((l) => l.blob)], { env: ctx.env })
+      const results = lastJson('the encoder script', r.stdout).map(({ file: _, ...x }, i) => ({ digest: gzip[i].digest, ...x }))
+      const hits = results.filter((x) => x.hit)
+      byProducer[p.name] = {
+        blobs: results,
+        hits: hits.length,
+        of: results.length,
+        mbPerS: hits.length ? sum(hits.map((x) => x.bytes)) / MB / (sum(hits.map((x) => x.ms)) / 1000) : null,
+        sample: { wallMs: r.wallMs, ...activity(null) },
+      }
+    } catch (error) {
+      byProducer[p.name] = { reason: `the encoder script failed: ${tail(error.message, 3)}` }
+    }
+    const e = byProducer[p.name]
+    progress(`  ${p.name}: ${e.reason ?? `${e.hits}/${e.of} blobs byte-exact, ${fmt(e.mbPerS)} MB/s`}`)
+  }
+  return byProducer
+}
+
 /**
  * A one-file edit of the debian-rootfs tree: the tree and a copy with EDITED_FILE changed are pushed
  * into one fresh store (what the second push writes, by area) and synced in turn to an S3 store
@@ -582,6 +665,13 @@ async function main() {
       if (busy) notes.push(busy)
     }
 
+    progress('the encoders alone: each gzip layer blob compressed again from its tar')
+    const encoders = await encoderCheck(ctx)
+    for (const [name, e] of Object.entries(encoders.reason ? {} : encoders)) {
+      const busy = e.sample ? contention(`${name} encoder`, [e.sample]) : null
+      if (busy) notes.push(busy)
+    }
+
     const allLayers = producers.flatMap((p) => p.images.flatMap((i) => i.layers))
     let result = {
       schema: 1,
@@ -591,6 +681,7 @@ async function main() {
       targets: TARGETS,
       storeFormat: recipes ? 'recipes present' : 'no recipes (format 1 objects)',
       recipes,
+      encoders,
       regeneration: regen.reason ? { reason: regen.reason } : { blobs: regen.blobs, sample: regen.sample },
       registry: { total: distinctBlobs(allLayers) },
       stored,
@@ -651,6 +742,13 @@ const KiB = 1024
 /** The tree objects among objects by area: all but file content (chunks), refs and the config (trees/ in format 1; trees/ and tree-parts/ in format 2). */
 const treeObjectBytes = (areas) => sum(Object.entries(areas).filter(([k]) => !['total', 'chunks', 'refs', 'config'].includes(k)).map(([, v]) => v.bytes))
 const mark = (ok) => (ok ? '' : ' !')
+/** The encoder check's cell for a producer: `hits` (k/n blobs byte-exact) or `speed` (MB/s, ! under the target), 'n/a' without one. */
+function encoderCell(encoders, name, what) {
+  const e = encoders?.[name]
+  if (!e || e.reason) return 'n/a'
+  if (what === 'hits') return `${e.hits}/${e.of}`
+  return typeof e.mbPerS === 'number' ? `${fmt(e.mbPerS, 0)}${mark(e.mbPerS >= TARGETS.regenMBps)}` : 'n/a'
+}
 
 function report(r) {
   const t = r.targets
@@ -673,18 +771,25 @@ function report(r) {
       `${p.noop.requests}${mark(p.noop.requests <= t.noopRequests)}`,
       `${mb(p.mount.atMount.bytes, 2)} / ${mb(p.mount.afterWalk.bytes, 2)}`,
       p.images.every((i) => i.pull.diff.identical && i.pull.inspectEqual) ? 'yes' : 'NO',
+      encoderCell(r.encoders, p.name, 'hits'),
+      encoderCell(r.encoders, p.name, 'speed'),
       `${p.recipes.recipes}/${p.recipes.layers}`,
       typeof p.regenMBps === 'number' ? `${fmt(p.regenMBps, 0)}${mark(p.regenMBps >= t.regenMBps)}` : 'n/a',
       fmt(p.pullMBps, 0),
     ])
   }
   const totalStored = r.stored.total.bytes
-  rows.push(['all (one store)', mb(r.registry.total.bytes), mb(totalStored), `${fmt(totalStored / r.registry.total.bytes, 2)}${mark(totalStored / r.registry.total.bytes <= t.storedOverRegistry)}`, '', '', '', '', '', '', '', '', '', ''])
+  rows.push(['all (one store)', mb(r.registry.total.bytes), mb(totalStored), `${fmt(totalStored / r.registry.total.bytes, 2)}${mark(totalStored / r.registry.total.bytes <= t.storedOverRegistry)}`, '', '', '', '', '', '', '', '', '', '', '', ''])
   lines.push(table(
-    ['producer', 'registry MB', 'stored MB', 'stored/reg', 'sync base/new', 'sync python/new', 'rebuilt: reg / copied MB', 'rebuilt/reg', 'no-op req', 'mount MB (mounted / walked)', 'pull identical', 'recipes', 'regen MB/s', 'pull MB/s'],
+    ['producer', 'registry MB', 'stored MB', 'stored/reg', 'sync base/new', 'sync python/new', 'rebuilt: reg / copied MB', 'rebuilt/reg', 'no-op req', 'mount MB (mounted / walked)', 'pull identical', 'gzip exact', 'encoder MB/s', 'recipes', 'regen MB/s', 'pull MB/s'],
     rows,
   ))
   lines.push(`targets: stored/registry <= ${t.storedOverRegistry}; first sync <= ${t.firstSyncOverNew}x new layer bytes; rebuilt <= ${t.rebuiltOverRegistry}x a registry; no-op ${t.noopRequests} request; regeneration >= ${t.regenMBps} MB/s. ! marks a miss`)
+  if (r.encoders?.reason) lines.push(`gzip exact, encoder MB/s: n/a, ${r.encoders.reason}`)
+  for (const p of r.producers) {
+    const e = r.encoders?.[p.name]
+    if (e?.blobs) lines.push(`encoders ${p.name}: ${e.blobs.map((b) => `${b.digest.slice(7, 19)} ${b.hit ? `${b.hit.family} level ${b.hit.level}${b.hit.blockSize ? ` blocks ${b.hit.blockSize >> 10} KiB` : ''}, candidate ${b.tried} of ${b.candidates}, ${fmt(b.bytes / MB / (b.ms / 1000))} MB/s` : `none of ${b.candidates} candidates`}`).join('; ')}`)
+  }
   if (r.regeneration.reason) lines.push(`regen MB/s: n/a, ${r.regeneration.reason}; pull MB/s is reading the blobs back as stored`)
   for (const p of r.producers) if (p.recipes.recipes) lines.push(`recipes ${p.name}: ${p.recipes.recipes} of ${p.recipes.layers} layer blobs, ${p.recipes.compression.map((c) => JSON.stringify(c)).join(', ')}`)
   lines.push('')

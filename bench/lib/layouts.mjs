@@ -39,7 +39,7 @@ export async function buildLayout({ layout, bundle, corpora, on = null }) {
 
 /**
  * The layers of a layout's only image, bottom first: { digest, size (compressed, as a registry
- * sends it), diffId, blob (its file) }.
+ * sends it), mediaType, diffId, blob (its file) }.
  */
 export function layoutLayers(layout) {
   const blob = (digest) => path.join(layout, 'blobs', ...digest.split(':'))
@@ -48,5 +48,5 @@ export function layoutLayers(layout) {
   if (index.manifests.length !== 1) throw new Error(`${layout}: expected one image in index.json, found ${index.manifests.length}`)
   const manifest = readJson(blob(index.manifests[0].digest))
   const config = readJson(blob(manifest.config.digest))
-  return manifest.layers.map((l, i) => ({ digest: l.digest, size: l.size, diffId: config.rootfs.diff_ids[i], blob: blob(l.digest) }))
+  return manifest.layers.map((l, i) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType, diffId: config.rootfs.diff_ids[i], blob: blob(l.digest) }))
 }
