@@ -770,6 +770,14 @@ struct goflate {
   int length, offset, max_insert_index;
   uint32_t *hash_head; /* [HASH_SIZE] */
   uint32_t *hash_prev; /* [WINDOW_SIZE] */
+
+  /* Not Go's: how writes reach the window, and the restart points (see go-flate.h). */
+  bool follow_writes;
+  bool record_restarts, restart_due, rebuild_hash;
+  uint64_t base;        /* stream offset of window[0] */
+  uint64_t taken_bits;  /* output bits handed out before w.out, plus a resumed encoder's start */
+  goflate_restart *restarts;
+  size_t nrestarts, restarts_cap;
 };
 
 static const int levels[10][6] = {
@@ -802,6 +810,7 @@ static inline size_t common_prefix(const uint8_t *a, const uint8_t *b, size_t ma
 static int fill_deflate(goflate *d, const uint8_t *b, size_t len) {
   if (d->index >= 2 * WINDOW_SIZE - (MIN_MATCH_LENGTH + MAX_MATCH_LENGTH)) {
     memmove(d->window, d->window + WINDOW_SIZE, WINDOW_SIZE);
+    d->base += WINDOW_SIZE;
     d->index -= WINDOW_SIZE;
     d->window_end -= WINDOW_SIZE;
     if (d->block_start >= WINDOW_SIZE)
@@ -884,11 +893,54 @@ static bool find_match(goflate *d, int pos, int prev_head, int prev_length, int 
   return ok;
 }
 
+/* The state the loop of deflate() carries from one position to the next, at a block boundary: what a
+ * second encoder needs to go on from there (goflate_resume). */
+static void record_restart(goflate *d) {
+  d->restart_due = false;
+  if (d->nrestarts == d->restarts_cap) {
+    size_t cap = d->restarts_cap ? 2 * d->restarts_cap : 64;
+    goflate_restart *grown = realloc(d->restarts, cap * sizeof *grown);
+    if (!grown) {
+      d->w.oom = true;
+      return;
+    }
+    d->restarts = grown;
+    d->restarts_cap = cap;
+  }
+  d->restarts[d->nrestarts++] = (goflate_restart){
+      .input = d->base + (uint64_t)d->index,
+      .base = d->base,
+      .block_start = d->base + (uint64_t)d->block_start,
+      .out_bit = d->taken_bits + 8 * (uint64_t)d->w.out_len + d->w.nbits,
+      .length = d->length,
+      .offset = d->offset,
+      .byte_available = d->byte_available,
+  };
+}
+
+/* A resumed encoder's hash chains: at levels 4..9 every position before the search position was
+ * inserted, in order, and only the last 32 KiB of them can be reached (findMatch stops below
+ * pos - windowSize), so inserting those again from the window gives chains that find exactly the
+ * matches the first encoder's chains found. */
+static void rebuild_hash(goflate *d) {
+  d->rebuild_hash = false;
+  int from = d->index - WINDOW_SIZE;
+  if (from < 0) from = 0;
+  for (int index = from; index < d->index; index++) {
+    uint32_t hash = hash4(d->window + index);
+    uint32_t *hh = &d->hash_head[hash & HASH_MASK];
+    d->hash_prev[index & WINDOW_MASK] = *hh;
+    *hh = (uint32_t)(index + d->hash_offset);
+  }
+}
+
 static void step_deflate(goflate *d) {
   if (d->window_end - d->index < MIN_MATCH_LENGTH + MAX_MATCH_LENGTH && !d->sync) return;
   d->max_insert_index = d->window_end - (MIN_MATCH_LENGTH - 1);
   const bool lazy_levels = d->fast_skip_hashing == SKIP_NEVER;
+  if (d->rebuild_hash) rebuild_hash(d);
   for (;;) {
+    if (d->restart_due) record_restart(d);
     int lookahead = d->window_end - d->index;
     if (lookahead < MIN_MATCH_LENGTH + MAX_MATCH_LENGTH) {
       if (!d->sync) break;
@@ -957,6 +1009,7 @@ static void step_deflate(goflate *d) {
       if (d->ntokens == MAX_FLATE_BLOCK_TOKENS) {
         deflate_write_block(d, d->index);
         d->ntokens = 0;
+        d->restart_due = d->record_restarts && !d->sync;
       }
     } else {
       if (!lazy_levels || d->byte_available) {
@@ -965,6 +1018,7 @@ static void step_deflate(goflate *d) {
         if (d->ntokens == MAX_FLATE_BLOCK_TOKENS) {
           deflate_write_block(d, i + 1);
           d->ntokens = 0;
+          d->restart_due = d->record_restarts && !d->sync;
         }
       }
       d->index++;
@@ -1029,9 +1083,9 @@ static int fill(goflate *d, const uint8_t *b, size_t len) {
   return d->kind == STEP_DEFLATE ? fill_deflate(d, b, len) : fill_store(d, b, len);
 }
 
-goflate *goflate_new(int level, int *bad_level) {
+goflate *goflate_new(int level, int follow_writes, int record_restarts, int *bad_level) {
   *bad_level = 0;
-  if (level < -2 || level > 9) {
+  if (level < -2 || level > 9 || (record_restarts && ((level >= -2 && level < 4 && level != -1) || follow_writes))) {
     *bad_level = 1;
     return NULL;
   }
@@ -1067,6 +1121,8 @@ goflate *goflate_new(int level, int *bad_level) {
   /* zeroed: the 8-byte compares may look past the data, never past the allocation */
   d->window = calloc(1, window_alloc);
   if (!d->window) goto oom;
+  d->follow_writes = follow_writes;
+  d->record_restarts = record_restarts;
   return d;
 oom:
   goflate_free(d);
@@ -1080,13 +1136,15 @@ void goflate_free(goflate *d) {
   free(d->hash_prev);
   free(d->tokens);
   free(d->best_speed);
+  free(d->restarts);
   free(d->w.out);
   free(d);
 }
 
 int goflate_write(goflate *d, const uint8_t *b, size_t len) {
   while (len > 0) {
-    step(d);
+    /* Go steps before every fill; stepping only on a full window gives what one large Write gives. */
+    if (d->follow_writes || d->window_end == d->window_len) step(d);
     size_t n = (size_t)fill(d, b, len);
     b += n;
     len -= n;
@@ -1106,6 +1164,79 @@ int goflate_close(goflate *d) {
 
 const uint8_t *goflate_take_output(goflate *d, size_t *len) {
   *len = d->w.out_len;
+  d->taken_bits += 8 * (uint64_t)d->w.out_len;
   d->w.out_len = 0;
   return d->w.out;
+}
+
+const goflate_restart *goflate_take_restarts(goflate *d, size_t *count) {
+  *count = d->nrestarts;
+  d->nrestarts = 0;
+  return d->restarts;
+}
+
+static uint64_t out_bits(const goflate *d) { return d->taken_bits + 8 * (uint64_t)d->w.out_len + d->w.nbits; }
+
+int goflate_segment(int level, const goflate_restart *r, uint64_t end_bit, const uint8_t *input, size_t len,
+                    int input_ends, uint8_t **out, size_t *out_len) {
+  int bad;
+  *out = NULL;
+  *out_len = 0;
+  if (level == -1) level = 6;
+  if (level < 4 || level > 9) return -3;
+  if (r->input < r->base || r->input - r->base > len) return -2;
+  goflate *d = goflate_new(level, 0, 0, &bad);
+  if (!d) return bad ? -3 : -1;
+  d->base = r->base;
+  d->index = (int)(r->input - r->base);
+  d->block_start = (int)(r->block_start - r->base);
+  /* A point noted at the end of a step, where the next fill slides the window first: slide now. */
+  if (d->index >= 2 * WINDOW_SIZE - (MIN_MATCH_LENGTH + MAX_MATCH_LENGTH)) {
+    d->base += WINDOW_SIZE;
+    d->index -= WINDOW_SIZE;
+    if (d->block_start != INT32_MAX)
+      d->block_start = d->block_start >= WINDOW_SIZE ? d->block_start - WINDOW_SIZE : INT32_MAX;
+  }
+  d->length = r->length;
+  d->offset = r->offset;
+  d->byte_available = r->byte_available != 0;
+  d->w.nbits = (unsigned)(r->out_bit % 8);
+  d->taken_bits = r->out_bit - r->out_bit % 8;
+  d->rebuild_hash = true;
+  int rc = 0;
+  /* Fill the window first (Go's writer holds its first 64 KiB before it searches), then feed 32 KiB at
+   * a time until the segment's last block is out. */
+  size_t at = (size_t)(d->base - r->base);
+  while (out_bits(d) < end_bit) {
+    if (at == len) {
+      if (!input_ends) {
+        rc = -2;
+        break;
+      }
+      if (goflate_close(d) != 0) rc = -1;
+      break;
+    }
+    size_t n = len - at < WINDOW_SIZE ? len - at : WINDOW_SIZE;
+    if (goflate_write(d, input + at, n) != 0) {
+      rc = -1;
+      break;
+    }
+    at += n;
+  }
+  if (rc == 0) {
+    if (!reserve(&d->w, 16)) {
+      rc = -1;
+    } else {
+      uint64_t end = end_bit < out_bits(d) ? end_bit : out_bits(d);
+      bw_flush(&d->w);
+      size_t n = (size_t)((end + 7) / 8 - d->taken_bits / 8);
+      d->w.out[0] &= (uint8_t)(0xff << (r->out_bit % 8));
+      if (end % 8) d->w.out[n - 1] &= (uint8_t)(0xff >> (8 - end % 8));
+      *out = d->w.out;
+      *out_len = n;
+      d->w.out = NULL;
+    }
+  }
+  goflate_free(d);
+  return rc;
 }

@@ -44,6 +44,9 @@ export interface CutFilesError extends Error {
   syscall?: string
 }
 
+/** A Go flate restart point as native/go-flate-addon.c lays it out in a row of doubles. */
+export const GO_FLATE_RESTART_ROW = { input: 0, base: 1, blockStart: 2, outBit: 3, length: 4, offset: 5, byteAvailable: 6 } as const
+
 /** The C addon built from native/ at install (build/Release/snapdir.node). */
 export interface NativeAddon {
   chunkerCreate(min: number, avg: number, max: number, level: number, seed: bigint): object
@@ -81,8 +84,8 @@ export interface NativeAddon {
   cutFilesJob: typeof CUT_JOB
   /** BLAKE3-256 of the bytes (native/hash.c) */
   blake3(data: Uint8Array): Buffer
-  /** A Go 1.19 compress/flate encoder at that level, -2..9 (native/go-flate.c) */
-  goFlateCreate(level: number): object
+  /** A Go 1.19 compress/flate encoder at that level, -2..9 (native/go-flate.c; oci/compress/go-flate.ts) */
+  goFlateCreate(level: number, followWrites: boolean, recordRestarts: boolean): object
   /** As Go's Writer.Write: the raw DEFLATE bytes produced so far */
   goFlateWrite(handle: object, data: Uint8Array): Buffer
   /** As Go's Writer.Close: the rest of the stream; the handle is then spent */
@@ -93,6 +96,11 @@ export interface NativeAddon {
   pgzipWrite(handle: object, input: Uint8Array): Buffer
   /** compresses the last block, waits for every block: the rest of the stream */
   pgzipEnd(handle: object): Buffer
+  /** The restart points noted since the last call, GO_FLATE_RESTART_ROW numbers each */
+  goFlateRestarts(handle: object): Float64Array
+  /** One segment of a stream from a restart point (a GO_FLATE_RESTART_ROW row) to endBit (-1: the end), on the libuv pool */
+  goFlateSegment(level: number, restart: Float64Array, endBit: number, input: Uint8Array, inputEnds: boolean): Promise<Buffer>
+  goFlateRestartRow: typeof GO_FLATE_RESTART_ROW
 }
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
@@ -134,7 +142,7 @@ export function checkConstants(file: string, ours: NativeConstants, addon: objec
 function load(): { addon: NativeAddon | null; error: unknown } {
   try {
     const addon = loadAddon<NativeAddon>('snapdir')
-    checkConstants('snapdir', { cutFilesWhere: CUT_WHERE, cutFilesJob: CUT_JOB }, addon)
+    checkConstants('snapdir', { cutFilesWhere: CUT_WHERE, cutFilesJob: CUT_JOB, goFlateRestartRow: GO_FLATE_RESTART_ROW }, addon)
     return { addon, error: null }
   } catch (error) {
     return { addon: null, error }
