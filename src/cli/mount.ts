@@ -79,6 +79,7 @@ export function registerMount(program: Command): void {
         let diskCache: DiskCache | null = null
         try {
           await store.open()
+          await (await import('../store/store-config.js')).checkStoreFormat(store)
           // a store on local disk needs no second copy of its chunks on local disk
           const wantCache = opts.cache && (opts.cacheDir !== undefined || !(store instanceof FileStore))
           diskCache = wantCache ? await DiskCache.open(opts.cacheDir ?? defaultCacheDir(), cacheBytes) : null

@@ -46,8 +46,11 @@ export function registerPush(program: Command): void {
             onBytes: (n) => bar.add(n),
           })
           bar.stop()
+          // a layer blob kept raw costs its bytes again: say which, and why
+          for (const l of result.layerStorage ?? []) if ('raw' in l) process.stderr.write(`layer ${l.digest} stored raw: ${l.raw}\n`)
           if (opts.json) {
-            process.stdout.write(JSON.stringify({ id: result.id, ...result.stats, ...(result.layers ? { layers: result.layers } : {}), phases: result.phases, revision: result.revision }) + '\n')
+            const { id, stats, layers, layerStorage, phases, revision } = result
+            process.stdout.write(JSON.stringify({ id, ...stats, ...(layers ? { layers } : {}), ...(layerStorage ? { layerStorage } : {}), phases, revision }) + '\n')
           }
           else process.stdout.write(result.id + '\n')
         } finally {

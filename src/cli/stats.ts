@@ -88,6 +88,19 @@ export function formatStats(s: DedupStats): string {
     '~ estimates: each file counted at its share of the stored chunks it reads (inline files: of their tree);\n' +
       '  whole file is an upper bound (a packed small file with other neighbours has other chunks, so counts again)\n',
     `not in any level: the byte-exact layouts, ${count(s.bundles.treeStoredBytes)} bytes of ${plural(s.bundles.trees, 'tree')} and ` +
-      `${count(s.bundles.chunkStoredBytes)} of ${plural(s.bundles.chunks, 'chunk')} no layer uses\n`,
+      `${count(s.bundles.chunkStoredBytes)} of ${plural(s.bundles.chunks, 'chunk')} no layer uses, and ` +
+      `${count(s.blobs.recipeStoredBytes + s.blobs.framingStoredBytes)} bytes of layer recipes and their tar framing\n`,
+    formatBlobs(s),
   ].join('\n')
+}
+
+/** Which layer blobs are recipes (given back from their layer's files) and which are raw, and why. */
+function formatBlobs(s: DedupStats): string {
+  const b = s.blobs
+  const lines = [
+    `layer blobs: ${plural(b.recipes, 'recipe')} (${count(b.recipeStoredBytes)} bytes, and ${count(b.framingStoredBytes)} of tar framing in ` +
+      `${plural(b.framingChunks, 'chunk')}), ${count(b.raw.length)} raw (${count(b.raw.reduce((a, r) => a + r.bytes, 0))} bytes)`,
+    ...b.raw.map((r) => `  raw ${r.digest} (${count(r.bytes)} bytes): ${r.reason}`),
+  ]
+  return lines.join('\n') + '\n'
 }

@@ -22,21 +22,24 @@ export function registerVerify(program: Command): void {
         try {
           const r = await verify(store, id, { onPlan: (n) => bar.start(n, 'verify'), onChunk: () => bar.add(1) })
           bar.stop()
-          const damaged = r.damaged.length + r.damagedLayers.length
+          const damaged = r.damaged.length + r.damagedLayers.length + r.damagedBlobs.length
           if (opts.json) process.stdout.write(JSON.stringify(r) + '\n')
           else {
             const scope = r.layers > 0 ? ` (the bundle and ${r.layers} layer${r.layers === 1 ? '' : 's'})` : ''
-            process.stdout.write(`${r.chunksChecked} chunks checked${scope}, ${damaged} damaged\n`)
+            const blobs = r.blobsChecked > 0 ? `, ${r.blobsChecked} layer blob${r.blobsChecked === 1 ? '' : 's'} regenerated from recipes` : ''
+            process.stdout.write(`${r.chunksChecked} chunks checked${scope}${blobs}, ${damaged} damaged\n`)
           }
           for (const d of r.damagedLayers) process.stderr.write(`snapdir: damaged layer ${d.diffId} (${d.object} ${d.problem}): ${d.detail}\n`)
           for (const d of r.damaged) {
             const users = [...(d.files.length > 0 ? [d.files.join(', ')] : []), ...d.layers.map((l) => `${l.files.join(', ')} in layer ${l.diffId}`)]
             process.stderr.write(`snapdir: damaged chunk ${d.id} (${d.problem}): ${d.detail}; used by ${users.join('; ')}\n`)
           }
+          for (const d of r.damagedBlobs) process.stderr.write(`snapdir: damaged layer blob ${d.file}: ${d.detail}\n`)
           if (damaged > 0) {
             const counts = [
               ...(r.damaged.length > 0 ? [`${r.damaged.length} chunk(s)`] : []),
-              ...(r.damagedLayers.length > 0 ? [`${r.damagedLayers.length} layer tree(s) or ref(s)`] : []),
+              ...(r.damagedLayers.length > 0 ? [`${r.damagedLayers.length} layer tree(s), ref(s) or recipe(s)`] : []),
+              ...(r.damagedBlobs.length > 0 ? [`${r.damagedBlobs.length} layer blob(s) that do not regenerate`] : []),
             ]
             throw new SnapdirError('ERR_SNAPSHOT_DAMAGED', `snapshot ${id} in ${store.url} is damaged: ${counts.join(', ')}`)
           }

@@ -84,11 +84,12 @@ export async function buildSnapshot(source: { dir: string } | ScannedEntry[], op
           },
         })
     if (encoder) {
-      for (const f of scanned) if (f.entry.type !== 'file') encoder.add(f.entry)
+      for (const f of scanned) if (f.entry.type !== 'file' || f.entry.recipe !== undefined) encoder.add(f.entry)
       for (const e of finishedEarly) encoder.add(e)
     }
     finishedEarly = null
-    const rest = scanned.filter((f) => f.entry.type === 'file' && !streamed.has(f))
+    // a file given a recipe (a layer blob, given back from its expanded tree) is not cut
+    const rest = scanned.filter((f) => f.entry.type === 'file' && f.entry.recipe === undefined && !streamed.has(f))
     const packed = rest.filter((f) => packable(f.entry.size))
     const jobs: Job[] = [
       ...packGroups(packed.map(jobOf), packed.map((f) => f.entry.path)),

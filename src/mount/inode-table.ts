@@ -52,7 +52,15 @@ export interface FileContent {
   ends: Float64Array
   /** the index of each ref's chunk in InodeTable.chunkIds */
   chunks: Uint32Array
+  /**
+   * a layer blob stored as a recipe: its one ref covers the whole file and names a chunk that is never
+   * lent to the C side (RECIPE_CHUNK + the recipe ID), so every read comes to JS, which regenerates it
+   */
+  recipe?: string
 }
+
+/** The prefix of chunkIds that stand for a recipe's whole blob, not a chunk. */
+export const RECIPE_CHUNK = 'recipe:'
 
 export interface InodeTable {
   /** rows of the layouts in TABLE_LAYOUT */
@@ -143,7 +151,7 @@ export function buildInodeTable(tree: Tree): InodeTable {
   owners.forEach((e, i) => {
     xattrCount += e.xattrs.length
     if (e.type === 'dir') direntCount += children.get(i + 1)?.length ?? 0
-    if (e.type === 'file' && !e.inline && e.size > 0) refCount += e.chunks.length
+    if (e.type === 'file' && !e.inline && e.size > 0) refCount += e.recipe !== undefined ? 1 : e.chunks.length
   })
   const pool = new Pool()
   const nodes = new Float64Array(owners.length * NODE_FIELDS.length)
@@ -210,6 +218,25 @@ export function buildInodeTable(tree: Tree): InodeTable {
       nodes[row + F.dataLen] = e.inline.length
       nodes[row + F.flags] = NODE_FLAGS.inline
       nodes[row + F.blocks] = Math.ceil(e.size / 512)
+    } else if (e.size > 0 && e.recipe !== undefined) {
+      const id = RECIPE_CHUNK + e.recipe
+      let index = chunkIndex.get(id)
+      if (index === undefined) {
+        index = chunkIds.push(id) - 1
+        chunkIndex.set(id, index)
+      }
+      nodes[row + F.dataOff] = refAt
+      nodes[row + F.dataLen] = 1
+      nodes[row + F.flags] = NODE_FLAGS.chunked
+      const x = refAt++ * REF_FIELDS.length
+      refs[x + R.chunk] = index
+      refs[x + R.offset] = 0
+      refs[x + R.length] = e.size
+      refs[x + R.count] = 1
+      refs[x + R.end] = e.size
+      nodes[row + F.blocks] = Math.ceil(e.size / 512)
+      const ref = { id: Buffer.from(e.recipe, 'hex'), offset: 0, length: e.size, count: 1 }
+      files.set(ino, { path: e.path, refs: [ref], ends: Float64Array.of(e.size), chunks: Uint32Array.of(index), recipe: e.recipe })
     } else if (e.size > 0) {
       const ends = new Float64Array(e.chunks.length)
       const indexes = new Uint32Array(e.chunks.length)

@@ -8,6 +8,8 @@
 // mount ends, whoever unmounted it; close() unmounts if need be, waits for the end and frees what the
 // mount holds, and returns the same promise when called again.
 import fs from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
 import { printablePath } from '../format/tree-paths.js'
 import type { DiskCache } from '../store/disk-cache.js'
 import type { Store } from '../store/store.js'
@@ -81,6 +83,9 @@ export class Mount {
   private reads = 0
   private hits = 0
   private readErrors = 0
+  /** layer blobs regenerated from their recipes (readRecipeFile), by recipe ID */
+  private readonly recipeFiles = new Map<string, Promise<fs.FileHandle>>()
+  private blobDir: Promise<string> | null = null
 
   /** Mounts at once: when this returns the kernel mount is up (or it threw with the mount undone). */
   private constructor(
@@ -184,6 +189,9 @@ export class Mount {
     }
     await this.ended
     await this.reader.close()
+    for (const file of this.recipeFiles.values()) await file.then((fh) => fh.close(), () => {})
+    this.recipeFiles.clear()
+    if (this.blobDir) await fs.rm(await this.blobDir, { recursive: true, force: true })
   }
 
   get stats(): MountStats {
@@ -196,13 +204,57 @@ export class Mount {
     const file = this.table.files.get(ino)
     try {
       if (!file) throw new SnapdirError('ERR_TREE_MALFORMED', `inode ${ino} has no content`)
-      fuse.replyRead(this.handle, slot, await this.readRange(ino, file, offset, size))
+      const data = file.recipe !== undefined ? [await this.readRecipeFile(file.recipe, offset, size)] : await this.readRange(ino, file, offset, size)
+      fuse.replyRead(this.handle, slot, data)
     } catch (err) {
       this.readErrors++
       const errno = errnoFor(err)
       const where = file ? printablePath(file.path) : `inode ${ino}`
       this.options.log(`${errnoName(errno)} reading ${where} at offset ${offset}: ${(err as Error).message}`)
       fuse.replyError(this.handle, slot, errno)
+    }
+  }
+
+  /**
+   * A read of a layer blob stored as a recipe: on its first read the whole blob is regenerated into a
+   * temporary file (oci/recipe-reader.ts, hashed against its digest), and reads are served from there
+   * once it matched; a failure fails this read (EIO) and the next read tries again.
+   */
+  private async readRecipeFile(recipe: string, offset: number, size: number): Promise<Buffer> {
+    let file = this.recipeFiles.get(recipe)
+    if (file === undefined) {
+      file = this.regenerate(recipe)
+      this.recipeFiles.set(recipe, file)
+      file.catch(() => this.recipeFiles.delete(recipe))
+    }
+    const fh = await file
+    const out = Buffer.allocUnsafe(size)
+    let got = 0
+    while (got < size) {
+      const { bytesRead } = await fh.read(out, got, size - got, offset + got)
+      if (bytesRead === 0) break
+      got += bytesRead
+    }
+    return out.subarray(0, got)
+  }
+
+  private async regenerate(recipe: string): Promise<fs.FileHandle> {
+    this.blobDir ??= fs.mkdtemp(path.join(os.tmpdir(), 'snapdir-mount-blobs-'))
+    const name = path.join(await this.blobDir, recipe)
+    const fh = await fs.open(name, 'w+', 0o600)
+    try {
+      let at = 0
+      const { writeRecipeBlob } = await import('../oci/recipe-reader.js')
+      await writeRecipeBlob(this.options.store, recipe, async (piece) => {
+        let done = 0
+        while (done < piece.length) done += (await fh.write(piece, done, piece.length - done, at + done)).bytesWritten
+        at += piece.length
+      })
+      return fh
+    } catch (err) {
+      await fh.close()
+      await fs.rm(name, { force: true })
+      throw err
     }
   }
 
@@ -255,6 +307,7 @@ export class Mount {
     this.expectNext.set(ino, end)
     if (!sequential) return
     let budget = this.options.readAheadBytes
+    if (file.recipe !== undefined) return
     for (let k = next; k < file.refs.length && budget > 0; k++) {
       this.reader.prefetch(ids[file.chunks[k]!]!)
       budget -= file.refs[k]!.length
@@ -266,6 +319,7 @@ export class Mount {
     if (!walking) return
     for (let i = at + 1; i < this.fileOrder.length && budget > 0; i++) {
       const f = this.table.files.get(this.fileOrder[i]!)!
+      if (f.recipe !== undefined) continue
       for (let k = 0; k < f.refs.length && budget > 0; k++) {
         this.reader.prefetch(ids[f.chunks[k]!]!)
         budget -= f.refs[k]!.length

@@ -10,10 +10,11 @@
 // A file's content identity is its list of chunk refs (or its inline bytes), so no file is read;
 // the catch is that a packed small file (docs/FORMAT.md) cut with other neighbours gets other refs
 // and counts as another file, which makes the whole-file level an upper bound.
+import { checkStoreFormat } from '../store/store-config.js'
 import { createHash } from 'node:crypto'
 import type { Tree } from '../format/tree.js'
 import { toHex } from '../format/id.js'
-import { objectKey, readStoredTree } from '../store/objects.js'
+import { objectKey, readRecipe, readStoredTree } from '../store/objects.js'
 import { listRevisions } from '../store/revisions.js'
 import type { Store } from '../store/store.js'
 import { forEachLimit } from '../util/concurrency.js'
@@ -67,6 +68,18 @@ export interface DedupStats {
    * chunks of their blobs that no layer tree uses. Not part of any level above.
    */
   bundles: { trees: number; treeStoredBytes: number; chunks: number; chunkRawBytes: number; chunkStoredBytes: number }
+  /**
+   * How the layer blobs are kept: as recipes (format/recipe.ts: the recipe objects and the chunks of
+   * their tar framing, counted here and in no level above), or raw (their bytes chunked in the bundle,
+   * counted in `bundles`), each with the reason push gave.
+   */
+  blobs: {
+    recipes: number
+    recipeStoredBytes: number
+    framingChunks: number
+    framingStoredBytes: number
+    raw: Array<{ digest: string; bytes: number; reason: string }>
+  }
 }
 
 /** The snapshots the revisions log records as pushes of image layouts, each once, oldest first. */
@@ -93,7 +106,12 @@ export async function dedupStats(store: Store, ids: string[], options: DedupStat
   const jobs = options.jobs ?? 16
   if (!Number.isInteger(jobs) || jobs < 1) throw new RangeError(`dedupStats: jobs must be a positive integer, got ${jobs}`)
   await store.open()
-  const names = new Map((await listRevisions(store)).map((r) => [r.id, r.name]))
+  await checkStoreFormat(store)
+  const revisions = await listRevisions(store)
+  const names = new Map(revisions.map((r) => [r.id, r.name]))
+  // why a blob is raw, as push said it; a revision from before recipes says nothing
+  const rawReasons = new Map<string, string>()
+  for (const r of revisions) for (const l of r.image?.layers ?? []) if (l.raw !== undefined) rawReasons.set(l.digest, l.raw)
   const bundles = new Map<string, LayerTree>()
   // tree parts counted already: two trees may share one (format 2), which the store holds once
   const counted = new Set<string>()
@@ -115,14 +133,28 @@ export async function dedupStats(store: Store, ids: string[], options: DedupStat
     }
   }
 
+  // the blobs kept as recipes: each recipe once, and the chunks of its framing
+  const recipeIds = new Set<string>()
+  for (const b of bundles.values()) for (const e of b.tree.entries) if (e.recipe !== undefined) recipeIds.add(e.recipe)
+  const recipeDigests = new Set<string>()
+  let recipeStoredBytes = 0
+  const framing = new Map<string, ChunkUse>()
+  for (const rid of recipeIds) {
+    const { recipe, stored } = await readRecipe(store, rid)
+    recipeStoredBytes += stored.length
+    recipeDigests.add(recipe.digest)
+    for (const r of recipe.framing) framing.set(toHex(r.id), { length: r.offset + r.length, stored: 0 })
+  }
+
   const layers = new Map<string, LayerTree>()
   for (const treeId of new Set(diffIds.values())) layers.set(treeId, await loadTree(store, treeId, counted))
   const chunks = new Map<string, ChunkUse>()
   const bundleChunks = new Map<string, ChunkUse>()
   collectChunks(layers.values(), chunks, null)
   collectChunks(bundles.values(), bundleChunks, chunks)
-  options.onPlan?.(chunks.size + bundleChunks.size)
-  await forEachLimit([...chunks, ...bundleChunks], jobs, async ([id, use]) => {
+  for (const id of [...chunks.keys(), ...bundleChunks.keys()]) framing.delete(id)
+  options.onPlan?.(chunks.size + bundleChunks.size + framing.size)
+  await forEachLimit([...chunks, ...bundleChunks, ...framing], jobs, async ([id, use]) => {
     const stored = await store.size(objectKey('chunk', id))
     if (stored === null) {
       throw new SnapdirError('ERR_OBJECT_MISSING', `chunk ${id} is not in ${store.url} (a stored image needs it; run snapdir verify)`, { data: { key: objectKey('chunk', id) } })
@@ -194,6 +226,13 @@ export async function dedupStats(store: Store, ids: string[], options: DedupStat
       chunks: bundleChunks.size,
       chunkRawBytes: sum(bundleChunks.values(), (c) => c.length),
       chunkStoredBytes: sum(bundleChunks.values(), (c) => c.stored),
+    },
+    blobs: {
+      recipes: recipeIds.size,
+      recipeStoredBytes,
+      framingChunks: framing.size,
+      framingStoredBytes: sum(framing.values(), (c) => c.stored),
+      raw: [...blobSizes].filter(([d]) => !recipeDigests.has(d)).map(([digest, bytes]) => ({ digest, bytes, reason: rawReasons.get(digest) ?? 'pushed before snapdir kept layer blobs as recipes' })),
     },
   }
 }

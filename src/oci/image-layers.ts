@@ -8,19 +8,35 @@
 // them) after the chunks, each step flushed, so a ref never names a missing tree.
 import path from 'node:path'
 import type { ChunkerParams } from '../chunk/params.js'
-import type { Tree } from '../format/tree.js'
+import type { Recipe } from '../format/recipe.js'
 import type { CommitLayer } from '../store/commit.js'
-import { readLayerRef } from '../store/layer-refs.js'
+import { readLayerRef, type LayerBlobStorage } from '../store/layer-refs.js'
+import { encodeRecipeObject, encodeTreeObject, objectKey, type EncodedTree } from '../store/objects.js'
 import type { Store } from '../store/store.js'
-import { sourceError } from '../util/errors.js'
+import { SnapdirError, sourceError } from '../util/errors.js'
 import { formatDigest } from './digest.js'
-import { expandLayer, type LayerStats } from './layer-expand.js'
+import { expandLayer, type ExpandedLayer, type LayerStats } from './layer-expand.js'
 import type { LayoutLayer } from './layout-layers.js'
+import { layerCompression } from './media-types.js'
+import { regenerateBlob } from './recipe-reader.js'
+
+/** How push stored a layer blob: as a recipe (by its ID), or raw with the reason it could not be a recipe. */
+export type { LayerBlobStorage } from '../store/layer-refs.js'
 
 export interface ExpandedImageLayers {
   /** by digest: the diff_id and, when expanded now, the tree; else the ID of the tree its ref names */
-  layers: Map<string, { diffId: string; mediaType: string; tree: Tree | null; treeId: string | null }>
-  stats: { layers: number; expanded: number; skipped: number; chunksWritten: number; bytesWritten: number; tarBytes: number }
+  layers: Map<string, {
+    diffId: string
+    mediaType: string
+    /** where the blob is in the pushed directory */
+    file: string
+    tree: EncodedTree | null
+    treeId: string | null
+    /** the recipe to write, when made now */
+    recipe: EncodedTree | null
+    storage: LayerBlobStorage
+  }>
+  stats: { layers: number; expanded: number; skipped: number; chunksWritten: number; bytesWritten: number; tarBytes: number; recipes: number; raw: number; rawBytes: number }
 }
 
 export interface ExpandImageOptions {
@@ -38,7 +54,18 @@ export interface ExpandImageOptions {
  * config gives it, is one ERR_SOURCE naming the layer and the manifest.
  */
 export async function expandImageLayers(store: Store, dir: string, layers: LayoutLayer[], options: ExpandImageOptions): Promise<ExpandedImageLayers> {
-  const out: ExpandedImageLayers = { layers: new Map(), stats: { layers: layers.length, expanded: 0, skipped: 0, chunksWritten: 0, bytesWritten: 0, tarBytes: 0 } }
+  const out: ExpandedImageLayers = {
+    layers: new Map(),
+    stats: { layers: layers.length, expanded: 0, skipped: 0, chunksWritten: 0, bytesWritten: 0, tarBytes: 0, recipes: 0, raw: 0, rawBytes: 0 },
+  }
+  const count = (storage: LayerBlobStorage, size: number): LayerBlobStorage => {
+    if ('recipe' in storage) out.stats.recipes++
+    else {
+      out.stats.raw++
+      out.stats.rawBytes += size
+    }
+    return storage
+  }
   const shown = options.shownAs ?? `OCI image layout ${dir}`
   // one at a time: expansion is CPU-bound on this thread, and chunk writes already overlap within one
   for (const layer of layers) {
@@ -46,8 +73,17 @@ export async function expandImageLayers(store: Store, dir: string, layers: Layou
     const use = layer.uses[0]!
     const what = (u: { manifest: string; position: number }): string => `layer ${digest} (layers[${u.position}] of manifest ${u.manifest})`
     const known = await readLayerRef(store, use.diffId)
-    if (known !== null && known.digests.includes(digest) && layer.uses.every((u) => u.diffId === use.diffId)) {
-      out.layers.set(digest, { diffId: use.diffId, mediaType: layer.descriptor.mediaType, tree: null, treeId: known.tree })
+    // a layer expanded before is skipped when its blob's storage is known too: its recipe (if the store
+    // still has it), or a compressed blob, which stays raw until snapdir has its compressor
+    const knownRecipe = known?.recipes?.[digest]
+    const compressed = layerCompression(layer.descriptor.mediaType) !== 'none'
+    const recipeThere = knownRecipe !== undefined && (await store.has(objectKey('recipe', knownRecipe)))
+    if (known !== null && known.digests.includes(digest) && layer.uses.every((u) => u.diffId === use.diffId) && (recipeThere || compressed)) {
+      const storage = recipeThere ? { recipe: knownRecipe } : { raw: rawReason(layer.descriptor.mediaType) }
+      out.layers.set(digest, {
+        diffId: use.diffId, mediaType: layer.descriptor.mediaType, file: layer.file, tree: null, treeId: known.tree, recipe: null,
+        storage: count(storage, layer.descriptor.size),
+      })
       out.stats.skipped++
       options.onLayer?.(layer.descriptor.size)
       continue
@@ -58,6 +94,7 @@ export async function expandImageLayers(store: Store, dir: string, layers: Layou
       params: options.params,
       store,
       name: `${digest} of manifest ${use.manifest} in ${shown}`,
+      framing: true,
       ...(options.signal ? { signal: options.signal } : {}),
     })
     if (expanded.digest !== digest) {
@@ -72,10 +109,43 @@ export async function expandImageLayers(store: Store, dir: string, layers: Layou
     }
     addStats(out.stats, expanded.stats)
     out.stats.expanded++
-    out.layers.set(digest, { diffId: expanded.diffId, mediaType: layer.descriptor.mediaType, tree: expanded.tree, treeId: null })
+    const tree = encodeTreeObject(expanded.tree)
+    const made = await makeRecipe(store, expanded, tree, layer.descriptor.size, layer.descriptor.mediaType, options.signal)
+    out.layers.set(digest, {
+      diffId: expanded.diffId, mediaType: layer.descriptor.mediaType, file: layer.file, tree, treeId: null,
+      recipe: made.recipe, storage: count(made.storage, layer.descriptor.size),
+    })
     options.onLayer?.(layer.descriptor.size)
   }
   return out
+}
+
+/** Why a blob of this media type stays raw (until snapdir has the compressor that made it). */
+function rawReason(mediaType: string): string {
+  return `${layerCompression(mediaType) ?? 'unknown'} compression: snapdir cannot regenerate it yet`
+}
+
+/**
+ * The layer's recipe, once the blob regenerated from it (out of the store's chunks: what a pull would
+ * read) hashed to its digest; otherwise the blob stays raw and the reason says why.
+ */
+async function makeRecipe(
+  store: Store, expanded: ExpandedLayer, tree: EncodedTree, size: number, mediaType: string, signal: AbortSignal | undefined,
+): Promise<{ recipe: EncodedTree | null; storage: LayerBlobStorage }> {
+  const { framing } = expanded
+  if (framing === undefined) return { recipe: null, storage: { raw: rawReason(mediaType) } }
+  const recipe: Recipe = {
+    digest: expanded.digest, size, diffId: expanded.diffId, tarSize: expanded.stats.tarBytes, tree: tree.id,
+    framingSize: framing.size, framing: framing.refs, segments: framing.segments, tail: framing.tail, compression: { kind: 'none' },
+  }
+  try {
+    for await (const piece of regenerateBlob({ store, recipe, tree: expanded.tree, ...(signal ? { signal } : {}) })) void piece
+  } catch (err) {
+    if (signal?.aborted || !(err instanceof SnapdirError) || err.code !== 'ERR_SNAPSHOT_DAMAGED') throw err
+    return { recipe: null, storage: { raw: `regeneration did not match: ${err.message}` } }
+  }
+  const encoded = encodeRecipeObject(recipe)
+  return { recipe: encoded, storage: { recipe: encoded.id } }
 }
 
 function addStats(into: ExpandedImageLayers['stats'], s: LayerStats): void {
@@ -93,6 +163,10 @@ export function commitLayers(expanded: ExpandedImageLayers): CommitLayer[] {
     digest,
     diffId: layer.diffId,
     tree: layer.tree ?? layer.treeId!,
-    ref: layer.tree === null ? null : { digests: [digest], mediaType: layer.mediaType },
+    storage: layer.storage,
+    ...(layer.recipe ? { recipe: layer.recipe } : {}),
+    ref: layer.tree === null && layer.recipe === null
+      ? null
+      : { digests: [digest], mediaType: layer.mediaType, ...('recipe' in layer.storage ? { recipes: { [digest]: layer.storage.recipe } } : {}) },
   }))
 }

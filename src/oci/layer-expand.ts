@@ -20,6 +20,7 @@ import zlib from 'node:zlib'
 import { extract } from 'tar-stream'
 import { Chunker } from '../chunk/chunker.js'
 import type { ChunkerParams } from '../chunk/params.js'
+import type { RecipeSegment } from '../format/recipe.js'
 import type { ChunkRef, Tree } from '../format/tree.js'
 import { ChunkSink } from '../ingest/chunk-sink.js'
 import type { FileJob } from '../ingest/jobs.js'
@@ -30,6 +31,7 @@ import { compressionOf, streamProblem, zstdDecompress, type Compression as Layer
 import { LayerEntries, type LayerInode } from './layer-entries.js'
 import { layerCompression } from './media-types.js'
 import { SpillFile } from './spill-file.js'
+import { FramingCapture } from './tar-framing.js'
 import { losslessPax, makedev, mtimeOf, paxNumber, xattrsOf } from './tar-pax.js'
 
 export type { Compression as LayerCompression } from './decompress.js'
@@ -47,7 +49,20 @@ export interface ExpandLayerOptions {
   name?: string
   /** where small files wait to be packed; default: the system's temporary directory */
   spillDir?: string
+  /** also keep the tar's framing, for a recipe that gives the tar back from the tree (format/recipe.ts) */
+  framing?: boolean
   signal?: AbortSignal
+}
+
+/**
+ * The tar as framing over the tree's contents: the framing stream cut into chunks (stored like any
+ * chunk), and the segments that put the files' contents between its pieces (format/recipe.ts).
+ */
+export interface LayerFraming {
+  refs: ChunkRef[]
+  size: number
+  segments: RecipeSegment[]
+  tail: number
 }
 
 export interface LayerStats {
@@ -68,6 +83,8 @@ export interface ExpandedLayer {
   /** sha256 of the uncompressed tar: the layer's diff_id in the image config */
   diffId: string
   stats: LayerStats
+  /** with `framing`: the tar's framing */
+  framing?: LayerFraming
 }
 
 /**
@@ -146,6 +163,7 @@ class Expander {
   /** where each small file's content waits in the spill file, until packing */
   private readonly spilled = new Map<LayerInode, number>()
   private readonly block = Buffer.allocUnsafeSlow(BLOCK)
+  private capture: FramingCapture<LayerInode> | null
   private readonly stats: LayerStats = { entries: 0, files: 0, logicalBytes: 0, tarBytes: 0, chunksWritten: 0, bytesWritten: 0 }
 
   constructor(private readonly options: ExpandLayerOptions, private readonly what: string) {
@@ -154,6 +172,7 @@ class Expander {
     this.entries = new LayerEntries(what)
     this.sink = new ChunkSink(new Chunker(options.params), options.store ?? null)
     this.spill = new SpillFile(options.spillDir ?? os.tmpdir())
+    this.capture = options.framing ? new FramingCapture(what) : null
   }
 
   async run(compression: LayerCompression): Promise<ExpandedLayer> {
@@ -168,7 +187,13 @@ class Expander {
     const stages: Array<NodeJS.ReadWriteStream | ((input: AsyncIterable<Buffer>) => AsyncGenerator<Buffer>)> = blobHash ? [tap(blobHash)] : []
     if (compression === 'gzip') stages.push(zlib.createGunzip({ chunkSize: 256 * 1024 }))
     if (compression === 'zstd') stages.push(zstdDecompress)
-    stages.push(tap(tarHash, (n) => (this.stats.tarBytes += n)))
+    // compressed blobs: kept raw until their compressor is known (then the framing goes here too)
+    if (compression !== 'none') this.capture = null
+    const capture = this.capture
+    stages.push(tap(tarHash, (chunk) => {
+      this.stats.tarBytes += chunk.length
+      capture?.feed(chunk)
+    }))
     // node's pipeline takes the streamx Writable tar-stream is built on; errors of any stage land here
     const streams = [source, ...stages, ex] as unknown as NodeJS.ReadWriteStream[]
     const piped = pipeline(streams, signal ? { signal } : {})
@@ -193,13 +218,15 @@ class Expander {
       throw sourceError(this.what, `the tar is truncated (it ends after ${this.stats.tarBytes} bytes, without its end-of-archive blocks)`, { data: { blob } })
     }
     const { tree, inodes } = this.entries.tree(this.options.params)
+    // before packing: content the tree does not keep is read from the spill file into the framing
+    const framing = this.capture ? await this.framing(this.capture, tree, inodes) : null
     await this.pack(tree, inodes)
     await this.sink.drain()
     this.stats.entries = tree.entries.length
     this.stats.chunksWritten = this.sink.stats.chunksWritten
     this.stats.bytesWritten = this.sink.stats.bytesWritten
     const diffId = `sha256:${tarHash.digest('hex')}`
-    return { tree, digest: blobHash ? `sha256:${blobHash.digest('hex')}` : diffId, diffId, stats: this.stats }
+    return { tree, digest: blobHash ? `sha256:${blobHash.digest('hex')}` : diffId, diffId, stats: this.stats, ...(framing ? { framing } : {}) }
   }
 
   /** Maps whatever stopped the expansion to one SnapdirError naming the layer. */
@@ -238,6 +265,7 @@ class Expander {
       case 'contiguous-file': {
         base.size = h.size
         this.entries.add(entryPath, base)
+        if (h.size > 0) this.capture?.content(h.byteOffset, h.size, base)
         this.stats.files++
         this.stats.logicalBytes += h.size
         await this.content(base, data)
@@ -300,6 +328,46 @@ class Expander {
     await file.end()
   }
 
+  /**
+   * The framing captured, as a recipe keeps it: each file's content named by the index of the tree
+   * entry that carries its inode; content no entry carries (a path the tar writes twice keeps only
+   * the last) goes into the framing when small, or is named by its chunk refs when it was cut on its own.
+   */
+  private async framing(capture: FramingCapture<LayerInode>, tree: Tree, inodes: LayerInode[]): Promise<LayerFraming> {
+    const carrier = new Map<LayerInode, number>()
+    tree.entries.forEach((e, i) => {
+      if (e.type === 'file') carrier.set(inodes[i]!, i)
+    })
+    const parts: Buffer[] = []
+    const segments: RecipeSegment[] = []
+    let run = 0
+    const add = (b: Buffer): void => {
+      parts.push(b)
+      run += b.length
+    }
+    for (const ev of capture.events) {
+      add(ev.framing)
+      const index = carrier.get(ev.owner)
+      if (index !== undefined) {
+        segments.push({ framing: run, source: index })
+        run = 0
+      } else if (ev.owner.inline) add(ev.owner.inline)
+      else if (this.spilled.has(ev.owner)) {
+        const bytes = Buffer.allocUnsafe(ev.size)
+        await this.spill.read(bytes, 0, ev.size, this.spilled.get(ev.owner)!)
+        add(bytes)
+      } else {
+        segments.push({ framing: run, source: ev.owner.chunks })
+        run = 0
+      }
+    }
+    add(capture.finish(this.stats.tarBytes))
+    const stream = Buffer.concat(parts)
+    const file = this.sink.wholeFile()
+    for (let at = 0; at < stream.length; at += BLOCK) await file.push(stream.subarray(at, at + BLOCK))
+    return { refs: await file.end(), size: stream.length, segments, tail: run }
+  }
+
   /** Packs the spilled small files exactly as push packs them (ingest/pack-groups.ts). */
   private async pack(tree: Tree, inodes: LayerInode[]): Promise<void> {
     const members: Array<{ refs: ChunkRef[]; at: number; size: number }> = []
@@ -334,11 +402,11 @@ async function drain(data: AsyncIterable<Buffer>): Promise<void> {
 }
 
 /** Passes bytes through, hashing (and counting) them. */
-function tap(hash: Hash, count?: (n: number) => void): Transform {
+function tap(hash: Hash, seen?: (chunk: Buffer) => void): Transform {
   return new Transform({
     transform(chunk: Buffer, _enc, cb) {
       hash.update(chunk)
-      count?.(chunk.length)
+      seen?.(chunk)
       cb(null, chunk)
     },
   })

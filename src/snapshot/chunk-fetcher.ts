@@ -15,7 +15,7 @@ export class ChunkFetcher {
   private readonly recent = new Map<string, Promise<Buffer | null>>()
 
   constructor(
-    private readonly store: ReadStore,
+    readonly store: ReadStore,
     private readonly tree: Tree,
     private readonly capacity = 64,
   ) {}

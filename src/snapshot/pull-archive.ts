@@ -4,6 +4,7 @@
 // like GNU tar) and hardlinks; every chunk is verified on the way, and a file named by its digest
 // (blobs/<algorithm>/<hex>, a Docker archive's <hex>.tar and <hex>.json) must hash to its name. Written beside the
 // target and renamed at the end, so a failure leaves no half-written archive.
+import { checkStoreFormat } from '../store/store-config.js'
 import { createHash, randomBytes, type Hash } from 'node:crypto'
 import fs from 'node:fs'
 import fsp from 'node:fs/promises'
@@ -16,6 +17,7 @@ import { treeSize, type Tree, type TreeEntry } from '../format/tree.js'
 import { readTree } from '../store/objects.js'
 import type { ReadStore } from '../store/store.js'
 import { isErrno, SnapdirError } from '../util/errors.js'
+import { writeRecipeBlob } from '../oci/recipe-reader.js'
 import { ChunkFetcher } from './chunk-fetcher.js'
 import { findEntry } from '../store/tree-file.js'
 import type { PullOptions } from './pull.js'
@@ -41,6 +43,7 @@ export async function pullArchive(store: ReadStore, id: string, target: string, 
   const dest = path.resolve(target)
   if (!toStdout) await checkArchiveTarget(dest)
   await store.open()
+  await checkStoreFormat(store)
   const tree = await readTree(store, id)
   options.onTree?.(treeSize(tree), tree.entries.length)
   const tmp = path.join(path.dirname(dest), `.${path.basename(dest)}.snapdir-pull-${randomBytes(6).toString('hex')}`)
@@ -55,8 +58,14 @@ export async function pullArchive(store: ReadStore, id: string, target: string, 
     if (!toStdout) await fsp.rename(tmp, dest)
   } catch (err) {
     pack.destroy(err as Error)
-    await written.catch(() => {})
-    if (!toStdout) await fsp.rm(tmp, { force: true })
+    if (!toStdout) {
+      // the pipeline need not settle once the tar side is destroyed: close the file ourselves (one
+      // destroyed while still opening is created all the same, so wait for its close) and remove it
+      const file = out as fs.WriteStream
+      file.destroy()
+      if (!file.closed) await new Promise<void>((resolve) => file.once('close', () => resolve()))
+      await fsp.rm(tmp, { force: true })
+    } else await written.catch(() => {})
     throw err
   }
   return tree
@@ -110,6 +119,7 @@ async function writeEntries(store: ReadStore, tree: Tree, id: string, pack: Pack
       sink.on('close', () => resolve())
       sink.on('error', reject)
     })
+    done.catch(() => {}) // awaited below; if the content fails first, the entry's error must not go unhandled
     if (type === 'file') await writeContent(fetcher, e, sink, hash, options)
     sink.end(undefined)
     await done
@@ -123,6 +133,16 @@ async function writeContent(fetcher: ChunkFetcher, e: TreeEntry, sink: NodeJS.Wr
   const put = async (data: Buffer): Promise<void> => {
     hash?.update(data)
     if (!sink.write(data)) await new Promise((resolve) => sink.once('drain', resolve))
+  }
+  if (e.recipe !== undefined) {
+    let at = 0
+    await writeRecipeBlob(fetcher.store, e.recipe, async (piece) => {
+      await put(piece)
+      at += piece.length
+      options.onBytes?.(piece.length)
+    }, { shownAs: printablePath(e.path) })
+    if (at !== e.size) throw new SnapdirError('ERR_SNAPSHOT_DAMAGED', `${printablePath(e.path)}: its recipe gave ${at} bytes, the tree says ${e.size}`)
+    return
   }
   if (e.inline) {
     await put(e.inline)

@@ -1,3 +1,4 @@
+import { checkStoreFormat } from '../store/store-config.js'
 import { randomBytes } from 'node:crypto'
 import { constants, promises as fs } from 'node:fs'
 import path from 'node:path'
@@ -11,6 +12,7 @@ import { readTree } from '../store/objects.js'
 import type { ReadStore } from '../store/store.js'
 import { forEachLimit } from '../util/concurrency.js'
 import { isErrno, SnapdirError } from '../util/errors.js'
+import { writeRecipeBlob } from '../oci/recipe-reader.js'
 import { ChunkFetcher } from './chunk-fetcher.js'
 
 export interface PullOptions {
@@ -36,6 +38,7 @@ export async function pull(store: ReadStore, id: string, target: string, options
   const dest = path.resolve(target)
   await checkTarget(dest)
   await store.open()
+  await checkStoreFormat(store)
   const tree = await readTree(store, id)
   options.onTree?.(treeSize(tree), tree.entries.length)
 
@@ -118,6 +121,17 @@ async function materialise(store: ReadStore, tree: Tree, root: Buffer, options: 
 async function writeFile(fetcher: ChunkFetcher, e: TreeEntry, dest: Buffer, options: PullOptions): Promise<void> {
   const fh = await fs.open(dest, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
   try {
+    if (e.recipe !== undefined) {
+      // a layer blob given back from its recipe, hashed as it comes; the pull's directory goes if it fails
+      let at = 0
+      await writeRecipeBlob(fetcher.store, e.recipe, async (piece) => {
+        await fh.write(piece, 0, piece.length, at)
+        at += piece.length
+        options.onBytes?.(piece.length)
+      }, { shownAs: printablePath(e.path) })
+      if (at !== e.size) throw new SnapdirError('ERR_SNAPSHOT_DAMAGED', `${printablePath(e.path)}: its recipe gave ${at} bytes, the tree says ${e.size}`)
+      return
+    }
     if (e.inline) {
       await fh.write(e.inline, 0, e.inline.length, 0)
       options.onBytes?.(e.size)

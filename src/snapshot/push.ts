@@ -7,6 +7,7 @@ import type { Platform } from '../oci/platform.js'
 import { commitSnapshot } from '../store/commit.js'
 import { encodeTreeObject } from '../store/objects.js'
 import { BackgroundFlush } from '../store/background-flush.js'
+import type { LayerBlobStorage } from '../store/layer-refs.js'
 import type { Revision } from '../store/revisions.js'
 import { ensureStoreConfig } from '../store/store-config.js'
 import type { Store } from '../store/store.js'
@@ -19,6 +20,8 @@ export interface PushResult {
   stats: BuildStats
   /** for an image layout: its layers, expanded into the store or found there already */
   layers?: ExpandedImageLayers['stats']
+  /** for an image layout: how each layer blob is stored, a recipe or raw (and why) */
+  layerStorage?: Array<{ digest: string } & LayerBlobStorage>
   /** seconds spent in each phase, in order */
   phases: Record<string, number>
 }
@@ -74,6 +77,13 @@ export async function push(store: Store, source: string, options: PushOptions = 
       const { expandImageLayers } = await import('../oci/image-layers.js')
       expanded = await expandImageLayers(store, dir, layers, { params, shownAs: opened.shownAs, ...(options.onLayerBytes ? { onLayer: options.onLayerBytes } : {}) })
       phase('layers')
+      // a blob stored as a recipe is not cut: the bundle names its recipe instead of chunks
+      const recipes = new Map<string, string>()
+      for (const l of expanded.layers.values()) if ('recipe' in l.storage) recipes.set(l.file, l.storage.recipe)
+      for (const f of scanned ?? []) {
+        const recipe = f.entry.type === 'file' ? recipes.get(f.entry.path.toString('latin1')) : undefined
+        if (recipe !== undefined) f.entry.recipe = recipe
+      }
     }
     const background = new BackgroundFlush(store)
     try {
@@ -118,5 +128,6 @@ export async function push(store: Store, source: string, options: PushOptions = 
     },
   })
   const id = revision.id
-  return { id, revision, stats, ...(expanded ? { layers: expanded.stats } : {}), phases }
+  const layerStorage = expanded ? [...expanded.layers].map(([digest, l]) => ({ digest, ...l.storage })) : null
+  return { id, revision, stats, ...(expanded ? { layers: expanded.stats } : {}), ...(layerStorage ? { layerStorage } : {}), phases }
 }

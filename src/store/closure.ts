@@ -8,12 +8,17 @@
 // verified as a snapshot of its own, or a store written by an older version) is its own tree alone.
 // Trees are read one at a time and dropped once their chunks are listed: the closure holds IDs, sizes
 // and (unless asked not to) the names of the files using each chunk, never the trees' inline bytes.
+//
+// A file of the snapshot's tree stored as a layer recipe (format/recipe.ts, a layer blob given back
+// from its expanded tree) brings its recipe, the chunks of the recipe's tar framing and the layer tree
+// it names (read like a layer's, if no revision listed that layer).
 import { toHex } from '../format/id.js'
 import { printablePath } from '../format/tree-paths.js'
-import { treeSize, type Tree } from '../format/tree.js'
+import type { Recipe } from '../format/recipe.js'
+import { treeSize, type ChunkRef, type Tree } from '../format/tree.js'
 import { SnapdirError } from '../util/errors.js'
 import { readLayerRef, layerRefKey, type ImageLayer, type LayerRef } from './layer-refs.js'
-import { isObjectDamage, objectKey, readStoredTree, type EncodedObject } from './objects.js'
+import { isObjectDamage, objectKey, readRecipe, readStoredTree, type EncodedObject } from './objects.js'
 import { listRevisions, type Revision } from './revisions.js'
 import type { Store } from './store.js'
 
@@ -55,11 +60,24 @@ export interface ClosureChunk {
   users: ChunkUser[]
 }
 
+/** A layer blob of the snapshot's tree stored as a recipe. */
+export interface ClosureRecipe {
+  id: string
+  /** the file of the snapshot's tree it gives back (the first, if several) */
+  file: string
+  /** null when it is missing or damaged (see damage) */
+  recipe: Recipe | null
+  /** the recipe object as stored, when `keepTreeObjects` asked for it */
+  object?: Buffer
+  /** skipped: `skipRecipe` said the destination has it (and so its framing chunks) */
+  state: 'read' | 'skipped' | 'damaged'
+}
+
 /** A layer object the snapshot needs that the store lacks or holds damaged. Chunks are checked by the caller. */
 export interface ClosureDamage {
   layer: ClosureLayer
-  object: 'tree' | 'ref'
-  /** the store key: trees/…/<id>, tree-parts/…/<id> (a part of the layer's tree) or refs/layers/<hex> */
+  object: 'tree' | 'ref' | 'recipe'
+  /** the store key: trees/…/<id>, tree-parts/…/<id> (a part of the layer's tree), refs/layers/<hex> or recipes/…/<id> */
   key: string
   /** mismatch: the ref names another tree than the revision's (the views would read that one) */
   problem: 'missing' | 'corrupt' | 'mismatch'
@@ -76,8 +94,10 @@ export interface SnapshotClosure {
   layers: ClosureLayer[]
   /** the snapshot's tree first, then each distinct layer tree */
   trees: ClosureTree[]
-  /** every chunk the trees read, in the order first met */
+  /** every chunk the trees (and the recipes' framing) read, in the order first met */
   chunks: Map<string, ClosureChunk>
+  /** the recipes the snapshot's files are stored as, each once */
+  recipes: ClosureRecipe[]
   /** layer trees and refs missing or damaged; the snapshot's own tree missing or damaged is thrown instead */
   damage: ClosureDamage[]
 }
@@ -92,6 +112,8 @@ export interface ClosureOptions {
    * has it, and a tree there proves its chunks are there): it is not read and its chunks not listed.
    */
   skipTree?: (id: string) => Promise<boolean>
+  /** likewise for a recipe: taken as complete (with its framing chunks) where the caller is going */
+  skipRecipe?: (id: string) => Promise<boolean>
 }
 
 /**
@@ -102,25 +124,29 @@ export interface ClosureOptions {
 export async function snapshotClosure(store: Store, id: string, options: ClosureOptions = {}): Promise<SnapshotClosure> {
   const withFiles = options.files ?? true
   const chunks = new Map<string, ClosureChunk>()
+  const recipeFiles = new Map<string, string>()
   const addTree = (tree: Tree, treeId: string, layer: ClosureLayer | null): void => {
     for (const e of tree.entries) {
+      if (layer === null && e.recipe !== undefined && !recipeFiles.has(e.recipe)) recipeFiles.set(e.recipe, printablePath(e.path))
       if (e.type !== 'file' || e.chunks.length === 0) continue
-      const name = withFiles ? printablePath(e.path) : ''
-      for (const c of e.chunks) {
-        const chunkId = toHex(c.id)
-        const needs = c.offset + c.length
-        let chunk = chunks.get(chunkId)
-        if (chunk === undefined) {
-          chunk = { id: chunkId, needs, users: [] }
-          chunks.set(chunkId, chunk)
-        } else if (needs > chunk.needs) chunk.needs = needs
-        let user = chunk.users.at(-1)
-        if (user === undefined || user.tree !== treeId) {
-          user = { tree: treeId, layer, files: [] }
-          chunk.users.push(user)
-        }
-        if (withFiles && user.files.at(-1) !== name) user.files.push(name)
+      addRefs(e.chunks, withFiles ? printablePath(e.path) : '', treeId, layer)
+    }
+  }
+  const addRefs = (refs: ChunkRef[], name: string, treeId: string, layer: ClosureLayer | null): void => {
+    for (const c of refs) {
+      const chunkId = toHex(c.id)
+      const needs = c.offset + c.length
+      let chunk = chunks.get(chunkId)
+      if (chunk === undefined) {
+        chunk = { id: chunkId, needs, users: [] }
+        chunks.set(chunkId, chunk)
+      } else if (needs > chunk.needs) chunk.needs = needs
+      let user = chunk.users.at(-1)
+      if (user === undefined || user.tree !== treeId) {
+        user = { tree: treeId, layer, files: [] }
+        chunk.users.push(user)
       }
+      if (withFiles && user.files.at(-1) !== name) user.files.push(name)
     }
   }
 
@@ -160,7 +186,34 @@ export async function snapshotClosure(store: Store, id: string, options: Closure
       }
       refs.set(l.diffId, read)
     }
-    layers.push({ digest: l.digest, diffId: l.diffId, tree: l.tree, ref: read.ref })
+    layers.push({ digest: l.digest, diffId: l.diffId, tree: l.tree, ...(l.recipe !== undefined ? { recipe: l.recipe } : {}), ...(l.raw !== undefined ? { raw: l.raw } : {}), ref: read.ref })
+  }
+
+  // the recipes of the snapshot's files: each brings its framing chunks and the layer tree it names
+  const recipes: ClosureRecipe[] = []
+  const recipeLayers: ClosureLayer[] = []
+  const recipeDamage: ClosureDamage[] = []
+  for (const [recipeId, file] of recipeFiles) {
+    const listed = layers.find((l) => l.recipe === recipeId)
+    if (options.skipRecipe && (await options.skipRecipe(recipeId))) {
+      recipes.push({ id: recipeId, file, recipe: null, state: 'skipped' })
+      continue
+    }
+    try {
+      const { recipe, stored } = await readRecipe(store, recipeId)
+      recipes.push({ id: recipeId, file, recipe, state: 'read', ...(options.keepTreeObjects ? { object: stored } : {}) })
+      const layer = listed ?? layers.find((l) => l.digest === recipe.digest && l.tree === recipe.tree) ??
+        { digest: recipe.digest, diffId: recipe.diffId, tree: recipe.tree, ref: null }
+      addRefs(recipe.framing, withFiles ? `the tar framing of ${file}` : '', recipe.tree, layer)
+      // content the layer tree does not hold (a path the tar wrote twice) is named by the recipe itself
+      for (const seg of recipe.segments) if (typeof seg.source !== 'number') addRefs(seg.source, withFiles ? `a replaced file in the tar of ${file}` : '', recipe.tree, layer)
+      if (!layers.some((l) => l.tree === recipe.tree) && !recipeLayers.some((l) => l.tree === recipe.tree)) recipeLayers.push(layer)
+    } catch (err) {
+      if (!isObjectDamage(err)) throw err
+      recipes.push({ id: recipeId, file, recipe: null, state: 'damaged' })
+      const layer = listed ?? { digest: digestOfBlobPath(file) ?? file, diffId: '(unknown: its recipe is unreadable)', tree: '', ref: null }
+      recipeDamage.push({ layer, object: 'recipe', key: objectKey('recipe', recipeId), problem: err.code === 'ERR_OBJECT_MISSING' ? 'missing' : 'corrupt', detail: `${file}: ${err.message}` })
+    }
   }
 
   const readLayerTree = async (layer: ClosureLayer): Promise<Pick<ClosureTree, 'object' | 'parts'>> => {
@@ -168,10 +221,10 @@ export async function snapshotClosure(store: Store, id: string, options: Closure
     addTree(tree, layer.tree, layer)
     return { object: root, parts }
   }
-  const damage: ClosureDamage[] = []
+  const damage: ClosureDamage[] = [...recipeDamage]
   const refsReported = new Set<string>()
-  for (const layer of layers) {
-    if (!refsReported.has(layer.diffId)) {
+  for (const layer of [...layers, ...recipeLayers]) {
+    if (!refsReported.has(layer.diffId) && !recipeLayers.includes(layer)) {
       refsReported.add(layer.diffId)
       const { error } = refs.get(layer.diffId)!
       const key = layerRefKey(layer.diffId)
@@ -198,5 +251,11 @@ export async function snapshotClosure(store: Store, id: string, options: Closure
       damage.push({ layer, object: 'tree', key, problem: err.code === 'ERR_OBJECT_MISSING' ? 'missing' : 'corrupt', detail })
     }
   }
-  return { id, size, revisions, layers, trees, chunks, damage }
+  return { id, size, revisions, layers, trees, chunks, recipes, damage }
+}
+
+/** The digest a layout's blob path names (blobs/sha256/<hex>), for messages about a blob whose recipe is lost. */
+function digestOfBlobPath(file: string): string | null {
+  const m = /(?:^|\/)blobs\/(sha256|sha512)\/([0-9a-f]+)$/.exec(file)
+  return m ? `${m[1]}:${m[2]}` : null
 }

@@ -16,13 +16,22 @@ export interface LayerRef {
   digests: string[]
   mediaType: string
   tree: string
+  /** blobs of `digests` stored as recipes (format/recipe.ts): digest -> recipe ID */
+  recipes?: Record<string, string>
 }
+
+/** How push stored a layer blob: as a recipe (by its ID), or raw with the reason it could not be a recipe. */
+export type LayerBlobStorage = { recipe: string } | { raw: string }
 
 /** One layer of an image push, as the revision lists it. */
 export interface ImageLayer {
   digest: string
   diffId: string
   tree: string
+  /** the blob's recipe, when stored as one (absent in revisions written before recipes) */
+  recipe?: string
+  /** why the blob is stored raw */
+  raw?: string
 }
 
 export function layerRefKey(diffId: string): string {
@@ -59,8 +68,14 @@ export async function writeLayerRef(store: Store, ref: LayerRef): Promise<void> 
   let record = ref
   if (existing !== null) {
     const digests = [...new Set([...existing.digests, ...ref.digests])].sort()
-    if (existing.tree === ref.tree && digests.length === existing.digests.length) return
-    record = { diffId: ref.diffId, digests, mediaType: existing.mediaType, tree: ref.tree }
+    const recipes = { ...existing.recipes, ...ref.recipes }
+    const sameRecipes = Object.entries(recipes).every(([d, r]) => existing.recipes?.[d] === r)
+    if (existing.tree === ref.tree && digests.length === existing.digests.length && sameRecipes) return
+    record = { diffId: ref.diffId, digests, mediaType: existing.mediaType, tree: ref.tree, ...(Object.keys(recipes).length > 0 ? { recipes: sortKeys(recipes) } : {}) }
   }
   await store.put(layerRefKey(ref.diffId), Buffer.from(JSON.stringify(record) + '\n'))
+}
+
+function sortKeys(m: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(m).sort(([a], [b]) => (a < b ? -1 : 1)))
 }

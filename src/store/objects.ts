@@ -1,5 +1,6 @@
 // Typed access to the immutable objects of a store: where each kind lives and how it is checked.
 import { decodeObject, encodeObject } from '../format/object.js'
+import { decodeRecipe, encodeRecipe, type Recipe } from '../format/recipe.js'
 import { assembleTree, decodeTreePart, decodeTreeRoot, TreeEncoder, type Tree, type TreeEntry } from '../format/tree.js'
 import { hashBytes } from '../chunk/hash.js'
 import { toHex } from '../format/id.js'
@@ -7,9 +8,9 @@ import { forEachLimit } from '../util/concurrency.js'
 import { SnapdirError } from '../util/errors.js'
 import type { ReadStore, Store } from './store.js'
 
-/** tree-part: a run of a format 2 tree's entries, named by its root (format/tree.ts) */
-export type ObjectKind = 'chunk' | 'tree' | 'tree-part'
-const DIRS: Record<ObjectKind, string> = { chunk: 'chunks', tree: 'trees', 'tree-part': 'tree-parts' }
+/** tree-part: a run of a format 2 tree's entries, named by its root (format/tree.ts); recipe: a layer blob's (format/recipe.ts) */
+export type ObjectKind = 'chunk' | 'tree' | 'tree-part' | 'recipe'
+const DIRS: Record<ObjectKind, string> = { chunk: 'chunks', tree: 'trees', 'tree-part': 'tree-parts', recipe: 'recipes' }
 
 /** Tree parts read or written at once: a root names one per ~64 entries, hundreds for a root file system. */
 const PART_JOBS = 16
@@ -142,4 +143,35 @@ export async function readStoredTree(store: ReadStore, id: string, what = `snaps
     rawBytes,
     storedBytes: parts.reduce((a, p) => a + p.object.length, root.length),
   }
+}
+
+/** A recipe ready to store (format/recipe.ts): its ID and its stored form. */
+export function encodeRecipeObject(recipe: Recipe): EncodedObject {
+  const raw = encodeRecipe(recipe)
+  return { id: toHex(hashBytes(raw)), object: encodeObject(raw) }
+}
+
+/** Stores a recipe unless the store has it; returns its ID. */
+export async function writeRecipe(store: Store, recipe: EncodedObject): Promise<string> {
+  const key = objectKey('recipe', recipe.id)
+  if (!(await store.has(key))) await store.put(key, recipe.object)
+  return recipe.id
+}
+
+/**
+ * A layer recipe, re-hashed against its ID and decoded; also its stored bytes (what sync copies).
+ * Missing is ERR_OBJECT_MISSING, damaged ERR_OBJECT_CORRUPT, both naming the recipe and the store.
+ */
+export async function readRecipe(store: ReadStore, id: string, options: { signal?: AbortSignal } = {}): Promise<{ recipe: Recipe; stored: Buffer }> {
+  const what = `recipe ${id} from ${store.url}`
+  let stored: Buffer
+  try {
+    stored = await store.get(objectKey('recipe', id), options.signal ? { signal: options.signal } : undefined)
+  } catch (err) {
+    if (err instanceof SnapdirError && err.code === 'ERR_OBJECT_MISSING') {
+      throw new SnapdirError('ERR_OBJECT_MISSING', `recipe ${id} is missing from ${store.url}`, { cause: err, data: { key: objectKey('recipe', id) } })
+    }
+    throw err
+  }
+  return { recipe: decodeRecipe(decodeObject(stored, id, what), what), stored }
 }

@@ -1,6 +1,7 @@
 // The revisions log, the only mutable part of a store: one small JSON object per push under
 // refs/revisions/, named so that names sort by time. One object per revision (rather than one
 // appended file) keeps concurrent pushes from racing, on a disk and on S3 alike.
+import type { ImageLayer } from './layer-refs.js'
 import { randomBytes } from 'node:crypto'
 import { SnapdirError } from '../util/errors.js'
 import type { Store } from './store.js'
@@ -18,7 +19,7 @@ export interface Revision {
    * For the push of an OCI image layout: its layers (each distinct digest once), with the expanded
    * tree of each (oci/image-layers.ts). Absent in other revisions and in those of older versions.
    */
-  image?: { layers: Array<{ digest: string; diffId: string; tree: string }> }
+  image?: { layers: ImageLayer[] }
 }
 
 export async function listRevisions(store: Store): Promise<Revision[]> {

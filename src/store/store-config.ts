@@ -75,3 +75,11 @@ export async function ensureStoreConfig(store: Store, defaults: ChunkerParams = 
   await store.put(KEY, encode(params))
   return params
 }
+
+/**
+ * For commands that only read: the store's format is one this snapdir reads (ERR_STORE_CONFIG, one
+ * line, otherwise). A store without a config (nothing pushed yet, or a copy of its objects) passes.
+ */
+export async function checkStoreFormat(store: ReadStore): Promise<void> {
+  await readConfig(store)
+}

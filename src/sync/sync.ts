@@ -3,7 +3,7 @@ import { getChunk } from '../store/chunks.js'
 import { snapshotClosure } from '../store/closure.js'
 import { commitSnapshot, type CommitLayer } from '../store/commit.js'
 import { isObjectDamage, objectKey } from '../store/objects.js'
-import { ensureStoreConfig, readStoreConfig } from '../store/store-config.js'
+import { checkStoreFormat, ensureStoreConfig, readStoreConfig } from '../store/store-config.js'
 import type { Store } from '../store/store.js'
 import { forEachLimit } from '../util/concurrency.js'
 import { SnapdirError } from '../util/errors.js'
@@ -51,6 +51,7 @@ export async function sync(from: Store, to: Store, id: string, options: SyncOpti
     summary.bytes.skipped = treeThere
     return summary
   }
+  await checkStoreFormat(from)
   const destinationMissing = (err: unknown): undefined => {
     // a dry run against a destination that does not exist yet: everything would move
     if (!(dryRun && err instanceof SnapdirError && err.code === 'ERR_STORE_NOT_FOUND')) throw err
@@ -66,7 +67,13 @@ export async function sync(from: Store, to: Store, id: string, options: SyncOpti
       throw err
     })
   // a layer tree at the destination is complete, as a snapshot tree is: it is not read, nor its chunks listed
-  const closure = await snapshotClosure(from, id, { keepTreeObjects: true, skipTree: destinationHas })
+  const destinationHasRecipe = async (recipe: string): Promise<boolean> =>
+    to.has(objectKey('recipe', recipe)).catch((err: unknown) => {
+      if (err instanceof SnapdirError && err.code === 'ERR_STORE_NOT_FOUND') return false
+      throw err
+    })
+  // likewise a recipe there: written after its framing chunks and its layer tree
+  const closure = await snapshotClosure(from, id, { keepTreeObjects: true, skipTree: destinationHas, skipRecipe: destinationHasRecipe })
   for (const d of closure.damage) {
     // a layer ref the source lacks, or one naming another tree, is not copied; the snapshot still syncs
     if (d.object === 'ref' && d.problem !== 'corrupt') continue
@@ -78,7 +85,8 @@ export async function sync(from: Store, to: Store, id: string, options: SyncOpti
   const [own, ...layerTrees] = closure.trees
   const copied = layerTrees.filter((t) => t.state === 'read')
   const partCount = new Set([own!, ...copied].flatMap((t) => (t.parts ?? []).map((p) => p.id))).size
-  options.onPlan?.(closure.chunks.size + partCount + 1 + copied.length)
+  const recipes = closure.recipes.filter((r) => r.state === 'read')
+  options.onPlan?.(closure.chunks.size + partCount + 1 + copied.length + recipes.length)
 
   await forEachLimit(closure.chunks.values(), options.jobs ?? 16, async (chunk) => {
     const key = objectKey('chunk', chunk.id)
@@ -126,7 +134,7 @@ export async function sync(from: Store, to: Store, id: string, options: SyncOpti
     options.onObject?.()
   })
 
-  for (const tree of [own!, ...copied]) {
+  for (const tree of [own!, ...copied, ...recipes]) {
     summary.objects.checked++
     summary.objects.copied++
     summary.bytes.copied += tree.object!.length
@@ -138,6 +146,9 @@ export async function sync(from: Store, to: Store, id: string, options: SyncOpti
   if (params) await ensureStoreConfig(to, params)
   await to.flush()
   const objects = new Map(copied.map((t) => [t.id, t.object!]))
+  const listed = new Set(closure.layers.map((l) => l.tree))
+  // roots only: their parts are copied above
+  const recipeTrees = copied.filter((t) => !listed.has(t.id)).map((t) => ({ id: t.id, object: t.object! }))
   await commitSnapshot(to, {
     tree: { id, object: own!.object! }, // its parts are copied above
     ...(origin?.image || closure.layers.length > 0
@@ -152,14 +163,19 @@ export async function sync(from: Store, to: Store, id: string, options: SyncOpti
               tree: object ? { id: l.tree, object } : l.tree,
               // the source's ref with the revision's digest in it, when it names this tree (a tree there
               // is complete, but a sync killed before its refs may have left the ref out)
-              ref: l.ref !== null && l.ref.tree === l.tree ? { digests: [...new Set([...l.ref.digests, l.digest])].sort(), mediaType: l.ref.mediaType } : null,
+              ref: l.ref !== null && l.ref.tree === l.tree
+                ? { digests: [...new Set([...l.ref.digests, l.digest])].sort(), mediaType: l.ref.mediaType, ...(l.ref.recipes ? { recipes: l.ref.recipes } : {}) }
+                : null,
+              ...(l.recipe !== undefined ? { storage: { recipe: l.recipe } } : l.raw !== undefined ? { storage: { raw: l.raw } } : {}),
             }
           }),
         }
       : {}),
+    recipes: recipes.map((r) => ({ id: r.id, object: r.object! })),
+    recipeTrees,
     revision: { name: origin?.name ?? id.slice(0, 12), size: closure.size, source: origin?.source ?? from.url },
     onStep: (step) => {
-      if (step === 'layer-trees') for (let i = 0; i < copied.length; i++) options.onObject?.()
+      if (step === 'layer-trees') for (let i = 0; i < copied.length + recipes.length; i++) options.onObject?.()
     },
   })
   options.onObject?.()

@@ -125,7 +125,8 @@ describe('push of an image layout expands its layers', () => {
       expect(ref).toMatchObject({ diffId: ids[i], digests: [layer.digest], mediaType: layer.mediaType })
       expect(existsSync(path.join(store, 'trees', ref.tree.slice(0, 2), ref.tree))).toBe(true)
       await expectTreeIsLayer(store, ref.tree, blobFile(image, layer.digest))
-      expect(out.revision.image?.layers[i]).toEqual({ digest: layer.digest, diffId: ids[i], tree: ref.tree })
+      // umoci's gzip layers stay raw (no compressor regenerates them yet), and the revision says why
+      expect(out.revision.image?.layers[i]).toEqual({ digest: layer.digest, diffId: ids[i], tree: ref.tree, raw: 'gzip compression: snapdir cannot regenerate it yet' })
     }
     // the bundle is still the bundle, whole
     await snapdirOk(['verify', '--store', store, '--id', out.id])

@@ -1,0 +1,194 @@
+// A layer recipe: how to give back a layer blob byte for byte from its expanded tree, so the store
+// keeps a layer once (docs/FORMAT.md, "Recipe"). The idea is tar-split's: every byte of the tar that is
+// not a regular file's content (headers, PAX and GNU long-name records, padding, the end-of-archive
+// blocks and anything after them) is kept, in order, as the "framing" stream, cut into ordinary
+// chunks; the file contents come from the layer tree's entries. Canonical msgpack of positional arrays,
+// like the tree:
+//
+//   recipe = ['snapdir-recipe', 1, digest, size, diffId, tarSize, layerTree(32 bytes), framingSize,
+//             [framing chunk refs: chunkId, offset, length, count, …], [segments…], compression]
+//   segments = [framing0, source0, framing1, source1, …, framingTail]: `framingN` bytes of the framing
+//             stream, then one file's content; `source` is the index of the layer-tree entry (in path
+//             order, a regular file) whose content it is, or, for content the tree does not hold (a path
+//             written twice in the tar, the first copy replaced), that content's own chunk refs.
+//   compression = ['none'] | ['gzip', header bytes, family, level, blockSize]
+//
+// Index in path order is what every tree format keeps (readTree gives entries sorted by path bytes).
+import { createRequire } from 'node:module'
+import type { Unpackr } from 'msgpackr'
+import { SnapdirError } from '../util/errors.js'
+import { ID_BYTES } from './id.js'
+import { MsgpackWriter } from './msgpack-writer.js'
+import type { ChunkRef } from './tree.js'
+
+export const RECIPE_MAGIC = 'snapdir-recipe'
+export const RECIPE_FORMAT = 1
+
+/** How the tar is compressed into the blob. */
+export type RecipeCompression =
+  | { kind: 'none' }
+  /** a gzip member: the exact header bytes, raw deflate by `family` at `level`, then CRC-32 and ISIZE */
+  | { kind: 'gzip'; header: Buffer; family: string; level: number; blockSize: number }
+
+/** Where one file's content comes from: a layer-tree entry (its index in path order) or chunk refs of its own. */
+export type SegmentSource = number | ChunkRef[]
+
+export interface RecipeSegment {
+  /** bytes of framing before the content */
+  framing: number
+  source: SegmentSource
+}
+
+export interface Recipe {
+  /** the blob's digest, `sha256:<hex>`, and size */
+  digest: string
+  size: number
+  /** the tar's digest (the layer's diff_id) and size */
+  diffId: string
+  tarSize: number
+  /** the ID of the layer tree the contents come from */
+  tree: string
+  framingSize: number
+  framing: ChunkRef[]
+  segments: RecipeSegment[]
+  /** framing bytes after the last content */
+  tail: number
+  compression: RecipeCompression
+}
+
+const DIGEST_RE = /^sha256:[0-9a-f]{64}$/
+
+export function encodeRecipe(r: Recipe): Buffer {
+  const w = new MsgpackWriter(1024 + r.segments.length * 8 + r.framing.length * 48)
+  w.array(11)
+  w.str(RECIPE_MAGIC)
+  w.number(RECIPE_FORMAT)
+  w.str(r.digest)
+  w.number(r.size)
+  w.str(r.diffId)
+  w.number(r.tarSize)
+  w.bin(Buffer.from(r.tree, 'hex'))
+  w.number(r.framingSize)
+  writeRefs(w, r.framing)
+  w.array(2 * r.segments.length + 1)
+  for (const s of r.segments) {
+    w.number(s.framing)
+    if (typeof s.source === 'number') w.number(s.source)
+    else writeRefs(w, s.source)
+  }
+  w.number(r.tail)
+  const c = r.compression
+  if (c.kind === 'none') {
+    w.array(1)
+    w.str('none')
+  } else {
+    w.array(5)
+    w.str('gzip')
+    w.bin(c.header)
+    w.str(c.family)
+    w.number(c.level)
+    w.number(c.blockSize)
+  }
+  return w.bytes()
+}
+
+function writeRefs(w: MsgpackWriter, refs: ChunkRef[]): void {
+  w.array(4 * refs.length)
+  for (const r of refs) {
+    w.bin(r.id)
+    w.number(r.offset)
+    w.number(r.length)
+    w.number(r.count)
+  }
+}
+
+let unpackr: Unpackr | null = null
+function msgpackReader(): Unpackr {
+  if (!unpackr) {
+    const { Unpackr } = createRequire(import.meta.url)('msgpackr') as typeof import('msgpackr')
+    unpackr = new Unpackr({ useRecords: false, mapsAsObjects: false, int64AsType: 'number' })
+  }
+  return unpackr
+}
+
+const isUint = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
+const isBytes = (v: unknown): v is Uint8Array => v instanceof Uint8Array
+const asBuffer = (v: Uint8Array): Buffer => (Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength))
+
+/**
+ * Decodes and checks a recipe: every field typed, and the lengths adding up (framing refs to
+ * framingSize, the framing the segments use to framingSize). Anything off is ERR_OBJECT_CORRUPT naming it.
+ */
+export function decodeRecipe(bytes: Buffer, what: string): Recipe {
+  const bad = (why: string): never => {
+    throw new SnapdirError('ERR_OBJECT_CORRUPT', `${what}: malformed recipe: ${why}`)
+  }
+  let wire: unknown
+  try {
+    wire = msgpackReader().unpack(bytes)
+  } catch (err) {
+    return bad(`not msgpack (${(err as Error).message})`)
+  }
+  if (!Array.isArray(wire) || wire.length !== 11 || wire[0] !== RECIPE_MAGIC) return bad('not a snapdir recipe')
+  if (wire[1] !== RECIPE_FORMAT) return bad(`format ${String(wire[1])} is not supported (this snapdir reads ${RECIPE_FORMAT})`)
+  const [, , digest, size, diffId, tarSize, tree, framingSize, framing, segments, compression] = wire as unknown[]
+  if (typeof digest !== 'string' || !DIGEST_RE.test(digest) || !isUint(size)) return bad('digest or size')
+  if (typeof diffId !== 'string' || !DIGEST_RE.test(diffId) || !isUint(tarSize)) return bad('diff_id or tar size')
+  if (!isBytes(tree) || tree.length !== ID_BYTES) return bad('layer tree')
+  if (!isUint(framingSize)) return bad('framing size')
+  const framingRefs = decodeRefs(framing, 'framing', bad)
+  if (framingRefs.total !== framingSize) return bad(`framing chunks give ${framingRefs.total} bytes, framing size says ${framingSize}`)
+  if (!Array.isArray(segments) || segments.length % 2 !== 1) return bad('segments')
+  const list: RecipeSegment[] = []
+  let framingUsed = 0
+  let contentRefBytes = 0
+  for (let i = 0; i + 1 < segments.length; i += 2) {
+    const n = segments[i] as unknown
+    const src = segments[i + 1] as unknown
+    if (!isUint(n)) return bad(`segment ${i / 2}: framing length`)
+    framingUsed += n
+    if (isUint(src)) list.push({ framing: n, source: src })
+    else {
+      const refs = decodeRefs(src, `segment ${i / 2}`, bad)
+      if (refs.refs.length === 0) return bad(`segment ${i / 2}: empty content`)
+      contentRefBytes += refs.total
+      list.push({ framing: n, source: refs.refs })
+    }
+  }
+  const tail = segments[segments.length - 1] as unknown
+  if (!isUint(tail)) return bad('tail framing length')
+  if (framingUsed + tail !== framingSize) return bad(`segments use ${framingUsed + tail} bytes of framing, framing size says ${framingSize}`)
+  if (framingSize + contentRefBytes > tarSize) return bad(`framing and content refs give more than the tar's ${tarSize} bytes`)
+  return {
+    digest, size, diffId, tarSize, tree: Buffer.from(tree).toString('hex'), framingSize, framing: framingRefs.refs,
+    segments: list, tail, compression: decodeCompression(compression, bad),
+  }
+}
+
+function decodeRefs(v: unknown, where: string, bad: (why: string) => never): { refs: ChunkRef[]; total: number } {
+  if (!Array.isArray(v) || v.length % 4 !== 0) return bad(`${where}: chunk refs`)
+  const refs: ChunkRef[] = []
+  let total = 0
+  for (let k = 0; k < v.length; k += 4) {
+    const [id, offset, length, count] = [v[k] as unknown, v[k + 1] as unknown, v[k + 2] as unknown, v[k + 3] as unknown]
+    if (!isBytes(id) || id.length !== ID_BYTES || !isUint(offset) || !isUint(length) || length === 0 || !isUint(count) || count === 0 ||
+      (count > 1 && offset !== 0)) {
+      return bad(`${where}: chunk ref ${k / 4}`)
+    }
+    refs.push({ id: asBuffer(id), offset, length, count })
+    total += length * count
+  }
+  return { refs, total }
+}
+
+function decodeCompression(v: unknown, bad: (why: string) => never): RecipeCompression {
+  if (!Array.isArray(v) || v.length === 0) return bad('compression')
+  if (v[0] === 'none' && v.length === 1) return { kind: 'none' }
+  if (v[0] === 'gzip' && v.length === 5) {
+    const [, header, family, level, blockSize] = v as unknown[]
+    if (isBytes(header) && typeof family === 'string' && typeof level === 'number' && Number.isSafeInteger(level) && isUint(blockSize)) {
+      return { kind: 'gzip', header: asBuffer(header), family, level, blockSize }
+    }
+  }
+  return bad(`compression ${JSON.stringify(v[0])} is not one this snapdir knows`)
+}
