@@ -432,7 +432,7 @@ process.stdout.write(JSON.stringify(out) + '\\n')
  */
 async function regeneration(ctx) {
   const ids = [...storeFiles(ctx.store).keys()].filter((k) => k.startsWith('recipes/')).map((k) => path.basename(k))
-  if (ids.length === 0) return { reason: 'the store holds no recipes (format 1 keeps every blob as chunks)' }
+  if (ids.length === 0) return { reason: 'the store holds no recipes: every layer blob is kept as its chunks' }
   if (!fs.existsSync(path.join(repo, 'dist/oci/recipe-reader.js'))) return { reason: `the store holds ${ids.length} recipes but dist/oci/recipe-reader.js is missing` }
   const activity = otherActivity()
   try {
@@ -693,7 +693,7 @@ async function main() {
       machine: { ...hostInfo(), fsType: fsTypeAt(benchDir), snapdirCommit: snapdirCommit(), tools },
       corpora: Object.fromEntries(CORPORA.map((c) => [c, corpusMarker(corpus(c))])),
       targets: TARGETS,
-      storeFormat: recipes ? 'recipes present' : 'no recipes (format 1 objects)',
+      storeFormat: recipes ? 'recipes present' : 'no recipes',
       recipes,
       encoders,
       regeneration: regen.reason ? { reason: regen.reason } : { blobs: regen.blobs, sample: regen.sample },
