@@ -1,7 +1,7 @@
 /* The JS side of go-flate.c:
  *   goFlateCreate(level, followWrites, recordRestarts) -> handle
  *   goFlateWrite(handle, data) -> Buffer        the raw DEFLATE bytes produced so far
- *   goFlateEnd(handle) -> Buffer                the rest; the encoder's memory goes at once (640 KiB)
+ *   goFlateEnd(handle) -> Buffer                the rest; the encoder's memory goes at once (about 450 KiB)
  *   goFlateRestarts(handle) -> Float64Array     restart points noted since the last call, RESTART_ROW each
  *   goFlateSegment(level, restart, endBit, input, inputEnds) -> Promise<Buffer>   on the libuv pool
  * One encoder per blob; each call compresses a whole buffer. */

@@ -1,8 +1,11 @@
 /* Go 1.19 compress/flate, ported to C for byte-exact output (see go-flate.h). The structure, names and
  * every decision follow the Go sources so that a reader can check one against the other; the only
- * liberties are ones that cannot change a bit of output: the bit writer appends to one growable buffer
- * instead of a 248-byte one, match lengths are compared 8 bytes at a time, and sorts use qsort (both of
- * Go's orders are total: frequency then literal, and literal). */
+ * liberties are ones that cannot change a bit of output (docs/go-flate.md): the bit writer appends to
+ * one growable buffer instead of a 248-byte one, the hash tables hold 16-bit window positions (slid
+ * with the window) instead of 32-bit stream positions, a chain candidate is measured only when the 4
+ * bytes ending at the best length so far match (Go checks the last one), match lengths are compared 8
+ * bytes at a time, and sorts use qsort (both of Go's orders are total: frequency then literal, and
+ * literal). Beyond Go: writes need not be followed, and restart points (go-flate.h). */
 #include "go-flate.h"
 
 #include <limits.h>
@@ -28,7 +31,6 @@
 #define HASH_BITS 17
 #define HASH_SIZE (1 << HASH_BITS)
 #define HASH_MASK ((1 << HASH_BITS) - 1)
-#define MAX_HASH_OFFSET (1 << 24)
 #define SKIP_NEVER INT32_MAX
 #define HASHMUL 0x1e35a7bdu
 
@@ -768,8 +770,13 @@ struct goflate {
   size_t ntokens;
 
   int length, offset, max_insert_index;
-  uint32_t *hash_head; /* [HASH_SIZE] */
-  uint32_t *hash_prev; /* [WINDOW_SIZE] */
+  /* Positions + 1 in the window (0: none), where Go keeps stream positions + hashOffset in uint32s:
+   * tables half the size stay in cache better, and a slide subtracts 32768 from each entry (zeroing
+   * those that slid out) instead. The two forms answer every bounds check in findMatch and deflate()
+   * alike: an entry that slid out reads as "none" here and as a negative index in Go, and Go's rebase
+   * of hashOffset every 16 MiB changes no decision. So hash_offset is 1 throughout. */
+  uint16_t *hash_head; /* [HASH_SIZE] */
+  uint16_t *hash_prev; /* [WINDOW_SIZE] */
 
   /* Not Go's: how writes reach the window, and the restart points (see go-flate.h). */
   bool follow_writes;
@@ -807,6 +814,18 @@ static inline size_t common_prefix(const uint8_t *a, const uint8_t *b, size_t ma
   return i;
 }
 
+static void slide_hash(goflate *d) {
+  for (int i = 0; i < HASH_SIZE; i++) {
+    uint16_t v = d->hash_head[i];
+    d->hash_head[i] = v > WINDOW_SIZE ? (uint16_t)(v - WINDOW_SIZE) : 0;
+  }
+  for (int i = 0; i < WINDOW_SIZE; i++) {
+    uint16_t v = d->hash_prev[i];
+    d->hash_prev[i] = v > WINDOW_SIZE ? (uint16_t)(v - WINDOW_SIZE) : 0;
+  }
+  d->chain_head = d->chain_head > WINDOW_SIZE ? d->chain_head - WINDOW_SIZE : 0;
+}
+
 static int fill_deflate(goflate *d, const uint8_t *b, size_t len) {
   if (d->index >= 2 * WINDOW_SIZE - (MIN_MATCH_LENGTH + MAX_MATCH_LENGTH)) {
     memmove(d->window, d->window + WINDOW_SIZE, WINDOW_SIZE);
@@ -817,20 +836,7 @@ static int fill_deflate(goflate *d, const uint8_t *b, size_t len) {
       d->block_start -= WINDOW_SIZE;
     else
       d->block_start = INT32_MAX;
-    d->hash_offset += WINDOW_SIZE;
-    if (d->hash_offset > MAX_HASH_OFFSET) {
-      int delta = d->hash_offset - 1;
-      d->hash_offset -= delta;
-      d->chain_head -= delta;
-      for (int i = 0; i < WINDOW_SIZE; i++) {
-        uint32_t v = d->hash_prev[i];
-        d->hash_prev[i] = (int)v > delta ? (uint32_t)((int)v - delta) : 0;
-      }
-      for (int i = 0; i < HASH_SIZE; i++) {
-        uint32_t v = d->hash_head[i];
-        d->hash_head[i] = (int)v > delta ? (uint32_t)((int)v - delta) : 0;
-      }
-    }
+    slide_hash(d);
   }
   size_t n = (size_t)(d->window_len - d->window_end);
   if (n > len) n = len;
@@ -863,6 +869,7 @@ static bool find_match(goflate *d, int pos, int prev_head, int prev_length, int 
   int min_match_look = MAX_MATCH_LENGTH;
   if (lookahead < min_match_look) min_match_look = lookahead;
   const uint8_t *win = d->window; /* win[0 : pos+min_match_look] */
+  const uint16_t *hash_prev = d->hash_prev;
   int win_len = pos + min_match_look;
   int nice = win_len - pos;
   if (d->nice < nice) nice = d->nice;
@@ -870,23 +877,26 @@ static bool find_match(goflate *d, int pos, int prev_head, int prev_length, int 
   int length = prev_length, offset = 0;
   bool ok = false;
   if (length >= d->good) tries >>= 2;
-  uint8_t w_end = win[pos + length];
+  /* Go compares the byte at `length` (wEnd) before measuring a candidate; comparing the four bytes
+   * that end there is as exact a filter (a longer match needs all of them equal) and passes fewer. */
   const uint8_t *w_pos = win + pos;
+  uint32_t w_end = load32(w_pos, length - 3);
   int min_index = pos - WINDOW_SIZE;
+  int lowest = min_index < 0 ? 0 : min_index;
   for (int i = prev_head; tries > 0; tries--) {
-    if (w_end == win[i + length]) {
+    if (w_end == load32(win + i, length - 3)) {
       int n = (int)common_prefix(win + i, w_pos, (size_t)min_match_look);
       if (n > length && (n > MIN_MATCH_LENGTH || pos - i <= 4096)) {
         length = n;
         offset = pos - i;
         ok = true;
         if (n >= nice) break;
-        w_end = win[pos + n];
+        w_end = load32(w_pos, n - 3);
       }
     }
     if (i == min_index) break;
-    i = (int)d->hash_prev[i & WINDOW_MASK] - d->hash_offset;
-    if (i < min_index || i < 0) break;
+    i = (int)hash_prev[i & WINDOW_MASK] - 1; /* hash_offset */
+    if (i < lowest) break;
   }
   *length_out = length;
   *offset_out = offset;
@@ -928,9 +938,9 @@ static void rebuild_hash(goflate *d) {
   if (from < 0) from = 0;
   for (int index = from; index < d->index; index++) {
     uint32_t hash = hash4(d->window + index);
-    uint32_t *hh = &d->hash_head[hash & HASH_MASK];
+    uint16_t *hh = &d->hash_head[hash & HASH_MASK];
     d->hash_prev[index & WINDOW_MASK] = *hh;
-    *hh = (uint32_t)(index + d->hash_offset);
+    *hh = (uint16_t)(index + d->hash_offset);
   }
 }
 
@@ -958,10 +968,10 @@ static void step_deflate(goflate *d) {
     }
     if (d->index < d->max_insert_index) {
       uint32_t hash = hash4(d->window + d->index);
-      uint32_t *hh = &d->hash_head[hash & HASH_MASK];
+      uint16_t *hh = &d->hash_head[hash & HASH_MASK];
       d->chain_head = (int)*hh;
-      d->hash_prev[d->index & WINDOW_MASK] = (uint32_t)d->chain_head;
-      *hh = (uint32_t)(d->index + d->hash_offset);
+      d->hash_prev[d->index & WINDOW_MASK] = (uint16_t)d->chain_head;
+      *hh = (uint16_t)(d->index + d->hash_offset);
     }
     int prev_length = d->length, prev_offset = d->offset;
     d->length = MIN_MATCH_LENGTH - 1;
@@ -993,9 +1003,9 @@ static void step_deflate(goflate *d) {
         for (index++; index < new_index; index++) {
           if (index < d->max_insert_index) {
             uint32_t hash = hash4(d->window + index);
-            uint32_t *hh = &d->hash_head[hash & HASH_MASK];
+            uint16_t *hh = &d->hash_head[hash & HASH_MASK];
             d->hash_prev[index & WINDOW_MASK] = *hh;
-            *hh = (uint32_t)(index + d->hash_offset);
+            *hh = (uint16_t)(index + d->hash_offset);
           }
         }
         d->index = index;
@@ -1110,13 +1120,13 @@ goflate *goflate_new(int level, int follow_writes, int record_restarts, int *bad
     d->kind = STEP_DEFLATE;
     d->window_len = 2 * WINDOW_SIZE;
     window_alloc = 2 * WINDOW_SIZE + 16;
-    d->hash_head = calloc(HASH_SIZE, sizeof(uint32_t));
-    d->hash_prev = calloc(WINDOW_SIZE, sizeof(uint32_t));
+    d->hash_head = calloc(HASH_SIZE, sizeof(uint16_t));
+    d->hash_prev = calloc(WINDOW_SIZE, sizeof(uint16_t));
     d->tokens = malloc((MAX_FLATE_BLOCK_TOKENS + 2) * sizeof(token));
     if (!d->hash_head || !d->hash_prev || !d->tokens) goto oom;
     d->hash_offset = 1;
     d->length = MIN_MATCH_LENGTH - 1;
-    d->chain_head = -1;
+    d->chain_head = 0;
   }
   /* zeroed: the 8-byte compares may look past the data, never past the allocation */
   d->window = calloc(1, window_alloc);

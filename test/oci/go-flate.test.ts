@@ -186,7 +186,7 @@ describe('Go compress/gzip, byte for byte', () => {
     }
   })
 
-  it('hash positions rebased after 16 MiB (levels 2..9 share that code)', () => {
+  it('a stream past 16 MiB, where Go rebases its hash positions (levels 2..9 share that code)', () => {
     const data = Buffer.concat([words(3, 9 << 20), noise('go-flate long', 1 << 20), words(4, 8 << 20)])
     expectSameAsGo(6, data)
   })
