@@ -3,7 +3,6 @@
 // appended file) keeps concurrent pushes from racing, on a disk and on S3 alike.
 import type { ImageLayer } from './layer-refs.js'
 import { randomBytes } from 'node:crypto'
-import { SnapdirError } from '../util/errors.js'
 import type { Store } from './store.js'
 
 const PREFIX = 'refs/revisions/'
@@ -22,20 +21,56 @@ export interface Revision {
   image?: { layers: ImageLayer[] }
 }
 
-export async function listRevisions(store: Store): Promise<Revision[]> {
+/** Told about each record listRevisions skips; by default a line on stderr. */
+export type SkippedRevision = (key: string, reason: string) => void
+
+const warnOnStderr: SkippedRevision = (key, reason) => {
+  process.stderr.write(`snapdir: warning: skipping ${key}: ${reason}\n`)
+}
+
+/**
+ * The revisions, oldest first. A record that is not a revision (not JSON, or without the fields every
+ * revision has) is skipped and reported through `onSkip`: one stray or truncated file must not make
+ * the whole store unlistable, unpushable and unsyncable.
+ */
+export async function listRevisions(store: Store, onSkip: SkippedRevision = warnOnStderr): Promise<Revision[]> {
   const keys: string[] = []
   for await (const key of store.list(PREFIX)) keys.push(key)
   keys.sort()
   const out: Revision[] = []
   for (const key of keys) {
     const raw = await store.get(key)
+    let value: unknown
     try {
-      out.push(JSON.parse(raw.toString('utf8')) as Revision)
+      value = JSON.parse(raw.toString('utf8'))
     } catch {
-      throw new SnapdirError('ERR_STORE_IO', `store ${store.url}: revision ${key} is not JSON`)
+      onSkip(`${store.url}/${key}`, 'not JSON')
+      continue
     }
+    const problem = revisionProblem(value)
+    if (problem === null) out.push(value as Revision)
+    else onSkip(`${store.url}/${key}`, problem)
   }
   return out
+}
+
+/** Why `value` is not a revision record, or null when it is one. */
+function revisionProblem(value: unknown): string | null {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not a JSON object'
+  const r = value as Record<string, unknown>
+  for (const field of ['id', 'name', 'created_at'] as const) {
+    if (typeof r[field] !== 'string') return `no string field "${field}"`
+  }
+  if (!/^[0-9a-f]{64}$/.test(r.id as string)) return `"id" is not a snapshot ID`
+  if (r.previous_id !== null && r.previous_id !== undefined && typeof r.previous_id !== 'string') return '"previous_id" is not a string'
+  if (r.image !== undefined) {
+    const layers = typeof r.image === 'object' && r.image !== null ? (r.image as { layers?: unknown }).layers : undefined
+    if (!Array.isArray(layers)) return '"image" has no list of layers'
+    const isLayer = (l: unknown) =>
+      typeof l === 'object' && l !== null && ['digest', 'diffId', 'tree'].every((f) => typeof (l as Record<string, unknown>)[f] === 'string')
+    if (!layers.every(isLayer)) return 'a layer in "image" lacks digest, diffId or tree'
+  }
+  return null
 }
 
 /** Records a revision; previous_id is the latest earlier revision of the same name. */
