@@ -4,12 +4,14 @@ import { storeFromUrl } from '../store/open-store.js'
 import { integerOption } from './numbers.js'
 import { progressBar } from './progress.js'
 import { action } from './run-command.js'
+import { UsageError } from '../util/errors.js'
 
 export function registerSync(program: Command): void {
   program
     .command('sync')
-    .description('copy snapshot ID from one store to another, streaming, skipping what --to already has; every chunk re-hashed in transit')
-    .requiredOption('--id <id>', 'snapshot ID')
+    .description('copy snapshots from one store to another, streaming, skipping what --to already has; every chunk re-hashed in transit')
+    .option('--id <id>', 'snapshot ID (repeat for several, synced in the order given)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--all', 'every snapshot the source lists in its revisions, oldest first')
     .requiredOption('--from <url>', 'source store: a path, file:///path, s3://bucket/prefix or gs://bucket/prefix')
     .requiredOption('--to <url>', 'destination store (created if missing)')
     .option('--jobs <n>', 'objects checked or copied at once', '16')
@@ -19,9 +21,12 @@ export function registerSync(program: Command): void {
     .option('--from-s3-endpoint <url>', 'endpoint for the source only')
     .option('--to-s3-endpoint <url>', 'endpoint for the destination only')
     .action(
-      action(async (opts: { id: string; from: string; to: string; jobs: string; dryRun?: true; json?: true; s3Endpoint?: string; fromS3Endpoint?: string; toS3Endpoint?: string }) => {
+      action(async (opts: { id: string[]; all?: true; from: string; to: string; jobs: string; dryRun?: true; json?: true; s3Endpoint?: string; fromS3Endpoint?: string; toS3Endpoint?: string }) => {
         const { sync } = await import('../sync/sync.js')
-        const id = parseId(opts.id)
+        const { listRevisions } = await import('../store/revisions.js')
+        if (opts.all && opts.id.length > 0) throw new UsageError('--all syncs every snapshot; give it without --id')
+        if (!opts.all && opts.id.length === 0) throw new UsageError("required option '--id <id>' (or --all) not specified")
+        const given = opts.id.map((id) => parseId(id))
         const jobs = integerOption('--jobs', opts.jobs, 1, 1024)
         const endpoint = (own?: string) => {
           const e = own ?? opts.s3Endpoint
@@ -31,21 +36,31 @@ export function registerSync(program: Command): void {
         const to = storeFromUrl(opts.to, endpoint(opts.toS3Endpoint))
         const bar = progressBar('items')
         try {
-          const s = await sync(from, to, id, {
-            jobs,
-            ...(opts.dryRun ? { dryRun: true } : {}),
-            onPlan: (n) => bar.start(n, opts.dryRun ? 'check' : 'sync'),
-            onObject: () => bar.add(1),
-          })
-          bar.stop()
-          if (opts.json) process.stdout.write(JSON.stringify(s) + '\n')
-          else {
-            const verb = opts.dryRun ? 'would copy' : 'copied'
-            process.stdout.write(
-              s.alreadyComplete
-                ? `${id} is already complete in ${to.url}\n`
-                : `${verb} ${s.objects.copied} objects (${s.bytes.copied} bytes), skipped ${s.objects.skipped} already in ${to.url}\n`,
-            )
+          let ids = given
+          if (opts.all) {
+            await from.open()
+            ids = [...new Set((await listRevisions(from)).map((r) => r.id))]
+          }
+          // one after the other: each is committed (tree, then revision) before the next starts, so a
+          // failure leaves the ones before it complete at the destination
+          for (const id of ids) {
+            const s = await sync(from, to, id, {
+              jobs,
+              ...(opts.dryRun ? { dryRun: true } : {}),
+              onPlan: (n) => bar.start(n, opts.dryRun ? 'check' : 'sync'),
+              onObject: () => bar.add(1),
+            })
+            bar.stop()
+            if (opts.json) process.stdout.write(JSON.stringify(s) + '\n')
+            else {
+              const verb = opts.dryRun ? 'would copy' : 'copied'
+              const which = ids.length > 1 ? `${id}: ` : ''
+              process.stdout.write(
+                s.alreadyComplete
+                  ? `${id} is already complete in ${to.url}\n`
+                  : `${which}${verb} ${s.objects.copied} objects (${s.bytes.copied} bytes), skipped ${s.objects.skipped} already in ${to.url}\n`,
+              )
+            }
           }
         } finally {
           bar.stop()
