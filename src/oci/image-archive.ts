@@ -7,7 +7,9 @@
 // Push unpacks the archive into a private temporary directory and snapshots that: the blobs are then
 // files like those of a layout directory, checked and expanded by the same code. node-tar does the
 // unpacking, in strict mode, so an entry that would land outside the directory ('..', an absolute
-// name, a path through a symlink) fails the push instead of being skipped.
+// name, a path through a symlink) fails the push instead of being skipped. Symlinks and device nodes
+// are made by archive-specials.ts once the rest is in: link targets are stored as they are (absolute
+// ones too, as a root file system has many) and never followed.
 import fs from 'node:fs'
 import fsp from 'node:fs/promises'
 import os from 'node:os'
@@ -15,6 +17,7 @@ import path from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import zlib from 'node:zlib'
 import { abortedError, isErrno, SnapdirError, sourceError, UsageError } from '../util/errors.js'
+import { createSpecials, SPECIAL_TYPES, type SpecialEntry } from './archive-specials.js'
 import { compressionOf, streamProblem, zstdDecompress } from './decompress.js'
 
 export interface UnpackedArchive {
@@ -32,8 +35,12 @@ export async function unpackArchive(file: string, options: { tmpRoot?: string; s
   const dir = path.join(root, 'image')
   await fsp.mkdir(dir, { mode: 0o755 })
   await fsp.chmod(dir, 0o755) // whatever the umask: the same archive gives the same snapshot ID
-  const remove = (): Promise<void> => fsp.rm(root, { recursive: true, force: true })
+  // retried: node-tar may still finish writes it had started when an error stopped the unpack,
+  // which made a single attempt fail with ENOTEMPTY and leave the directory behind
+  const remove = (): Promise<void> => fsp.rm(root, { recursive: true, force: true, maxRetries: 10 })
   let entries = 0
+  const specials: SpecialEntry[] = []
+  const owners = process.geteuid?.() === 0
   try {
     const head = Buffer.alloc(4)
     const fh = await fsp.open(file, 'r')
@@ -55,11 +62,29 @@ export async function unpackArchive(file: string, options: { tmpRoot?: string; s
       cwd: dir,
       strict: true,
       // owners only when we could set them anyway; modes as archived
-      preserveOwner: process.geteuid?.() === 0,
+      preserveOwner: owners,
       noMtime: false,
-      onReadEntry: (entry: { type: string; path: string; mtime?: Date }) => {
+      // symlinks and device nodes are made afterwards, by createSpecials
+      filter: (_: string, entry: ArchiveEntry) => {
+        if (!SPECIAL_TYPES.has(entry.type)) return true
         entries++
-        if ((entry.type === 'Directory' || entry.type === 'SymbolicLink') && entry.mtime) times.set(path.join(dir, entry.path), entry.mtime)
+        const { devmaj = 0, devmin = 0 } = entry.header ?? {}
+        specials.push({
+          type: entry.type as SpecialEntry['type'],
+          path: entry.path,
+          linkpath: entry.linkpath ?? '',
+          mode: entry.mode ?? 0o644,
+          uid: entry.uid ?? 0,
+          gid: entry.gid ?? 0,
+          mtime: entry.mtime,
+          devmaj,
+          devmin,
+        })
+        return false
+      },
+      onReadEntry: (entry: ArchiveEntry) => {
+        entries++
+        if (entry.type === 'Directory' && entry.mtime) times.set(path.join(dir, entry.path), entry.mtime)
       },
     } as Parameters<typeof untar>[0]) as unknown as NodeJS.WritableStream
     await pipeline(
@@ -69,6 +94,7 @@ export async function unpackArchive(file: string, options: { tmpRoot?: string; s
       ...(options.signal ? [{ signal: options.signal }] : []),
     )
     if (entries === 0) throw new NotAnArchive()
+    for (const [p, time] of await createSpecials(dir, specials, { archive: file, owners })) times.set(p, time)
     await settleTimes(dir, times, new Date(0))
     return { dir, remove }
   } catch (err) {
@@ -95,6 +121,18 @@ async function settleTimes(dir: string, archived: Map<string, Date>, fallback: D
 }
 
 class NotAnArchive extends Error {}
+
+/** What unpackArchive reads of node-tar's entries. */
+interface ArchiveEntry {
+  type: string
+  path: string
+  linkpath?: string
+  mode?: number
+  uid?: number
+  gid?: number
+  mtime?: Date
+  header?: { devmaj?: number; devmin?: number }
+}
 
 function archiveError(file: string, err: unknown, entries: number, signal?: AbortSignal): SnapdirError {
   if (signal?.aborted) return abortedError(`unpacking archive ${file}`, signal)
