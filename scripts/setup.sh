@@ -24,11 +24,24 @@ fi
 
 # npm packages at the locked versions; skipped when the lock has not changed since the last install.
 # (`npm install`, not `npm ci`: the registry here lacks some other-platform optional packages, which
-# npm 11 leaves out of the lock and `npm ci` then refuses.) Our own install script builds native/.
+# npm 11 leaves out of the lock and `npm ci` then refuses; and `npm ci` would empty a node_modules
+# that is a link to another checkout's.) Our own install script builds native/.
+# `npm install` also rewrites the lock where it differs from what the registry offers (adding other
+# platforms' optional packages), so a fresh clone would show package-lock.json modified after
+# `make test`: --no-save asks it not to, and a lock that was as committed is put back as committed.
 stamp=node_modules/.snapdir-install-stamp
 if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp" || [ ! -f build/Release/snapdir.node ] || [ ! -f build/Release/snapdir_fuse.node ]; then
   echo "setup: npm install" >&2
-  npm install --no-audit --no-fund --loglevel=error
+  lock_as_committed=false
+  if git rev-parse --is-inside-work-tree >/dev/null 2>&1 && git ls-files --error-unmatch package-lock.json >/dev/null 2>&1 &&
+    git diff --quiet HEAD -- package-lock.json; then
+    lock_as_committed=true
+  fi
+  npm install --no-save --no-audit --no-fund --loglevel=error
+  if $lock_as_committed && ! git diff --quiet HEAD -- package-lock.json; then
+    echo "setup: npm changed package-lock.json; restoring it as committed" >&2
+    git checkout HEAD -- package-lock.json
+  fi
   cp package-lock.json "$stamp"
 fi
 
