@@ -77,6 +77,7 @@ export interface DedupStats {
     recipes: number
     recipeStoredBytes: number
     framingChunks: number
+    framingRawBytes: number
     framingStoredBytes: number
     raw: Array<{ digest: string; bytes: number; reason: string }>
   }
@@ -231,6 +232,7 @@ export async function dedupStats(store: Store, ids: string[], options: DedupStat
       recipes: recipeIds.size,
       recipeStoredBytes,
       framingChunks: framing.size,
+      framingRawBytes: sum(framing.values(), (c) => c.length),
       framingStoredBytes: sum(framing.values(), (c) => c.stored),
       raw: [...blobSizes].filter(([d]) => !recipeDigests.has(d)).map(([digest, bytes]) => ({ digest, bytes, reason: rawReasons.get(digest) ?? 'pushed before snapdir kept layer blobs as recipes' })),
     },

@@ -17,7 +17,7 @@ import { SnapdirError, sourceError } from '../util/errors.js'
 import { formatDigest } from './digest.js'
 import { expandLayer, type ExpandedLayer, type LayerStats } from './layer-expand.js'
 import type { LayoutLayer } from './layout-layers.js'
-import { layerCompression } from './media-types.js'
+import { findGzipCompressor } from './compressor-match.js'
 import { regenerateBlob } from './recipe-reader.js'
 
 /** How push stored a layer blob: as a recipe (by its ID), or raw with the reason it could not be a recipe. */
@@ -74,12 +74,12 @@ export async function expandImageLayers(store: Store, dir: string, layers: Layou
     const what = (u: { manifest: string; position: number }): string => `layer ${digest} (layers[${u.position}] of manifest ${u.manifest})`
     const known = await readLayerRef(store, use.diffId)
     // a layer expanded before is skipped when its blob's storage is known too: its recipe (if the store
-    // still has it), or a compressed blob, which stays raw until snapdir has its compressor
+    // still has it), or why it is raw
     const knownRecipe = known?.recipes?.[digest]
-    const compressed = layerCompression(layer.descriptor.mediaType) !== 'none'
+    const knownRaw = known?.raw?.[digest]
     const recipeThere = knownRecipe !== undefined && (await store.has(objectKey('recipe', knownRecipe)))
-    if (known !== null && known.digests.includes(digest) && layer.uses.every((u) => u.diffId === use.diffId) && (recipeThere || compressed)) {
-      const storage = recipeThere ? { recipe: knownRecipe } : { raw: rawReason(layer.descriptor.mediaType) }
+    if (known !== null && known.digests.includes(digest) && layer.uses.every((u) => u.diffId === use.diffId) && (recipeThere || knownRaw !== undefined)) {
+      const storage: LayerBlobStorage = recipeThere ? { recipe: knownRecipe } : { raw: knownRaw! }
       out.layers.set(digest, {
         diffId: use.diffId, mediaType: layer.descriptor.mediaType, file: layer.file, tree: null, treeId: known.tree, recipe: null,
         storage: count(storage, layer.descriptor.size),
@@ -110,7 +110,7 @@ export async function expandImageLayers(store: Store, dir: string, layers: Layou
     addStats(out.stats, expanded.stats)
     out.stats.expanded++
     const tree = encodeTreeObject(expanded.tree)
-    const made = await makeRecipe(store, expanded, tree, layer.descriptor.size, layer.descriptor.mediaType, options.signal)
+    const made = await makeRecipe(store, expanded, tree, path.join(dir, layer.file), layer.descriptor.size, options.signal)
     out.layers.set(digest, {
       diffId: expanded.diffId, mediaType: layer.descriptor.mediaType, file: layer.file, tree, treeId: null,
       recipe: made.recipe, storage: count(made.storage, layer.descriptor.size),
@@ -120,26 +120,28 @@ export async function expandImageLayers(store: Store, dir: string, layers: Layou
   return out
 }
 
-/** Why a blob of this media type stays raw (until snapdir has the compressor that made it). */
-function rawReason(mediaType: string): string {
-  return `${layerCompression(mediaType) ?? 'unknown'} compression: snapdir cannot regenerate it yet`
-}
 
 /**
  * The layer's recipe, once the blob regenerated from it (out of the store's chunks: what a pull would
  * read) hashed to its digest; otherwise the blob stays raw and the reason says why.
  */
 async function makeRecipe(
-  store: Store, expanded: ExpandedLayer, tree: EncodedTree, size: number, mediaType: string, signal: AbortSignal | undefined,
+  store: Store, expanded: ExpandedLayer, tree: EncodedTree, blob: string, size: number, signal: AbortSignal | undefined,
 ): Promise<{ recipe: EncodedTree | null; storage: LayerBlobStorage }> {
   const { framing } = expanded
-  if (framing === undefined) return { recipe: null, storage: { raw: rawReason(mediaType) } }
+  if (framing === undefined) return { recipe: null, storage: { raw: `${expanded.compression} compression: snapdir cannot regenerate it yet` } }
   const recipe: Recipe = {
     digest: expanded.digest, size, diffId: expanded.diffId, tarSize: expanded.stats.tarBytes, tree: tree.id,
     framingSize: framing.size, framing: framing.refs, segments: framing.segments, tail: framing.tail, compression: { kind: 'none' },
   }
   try {
-    for await (const piece of regenerateBlob({ store, recipe, tree: expanded.tree, ...(signal ? { signal } : {}) })) void piece
+    if (expanded.compression === 'gzip') {
+      // the search regenerates the blob (tar out of the store, compressed, compared byte for byte and
+      // hashed), so a compressor it finds needs no second check
+      const found = await findGzipCompressor({ store, recipe, tree: expanded.tree, blob, ...(signal ? { signal } : {}) })
+      if ('reason' in found) return { recipe: null, storage: { raw: found.reason } }
+      recipe.compression = found.compression
+    } else for await (const piece of regenerateBlob({ store, recipe, tree: expanded.tree, ...(signal ? { signal } : {}) })) void piece
   } catch (err) {
     if (signal?.aborted || !(err instanceof SnapdirError) || err.code !== 'ERR_SNAPSHOT_DAMAGED') throw err
     return { recipe: null, storage: { raw: `regeneration did not match: ${err.message}` } }
@@ -167,6 +169,9 @@ export function commitLayers(expanded: ExpandedImageLayers): CommitLayer[] {
     ...(layer.recipe ? { recipe: layer.recipe } : {}),
     ref: layer.tree === null && layer.recipe === null
       ? null
-      : { digests: [digest], mediaType: layer.mediaType, ...('recipe' in layer.storage ? { recipes: { [digest]: layer.storage.recipe } } : {}) },
+      : {
+          digests: [digest], mediaType: layer.mediaType,
+          ...('recipe' in layer.storage ? { recipes: { [digest]: layer.storage.recipe } } : { raw: { [digest]: layer.storage.raw } }),
+        },
   }))
 }

@@ -83,8 +83,10 @@ export interface ExpandedLayer {
   /** sha256 of the uncompressed tar: the layer's diff_id in the image config */
   diffId: string
   stats: LayerStats
-  /** with `framing`: the tar's framing */
+  /** with `framing`: the tar's framing (not for zstd blobs) */
   framing?: LayerFraming
+  /** the compression the blob really has */
+  compression: LayerCompression
 }
 
 /**
@@ -187,8 +189,8 @@ class Expander {
     const stages: Array<NodeJS.ReadWriteStream | ((input: AsyncIterable<Buffer>) => AsyncGenerator<Buffer>)> = blobHash ? [tap(blobHash)] : []
     if (compression === 'gzip') stages.push(zlib.createGunzip({ chunkSize: 256 * 1024 }))
     if (compression === 'zstd') stages.push(zstdDecompress)
-    // compressed blobs: kept raw until their compressor is known (then the framing goes here too)
-    if (compression !== 'none') this.capture = null
+    // zstd blobs: kept raw until snapdir has a zstd encoder to regenerate them with
+    if (compression === 'zstd') this.capture = null
     const capture = this.capture
     stages.push(tap(tarHash, (chunk) => {
       this.stats.tarBytes += chunk.length
@@ -226,7 +228,7 @@ class Expander {
     this.stats.chunksWritten = this.sink.stats.chunksWritten
     this.stats.bytesWritten = this.sink.stats.bytesWritten
     const diffId = `sha256:${tarHash.digest('hex')}`
-    return { tree, digest: blobHash ? `sha256:${blobHash.digest('hex')}` : diffId, diffId, stats: this.stats, ...(framing ? { framing } : {}) }
+    return { tree, digest: blobHash ? `sha256:${blobHash.digest('hex')}` : diffId, diffId, stats: this.stats, compression, ...(framing ? { framing } : {}) }
   }
 
   /** Maps whatever stopped the expansion to one SnapdirError naming the layer. */

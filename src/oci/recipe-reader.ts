@@ -10,12 +10,14 @@
 // fit its tree: an ERR_SNAPSHOT_DAMAGED naming the blob and its layer.
 import { createHash } from 'node:crypto'
 import { toHex } from '../format/id.js'
-import type { Recipe } from '../format/recipe.js'
+import type { Recipe, RecipeCompression } from '../format/recipe.js'
 import type { ChunkRef, Tree } from '../format/tree.js'
 import { getChunk } from '../store/chunks.js'
 import { isObjectDamage, readRecipe, readTree } from '../store/objects.js'
 import type { ReadStore } from '../store/store.js'
 import { SnapdirError } from '../util/errors.js'
+import { createDeflateEncoder, type DeflateParams } from './compress/compressor.js'
+import { createGzipMember } from './compress/gzip-member.js'
 
 export interface RegenerateOptions {
   store: ReadStore
@@ -31,7 +33,66 @@ export function recipeBlobName(recipe: Recipe): string {
 }
 
 /** Chunks read ahead of the one being copied. */
-const AHEAD = 8
+const AHEAD = 32
+
+function damagedError(recipe: Recipe): (why: string, cause?: unknown) => SnapdirError {
+  const name = recipeBlobName(recipe)
+  return (why, cause) =>
+    new SnapdirError('ERR_SNAPSHOT_DAMAGED', `${name}: ${why}`, { ...(cause === undefined ? {} : { cause }), data: { blob: recipe.digest, layer: recipe.diffId } })
+}
+
+/** Turns the tar into the blob, as the recipe's compression says: write() and end() give the blob's next bytes. */
+export interface BlobCompressor {
+  write(tar: Buffer): Buffer[]
+  end(): Buffer[]
+}
+
+/**
+ * Go's compress/flate at levels 2..9 gives other bytes for other splits of its input into writes
+ * (docs/go-flate.md); writes of whole 32 KiB pieces give what one large write gives, and what
+ * dockerd's io.Copy gives. Regeneration, and push's search for the compressor, feed it so.
+ */
+const DEFLATE_WRITE = 32 * 1024
+
+/** The compressor a recipe names; ERR_SNAPSHOT_DAMAGED naming the blob for one this snapdir does not have. */
+export function blobCompressor(compression: RecipeCompression, recipe?: Recipe): BlobCompressor {
+  if (compression.kind === 'none') return { write: (tar) => [tar], end: () => [] }
+  const params = { family: compression.family, level: compression.level, ...(compression.blockSize > 0 ? { blockSize: compression.blockSize } : {}) } as DeflateParams
+  let encoder
+  try {
+    encoder = createDeflateEncoder(params)
+  } catch (err) {
+    // a family a newer snapdir wrote, or a level this one refuses
+    const why = `its recipe compresses with ${compression.family} deflate level ${compression.level}, which this snapdir cannot regenerate`
+    throw recipe ? damagedError(recipe)(why, err) : err
+  }
+  const member = createGzipMember({ headerBytes: compression.header, encoder })
+  const block = Buffer.allocUnsafe(DEFLATE_WRITE)
+  let fill = 0
+  return {
+    write(tar) {
+      const out: Buffer[] = []
+      for (let at = 0; at < tar.length; ) {
+        const n = Math.min(DEFLATE_WRITE - fill, tar.length - at)
+        tar.copy(block, fill, at, at + n)
+        fill += n
+        at += n
+        if (fill === DEFLATE_WRITE) {
+          const b = member.write(block)
+          if (b.length > 0) out.push(b)
+          fill = 0
+        }
+      }
+      return out
+    },
+    end() {
+      const out: Buffer[] = []
+      if (fill > 0) out.push(member.write(block.subarray(0, fill)))
+      out.push(member.end())
+      return out.filter((b) => b.length > 0)
+    },
+  }
+}
 
 /**
  * The blob a recipe gives back, as a stream of pieces; it ends only once the blob hashed to its
@@ -39,12 +100,30 @@ const AHEAD = 8
  */
 export async function* regenerateBlob(options: RegenerateOptions): AsyncGenerator<Buffer> {
   const { recipe } = options
-  const name = recipeBlobName(recipe)
-  const damaged = (why: string, cause?: unknown): SnapdirError =>
-    new SnapdirError('ERR_SNAPSHOT_DAMAGED', `${name}: ${why}`, { ...(cause === undefined ? {} : { cause }), data: { blob: recipe.digest, layer: recipe.diffId } })
-  if (recipe.compression.kind !== 'none') {
-    throw damaged(`its recipe compresses with ${recipe.compression.kind} (${recipe.compression.family}), which this snapdir cannot regenerate`)
+  const damaged = damagedError(recipe)
+  const compressor = blobCompressor(recipe.compression, recipe)
+  // uncompressed, the blob is the tar, which regenerateTar hashes against the diff_id: once is enough
+  const blobHash = recipe.compression.kind === 'none' ? null : createHash('sha256')
+  let size = 0
+  const out = (piece: Buffer): Buffer => {
+    size += piece.length
+    if (size > recipe.size) throw damaged(`its recipe gives more than the blob's ${recipe.size} bytes`)
+    blobHash?.update(piece)
+    return piece
   }
+  for await (const tar of regenerateTar(options)) for (const piece of compressor.write(tar)) yield out(piece)
+  for (const piece of compressor.end()) yield out(piece)
+  const digest = blobHash ? `sha256:${blobHash.digest('hex')}` : recipe.diffId
+  if (digest !== recipe.digest || size !== recipe.size) throw damaged(`the blob regenerated from its recipe hashes to ${digest} (${size} bytes), not to its digest`)
+}
+
+/**
+ * The layer's tar a recipe gives back, every chunk verified; it ends only once the tar hashed to the
+ * layer's diff_id and had its size.
+ */
+export async function* regenerateTar(options: RegenerateOptions): AsyncGenerator<Buffer> {
+  const { recipe } = options
+  const damaged = damagedError(recipe)
   let tree = options.tree
   if (tree === undefined) {
     try {
@@ -72,13 +151,11 @@ export async function* regenerateBlob(options: RegenerateOptions): AsyncGenerato
   for (const refs of [recipe.framing, ...plan]) if (!Buffer.isBuffer(refs)) reader.plan(refs)
 
   const tarHash = createHash('sha256')
-  const blobHash = createHash('sha256')
   let tarBytes = 0
   const out = (piece: Buffer): Buffer => {
     tarBytes += piece.length
     if (tarBytes > recipe.tarSize) throw damaged(`its recipe gives more than the tar's ${recipe.tarSize} bytes`)
     tarHash.update(piece)
-    blobHash.update(piece) // compression none: the blob is the tar
     return piece
   }
   try {
@@ -95,8 +172,6 @@ export async function* regenerateBlob(options: RegenerateOptions): AsyncGenerato
   if (tarBytes !== recipe.tarSize) throw damaged(`its recipe gives ${tarBytes} bytes of tar, not ${recipe.tarSize}`)
   const diffId = `sha256:${tarHash.digest('hex')}`
   if (diffId !== recipe.diffId) throw damaged(`the tar regenerated from its recipe hashes to ${diffId}, not to its diff_id`)
-  const digest = `sha256:${blobHash.digest('hex')}`
-  if (digest !== recipe.digest || tarBytes !== recipe.size) throw damaged(`the blob regenerated from its recipe hashes to ${digest} (${tarBytes} bytes), not to its digest`)
 }
 
 /**

@@ -123,12 +123,26 @@ async function writeFile(fetcher: ChunkFetcher, e: TreeEntry, dest: Buffer, opti
   try {
     if (e.recipe !== undefined) {
       // a layer blob given back from its recipe, hashed as it comes; the pull's directory goes if it fails
+      // the pieces (framing, small files) are gathered into large writes
       let at = 0
+      const block = Buffer.allocUnsafe(1 << 20)
+      let fill = 0
+      const flush = async (): Promise<void> => {
+        await fh.write(block, 0, fill, at)
+        at += fill
+        options.onBytes?.(fill)
+        fill = 0
+      }
       await writeRecipeBlob(fetcher.store, e.recipe, async (piece) => {
-        await fh.write(piece, 0, piece.length, at)
-        at += piece.length
-        options.onBytes?.(piece.length)
+        for (let p = 0; p < piece.length; ) {
+          const n = Math.min(block.length - fill, piece.length - p)
+          piece.copy(block, fill, p, p + n)
+          fill += n
+          p += n
+          if (fill === block.length) await flush()
+        }
       }, { shownAs: printablePath(e.path) })
+      if (fill > 0) await flush()
       if (at !== e.size) throw new SnapdirError('ERR_SNAPSHOT_DAMAGED', `${printablePath(e.path)}: its recipe gave ${at} bytes, the tree says ${e.size}`)
       return
     }

@@ -27,7 +27,7 @@ export interface CommitLayer {
   /** how the blob is stored, as the revision records it */
   storage?: LayerBlobStorage
   /** the ref to write for it (merged with the store's refs/layers/<diff_id>); null writes none */
-  ref: { digests: string[]; mediaType: string; recipes?: Record<string, string> } | null
+  ref: { digests: string[]; mediaType: string; recipes?: Record<string, string>; raw?: Record<string, string> } | null
 }
 
 export type CommitStep = 'layer-trees' | 'layer-refs' | 'tree' | 'revision'
@@ -82,8 +82,8 @@ export async function commitSnapshot(store: Store, commit: SnapshotCommit): Prom
     commit.onStep?.('layer-trees')
     for (const [i, layer] of commit.layers.entries()) {
       if (layer.ref !== null) {
-        const { digests, mediaType, recipes } = layer.ref
-        await writeLayerRef(store, { diffId: layer.diffId, digests, mediaType, tree: written[i]!.tree, ...(recipes ? { recipes } : {}) })
+        const { digests, mediaType, recipes, raw } = layer.ref
+        await writeLayerRef(store, { diffId: layer.diffId, digests, mediaType, tree: written[i]!.tree, ...(recipes ? { recipes } : {}), ...(raw ? { raw } : {}) })
       }
     }
     await store.flush()

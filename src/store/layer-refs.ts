@@ -18,6 +18,8 @@ export interface LayerRef {
   tree: string
   /** blobs of `digests` stored as recipes (format/recipe.ts): digest -> recipe ID */
   recipes?: Record<string, string>
+  /** blobs of `digests` stored raw: digest -> why (so a later push of the blob need not try again) */
+  raw?: Record<string, string>
 }
 
 /** How push stored a layer blob: as a recipe (by its ID), or raw with the reason it could not be a recipe. */
@@ -69,9 +71,15 @@ export async function writeLayerRef(store: Store, ref: LayerRef): Promise<void> 
   if (existing !== null) {
     const digests = [...new Set([...existing.digests, ...ref.digests])].sort()
     const recipes = { ...existing.recipes, ...ref.recipes }
-    const sameRecipes = Object.entries(recipes).every(([d, r]) => existing.recipes?.[d] === r)
-    if (existing.tree === ref.tree && digests.length === existing.digests.length && sameRecipes) return
-    record = { diffId: ref.diffId, digests, mediaType: existing.mediaType, tree: ref.tree, ...(Object.keys(recipes).length > 0 ? { recipes: sortKeys(recipes) } : {}) }
+    // a blob now a recipe is no longer raw
+    const raw = Object.fromEntries(Object.entries({ ...existing.raw, ...ref.raw }).filter(([d]) => recipes[d] === undefined))
+    const same = (a: Record<string, string>, b: Record<string, string> | undefined): boolean =>
+      Object.keys(a).length === Object.keys(b ?? {}).length && Object.entries(a).every(([d, r]) => b?.[d] === r)
+    if (existing.tree === ref.tree && digests.length === existing.digests.length && same(recipes, existing.recipes) && same(raw, existing.raw)) return
+    record = {
+      diffId: ref.diffId, digests, mediaType: existing.mediaType, tree: ref.tree,
+      ...(Object.keys(recipes).length > 0 ? { recipes: sortKeys(recipes) } : {}), ...(Object.keys(raw).length > 0 ? { raw: sortKeys(raw) } : {}),
+    }
   }
   await store.put(layerRefKey(ref.diffId), Buffer.from(JSON.stringify(record) + '\n'))
 }

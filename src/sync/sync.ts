@@ -164,7 +164,7 @@ export async function sync(from: Store, to: Store, id: string, options: SyncOpti
               // the source's ref with the revision's digest in it, when it names this tree (a tree there
               // is complete, but a sync killed before its refs may have left the ref out)
               ref: l.ref !== null && l.ref.tree === l.tree
-                ? { digests: [...new Set([...l.ref.digests, l.digest])].sort(), mediaType: l.ref.mediaType, ...(l.ref.recipes ? { recipes: l.ref.recipes } : {}) }
+                ? { digests: [...new Set([...l.ref.digests, l.digest])].sort(), mediaType: l.ref.mediaType, ...(l.ref.recipes ? { recipes: l.ref.recipes } : {}), ...(l.ref.raw ? { raw: l.ref.raw } : {}) }
                 : null,
               ...(l.recipe !== undefined ? { storage: { recipe: l.recipe } } : l.raw !== undefined ? { storage: { raw: l.raw } } : {}),
             }

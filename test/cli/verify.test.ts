@@ -119,8 +119,9 @@ describe('verify of an image snapshot checks its expanded layers', () => {
     const r = await verifyOf(p)
     expect(r.status, r.stderr).toBe(0)
     expect(r.stderr).toBe('')
-    // a Docker archive's layers are uncompressed: recipes, each blob regenerated and hashed
-    expect(p.recipes).toBe(kind === 'docker-archive' ? 3 : 0)
+    // every layer blob is a recipe (the Docker archive's uncompressed, the layouts' umoci pgzip), each
+    // regenerated and hashed
+    expect(p.recipes).toBe(3)
     const blobs = p.recipes > 0 ? `, ${p.recipes} layer blobs regenerated from recipes` : ''
     expect(r.stdout.trim()).toBe(`${p.all.size} chunks checked (the bundle and 3 layers)${blobs}, 0 damaged`)
     const j = JSON.parse((await verifyOf(p, true)).stdout) as VerifyJson
@@ -179,8 +180,10 @@ describe('verify of an image snapshot checks its expanded layers', () => {
     expect(line, r.stderr).toBeDefined()
     expect(line).toMatch(/missing/)
     expect(line).toContain(layer.diffId)
-    // the other layers and the bundle are still checked
-    expect(r.stdout).toMatch(/ chunks checked \(the bundle and 3 layers\), 1 damaged/)
+    // the other layers and the bundle are still checked; the layer's blob, a recipe over that tree,
+    // cannot be regenerated and is named too
+    expect(r.stdout).toMatch(/ chunks checked \(the bundle and 3 layers\), 3 layer blobs regenerated from recipes, 2 damaged/)
+    expect(r.stderr).toMatch(new RegExp(`damaged layer blob .*\\(layer ${layer.diffId}\\): its layer tree ${layer.tree} is missing`))
     const j = JSON.parse((await verifyOf(p, true)).stdout) as VerifyJson
     expect(j.damagedLayers).toEqual([expect.objectContaining({ diffId: layer.diffId, object: 'tree', key: objectKey('tree', layer.tree), problem: 'missing' })])
   })
@@ -197,8 +200,8 @@ describe('verify of an image snapshot checks its expanded layers', () => {
     expect(line, r.stderr).toBeDefined()
     expect(line).toMatch(/missing/)
     expect(line).toContain(layer.diffId)
-    // the layer's tree and chunks are still checked: all chunks are counted
-    expect(r.stdout.trim()).toBe(`${p.all.size} chunks checked (the bundle and 3 layers), 1 damaged`)
+    // the layer's tree and chunks are still checked: all chunks are counted (and its blob regenerates)
+    expect(r.stdout.trim()).toBe(`${p.all.size} chunks checked (the bundle and 3 layers), 3 layer blobs regenerated from recipes, 1 damaged`)
   })
 
   it('a plain directory: the output is as it always was', async () => {

@@ -4,6 +4,7 @@
 // --tar, a mount of the tree view, verify, sync, stats. The layers are real tars (GNU tar pax and gnu
 // formats, python's tarfile with a path written twice and a hardlink to a later name, zero blocks
 // after the end); the faults are real damage to the store's files.
+import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
@@ -21,7 +22,9 @@ import type { ReadOptions } from '../../src/store/store.js'
 import { SnapdirError } from '../../src/util/errors.js'
 import { snapdir, snapdirOk, tempDir } from '../helpers/cli.js'
 import { buildDockerSaveDir, tarDirectory } from '../helpers/docker-save.js'
+import { buildGoProgram } from '../helpers/go-program.js'
 import { startMount } from '../helpers/mount.js'
+import { LayoutBuilder, OCI } from '../helpers/oci.js'
 
 const TAR = 'application/vnd.docker.image.rootfs.diff.tar'
 
@@ -367,5 +370,74 @@ describe('store format version 2', () => {
       expect(r.status, r.stderr).toBe(1)
       expect(r.stderr.trim().split('\n')).toEqual([`snapdir: store ${store}: config has version 3; this snapdir reads versions 1 to 2 (a newer snapdir wrote it)`])
     }
+  })
+})
+
+// Go's compress/gzip as dockerd, BuildKit and containerd write layers (io.Copy of the tar: 32 KiB
+// writes), at the level given; the real Go code, built here from Debian's golang-go.
+const GO_GZIP = String.raw`package main
+
+import (
+	"compress/gzip"
+	"io"
+	"os"
+	"strconv"
+)
+
+func main() {
+	level, _ := strconv.Atoi(os.Args[1])
+	in, err := os.Open(os.Args[2])
+	if err != nil {
+		panic(err)
+	}
+	w, err := gzip.NewWriterLevel(os.Stdout, level)
+	if err != nil {
+		panic(err)
+	}
+	if _, err := io.Copy(w, in); err != nil {
+		panic(err)
+	}
+	if err := w.Close(); err != nil {
+		panic(err)
+	}
+}
+`
+
+describe('gzip layers: a recipe when a compressor snapdir has regenerates them, raw with the reason otherwise', () => {
+  it('Go-written layers (levels 6 and 1) become recipes; a GNU gzip one stays raw and says why; all pull back byte-identical', async () => {
+    const dir = tempDir('snapdir-recipe-gzip-')
+    const gogzip = buildGoProgram(dir, 'gogzip', GO_GZIP)
+    const tars = layerFiles.map((f) => path.join(unpacked, f))
+    const gz = (tar: string, how: 'go6' | 'go1' | 'gnu'): Buffer =>
+      how === 'gnu' ? execFileSync('gzip', ['-n', '-c', tar], { maxBuffer: 1 << 28 }) : execFileSync(gogzip, [how === 'go6' ? '-1' : '1', tar], { maxBuffer: 1 << 28 })
+    const layout = path.join(dir, 'layout')
+    const b = new LayoutBuilder(layout)
+    const kinds = ['go6', 'go1', 'gnu'] as const
+    const layers = kinds.map((k, i) => b.blob(gz(tars[i]!, k), OCI.layerGzip))
+    const config = b.blob({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: tars.map((t) => sha256(readFileSync(t))) } }, OCI.config)
+    b.writeIndex([b.manifest({ config, layers })])
+    const store = path.join(dir, 'store')
+    const out = JSON.parse(await snapdirOk(['push', '--json', '--store', store, layout])) as { id: string; layerStorage: Array<{ digest: string; recipe?: string; raw?: string }> }
+    const storage = new Map(out.layerStorage.map((l) => [l.digest, l]))
+    expect(storage.get(layers[0]!.digest)?.recipe).toMatch(/^[0-9a-f]{64}$/)
+    expect(storage.get(layers[1]!.digest)?.recipe).toMatch(/^[0-9a-f]{64}$/)
+    expect(storage.get(layers[2]!.digest)?.raw).toMatch(/^none of the compressors this gzip header XFL 0, OS 3 allows regenerates it \(go level 6 differs at byte \d+;/)
+    const s = new FileStore(store)
+    await s.open()
+    const levels = []
+    for (const l of layers.slice(0, 2)) levels.push((await readRecipe(s, storage.get(l.digest)!.recipe!)).recipe.compression)
+    await s.close()
+    expect(levels).toMatchObject([{ kind: 'gzip', family: 'go', level: 6 }, { kind: 'gzip', family: 'go', level: 1 }])
+    const pulled = path.join(dir, 'pulled')
+    await snapdirOk(['pull', '--store', store, '--id', out.id, pulled])
+    expect(fileHashes(pulled)).toEqual(fileHashes(layout))
+    expect(await snapdirOk(['verify', '--store', store, '--id', out.id])).toMatch(/2 layer blobs regenerated from recipes, 0 damaged/)
+    const stats = await snapdirOk(['stats', '--store', store])
+    expect(stats).toMatch(/layer blobs: 2 recipes .*, 1 raw/)
+    expect(stats).toContain(`raw ${layers[2]!.digest}`)
+    // a second push knows each blob's storage from the layer refs: nothing expanded or searched again
+    const again = JSON.parse(await snapdirOk(['push', '--json', '--store', store, layout])) as { id: string; layers: { expanded: number; skipped: number } }
+    expect(again.id).toBe(out.id)
+    expect(again.layers).toMatchObject({ expanded: 0, skipped: 3 })
   })
 })

@@ -1,0 +1,96 @@
+// Which compressor wrote a gzip layer, found by trying: the layer's tar, regenerated out of the store as
+// a pull would (recipe-reader.ts), goes through every compressor its gzip header allows
+// (compress/compressor.ts candidatesFor) side by side, and each candidate's output is compared with
+// the blob as it streams; a candidate is dropped at its first differing byte, and one that gives the
+// whole blob, hashing to its digest, is the blob's compressor. Most candidates differ within their
+// first DEFLATE block, so the search costs about one compression of the layer.
+import { createHash, type Hash } from 'node:crypto'
+import fsp from 'node:fs/promises'
+import type { Recipe, RecipeCompression } from '../format/recipe.js'
+import type { Tree } from '../format/tree.js'
+import type { ReadStore } from '../store/store.js'
+import { candidatesFor, type DeflateParams } from './compress/compressor.js'
+import { isGzipHeaderProblem, parseGzipHeader } from './compress/gzip-member.js'
+import { blobCompressor, regenerateTar, type BlobCompressor } from './recipe-reader.js'
+
+export interface CompressorSearch {
+  store: ReadStore
+  /** the layer's recipe with its digest and size, compression not known yet */
+  recipe: Recipe
+  tree: Tree
+  /** the blob's file */
+  blob: string
+  signal?: AbortSignal
+}
+
+/** The compression that regenerates the blob exactly, or why none does. */
+export type CompressorFound = { compression: RecipeCompression } | { reason: string }
+
+interface Candidate {
+  params: DeflateParams
+  compressor: BlobCompressor
+  /** blob bytes matched so far */
+  at: number
+  hash: Hash
+  /** why it was dropped */
+  lost: string | null
+}
+
+const HEADER_READ = 64 * 1024
+
+export async function findGzipCompressor(options: CompressorSearch): Promise<CompressorFound> {
+  const { recipe } = options
+  const fh = await fsp.open(options.blob, 'r')
+  try {
+    const head = Buffer.alloc(Math.min(HEADER_READ, recipe.size))
+    await fh.read(head, 0, head.length, 0)
+    const header = parseGzipHeader(head)
+    if (isGzipHeaderProblem(header)) return { reason: `gzip header: ${header.problem}` }
+    const shown = `gzip header XFL ${header.xfl}, OS ${header.os}${header.headerCrc ? ', FHCRC' : ''}`
+    const params = candidatesFor(header)
+    if (params.length === 0) return { reason: `no compressor snapdir has writes this ${shown}` }
+    const candidates: Candidate[] = params.map((p) => ({
+      params: p,
+      compressor: blobCompressor(gzipOf(header.headerBytes, p)),
+      at: 0,
+      hash: createHash('sha256'),
+      lost: null,
+    }))
+    const compare = async (c: Candidate, out: Buffer[]): Promise<void> => {
+      for (const piece of out) {
+        if (c.lost !== null || piece.length === 0) return
+        const there = Buffer.allocUnsafe(piece.length)
+        const { bytesRead } = await fh.read(there, 0, piece.length, c.at)
+        const same = bytesRead === piece.length && there.equals(piece)
+        if (!same) {
+          let k = 0
+          while (k < bytesRead && there[k] === piece[k]) k++
+          c.lost = k >= bytesRead ? `runs past the blob's end (${recipe.size} bytes)` : `differs at byte ${c.at + k}`
+          return
+        }
+        c.hash.update(piece)
+        c.at += piece.length
+      }
+    }
+    const alive = (): Candidate[] => candidates.filter((c) => c.lost === null)
+    for await (const tar of regenerateTar({ store: options.store, recipe, tree: options.tree, ...(options.signal ? { signal: options.signal } : {}) })) {
+      for (const c of alive()) await compare(c, c.compressor.write(tar))
+      // the rest of the tar need not be read once every candidate is out
+      if (alive().length === 0) break
+    }
+    for (const c of alive()) {
+      await compare(c, c.compressor.end())
+      if (c.lost === null && c.at !== recipe.size) c.lost = `ends at byte ${c.at}, the blob has ${recipe.size}`
+      if (c.lost === null && `sha256:${c.hash.digest('hex')}` !== recipe.digest) c.lost = 'does not hash to the digest'
+      if (c.lost === null) return { compression: gzipOf(header.headerBytes, c.params) }
+    }
+    const tried = candidates.map((c) => `${c.params.family} level ${c.params.level} ${c.lost ?? ''}`.trim()).join('; ')
+    return { reason: `none of the compressors this ${shown} allows regenerates it (${tried})` }
+  } finally {
+    await fh.close()
+  }
+}
+
+function gzipOf(header: Buffer, p: DeflateParams): RecipeCompression {
+  return { kind: 'gzip', header, family: p.family, level: p.level, blockSize: p.blockSize ?? 0 }
+}
