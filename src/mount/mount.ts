@@ -59,11 +59,11 @@ async function checkMountpoint(dir: string): Promise<string> {
   } catch (err) {
     if (isErrno(err, 'ENOENT')) throw new UsageError(`mountpoint '${dir}' does not exist`, 'ERR_TARGET')
     if (isErrno(err, 'ENOTDIR')) throw new UsageError(`mountpoint '${dir}' is not a directory`, 'ERR_TARGET')
-    if (isErrno(err, 'ENOTCONN')) throw new SnapdirError('ERR_TARGET', `'${dir}' is a FUSE mount whose server is gone; unmount it first (snapdir umount ${dir})`)
+    if (isErrno(err, 'ENOTCONN')) throw new UsageError(`'${dir}' is a FUSE mount whose server is gone; unmount it first (snapdir umount ${dir})`, 'ERR_TARGET')
     throw err
   }
   const there = await mountAt(real)
-  if (there) throw new SnapdirError('ERR_TARGET', `'${dir}' is already a mount point (${there.fstype} ${there.source}); unmount it first`)
+  if (there) throw new UsageError(`'${dir}' is already a mount point (${there.fstype} ${there.source}); unmount it first`, 'ERR_TARGET')
   return real
 }
 

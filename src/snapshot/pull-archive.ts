@@ -16,7 +16,7 @@ import { printablePath } from '../format/tree-paths.js'
 import { treeSize, type Tree, type TreeEntry } from '../format/tree.js'
 import { readTree } from '../store/objects.js'
 import type { ReadStore } from '../store/store.js'
-import { isErrno, SnapdirError } from '../util/errors.js'
+import { isErrno, SnapdirError, UsageError } from '../util/errors.js'
 import { writeRecipeBlob } from '../oci/recipe-reader.js'
 import { ChunkFetcher } from './chunk-fetcher.js'
 import { findEntry } from '../store/tree-file.js'
@@ -79,11 +79,11 @@ async function checkArchiveTarget(dest: string): Promise<void> {
     try {
       await fsp.access(path.dirname(dest))
     } catch {
-      throw new SnapdirError('ERR_TARGET', `cannot write ${dest}: its directory does not exist`)
+      throw new UsageError(`cannot write ${dest}: its directory does not exist`, 'ERR_TARGET')
     }
     return
   }
-  throw new SnapdirError('ERR_TARGET', `cannot write ${dest}: it exists (snapdir does not overwrite it)`)
+  throw new UsageError(`cannot write ${dest}: it exists (snapdir does not overwrite it)`, 'ERR_TARGET')
 }
 
 async function writeEntries(store: ReadStore, tree: Tree, id: string, pack: Pack, options: PullOptions): Promise<void> {

@@ -11,7 +11,7 @@ import { isImageLayout } from '../oci/image-layout.js'
 import { readTree } from '../store/objects.js'
 import type { ReadStore } from '../store/store.js'
 import { forEachLimit } from '../util/concurrency.js'
-import { isErrno, SnapdirError } from '../util/errors.js'
+import { isErrno, SnapdirError, UsageError } from '../util/errors.js'
 import { writeRecipeBlob } from '../oci/recipe-reader.js'
 import { ChunkFetcher } from './chunk-fetcher.js'
 
@@ -70,20 +70,23 @@ async function checkPulledLayout(tmp: string, dest: string, id: string): Promise
   }
 }
 
+// A target the user named wrongly (not empty, a file, no parent) is bad input, exit 2 (UsageError);
+// one that cannot be read is a failure, exit 1.
 async function checkTarget(dest: string): Promise<void> {
   try {
     await fs.access(path.dirname(dest))
   } catch {
-    throw new SnapdirError('ERR_TARGET', `cannot pull into ${dest}: its parent directory does not exist`)
+    throw new UsageError(`cannot pull into ${dest}: its parent directory does not exist`, 'ERR_TARGET')
   }
   let names: string[]
   try {
     names = await fs.readdir(dest)
   } catch (err) {
     if (isErrno(err, 'ENOENT')) return
+    if (isErrno(err, 'ENOTDIR')) throw new UsageError(`cannot pull into ${dest}: it is a file, not a directory`, 'ERR_TARGET')
     throw new SnapdirError('ERR_TARGET', `cannot pull into ${dest}: ${(err as Error).message}`, { cause: err })
   }
-  if (names.length > 0) throw new SnapdirError('ERR_TARGET', `cannot pull into ${dest}: it exists and is not empty`)
+  if (names.length > 0) throw new UsageError(`cannot pull into ${dest}: it exists and is not empty`, 'ERR_TARGET')
 }
 
 async function materialise(store: ReadStore, tree: Tree, root: Buffer, options: PullOptions): Promise<void> {

@@ -273,14 +273,14 @@ describe('pull', () => {
     expect(readdirSync(t)).toEqual([])
   })
 
-  test('into an existing non-empty directory: exit 1 naming it, nothing in it changes', async () => {
+  test('into an existing non-empty directory: exit 2 naming it, nothing in it changes', async () => {
     const { t, store, id } = await pushedStore()
     const out = path.join(t, 'out')
     mkdirSync(path.join(out, 'keep'), { recursive: true })
     writeFileSync(path.join(out, 'keep', 'mine.txt'), 'my data\n')
     writeFileSync(path.join(out, 'a.txt'), 'same name as a file in the snapshot\n')
     const before = manifest(out)
-    expectOneLineError(await snapdir(['pull', '--store', store, '--id', id, out]), 1, out)
+    expectOneLineError(await snapdir(['pull', '--store', store, '--id', id, out]), 2, out)
     expect(manifest(out)).toBe(before)
     expect(readdirSync(t).sort(), 'no .out.snapdir-pull-* temp dir may remain').toEqual(['out', 'src', 'store'])
   })

@@ -181,7 +181,7 @@ describe('mount and umount: bad input and signals', () => {
     const { t, store, mnt, id } = await pushedEdgeTree()
     await startMount(['--store', store, '--id', id, '--no-cache'], mnt)
     const again = await snapdir(['mount', '--store', store, '--id', id, mnt])
-    expect(again.status).toBe(1)
+    expect(again.status).toBe(2)
     expect(again.stderr).toMatch(/already a mount point \(fuse\.snapdir snapdir:/)
 
     const plain = await snapdir(['umount', t])
