@@ -14,12 +14,11 @@
 //   compression = ['none'] | ['gzip', header bytes, family, level, blockSize]
 //
 // Index in path order is what every tree format keeps (readTree gives entries sorted by path bytes).
-import { createRequire } from 'node:module'
-import type { Unpackr } from 'msgpackr'
 import { SnapdirError } from '../util/errors.js'
 import { ID_BYTES } from './id.js'
 import { MsgpackWriter } from './msgpack-writer.js'
-import type { ChunkRef } from './tree.js'
+import { asBuffer, isBytes, isUint, msgpackReader } from './msgpack-reader.js'
+import { writeChunkRefs, type ChunkRef } from './tree.js'
 
 export const RECIPE_MAGIC = 'snapdir-recipe'
 export const RECIPE_FORMAT = 1
@@ -69,12 +68,12 @@ export function encodeRecipe(r: Recipe): Buffer {
   w.number(r.tarSize)
   w.bin(Buffer.from(r.tree, 'hex'))
   w.number(r.framingSize)
-  writeRefs(w, r.framing)
+  writeChunkRefs(w, r.framing)
   w.array(2 * r.segments.length + 1)
   for (const s of r.segments) {
     w.number(s.framing)
     if (typeof s.source === 'number') w.number(s.source)
-    else writeRefs(w, s.source)
+    else writeChunkRefs(w, s.source)
   }
   w.number(r.tail)
   const c = r.compression
@@ -91,29 +90,6 @@ export function encodeRecipe(r: Recipe): Buffer {
   }
   return w.bytes()
 }
-
-function writeRefs(w: MsgpackWriter, refs: ChunkRef[]): void {
-  w.array(4 * refs.length)
-  for (const r of refs) {
-    w.bin(r.id)
-    w.number(r.offset)
-    w.number(r.length)
-    w.number(r.count)
-  }
-}
-
-let unpackr: Unpackr | null = null
-function msgpackReader(): Unpackr {
-  if (!unpackr) {
-    const { Unpackr } = createRequire(import.meta.url)('msgpackr') as typeof import('msgpackr')
-    unpackr = new Unpackr({ useRecords: false, mapsAsObjects: false, int64AsType: 'number' })
-  }
-  return unpackr
-}
-
-const isUint = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
-const isBytes = (v: unknown): v is Uint8Array => v instanceof Uint8Array
-const asBuffer = (v: Uint8Array): Buffer => (Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength))
 
 /**
  * Decodes and checks a recipe: every field typed, and the lengths adding up (framing refs to

@@ -9,12 +9,11 @@
 //   root  = ['snapdir-tree', 2, [min, avg, max, level, seed, inlineMax, packMax], [partId, entries, …]]
 //   part  = [entry…]
 //   entry = [path, …, [xattrName, xattrValue, …], [chunkId, offset, length, count, …] (, recipeId)]
-import { createRequire } from 'node:module'
-import type { Unpackr } from 'msgpackr'
 import type { ChunkerParams } from '../chunk/params.js'
 import { hashBytes } from '../chunk/hash.js'
 import { SnapdirError } from '../util/errors.js'
 import { ID_BYTES, isId, toHex } from './id.js'
+import { asBuffer, isBytes, isUint, msgpackReader } from './msgpack-reader.js'
 import { MsgpackWriter } from './msgpack-writer.js'
 import { checkTreePaths } from './tree-paths.js'
 
@@ -86,14 +85,15 @@ export interface TreeBytes {
   parts: Buffer[]
 }
 
-// Trees are written by MsgpackWriter and read by msgpackr, which loads on first use: push never needs it
-let unpackr: Unpackr | null = null
-function msgpackReader(): Unpackr {
-  if (!unpackr) {
-    const { Unpackr } = createRequire(import.meta.url)('msgpackr') as typeof import('msgpackr')
-    unpackr = new Unpackr({ useRecords: false, mapsAsObjects: false, int64AsType: 'number' })
+/** Chunk refs as the format writes them, in trees and recipes: a flat array of id, offset, length, count. */
+export function writeChunkRefs(w: MsgpackWriter, refs: readonly ChunkRef[]): void {
+  w.array(4 * refs.length)
+  for (const r of refs) {
+    w.bin(r.id)
+    w.number(r.offset)
+    w.number(r.length)
+    w.number(r.count)
   }
-  return unpackr
 }
 
 export function compareBytes(a: Buffer, b: Buffer): number {
@@ -211,13 +211,7 @@ function writeEntry(w: MsgpackWriter, e: TreeEntry, format: TreeFormat): void {
   }
   if (format === 1 && e.inline !== undefined) w.bin(e.inline)
   else {
-    w.array(4 * e.chunks.length)
-    for (const r of e.chunks) {
-      w.bin(r.id)
-      w.number(r.offset)
-      w.number(r.length)
-      w.number(r.count)
-    }
+    writeChunkRefs(w, e.chunks)
   }
   if (recipe) {
     if (!isId(e.recipe!)) throw internal(e, `recipe '${e.recipe!}' is not an ID`)
@@ -311,18 +305,6 @@ export function decodeTreePart(bytes: Buffer, count: number, first: number, what
   if (!Array.isArray(wire)) return bad('a part is not an array of entries')
   if (wire.length !== count) return bad(`a part of ${wire.length} entries, the root says ${count}`)
   return (wire as unknown[]).map((w, i) => decodeEntry(w, first + i, 2, bad))
-}
-
-function isUint(v: unknown): v is number {
-  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
-}
-
-function isBytes(v: unknown): v is Buffer {
-  return v instanceof Uint8Array
-}
-
-function asBuffer(v: Uint8Array): Buffer {
-  return Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength)
 }
 
 function decodeEntry(w: unknown, i: number, format: TreeFormat, bad: (why: string) => never): TreeEntry {
