@@ -13,6 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { candidatesFor, createDeflateEncoder, type DeflateParams } from '../../src/oci/compress/compressor.js'
 import { createGzipMember, isGzipHeaderProblem, parseGzipHeader, type GzipHeader } from '../../src/oci/compress/gzip-member.js'
 import { PGZIP_DEFAULT_BLOCK_SIZE, PGZIP_UMOCI_BLOCK_SIZE, PGZIP_ZERO_MTIME, createPgzipEncoder } from '../../src/oci/compress/pgzip.js'
+import { firstDifference } from '../helpers/bytes.js'
+import { buildGoProgram } from '../helpers/go-program.js'
 import { requireTools, tool } from '../helpers/oci.js'
 
 const GOPATH = '/usr/share/gocode'
@@ -29,12 +31,7 @@ beforeAll(() => {
   const missing = SOURCES.filter((s) => !existsSync(path.join(GOPATH, 'src', s)))
   if (missing.length > 0) throw new Error(`${missing.join(', ')} not under ${GOPATH}: run make setup (scripts/setup.sh installs golang-github-klauspost-pgzip-dev and -compress-dev)`)
   work = mkdtempSync(path.join(os.tmpdir(), 'snapdir-pgzip-'))
-  refBin = path.join(work, 'pgzip-ref')
-  const build = spawnSync('go', ['build', '-o', refBin, './test/tools/pgzip-ref'], {
-    encoding: 'utf8',
-    env: { ...process.env, GOPATH, GO111MODULE: 'off', GOCACHE: path.join(work, 'gocache') },
-  })
-  if (build.status !== 0) throw new Error(`building the pgzip reference failed: ${build.stderr}`)
+  refBin = buildGoProgram(work, 'pgzip-ref', readFileSync('test/tools/pgzip-ref/main.go', 'utf8'))
 })
 
 afterAll(() => {
@@ -69,17 +66,10 @@ function ourGzip(input: Buffer, opts: { headerBytes: Buffer; level: number; bloc
   return Buffer.concat(out)
 }
 
-/** The first differing byte's offset, for a failure message that says where. */
-function firstDiff(a: Buffer, b: Buffer): string {
-  let i = 0
-  while (i < a.length && i < b.length && a[i] === b[i]) i++
-  return a.equals(b) ? 'equal' : `differ at byte ${i} (ours ${a.length} bytes, Go's ${b.length})`
-}
-
 function expectSame(input: Buffer, level: number, blockSize: number, splits?: number[], threads?: number): void {
   const ref = goGzip(input, level, blockSize)
   const ours = ourGzip(input, { headerBytes: header(ref).headerBytes, level, blockSize, ...(splits ? { splits } : {}), ...(threads === undefined ? {} : { threads }) })
-  expect(firstDiff(ours, ref), `level ${level}, block ${blockSize}, ${input.length} bytes`).toBe('equal')
+  expect(firstDifference(ours, ref), `level ${level}, block ${blockSize}, ${input.length} bytes`).toBe('equal')
 }
 
 /** Deterministic bytes: a xorshift stream. */

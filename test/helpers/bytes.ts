@@ -19,3 +19,10 @@ export function noise(seed: string, n: number): Buffer {
   const key = createHash('sha256').update(seed).digest()
   return createCipheriv('aes-256-ctr', key, Buffer.alloc(16)).update(Buffer.alloc(n))
 }
+
+/** 'equal', or where two buffers first differ: a failure message that says more than "not equal". */
+export function firstDifference(ours: Buffer, theirs: Buffer): string {
+  let i = 0
+  while (i < ours.length && i < theirs.length && ours[i] === theirs[i]) i++
+  return ours.equals(theirs) ? 'equal' : `differ at byte ${i} of ${theirs.length} (ours ${ours.length} bytes)`
+}

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { candidatesFor, createDeflateEncoder } from '../../src/oci/compress/compressor.js'
 import { createGoFlateEncoder, encodeGoFlateSegment, GO_FLATE_LEVELS, GO_FLATE_START, hasRestartPoints, joinGoFlateSegments, type GoFlateRestart } from '../../src/oci/compress/go-flate.js'
 import { createGzipMember, isGzipHeaderProblem, parseGzipHeader } from '../../src/oci/compress/gzip-member.js'
-import { noise } from '../helpers/bytes.js'
+import { firstDifference, noise } from '../helpers/bytes.js'
 import { buildGoProgram } from '../helpers/go-program.js'
 
 /** gogzip LEVEL SPLITS FILE: FILE gzipped to stdout, written in pieces of SPLITS bytes (cycled; 0: the rest). */
@@ -102,13 +102,6 @@ function ourGzip(level: number, data: Buffer, splits: number[], followWrites = t
   }
   out.push(member.end())
   return Buffer.concat(out)
-}
-
-/** Where two buffers first differ, for a message that says more than "not equal". */
-function firstDifference(a: Buffer, b: Buffer): string {
-  let i = 0
-  while (i < a.length && i < b.length && a[i] === b[i]) i++
-  return a.equals(b) ? 'equal' : `differ at byte ${i} of ${b.length} (ours ${a.length} bytes)`
 }
 
 function expectSameAsGo(level: number, data: Buffer, splits: number[] = [0], what = 'input'): void {
