@@ -10,9 +10,11 @@ cd "$(dirname "$0")/.."
 # test/tools, attr for inspecting xattrs by hand, umoci and skopeo as the reference tools the OCI image
 # tests build, unpack and copy images with, zstd for the layer tests to compress with, golang-go and
 # klauspost's pgzip and compress sources for the reference programs the compressor tests build (the Go
-# code itself is what ours must equal; never a runtime dependency).
+# code itself is what ours must equal; never a runtime dependency), and docker.io, whose dockerd the
+# archive tests start on their own data root and socket to `docker load` what pull --tar writes (its
+# service is not started: policy-rc.d may refuse, and the tests need none).
 debs=(build-essential pkg-config libfuse3-dev fuse3 python3 attr umoci skopeo zstd
-  golang-go golang-github-klauspost-pgzip-dev golang-github-klauspost-compress-dev)
+  golang-go golang-github-klauspost-pgzip-dev golang-github-klauspost-compress-dev docker.io)
 missing=()
 for p in "${debs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

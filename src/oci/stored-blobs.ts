@@ -3,13 +3,13 @@
 // descriptor as on disk (blob-file.ts), so a stored layout is read by the same walk and the same rules.
 import { createHash } from 'node:crypto'
 import type { Tree, TreeEntry } from '../format/tree.js'
-import type { Store } from '../store/store.js'
+import type { ReadStore } from '../store/store.js'
 import { findEntry, readTreeFile } from '../store/tree-file.js'
 import { blobPath, checkDigest, missingFile, notRegularFile, sizeMismatch, tooLarge, type BlobReader, type BlobRef } from './blob-reader.js'
 
 export class StoredBlobs implements BlobReader {
   constructor(
-    private readonly store: Store,
+    private readonly store: ReadStore,
     private readonly bundle: Tree,
   ) {}
 

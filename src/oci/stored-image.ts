@@ -5,8 +5,9 @@
 // from its manifest.json.
 import type { Tree, TreeEntry } from '../format/tree.js'
 import { readLayerRef } from '../store/layer-refs.js'
-import type { Store } from '../store/store.js'
+import type { ReadStore } from '../store/store.js'
 import { findEntry } from '../store/tree-file.js'
+import { blobPath } from './blob-reader.js'
 import { isObject, quote } from './descriptor.js'
 import { formatDigest } from './digest.js'
 import { dockerDiffIds, parseDockerManifest, type DockerArchiveImage } from './docker-archive.js'
@@ -29,14 +30,14 @@ export interface StoredImage {
   manifest: string
   /** the config blob's entry in the bundle tree */
   config: TreeEntry
-  /** bottom first: each layer's digest, blob size (as the manifest gives it), diff_id and expanded tree */
-  layers: Array<{ digest: string; size: number; diffId: string; tree: string }>
+  /** bottom first: each layer's digest, blob size (as the manifest gives it), diff_id, expanded tree and its file in the bundle */
+  layers: Array<{ digest: string; size: number; diffId: string; tree: string; file: string }>
 }
 
 const REF_NAME_KEYS = ['org.opencontainers.image.ref.name', 'io.containerd.image.name']
 
 /** Picks one image of the stored layout `bundle` (snapshot `id`), as `select` asks. */
-export async function resolveStoredImage(store: Store, id: string, bundle: Tree, select: ImageSelection): Promise<StoredImage> {
+export async function resolveStoredImage(store: ReadStore, id: string, bundle: Tree, select: ImageSelection): Promise<StoredImage> {
   try {
     const docker = storedDockerArchive(store, bundle)
     if (docker) return await docker.resolve(docker.pick(await docker.images(), select.image))
@@ -51,23 +52,30 @@ export async function resolveStoredImage(store: Store, id: string, bundle: Tree,
  * Every image index.json lists (each distinct manifest or index once, in its order), with its ref
  * name if it has one; a multi-platform index gives its image for `platform` (default: this machine's).
  */
-export async function resolveStoredImages(store: Store, id: string, bundle: Tree, platform?: Platform): Promise<Array<{ ref: string | null; image: StoredImage }>> {
-  const out: Array<{ ref: string | null; image: StoredImage }> = []
+export async function resolveStoredImages(store: ReadStore, id: string, bundle: Tree, platform?: Platform): Promise<Array<{ ref: string | null; refs: string[]; image: StoredImage }>> {
+  const out: Array<{ ref: string | null; refs: string[]; image: StoredImage }> = []
   try {
     const docker = storedDockerArchive(store, bundle)
     if (docker) {
-      for (const image of await docker.images()) out.push({ ref: image.repoTags[0] ?? null, image: await docker.resolve(image) })
+      for (const image of await docker.images()) out.push({ ref: image.repoTags[0] ?? null, refs: image.repoTags, image: await docker.resolve(image) })
       return out
     }
     const layout = storedLayout(store, bundle)
     const top = await layout.top()
     if (top.length === 0) fail(`${INDEX_FILE} lists no images`)
-    const seen = new Set<string>()
+    const seen = new Map<string, { refs: string[] }>()
     for (const entry of top) {
       const digest = formatDigest(entry.descriptor.digest)
-      if (seen.has(digest)) continue
-      seen.add(digest)
-      out.push({ ref: refNames(entry.raw)[0] ?? null, image: await layout.resolve(entry, platform) })
+      const names = refNames(entry.raw)
+      const known = seen.get(digest)
+      // an image listed once per tag: one image, with every name it was listed under
+      if (known) {
+        for (const n of names) if (!known.refs.includes(n)) known.refs.push(n)
+        continue
+      }
+      const item = { ref: names[0] ?? null, refs: [...names], image: await layout.resolve(entry, platform) }
+      seen.set(digest, item)
+      out.push(item)
     }
     return out
   } catch (err) {
@@ -76,7 +84,7 @@ export async function resolveStoredImages(store: Store, id: string, bundle: Tree
 }
 
 /** Reads index.json, indexes, manifests and configs out of a stored layout, with the document walker. */
-function storedLayout(store: Store, bundle: Tree) {
+function storedLayout(store: ReadStore, bundle: Tree) {
   const blobs = new StoredBlobs(store, bundle)
 
   /** The entries of index.json; fails unless the snapshot is an image layout. */
@@ -117,7 +125,7 @@ function storedLayout(store: Store, bundle: Tree) {
       if (tree === null) {
         return fail(`layer ${digest} (layers[${i}] of ${manifestName}) has no expanded tree in ${store.url}; push the image again to expand it`)
       }
-      layers.push({ digest, size: d.size, diffId, tree })
+      layers.push({ digest, size: d.size, diffId, tree, file: blobPath(d.digest) })
     }
     return { manifest: formatDigest(chosen.descriptor.digest), config: blobs.blobEntry(parts.config), layers }
   }
@@ -129,7 +137,7 @@ function storedLayout(store: Store, bundle: Tree) {
  * The images of a stored Docker archive, or null when the snapshot is not one (an OCI layout wins,
  * as on push). Its layers are uncompressed tars, so each one's digest is its diff_id.
  */
-function storedDockerArchive(store: Store, bundle: Tree) {
+function storedDockerArchive(store: ReadStore, bundle: Tree) {
   if (findEntry(bundle, LAYOUT_MARKER) || findEntry(bundle, DOCKER_MANIFEST_FILE)?.type !== 'file') return null
   const blobs = new StoredBlobs(store, bundle)
   const read = (rel: string, maxBytes: number): Promise<Buffer> => blobs.readFile(rel, maxBytes)
@@ -143,7 +151,7 @@ function storedDockerArchive(store: Store, bundle: Tree) {
       const diffId = diffIds[i]!
       const tree = await expandedTree(store, diffId)
       if (tree === null) return fail(`layer ${file} (Layers[${i}] of the image ${chosen.repoTags[0] ?? chosen.config}) has no expanded tree in ${store.url}; push the archive again to expand it`)
-      layers.push({ digest: diffId, size: findEntry(bundle, file)?.size ?? 0, diffId, tree })
+      layers.push({ digest: diffId, size: findEntry(bundle, file)?.size ?? 0, diffId, tree, file })
     }
     return { manifest: chosen.config, config: findEntry(bundle, chosen.config)!, layers }
   }
@@ -156,7 +164,7 @@ function storedImageError(err: unknown, id: string): unknown {
 }
 
 /** The expanded tree of the layer with this diff_id (as a config gives it), or null. */
-async function expandedTree(store: Store, diffId: string): Promise<string | null> {
+async function expandedTree(store: ReadStore, diffId: string): Promise<string | null> {
   return (await readLayerRef(store, diffId))?.tree ?? null
 }
 

@@ -21,6 +21,7 @@ import { writeRecipeBlob } from '../oci/recipe-reader.js'
 import { ChunkFetcher } from './chunk-fetcher.js'
 import { findEntry } from '../store/tree-file.js'
 import type { PullOptions } from './pull.js'
+import { convertedMembers, writeMembers, type ArchiveFormatOptions } from './archive-format.js'
 
 const TAR_TYPES: Partial<Record<TreeEntry['type'], 'file' | 'directory' | 'symlink' | 'link' | 'character-device' | 'block-device' | 'fifo'>> = {
   file: 'file', dir: 'directory', symlink: 'symlink', hardlink: 'link', char: 'character-device', block: 'block-device', fifo: 'fifo',
@@ -37,8 +38,11 @@ function digestNames(tree: Tree): RegExp | null {
   return null
 }
 
-/** Writes snapshot `id` as a tar archive at `target` ('-': stdout). Sockets cannot be archived and are left out. */
-export async function pullArchive(store: ReadStore, id: string, target: string, options: PullOptions = {}): Promise<Tree> {
+/**
+ * Writes snapshot `id` as a tar archive at `target` ('-': stdout). Sockets cannot be archived and are
+ * left out. An image can be asked for as the other kind of image archive (`format`, archive-format.ts).
+ */
+export async function pullArchive(store: ReadStore, id: string, target: string, options: PullOptions & ArchiveFormatOptions = {}): Promise<Tree> {
   const toStdout = target === '-'
   const dest = path.resolve(target)
   if (!toStdout) await checkArchiveTarget(dest)
@@ -46,13 +50,15 @@ export async function pullArchive(store: ReadStore, id: string, target: string, 
   await checkStoreFormat(store)
   const tree = await readTree(store, id)
   options.onTree?.(treeSize(tree), tree.entries.length)
+  const converted = await convertedMembers(store, id, tree, options)
   const tmp = path.join(path.dirname(dest), `.${path.basename(dest)}.snapdir-pull-${randomBytes(6).toString('hex')}`)
   const pack = tarPack()
   const out = toStdout ? process.stdout : fs.createWriteStream(tmp, { flags: 'wx', mode: 0o644 })
   const written = pipeline(pack, out)
   written.catch(() => {}) // awaited below; a failure of the writer also ends the entries loop
   try {
-    await writeEntries(store, tree, id, pack, options)
+    if (converted) await writeMembers(converted, pack, tree, options.onBytes)
+    else await writeEntries(store, tree, id, pack, options)
     pack.finalize()
     await written
     if (!toStdout) await fsp.rename(tmp, dest)

@@ -5,7 +5,7 @@
 // written only after the tree it names is stored and flushed (oci/image-layers.ts expands layers; the
 // commit order is in commit.ts).
 import { SnapdirError } from '../util/errors.js'
-import type { Store } from './store.js'
+import type { ReadStore, Store } from './store.js'
 
 export const LAYER_REFS = 'refs/layers/'
 
@@ -42,7 +42,7 @@ export function layerRefKey(diffId: string): string {
   return `${LAYER_REFS}${hex}`
 }
 
-export async function readLayerRef(store: Store, diffId: string): Promise<LayerRef | null> {
+export async function readLayerRef(store: ReadStore, diffId: string): Promise<LayerRef | null> {
   let raw: Buffer
   try {
     raw = await store.get(layerRefKey(diffId))

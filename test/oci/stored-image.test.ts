@@ -71,7 +71,7 @@ describe('an image resolved out of a stored layout', () => {
     const resolved = await resolveStoredImage(s, ID, bundle, {})
     expect(resolved.manifest).toBe(img.manifest.digest)
     expect(resolved.config).toBe(findEntry(bundle, `blobs/sha256/${img.config.digest.slice(7)}`))
-    expect(resolved.layers).toEqual(img.layers.map((l, i) => ({ digest: l.digest, size: l.size, diffId: img.diffIds[i], tree: TREE(i + 1) })))
+    expect(resolved.layers).toEqual(img.layers.map((l, i) => ({ digest: l.digest, size: l.size, diffId: img.diffIds[i], tree: TREE(i + 1), file: `blobs/sha256/${l.digest.slice(7)}` })))
   })
 
   it('a multi-platform index: this machine\'s platform, or the one asked for; one it lacks is named with those it has', async () => {
