@@ -16,7 +16,7 @@ import { printablePath } from '../format/tree-paths.js'
 import { treeSize, type Tree, type TreeEntry } from '../format/tree.js'
 import { readTree } from '../store/objects.js'
 import type { ReadStore } from '../store/store.js'
-import { isErrno, SnapdirError, UsageError } from '../util/errors.js'
+import { isErrno, SnapdirError, targetWriteError, UsageError } from '../util/errors.js'
 import { writeRecipeBlob } from '../oci/recipe-reader.js'
 import { ChunkFetcher } from './chunk-fetcher.js'
 import { findEntry } from '../store/tree-file.js'
@@ -54,14 +54,27 @@ export async function pullArchive(store: ReadStore, id: string, target: string, 
   const tmp = path.join(path.dirname(dest), `.${path.basename(dest)}.snapdir-pull-${randomBytes(6).toString('hex')}`)
   const pack = tarPack()
   const out = toStdout ? process.stdout : fs.createWriteStream(tmp, { flags: 'wx', mode: 0o644 })
-  const written = pipeline(pack, out)
-  written.catch(() => {}) // awaited below; a failure of the writer also ends the entries loop
+  const written = pipeline(pack, out).catch((err: unknown) => {
+    throw toStdout ? err : targetWriteError(dest, err)
+  })
+  written.catch(() => {}) // awaited below
   try {
-    if (converted) await writeMembers(converted, pack, tree, options.onBytes)
-    else await writeEntries(store, tree, id, pack, options)
+    // a writer that fails (a full disk) ends the pipeline and the tar side with it: the entries would
+    // wait for a drain that never comes, so they race the writer's end
+    const ended = written.then(() => {
+      throw new SnapdirError('ERR_INTERNAL', `the archive's writer ended before its last entry`)
+    })
+    ended.catch(() => {}) // once the entries are done, the writer's end is awaited as `written`
+    const entries = converted ? writeMembers(converted, pack, tree, options.onBytes) : writeEntries(store, tree, id, pack, options)
+    entries.catch(() => {}) // if the writer ended first, what the entries fail with after is no news
+    await Promise.race([entries, ended])
     pack.finalize()
     await written
-    if (!toStdout) await fsp.rename(tmp, dest)
+    if (!toStdout) {
+      await fsp.rename(tmp, dest).catch((err: unknown) => {
+        throw targetWriteError(dest, err)
+      })
+    }
   } catch (err) {
     pack.destroy(err as Error)
     if (!toStdout) {
@@ -118,27 +131,57 @@ async function writeEntries(store: ReadStore, tree: Tree, id: string, pack: Pack
       ...(Object.keys(pax).length > 0 ? { pax } : {}),
     }
     const m = type === 'file' && named ? named.exec(name) : null
-    const blob = m ? { algorithm: m[1] || 'sha256', hex: m[2]! } : null
-    const hash = blob ? createHash(blob.algorithm) : null
+    const blob = m ? { name, algorithm: m[1] || 'sha256', hex: m[2]!, id } : null
+    // an empty blob is whole once its header is out: check it before
+    if (blob && e.size === 0) checkBlob(blob, createHash(blob.algorithm))
     const sink = pack.entry(header)
     const done = new Promise<void>((resolve, reject) => {
       sink.on('close', () => resolve())
       sink.on('error', reject)
     })
     done.catch(() => {}) // awaited below; if the content fails first, the entry's error must not go unhandled
-    if (type === 'file') await writeContent(fetcher, e, sink, hash, options)
+    if (type === 'file') await writeContent(fetcher, e, sink, blob, options)
     sink.end(undefined)
     await done
-    if (blob && hash!.digest('hex') !== blob.hex) {
-      throw new SnapdirError('ERR_SNAPSHOT_DAMAGED', `snapshot ${id}: blob ${name} does not hash to its name`, { data: { blob: name } })
-    }
   }
 }
 
-async function writeContent(fetcher: ChunkFetcher, e: TreeEntry, sink: NodeJS.WritableStream, hash: Hash | null, options: PullOptions): Promise<void> {
+interface NamedBlob {
+  name: string
+  algorithm: string
+  hex: string
+  /** the snapshot's */
+  id: string
+}
+
+function checkBlob(blob: NamedBlob, hash: Hash): void {
+  if (hash.digest('hex') !== blob.hex) {
+    throw new SnapdirError('ERR_SNAPSHOT_DAMAGED', `snapshot ${blob.id}: blob ${blob.name} does not hash to its name`, { data: { blob: blob.name } })
+  }
+}
+
+/**
+ * Each chunk is verified before it is written, but a blob named by its digest, and a layer blob
+ * given back from its recipe, are known to be right only at their end. Their last piece is held back
+ * until then: if the check fails, the archive stops short inside that entry, so that a reader of a
+ * stream already sent (`pull --tar -`) sees a truncated archive, never a whole entry with wrong bytes.
+ */
+async function writeContent(fetcher: ChunkFetcher, e: TreeEntry, sink: NodeJS.WritableStream, blob: NamedBlob | null, options: PullOptions): Promise<void> {
+  const hash = blob ? createHash(blob.algorithm) : null
+  const holdLast = blob !== null || e.recipe !== undefined
+  let held: Buffer | null = null
+  const send = async (data: Buffer): Promise<void> => {
+    if (!sink.write(data)) await new Promise((resolve) => sink.once('drain', resolve))
+  }
   const put = async (data: Buffer): Promise<void> => {
     hash?.update(data)
-    if (!sink.write(data)) await new Promise((resolve) => sink.once('drain', resolve))
+    if (!holdLast) return send(data)
+    if (held) await send(held)
+    held = Buffer.from(data) // a copy: a recipe's pieces may be buffers it reuses
+  }
+  const finish = async (): Promise<void> => {
+    if (blob) checkBlob(blob, hash!)
+    if (held) await send(held)
   }
   if (e.recipe !== undefined) {
     let at = 0
@@ -148,12 +191,12 @@ async function writeContent(fetcher: ChunkFetcher, e: TreeEntry, sink: NodeJS.Wr
       options.onBytes?.(piece.length)
     }, { shownAs: printablePath(e.path) })
     if (at !== e.size) throw new SnapdirError('ERR_SNAPSHOT_DAMAGED', `${printablePath(e.path)}: its recipe gave ${at} bytes, the tree says ${e.size}`)
-    return
+    return finish()
   }
   if (e.inline) {
     await put(e.inline)
     options.onBytes?.(e.size)
-    return
+    return finish()
   }
   let offset = 0
   for (const ref of e.chunks) {
@@ -167,6 +210,7 @@ async function writeContent(fetcher: ChunkFetcher, e: TreeEntry, sink: NodeJS.Wr
     options.onBytes?.(ref.length * ref.count)
   }
   if (offset !== e.size) throw new SnapdirError('ERR_TREE_MALFORMED', `${printablePath(e.path)}: chunks cover ${offset} of ${e.size} bytes`)
+  return finish()
 }
 
 /** tar-stream writes names and PAX values as UTF-8: bytes that are not cannot go into the archive. */

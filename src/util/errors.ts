@@ -78,6 +78,24 @@ export function abortedError(what: string, signal: AbortSignal): SnapdirError {
   return new SnapdirError('ERR_ABORTED', `${what}: aborted`, { cause: signal.reason })
 }
 
+/**
+ * A failed system call in words, without Node's "CODE: " before and ", syscall 'path'" after (the
+ * caller names the path as the user knows it, not a temporary one): "no space left on device (ENOSPC)".
+ */
+export function errnoText(err: NodeJS.ErrnoException): string {
+  const words = err.message.replace(/^[A-Z0-9_]+: /, '').replace(/, [a-z_0-9]+(?: '.*')?$/s, '')
+  return err.code && !words.includes(err.code) ? `${words} (${err.code})` : words
+}
+
+/**
+ * What writing a pull's target failed with, naming the path the user asked for (or under it): a
+ * system call's error (ENOSPC, EACCES, EIO) becomes ERR_TARGET (exit 1); a SnapdirError stays itself.
+ */
+export function targetWriteError(shownAs: string, err: unknown): unknown {
+  if (err instanceof SnapdirError || !isErrno(err)) return err
+  return new SnapdirError('ERR_TARGET', `cannot write ${shownAs}: ${errnoText(err)}`, { cause: err, data: { target: shownAs } })
+}
+
 export function isErrno(err: unknown, ...codes: string[]): err is NodeJS.ErrnoException {
   return err instanceof Error && typeof (err as NodeJS.ErrnoException).code === 'string' &&
     (codes.length === 0 || codes.includes((err as NodeJS.ErrnoException).code!))
