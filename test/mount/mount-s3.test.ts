@@ -245,3 +245,40 @@ it('a second mount with the same cache dir reads from the disk cache, not the st
   const stats = parseJson(r2.stdout)
   expect(stats).toMatchObject({ id, fetched: 0, fetchedBytes: 0, diskHits: want.size, failures: 0, readErrors: 0 })
 }, TEST_TIMEOUT)
+
+/** How long an fs call on the mount takes to fail, and with what code (null: it did not fail). */
+async function failureOf(op: () => Promise<unknown>): Promise<{ code: string | null; ms: number }> {
+  const started = Date.now()
+  const code = await op().then(
+    () => null,
+    (e: NodeJS.ErrnoException) => e.code ?? String(e),
+  )
+  return { code, ms: Date.now() - started }
+}
+
+it('--timeout 5: every read of a store that stopped answering is EIO within the timeout plus one second', async () => {
+  const mp = tempDir('snapdir-mp-')
+  const m = await startMount(mountArgs('--timeout', '5', '--no-cache'), mp, env)
+  seen.stallChunks = true
+  const readAt = (name: string, offset: number, length: number) => async () => {
+    const fh = await fs.open(path.join(mp, name))
+    try {
+      await fh.read(Buffer.alloc(length), 0, length, offset)
+    } finally {
+      await fh.close()
+    }
+  }
+  const reads: Array<[string, () => Promise<unknown>]> = [
+    ['a whole file', () => fs.readFile(path.join(mp, 'big-a.bin'))],
+    ['4 KiB in the middle of another file', readAt('sub/big-c.bin', 200_000, 4096)],
+    ['1 MiB across several chunks of a third', readAt('big-b.bin', 0, 1 << 20)],
+    ['the first file again (its chunk just failed)', () => fs.readFile(path.join(mp, 'big-a.bin'))],
+  ]
+  for (const [what, op] of reads) {
+    const { code, ms } = await failureOf(op)
+    expect(code, what).toBe('EIO')
+    expect(ms, `${what}: EIO after ${ms} ms`).toBeLessThan(6_000)
+  }
+  const r = await m.stop()
+  expect(r.status, r.stderr).toBe(0)
+}, TEST_TIMEOUT)
