@@ -1,5 +1,6 @@
 import './thread-pool.js'
 import { Command, CommanderError } from '@commander-js/extra-typings'
+import { registerDiff } from './diff.js'
 import { registerId } from './id.js'
 import { registerMount } from './mount.js'
 import { registerPull } from './pull.js'
@@ -26,7 +27,7 @@ const program = new Command()
     outputError: (str, write) => write(`snapdir: ${str.replace(/^error: /, '').trim()} (see --help)\n`),
   })
 
-for (const register of [registerPush, registerPull, registerSync, registerVerify, registerId, registerRevisions, registerStats, registerMount, registerUmount]) register(program)
+for (const register of [registerPush, registerPull, registerSync, registerVerify, registerId, registerRevisions, registerStats, registerDiff, registerMount, registerUmount]) register(program)
 for (const cmd of program.commands) cmd.exitOverride()
 
 try {
