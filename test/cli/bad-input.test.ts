@@ -414,6 +414,7 @@ describe('--help', () => {
     { cmd: 'verify', options: ['--store <url>', '--id <id>', '--json'] },
     { cmd: 'id', options: ['--store <url>'] },
     { cmd: 'revisions', options: ['--store <url>'] },
+    { cmd: 'diff', options: ['--store <url>', '--json', '--jobs <n>', '--platform <os/arch[/variant]>'] },
   ])('snapdir $cmd --help exits 0 and explains every option', async ({ cmd, options }) => {
     const r = await snapdir([cmd, '--help'])
     expect(r.status, r.stderr).toBe(0)
@@ -429,7 +430,7 @@ describe('--help', () => {
     const r = await snapdir(['--help'])
     expect(r.status, r.stderr).toBe(0)
     expect(r.stderr).toBe('')
-    for (const cmd of ['push', 'pull', 'verify', 'id', 'revisions']) {
+    for (const cmd of ['push', 'pull', 'verify', 'id', 'revisions', 'diff']) {
       expect(r.stdout).toMatch(new RegExp(`^\\s+${cmd}\\b.*\\S{3,}`, 'm'))
     }
   })
