@@ -1,4 +1,5 @@
-# The two entry points of the README: `make demo` (the main job on an embedded default) and `make test`.
+# The two entry points of the README: `make demo` (the main job: an image of this machine's Debian
+# packages pushed and run lazily from the store) and `make test`.
 .PHONY: setup build demo test bench clean
 
 setup:
