@@ -59,10 +59,19 @@ export async function writeMembers(members: AsyncGenerator<ArchiveMember>, pack:
     })
     done.catch(() => {}) // awaited below; if the content fails first, the entry's error must not go unhandled
     if (m.content) {
-      for await (const piece of m.content()) {
-        if (!sink.write(piece)) await new Promise<void>((resolve) => sink.once('drain', () => resolve()))
-        onBytes?.(piece.length)
+      const send = async (data: Buffer): Promise<void> => {
+        if (!sink.write(data)) await new Promise<void>((resolve) => sink.once('drain', () => resolve()))
+        onBytes?.(data.length)
       }
+      // a member's content is known to be right only once its stream ended (its digest checked): the
+      // last piece is held back until then, so a reader of an archive already sent (`pull --tar -`)
+      // sees it stop short inside that entry, never a whole entry with wrong bytes (as pull-archive.ts)
+      let held: Buffer | null = null
+      for await (const piece of m.content()) {
+        if (held) await send(held)
+        held = Buffer.from(piece) // a copy: a recipe's pieces may be buffers it reuses
+      }
+      if (held) await send(held)
     }
     sink.end(undefined)
     await done
