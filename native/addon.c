@@ -137,6 +137,7 @@ static napi_value init(napi_env env, napi_value exports) {
   register_prefetch(env, exports);
   register_go_flate(env, exports);
   register_pgzip(env, exports);
+  register_kzstd(env, exports);
   return exports;
 }
 

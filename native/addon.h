@@ -30,4 +30,5 @@ void register_file_batch(napi_env env, napi_value exports);
 void register_prefetch(napi_env env, napi_value exports);
 void register_go_flate(napi_env env, napi_value exports);
 void register_pgzip(napi_env env, napi_value exports);
+void register_kzstd(napi_env env, napi_value exports);
 #endif

@@ -96,6 +96,12 @@ export interface NativeAddon {
   pgzipWrite(handle: object, input: Uint8Array): Buffer
   /** compresses the last block, waits for every block: the rest of the stream */
   pgzipEnd(handle: object): Buffer
+  /** a klauspost/compress zstd encoder at that EncoderLevel (2, SpeedDefault), as containers/image writes layers (native/kzstd.c) */
+  zstdCreate(level: number): object
+  /** the zstd bytes of the blocks finished so far (the frame header with the first) */
+  zstdWrite(handle: object, input: Uint8Array): Buffer
+  /** the last block and the checksum; the handle is then spent */
+  zstdEnd(handle: object): Buffer
   /** The restart points noted since the last call, GO_FLATE_RESTART_ROW numbers each */
   goFlateRestarts(handle: object): Float64Array
   /** One segment of a stream from a restart point (a GO_FLATE_RESTART_ROW row) to endBit (-1: the end), on the libuv pool */
