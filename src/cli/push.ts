@@ -1,6 +1,6 @@
 import type { Command } from '@commander-js/extra-typings'
 import { parsePlatform } from '../oci/platform.js'
-import { ENDPOINT_HELP, STORE_HELP, storeFromOptions } from './store-options.js'
+import { discardIfCreated, ENDPOINT_HELP, STORE_HELP, storeFromOptions } from './store-options.js'
 import { action } from './run-command.js'
 import { progressBar } from './progress.js'
 
@@ -53,6 +53,9 @@ export function registerPush(program: Command): void {
             process.stdout.write(JSON.stringify({ id, ...stats, ...(layers ? { layers } : {}), ...(layerStorage ? { layerStorage } : {}), phases, revision }) + '\n')
           }
           else process.stdout.write(result.id + '\n')
+        } catch (err) {
+          await discardIfCreated(store)
+          throw err
         } finally {
           bar.stop()
           await store.close()

@@ -12,3 +12,12 @@ export function storeFromOptions(opts: { store: string; s3Endpoint?: string }): 
   return storeFromUrl(opts.store, opts.s3Endpoint === undefined ? {} : { s3Endpoint: opts.s3Endpoint })
 }
 
+
+/**
+ * For a command that writes `store` and failed: a store the command's own open created, with nothing
+ * committed to it, is removed again (Store.discardIfCreated), so the failure leaves nothing that was
+ * not there. What goes wrong while removing it is not news next to the failure itself.
+ */
+export async function discardIfCreated(store: Store): Promise<void> {
+  await store.discardIfCreated().catch(() => {})
+}

@@ -2,6 +2,7 @@ import type { Command } from '@commander-js/extra-typings'
 import { parseId } from '../format/id.js'
 import { storeFromUrl } from '../store/open-store.js'
 import { integerOption } from './numbers.js'
+import { discardIfCreated } from './store-options.js'
 import { progressBar } from './progress.js'
 import { action } from './run-command.js'
 import { UsageError } from '../util/errors.js'
@@ -62,6 +63,9 @@ export function registerSync(program: Command): void {
               )
             }
           }
+        } catch (err) {
+          await discardIfCreated(to)
+          throw err
         } finally {
           bar.stop()
           await from.close()

@@ -50,15 +50,27 @@ export class FileStore extends StoreLifecycle implements Store {
         throw new SnapdirError('ERR_STORE_NOT_FOUND', `store ${this.url} does not exist`, { data: { store: this.url } })
       }
       try {
-        await fs.mkdir(this.root, { recursive: true })
+        // the first directory made (a missing parent's too): what discardIfCreated removes
+        this.createdTop = (await fs.mkdir(this.root, { recursive: true })) ?? null
       } catch (mkErr) {
         throw this.ioError('cannot create', mkErr)
       }
+      this.createdHere = this.createdTop !== null
       return
     }
     if (!st.isDirectory()) {
       throw new SnapdirError('ERR_STORE_NOT_FOUND', `store ${this.url} is not a directory`, { data: { store: this.url } })
     }
+    // an empty directory given as a new store is filled; should the command fail, it is emptied again
+    if (create) this.createdHere = (await fs.readdir(this.root).catch(() => ['?'])).length === 0
+  }
+
+  /** The directory openStore made, or null when it filled one that was there (which stays, emptied). */
+  private createdTop: string | null = null
+
+  protected override async removeCreated(): Promise<void> {
+    if (this.createdTop !== null) return fs.rm(this.createdTop, { recursive: true, force: true })
+    for (const name of await fs.readdir(this.root)) await fs.rm(path.join(this.root, name), { recursive: true, force: true })
   }
 
   private file(key: string): string {

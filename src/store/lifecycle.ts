@@ -12,6 +12,32 @@ export abstract class StoreLifecycle {
   /** The backend's part of open(): check the store is there (ERR_STORE_NOT_FOUND), or make it. */
   protected abstract openStore(create: boolean): Promise<void>
 
+  abstract list(prefix: string): AsyncIterable<string>
+
+  /**
+   * Set by a backend's openStore when this open made the store: a directory or bucket that was not
+   * there, or an empty one it is about to fill. Only such a store is ever removed by discardIfCreated.
+   */
+  protected createdHere = false
+
+  /** The backend's part of discardIfCreated(): remove what its openStore made and all that is in it. */
+  protected async removeCreated(): Promise<void> {}
+
+  /**
+   * For a command that failed (push, sync): if its open made this store and nothing was committed to it
+   * since (no refs: a revision or a layer ref is written last, after all it names), the store is
+   * removed, so that the failure leaves nothing that was not there. An existing store is never touched.
+   * A second writer that began on the new store at the same moment and has not committed yet would
+   * lose its objects too: its commit fails (it names objects that are gone) rather than going wrong.
+   */
+  async discardIfCreated(): Promise<boolean> {
+    if (!this.createdHere || this.closing) return false
+    for await (const ref of this.list('refs/')) if (ref) return false
+    await this.removeCreated()
+    this.createdHere = false
+    return true
+  }
+
   /** The backend's part of close(): release connections and handles. Runs at most once. */
   protected async closeStore(): Promise<void> {}
 

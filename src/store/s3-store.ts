@@ -77,6 +77,11 @@ export class S3Store extends StoreLifecycle implements Store {
     try {
       const { client, sdk } = await this.connect()
       await client.send(new sdk.HeadBucketCommand({ Bucket: this.bucket }))
+      // a prefix with nothing under it is a new store: should the command fail, it is emptied again
+      if (create) {
+        const page = await client.send(new sdk.ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix, MaxKeys: 1 }))
+        this.createdHere = (page.KeyCount ?? page.Contents?.length ?? 0) === 0
+      }
       return
     } catch (err) {
       if (statusOf(err) !== 404) throw this.failure('cannot open', err)
@@ -87,12 +92,29 @@ export class S3Store extends StoreLifecycle implements Store {
     try {
       const { client, sdk } = await this.connect()
       await client.send(new sdk.CreateBucketCommand({ Bucket: this.bucket }))
+      this.createdHere = true
+      this.bucketCreated = true
     } catch (err) {
       // another push made it meanwhile
       if (!(errorName(err) === 'BucketAlreadyOwnedByYou' || errorName(err) === 'BucketAlreadyExists')) {
         throw this.failure('cannot create the bucket', err)
       }
     }
+  }
+
+  /** Whether openStore made the bucket (discardIfCreated then removes it, not only what is in it). */
+  private bucketCreated = false
+
+  protected override async removeCreated(): Promise<void> {
+    const { client, sdk } = await this.connect()
+    const keys: string[] = []
+    for await (const key of this.list('')) keys.push(this.key(key))
+    // DeleteObjects takes up to 1000 keys a request
+    for (let i = 0; i < keys.length; i += 1000) {
+      const batch = keys.slice(i, i + 1000).map((Key) => ({ Key }))
+      await client.send(new sdk.DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch, Quiet: true } }))
+    }
+    if (this.bucketCreated) await client.send(new sdk.DeleteBucketCommand({ Bucket: this.bucket }))
   }
 
   /** Destroys the client: its sockets close, so nothing of this store keeps the process alive. */

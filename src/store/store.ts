@@ -54,6 +54,11 @@ export interface Store extends ReadStore {
   put(key: string, data: Buffer): Promise<void>
   /** Durability barrier: everything put before is on stable storage when this resolves. */
   flush(): Promise<void>
+  /**
+   * After a failed command: removes the store if this process's open({ create: true }) made it and
+   * nothing was committed to it since; true if it did (lifecycle.ts). Call it before close().
+   */
+  discardIfCreated(): Promise<boolean>
 }
 
 /**

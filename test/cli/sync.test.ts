@@ -97,7 +97,8 @@ describe('sync between stores', () => {
     expect(r.stderr).toContain(path.basename(chunk))
     expect(r.stderr).toMatch(/used by f\d+/)
     expect(existsSync(path.join(dest, ...objectKey('tree', id).split('/')))).toBe(false)
-    expect((await snapdirOk(['revisions', '--store', dest])).trim()).toBe('')
+    // the destination was new: the failed sync removed it, the chunks it had copied with it
+    expect(existsSync(dest)).toBe(false)
   })
 
   it('a sync killed halfway, run again, completes and copies only what is still missing', async () => {
