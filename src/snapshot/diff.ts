@@ -64,6 +64,9 @@ export async function diffSnapshots(store: Store, from: string, to: string, opti
   await store.open()
   const jobs = options.jobs ?? 16
   const chunks = new ChunkCache(store)
+  // independent: the closures' store reads overlap the tree diff's
+  const syncing = syncCost(store, from, to, { jobs })
+  syncing.catch(() => {}) // awaited below; a failure of the tree diff first must not leave it unhandled
   const tree = await diffTrees(store, from, to, { jobs, chunks })
   const revisions = await listRevisions(store, () => {})
   const isImage = (id: string) => revisions.some((r) => r.id === id && r.image !== undefined)
@@ -76,7 +79,7 @@ export async function diffSnapshots(store: Store, from: string, to: string, opti
     seen.add(l.diff)
     addCounts(counts, l.diff.counts)
   }
-  const sync = await syncCost(store, from, to, { jobs })
+  const sync = await syncing
   return { from, to, tree, images, counts, sync }
 }
 
