@@ -38,7 +38,8 @@ function makedev(major: number, minor: number): number {
 
 /**
  * Creates `entries` (devices first, then links, each group in archive order) under `dir`; returns
- * the paths of the links with their archived times, for the caller to set with the directories'.
+ * their paths with their archived times, for the caller to set with the directories' (exactly: Node's
+ * utimes would cut a millisecond time to a double of seconds, image-archive.ts setTime).
  */
 export async function createSpecials(dir: string, entries: SpecialEntry[], options: { archive: string; owners: boolean }): Promise<Map<string, Date>> {
   const times = new Map<string, Date>()
@@ -71,7 +72,7 @@ export async function createSpecials(dir: string, entries: SpecialEntry[], optio
         native.mknod(target, NODE_BITS[e.type]! | 0o600, e.type === 'FIFO' ? 0 : makedev(e.devmaj, e.devmin))
         if (options.owners) await fs.lchown(target, e.uid, e.gid)
         await fs.chmod(target, e.mode & 0o7777)
-        if (e.mtime) await fs.utimes(target, e.mtime, e.mtime)
+        if (e.mtime) times.set(target, e.mtime)
       }
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code

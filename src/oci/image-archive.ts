@@ -16,6 +16,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import zlib from 'node:zlib'
+import { native } from '../chunk/native.js'
 import { abortedError, isErrno, SnapdirError, sourceError, UsageError } from '../util/errors.js'
 import { createSpecials, SPECIAL_TYPES, type SpecialEntry } from './archive-specials.js'
 import { compressionOf, streamProblem, zstdDecompress } from './decompress.js'
@@ -54,8 +55,13 @@ export async function unpackArchive(file: string, options: { tmpRoot?: string; s
     if (compression === 'gzip') stages.push(zlib.createGunzip({ chunkSize: 256 * 1024 }))
     if (compression === 'zstd') stages.push(zstdDecompress)
     // directory and symlink times as archived, set once everything is in: creating children changes
-    // a directory's, and node-tar leaves a symlink's at the time of unpacking
+    // a directory's, and node-tar leaves a symlink's at the time of unpacking; and a file's whose time
+    // has milliseconds: node-tar sets it through a double of seconds cut to microseconds (.123 s comes
+    // back .122999 s), so it is set again here, to the millisecond node-tar read (whole seconds are exact)
     const times = new Map<string, Date>()
+    // the archive's own entry for its root ('./', as `tar -C DIR -cf - .` and pull --tar write it):
+    // node-tar gives the directory it unpacks into its time but not its mode or owner
+    let root: { mode: number; uid: number; gid: number } | null = null
     // node-tar loads here, when an archive is unpacked, not with this module
     const { x: untar } = await import('tar')
     const unpack = untar({
@@ -85,6 +91,10 @@ export async function unpackArchive(file: string, options: { tmpRoot?: string; s
       onReadEntry: (entry: ArchiveEntry) => {
         entries++
         if (entry.type === 'Directory' && entry.mtime) times.set(path.join(dir, entry.path), entry.mtime)
+        if (entry.type === 'File' && entry.mtime && entry.mtime.getTime() % 1000 !== 0) times.set(path.join(dir, entry.path), entry.mtime)
+        if (entry.type === 'Directory' && path.join(dir, entry.path, '/') === `${dir}/` && entry.mode !== undefined) {
+          root = { mode: entry.mode & 0o7777, uid: entry.uid ?? 0, gid: entry.gid ?? 0 }
+        }
       },
     } as Parameters<typeof untar>[0]) as unknown as NodeJS.WritableStream
     await pipeline(
@@ -95,6 +105,11 @@ export async function unpackArchive(file: string, options: { tmpRoot?: string; s
     )
     if (entries === 0) throw new NotAnArchive()
     for (const [p, time] of await createSpecials(dir, specials, { archive: file, owners })) times.set(p, time)
+    const top = root as { mode: number; uid: number; gid: number } | null
+    if (top !== null) {
+      await fsp.chmod(dir, top.mode)
+      if (owners) await fsp.chown(dir, top.uid, top.gid)
+    }
     await settleTimes(dir, times, new Date(0))
     return { dir, remove }
   } catch (err) {
@@ -111,13 +126,26 @@ async function settleTimes(dir: string, archived: Map<string, Date>, fallback: D
   for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
     const p = path.join(dir, e.name)
     if (e.isDirectory()) await settleTimes(p, archived, fallback)
-    else if (e.isSymbolicLink()) {
-      const time = archived.get(p) ?? fallback
-      await fsp.lutimes(p, time, time)
+    else if (e.isSymbolicLink()) await setTime(p, archived.get(p) ?? fallback)
+    else {
+      // a file whose time had milliseconds, a device node, a fifo
+      const time = archived.get(p)
+      if (time !== undefined) await setTime(p, time)
     }
   }
-  const time = archived.get(dir) ?? archived.get(`${dir}/`) ?? fallback
-  await fsp.utimes(dir, time, time)
+  await setTime(dir, archived.get(dir) ?? archived.get(`${dir}/`) ?? fallback)
+}
+
+/**
+ * Sets a path's times (a symlink's own) to `time` exactly: in nanoseconds through the native addon,
+ * as Node's utimes would cut a millisecond time short (a double of seconds, to microseconds).
+ */
+async function setTime(p: string, time: Date): Promise<void> {
+  if (native === null) return fsp.lutimes(p, time, time)
+  const ms = time.getTime()
+  const sec = Math.floor(ms / 1000)
+  const nsec = (ms - sec * 1000) * 1_000_000
+  native.setTimes(p, sec, nsec, sec, nsec)
 }
 
 class NotAnArchive extends Error {}

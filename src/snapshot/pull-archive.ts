@@ -109,10 +109,11 @@ async function writeEntries(store: ReadStore, tree: Tree, id: string, pack: Pack
   const fetcher = new ChunkFetcher(store, tree)
   const named = digestNames(tree)
   for (const e of tree.entries) {
-    if (e.path.length === 0) continue // the root: an archive's names are relative to it
     const type = TAR_TYPES[e.type]
     if (type === undefined) continue // a socket
-    const name = utf8(e.path, 'name', e)
+    // the root is './', as GNU tar writes it (`tar -C DIR -cf - .`): its mode, owner and time go with
+    // the archive, so that a push of the archive gives the snapshot's ID again (image-archive.ts)
+    const name = e.path.length === 0 ? '.' : utf8(e.path, 'name', e)
     const pax: Record<string, string> = {}
     for (const [n, v] of e.xattrs) pax[`SCHILY.xattr.${utf8(n, 'xattr name', e)}`] = utf8(v, 'xattr value', e)
     // the ustar header holds whole seconds; a PAX record keeps the nanoseconds, as GNU tar --posix does
