@@ -138,6 +138,7 @@ static napi_value init(napi_env env, napi_value exports) {
   register_go_flate(env, exports);
   register_pgzip(env, exports);
   register_kzstd(env, exports);
+  register_object_read(env, exports);
   return exports;
 }
 

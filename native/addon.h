@@ -31,4 +31,5 @@ void register_prefetch(napi_env env, napi_value exports);
 void register_go_flate(napi_env env, napi_value exports);
 void register_pgzip(napi_env env, napi_value exports);
 void register_kzstd(napi_env env, napi_value exports);
+void register_object_read(napi_env env, napi_value exports);
 #endif

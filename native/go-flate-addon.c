@@ -2,6 +2,8 @@
  *   goFlateCreate(level, followWrites, recordRestarts) -> handle
  *   goFlateWrite(handle, data) -> Buffer        the raw DEFLATE bytes produced so far
  *   goFlateEnd(handle) -> Buffer                the rest; the encoder's memory goes at once (about 450 KiB)
+ *   goFlateWriteAsync(handle, data), goFlateEndAsync(handle) -> Promise<Buffer>   the same on the libuv pool
+ *                                               (the handle is busy until the promise settles)
  *   goFlateRestarts(handle) -> Float64Array     restart points noted since the last call, RESTART_ROW each
  *   goFlateSegment(level, restart, endBit, input, inputEnds) -> Promise<Buffer>   on the libuv pool
  * One encoder per blob; each call compresses a whole buffer. */
@@ -19,6 +21,7 @@ static const int32_t restart_columns[] = {R_INPUT, R_BASE, R_BLOCK_START, R_OUT_
 
 typedef struct {
   goflate *f; /* NULL once ended */
+  bool busy;  /* an async write or end runs on the pool */
 } handle_t;
 
 static void free_handle(napi_env env, void *data, void *hint) {
@@ -52,6 +55,7 @@ static napi_value create(napi_env env, napi_callback_info info) {
     return throw_errno(env, ENOMEM, "malloc", NULL);
   }
   h->f = f;
+  h->busy = false;
   napi_value ext;
   if (napi_create_external(env, h, free_handle, NULL, &ext) != napi_ok) {
     free_handle(env, h, NULL);
@@ -65,6 +69,7 @@ static handle_t *get_handle(napi_env env, napi_value v, const char *what) {
   if (napi_get_value_external(env, v, (void **)&h) != napi_ok || !h)
     return throw_type_error(env, "ERR_INVALID_ARG_TYPE", "%s must be a goFlate handle", what), NULL;
   if (!h->f) return throw_error(env, "ERR_INVALID_STATE", "%s: the encoder has ended", what), NULL;
+  if (h->busy) return throw_error(env, "ERR_INVALID_STATE", "%s: the encoder is busy with an async call", what), NULL;
   return h;
 }
 
@@ -119,6 +124,80 @@ static napi_value restarts(napi_env env, napi_callback_info info) {
   }
   NAPI_CALL(napi_create_typedarray(env, napi_float64_array, count * RESTART_ROW, ab, 0, &arr));
   return arr;
+}
+
+/* goFlateWriteAsync / goFlateEndAsync: the encoder runs on a pool thread while the JS thread goes on
+ * assembling the next input (oci/recipe-reader.ts keeps one write in flight). */
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref handle_ref, input_ref;
+  handle_t *h;
+  const uint8_t *input; /* NULL: end */
+  size_t len;
+  int rc;
+} step_job;
+
+static void step_execute(napi_env env, void *data) {
+  step_job *j = data;
+  j->rc = j->input ? goflate_write(j->h->f, j->input, j->len) : goflate_close(j->h->f);
+}
+
+static void step_complete(napi_env env, napi_status status, void *data) {
+  step_job *j = data;
+  handle_t *h = j->h;
+  h->busy = false;
+  napi_value v = NULL;
+  if (j->rc != 0)
+    throw_errno(env, ENOMEM, "malloc", NULL);
+  else
+    v = output(env, h->f);
+  if (!j->input) { /* ended, whatever happened */
+    goflate_free(h->f);
+    h->f = NULL;
+  }
+  if (v)
+    napi_resolve_deferred(env, j->deferred, v);
+  else
+    reject_with_pending(env, j->deferred);
+  if (j->input_ref) napi_delete_reference(env, j->input_ref);
+  napi_delete_reference(env, j->handle_ref);
+  napi_delete_async_work(env, j->work);
+  free(j);
+}
+
+static napi_value queue_step(napi_env env, napi_value handle, handle_t *h, napi_value input_v, const void *input, size_t len) {
+  step_job *j = calloc(1, sizeof *j);
+  if (!j) return throw_errno(env, ENOMEM, "malloc", NULL);
+  j->h = h;
+  j->input = input;
+  j->len = len;
+  if (napi_create_reference(env, handle, 1, &j->handle_ref) != napi_ok ||
+      (input_v && napi_create_reference(env, input_v, 1, &j->input_ref) != napi_ok)) {
+    if (j->handle_ref) napi_delete_reference(env, j->handle_ref);
+    free(j);
+    return napi_failed(env, "napi_create_reference");
+  }
+  napi_value p = queue_promise_work(env, "snapdir:goFlateStep", step_execute, step_complete, j, &j->deferred, &j->work);
+  if (p) h->busy = true;
+  return p;
+}
+
+static napi_value write_async(napi_env env, napi_callback_info info) {
+  GET_ARGS(2, "goFlateWriteAsync(handle, data)");
+  handle_t *h = get_handle(env, argv[0], "goFlateWriteAsync: handle");
+  void *data;
+  size_t len;
+  if (!h || !get_typed(env, argv[1], napi_uint8_array, "goFlateWriteAsync: data", &data, &len)) return NULL;
+  /* an empty write still goes through the pool: its promise settles in order after the others */
+  return queue_step(env, argv[0], h, argv[1], len ? data : (const void *)"", len);
+}
+
+static napi_value end_async(napi_env env, napi_callback_info info) {
+  GET_ARGS(1, "goFlateEndAsync(handle)");
+  handle_t *h = get_handle(env, argv[0], "goFlateEndAsync: handle");
+  if (!h) return NULL;
+  return queue_step(env, argv[0], h, NULL, NULL, 0);
 }
 
 typedef struct {
@@ -223,6 +302,7 @@ static napi_value segment(napi_env env, napi_callback_info info) {
 
 void register_go_flate(napi_env env, napi_value exports) {
   EXPORT_METHODS(env, exports, METHOD("goFlateCreate", create), METHOD("goFlateWrite", write_), METHOD("goFlateEnd", end),
+                 METHOD("goFlateWriteAsync", write_async), METHOD("goFlateEndAsync", end_async),
                  METHOD("goFlateRestarts", restarts), METHOD("goFlateSegment", segment));
   export_enum(env, exports, "goFlateRestartRow", restart_names, restart_columns, RESTART_ROW);
 }

@@ -9,7 +9,10 @@
  *
  *   pgzipCreate(level, blockSize, threads) -> handle   (threads 0: compress on the calling thread)
  *   pgzipWrite(handle, buffer) -> Buffer              (the deflate bytes ready so far, in order)
- *   pgzipEnd(handle) -> Buffer                        (the rest; the handle is done) */
+ *   pgzipEnd(handle) -> Buffer                        (the rest; the handle is done)
+ *   pgzipWriteAsync(handle, buffer), pgzipEndAsync(handle) -> Promise<Buffer>
+ *                       the same on the libuv pool, so that the JS thread never waits for a block (the
+ *                       handle is busy until the promise settles) */
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -60,6 +63,7 @@ struct pgz {
   kf_ctx *inline_ctx;
   bool ended;
   bool failed;
+  bool busy; /* an async write or end runs on the pool */
 };
 
 static void job_free(job *j) {
@@ -238,6 +242,10 @@ static bool get_pgz(napi_env env, napi_value v, pgz **out) {
     throw_error(env, "ERR_INVALID_STATE", "pgzip: the encoder has ended");
     return false;
   }
+  if ((*out)->busy) {
+    throw_error(env, "ERR_INVALID_STATE", "pgzip: the encoder is busy with an async call");
+    return false;
+  }
   return true;
 }
 
@@ -291,14 +299,8 @@ static napi_value pgzip_create(napi_env env, napi_callback_info info) {
   return ext;
 }
 
-static napi_value pgzip_write(napi_env env, napi_callback_info info) {
-  GET_ARGS(2, "pgzipWrite(handle, buffer)");
-  pgz *z;
-  void *data;
-  size_t len;
-  if (!get_pgz(env, argv[0], &z) || !get_buffer(env, argv[1], "pgzipWrite: buffer", &data, &len)) return NULL;
-  kf_out acc = {0};
-  const uint8_t *p = data;
+/* Appends the bytes of the blocks finished so far to acc (waiting only when the ring is full). */
+static void pgz_write(pgz *z, const uint8_t *p, size_t len, kf_out *acc) {
   while (len > 0 && !z->failed) {
     if (!z->cur && !(z->cur = malloc(z->block_size))) {
       z->failed = true;
@@ -310,9 +312,34 @@ static napi_value pgzip_write(napi_env env, napi_callback_info info) {
     z->cur_len += k;
     p += k;
     len -= k;
-    if (z->cur_len == z->block_size && submit(z, false, &acc) != 0) z->failed = true;
+    if (z->cur_len == z->block_size && submit(z, false, acc) != 0) z->failed = true;
   }
-  collect(z, &acc, false);
+  collect(z, acc, false);
+}
+
+/* Submits the last block and appends the rest of the stream to acc; the encoder is then done. */
+static void pgz_end(pgz *z, kf_out *acc) {
+  if (!z->failed && !z->cur && !(z->cur = malloc(1))) z->failed = true;
+  if (!z->failed && submit(z, true, acc) != 0) z->failed = true;
+  for (;;) {
+    pthread_mutex_lock(&z->mu);
+    bool pending = z->seq_head < z->seq_end;
+    pthread_mutex_unlock(&z->mu);
+    if (!pending) break;
+    collect(z, acc, true);
+  }
+  z->ended = true;
+  join_workers(z);
+}
+
+static napi_value pgzip_write(napi_env env, napi_callback_info info) {
+  GET_ARGS(2, "pgzipWrite(handle, buffer)");
+  pgz *z;
+  void *data;
+  size_t len;
+  if (!get_pgz(env, argv[0], &z) || !get_buffer(env, argv[1], "pgzipWrite: buffer", &data, &len)) return NULL;
+  kf_out acc = {0};
+  pgz_write(z, data, len, &acc);
   return to_buffer(env, z, &acc);
 }
 
@@ -321,21 +348,77 @@ static napi_value pgzip_end(napi_env env, napi_callback_info info) {
   pgz *z;
   if (!get_pgz(env, argv[0], &z)) return NULL;
   kf_out acc = {0};
-  if (!z->failed && !z->cur && !(z->cur = malloc(1))) z->failed = true;
-  if (!z->failed && submit(z, true, &acc) != 0) z->failed = true;
-  for (;;) {
-    pthread_mutex_lock(&z->mu);
-    bool pending = z->seq_head < z->seq_end;
-    pthread_mutex_unlock(&z->mu);
-    if (!pending) break;
-    collect(z, &acc, true);
-  }
-  z->ended = true;
-  join_workers(z);
+  pgz_end(z, &acc);
   return to_buffer(env, z, &acc);
+}
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref handle_ref, input_ref;
+  pgz *z;
+  const uint8_t *input; /* NULL: end */
+  size_t len;
+  kf_out acc;
+} step_job;
+
+static void step_execute(napi_env env, void *data) {
+  step_job *j = data;
+  if (j->input)
+    pgz_write(j->z, j->input, j->len, &j->acc);
+  else
+    pgz_end(j->z, &j->acc);
+}
+
+static void step_complete(napi_env env, napi_status status, void *data) {
+  step_job *j = data;
+  j->z->busy = false;
+  napi_value v = to_buffer(env, j->z, &j->acc); /* frees acc */
+  if (v)
+    napi_resolve_deferred(env, j->deferred, v);
+  else
+    reject_with_pending(env, j->deferred);
+  if (j->input_ref) napi_delete_reference(env, j->input_ref);
+  napi_delete_reference(env, j->handle_ref);
+  napi_delete_async_work(env, j->work);
+  free(j);
+}
+
+static napi_value queue_step(napi_env env, napi_value handle, pgz *z, napi_value input_v, const void *input, size_t len) {
+  step_job *j = calloc(1, sizeof *j);
+  if (!j) return throw_errno(env, ENOMEM, "malloc", NULL);
+  j->z = z;
+  j->input = input;
+  j->len = len;
+  if (napi_create_reference(env, handle, 1, &j->handle_ref) != napi_ok ||
+      (input_v && napi_create_reference(env, input_v, 1, &j->input_ref) != napi_ok)) {
+    if (j->handle_ref) napi_delete_reference(env, j->handle_ref);
+    free(j);
+    return napi_failed(env, "napi_create_reference");
+  }
+  napi_value p = queue_promise_work(env, "snapdir:pgzipStep", step_execute, step_complete, j, &j->deferred, &j->work);
+  if (p) z->busy = true;
+  return p;
+}
+
+static napi_value pgzip_write_async(napi_env env, napi_callback_info info) {
+  GET_ARGS(2, "pgzipWriteAsync(handle, buffer)");
+  pgz *z;
+  void *data;
+  size_t len;
+  if (!get_pgz(env, argv[0], &z) || !get_buffer(env, argv[1], "pgzipWriteAsync: buffer", &data, &len)) return NULL;
+  return queue_step(env, argv[0], z, argv[1], len ? data : (const void *)"", len);
+}
+
+static napi_value pgzip_end_async(napi_env env, napi_callback_info info) {
+  GET_ARGS(1, "pgzipEndAsync(handle)");
+  pgz *z;
+  if (!get_pgz(env, argv[0], &z)) return NULL;
+  return queue_step(env, argv[0], z, NULL, NULL, 0);
 }
 
 void register_pgzip(napi_env env, napi_value exports) {
   EXPORT_METHODS(env, exports, METHOD("pgzipCreate", pgzip_create), METHOD("pgzipWrite", pgzip_write),
-                 METHOD("pgzipEnd", pgzip_end));
+                 METHOD("pgzipEnd", pgzip_end), METHOD("pgzipWriteAsync", pgzip_write_async),
+                 METHOD("pgzipEndAsync", pgzip_end_async));
 }

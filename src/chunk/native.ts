@@ -90,6 +90,9 @@ export interface NativeAddon {
   goFlateWrite(handle: object, data: Uint8Array): Buffer
   /** As Go's Writer.Close: the rest of the stream; the handle is then spent */
   goFlateEnd(handle: object): Buffer
+  /** goFlateWrite and goFlateEnd on the libuv pool; the handle refuses other calls until it settles */
+  goFlateWriteAsync(handle: object, data: Uint8Array): Promise<Buffer>
+  goFlateEndAsync(handle: object): Promise<Buffer>
   /** a klauspost pgzip raw DEFLATE encoder: level -2..9, blockSize > 16 KiB, worker threads (native/pgzip.c) */
   pgzipCreate(level: number, blockSize: number, threads: number): object
   /** the deflate bytes of the blocks finished so far, in order */
@@ -102,6 +105,14 @@ export interface NativeAddon {
   zstdWrite(handle: object, input: Uint8Array): Buffer
   /** the last block and the checksum; the handle is then spent */
   zstdEnd(handle: object): Buffer
+  /** pgzipWrite and pgzipEnd on the libuv pool; the handle refuses other calls until it settles */
+  pgzipWriteAsync(handle: object, input: Uint8Array): Promise<Buffer>
+  pgzipEndAsync(handle: object): Promise<Buffer>
+  /**
+   * A stored object's payload decoded (codec 0 raw, 1 zstd, at most rawLength + 1 bytes) and its
+   * BLAKE3-256, on the libuv pool (native/object-read.c)
+   */
+  objectDecode(payload: Uint8Array, codec: number, rawLength: number): Promise<[Buffer, Buffer]>
   /** The restart points noted since the last call, GO_FLATE_RESTART_ROW numbers each */
   goFlateRestarts(handle: object): Float64Array
   /** One segment of a stream from a restart point (a GO_FLATE_RESTART_ROW row) to endBit (-1: the end), on the libuv pool */

@@ -4,6 +4,7 @@
 import { createRequire } from 'node:module'
 import type { Compressor, Decompressor } from 'zstd-napi'
 import { hashBytes } from '../chunk/hash.js'
+import { native } from '../chunk/native.js'
 import { SnapdirError } from '../util/errors.js'
 import { toHex } from './id.js'
 
@@ -57,25 +58,56 @@ export function encodeObject(raw: Buffer): Buffer {
  * e.g. "chunk 3fa1… from /srv/store".
  */
 export function decodeObject(stored: Buffer, expectedId: string, what: string): Buffer {
-  const corrupt = (why: string, data: Record<string, unknown> = {}): never => {
-    throw new SnapdirError('ERR_OBJECT_CORRUPT', `${what}: ${why}`, { data: { id: expectedId, ...data } })
-  }
-  if (stored.length < HEADER_BYTES || !stored.subarray(0, 4).equals(MAGIC)) corrupt('not a snapdir object (bad header)')
-  const codec = stored[4]
-  const rawLength = Number(stored.readBigUInt64LE(8))
-  const payload = stored.subarray(HEADER_BYTES)
+  const { codec, rawLength, payload, corrupt } = parseObject(stored, expectedId, what)
   let raw: Buffer
   if (codec === CODEC_RAW) raw = payload
-  else if (codec === CODEC_ZSTD) {
+  else {
     try {
       decompressor ??= new (zstd().Decompressor)()
       raw = decompressor.decompress(payload)
     } catch (err) {
       return corrupt(`zstd payload does not decode (${(err as Error).message})`)
     }
-  } else return corrupt(`unknown codec ${codec}`)
+  }
+  return checkDecoded(raw, hashBytes(raw), rawLength, expectedId, corrupt)
+}
+
+/** Objects up to this size are decoded on the libuv pool by decodeObjectAsync (chunks are at most 256 KiB). */
+const ASYNC_DECODE_MAX = 64 << 20
+
+/**
+ * decodeObject with the decompression and the hash on the libuv pool (native/object-read.c), so that
+ * the JS thread goes on with other work meanwhile: the same checks, the same messages.
+ */
+export async function decodeObjectAsync(stored: Buffer, expectedId: string, what: string): Promise<Buffer> {
+  if (!native) return decodeObject(stored, expectedId, what)
+  const { codec, rawLength, payload, corrupt } = parseObject(stored, expectedId, what)
+  if (rawLength > ASYNC_DECODE_MAX) return decodeObject(stored, expectedId, what)
+  let raw: Buffer
+  let hash: Buffer
+  try {
+    ;[raw, hash] = await native.objectDecode(payload, codec, rawLength)
+  } catch (err) {
+    return corrupt(`zstd payload does not decode (${(err as Error).message})`)
+  }
+  return checkDecoded(raw, hash, rawLength, expectedId, corrupt)
+}
+
+type Corrupt = (why: string, data?: Record<string, unknown>) => never
+
+function parseObject(stored: Buffer, expectedId: string, what: string): { codec: number; rawLength: number; payload: Buffer; corrupt: Corrupt } {
+  const corrupt: Corrupt = (why, data = {}) => {
+    throw new SnapdirError('ERR_OBJECT_CORRUPT', `${what}: ${why}`, { data: { id: expectedId, ...data } })
+  }
+  if (stored.length < HEADER_BYTES || !stored.subarray(0, 4).equals(MAGIC)) corrupt('not a snapdir object (bad header)')
+  const codec = stored[4]!
+  if (codec !== CODEC_RAW && codec !== CODEC_ZSTD) corrupt(`unknown codec ${codec}`)
+  return { codec, rawLength: Number(stored.readBigUInt64LE(8)), payload: stored.subarray(HEADER_BYTES), corrupt }
+}
+
+function checkDecoded(raw: Buffer, hash: Buffer, rawLength: number, expectedId: string, corrupt: Corrupt): Buffer {
   if (raw.length !== rawLength) corrupt(`length ${raw.length} differs from the header's ${rawLength}`)
-  const computed = toHex(hashBytes(raw))
+  const computed = toHex(hash)
   if (computed !== expectedId) corrupt(`expected ${expectedId}, computed ${computed}`, { computed })
   return raw
 }

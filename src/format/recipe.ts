@@ -11,7 +11,10 @@
 //             stream, then one file's content; `source` is the index of the layer-tree entry (in path
 //             order, a regular file) whose content it is, or, for content the tree does not hold (a path
 //             written twice in the tar, the first copy replaced), that content's own chunk refs.
-//   compression = ['none'] | ['gzip', header bytes, family, level, blockSize]
+//   compression = ['none'] | ['gzip', header bytes, family, level, blockSize (, restarts)]
+//   restarts = [input, base, blockStart, outBit, length, offset, byteAvailable, …]: Go's compress/flate
+//             at levels 4..9 only, seven numbers per point where a second encoder takes over
+//             (oci/compress/go-flate.ts GoFlateRestart), in stream order; absent when none were kept.
 //
 // Index in path order is what every tree format keeps (readTree gives entries sorted by path bytes).
 import { SnapdirError } from '../util/errors.js'
@@ -27,7 +30,24 @@ export const RECIPE_FORMAT = 1
 export type RecipeCompression =
   | { kind: 'none' }
   /** a gzip member: the exact header bytes, raw deflate by `family` at `level`, then CRC-32 and ISIZE */
-  | { kind: 'gzip'; header: Buffer; family: string; level: number; blockSize: number }
+  | { kind: 'gzip'; header: Buffer; family: string; level: number; blockSize: number; restarts?: RestartPoint[] }
+
+/**
+ * Where a second Go flate encoder can take over the stream (docs/go-flate.md, "Restart points"):
+ * offsets in the tar, outBit in the DEFLATE stream. The same seven numbers as oci/compress/go-flate.ts
+ * GoFlateRestart, kept here so that the format layer needs nothing above it.
+ */
+export interface RestartPoint {
+  input: number
+  base: number
+  blockStart: number
+  outBit: number
+  length: number
+  offset: number
+  byteAvailable: number
+}
+
+const RESTART_FIELDS = ['input', 'base', 'blockStart', 'outBit', 'length', 'offset', 'byteAvailable'] as const
 
 /** Where one file's content comes from: a layer-tree entry (its index in path order) or chunk refs of its own. */
 export type SegmentSource = number | ChunkRef[]
@@ -81,12 +101,17 @@ export function encodeRecipe(r: Recipe): Buffer {
     w.array(1)
     w.str('none')
   } else {
-    w.array(5)
+    const restarts = c.restarts ?? []
+    w.array(restarts.length > 0 ? 6 : 5)
     w.str('gzip')
     w.bin(c.header)
     w.str(c.family)
     w.number(c.level)
     w.number(c.blockSize)
+    if (restarts.length > 0) {
+      w.array(restarts.length * RESTART_FIELDS.length)
+      for (const r of restarts) for (const f of RESTART_FIELDS) w.number(r[f])
+    }
   }
   return w.bytes()
 }
@@ -137,7 +162,7 @@ export function decodeRecipe(bytes: Buffer, what: string): Recipe {
   if (framingSize + contentRefBytes > tarSize) return bad(`framing and content refs give more than the tar's ${tarSize} bytes`)
   return {
     digest, size, diffId, tarSize, tree: Buffer.from(tree).toString('hex'), framingSize, framing: framingRefs.refs,
-    segments: list, tail, compression: decodeCompression(compression, bad),
+    segments: list, tail, compression: decodeCompression(compression, tarSize, bad),
   }
 }
 
@@ -157,14 +182,38 @@ function decodeRefs(v: unknown, where: string, bad: (why: string) => never): { r
   return { refs, total }
 }
 
-function decodeCompression(v: unknown, bad: (why: string) => never): RecipeCompression {
+function decodeCompression(v: unknown, tarSize: number, bad: (why: string) => never): RecipeCompression {
   if (!Array.isArray(v) || v.length === 0) return bad('compression')
   if (v[0] === 'none' && v.length === 1) return { kind: 'none' }
-  if (v[0] === 'gzip' && v.length === 5) {
-    const [, header, family, level, blockSize] = v as unknown[]
+  if (v[0] === 'gzip' && (v.length === 5 || v.length === 6)) {
+    const [, header, family, level, blockSize, restarts] = v as unknown[]
     if (isBytes(header) && typeof family === 'string' && typeof level === 'number' && Number.isSafeInteger(level) && isUint(blockSize)) {
-      return { kind: 'gzip', header: asBuffer(header), family, level, blockSize }
+      const c: RecipeCompression = { kind: 'gzip', header: asBuffer(header), family, level, blockSize }
+      if (v.length === 6) c.restarts = decodeRestarts(restarts, tarSize, bad)
+      return c
     }
   }
   return bad(`compression ${JSON.stringify(v[0])} is not one this snapdir knows`)
+}
+
+/**
+ * Restart points as a Go flate encoder can be in them (go-flate-addon.c checks the same before it
+ * starts a segment), in stream order, inside the tar: anything else is a damaged recipe.
+ */
+function decodeRestarts(v: unknown, tarSize: number, bad: (why: string) => never): RestartPoint[] {
+  const n = RESTART_FIELDS.length
+  if (!Array.isArray(v) || v.length === 0 || v.length % n !== 0 || !v.every(isUint)) return bad('compression restart points')
+  const points: RestartPoint[] = []
+  let prev = { input: 0, outBit: 0 }
+  for (let i = 0; i < v.length; i += n) {
+    const [input, base, blockStart, outBit, length, offset, byteAvailable] = v.slice(i, i + n)
+    const r: RestartPoint = { input: input!, base: base!, blockStart: blockStart!, outBit: outBit!, length: length!, offset: offset!, byteAvailable: byteAvailable! }
+    if (r.input <= prev.input || r.input >= tarSize || r.outBit <= prev.outBit || r.base > r.input || r.input - r.base > 65536 ||
+      r.blockStart < r.base || r.blockStart > r.base + 2 ** 31 - 1 || r.length > 258 || r.offset > 32768 || r.byteAvailable > 1) {
+      return bad(`compression restart point ${i / n}`)
+    }
+    points.push(r)
+    prev = r
+  }
+  return points
 }

@@ -9,15 +9,18 @@
 // once the stream ended without error. A mismatch, a missing or damaged chunk, a recipe that does not
 // fit its tree: an ERR_SNAPSHOT_DAMAGED naming the blob and its layer.
 import { createHash } from 'node:crypto'
+import os from 'node:os'
+import { crc32 } from 'node:zlib'
 import { toHex } from '../format/id.js'
-import type { Recipe, RecipeCompression } from '../format/recipe.js'
+import type { Recipe, RecipeCompression, RestartPoint } from '../format/recipe.js'
 import type { ChunkRef, Tree } from '../format/tree.js'
 import { getChunk } from '../store/chunks.js'
 import { isObjectDamage, readRecipe, readTree } from '../store/objects.js'
 import type { ReadStore } from '../store/store.js'
 import { SnapdirError } from '../util/errors.js'
-import { createDeflateEncoder, type DeflateParams } from './compress/compressor.js'
-import { createGzipMember } from './compress/gzip-member.js'
+import { createDeflateEncoder, type DeflateEncoder, type DeflateParams } from './compress/compressor.js'
+import { createGoFlateEncoder, encodeGoFlateSegment, GO_FLATE_START, hasRestartPoints, type GoFlateRestart } from './compress/go-flate.js'
+import { createGzipMember, gzipTrailer, type GzipMemberWriter } from './compress/gzip-member.js'
 
 export interface RegenerateOptions {
   store: ReadStore
@@ -41,56 +44,205 @@ function damagedError(recipe: Recipe): (why: string, cause?: unknown) => Snapdir
     new SnapdirError('ERR_SNAPSHOT_DAMAGED', `${name}: ${why}`, { ...(cause === undefined ? {} : { cause }), data: { blob: recipe.digest, layer: recipe.diffId } })
 }
 
-/** Turns the tar into the blob, as the recipe's compression says: write() and end() give the blob's next bytes. */
+/**
+ * Turns the tar into the blob, as the recipe's compression says. The encoder runs on the libuv pool
+ * (and pgzip's blocks and Go's segments on several threads) while the caller goes on assembling the tar:
+ * write() only takes the bytes; `inFlight` counts the pieces of work given to the encoder and not yet
+ * taken, take() waits for the oldest, in order; end() gives the rest. One caller, each take() and
+ * end() awaited before the next call.
+ */
 export interface BlobCompressor {
-  write(tar: Buffer): Buffer[]
-  end(): Buffer[]
+  write(tar: Buffer): void
+  readonly inFlight: number
+  take(): Promise<Buffer>
+  end(): Promise<Buffer[]>
+  /** with `recordRestarts`, Go's restart points noted so far (after end(): all of them) */
+  restarts?(): GoFlateRestart[]
 }
 
 /**
- * Go's compress/flate at levels 2..9 gives other bytes for other splits of its input into writes
- * (docs/go-flate.md); writes of whole 32 KiB pieces give what one large write gives, and what
- * dockerd's io.Copy gives. Regeneration, and push's search for the compressor, feed it so.
+ * Tar bytes per encoder call. Whatever the split, the encoders give the same bytes: pgzip cuts its own
+ * blocks, and Go's flate steps on full windows only unless told to follow the writes (docs/go-flate.md:
+ * one large write is what dockerd's io.Copy of 32 KiB writes gives too).
  */
-const DEFLATE_WRITE = 32 * 1024
+const ENCODE_WRITE = 1 << 20
 
 /** The compressor a recipe names; ERR_SNAPSHOT_DAMAGED naming the blob for one this snapdir does not have. */
-export function blobCompressor(compression: RecipeCompression, recipe?: Recipe): BlobCompressor {
-  if (compression.kind === 'none') return { write: (tar) => [tar], end: () => [] }
+export function blobCompressor(compression: RecipeCompression, recipe?: Recipe, options: { recordRestarts?: boolean } = {}): BlobCompressor {
+  if (compression.kind === 'none') return passThrough()
   const params = { family: compression.family, level: compression.level, ...(compression.blockSize > 0 ? { blockSize: compression.blockSize } : {}) } as DeflateParams
-  let encoder
-  try {
-    encoder = createDeflateEncoder(params)
-  } catch (err) {
+  const fail = (err: unknown): never => {
     // a family a newer snapdir wrote, or a level this one refuses
     const why = `its recipe compresses with ${compression.family} deflate level ${compression.level}, which this snapdir cannot regenerate`
     throw recipe ? damagedError(recipe)(why, err) : err
   }
-  const member = createGzipMember({ headerBytes: compression.header, encoder })
-  const block = Buffer.allocUnsafe(DEFLATE_WRITE)
-  let fill = 0
+  if (compression.restarts !== undefined) {
+    if (compression.family !== 'go' || !hasRestartPoints(compression.level) || recipe === undefined) return fail(new Error('restart points need Go flate at level 4..9'))
+    return new GoSegments(compression.header, compression.level, compression.restarts, recipe.tarSize)
+  }
+  let encoder: DeflateEncoder & { restarts?: () => GoFlateRestart[] }
+  try {
+    encoder = options.recordRestarts && params.family === 'go' && hasRestartPoints(params.level)
+      ? createGoFlateEncoder(params.level, { recordRestarts: true })
+      : createDeflateEncoder(params)
+  } catch (err) {
+    return fail(err)
+  }
+  return new EncoderPipe(createGzipMember({ headerBytes: compression.header, encoder }), encoder.restarts)
+}
+
+/** The tar as the blob: pieces copied (a piece may view a chunk the reader reuses) and handed back in order. */
+function passThrough(): BlobCompressor {
+  const queue: Buffer[] = []
   return {
-    write(tar) {
-      const out: Buffer[] = []
-      for (let at = 0; at < tar.length; ) {
-        const n = Math.min(DEFLATE_WRITE - fill, tar.length - at)
-        tar.copy(block, fill, at, at + n)
-        fill += n
-        at += n
-        if (fill === DEFLATE_WRITE) {
-          const b = member.write(block)
-          if (b.length > 0) out.push(b)
-          fill = 0
-        }
+    write: (tar) => void queue.push(Buffer.from(tar)),
+    get inFlight() {
+      return queue.length
+    },
+    take: async () => queue.shift() ?? Buffer.alloc(0),
+    end: async () => queue.splice(0),
+  }
+}
+
+/** One encoder, its calls chained on the libuv pool in order, fed whole ENCODE_WRITE blocks. */
+class EncoderPipe implements BlobCompressor {
+  private block = Buffer.allocUnsafe(ENCODE_WRITE)
+  private fill = 0
+  private chain: Promise<unknown> = Promise.resolve()
+  private readonly pending: Array<Promise<Buffer>> = []
+
+  constructor(private readonly member: GzipMemberWriter, readonly restartsOf?: () => GoFlateRestart[]) {
+    if (restartsOf) this.restarts = restartsOf
+  }
+
+  restarts?: () => GoFlateRestart[]
+
+  get inFlight(): number {
+    return this.pending.length
+  }
+
+  write(tar: Buffer): void {
+    for (let at = 0; at < tar.length; ) {
+      const n = Math.min(ENCODE_WRITE - this.fill, tar.length - at)
+      tar.copy(this.block, this.fill, at, at + n)
+      this.fill += n
+      at += n
+      if (this.fill === ENCODE_WRITE) {
+        this.queue(this.block)
+        this.block = Buffer.allocUnsafe(ENCODE_WRITE)
+        this.fill = 0
       }
-      return out
-    },
-    end() {
-      const out: Buffer[] = []
-      if (fill > 0) out.push(member.write(block.subarray(0, fill)))
-      out.push(member.end())
-      return out.filter((b) => b.length > 0)
-    },
+    }
+  }
+
+  take(): Promise<Buffer> {
+    return this.pending.shift() ?? Promise.resolve(Buffer.alloc(0))
+  }
+
+  async end(): Promise<Buffer[]> {
+    if (this.fill > 0) this.queue(this.block.subarray(0, this.fill))
+    const last = this.chain.then(() => this.member.endAsync())
+    this.pending.push(last)
+    const out = await Promise.all(this.pending.splice(0))
+    return out.filter((b) => b.length > 0)
+  }
+
+  private queue(input: Buffer): void {
+    const p = this.chain.then(() => this.member.writeAsync(input))
+    p.catch(() => {}) // reported when taken
+    this.chain = p
+    this.pending.push(p)
+  }
+}
+
+/** Bytes of tar a segment gets past its last block: the encoder's lookahead (docs/go-flate.md: 64 KiB is enough). */
+const SEGMENT_LOOKAHEAD = 128 << 10
+
+/**
+ * Go's compress/flate from the recipe's restart points: each segment encoded on the libuv pool as soon
+ * as its input (from the window before it to a lookahead past it) is in, as many at once as the caller
+ * lets be in flight, and the bits spliced in order (a segment starts where the previous one's last
+ * byte left off: the two are OR-ed). The gzip header first, the CRC-32 and ISIZE of the tar last.
+ */
+class GoSegments implements BlobCompressor {
+  private readonly points: GoFlateRestart[]
+  private next = 0
+  /** the tar from `start` on, as far as written: what the segments not started yet need */
+  private buf = Buffer.alloc(0)
+  private start = 0
+  private end_ = 0
+  private crc = 0
+  /** segments started, in order: their bytes, and whether the next segment shares their last byte */
+  private readonly pending: Array<Promise<{ bytes: Buffer; shared: boolean }>> = []
+  private carry: number | null = null
+  private headerDone = false
+
+  constructor(private readonly header: Buffer, private readonly level: number, restarts: RestartPoint[], private readonly tarSize: number) {
+    this.points = [GO_FLATE_START, ...restarts]
+  }
+
+  get inFlight(): number {
+    return this.pending.length
+  }
+
+  write(tar: Buffer): void {
+    this.crc = crc32(tar, this.crc)
+    if (this.end_ - this.start + tar.length > this.buf.length) {
+      // a new buffer (segments in flight keep views of the old one), only from the next segment's base on
+      const keep = this.next < this.points.length ? this.points[this.next]!.base : this.end_
+      const grown = Buffer.allocUnsafe(Math.max(2 * (this.end_ - keep + tar.length), 8 << 20))
+      this.buf.copy(grown, 0, keep - this.start, this.end_ - this.start)
+      this.buf = grown
+      this.start = keep
+    }
+    tar.copy(this.buf, this.end_ - this.start)
+    this.end_ += tar.length
+    // start every segment whose input is all here
+    while (this.next + 1 < this.points.length && this.end_ >= Math.min(this.points[this.next + 1]!.input + SEGMENT_LOOKAHEAD, this.tarSize)) this.launch()
+  }
+
+  take(): Promise<Buffer> {
+    const p = this.pending.shift()
+    return p ? p.then((b) => this.splice(b)) : Promise.resolve(Buffer.alloc(0))
+  }
+
+  async end(): Promise<Buffer[]> {
+    while (this.next < this.points.length) this.launch()
+    const out: Buffer[] = []
+    while (this.pending.length > 0) out.push(await this.take())
+    if (this.carry !== null) out.push(Buffer.from([this.carry]))
+    this.carry = null
+    out.push(gzipTrailer(this.crc, this.end_ % 2 ** 32))
+    return out.filter((b) => b.length > 0)
+  }
+
+  private launch(): void {
+    const i = this.next++
+    const from = this.points[i]!
+    const to = this.points[i + 1]
+    const stop = to ? Math.min(to.input + SEGMENT_LOOKAHEAD, this.end_) : this.end_
+    const input = this.buf.subarray(from.base - this.start, stop - this.start)
+    const endBit = to ? to.outBit : null
+    const p = encodeGoFlateSegment({ level: this.level, from, endBit, input, inputEnds: stop === this.tarSize && this.end_ === this.tarSize })
+      .then((bytes) => ({ bytes, shared: endBit !== null && endBit % 8 !== 0 }))
+    p.catch(() => {}) // reported when taken
+    this.pending.push(p)
+  }
+
+  /** A segment's bytes as the blob's next ones: the previous segment's last bits OR-ed into its first byte, its own last byte held back when shared. */
+  private splice({ bytes, shared }: { bytes: Buffer; shared: boolean }): Buffer {
+    if (this.carry !== null && bytes.length > 0) bytes[0] = bytes[0]! | this.carry
+    this.carry = null
+    let body = bytes
+    if (shared && bytes.length > 0) {
+      this.carry = bytes[bytes.length - 1]!
+      body = bytes.subarray(0, bytes.length - 1)
+    }
+    if (!this.headerDone) {
+      this.headerDone = true
+      return Buffer.concat([this.header, body])
+    }
+    return body
   }
 }
 
@@ -101,19 +253,45 @@ export function blobCompressor(compression: RecipeCompression, recipe?: Recipe):
 export async function* regenerateBlob(options: RegenerateOptions): AsyncGenerator<Buffer> {
   const { recipe } = options
   const damaged = damagedError(recipe)
-  const compressor = blobCompressor(recipe.compression, recipe)
   // uncompressed, the blob is the tar, which regenerateTar hashes against the diff_id: once is enough
-  const blobHash = recipe.compression.kind === 'none' ? null : createHash('sha256')
+  if (recipe.compression.kind === 'none') {
+    let size = 0
+    for await (const tar of regenerateTar(options)) {
+      size += tar.length
+      if (size > recipe.size) throw damaged(`its recipe gives more than the blob's ${recipe.size} bytes`)
+      yield tar
+    }
+    if (recipe.diffId !== recipe.digest || size !== recipe.size) throw damaged(`the blob regenerated from its recipe hashes to ${recipe.diffId} (${size} bytes), not to its digest`)
+    return
+  }
+  const compressor = blobCompressor(recipe.compression, recipe)
+  const blobHash = createHash('sha256')
   let size = 0
   const out = (piece: Buffer): Buffer => {
     size += piece.length
     if (size > recipe.size) throw damaged(`its recipe gives more than the blob's ${recipe.size} bytes`)
-    blobHash?.update(piece)
+    blobHash.update(piece)
     return piece
   }
-  for await (const tar of regenerateTar(options)) for (const piece of compressor.write(tar)) yield out(piece)
-  for (const piece of compressor.end()) yield out(piece)
-  const digest = blobHash ? `sha256:${blobHash.digest('hex')}` : recipe.diffId
+  // a segment refused (restart points that do not fit the tar) is damage to the recipe like a wrong digest
+  const encoded = async <T>(p: Promise<T>): Promise<T> => {
+    try {
+      return await p
+    } catch (err) {
+      if (err instanceof SnapdirError) throw err
+      throw damaged(`its blob does not encode: ${(err as Error).message}`, err)
+    }
+  }
+  const depth = Math.max(2, os.availableParallelism())
+  for await (const tar of regenerateTar(options)) {
+    compressor.write(tar)
+    while (compressor.inFlight > depth) {
+      const piece = await encoded(compressor.take())
+      if (piece.length > 0) yield out(piece)
+    }
+  }
+  for (const piece of await encoded(compressor.end())) yield out(piece)
+  const digest = `sha256:${blobHash.digest('hex')}`
   if (digest !== recipe.digest || size !== recipe.size) throw damaged(`the blob regenerated from its recipe hashes to ${digest} (${size} bytes), not to its digest`)
 }
 

@@ -1,7 +1,7 @@
 // The one way to read a chunk: fetch the stored object, decode it and re-hash it against its ID, and
 // check it is long enough for what the caller will read of it. Pull, mount, sync, verify and tree-file
 // reads all come through here, so a chunk is never used unverified and every damage message reads alike.
-import { decodeObject } from '../format/object.js'
+import { decodeObject, decodeObjectAsync } from '../format/object.js'
 import { SnapdirError } from '../util/errors.js'
 import { objectKey } from './objects.js'
 import type { ReadStore } from './store.js'
@@ -39,7 +39,11 @@ function isChunkSource(store: ReadStore): store is ReadStore & ChunkSource {
 export async function getChunk(store: ReadStore, id: string, options: ChunkReadOptions = {}): Promise<VerifiedChunk> {
   if (isChunkSource(store)) return store.getChunk(id, options)
   const stored = await store.get(objectKey('chunk', id), options.signal ? { signal: options.signal } : undefined)
-  return { raw: verifyChunk(stored, id, options.from ?? store.url, options.needs), stored }
+  // decoded and hashed on the libuv pool: a reader fetching ahead (a pull, a recipe) keeps the JS thread free
+  const from = options.from ?? store.url
+  const raw = await decodeObjectAsync(stored, id, `chunk ${id} from ${from}`)
+  if (options.needs !== undefined) checkChunkLength(raw, id, from, options.needs)
+  return { raw, stored }
 }
 
 /**

@@ -85,12 +85,20 @@ export function createGoFlateEncoder(level: number, options: GoFlateOptions = {}
     }
     return out
   }
+  const ending = (): void => {
+    noted = noted.concat(take())
+    ended = true
+  }
   return {
     write: (input) => a.goFlateWrite(handle, input),
     end: () => {
-      noted = noted.concat(take())
-      ended = true
+      ending()
       return a.goFlateEnd(handle)
+    },
+    writeAsync: (input) => a.goFlateWriteAsync(handle, input),
+    endAsync: () => {
+      ending()
+      return a.goFlateEndAsync(handle)
     },
     restarts: () => {
       const out = noted.concat(take())

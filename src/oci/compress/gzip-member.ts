@@ -116,10 +116,15 @@ export function gzipTrailer(crc: number, size: number): Buffer {
   return t
 }
 
-/** Writes one gzip member: write() and end() return the bytes to append to the blob. */
+/**
+ * Writes one gzip member: write() and end() return the bytes to append to the blob; the async forms
+ * run the encoder on the libuv pool (DeflateEncoder), one call at a time.
+ */
 export interface GzipMemberWriter {
   write(input: Buffer): Buffer
   end(): Buffer
+  writeAsync(input: Buffer): Promise<Buffer>
+  endAsync(): Promise<Buffer>
 }
 
 /**
@@ -137,17 +142,31 @@ export function createGzipMember(options: { headerBytes: Buffer; encoder: Deflat
     headerDone = true
     return body.length === 0 ? headerBytes : Buffer.concat([headerBytes, body])
   }
+  const count = (input: Buffer): void => {
+    if (ended) throw new Error('gzip member: write after end')
+    crc = crc32(input, crc)
+    size = (size + input.length) % 2 ** 32
+  }
+  const ending = (): void => {
+    if (ended) throw new Error('gzip member: end called twice')
+    ended = true
+  }
   return {
     write(input) {
-      if (ended) throw new Error('gzip member: write after end')
-      crc = crc32(input, crc)
-      size = (size + input.length) % 2 ** 32
+      count(input)
       return withHeader(encoder.write(input))
     },
     end() {
-      if (ended) throw new Error('gzip member: end called twice')
-      ended = true
+      ending()
       return Buffer.concat([withHeader(encoder.end()), gzipTrailer(crc, size)])
+    },
+    async writeAsync(input) {
+      count(input)
+      return withHeader(await encoder.writeAsync(input))
+    },
+    async endAsync() {
+      ending()
+      return Buffer.concat([withHeader(await encoder.endAsync()), gzipTrailer(crc, size)])
     },
   }
 }

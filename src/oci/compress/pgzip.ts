@@ -44,6 +44,8 @@ export function createPgzipEncoder(options: PgzipEncoderOptions): DeflateEncoder
   return {
     write: (input) => addon.pgzipWrite(handle, input),
     end: () => addon.pgzipEnd(handle),
+    writeAsync: (input) => addon.pgzipWriteAsync(handle, input),
+    endAsync: () => addon.pgzipEndAsync(handle),
   }
 }
 
