@@ -138,6 +138,19 @@ describe('pgzip encoder: byte for byte what klauspost pgzip 1.2.5 writes', () =>
     }
   })
 
+  it('the async calls (on the libuv pool) give the same stream, and refuse a call while one runs', async () => {
+    const input = Buffer.concat([mixed, text(300_000, 7)])
+    const ref = goGzip(input, -1, PGZIP_UMOCI_BLOCK_SIZE)
+    const e = createPgzipEncoder({ level: -1, blockSize: PGZIP_UMOCI_BLOCK_SIZE })
+    const parts: Buffer[] = []
+    for (let at = 0; at < input.length; at += 333_333) parts.push(await e.writeAsync(input.subarray(at, at + 333_333)))
+    const pending = e.endAsync()
+    expect(() => e.write(Buffer.from('x'))).toThrow(/busy with an async call/)
+    parts.push(await pending)
+    expect(firstDifference(Buffer.concat(parts), ref.subarray(header(ref).headerBytes.length, ref.length - 8))).toBe('equal')
+    expect(() => e.end()).toThrow(/the encoder has ended/)
+  })
+
   it('writes the header pgzip writes: MTIME of Go zero time, XFL from the level, OS 255', () => {
     for (const [level, xfl] of [[-1, 0], [1, 4], [9, 2], [5, 0]] as const) {
       const h = header(goGzip(Buffer.from('x'), level, PGZIP_DEFAULT_BLOCK_SIZE))
