@@ -40,6 +40,8 @@ interface Candidate {
 }
 
 const HEADER_READ = 64 * 1024
+/** Tar bytes per encoder call in the search: small, so that a candidate is dropped before it encodes much past its first difference. */
+const SEARCH_WRITE = 64 * 1024
 
 export async function findGzipCompressor(options: CompressorSearch): Promise<CompressorFound> {
   const { recipe } = options
@@ -54,7 +56,7 @@ export async function findGzipCompressor(options: CompressorSearch): Promise<Com
     if (params.length === 0) return { reason: `no compressor snapdir has writes this ${shown}` }
     const candidates: Candidate[] = params.map((p) => ({
       params: p,
-      compressor: blobCompressor(gzipOf(header.headerBytes, p), undefined, { recordRestarts: true }),
+      compressor: blobCompressor(gzipOf(header.headerBytes, p), undefined, { recordRestarts: true, writeSize: SEARCH_WRITE }),
       at: 0,
       hash: createHash('sha256'),
       lost: null,
@@ -76,11 +78,14 @@ export async function findGzipCompressor(options: CompressorSearch): Promise<Com
       }
     }
     const alive = (): Candidate[] => candidates.filter((c) => c.lost === null)
-    // the candidates encode side by side on the libuv pool, each a few blocks ahead of its comparison
-    const depth = Math.max(2, os.availableParallelism())
+    // The candidates encode side by side on the libuv pool, each compared as soon as a write of it is
+    // done while others are left (most differ in their first block: none should encode far past it),
+    // then the last one a few writes ahead of its comparison.
+    const ahead = Math.max(2, os.availableParallelism())
     for await (const tar of regenerateTar({ store: options.store, recipe, tree: options.tree, ...(options.signal ? { signal: options.signal } : {}) })) {
+      for (const c of alive()) c.compressor.write(tar)
       for (const c of alive()) {
-        c.compressor.write(tar)
+        const depth = alive().length > 1 ? 0 : ahead
         while (c.lost === null && c.compressor.inFlight > depth) await compare(c, [await c.compressor.take()])
       }
       // the rest of the tar need not be read once every candidate is out

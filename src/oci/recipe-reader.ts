@@ -68,7 +68,7 @@ export interface BlobCompressor {
 const ENCODE_WRITE = 1 << 20
 
 /** The compressor a recipe names; ERR_SNAPSHOT_DAMAGED naming the blob for one this snapdir does not have. */
-export function blobCompressor(compression: RecipeCompression, recipe?: Recipe, options: { recordRestarts?: boolean } = {}): BlobCompressor {
+export function blobCompressor(compression: RecipeCompression, recipe?: Recipe, options: { recordRestarts?: boolean; writeSize?: number } = {}): BlobCompressor {
   if (compression.kind === 'none') return passThrough()
   const params = { family: compression.family, level: compression.level, ...(compression.blockSize > 0 ? { blockSize: compression.blockSize } : {}) } as DeflateParams
   const fail = (err: unknown): never => {
@@ -88,7 +88,7 @@ export function blobCompressor(compression: RecipeCompression, recipe?: Recipe, 
   } catch (err) {
     return fail(err)
   }
-  return new EncoderPipe(createGzipMember({ headerBytes: compression.header, encoder }), encoder.restarts)
+  return new EncoderPipe(createGzipMember({ headerBytes: compression.header, encoder }), options.writeSize ?? ENCODE_WRITE, encoder.restarts)
 }
 
 /** The tar as the blob: pieces copied (a piece may view a chunk the reader reuses) and handed back in order. */
@@ -104,14 +104,15 @@ function passThrough(): BlobCompressor {
   }
 }
 
-/** One encoder, its calls chained on the libuv pool in order, fed whole ENCODE_WRITE blocks. */
+/** One encoder, its calls chained on the libuv pool in order, fed whole blocks of `size` bytes. */
 class EncoderPipe implements BlobCompressor {
-  private block = Buffer.allocUnsafe(ENCODE_WRITE)
+  private block: Buffer
   private fill = 0
   private chain: Promise<unknown> = Promise.resolve()
   private readonly pending: Array<Promise<Buffer>> = []
 
-  constructor(private readonly member: GzipMemberWriter, readonly restartsOf?: () => GoFlateRestart[]) {
+  constructor(private readonly member: GzipMemberWriter, private readonly size: number, restartsOf?: () => GoFlateRestart[]) {
+    this.block = Buffer.allocUnsafe(size)
     if (restartsOf) this.restarts = restartsOf
   }
 
@@ -123,13 +124,13 @@ class EncoderPipe implements BlobCompressor {
 
   write(tar: Buffer): void {
     for (let at = 0; at < tar.length; ) {
-      const n = Math.min(ENCODE_WRITE - this.fill, tar.length - at)
+      const n = Math.min(this.size - this.fill, tar.length - at)
       tar.copy(this.block, this.fill, at, at + n)
       this.fill += n
       at += n
-      if (this.fill === ENCODE_WRITE) {
+      if (this.fill === this.size) {
         this.queue(this.block)
-        this.block = Buffer.allocUnsafe(ENCODE_WRITE)
+        this.block = Buffer.allocUnsafe(this.size)
         this.fill = 0
       }
     }
