@@ -157,7 +157,7 @@ const added = paths.filter((p) => p.status === 'A').map((p) => p.path).sort()
 const removed = paths.filter((p) => p.status === 'D').map((p) => p.path)
 const contentChanged = paths.filter((p) => p.changes.some((k) => k === 'content' || k === 'target' || k === 'type')).map((p) => p.path).sort()
 const same = (a, b) => a.length === b.length && a.every((x, i) => x === b[i])
-check(same(added, addedByDiffR), `added: snapdir ${added.length} paths, diff -rq ${addedByDiffR.length} (${added.filter((p) => !addedByDiffR.includes(p)).slice(0, 5)} / ${addedByDiffR.filter((p) => !added.includes(p)).slice(0, 5)})`)
+check(same(added, addedByDiffR), `added: snapdir ${added.length} paths, diff -rq ${addedByDiffR.length} (${added.filter((p) => !addedByDiffR.includes(p)).slice(0, 5).join(' ')} / ${addedByDiffR.filter((p) => !added.includes(p)).slice(0, 5).join(' ')})`)
 check(removed.length === 0 && onlyInRoot.length === 0, `removed: snapdir ${removed.length}, diff -rq ${onlyInRoot.length}`)
 check(same(contentChanged, differ.sort()), `content: snapdir ${contentChanged.join(' ')}; diff -rq ${differ.join(' ')}`)
 const reported = new Map(paths.map((p) => [p.path, p]))
@@ -168,7 +168,7 @@ for (const p of placed) {
 const mine = new Set([...placed, ...dbFiles])
 for (const p of paths) {
   const metadataOnly = p.type === 'dir' && p.status === 'M' && p.changes.every((k) => k === 'times' || k === 'mode' || k === 'owner')
-  check(mine.has(p.path) || metadataOnly, `${p.status} ${p.path} (${p.changes}) is neither the package's nor dpkg's nor a directory's metadata`)
+  check(mine.has(p.path) || metadataOnly, `${p.status} ${p.path} (${p.changes.join(', ')}) is neither the package's nor dpkg's nor a directory's metadata`)
 }
 for (const f of dbFiles) check(reported.has(f), `dpkg's ${f} not reported`)
 
