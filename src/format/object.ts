@@ -80,7 +80,8 @@ const ASYNC_DECODE_MAX = 64 << 20
  * the JS thread goes on with other work meanwhile: the same checks, the same messages.
  */
 export async function decodeObjectAsync(stored: Buffer, expectedId: string, what: string): Promise<Buffer> {
-  if (!native) return decodeObject(stored, expectedId, what)
+  // an addon built before objectDecode existed (a stale build/ of another checkout): decode here
+  if (typeof native?.objectDecode !== 'function') return decodeObject(stored, expectedId, what)
   const { codec, rawLength, payload, corrupt } = parseObject(stored, expectedId, what)
   if (rawLength > ASYNC_DECODE_MAX) return decodeObject(stored, expectedId, what)
   let raw: Buffer

@@ -95,10 +95,11 @@ export function createGoFlateEncoder(level: number, options: GoFlateOptions = {}
       ending()
       return a.goFlateEnd(handle)
     },
-    writeAsync: (input) => a.goFlateWriteAsync(handle, input),
-    endAsync: () => {
+    // an addon built before the async calls existed (a stale build/): the same work on this thread
+    writeAsync: typeof a.goFlateWriteAsync === 'function' ? (input) => a.goFlateWriteAsync(handle, input) : async (input) => a.goFlateWrite(handle, input),
+    endAsync: async () => {
       ending()
-      return a.goFlateEndAsync(handle)
+      return typeof a.goFlateEndAsync === 'function' ? a.goFlateEndAsync(handle) : a.goFlateEnd(handle)
     },
     restarts: () => {
       const out = noted.concat(take())

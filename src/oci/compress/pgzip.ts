@@ -44,8 +44,9 @@ export function createPgzipEncoder(options: PgzipEncoderOptions): DeflateEncoder
   return {
     write: (input) => addon.pgzipWrite(handle, input),
     end: () => addon.pgzipEnd(handle),
-    writeAsync: (input) => addon.pgzipWriteAsync(handle, input),
-    endAsync: () => addon.pgzipEndAsync(handle),
+    // an addon built before the async calls existed (a stale build/): the same work on this thread
+    writeAsync: typeof addon.pgzipWriteAsync === 'function' ? (input) => addon.pgzipWriteAsync(handle, input) : async (input) => addon.pgzipWrite(handle, input),
+    endAsync: typeof addon.pgzipEndAsync === 'function' ? () => addon.pgzipEndAsync(handle) : async () => addon.pgzipEnd(handle),
   }
 }
 
