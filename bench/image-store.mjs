@@ -34,6 +34,7 @@ import {
 } from './lib/common.mjs'
 import { TAG, buildLayout, layoutLayers } from './lib/layouts.mjs'
 import { mountNotes, mountsUnder, sleep, startFuseDaemon, stopAllDaemons, stopFuseDaemon } from './lib/mounts.mjs'
+import { regenerateRecipes, storedRecipes } from './lib/regeneration.mjs'
 import { S3_ENV, bucketLister, newCounts, startProxy, startS3rver, storeArea } from './lib/s3.mjs'
 
 const CORPORA = ['debian-base', 'debian-base-rebuilt', 'debian-rootfs', 'debian-python3-rebuilt']
@@ -402,46 +403,12 @@ async function pullBack(ctx, p, img) {
   return { diff, inspectEqual, digest: a.digest, layoutBytes, tarBytes: Number(t.stdout.trim()), tarMs: t.wallMs, sample, mbPerS: layoutBytes / MB / (t.wallMs / 1000) }
 }
 
-// Run in a child process over dist/ as built: every recipe of the store regenerated once through the
-// recipe helper's writeRecipeBlob (oci/recipe-reader), pieces counted and dropped. Prints one JSON line.
-const REGEN_SCRIPT = `
-import path from 'node:path'
-import { pathToFileURL } from 'node:url'
-const [dist, storeDir, ...ids] = process.argv.slice(1)
-const load = (p) => import(pathToFileURL(path.join(dist, p)).href)
-const { storeFromUrl } = await load('store/open-store.js')
-const { writeRecipeBlob } = await load('oci/recipe-reader.js')
-const store = storeFromUrl(storeDir)
-await store.open()
-const out = []
-for (const id of ids) {
-  const t0 = process.hrtime.bigint()
-  const c0 = process.cpuUsage()
-  let bytes = 0
-  const recipe = await writeRecipeBlob(store, id, (piece) => { bytes += piece.length })
-  const c = process.cpuUsage(c0)
-  out.push({ id, digest: recipe.digest, compression: recipe.compression, bytes, ms: Number(process.hrtime.bigint() - t0) / 1e6, cpuMs: (c.user + c.system) / 1000 })
-}
-await store.close()
-process.stdout.write(JSON.stringify(out) + '\\n')
-`
-
 /**
  * Regeneration speed: every recipe in the store (recipes/XX/ID) regenerated once, timed one by one;
  * { blobs: [{ id, digest, compression, bytes, ms }] }, or { reason } when there is nothing to measure.
  */
 async function regeneration(ctx) {
-  const ids = [...storeFiles(ctx.store).keys()].filter((k) => k.startsWith('recipes/')).map((k) => path.basename(k))
-  if (ids.length === 0) return { reason: 'the store holds no recipes: every layer blob is kept as its chunks' }
-  if (!fs.existsSync(path.join(repo, 'dist/oci/recipe-reader.js'))) return { reason: `the store holds ${ids.length} recipes but dist/oci/recipe-reader.js is missing` }
-  const activity = otherActivity()
-  try {
-    const r = await runCommand([process.execPath, '--input-type=module', '-e', REGEN_SCRIPT, path.join(repo, 'dist'), ctx.store, ...ids], { env: ctx.env, cwd: repo, rusage: true })
-    const blobs = lastJson('the regeneration script', r.stdout)
-    return { blobs, sample: { wallMs: r.wallMs, cpuS: r.userS + r.sysS, ...activity(r.userS === null ? null : r.userS + r.sysS) } }
-  } catch (error) {
-    return { reason: `regenerating through dist/oci/recipe-reader.js failed: ${tail(error.message, 3)}` }
-  }
+  return regenerateRecipes({ store: ctx.store, ids: storedRecipes(ctx.store), env: ctx.env })
 }
 
 // Run in a child process over dist/ as built: each gzip layer blob decompressed, then compressed again
