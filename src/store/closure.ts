@@ -12,15 +12,24 @@
 // A file of the snapshot's tree stored as a layer recipe (format/recipe.ts, a layer blob given back
 // from its expanded tree) brings its recipe, the chunks of the recipe's tar framing and the layer tree
 // it names (read like a layer's, if no revision listed that layer).
+//
+// For sync, what the destination holds is left out: a tree, tree part or recipe there proves every
+// object under it is there too (commit.ts writes, and flushes, referents before referrers), so the
+// chunks under it are not listed. A tree the snapshot's revisions name as their previous one, when the
+// destination has it, is read from this store (its root, and the parts of it the snapshot does not
+// share) for the same reason: an edit then costs a check of the parts and chunks it changed, not of
+// every chunk of the tree.
 import { toHex } from '../format/id.js'
+import { decodeObject } from '../format/object.js'
 import { printablePath } from '../format/tree-paths.js'
 import type { Recipe } from '../format/recipe.js'
-import { treeSize, type ChunkRef, type Tree } from '../format/tree.js'
+import { decodeTreePart, decodeTreeRoot, treeSize, type ChunkRef, type Tree } from '../format/tree.js'
+import { forEachLimit } from '../util/concurrency.js'
 import { SnapdirError } from '../util/errors.js'
 import { readLayerRef, layerRefKey, type ImageLayer, type LayerRef } from './layer-refs.js'
-import { isObjectDamage, objectKey, readRecipe, readStoredTree, type EncodedObject } from './objects.js'
+import { isObjectDamage, objectKey, readRecipe, readStoredTree, type EncodedObject, type StoredTree } from './objects.js'
 import { listRevisions, type Revision } from './revisions.js'
-import type { Store } from './store.js'
+import type { ReadStore, Store } from './store.js'
 
 /** One expanded layer of an image snapshot, as its revision lists it, with the ref the store holds for it. */
 export interface ClosureLayer extends ImageLayer {
@@ -39,8 +48,13 @@ export interface ClosureTree {
   state: 'read' | 'skipped' | 'damaged'
   /** the tree object (its root) as stored, when `keepTreeObjects` asked for it (sync copies it as it is) */
   object?: Buffer
-  /** likewise its parts (format 2 trees; empty for format 1) */
+  /**
+   * likewise its parts (format 2 trees; empty for format 1), but for those `skipPart` said are where
+   * the caller is going: when `skipPart` was given, every part listed here is one it said is not
+   */
   parts?: EncodedObject[]
+  /** the parts left out of `parts` and whose chunks were not listed (skipPart, or the previous tree's) */
+  presentParts?: string[]
 }
 
 /** Who uses a chunk: one tree of the closure, and the files of that tree (for messages). */
@@ -114,7 +128,18 @@ export interface ClosureOptions {
   skipTree?: (id: string) => Promise<boolean>
   /** likewise for a recipe: taken as complete (with its framing chunks) where the caller is going */
   skipRecipe?: (id: string) => Promise<boolean>
+  /**
+   * Likewise for a part of a format 2 tree the closure reads (the snapshot's, a layer's): a part there
+   * proves the chunks its entries name are there, so they are not listed, nor is the part kept. Asked
+   * of each part (several at once) except those of a previous tree (below). With it, the revisions'
+   * `previous_id` trees for which `skipTree` resolves true are read (root, and the parts the snapshot
+   * does not share): their parts are taken as there without asking, and their chunks as well.
+   */
+  skipPart?: (id: string) => Promise<boolean>
 }
+
+/** Parts asked about at once (skipPart: a HEAD each on S3). */
+const PART_CHECKS = 16
 
 /**
  * The closure of snapshot `id` in `store`. Its own tree missing is ERR_SNAPSHOT_NOT_FOUND and damaged
@@ -125,16 +150,19 @@ export async function snapshotClosure(store: Store, id: string, options: Closure
   const withFiles = options.files ?? true
   const chunks = new Map<string, ClosureChunk>()
   const recipeFiles = new Map<string, string>()
-  const addTree = (tree: Tree, treeId: string, layer: ClosureLayer | null): void => {
-    for (const e of tree.entries) {
+  // `skipped`: 1 for each entry under a part where the caller is going (its recipe is still listed:
+  // commit.ts writes the snapshot's tree parts before the recipes)
+  const addTree = (tree: Tree, treeId: string, layer: ClosureLayer | null, skipped?: Uint8Array): void => {
+    for (const [i, e] of tree.entries.entries()) {
       if (layer === null && e.recipe !== undefined && !recipeFiles.has(e.recipe)) recipeFiles.set(e.recipe, printablePath(e.path))
-      if (e.type !== 'file' || e.chunks.length === 0) continue
+      if (e.type !== 'file' || e.chunks.length === 0 || skipped?.[i] === 1) continue
       addRefs(e.chunks, withFiles ? printablePath(e.path) : '', treeId, layer)
     }
   }
   const addRefs = (refs: ChunkRef[], name: string, treeId: string, layer: ClosureLayer | null): void => {
     for (const c of refs) {
       const chunkId = toHex(c.id)
+      if (knownChunks.has(chunkId)) continue
       const needs = c.offset + c.length
       let chunk = chunks.get(chunkId)
       if (chunk === undefined) {
@@ -152,8 +180,8 @@ export async function snapshotClosure(store: Store, id: string, options: Closure
 
   // the snapshot's own tree first, alone: an unknown ID fails before anything else is read. Each
   // tree is read in a call of its own, so it is garbage once its chunks are listed.
-  const readOwn = async (): Promise<{ size: number; stored?: Pick<ClosureTree, 'object' | 'parts'> }> => {
-    const { tree, root, parts } = await readStoredTree(store, id).catch((err: unknown) => {
+  const readOwn = async (): Promise<StoredTree> => {
+    return readStoredTree(store, id).catch((err: unknown) => {
       if (err instanceof SnapdirError && err.code === 'ERR_OBJECT_MISSING' && err.data.part === undefined) {
         throw new SnapdirError('ERR_SNAPSHOT_NOT_FOUND', `snapshot ${id} is not in ${store.url}`, { data: { id, store: store.url } })
       }
@@ -161,13 +189,40 @@ export async function snapshotClosure(store: Store, id: string, options: Closure
       if (isObjectDamage(err)) throw new SnapdirError('ERR_SNAPSHOT_DAMAGED', err.message, { cause: err, data: err.data })
       throw err
     })
-    addTree(tree, id, null)
-    return { size: treeSize(tree), ...(options.keepTreeObjects ? { stored: { object: root, parts } } : {}) }
   }
-  const { size, stored: ownStored } = await readOwn()
-  const trees: ClosureTree[] = [{ id, layer: null, state: 'read', ...ownStored }]
+  // Lists a tree's chunks but those under parts where the caller is going; what `trees` keeps of it.
+  const listTree = async (stored: StoredTree, treeId: string, layer: ClosureLayer | null): Promise<Pick<ClosureTree, 'object' | 'parts' | 'presentParts'>> => {
+    const present = new Set<string>()
+    if (options.skipPart && stored.parts.length > 0) {
+      await forEachLimit(stored.parts, PART_CHECKS, async (p) => {
+        if (knownParts.has(p.id) || (await options.skipPart!(p.id))) present.add(p.id)
+      })
+    }
+    let entry = 0
+    const skipped = new Uint8Array(stored.tree.entries.length)
+    stored.parts.forEach((p, i) => {
+      const n = stored.partEntries[i]!
+      if (present.has(p.id)) skipped.fill(1, entry, entry + n)
+      entry += n
+    })
+    addTree(stored.tree, treeId, layer, skipped)
+    if (!options.keepTreeObjects) return {}
+    return { object: stored.root, parts: stored.parts.filter((p) => !present.has(p.id)), ...(present.size > 0 ? { presentParts: [...present] } : {}) }
+  }
+  const knownParts = new Set<string>()
+  const knownChunks = new Set<string>()
+  const own = await readOwn()
+  const size = treeSize(own.tree)
 
   const revisions = (await listRevisions(store)).filter((r) => r.id === id)
+  if (options.skipPart && options.skipTree) {
+    const ownParts = new Set(own.parts.map((p) => p.id))
+    for (const previous of new Set(revisions.map((r) => r.previous_id))) {
+      if (typeof previous !== 'string' || previous === id || !(await options.skipTree(previous))) continue
+      await readPreviousTree(store, previous, ownParts, knownParts, knownChunks)
+    }
+  }
+  const trees: ClosureTree[] = [{ id, layer: null, state: 'read', ...(await listTree(own, id, null)) }]
   const layers: ClosureLayer[] = []
   const seenLayers = new Set<string>()
   // each ref once per diff_id: the views find a layer's tree through it
@@ -216,10 +271,9 @@ export async function snapshotClosure(store: Store, id: string, options: Closure
     }
   }
 
-  const readLayerTree = async (layer: ClosureLayer): Promise<Pick<ClosureTree, 'object' | 'parts'>> => {
-    const { tree, root, parts } = await readStoredTree(store, layer.tree, `layer ${layer.diffId} (tree ${layer.tree}) in ${store.url}`)
-    addTree(tree, layer.tree, layer)
-    return { object: root, parts }
+  const readLayerTree = async (layer: ClosureLayer): Promise<Pick<ClosureTree, 'object' | 'parts' | 'presentParts'>> => {
+    const stored = await readStoredTree(store, layer.tree, `layer ${layer.diffId} (tree ${layer.tree}) in ${store.url}`)
+    return listTree(stored, layer.tree, layer)
   }
   const damage: ClosureDamage[] = [...recipeDamage]
   const refsReported = new Set<string>()
@@ -241,7 +295,7 @@ export async function snapshotClosure(store: Store, id: string, options: Closure
     }
     try {
       const stored = await readLayerTree(layer)
-      trees.push({ id: layer.tree, layer, state: 'read', ...(options.keepTreeObjects ? stored : {}) })
+      trees.push({ id: layer.tree, layer, state: 'read', ...stored })
     } catch (err) {
       if (!(isObjectDamage(err) || (err instanceof SnapdirError && err.code === 'ERR_TREE_MALFORMED'))) throw err
       trees.push({ id: layer.tree, layer, state: 'damaged' })
@@ -252,6 +306,32 @@ export async function snapshotClosure(store: Store, id: string, options: Closure
     }
   }
   return { id, size, revisions, layers, trees, chunks, recipes, damage }
+}
+
+/**
+ * Adds to `parts` the parts of tree `id` (the previous revision's, which the caller's destination
+ * holds whole), and to `chunks` the chunks named by those of its parts that are not in `shared` (the
+ * snapshot's own parts, listed or asked about anyway). Read from `store`, whose copy has the same
+ * bytes (names are hashes); what it lacks or holds damaged only leaves less known.
+ */
+async function readPreviousTree(store: ReadStore, id: string, shared: Set<string>, parts: Set<string>, chunks: Set<string>): Promise<void> {
+  const what = `tree ${id} from ${store.url}`
+  const addRefs = (entries: Tree['entries']): void => {
+    for (const e of entries) for (const c of e.chunks) chunks.add(toHex(c.id))
+  }
+  try {
+    const root = decodeTreeRoot(decodeObject(await store.get(objectKey('tree', id)), id, what), what)
+    if (root.format === 1) return addRefs(root.tree.entries)
+    for (const p of root.parts) parts.add(p.id)
+    const unshared = root.parts.filter((p) => !shared.has(p.id))
+    await forEachLimit(unshared, PART_CHECKS, async (p) => {
+      const raw = decodeObject(await store.get(objectKey('tree-part', p.id)), p.id, `part ${p.id} of ${what}`)
+      addRefs(decodeTreePart(raw, p.entries, 0, `${what}, part ${p.id}`))
+    })
+  } catch (err) {
+    if (isObjectDamage(err) || (err instanceof SnapdirError && err.code === 'ERR_TREE_MALFORMED')) return
+    throw err
+  }
 }
 
 /** The digest a layout's blob path names (blobs/sha256/<hex>), for messages about a blob whose recipe is lost. */

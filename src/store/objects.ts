@@ -98,6 +98,8 @@ export interface StoredTree {
   root: Buffer
   /** format 2: the parts as stored, in order (empty for format 1) */
   parts: EncodedObject[]
+  /** format 2: how many of the tree's entries each part holds, in order (empty for format 1) */
+  partEntries: number[]
   /** decoded bytes of the root and parts */
   rawBytes: number
   /** stored bytes of the root and parts */
@@ -114,7 +116,7 @@ export async function readStoredTree(store: ReadStore, id: string, what = `snaps
   const root = await store.get(objectKey('tree', id))
   const rootRaw = decodeObject(root, id, `tree ${id} from ${store.url}`)
   const decoded = decodeTreeRoot(rootRaw, what)
-  if (decoded.format === 1) return { tree: decoded.tree, root, parts: [], rawBytes: rootRaw.length, storedBytes: root.length }
+  if (decoded.format === 1) return { tree: decoded.tree, root, parts: [], partEntries: [], rawBytes: rootRaw.length, storedBytes: root.length }
   const firsts: number[] = []
   decoded.parts.reduce((n, p) => (firsts.push(n), n + p.entries), 0)
   const parts: EncodedObject[] = new Array<EncodedObject>(decoded.parts.length)
@@ -140,6 +142,7 @@ export async function readStoredTree(store: ReadStore, id: string, what = `snaps
     tree: assembleTree(decoded.chunker, entries.flat(), what),
     root,
     parts,
+    partEntries: decoded.parts.map((p) => p.entries),
     rawBytes,
     storedBytes: parts.reduce((a, p) => a + p.object.length, root.length),
   }

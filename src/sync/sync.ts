@@ -73,7 +73,20 @@ export async function sync(from: Store, to: Store, id: string, options: SyncOpti
       throw err
     })
   // likewise a recipe there: written after its framing chunks and its layer tree
-  const closure = await snapshotClosure(from, id, { keepTreeObjects: true, skipTree: destinationHas, skipRecipe: destinationHasRecipe })
+  // and a tree part there: written after the chunks its entries name (an edit shares all but a few
+  // parts with the tree before it, so it checks only the chunks of those few)
+  const destinationHasPart = async (part: string): Promise<boolean> => {
+    const there = await to.size(objectKey('tree-part', part)).catch((err: unknown) => {
+      if (err instanceof SnapdirError && err.code === 'ERR_STORE_NOT_FOUND') return null
+      throw err
+    })
+    summary.objects.checked++
+    if (there === null) return false
+    summary.objects.skipped++
+    summary.bytes.skipped += there
+    return true
+  }
+  const closure = await snapshotClosure(from, id, { keepTreeObjects: true, skipTree: destinationHas, skipRecipe: destinationHasRecipe, skipPart: destinationHasPart })
   for (const d of closure.damage) {
     // a layer ref the source lacks, or one naming another tree, is not copied; the snapshot still syncs
     if (d.object === 'ref' && d.problem !== 'corrupt') continue
@@ -116,21 +129,15 @@ export async function sync(from: Store, to: Store, id: string, options: SyncOpti
     options.onObject?.()
   })
 
-  // format 2 trees' parts, like chunks: each re-hashed when read, copied unless the destination has it
-  // (an edit shares all but a few parts with the tree before it); before any root names them
+  // the chunks durable before any part names them: a part at the destination proves its chunks are
+  if (!dryRun && summary.objects.copied > 0) await to.flush()
+  // format 2 trees' parts the destination lacks (the closure asked it of each, and left out those it
+  // has), each re-hashed when read; before any root names them
   const parts = new Map([own!, ...copied].flatMap((t) => (t.parts ?? []).map((p) => [p.id, p.object] as const)))
   await forEachLimit(parts, options.jobs ?? 16, async ([partId, object]) => {
-    const key = objectKey('tree-part', partId)
-    summary.objects.checked++
-    const there = await to.size(key)
-    if (there !== null) {
-      summary.objects.skipped++
-      summary.bytes.skipped += there
-    } else {
-      if (!dryRun) await to.put(key, object)
-      summary.objects.copied++
-      summary.bytes.copied += object.length
-    }
+    if (!dryRun) await to.put(objectKey('tree-part', partId), object)
+    summary.objects.copied++
+    summary.bytes.copied += object.length
     options.onObject?.()
   })
 

@@ -7,10 +7,11 @@ import { afterAll, beforeAll, expect, it } from 'vitest'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { push } from '../../src/snapshot/push.js'
+import { verify } from '../../src/snapshot/verify.js'
 import { FileStore } from '../../src/store/file-store.js'
 import { storeFromUrl } from '../../src/store/open-store.js'
 import { sync } from '../../src/sync/sync.js'
-import { bytes } from '../helpers/bytes.js'
+import { bytes, noise } from '../helpers/bytes.js'
 import { tempDir } from '../helpers/cli.js'
 import { startS3Server, type S3Server } from '../helpers/s3-server.js'
 
@@ -74,6 +75,38 @@ it('re-syncing a snapshot the destination holds completely costs one request', a
   const again = await sync(local, dest, id)
   expect(again).toMatchObject({ alreadyComplete: true, objects: { checked: 1, copied: 0, skipped: 1 } })
   expect(faults.seen).toBe(1)
+  await dest.close()
+})
+
+it('syncing a one-file edit checks the parts and chunks the edit changed, not every chunk of the tree', async () => {
+  const dir = tempDir()
+  const src = path.join(dir, 'src')
+  // 3,000 small files (packed, about 50 tree parts) and 200 files cut on their own (a chunk or more each)
+  for (let d = 0; d < 30; d++) {
+    mkdirSync(path.join(src, `d${d}`), { recursive: true })
+    for (let f = 0; f < 100; f++) writeFileSync(path.join(src, `d${d}`, `f${f}`), `file ${f} of directory ${d}\n`)
+    for (let f = 0; f < 4; f++) writeFileSync(path.join(src, `d${d}`, `large${f}`), noise(`large ${d} ${f}`, 70_000))
+  }
+  const local = new FileStore(path.join(dir, 'store'))
+  const before = await push(local, src, { name: 'edited' })
+  const dest = storeFromUrl('s3://retry/edit', { s3Endpoint: endpoint })
+  Object.assign(faults, { status: 0, remaining: 0, seen: 0 })
+  const first = await sync(local, dest, before.id)
+  const firstRequests = faults.seen
+  writeFileSync(path.join(src, 'd17', 'f50'), 'edited\n')
+  const after = await push(local, src, { name: 'edited' })
+  faults.seen = 0
+  const edit = await sync(local, dest, after.id)
+  // before sync asked about every part it holds: one request per chunk of the tree and per part
+  expect(first.objects.checked).toBeGreaterThan(150)
+  expect(firstRequests).toBeGreaterThan(150)
+  expect(edit.objects.copied).toBeGreaterThan(1)
+  expect(edit.objects.copied).toBeLessThan(10)
+  expect(faults.seen).toBeLessThan(40)
+  // and the destination holds the edited snapshot whole
+  const check = await verify(dest, after.id)
+  expect(check).toMatchObject({ damaged: [], damagedLayers: [] })
+  expect(check.chunksChecked).toBeGreaterThan(150)
   await dest.close()
 })
 
