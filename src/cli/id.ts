@@ -5,12 +5,12 @@ import { action } from './run-command.js'
 export function registerId(program: Command): void {
   program
     .command('id')
-    .description('print the ID push would print for DIR, computed locally (nothing is stored)')
+    .description('print the ID push would print for DIR or ARCHIVE (an image layout, or a tar of one or of a directory), computed locally (nothing is stored)')
     .option('--store <url>', "use this store's chunker parameters (default: the built-in ones every new store gets)")
     .option('--s3-endpoint <url>', ENDPOINT_HELP)
-    .argument('<dir>', 'directory')
+    .argument('<source>', 'directory, OCI image layout, or archive (tar, gzip or zstd)')
     .action(
-      action(async (dir: string, opts: { store?: string; s3Endpoint?: string }) => {
+      action(async (source: string, opts: { store?: string; s3Endpoint?: string }) => {
         const { localId } = await import('../snapshot/local-id.js')
         const { readStoreConfig } = await import('../store/store-config.js')
         let params
@@ -23,7 +23,7 @@ export function registerId(program: Command): void {
             await store.close()
           }
         }
-        process.stdout.write((await localId(dir, params)) + '\n')
+        process.stdout.write((await localId(source, params)) + '\n')
       }),
     )
 }

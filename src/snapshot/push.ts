@@ -37,6 +37,8 @@ export interface PushOptions {
   platforms?: Platform[]
   /** workers started by the caller, as early as it could (push closes them); default: a new pool */
   pool?: WorkerPool
+  /** `source` opened by the caller (openSource; push removes it); `platforms` is then ignored */
+  opened?: PushSource
 }
 
 /**
@@ -67,7 +69,7 @@ export async function push(store: Store, source: string, options: PushOptions = 
   try {
     // an image is checked (and scanned whole) before anything is stored: one whose blobs do not match
     // their digests is refused; a plain directory is scanned while its files are cut (buildSnapshot)
-    opened = await openSource(source, { ...(options.platforms ? { platforms: options.platforms } : {}), onPhase: phase })
+    opened = options.opened ?? (await openSource(source, { ...(options.platforms ? { platforms: options.platforms } : {}), onPhase: phase }))
     const { dir, layers, scanned } = opened
     await store.open({ create: true })
     const params = await ensureStoreConfig(store)

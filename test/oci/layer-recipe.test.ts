@@ -239,6 +239,10 @@ describe('a Docker archive pushed with its layers as recipes', () => {
     expect(image).toBeLessThan(raw * 1.05)
   })
 
+  it('snapdir id of the archive prints the ID push printed (its tree names the recipes)', async () => {
+    expect((await snapdirOk(['id', archive])).trim()).toBe(id)
+  })
+
   it('pulls back byte-identical, to a directory and as a tar, and verify regenerates every layer blob', async () => {
     const out = path.join(work, 'pulled')
     await snapdirOk(['pull', '--store', store, '--id', id, out])
@@ -418,6 +422,8 @@ describe('gzip layers: a recipe when a compressor snapdir has regenerates them, 
     b.writeIndex([b.manifest({ config, layers })])
     const store = path.join(dir, 'store')
     const out = JSON.parse(await snapdirOk(['push', '--json', '--store', store, layout])) as { id: string; layerStorage: Array<{ digest: string; recipe?: string; raw?: string }> }
+    // what `snapdir id` prints is push's ID: the same layers become the same recipes without a store
+    expect((await snapdirOk(['id', layout])).trim()).toBe(out.id)
     const storage = new Map(out.layerStorage.map((l) => [l.digest, l]))
     expect(storage.get(layers[0]!.digest)?.recipe).toMatch(/^[0-9a-f]{64}$/)
     expect(storage.get(layers[1]!.digest)?.recipe).toMatch(/^[0-9a-f]{64}$/)
