@@ -5,9 +5,10 @@
 //   umoci    klauspost pgzip, 256 KiB blocks      (image-store's umoci base image)
 //   skopeo   klauspost pgzip, 1 MiB blocks        (image-store's skopeo base image)
 //   docker   Go compress/gzip level 6             (image-store's docker base image)
-//   tar      uncompressed                          (the umoci base image, skopeo --dest-decompress)
+//   tar      uncompressed                          (the umoci base image as a Docker archive, skopeo copy)
 // Each base image is pushed into a file store of its own (Go layers get restart points,
-// docs/go-flate.md; the tar image's layer is the umoci one uncompressed), then:
+// docs/go-flate.md; the tar image's layer is the umoci one uncompressed: skopeo copy into a
+// docker-archive writes layer tars, where an OCI layout keeps the gzip blobs as they are), then:
 //   regenerate  every recipe regenerated once through oci/recipe-reader (a child process over dist/)
 //   pull file   snapdir pull --store DIR --id ID to a directory
 //   pull S3     the same from s3rver on loopback (the store synced there first)
@@ -35,7 +36,7 @@ const PRODUCERS = [
   { name: 'umoci', what: 'klauspost pgzip, 256 KiB blocks', layout: () => path.join(images, 'umoci', 'base') },
   { name: 'skopeo', what: 'klauspost pgzip, 1 MiB blocks', layout: () => path.join(images, 'skopeo', 'base') },
   { name: 'docker', what: 'Go compress/gzip level 6', layout: () => path.join(images, 'docker', 'base') },
-  { name: 'tar', what: 'uncompressed tar', layout: (scratch) => path.join(scratch, 'tar-base') },
+  { name: 'tar', what: 'uncompressed tar (Docker archive)', layout: (scratch) => path.join(scratch, 'tar-base.tar') },
 ]
 
 const usage = `usage: node bench/regenerate.mjs [options]
@@ -79,8 +80,8 @@ async function main() {
   cleanupOnSignals('regenerate', cleanup)
   const env = privateEnv(path.join(scratch, 'home'))
   try {
-    progress('the uncompressed image: skopeo copy --dest-decompress of the umoci base')
-    await runCommand(['skopeo', 'copy', '--quiet', '--dest-decompress', `oci:${PRODUCERS[0].layout()}:${TAG}`, `oci:${PRODUCERS[3].layout(scratch)}:${TAG}`])
+    progress('the uncompressed image: the umoci base copied into a Docker archive')
+    await runCommand(['skopeo', 'copy', '--quiet', `oci:${PRODUCERS[0].layout()}:${TAG}`, `docker-archive:${PRODUCERS[3].layout(scratch)}:base:${TAG}`])
     const rows = []
     for (const p of PRODUCERS) {
       const layout = p.layout(scratch)
@@ -88,9 +89,13 @@ async function main() {
       const push = await timed([snapdirBin, 'push', '--json', '--store', store, '--name', p.name, layout], env)
       const id = JSON.parse(push.stdout.trim().split('\n').at(-1)).id
       const ids = storedRecipes(store)
-      const layers = layoutLayers(layout)
-      progress(`${p.name}: pushed in ${fmt(push.wallMs / 1000)} s, ${ids.length} recipes for ${layers.length} layers`)
-      rows.push({ ...p, layout, store, id, recipes: ids, layers: layers.map(({ blob: _, ...l }) => l), layoutBytes: measureTree(layout).fileBytes, push: { wallMs: push.wallMs, cpuS: push.cpuS } })
+      const archive = fs.statSync(layout).isFile()
+      const layers = archive ? [] : layoutLayers(layout)
+      progress(`${p.name}: pushed in ${fmt(push.wallMs / 1000)} s, ${ids.length} recipes`)
+      if (ids.length === 0) fail(`${p.name}: the push kept no recipe, nothing to regenerate`)
+      // what a pull writes: the layout's files, or the archive's (its size: a tar's framing around them)
+      const layoutBytes = archive ? fs.statSync(layout).size : measureTree(layout).fileBytes
+      rows.push({ ...p, layout, store, id, recipes: ids, layers: layers.map(({ blob: _, ...l }) => l), layoutBytes, push: { wallMs: push.wallMs, cpuS: push.cpuS } })
     }
 
     progress('regenerating every recipe once, producer by producer')
