@@ -12,6 +12,7 @@
 //             order, a regular file) whose content it is, or, for content the tree does not hold (a path
 //             written twice in the tar, the first copy replaced), that content's own chunk refs.
 //   compression = ['none'] | ['gzip', header bytes, family, level, blockSize (, restarts)]
+//               | ['zstd', family, level, windowSize, blockSize, checksum (1 or 0)]
 //   restarts = [input, base, blockStart, outBit, length, offset, byteAvailable, …]: Go's compress/flate
 //             at levels 4..9 only, seven numbers per point where a second encoder takes over
 //             (oci/compress/go-flate.ts GoFlateRestart), in stream order; absent when none were kept.
@@ -31,6 +32,12 @@ export type RecipeCompression =
   | { kind: 'none' }
   /** a gzip member: the exact header bytes, raw deflate by `family` at `level`, then CRC-32 and ISIZE */
   | { kind: 'gzip'; header: Buffer; family: string; level: number; blockSize: number; restarts?: RestartPoint[] }
+  /**
+   * one zstd stream as `family` writes it (`klauspost`: klauspost/compress 1.15.12's zstd.Encoder) at its
+   * EncoderLevel `level`, with that window and block size and the content checksum or not; the frame
+   * fields (header, block splitting, last block, checksum) follow from these (docs/zstd.md)
+   */
+  | { kind: 'zstd'; family: string; level: number; windowSize: number; blockSize: number; checksum: boolean }
 
 /**
  * Where a second Go flate encoder can take over the stream (docs/go-flate.md, "Restart points"):
@@ -100,6 +107,14 @@ export function encodeRecipe(r: Recipe): Buffer {
   if (c.kind === 'none') {
     w.array(1)
     w.str('none')
+  } else if (c.kind === 'zstd') {
+    w.array(6)
+    w.str('zstd')
+    w.str(c.family)
+    w.number(c.level)
+    w.number(c.windowSize)
+    w.number(c.blockSize)
+    w.number(c.checksum ? 1 : 0)
   } else {
     const restarts = c.restarts ?? []
     w.array(restarts.length > 0 ? 6 : 5)
@@ -188,9 +203,15 @@ function decodeCompression(v: unknown, tarSize: number, bad: (why: string) => ne
   if (v[0] === 'gzip' && (v.length === 5 || v.length === 6)) {
     const [, header, family, level, blockSize, restarts] = v as unknown[]
     if (isBytes(header) && typeof family === 'string' && typeof level === 'number' && Number.isSafeInteger(level) && isUint(blockSize)) {
-      const c: RecipeCompression = { kind: 'gzip', header: asBuffer(header), family, level, blockSize }
+      const c: Extract<RecipeCompression, { kind: 'gzip' }> = { kind: 'gzip', header: asBuffer(header), family, level, blockSize }
       if (v.length === 6) c.restarts = decodeRestarts(restarts, tarSize, bad)
       return c
+    }
+  }
+  if (v[0] === 'zstd' && v.length === 6) {
+    const [, family, level, windowSize, blockSize, checksum] = v as unknown[]
+    if (typeof family === 'string' && typeof level === 'number' && Number.isSafeInteger(level) && isUint(windowSize) && isUint(blockSize) && (checksum === 0 || checksum === 1)) {
+      return { kind: 'zstd', family, level, windowSize, blockSize, checksum: checksum === 1 }
     }
   }
   return bad(`compression ${JSON.stringify(v[0])} is not one this snapdir knows`)

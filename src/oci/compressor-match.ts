@@ -1,9 +1,10 @@
-// Which compressor wrote a gzip layer, found by trying: the layer's tar, regenerated out of the store as
-// a pull would (recipe-reader.ts), goes through every compressor its gzip header allows
-// (compress/compressor.ts candidatesFor) side by side, and each candidate's output is compared with
-// the blob as it streams; a candidate is dropped at its first differing byte, and one that gives the
-// whole blob, hashing to its digest, is the blob's compressor. Most candidates differ within their
-// first DEFLATE block, so the search costs about one compression of the layer.
+// Which compressor wrote a gzip or zstd layer, found by trying: the layer's tar, regenerated out of the
+// store as a pull would (recipe-reader.ts), goes through every compressor the blob's header allows
+// (gzip: compress/compressor.ts candidatesFor; zstd: compress/zstd.ts zstdCandidates) side by side, and
+// each candidate's output is compared with the blob as it streams; a candidate is dropped at its first
+// differing byte, and one that gives the whole blob, hashing to its digest, is the blob's compressor.
+// Most candidates differ within their first block, so the search costs about one compression of the
+// layer.
 import { createHash, type Hash } from 'node:crypto'
 import fsp from 'node:fs/promises'
 import os from 'node:os'
@@ -12,6 +13,7 @@ import type { Tree } from '../format/tree.js'
 import type { ReadStore } from '../store/store.js'
 import { candidatesFor, type DeflateParams } from './compress/compressor.js'
 import { isGzipHeaderProblem, parseGzipHeader } from './compress/gzip-member.js'
+import { zstdCandidates } from './compress/zstd.js'
 import { SnapdirError } from '../util/errors.js'
 import type { GoFlateRestart } from './compress/go-flate.js'
 import { blobCompressor, regenerateBlob, regenerateTar, type BlobCompressor } from './recipe-reader.js'
@@ -30,7 +32,9 @@ export interface CompressorSearch {
 export type CompressorFound = { compression: RecipeCompression } | { reason: string }
 
 interface Candidate {
-  params: DeflateParams
+  compression: RecipeCompression
+  /** how the reason names it: "go level 6" */
+  label: string
   compressor: BlobCompressor
   /** blob bytes matched so far */
   at: number
@@ -44,19 +48,40 @@ const HEADER_READ = 64 * 1024
 const SEARCH_WRITE = 64 * 1024
 
 export async function findGzipCompressor(options: CompressorSearch): Promise<CompressorFound> {
+  const header = parseGzipHeader(await readHead(options))
+  if (isGzipHeaderProblem(header)) return { reason: `gzip header: ${header.problem}` }
+  const shown = `gzip header XFL ${header.xfl}, OS ${header.os}${header.headerCrc ? ', FHCRC' : ''}`
+  const params = candidatesFor(header)
+  if (params.length === 0) return { reason: `no compressor snapdir has writes this ${shown}` }
+  return search(options, shown, params.map((p) => ({ compression: gzipOf(header.headerBytes, p), label: `${p.family} level ${p.level}` })))
+}
+
+/** The same search for a zstd layer: the candidates its frame header allows (compress/zstd.ts zstdCandidates). */
+export async function findZstdCompressor(options: CompressorSearch): Promise<CompressorFound> {
+  const found = zstdCandidates(await readHead(options))
+  if ('problem' in found) return { reason: found.problem }
+  return search(options, 'zstd frame header', found.candidates.map((p) => ({ compression: { kind: 'zstd' as const, ...p }, label: `${p.family} zstd level ${p.level}` })))
+}
+
+async function readHead(options: CompressorSearch): Promise<Buffer> {
+  const fh = await fsp.open(options.blob, 'r')
+  try {
+    const head = Buffer.alloc(Math.min(HEADER_READ, options.recipe.size))
+    const { bytesRead } = await fh.read(head, 0, head.length, 0)
+    return head.subarray(0, bytesRead)
+  } finally {
+    await fh.close()
+  }
+}
+
+/** Runs the candidates side by side over the tar regenerated out of the store, against the blob. */
+async function search(options: CompressorSearch, shown: string, list: Array<{ compression: RecipeCompression; label: string }>): Promise<CompressorFound> {
   const { recipe } = options
   const fh = await fsp.open(options.blob, 'r')
   try {
-    const head = Buffer.alloc(Math.min(HEADER_READ, recipe.size))
-    await fh.read(head, 0, head.length, 0)
-    const header = parseGzipHeader(head)
-    if (isGzipHeaderProblem(header)) return { reason: `gzip header: ${header.problem}` }
-    const shown = `gzip header XFL ${header.xfl}, OS ${header.os}${header.headerCrc ? ', FHCRC' : ''}`
-    const params = candidatesFor(header)
-    if (params.length === 0) return { reason: `no compressor snapdir has writes this ${shown}` }
-    const candidates: Candidate[] = params.map((p) => ({
-      params: p,
-      compressor: blobCompressor(gzipOf(header.headerBytes, p), undefined, { recordRestarts: true, writeSize: SEARCH_WRITE }),
+    const candidates: Candidate[] = list.map((c) => ({
+      ...c,
+      compressor: blobCompressor(c.compression, undefined, { recordRestarts: true, writeSize: SEARCH_WRITE }),
       at: 0,
       hash: createHash('sha256'),
       lost: null,
@@ -95,9 +120,9 @@ export async function findGzipCompressor(options: CompressorSearch): Promise<Com
       await compare(c, await c.compressor.end())
       if (c.lost === null && c.at !== recipe.size) c.lost = `ends at byte ${c.at}, the blob has ${recipe.size}`
       if (c.lost === null && `sha256:${c.hash.digest('hex')}` !== recipe.digest) c.lost = 'does not hash to the digest'
-      if (c.lost === null) return { compression: await withRestarts(options, gzipOf(header.headerBytes, c.params), c.compressor.restarts?.() ?? []) }
+      if (c.lost === null) return { compression: await withRestarts(options, c.compression, c.compressor.restarts?.() ?? []) }
     }
-    const tried = candidates.map((c) => `${c.params.family} level ${c.params.level} ${c.lost ?? ''}`.trim()).join('; ')
+    const tried = candidates.map((c) => `${c.label} ${c.lost ?? ''}`.trim()).join('; ')
     return { reason: `none of the compressors this ${shown} allows regenerates it (${tried})` }
   } finally {
     await fh.close()

@@ -17,7 +17,7 @@ import { SnapdirError, sourceError } from '../util/errors.js'
 import { formatDigest } from './digest.js'
 import { expandLayer, type ExpandedLayer, type LayerStats } from './layer-expand.js'
 import type { LayoutLayer } from './layout-layers.js'
-import { findGzipCompressor } from './compressor-match.js'
+import { findGzipCompressor, findZstdCompressor } from './compressor-match.js'
 import { regenerateBlob } from './recipe-reader.js'
 
 /** How push stored a layer blob: as a recipe (by its ID), or raw with the reason it could not be a recipe. */
@@ -135,10 +135,11 @@ async function makeRecipe(
     framingSize: framing.size, framing: framing.refs, segments: framing.segments, tail: framing.tail, compression: { kind: 'none' },
   }
   try {
-    if (expanded.compression === 'gzip') {
+    if (expanded.compression !== 'none') {
       // the search regenerates the blob (tar out of the store, compressed, compared byte for byte and
       // hashed), so a compressor it finds needs no second check
-      const found = await findGzipCompressor({ store, recipe, tree: expanded.tree, blob, ...(signal ? { signal } : {}) })
+      const find = expanded.compression === 'gzip' ? findGzipCompressor : findZstdCompressor
+      const found = await find({ store, recipe, tree: expanded.tree, blob, ...(signal ? { signal } : {}) })
       if ('reason' in found) return { recipe: null, storage: { raw: found.reason } }
       recipe.compression = found.compression
     } else for await (const piece of regenerateBlob({ store, recipe, tree: expanded.tree, ...(signal ? { signal } : {}) })) void piece

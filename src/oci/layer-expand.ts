@@ -83,7 +83,7 @@ export interface ExpandedLayer {
   /** sha256 of the uncompressed tar: the layer's diff_id in the image config */
   diffId: string
   stats: LayerStats
-  /** with `framing`: the tar's framing (not for zstd blobs) */
+  /** with `framing`: the tar's framing */
   framing?: LayerFraming
   /** the compression the blob really has */
   compression: LayerCompression
@@ -165,7 +165,7 @@ class Expander {
   /** where each small file's content waits in the spill file, until packing */
   private readonly spilled = new Map<LayerInode, number>()
   private readonly block = Buffer.allocUnsafeSlow(BLOCK)
-  private capture: FramingCapture<LayerInode> | null
+  private readonly capture: FramingCapture<LayerInode> | null
   private readonly stats: LayerStats = { entries: 0, files: 0, logicalBytes: 0, tarBytes: 0, chunksWritten: 0, bytesWritten: 0 }
 
   constructor(private readonly options: ExpandLayerOptions, private readonly what: string) {
@@ -189,8 +189,6 @@ class Expander {
     const stages: Array<NodeJS.ReadWriteStream | ((input: AsyncIterable<Buffer>) => AsyncGenerator<Buffer>)> = blobHash ? [tap(blobHash)] : []
     if (compression === 'gzip') stages.push(zlib.createGunzip({ chunkSize: 256 * 1024 }))
     if (compression === 'zstd') stages.push(zstdDecompress)
-    // zstd blobs: kept raw until snapdir has a zstd encoder to regenerate them with
-    if (compression === 'zstd') this.capture = null
     const capture = this.capture
     stages.push(tap(tarHash, (chunk) => {
       this.stats.tarBytes += chunk.length

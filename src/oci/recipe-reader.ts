@@ -21,6 +21,7 @@ import { SnapdirError } from '../util/errors.js'
 import { createDeflateEncoder, type DeflateEncoder, type DeflateParams } from './compress/compressor.js'
 import { createGoFlateEncoder, encodeGoFlateSegment, GO_FLATE_START, hasRestartPoints, type GoFlateRestart } from './compress/go-flate.js'
 import { createGzipMember, gzipTrailer, type GzipMemberWriter } from './compress/gzip-member.js'
+import { createZstdEncoder, type ZstdEncoder } from './compress/zstd.js'
 
 export interface RegenerateOptions {
   store: ReadStore
@@ -70,6 +71,16 @@ const ENCODE_WRITE = 1 << 20
 /** The compressor a recipe names; ERR_SNAPSHOT_DAMAGED naming the blob for one this snapdir does not have. */
 export function blobCompressor(compression: RecipeCompression, recipe?: Recipe, options: { recordRestarts?: boolean; writeSize?: number } = {}): BlobCompressor {
   if (compression.kind === 'none') return passThrough()
+  if (compression.kind === 'zstd') {
+    let zstd: ZstdEncoder
+    try {
+      zstd = createZstdEncoder(compression)
+    } catch (err) {
+      const why = `its recipe compresses with ${compression.family} zstd level ${compression.level}, which this snapdir cannot regenerate`
+      throw recipe ? damagedError(recipe)(why, err) : err
+    }
+    return zstdPipe(zstd)
+  }
   const params = { family: compression.family, level: compression.level, ...(compression.blockSize > 0 ? { blockSize: compression.blockSize } : {}) } as DeflateParams
   const fail = (err: unknown): never => {
     // a family a newer snapdir wrote, or a level this one refuses
@@ -101,6 +112,28 @@ function passThrough(): BlobCompressor {
     },
     take: async () => queue.shift() ?? Buffer.alloc(0),
     end: async () => queue.splice(0),
+  }
+}
+
+/**
+ * klauspost's zstd, on the calling thread: it cuts its blocks at fixed offsets whatever the writes, so
+ * the tar goes in as it comes (the encoder copies it), and what each write finished is handed back in order.
+ */
+function zstdPipe(zstd: ZstdEncoder): BlobCompressor {
+  const queue: Buffer[] = []
+  const keep = (b: Buffer): void => {
+    if (b.length > 0) queue.push(b)
+  }
+  return {
+    write: (tar) => keep(zstd.write(tar)),
+    get inFlight() {
+      return queue.length
+    },
+    take: async () => queue.shift() ?? Buffer.alloc(0),
+    end: async () => {
+      keep(zstd.end())
+      return queue.splice(0)
+    },
   }
 }
 

@@ -11,7 +11,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { DEFAULT_CHUNKER } from '../../src/chunk/params.js'
-import { decodeRecipe, encodeRecipe, type Recipe } from '../../src/format/recipe.js'
+import { decodeRecipe, encodeRecipe, type Recipe, type RecipeCompression } from '../../src/format/recipe.js'
 import { expandLayer } from '../../src/oci/layer-expand.js'
 import { regenerateBlob } from '../../src/oci/recipe-reader.js'
 import { FileStore } from '../../src/store/file-store.js'
@@ -24,7 +24,7 @@ import { snapdir, snapdirOk, tempDir } from '../helpers/cli.js'
 import { buildDockerSaveDir, tarDirectory } from '../helpers/docker-save.js'
 import { buildGoProgram } from '../helpers/go-program.js'
 import { startMount } from '../helpers/mount.js'
-import { LayoutBuilder, OCI } from '../helpers/oci.js'
+import { LayoutBuilder, OCI, buildUmociImage, requireTools, tool } from '../helpers/oci.js'
 
 const TAR = 'application/vnd.docker.image.rootfs.diff.tar'
 
@@ -445,5 +445,92 @@ describe('gzip layers: a recipe when a compressor snapdir has regenerates them, 
     const again = JSON.parse(await snapdirOk(['push', '--json', '--store', store, layout])) as { id: string; layers: { expanded: number; skipped: number } }
     expect(again.id).toBe(out.id)
     expect(again.layers).toMatchObject({ expanded: 0, skipped: 3 })
+  })
+})
+
+describe('zstd layers: a recipe when klauspost\'s encoder regenerates them, raw with the reason otherwise', () => {
+  it('the recipe records zstd and its parameters, and round-trips', () => {
+    const compression: RecipeCompression = { kind: 'zstd', family: 'klauspost', level: 2, windowSize: 8 << 20, blockSize: 128 << 10, checksum: true }
+    const recipe: Recipe = {
+      digest: `sha256:${'a'.repeat(64)}`, size: 10, diffId: `sha256:${'b'.repeat(64)}`, tarSize: 1024, tree: 'c'.repeat(64),
+      framingSize: 0, framing: [], segments: [], tail: 0, compression,
+    }
+    expect(decodeRecipe(encodeRecipe(recipe), 'r').compression).toEqual(compression)
+  })
+
+  it('skopeo copy --dest-compress-format zstd: every layer a recipe (stream and single-segment frames), pulled byte-identical; a zstd CLI layer stays raw and says why', async () => {
+    requireTools('umoci', 'skopeo', 'zstd', 'setfattr')
+    const dir = tempDir('snapdir-recipe-zstd-')
+    const umoci = path.join(dir, 'umoci')
+    buildUmociImage(umoci, 't', path.join(dir, 'bundle'))
+    const layout = path.join(dir, 'zstd')
+    tool('skopeo', ['copy', '--quiet', '--dest-compress-format', 'zstd', `oci:${umoci}:t`, `oci:${layout}:t`])
+    const index = JSON.parse(readFileSync(path.join(layout, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> }
+    const blobPath = (digest: string): string => path.join(layout, 'blobs', 'sha256', digest.slice(7))
+    const manifest = JSON.parse(readFileSync(blobPath(index.manifests[0]!.digest), 'utf8')) as { layers: Array<{ digest: string; mediaType: string; size: number }> }
+    expect(manifest.layers.map((l) => l.mediaType)).toEqual(Array(3).fill(OCI.layerZstd))
+    // the first layer (300 KB of one file) is a stream of 128 KiB blocks, the others one single-segment frame
+    expect(readFileSync(blobPath(manifest.layers[0]!.digest)).subarray(4, 6)).toEqual(Buffer.from([0x04, 0x68]))
+    expect(readFileSync(blobPath(manifest.layers[1]!.digest))[4]! & 0x20).toBe(0x20)
+
+    const store = path.join(dir, 'store')
+    const out = JSON.parse(await snapdirOk(['push', '--json', '--store', store, layout])) as { id: string; layerStorage: Array<{ digest: string; recipe?: string; raw?: string }> }
+    const storage = new Map(out.layerStorage.map((l) => [l.digest, l]))
+    for (const l of manifest.layers) expect(storage.get(l.digest)?.recipe, storage.get(l.digest)?.raw).toMatch(/^[0-9a-f]{64}$/)
+    const s = new FileStore(store)
+    await s.open()
+    const recipe = (await readRecipe(s, storage.get(manifest.layers[0]!.digest)!.recipe!)).recipe
+    await s.close()
+    expect(recipe.compression).toEqual({ kind: 'zstd', family: 'klauspost', level: 2, windowSize: 8 << 20, blockSize: 128 << 10, checksum: true })
+    const pulled = path.join(dir, 'pulled')
+    await snapdirOk(['pull', '--store', store, '--id', out.id, pulled])
+    expect(fileHashes(pulled)).toEqual(fileHashes(layout))
+    expect(await snapdirOk(['verify', '--store', store, '--id', out.id])).toMatch(/3 layer blobs regenerated from recipes, 0 damaged/)
+
+    // the same tar compressed by the zstd command: another encoder, kept raw with the reason
+    const tar = execFileSync('zstd', ['-d', '-c', blobPath(manifest.layers[0]!.digest)], { maxBuffer: 1 << 28 })
+    const cli = execFileSync('zstd', ['-q', '-c', '-3'], { input: tar, maxBuffer: 1 << 28 })
+    const other = path.join(dir, 'cli')
+    const b = new LayoutBuilder(other)
+    const layer = b.blob(cli, OCI.layerZstd)
+    const config = b.blob({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256(tar)] } }, OCI.config)
+    b.writeIndex([b.manifest({ config, layers: [layer] })])
+    const raw = JSON.parse(await snapdirOk(['push', '--json', '--store', store, other])) as { id: string; layerStorage: Array<{ digest: string; recipe?: string; raw?: string }> }
+    expect(raw.layerStorage).toHaveLength(1)
+    expect(raw.layerStorage[0]!.raw).toMatch(/^(none of the compressors this zstd frame header allows regenerates it \(klauspost zstd level 2 differs at byte \d+\)|zstd frame header FHD 0x[0-9a-f]{2}.*)$/)
+    const pulledRaw = path.join(dir, 'pulled-raw')
+    await snapdirOk(['pull', '--store', store, '--id', raw.id, pulledRaw])
+    expect(fileHashes(pulledRaw)).toEqual(fileHashes(other))
+  })
+
+  it('a damaged chunk under a zstd recipe: pull and verify fail naming the blob and the layer, leaving nothing', async () => {
+    requireTools('umoci', 'skopeo', 'setfattr')
+    const dir = tempDir('snapdir-recipe-zstd-fault-')
+    const umoci = path.join(dir, 'umoci')
+    buildUmociImage(umoci, 't', path.join(dir, 'bundle'))
+    const layout = path.join(dir, 'zstd')
+    tool('skopeo', ['copy', '--quiet', '--dest-compress-format', 'zstd', `oci:${umoci}:t`, `oci:${layout}:t`])
+    const store = path.join(dir, 'store')
+    const out = JSON.parse(await snapdirOk(['push', '--json', '--store', store, layout])) as { id: string; layerStorage: Array<{ digest: string; recipe?: string }> }
+    const first = out.layerStorage.find((l) => l.recipe !== undefined)!
+    const s = new FileStore(store)
+    await s.open()
+    const recipe = (await readRecipe(s, first.recipe!)).recipe
+    const tree = await readTree(s, recipe.tree)
+    await s.close()
+    const big = tree.entries.find((e) => e.path.toString() === 'var/cache/big.bin')
+    const chunk = big ? big.chunks[0]!.id : recipe.framing[0]!.id
+    const file = path.join(store, objectKey('chunk', chunk.toString('hex')))
+    const bytes = readFileSync(file)
+    bytes[bytes.length - 1]! ^= 0xff
+    writeFileSync(file, bytes)
+    const targets = tempDir('snapdir-recipe-zstd-targets-')
+    const p = await snapdir(['pull', '--store', store, '--id', out.id, path.join(targets, 'out')])
+    expect(p.status, p.stderr).toBe(1)
+    expect(p.stderr).toMatch(new RegExp(`(blob ${recipe.digest} \\(layer ${recipe.diffId}\\)|layer ${recipe.diffId})`))
+    expect(readdirSync(targets)).toEqual([])
+    const v = await snapdir(['verify', '--store', store, '--id', out.id])
+    expect(v.status, v.stderr).toBe(1)
+    expect(v.stderr).toMatch(new RegExp(`layer ${recipe.diffId}`))
   })
 })
