@@ -34,6 +34,9 @@ export interface ChunkReaderStats {
   diskHits: number
   memoryHits: number
   failures: number
+  /** bytes of chunks the memory cache holds now, and the most it held at once (at most memoryBytes) */
+  memoryCachedBytes: number
+  memoryCachePeakBytes: number
 }
 
 export class ChunkReader {
@@ -46,7 +49,8 @@ export class ChunkReader {
   private readonly slots: Semaphore
   private readonly cache: CachingStore | null
   private closing: Promise<void> | null = null
-  readonly stats: ChunkReaderStats = { fetched: 0, fetchedBytes: 0, diskHits: 0, memoryHits: 0, failures: 0 }
+  private readonly counts = { fetched: 0, fetchedBytes: 0, diskHits: 0, memoryHits: 0, failures: 0 }
+  private memoryPeak = 0
 
   constructor(
     private readonly store: ReadStore,
@@ -63,6 +67,10 @@ export class ChunkReader {
     this.cache = options.diskCache ? new CachingStore(store, options.diskCache) : null
   }
 
+  get stats(): ChunkReaderStats {
+    return { ...this.counts, memoryCachedBytes: this.memory.calculatedSize, memoryCachePeakBytes: this.memoryPeak }
+  }
+
   /**
    * The chunk's bytes, verified. Throws ERR_OBJECT_MISSING / ERR_OBJECT_CORRUPT / ERR_STORE_* errors,
    * ERR_STORE_UNREACHABLE when the store did not deliver in time, ERR_ABORTED once the reader is closed.
@@ -71,7 +79,7 @@ export class ChunkReader {
     if (this.closing) return Promise.reject(closedError(id))
     const hit = this.memory.get(id)
     if (hit) {
-      this.stats.memoryHits++
+      this.counts.memoryHits++
       return Promise.resolve(hit)
     }
     let p = this.inflight.get(id)
@@ -107,7 +115,7 @@ export class ChunkReader {
     // a disk cache hit is a local read: it takes no store slot and no timeout
     const hit = await this.cache?.cachedChunk(id).catch(() => null)
     if (hit) {
-      this.stats.diskHits++
+      this.counts.diskHits++
       if (!this.closing) this.remember(id, hit.raw)
       return hit.raw
     }
@@ -130,12 +138,12 @@ export class ChunkReader {
       } finally {
         this.slots.release()
       }
-      this.stats.fetched++
-      this.stats.fetchedBytes += chunk.stored.length
+      this.counts.fetched++
+      this.counts.fetchedBytes += chunk.stored.length
       if (!this.closing) this.remember(id, chunk.raw)
       return chunk.raw
     } catch (err) {
-      this.stats.failures++
+      this.counts.failures++
       throw signal.aborted ? (signal.reason as Error) : err
     } finally {
       clearTimeout(timer)
@@ -145,6 +153,7 @@ export class ChunkReader {
 
   private remember(id: string, raw: Buffer): void {
     this.memory.set(id, raw)
+    this.memoryPeak = Math.max(this.memoryPeak, this.memory.calculatedSize)
     if (this.memory.has(id)) this.options.onCached?.(id, raw) // (a chunk larger than the cache is not kept)
   }
 }
