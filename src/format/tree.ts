@@ -111,68 +111,97 @@ export function encodeTree(tree: Tree): TreeBytes {
  */
 export class TreeEncoder {
   private readonly ahead = new MsgpackWriter()
-  private readonly spans = new Map<TreeEntry, { start: number; end: number }>()
+  /**
+   * where each entry added is in `ahead`: bytes ends[k - 1] (0 for k = 0) to ends[k] for the kth
+   * entry added. A number per entry, not an object: push holds one per file of the tree until the end.
+   */
+  private readonly added = new Map<TreeEntry, number>()
+  private readonly ends: number[] = []
 
   /** `format`: the one entries are encoded ahead in; a tree of another format is encoded afresh */
   constructor(readonly format: TreeFormat = TREE_FORMAT) {}
 
   add(e: TreeEntry): void {
-    const start = this.ahead.length
     writeEntry(this.ahead, e, this.format)
-    this.spans.set(e, { start, end: this.ahead.length })
+    this.added.set(e, this.ends.push(this.ahead.length) - 1)
   }
 
   encode(tree: Tree): TreeBytes {
+    const parts: Buffer[] = []
+    const root = this.encodeParts(tree, (part) => parts.push(part))
+    return { root, parts }
+  }
+
+  /**
+   * Encodes a tree, handing each format 2 part (with its ID, its BLAKE3) to `onPart` as it is cut,
+   * and returns the root: push stores the parts compressed and need not hold them all raw too.
+   */
+  encodeParts(tree: Tree, onPart: (part: Buffer, id: Buffer) => void): Buffer {
     const format = tree.format ?? TREE_FORMAT
     const entries = [...tree.entries].sort((a, b) => compareBytes(a.path, b.path))
-    const ahead = format === this.format ? this.spans : new Map<TreeEntry, { start: number; end: number }>()
+    const ahead = format === this.format ? this.added : new Map<TreeEntry, number>()
+    const aheadStart = (k: number): number => (k === 0 ? 0 : this.ends[k - 1]!)
     if (format === 1) {
       const w = new MsgpackWriter(this.ahead.length + 64 * 1024)
       writeHeader(w, tree, 1)
       w.array(entries.length)
       for (const e of entries) {
-        const span = ahead.get(e)
-        if (span) w.copyFrom(this.ahead, span.start, span.end)
+        const k = ahead.get(e)
+        if (k !== undefined) w.copyFrom(this.ahead, aheadStart(k), this.ends[k]!)
         else writeEntry(w, e, 1)
       }
-      return { root: w.bytes(), parts: [] }
+      return w.bytes()
     }
-    // each entry's bytes, then the parts they fall in
+    // each entry's bytes (in `ahead`, or else in `scratch` after the ahead ones), then the parts they fall in
     const scratch = new MsgpackWriter()
-    const spans = entries.map((e) => {
-      const span = ahead.get(e)
-      if (span) return { from: this.ahead, ...span }
-      const start = scratch.length
+    const starts = new Float64Array(entries.length)
+    const ends = new Float64Array(entries.length)
+    entries.forEach((e, i) => {
+      const k = ahead.get(e)
+      if (k !== undefined) {
+        starts[i] = aheadStart(k)
+        ends[i] = this.ends[k]!
+        return
+      }
+      starts[i] = this.ahead.length + scratch.length
       writeEntry(scratch, e, 2)
-      return { from: scratch, start, end: scratch.length }
+      ends[i] = this.ahead.length + scratch.length
     })
-    const parts: Buffer[] = []
+    const copy = (w: MsgpackWriter, i: number): void => {
+      const from = starts[i]! >= this.ahead.length ? scratch : this.ahead
+      const base = from === scratch ? this.ahead.length : 0
+      w.copyFrom(from, starts[i]! - base, ends[i]! - base)
+    }
+    const ids: Buffer[] = []
     const counts: number[] = []
     let first = 0
     let bytes = 0
     const cut = (end: number): void => {
       const w = new MsgpackWriter(bytes + 8)
       w.array(end - first)
-      for (let i = first; i < end; i++) w.copyFrom(spans[i]!.from, spans[i]!.start, spans[i]!.end)
-      parts.push(w.bytes())
+      for (let i = first; i < end; i++) copy(w, i)
+      const part = w.bytes()
+      const id = hashBytes(part)
+      ids.push(id)
       counts.push(end - first)
+      onPart(part, id)
       first = end
       bytes = 0
     }
     entries.forEach((e, i) => {
-      const size = spans[i]!.end - spans[i]!.start
+      const size = ends[i]! - starts[i]!
       if (i > first && (isPartAnchor(e.path) || bytes + size > PART_MAX_BYTES)) cut(i)
       bytes += size
     })
     if (entries.length > first) cut(entries.length)
-    const w = new MsgpackWriter(parts.length * 48 + 128)
+    const w = new MsgpackWriter(ids.length * 48 + 128)
     writeHeader(w, tree, 2)
-    w.array(2 * parts.length)
-    parts.forEach((p, i) => {
-      w.bin(hashBytes(p))
+    w.array(2 * ids.length)
+    ids.forEach((id, i) => {
+      w.bin(id)
       w.number(counts[i]!)
     })
-    return { root: w.bytes(), parts }
+    return w.bytes()
   }
 }
 
@@ -279,7 +308,8 @@ export function decodeTreeRoot(bytes: Buffer, what: string): TreeRoot {
   const chunker: ChunkerParams = { min, avg, max, level, seed: BigInt(seed), inlineMax, packMax }
   if (!Array.isArray(wire[3])) return bad(format === 1 ? 'entries' : 'parts')
   if (format === 1) {
-    const entries = (wire[3] as unknown[]).map((w, i) => decodeEntry(w, i, 1, bad))
+    const ids = new SharedIds()
+    const entries = (wire[3] as unknown[]).map((w, i) => decodeEntry(w, i, 1, bad, ids))
     checkTreePaths(entries, bad)
     return { format: 1, tree: { chunker, entries, format: 1 } }
   }
@@ -304,10 +334,25 @@ export function decodeTreePart(bytes: Buffer, count: number, first: number, what
   const wire = unpack(bytes, bad)
   if (!Array.isArray(wire)) return bad('a part is not an array of entries')
   if (wire.length !== count) return bad(`a part of ${wire.length} entries, the root says ${count}`)
-  return (wire as unknown[]).map((w, i) => decodeEntry(w, first + i, 2, bad))
+  const ids = new SharedIds()
+  return (wire as unknown[]).map((w, i) => decodeEntry(w, first + i, 2, bad, ids))
 }
 
-function decodeEntry(w: unknown, i: number, format: TreeFormat, bad: (why: string) => never): TreeEntry {
+/**
+ * One Buffer for a chunk ID that refs in a row name: small files packed together (pack groups) slice
+ * the same chunks, so a file's first ref mostly names its predecessor's last chunk. A Buffer object
+ * costs about 100 bytes whatever it views; one per ref was a fifth of a decoded tree of small files.
+ */
+class SharedIds {
+  private last: Buffer | null = null
+
+  share(id: Uint8Array): Buffer {
+    if (this.last !== null && this.last.equals(id)) return this.last
+    return (this.last = asBuffer(id))
+  }
+}
+
+function decodeEntry(w: unknown, i: number, format: TreeFormat, bad: (why: string) => never, ids: SharedIds): TreeEntry {
   const where = `entry ${i}`
   if (!Array.isArray(w) || !(w.length === 12 || (format === 2 && w.length === 13))) return bad(`${where} is not a 12-field array`)
   const [path, type, mode, uid, gid, mtimeSec, mtimeNsec, size, target, rdev, xattrs, chunks, recipe] = w as unknown[]
@@ -329,7 +374,8 @@ function decodeEntry(w: unknown, i: number, format: TreeFormat, bad: (why: strin
   } else if (!Array.isArray(chunks) || chunks.length % 4 !== 0) return bad(`${where}: chunks`)
   const inline = isBytes(chunks) ? asBuffer(chunks) : undefined
   const chunkList = inline ? [] : (chunks as unknown[])
-  const refs: ChunkRef[] = []
+  // sized to fit, not grown by push(): a tree of 200,000 small files holds one such array per file
+  const refs = new Array<ChunkRef>(chunkList.length / 4)
   let total = 0
   for (let k = 0; k < chunkList.length; k += 4) {
     const [id, offset, length, count] = [chunkList[k], chunkList[k + 1], chunkList[k + 2], chunkList[k + 3]]
@@ -337,7 +383,7 @@ function decodeEntry(w: unknown, i: number, format: TreeFormat, bad: (why: strin
       (count > 1 && offset !== 0)) {
       return bad(`${where}: chunk ${k / 4}`)
     }
-    refs.push({ id: asBuffer(id), offset, length, count })
+    refs[k / 4] = { id: ids.share(id), offset, length, count }
     total += length * count
   }
   if (entryType === 'file' ? !inline && w.length === 12 && total !== size : refs.length > 0 || size !== 0) {

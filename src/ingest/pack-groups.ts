@@ -47,12 +47,16 @@ export function groupRefs(chunks: GroupChunk[], sizes: number[]): ChunkRef[][] {
   let start = 0
   for (const size of sizes) {
     const end = start + size
-    const refs: ChunkRef[] = []
-    for (let p = start; p < end; ) {
+    if (size > 0) while (chunks[c]!.end <= start) c++
+    // sized to fit: a tree of small files holds one such array per file, and push() would grow each to 17 slots
+    let last = c
+    if (size > 0) while (chunks[last]!.end < end) last++
+    const refs = new Array<ChunkRef>(size > 0 ? last - c + 1 : 0)
+    for (let p = start, k = 0; p < end; k++) {
       while (chunks[c]!.end <= p) c++
       const chunk = chunks[c]!
       const take = Math.min(end, chunk.end) - p
-      refs.push({ id: chunk.id, offset: p - chunk.start, length: take, count: 1 })
+      refs[k] = { id: chunk.id, offset: p - chunk.start, length: take, count: 1 }
       p += take
     }
     refsOfFiles.push(refs)

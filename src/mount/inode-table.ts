@@ -4,7 +4,7 @@
 // answers every metadata operation from these arrays; JS keeps only what reads of chunked files need.
 // The columns of each row are declared here and in fusemount.c; fuse.ts checks TABLE_LAYOUT against the
 // addon's when it loads it.
-import type { ChunkRef, Tree, TreeEntry } from '../format/tree.js'
+import type { Tree, TreeEntry } from '../format/tree.js'
 import { toHex } from '../format/id.js'
 import { SnapdirError } from '../util/errors.js'
 
@@ -43,15 +43,18 @@ const S_IF: Record<Exclude<TreeEntry['type'], 'hardlink'>, number> = {
   file: 0o100000, dir: 0o040000, symlink: 0o120000, char: 0o020000, block: 0o060000, fifo: 0o010000, socket: 0o140000,
 }
 
-/** What a read of a chunked file needs: its refs and where each ref's bytes end in the file. */
+/**
+ * What a read of a chunked file needs, made on demand from the table (fileContent): its run of rows
+ * in `refs`. The table holds no object per file: a tree of 200,000 small files kept 200,000 of these
+ * with two typed arrays each, and through them the whole decoded tree, for as long as it was mounted.
+ */
 export interface FileContent {
+  ino: number
   /** for messages: the first path of the inode */
   path: Buffer
-  refs: ChunkRef[]
-  /** ends[i] = file offset just past ref i (length × count bytes) */
-  ends: Float64Array
-  /** the index of each ref's chunk in InodeTable.chunkIds */
-  chunks: Uint32Array
+  /** its refs are rows first .. first + count - 1 of InodeTable.refs */
+  first: number
+  count: number
   /**
    * a layer blob stored as a recipe: its one ref covers the whole file and names a chunk that is never
    * lent to the C side (RECIPE_CHUNK + the recipe ID), so every read comes to JS, which regenerates it
@@ -74,8 +77,41 @@ export interface InodeTable {
   pool: Buffer
   /** logical bytes of all regular files, each inode once (statfs) */
   totalBytes: number
-  /** chunked regular files by inode number; inlined and empty files are served by the C side */
-  files: Map<number, FileContent>
+  /** chunked regular files' inode numbers, ascending (tree order); inlined and empty files are served by the C side */
+  files: Uint32Array
+  /** each inode's first path (for messages): bytes pathEnds[ino - 1] (0 for inode 1) to pathEnds[ino] of `paths` */
+  paths: Buffer
+  pathEnds: Float64Array
+}
+
+/** A chunked file's content, or null for any other inode. */
+export function fileContent(table: InodeTable, ino: number): FileContent | null {
+  const row = (ino - 1) * NODE_FIELDS.length
+  if (ino < 1 || row >= table.nodes.length || table.nodes[row + F.flags] !== NODE_FLAGS.chunked) return null
+  const first = table.nodes[row + F.dataOff]!
+  const path = table.paths.subarray(ino === 1 ? 0 : table.pathEnds[ino - 1]!, table.pathEnds[ino])
+  const id = table.chunkIds[table.refs[first * REF_FIELDS.length + R.chunk]!]!
+  const recipe = id.startsWith(RECIPE_CHUNK) ? id.slice(RECIPE_CHUNK.length) : undefined
+  return { ino, path, first, count: table.nodes[row + F.dataLen]!, ...(recipe !== undefined ? { recipe } : {}) }
+}
+
+/** Ref row `k` of a file (0-based within the file): its chunk's index in chunkIds, slice and where it ends in the file. */
+export function fileRef(table: InodeTable, file: FileContent, k: number): { chunk: number; offset: number; length: number; count: number; end: number } {
+  const x = (file.first + k) * REF_FIELDS.length
+  const r = table.refs
+  return { chunk: r[x + R.chunk]!, offset: r[x + R.offset]!, length: r[x + R.length]!, count: r[x + R.count]!, end: r[x + R.end]! }
+}
+
+/** The index (within the file) of the first ref whose bytes end after `offset`: ends increase along a file's rows. */
+export function firstRefEndingAfter(table: InodeTable, file: FileContent, offset: number): number {
+  let lo = 0
+  let hi = file.count
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    if (table.refs[(file.first + mid) * REF_FIELDS.length + R.end]! <= offset) lo = mid + 1
+    else hi = mid
+  }
+  return lo
 }
 
 /** Grows a byte pool in large steps and hands back where each piece landed. */
@@ -161,7 +197,9 @@ export function buildInodeTable(tree: Tree): InodeTable {
   let direntAt = 0
   let xattrAt = 0
   let refAt = 0
-  const files = new Map<number, FileContent>()
+  const files: number[] = []
+  const paths = new Pool()
+  const pathEnds = new Float64Array(owners.length + 1)
   const chunkIds: string[] = []
   const chunkIndex = new Map<string, number>()
   let totalBytes = 0
@@ -169,6 +207,8 @@ export function buildInodeTable(tree: Tree): InodeTable {
   owners.forEach((e, i) => {
     const ino = i + 1
     const row = i * NODE_FIELDS.length
+    paths.add(e.path)
+    pathEnds[ino] = paths.length
     const type = e.type as Exclude<TreeEntry['type'], 'hardlink'>
     nodes[row + F.mode] = S_IF[type] | e.mode
     nodes[row + F.uid] = e.uid
@@ -235,19 +275,15 @@ export function buildInodeTable(tree: Tree): InodeTable {
       refs[x + R.count] = 1
       refs[x + R.end] = e.size
       nodes[row + F.blocks] = Math.ceil(e.size / 512)
-      const ref = { id: Buffer.from(e.recipe, 'hex'), offset: 0, length: e.size, count: 1 }
-      files.set(ino, { path: e.path, refs: [ref], ends: Float64Array.of(e.size), chunks: Uint32Array.of(index), recipe: e.recipe })
+      files.push(ino)
     } else if (e.size > 0) {
-      const ends = new Float64Array(e.chunks.length)
-      const indexes = new Uint32Array(e.chunks.length)
       nodes[row + F.dataOff] = refAt
       nodes[row + F.dataLen] = e.chunks.length
       nodes[row + F.flags] = NODE_FLAGS.chunked
       let at = 0
       let stored = 0
-      e.chunks.forEach((r, k) => {
+      e.chunks.forEach((r) => {
         at += r.length * r.count
-        ends[k] = at
         if (r.count === 1) stored += r.length // runs (count > 1) are the zero chunks of sparse regions
         const id = toHex(r.id)
         let index = chunkIndex.get(id)
@@ -255,7 +291,6 @@ export function buildInodeTable(tree: Tree): InodeTable {
           index = chunkIds.push(id) - 1
           chunkIndex.set(id, index)
         }
-        indexes[k] = index
         const x = refAt++ * REF_FIELDS.length
         refs[x + R.chunk] = index
         refs[x + R.offset] = r.offset
@@ -264,7 +299,7 @@ export function buildInodeTable(tree: Tree): InodeTable {
         refs[x + R.end] = at
       })
       nodes[row + F.blocks] = Math.ceil(stored / 512)
-      files.set(ino, { path: e.path, refs: e.chunks, ends, chunks: indexes })
+      files.push(ino)
     }
   })
 
@@ -276,6 +311,8 @@ export function buildInodeTable(tree: Tree): InodeTable {
     chunkIds,
     pool: pool.bytes(),
     totalBytes,
-    files,
+    files: Uint32Array.from(files),
+    paths: paths.bytes(),
+    pathEnds,
   }
 }

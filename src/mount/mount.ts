@@ -17,7 +17,7 @@ import { SnapdirError, UsageError, isErrno } from '../util/errors.js'
 import { ChunkReader, type ChunkReaderStats } from './chunk-reader.js'
 import { errnoFor, errnoName } from './errno.js'
 import { FUSE_EVENT, fuseAddon, type FuseHandle } from './fuse.js'
-import { buildInodeTable, type FileContent, type InodeTable } from './inode-table.js'
+import { buildInodeTable, fileContent, fileRef, firstRefEndingAfter, type FileContent, type InodeTable } from './inode-table.js'
 import { mountAt, type MountInfo } from './mountinfo.js'
 import { FSTYPE, abortConnection, unmount } from './unmount.js'
 import { loadView, type ViewOptions } from './views.js'
@@ -73,9 +73,8 @@ export class Mount {
   private readonly reader: ChunkReader
   private readonly handle: FuseHandle
   private readonly expectNext = new Map<number, number>()
-  /** chunked files in tree order, and where each inode is in it (for read-ahead across files) */
-  private readonly fileOrder: number[]
-  private readonly fileIndex = new Map<number, number>()
+  /** chunked files in tree order (table.files), for read-ahead across files */
+  private readonly fileOrder: Uint32Array
   private lastStarted = -Infinity
   private info: MountInfo | null = null
   private hasEnded = false
@@ -107,8 +106,7 @@ export class Mount {
         if (i !== undefined) fuse.dropChunk(this.handle, i)
       },
     })
-    this.fileOrder = [...table.files.keys()].sort((a, b) => a - b)
-    this.fileOrder.forEach((ino, i) => this.fileIndex.set(ino, i))
+    this.fileOrder = table.files
     let done!: () => void
     this.ended = new Promise((resolve) => (done = resolve))
     const fuseOptions = ['ro', 'default_permissions', `fsname=snapdir:${options.id.slice(0, 16)}`, 'subtype=snapdir']
@@ -201,7 +199,7 @@ export class Mount {
   private async serveRead(slot: number, ino: number, offset: number, size: number): Promise<void> {
     const fuse = fuseAddon()
     this.reads++
-    const file = this.table.files.get(ino)
+    const file = fileContent(this.table, ino)
     try {
       if (!file) throw new SnapdirError('ERR_TREE_MALFORMED', `inode ${ino} has no content`)
       const data = file.recipe !== undefined ? [await this.readRecipeFile(file.recipe, offset, size)] : await this.readRange(ino, file, offset, size)
@@ -261,22 +259,22 @@ export class Mount {
   /** The C side served a read from chunks in memory: only read-ahead is left to do. */
   private servedInC(ino: number, offset: number, size: number): void {
     this.hits++
-    const file = this.table.files.get(ino)
-    if (file) this.readAhead(ino, file, offset, offset + size, firstEndAfter(file.ends, offset + size))
+    const file = fileContent(this.table, ino)
+    if (file) this.readAhead(ino, file, offset, offset + size, firstRefEndingAfter(this.table, file, offset + size))
   }
 
   /** The slices of chunks that make up [offset, offset + size) of a file (size already clamped to EOF). */
   private readRange(ino: number, file: FileContent, offset: number, size: number): Promise<Buffer[]> {
     const ids = this.table.chunkIds
     const end = offset + size
-    let k = firstEndAfter(file.ends, offset)
+    let k = firstRefEndingAfter(this.table, file, offset)
     const parts: Array<Promise<Buffer>> = []
-    for (let at = offset; at < end && k < file.refs.length; ) {
-      const r = file.refs[k]!
-      const refStart = file.ends[k]! - r.length * r.count
+    for (let at = offset; at < end && k < file.count; ) {
+      const r = fileRef(this.table, file, k)
+      const refStart = r.end - r.length * r.count
       const inner = (at - refStart) % r.length
       const take = Math.min(r.length - inner, end - at)
-      const id = ids[file.chunks[k]!]!
+      const id = ids[r.chunk]!
       parts.push(
         this.reader.get(id).then((chunk) => {
           if (chunk.length < r.offset + r.length) {
@@ -286,7 +284,7 @@ export class Mount {
         }),
       )
       at += take
-      if (at >= file.ends[k]!) k++
+      if (at >= r.end) k++
     }
     this.readAhead(ino, file, offset, end, k)
     return Promise.all(parts)
@@ -308,33 +306,35 @@ export class Mount {
     if (!sequential) return
     let budget = this.options.readAheadBytes
     if (file.recipe !== undefined) return
-    for (let k = next; k < file.refs.length && budget > 0; k++) {
-      this.reader.prefetch(ids[file.chunks[k]!]!)
-      budget -= file.refs[k]!.length
+    for (let k = next; k < file.count && budget > 0; k++) {
+      const r = fileRef(this.table, file, k)
+      this.reader.prefetch(ids[r.chunk]!)
+      budget -= r.length
     }
     if (offset !== 0) return
-    const at = this.fileIndex.get(ino)!
+    const at = indexIn(this.fileOrder, ino)
     const walking = at > this.lastStarted && at - this.lastStarted <= 4
     this.lastStarted = at
     if (!walking) return
     for (let i = at + 1; i < this.fileOrder.length && budget > 0; i++) {
-      const f = this.table.files.get(this.fileOrder[i]!)!
+      const f = fileContent(this.table, this.fileOrder[i]!)!
       if (f.recipe !== undefined) continue
-      for (let k = 0; k < f.refs.length && budget > 0; k++) {
-        this.reader.prefetch(ids[f.chunks[k]!]!)
-        budget -= f.refs[k]!.length
+      for (let k = 0; k < f.count && budget > 0; k++) {
+        const r = fileRef(this.table, f, k)
+        this.reader.prefetch(ids[r.chunk]!)
+        budget -= r.length
       }
     }
   }
 }
 
-/** The index of the first ref whose bytes end after `offset` (ends is increasing). */
-function firstEndAfter(ends: Float64Array, offset: number): number {
+/** Where `ino` is in the ascending list `inos` (it is there: a chunked file's inode). */
+function indexIn(inos: Uint32Array, ino: number): number {
   let lo = 0
-  let hi = ends.length
+  let hi = inos.length
   while (lo < hi) {
     const mid = (lo + hi) >>> 1
-    if (ends[mid]! <= offset) lo = mid + 1
+    if (inos[mid]! < ino) lo = mid + 1
     else hi = mid
   }
   return lo

@@ -57,7 +57,9 @@ export interface VerifyOptions {
 export async function verify(store: Store, id: string, options: VerifyOptions = {}): Promise<VerifyResult> {
   await store.open()
   await checkStoreFormat(store)
-  const closure = await snapshotClosure(store, id)
+  // without the files using each chunk: for a tree of many small files that is every path again, as
+  // a string; they are looked up below only for chunks found damaged
+  const closure = await snapshotClosure(store, id, { files: false })
   options.onPlan?.(closure.chunks.size)
   const result: VerifyResult = {
     id,
@@ -75,18 +77,21 @@ export async function verify(store: Store, id: string, options: VerifyOptions = 
       result.bytesChecked += raw.length
     } catch (err) {
       if (!isObjectDamage(err)) throw err
-      result.damaged.push({
-        id: chunk.id,
-        problem: err.code === 'ERR_OBJECT_MISSING' ? 'missing' : 'corrupt',
-        detail: err.message,
-        files: chunk.users.filter((u) => u.layer === null).flatMap((u) => u.files),
-        layers: chunk.users.flatMap((u) => (u.layer === null ? [] : [{ diffId: u.layer.diffId, digest: u.layer.digest, tree: u.tree, files: u.files }])),
-      })
+      result.damaged.push({ id: chunk.id, problem: err.code === 'ERR_OBJECT_MISSING' ? 'missing' : 'corrupt', detail: err.message, files: [], layers: [] })
     }
     result.chunksChecked++
     options.onChunk?.()
   })
   result.damaged.sort((a, b) => a.id.localeCompare(b.id))
+  if (result.damaged.length > 0) {
+    // the trees read again, now naming the files of each chunk (the closure is the same: nothing changed)
+    const named = await snapshotClosure(store, id)
+    for (const d of result.damaged) {
+      const users = named.chunks.get(d.id)?.users ?? []
+      d.files = users.filter((u) => u.layer === null).flatMap((u) => u.files)
+      d.layers = users.flatMap((u) => (u.layer === null ? [] : [{ diffId: u.layer.diffId, digest: u.layer.digest, tree: u.tree, files: u.files }]))
+    }
+  }
   // a blob stored as a recipe is checked as a pull would read it: regenerated and hashed whole
   for (const r of closure.recipes) {
     if (r.recipe === null) continue

@@ -45,8 +45,10 @@ export interface EncodedTree extends EncodedObject {
 
 /** `encoder`: one that already holds some of the tree's entries (TreeEncoder). */
 export function encodeTreeObject(tree: Tree, encoder = new TreeEncoder()): EncodedTree {
-  const { root, parts } = encoder.encode(tree)
-  return { id: toHex(hashBytes(root)), object: encodeObject(root), parts: parts.map((p) => ({ id: toHex(hashBytes(p)), object: encodeObject(p) })) }
+  // each part compressed as it is cut: only the stored forms are kept
+  const parts: EncodedObject[] = []
+  const root = encoder.encodeParts(tree, (part, id) => parts.push({ id: toHex(id), object: encodeObject(part) }))
+  return { id: toHex(hashBytes(root)), object: encodeObject(root), parts }
 }
 
 /**
