@@ -77,10 +77,21 @@ export class S3Store extends StoreLifecycle implements Store {
     try {
       const { client, sdk } = await this.connect()
       await client.send(new sdk.HeadBucketCommand({ Bucket: this.bucket }))
-      // a prefix with nothing under it is a new store: should the command fail, it is emptied again
+      // a prefix with nothing under it is a new store: should the command fail, it is emptied again.
+      // A store's config answers for the usual case in one HEAD; only without one is the prefix listed
+      // (whole pages: s3rver answers a ListObjectsV2 with MaxKeys below the key count with HTTP 500)
       if (create) {
-        const page = await client.send(new sdk.ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix, MaxKeys: 1 }))
-        this.createdHere = (page.KeyCount ?? page.Contents?.length ?? 0) === 0
+        let config = true
+        try {
+          await client.send(new sdk.HeadObjectCommand({ Bucket: this.bucket, Key: this.key('config') }))
+        } catch (err) {
+          if (statusOf(err) !== 404) throw err
+          config = false
+        }
+        if (!config) {
+          const page = await client.send(new sdk.ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix }))
+          this.createdHere = (page.Contents?.length ?? 0) === 0
+        }
       }
       return
     } catch (err) {
