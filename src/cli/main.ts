@@ -1,11 +1,13 @@
 import './thread-pool.js'
 import { Command, CommanderError } from '@commander-js/extra-typings'
 import { registerDiff } from './diff.js'
+import { registerGc } from './gc.js'
 import { registerId } from './id.js'
 import { registerMount } from './mount.js'
 import { registerPull } from './pull.js'
 import { registerPush } from './push.js'
 import { registerRevisions } from './revisions.js'
+import { registerRm } from './rm.js'
 import { registerStats } from './stats.js'
 import { registerSync } from './sync.js'
 import { registerUmount } from './umount.js'
@@ -27,7 +29,7 @@ const program = new Command()
     outputError: (str, write) => write(`snapdir: ${str.replace(/^error: /, '').trim()} (see --help)\n`),
   })
 
-for (const register of [registerPush, registerPull, registerSync, registerVerify, registerId, registerRevisions, registerStats, registerDiff, registerMount, registerUmount]) register(program)
+for (const register of [registerPush, registerPull, registerSync, registerVerify, registerId, registerRevisions, registerRm, registerGc, registerStats, registerDiff, registerMount, registerUmount]) register(program)
 for (const cmd of program.commands) cmd.exitOverride()
 
 try {

@@ -8,3 +8,12 @@ export function integerOption(flag: string, value: string, min: number, max: num
   }
   return n
 }
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+
+/** A duration option: a number and a unit (ms, s, m, h, d; seconds without one), in milliseconds. */
+export function durationOption(flag: string, value: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(value)
+  if (m === null) throw new UsageError(`${flag} '${value}': expected a duration such as 90s, 30m, 1h or 2d (0 for none)`)
+  return Math.round(Number(m[1]) * UNIT_MS[m[2] ?? 's']!)
+}

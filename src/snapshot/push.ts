@@ -10,6 +10,7 @@ import { BackgroundFlush } from '../store/background-flush.js'
 import type { LayerBlobStorage } from '../store/layer-refs.js'
 import type { Revision } from '../store/revisions.js'
 import { ensureStoreConfig } from '../store/store-config.js'
+import { WriterLease } from '../store/write-lease.js'
 import type { Store } from '../store/store.js'
 import { buildSnapshot, type BuildStats } from '../ingest/build-snapshot.js'
 import { poolFor, type WorkerPool } from '../ingest/worker-pool.js'
@@ -52,6 +53,16 @@ export interface PushOptions {
  * bundle's), layer trees, layer refs, bundle tree, revision, with a flush between steps.
  */
 export async function push(store: Store, source: string, options: PushOptions = {}): Promise<PushResult> {
+  // gc does not sweep from before the store is first looked at until the revision is written
+  const lease = new WriterLease(store, `push of ${path.resolve(source)}`)
+  try {
+    return await pushLeased(store, source, options, lease)
+  } finally {
+    await lease.release()
+  }
+}
+
+async function pushLeased(store: Store, source: string, options: PushOptions, lease: WriterLease): Promise<PushResult> {
   const phases: Record<string, number> = {}
   let mark = performance.now()
   const phase = (name: string): void => {
@@ -72,6 +83,7 @@ export async function push(store: Store, source: string, options: PushOptions = 
     opened = options.opened ?? (await openSource(source, { ...(options.platforms ? { platforms: options.platforms } : {}), onPhase: phase }))
     const { dir, layers, scanned } = opened
     await store.open({ create: true })
+    await lease.acquire()
     const params = await ensureStoreConfig(store)
     if (layers !== null) {
       // before the bundle: a layer that does not match its diff_id fails the push early

@@ -55,6 +55,8 @@ export interface ClosureTree {
   parts?: EncodedObject[]
   /** the parts left out of `parts` and whose chunks were not listed (skipPart, or the previous tree's) */
   presentParts?: string[]
+  /** the IDs of all its parts (format 2; empty for format 1), when `partIds` asked for them (gc keeps them) */
+  partIds?: string[]
 }
 
 /** Who uses a chunk: one tree of the closure, and the files of that tree (for messages). */
@@ -136,6 +138,10 @@ export interface ClosureOptions {
    * does not share): their parts are taken as there without asking, and their chunks as well.
    */
   skipPart?: (id: string) => Promise<boolean>
+  /** list the IDs of each tree's parts in `trees` (partIds) */
+  partIds?: boolean
+  /** the store's revisions, when the caller has listed them already (gc walks every snapshot: one listing, not one each) */
+  revisions?: Revision[]
 }
 
 /** Parts asked about at once (skipPart: a HEAD each on S3). */
@@ -191,7 +197,7 @@ export async function snapshotClosure(store: Store, id: string, options: Closure
     })
   }
   // Lists a tree's chunks but those under parts where the caller is going; what `trees` keeps of it.
-  const listTree = async (stored: StoredTree, treeId: string, layer: ClosureLayer | null): Promise<Pick<ClosureTree, 'object' | 'parts' | 'presentParts'>> => {
+  const listTree = async (stored: StoredTree, treeId: string, layer: ClosureLayer | null): Promise<Pick<ClosureTree, 'object' | 'parts' | 'presentParts' | 'partIds'>> => {
     const present = new Set<string>()
     if (options.skipPart && stored.parts.length > 0) {
       await forEachLimit(stored.parts, PART_CHECKS, async (p) => {
@@ -206,15 +212,16 @@ export async function snapshotClosure(store: Store, id: string, options: Closure
       entry += n
     })
     addTree(stored.tree, treeId, layer, skipped)
-    if (!options.keepTreeObjects) return {}
-    return { object: stored.root, parts: stored.parts.filter((p) => !present.has(p.id)), ...(present.size > 0 ? { presentParts: [...present] } : {}) }
+    const partIds = options.partIds ? { partIds: stored.parts.map((p) => p.id) } : {}
+    if (!options.keepTreeObjects) return partIds
+    return { object: stored.root, parts: stored.parts.filter((p) => !present.has(p.id)), ...(present.size > 0 ? { presentParts: [...present] } : {}), ...partIds }
   }
   const knownParts = new Set<string>()
   const knownChunks = new Set<string>()
   const own = await readOwn()
   const size = treeSize(own.tree)
 
-  const revisions = (await listRevisions(store)).filter((r) => r.id === id)
+  const revisions = (options.revisions ?? (await listRevisions(store))).filter((r) => r.id === id)
   if (options.skipPart && options.skipTree) {
     const ownParts = new Set(own.parts.map((p) => p.id))
     for (const previous of new Set(revisions.map((r) => r.previous_id))) {
@@ -271,7 +278,7 @@ export async function snapshotClosure(store: Store, id: string, options: Closure
     }
   }
 
-  const readLayerTree = async (layer: ClosureLayer): Promise<Pick<ClosureTree, 'object' | 'parts' | 'presentParts'>> => {
+  const readLayerTree = async (layer: ClosureLayer): Promise<Pick<ClosureTree, 'object' | 'parts' | 'presentParts' | 'partIds'>> => {
     const stored = await readStoredTree(store, layer.tree, `layer ${layer.diffId} (tree ${layer.tree}) in ${store.url}`)
     return listTree(stored, layer.tree, layer)
   }

@@ -6,7 +6,7 @@ import { ZSTD_LEVEL } from '../format/object.js'
 import { objectDirectory } from './objects.js'
 import { abortedError, isErrno, SnapdirError } from '../util/errors.js'
 import { StoreLifecycle } from './lifecycle.js'
-import type { ReadOptions, Store, StoreSpec } from './store.js'
+import type { ListedObject, SweepStore, ReadOptions, StoreSpec } from './store.js'
 
 /**
  * A store in a local directory. put() writes a temporary file beside the final name and renames it,
@@ -21,8 +21,10 @@ import type { ReadOptions, Store, StoreSpec } from './store.js'
 const TMP_PREFIX = `${process.pid}-${randomBytes(4).toString('hex')}`
 let tmpCounter = 0
 const tmpName = (final: string): string => `${final}.tmp-${TMP_PREFIX}-${(tmpCounter++).toString(36)}`
+/** Every writer's temporary names have this in them: put()'s, the native writers' (`<final>.tmp-<tag>-<n>`). */
+const TMP_MARK = '.tmp-'
 
-export class FileStore extends StoreLifecycle implements Store {
+export class FileStore extends StoreLifecycle implements SweepStore {
   readonly url: string
   readonly spec: StoreSpec
   /** see LocalChunkStore (store.ts); absent without the native addon, which writes them */
@@ -148,22 +150,50 @@ export class FileStore extends StoreLifecycle implements Store {
   }
 
   async *list(prefix: string): AsyncIterable<string> {
+    for await (const key of this.walk(prefix, false)) yield key
+  }
+
+  async *listObjects(prefix: string, options: { temporary?: boolean } = {}): AsyncIterable<ListedObject> {
+    for await (const key of this.walk(prefix, options.temporary === true)) {
+      let st
+      try {
+        st = await fs.lstat(this.file(key))
+      } catch (err) {
+        if (isErrno(err, 'ENOENT')) continue // deleted since the directory was read
+        throw this.ioError(`cannot check ${key}`, err)
+      }
+      yield { key, size: st.size, modified: st.mtimeMs }
+    }
+  }
+
+  /** The files under `prefix` ('' for the whole store), depth first. */
+  private async *walk(prefix: string, temporary: boolean): AsyncGenerator<string> {
     const base = prefix.replace(/\/+$/, '')
     const walk = async function* (this: FileStore, rel: string): AsyncGenerator<string> {
       let names: import('node:fs').Dirent[]
       try {
-        names = await fs.readdir(this.file(rel), { withFileTypes: true })
+        names = await fs.readdir(rel === '' ? this.root : this.file(rel), { withFileTypes: true })
       } catch (err) {
         if (isErrno(err, 'ENOENT')) return
         throw this.ioError(`cannot list ${rel}`, err)
       }
       for (const d of names) {
-        const key = `${rel}/${d.name}`
+        const key = rel === '' ? d.name : `${rel}/${d.name}`
         if (d.isDirectory()) yield* walk.call(this, key)
-        else if (d.isFile() && !d.name.includes('.tmp-')) yield key
+        else if (d.isFile() && (temporary || !d.name.includes(TMP_MARK))) yield key
       }
     }
     yield* walk.call(this, base)
+  }
+
+  async deleteMany(keys: string[]): Promise<void> {
+    for (const key of keys) {
+      try {
+        await fs.unlink(this.file(key))
+      } catch (err) {
+        if (!isErrno(err, 'ENOENT')) throw this.ioError(`cannot delete ${key}`, err)
+      }
+    }
   }
 
   async flush(): Promise<void> {

@@ -1,15 +1,16 @@
 import { abortedError, SnapdirError } from '../util/errors.js'
 import { StoreLifecycle } from './lifecycle.js'
-import type { ReadOptions, Store, StoreSpec } from './store.js'
+import type { ListedObject, SweepStore, ReadOptions, StoreSpec } from './store.js'
 
 /**
  * A store in this process's memory: for tests and for staging nothing. Copies on put and get so a
  * caller can never change a stored object through a buffer it kept.
  */
-export class MemoryStore extends StoreLifecycle implements Store {
+export class MemoryStore extends StoreLifecycle implements SweepStore {
   readonly url: string
   readonly spec: StoreSpec
   private objects: Map<string, Buffer> | null = null
+  private readonly modified = new Map<string, number>()
 
   constructor(name = 'memory') {
     super()
@@ -45,6 +46,18 @@ export class MemoryStore extends StoreLifecycle implements Store {
 
   async put(key: string, data: Buffer): Promise<void> {
     this.map().set(key, Buffer.from(data))
+    this.modified.set(key, Date.now())
+  }
+
+  async deleteMany(keys: string[]): Promise<void> {
+    for (const key of keys) {
+      this.map().delete(key)
+      this.modified.delete(key)
+    }
+  }
+
+  async *listObjects(prefix: string): AsyncIterable<ListedObject> {
+    for (const [key, data] of [...this.map()]) if (key.startsWith(prefix)) yield { key, size: data.length, modified: this.modified.get(key) ?? 0 }
   }
 
   async *list(prefix: string): AsyncIterable<string> {

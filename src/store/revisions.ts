@@ -4,6 +4,7 @@
 import type { ImageLayer } from './layer-refs.js'
 import { randomBytes } from 'node:crypto'
 import type { Store } from './store.js'
+import { SnapdirError } from '../util/errors.js'
 
 const PREFIX = 'refs/revisions/'
 
@@ -34,12 +35,30 @@ const warnOnStderr: SkippedRevision = (key, reason) => {
  * the whole store unlistable, unpushable and unsyncable.
  */
 export async function listRevisions(store: Store, onSkip: SkippedRevision = warnOnStderr): Promise<Revision[]> {
+  return (await listRevisionRecords(store, onSkip)).map((r) => r.revision)
+}
+
+/** A revision and the key of its record (what rm and gc delete). */
+export interface RevisionRecord {
+  key: string
+  revision: Revision
+}
+
+/** listRevisions, with each record's key. */
+export async function listRevisionRecords(store: Store, onSkip: SkippedRevision = warnOnStderr): Promise<RevisionRecord[]> {
   const keys: string[] = []
   for await (const key of store.list(PREFIX)) keys.push(key)
   keys.sort()
-  const out: Revision[] = []
+  const out: RevisionRecord[] = []
   for (const key of keys) {
-    const raw = await store.get(key)
+    let raw: Buffer
+    try {
+      raw = await store.get(key)
+    } catch (err) {
+      // removed (snapdir rm, gc --keep-last) since the listing: not a revision any more
+      if (err instanceof SnapdirError && err.code === 'ERR_OBJECT_MISSING') continue
+      throw err
+    }
     let value: unknown
     try {
       value = JSON.parse(raw.toString('utf8'))
@@ -48,7 +67,7 @@ export async function listRevisions(store: Store, onSkip: SkippedRevision = warn
       continue
     }
     const problem = revisionProblem(value)
-    if (problem === null) out.push(value as Revision)
+    if (problem === null) out.push({ key, revision: value as Revision })
     else onSkip(`${store.url}/${key}`, problem)
   }
   return out

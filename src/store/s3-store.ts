@@ -1,7 +1,7 @@
 import type { S3Client } from '@aws-sdk/client-s3'
 import { abortedError, SnapdirError } from '../util/errors.js'
 import { StoreLifecycle } from './lifecycle.js'
-import type { ReadOptions, Store, StoreSpec } from './store.js'
+import type { ListedObject, SweepStore, ReadOptions, StoreSpec } from './store.js'
 
 // The SDK is pinned (package-lock) at a release that supports Node 20; its warning that later
 // releases will not would land on stderr of every command that opens an S3 store.
@@ -14,6 +14,9 @@ let sdkLoading: Promise<Sdk> | null = null
 function sdk(): Promise<Sdk> {
   return (sdkLoading ??= import('@aws-sdk/client-s3'))
 }
+
+/** Keys one DeleteObjects request takes at most. */
+const DELETE_BATCH = 1000
 
 export interface S3StoreOptions {
   bucket: string
@@ -32,7 +35,7 @@ export interface S3StoreOptions {
  * Every object is one PUT, so it is atomic; a PUT that S3 acknowledged is durable, so flush() has
  * nothing to do. With a custom endpoint, addressing is path-style (what S3-compatible servers speak).
  */
-export class S3Store extends StoreLifecycle implements Store {
+export class S3Store extends StoreLifecycle implements SweepStore {
   readonly url: string
   readonly spec: StoreSpec
   private readonly bucket: string
@@ -177,6 +180,11 @@ export class S3Store extends StoreLifecycle implements Store {
   }
 
   async *list(prefix: string): AsyncIterable<string> {
+    for await (const o of this.listObjects(prefix)) yield o.key
+  }
+
+  /** Every PUT is whole, so there are no temporary objects: `temporary` changes nothing. */
+  async *listObjects(prefix: string, _options: { temporary?: boolean } = {}): AsyncIterable<ListedObject> {
     let token: string | undefined
     do {
       let page
@@ -188,9 +196,35 @@ export class S3Store extends StoreLifecycle implements Store {
       } catch (err) {
         throw this.failure(`cannot list ${prefix}`, err)
       }
-      for (const o of page.Contents ?? []) if (o.Key) yield o.Key.slice(this.prefix.length)
+      for (const o of page.Contents ?? []) {
+        if (o.Key) yield { key: o.Key.slice(this.prefix.length), size: o.Size ?? 0, modified: o.LastModified?.getTime() ?? 0 }
+      }
       token = page.IsTruncated ? page.NextContinuationToken : undefined
     } while (token)
+  }
+
+  /** DeleteObjects, 1000 keys a request (S3's limit); a key that is not there is no error, as on S3. */
+  async deleteMany(keys: string[]): Promise<void> {
+    for (let at = 0; at < keys.length; at += DELETE_BATCH) {
+      const batch = keys.slice(at, at + DELETE_BATCH)
+      let out
+      try {
+        const { client, sdk } = await this.connect()
+        out = await client.send(new sdk.DeleteObjectsCommand({
+          Bucket: this.bucket,
+          Delete: { Objects: batch.map((k) => ({ Key: this.key(k) })), Quiet: true },
+        }))
+      } catch (err) {
+        throw this.failure(`cannot delete ${batch.length} object(s) from ${batch[0]}`, err)
+      }
+      const failed = out.Errors ?? []
+      if (failed.length > 0) {
+        const first = failed[0]!
+        throw new SnapdirError('ERR_STORE_IO', `store ${this.url}: cannot delete ${failed.length} object(s), ${first.Key ?? '?'} first: ${first.Code ?? ''} ${first.Message ?? ''}`.trim(), {
+          data: { store: this.url },
+        })
+      }
+    }
   }
 
   async flush(): Promise<void> {}

@@ -5,8 +5,8 @@
 // What a store can do is split into capabilities, as desync splits Store / WriteStore / PruneStore, so
 // a caller asks for what it needs: ReadStore to read (pull, mount, verify, a sync's source), Store to
 // write as well (push, a sync's destination; every backend), LocalChunkStore for push's native path
-// (a store in a local directory), PruneStore to delete (the disk cache drops a damaged copy; gc, next,
-// will sweep stores with it).
+// (a store in a local directory), PruneStore to delete (the disk cache drops a damaged copy),
+// SweepStore to delete in batches and to list with times (gc, rm, writers' leases).
 
 /** Enough to open the same store again, e.g. in a worker thread (see open-store.ts). */
 export interface StoreSpec {
@@ -79,10 +79,35 @@ export interface LocalChunkStore extends Store {
   readonly localChunks: { dir: string; tmpTag: string }
 }
 
+/** An object as a listing with times gives it. */
+export interface ListedObject {
+  key: string
+  size: number
+  /** when it was last written, in ms since the epoch: a file's mtime, S3's LastModified */
+  modified: number
+}
+
 /** A store objects can be deleted from. */
 export interface PruneStore extends Store {
   /** Removes an object; one that is not there is no error. */
   delete(key: string): Promise<void>
+}
+
+/** A store that can be swept: gc (store/gc.ts), rm, and the leases of writers (write-lease.ts). */
+export interface SweepStore extends Store {
+  /** Removes objects; one that is not there is no error. Batched where the backend can (S3: 1000 keys a request). */
+  deleteMany(keys: string[]): Promise<void>
+  /**
+   * Like list(), with each object's size and time. `temporary` adds what writers left under temporary
+   * names (a file store's `*.tmp-*` files: a killed writer's), which list() never shows.
+   */
+  listObjects(prefix: string, options?: { temporary?: boolean }): AsyncIterable<ListedObject>
+}
+
+/** Whether `store` can be swept (every backend; not a cache or a view of one). */
+export function isSweepStore(store: ReadStore): store is SweepStore {
+  const s = store as Partial<SweepStore>
+  return typeof s.deleteMany === 'function' && typeof s.listObjects === 'function'
 }
 
 /** Whether push can write chunks into `store` directly (see LocalChunkStore). */

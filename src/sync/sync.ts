@@ -5,6 +5,7 @@ import { commitSnapshot, type CommitLayer } from '../store/commit.js'
 import { isObjectDamage, objectKey } from '../store/objects.js'
 import { checkStoreFormat, ensureStoreConfig, readStoreConfig } from '../store/store-config.js'
 import type { Store } from '../store/store.js'
+import { WriterLease } from '../store/write-lease.js'
 import { forEachLimit } from '../util/concurrency.js'
 import { SnapdirError } from '../util/errors.js'
 
@@ -37,6 +38,16 @@ export interface SyncSummary {
  * destination's), then the bundle tree and the revision, each step flushed, as push orders them.
  */
 export async function sync(from: Store, to: Store, id: string, options: SyncOptions = {}): Promise<SyncSummary> {
+  // gc does not sweep the destination from before it is first looked at until the revision is written
+  const lease = new WriterLease(to, `sync of ${id} from ${from.url}`)
+  try {
+    return await syncLeased(from, to, id, options, lease)
+  } finally {
+    await lease.release()
+  }
+}
+
+async function syncLeased(from: Store, to: Store, id: string, options: SyncOptions, lease: WriterLease): Promise<SyncSummary> {
   const dryRun = options.dryRun ?? false
   const summary: SyncSummary = { id, dryRun, alreadyComplete: false, objects: { checked: 0, copied: 0, skipped: 0 }, bytes: { copied: 0, skipped: 0 } }
   await from.open()
@@ -58,6 +69,7 @@ export async function sync(from: Store, to: Store, id: string, options: SyncOpti
     return undefined
   }
   await to.open({ create: !dryRun }).catch(destinationMissing)
+  if (!dryRun) await lease.acquire()
   // a destination a newer snapdir wrote (config version > STORE_FORMAT) is refused before anything is copied into it
   await readStoreConfig(to).catch(destinationMissing)
 

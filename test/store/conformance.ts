@@ -2,7 +2,7 @@
 // factory; a new backend (s3, memory) passes this suite before anything else uses it.
 import { randomBytes } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
-import { isLocalChunkStore, type Store } from '../../src/store/store.js'
+import { isLocalChunkStore, isSweepStore, type Store } from '../../src/store/store.js'
 import { SnapdirError } from '../../src/util/errors.js'
 
 export interface StoreFactory {
@@ -10,6 +10,8 @@ export interface StoreFactory {
   fresh(): Promise<Store>
   /** whether the backend is a LocalChunkStore (push writes chunks into it natively) */
   localChunks: boolean
+  /** whether gc and rm can sweep it (SweepStore); every backend but a cache (default true) */
+  sweep?: boolean
 }
 
 async function collect(it: AsyncIterable<string>): Promise<string[]> {
@@ -113,6 +115,22 @@ export function storeConformance(name: string, factory: StoreFactory): void {
       expect(await collect(s.list('trees/'))).toEqual(['trees/aa/x'])
       expect(await collect(s.list('chunks/'))).toEqual([])
       await s.flush()
+    })
+
+    it(`is ${factory.sweep === false ? 'not ' : ''}a SweepStore: lists with sizes and times, deletes in batches`, async () => {
+      const s = await opened()
+      expect(isSweepStore(s)).toBe(factory.sweep !== false)
+      if (!isSweepStore(s)) return
+      const before = Date.now() - 2_000 // S3's times are whole seconds
+      const keys = ['chunks/aa/one', 'chunks/bb/two', 'trees/cc/three', 'config']
+      await Promise.all(keys.map((k) => s.put(k, Buffer.from(k))))
+      const listed = []
+      for await (const o of s.listObjects('')) listed.push(o)
+      listed.sort((a, b) => (a.key < b.key ? -1 : 1))
+      expect(listed.map((o) => [o.key, o.size])).toEqual([...keys].sort().map((k) => [k, k.length]))
+      for (const o of listed) expect(o.modified).toBeGreaterThanOrEqual(before)
+      await s.deleteMany(['chunks/aa/one', 'trees/cc/three', 'chunks/never/there'])
+      expect(await collect(s.list(''))).toEqual(['chunks/bb/two', 'config'])
     })
   })
 }
