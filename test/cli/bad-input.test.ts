@@ -415,6 +415,8 @@ describe('--help', () => {
     { cmd: 'id', options: ['--store <url>'] },
     { cmd: 'revisions', options: ['--store <url>'] },
     { cmd: 'diff', options: ['--store <url>', '--json', '--jobs <n>', '--platform <os/arch[/variant]>'] },
+    { cmd: 'rm', options: ['--store <url>', '--json'] },
+    { cmd: 'gc', options: ['--store <url>', '--grace <duration>', '--keep-last <n>', '--dry-run', '--json'] },
   ])('snapdir $cmd --help exits 0 and explains every option', async ({ cmd, options }) => {
     const r = await snapdir([cmd, '--help'])
     expect(r.status, r.stderr).toBe(0)
@@ -430,7 +432,7 @@ describe('--help', () => {
     const r = await snapdir(['--help'])
     expect(r.status, r.stderr).toBe(0)
     expect(r.stderr).toBe('')
-    for (const cmd of ['push', 'pull', 'verify', 'id', 'revisions', 'diff']) {
+    for (const cmd of ['push', 'pull', 'verify', 'id', 'revisions', 'diff', 'rm', 'gc']) {
       expect(r.stdout).toMatch(new RegExp(`^\\s+${cmd}\\b.*\\S{3,}`, 'm'))
     }
   })
