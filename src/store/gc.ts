@@ -202,7 +202,8 @@ async function sweep(store: SweepStore, cx: SweepContext): Promise<GcReport> {
   const young: GcCount = { objects: 0, bytes: 0 }
   const dead = new Map<GcKind, ListedObject[]>(GC_KINDS.map((k) => [k, []]))
   const doomedKeys = new Set(cx.doomed.map((r) => r.key))
-  const staleLeases = new Set((await listLeases(store, WRITER_LEASES)).stale.map((o) => o.key))
+  // leases of writers and gcs that were killed (past the TTL: nobody renews them)
+  const staleLeases = new Set([...(await listLeases(store, WRITER_LEASES)).stale, ...(await listLeases(store, GC_LEASES)).stale].map((o) => o.key))
   // one listing of the whole store (temporary files too): what is not marked, and old enough, goes
   for await (const o of store.listObjects('', { temporary: true })) {
     const kind = kindOf(o.key)

@@ -19,7 +19,7 @@
 //
 // A lease is live while its object is younger than LEASE_TTL_MS (its mtime, S3's LastModified); its
 // holder rewrites it every LEASE_RENEW_MS. A killed holder's lease goes stale after the TTL and
-// holds nobody up longer; gc deletes stale writer leases.
+// holds nobody up longer; gc deletes stale leases.
 import { randomBytes } from 'node:crypto'
 import os from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
