@@ -93,7 +93,7 @@ async function main() {
     }
     const result = {
       host: hostInfo(), commit: snapdirCommit(), loadavg: os.loadavg(), images: IMAGES, removed: REMOVED, ids,
-      stores: stores.map(({ sample, ...s }) => s),
+      stores: stores.map(({ sample: _sample, ...s }) => s),
       contention: contention('gc', stores.map((s) => s.sample)),
     }
     writeResult(out, result, (r) => {
