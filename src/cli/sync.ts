@@ -21,20 +21,23 @@ export function registerSync(program: Command): void {
     .option('--s3-endpoint <url>', 'S3-compatible endpoint for both stores (default: AWS_ENDPOINT_URL)')
     .option('--from-s3-endpoint <url>', 'endpoint for the source only')
     .option('--to-s3-endpoint <url>', 'endpoint for the destination only')
+    .option('--from-profile <name>', 's3:// or gs:// source: sign with this profile of the AWS config files (default: AWS_PROFILE, the environment)')
+    .option('--to-profile <name>', 's3:// or gs:// destination: sign with this profile (a sync between providers needs one set of keys each)')
     .action(
-      action(async (opts: { id: string[]; all?: true; from: string; to: string; jobs: string; dryRun?: true; json?: true; s3Endpoint?: string; fromS3Endpoint?: string; toS3Endpoint?: string }) => {
+      action(async (opts: { id: string[]; all?: true; from: string; to: string; jobs: string; dryRun?: true; json?: true; s3Endpoint?: string; fromS3Endpoint?: string; toS3Endpoint?: string; fromProfile?: string; toProfile?: string }) => {
         const { sync } = await import('../sync/sync.js')
         const { listRevisions } = await import('../store/revisions.js')
         if (opts.all && opts.id.length > 0) throw new UsageError('--all syncs every snapshot; give it without --id')
         if (!opts.all && opts.id.length === 0) throw new UsageError("required option '--id <id>' (or --all) not specified")
         const given = opts.id.map((id) => parseId(id))
         const jobs = integerOption('--jobs', opts.jobs, 1, 1024)
-        const endpoint = (own?: string) => {
+        // each side its own endpoint and credentials, and its errors say which side it is
+        const side = (role: string, own?: string, profile?: string) => {
           const e = own ?? opts.s3Endpoint
-          return e === undefined ? {} : { s3Endpoint: e }
+          return { role, ...(e === undefined ? {} : { s3Endpoint: e }), ...(profile === undefined ? {} : { profile }) }
         }
-        const from = storeFromUrl(opts.from, endpoint(opts.fromS3Endpoint))
-        const to = storeFromUrl(opts.to, endpoint(opts.toS3Endpoint))
+        const from = storeFromUrl(opts.from, side('source', opts.fromS3Endpoint, opts.fromProfile))
+        const to = storeFromUrl(opts.to, side('destination', opts.toS3Endpoint, opts.toProfile))
         const bar = progressBar('items')
         try {
           let ids = given

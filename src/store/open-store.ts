@@ -11,12 +11,15 @@ const GCS_ENDPOINT = 'https://storage.googleapis.com'
 
 /**
  * The store a URL the user typed names, not opened yet: its owner opens and closes it. `s3Endpoint`
- * (or AWS_ENDPOINT_URL) points s3:// at an S3-compatible service.
+ * (or AWS_ENDPOINT_URL) points s3:// (and gs://, e.g. at a test server) at an S3-compatible service;
+ * `profile` picks the credentials (one per side of a sync between providers); `role` is named in errors.
  */
-export function storeFromUrl(url: string, options: { s3Endpoint?: string } = {}): Store {
+export function storeFromUrl(url: string, options: { s3Endpoint?: string; profile?: string; role?: string } = {}): Store {
   const spec: StoreSpec = { url }
   const endpoint = options.s3Endpoint ?? process.env.AWS_ENDPOINT_URL
   if (endpoint) spec.s3Endpoint = endpoint
+  if (options.profile !== undefined) spec.profile = options.profile
+  if (options.role !== undefined) spec.role = options.role
   return openStore(spec)
 }
 

@@ -58,6 +58,11 @@ export class S3Store extends StoreLifecycle implements SweepStore {
       const client = new s.S3Client({
         region: o.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
         ...(o.endpoint ? { endpoint: o.endpoint, forcePathStyle: true } : {}),
+        // a profile of the shared config files, as AWS_PROFILE would be, but for this store only. The
+        // SDK's credential chain then prints a warning of its own (console.warn, not its logger) if keys
+        // are in the environment too, which is the very case of a sync where only one side has a
+        // profile: given a logger, it warns there instead, and this one is as silent as the default
+        ...(o.spec.profile !== undefined ? { profile: o.spec.profile, logger: SILENT } : {}),
         // Plain bodies: the default aws-chunked checksum framing is stored verbatim as the object by
         // several S3-compatible servers (s3rver among them), corrupting every object.
         requestChecksumCalculation: 'WHEN_REQUIRED',
@@ -233,12 +238,17 @@ export class S3Store extends StoreLifecycle implements SweepStore {
     const status = statusOf(err)
     const detail = err instanceof Error ? `${err.name}: ${err.message}` : String(err)
     const code = status === undefined ? 'ERR_STORE_UNREACHABLE' : 'ERR_STORE_IO'
-    return new SnapdirError(code, `store ${this.url}: ${what}: ${detail}${status ? ` (HTTP ${status})` : ''}`, {
+    // a refused signature or key (S3 answers HeadBucket's with a bare 403): say it is the credentials
+    const refused = status === 401 || status === 403 ? ': access denied, check the credentials for this store' : ''
+    const store = this.spec.role === undefined ? `store ${this.url}` : `${this.spec.role} store ${this.url}`
+    return new SnapdirError(code, `${store}: ${what}: ${detail}${status ? ` (HTTP ${status}${refused})` : ''}`, {
       cause: err,
       data: { store: this.url, ...(status ? { status } : {}) },
     })
   }
 }
+
+const SILENT = { debug() {}, info() {}, warn() {}, error() {} }
 
 function errorName(err: unknown): string | undefined {
   return err instanceof Error ? err.name : undefined

@@ -12,6 +12,10 @@
 export interface StoreSpec {
   url: string
   s3Endpoint?: string
+  /** s3:// and gs://: the profile of the AWS shared config and credentials files to sign with */
+  profile?: string
+  /** what a command calls this store besides its URL ('source', 'destination'), named in its errors */
+  role?: string
 }
 
 export interface ReadOptions {

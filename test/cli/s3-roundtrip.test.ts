@@ -34,7 +34,7 @@ describe('push, pull, verify and revisions against an S3 server on loopback', ()
     expect(r.status).toBe(1)
     expect(r.stdout).toBe('')
     expect(r.stderr.trim().split('\n')).toHaveLength(1)
-    expect(r.stderr).toMatch(/^snapdir: store s3:\/\/images\/team\/base: cannot open: .*\(HTTP 403\)/)
+    expect(r.stderr).toMatch(/^snapdir: store s3:\/\/images\/team\/base: cannot open: .*\(HTTP 403: access denied, check the credentials for this store\)/)
   })
 
   it('an endpoint nobody listens on: exit 1 naming the store, in bounded time', async () => {

@@ -114,7 +114,7 @@ it('a 4xx answer is not retried: one request, one clear error naming the store',
   const store = storeFromUrl('s3://retry/p', { s3Endpoint: endpoint })
   await store.open()
   Object.assign(faults, { status: 403, remaining: 100, seen: 0 })
-  await expect(store.get('chunks/aa/x')).rejects.toThrow(/store s3:\/\/retry\/p: cannot read chunks\/aa\/x: .*\(HTTP 403\)/)
+  await expect(store.get('chunks/aa/x')).rejects.toThrow(/store s3:\/\/retry\/p: cannot read chunks\/aa\/x: .*\(HTTP 403: access denied, check the credentials for this store\)/)
   expect(faults.seen).toBe(1)
   faults.remaining = 0
   await store.close()
