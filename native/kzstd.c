@@ -25,6 +25,10 @@
 #define ZSTD_MIN_MATCH 3
 #define MAX_MATCH_LENGTH 131074
 
+/* klauspost's EncoderLevel numbers: SpeedFastest 1, SpeedDefault 2, SpeedBetterCompression 3, SpeedBestCompression 4 */
+#define SPEED_FASTEST 1
+#define SPEED_DEFAULT 2
+
 #define TABLE_BITS 15
 #define D_LONG_BITS 17
 #define D_SHORT_LEN 5
@@ -1440,10 +1444,10 @@ static fse_enc *choose_comp(fse_enc *cur, fse_enc *prev, fse_enc *pre, uint8_t *
 }
 
 /* blockEnc.encode: Z_OK, Z_INCOMPRESSIBLE (the caller stores the block raw) or Z_FAIL */
-static int block_encode(zblock *b, const uint8_t *org, size_t org_len) {
-  if (b->nseq == 0) return block_encode_lits(b, b->literals, b->nlit, false);
+static int block_encode(zblock *b, const uint8_t *org, size_t org_len, bool raw_all_lits) {
+  if (b->nseq == 0) return block_encode_lits(b, b->literals, b->nlit, raw_all_lits);
   int saved = b->size - (int)b->nlit - (b->size >> 5);
-  if (saved < 16) return block_encode_lits(b, org, org_len, false);
+  if (saved < 16) return block_encode_lits(b, org, org_len, raw_all_lits);
   size_t bh_offset = b->output.len;
   if (!zb_reserve(&b->output, 3 + 5 + b->nlit * 2 + 64 + b->nseq * 24 + 1024)) return Z_FAIL;
   b->output.len += 3;
@@ -1862,9 +1866,177 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------------------ */
+/* the fast matcher (enc_fast.go), SpeedFastest */
+
+#define HASH_F(u) ((uint32_t)((((u) << (64 - 48)) * 227718039650203ULL) >> (64 - TABLE_BITS)))
+
+/* fastEncoder.Encode and EncodeNoHist, which differ as the double fast ones do */
+static bool fast_encode(dfast *e, zblock *blk, const uint8_t *in, size_t in_len, bool nohist) {
+  const int32_t input_margin = 8, min_non_literal = 1 + 1 + 8;
+  const int32_t k_search_strength = 6, step_size = 2;
+  if (nohist) {
+    if (e->cur >= BUFFER_RESET) {
+      memset(e->table, 0, sizeof e->table);
+      e->cur = e->max_match_off;
+    }
+  } else if (e->cur >= BUFFER_RESET) {
+    if (e->hist_len == 0) {
+      memset(e->table, 0, sizeof e->table);
+    } else {
+      int32_t min_off = e->cur + (int32_t)e->hist_len - e->max_match_off;
+      for (size_t i = 0; i < (1 << TABLE_BITS); i++) {
+        int32_t v = e->table[i].offset;
+        e->table[i].offset = v < min_off ? 0 : v - e->cur + e->max_match_off;
+      }
+    }
+    e->cur = e->max_match_off;
+  }
+  int32_t s;
+  const uint8_t *src;
+  int32_t src_len;
+  if (nohist) {
+    s = 0;
+    src = in;
+    src_len = (int32_t)in_len;
+  } else {
+    if (!dfast_add_block(e, in, in_len, &s)) return false;
+    src = e->hist;
+    src_len = (int32_t)e->hist_len;
+  }
+  blk->size = (int)in_len;
+  if ((int32_t)in_len < min_non_literal) {
+    memcpy(blk->literals, in, in_len);
+    blk->nlit = in_len;
+    return true;
+  }
+  const int32_t s_limit = src_len - input_margin;
+  const int32_t mmo = e->max_match_off;
+  int32_t next_emit = s;
+  uint64_t cv = le64(src + s);
+  int32_t offset1 = (int32_t)blk->recent[0];
+  int32_t offset2 = (int32_t)blk->recent[1];
+  const int32_t cur = e->cur;
+  tentry *st = e->table;
+#define ADD_LITS(from, until)                                                   \
+  do {                                                                          \
+    memcpy(blk->literals + blk->nlit, src + (from), (size_t)((until) - (from))); \
+    blk->nlit += (size_t)((until) - (from));                                    \
+  } while (0)
+#define ADD_SEQ(q)                            \
+  do {                                        \
+    if (!block_add_seq(blk, q)) return false; \
+  } while (0)
+  for (;;) {
+    int32_t t;
+    bool can_repeat = blk->nseq > 2;
+    for (;;) {
+      uint32_t nh = HASH_F(cv), nh2 = HASH_F(cv >> 8);
+      tentry cand = st[nh], cand2 = st[nh2];
+      int32_t rep_index = s - offset1 + 2;
+      st[nh] = (tentry){(uint32_t)cv, s + cur};
+      st[nh2] = (tentry){(uint32_t)(cv >> 8), s + cur + 1};
+      bool rep_ok = nohist ? blk->nseq > 2 : (can_repeat && rep_index >= 0);
+      if (rep_ok && le32(src + rep_index) == (uint32_t)(cv >> 16)) {
+        zseq q = {0};
+        int32_t length = 4 + match_len(src, src_len, s + 6, rep_index + 4);
+        q.match_len = (uint32_t)(length - ZSTD_MIN_MATCH);
+        int32_t start = s + 2;
+        int32_t start_limit = next_emit + 1;
+        int32_t s_min = s - mmo;
+        if (s_min < 0) s_min = 0;
+        while (rep_index > s_min && start > start_limit && src[rep_index - 1] == src[start - 1] &&
+               (nohist || q.match_len < MAX_MATCH_LENGTH - ZSTD_MIN_MATCH)) {
+          rep_index--;
+          start--;
+          q.match_len++;
+        }
+        if (start != next_emit) {
+          ADD_LITS(next_emit, start);
+          q.lit_len = (uint32_t)(start - next_emit);
+        }
+        q.offset = 1;
+        ADD_SEQ(q);
+        s += length + 2;
+        next_emit = s;
+        if (s >= s_limit) goto done;
+        cv = le64(src + s);
+        continue;
+      }
+      int32_t coff0 = s - (cand.offset - cur);
+      int32_t coff1 = s - (cand2.offset - cur) + 1;
+      if (coff0 < mmo && (uint32_t)cv == cand.val) {
+        t = cand.offset - cur;
+        break;
+      }
+      if (coff1 < mmo && (uint32_t)(cv >> 8) == cand2.val) {
+        t = cand2.offset - cur;
+        s++;
+        break;
+      }
+      s += step_size + ((s - next_emit) >> (k_search_strength - 1));
+      if (s >= s_limit) goto done;
+      cv = le64(src + s);
+    }
+    offset2 = offset1;
+    offset1 = s - t;
+    int32_t l = match_len(src, src_len, s + 4, t + 4) + 4;
+    int32_t t_min = s - mmo;
+    if (t_min < 0) t_min = 0;
+    while (t > t_min && s > next_emit && src[t - 1] == src[s - 1] && (nohist || l < MAX_MATCH_LENGTH)) {
+      s--;
+      t--;
+      l++;
+    }
+    zseq q = {0};
+    q.lit_len = (uint32_t)(s - next_emit);
+    q.match_len = (uint32_t)(l - ZSTD_MIN_MATCH);
+    if (q.lit_len > 0) ADD_LITS(next_emit, s);
+    q.offset = (uint32_t)(s - t) + 3;
+    s += l;
+    ADD_SEQ(q);
+    next_emit = s;
+    if (s >= s_limit) goto done;
+    cv = le64(src + s);
+    int32_t o2 = s - offset2;
+    /* EncodeNoHist asks after this sequence was added, Encode before */
+    if ((nohist ? blk->nseq > 2 : can_repeat) && le32(src + o2) == (uint32_t)cv) {
+      int32_t l2 = 4 + match_len(src, src_len, s + 4, o2 + 4);
+      st[HASH_F(cv)] = (tentry){(uint32_t)cv, s + cur};
+      zseq r = {0};
+      r.match_len = (uint32_t)l2 - ZSTD_MIN_MATCH;
+      r.lit_len = 0;
+      r.offset = 1;
+      s += l2;
+      next_emit = s;
+      ADD_SEQ(r);
+      int32_t tmp = offset1;
+      offset1 = offset2;
+      offset2 = tmp;
+      if (s >= s_limit) goto done;
+      cv = le64(src + s);
+    }
+  }
+done:
+  if (next_emit < src_len) ADD_LITS(next_emit, src_len);
+  if (nohist) {
+    if (e->cur < BUFFER_RESET) e->cur += (int32_t)in_len;
+  } else {
+    blk->recent[0] = (uint32_t)offset1;
+    blk->recent[1] = (uint32_t)offset2;
+  }
+#undef ADD_LITS
+#undef ADD_SEQ
+  return true;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
 /* the frame (encoder.go, frameenc.go) */
 
 typedef struct {
+  int level;
+  /* encoderOptions: blockSize, and !allLitEntropy (literal-only blocks stored raw) */
+  size_t block_size;
+  bool raw_all_lits;
   dfast *enc;
   zblock blk;
   xxh64 crc;
@@ -1911,11 +2083,16 @@ static void put_crc(zbuf *o, const xxh64 *crc) {
   for (int i = 0; i < 4; i++) zb_put(o, (uint8_t)(h >> (8 * i)));
 }
 
+static bool match_block(kzstd *z, const uint8_t *src, size_t n, bool nohist) {
+  if (z->level == SPEED_FASTEST) return fast_encode(z->enc, &z->blk, src, n, nohist);
+  return dfast_encode(z->enc, &z->blk, src, n, nohist);
+}
+
 /* The block's bytes after Encode: compressed, or raw when it does not pay (Go's nextBlock, sync) */
 static bool emit_block(kzstd *z, const uint8_t *src, size_t n, zbuf *out) {
   zblock *b = &z->blk;
   int r = Z_INCOMPRESSIBLE;
-  if (n != b->nlit || n != BLOCK_SIZE) r = block_encode(b, src, n);
+  if (n != b->nlit || n != z->block_size) r = block_encode(b, src, n, z->raw_all_lits);
   if (r == Z_FAIL || b->output.failed) return false;
   if (r == Z_INCOMPRESSIBLE && !block_encode_raw(b, src, n)) return false;
   if (!zb_reserve(out, b->output.len)) return false;
@@ -1931,13 +2108,13 @@ static bool encode_all_small(kzstd *z, zbuf *out) {
     window = 1u << bits_len32((uint32_t)n);
     if (window < 1024) window = 1024;
   }
-  bool single = n <= WINDOW_SIZE && n > MIN_WINDOW_SIZE;
+  bool single = n <= (size_t)z->enc->max_match_off && n > MIN_WINDOW_SIZE;
   if (!zb_reserve(out, 32)) return false;
   put_frame_header(out, n, window, single, true);
   zblock *b = &z->blk;
   block_reset(b);
   b->last = true;
-  if (!dfast_encode(z->enc, b, z->filling, n, true)) return false;
+  if (!match_block(z, z->filling, n, true)) return false;
   if (!emit_block(z, z->filling, n, out)) return false;
   if (!zb_reserve(out, 4)) return false;
   put_crc(out, &z->crc);
@@ -1972,7 +2149,7 @@ static bool next_block(kzstd *z, bool final, zbuf *out) {
   }
   zblock *b = &z->blk;
   block_reset(b);
-  if (!dfast_encode(z->enc, b, z->filling, z->nfill, false)) return false;
+  if (!match_block(z, z->filling, z->nfill, false)) return false;
   b->last = final;
   if (final) z->eof_written = true;
   if (!emit_block(z, z->filling, z->nfill, out)) return false;
@@ -1989,31 +2166,36 @@ static void kzstd_free(kzstd *z) {
   free(z);
 }
 
-static kzstd *kzstd_new(void) {
+/* zstd.NewWriter(w, zstd.WithEncoderLevel(level)): WithEncoderLevel sets the window, the block size
+ * and whether literal-only blocks are entropy coded from the level */
+static kzstd *kzstd_new(int level) {
   kzstd *z = calloc(1, sizeof *z);
   if (!z) return NULL;
+  z->level = level;
+  z->block_size = level == SPEED_FASTEST ? 1 << 16 : BLOCK_SIZE;
+  z->raw_all_lits = level == SPEED_FASTEST;
   z->enc = calloc(1, sizeof *z->enc);
   z->filling = malloc(BLOCK_SIZE);
   if (!z->enc || !z->filling || !block_init(&z->blk)) {
     kzstd_free(z);
     return NULL;
   }
-  z->enc->max_match_off = WINDOW_SIZE;
+  z->enc->max_match_off = level == SPEED_FASTEST ? 4 << 20 : WINDOW_SIZE;
   dfast_reset(z->enc);
   xxh_reset(&z->crc);
   return z;
 }
 
-/* Encoder.Write: blocks of exactly BLOCK_SIZE bytes whatever the split of the writes */
+/* Encoder.Write: blocks of exactly block_size bytes whatever the split of the writes */
 static bool kzstd_write(kzstd *z, const uint8_t *p, size_t len, zbuf *out) {
   while (len > 0) {
-    if (len + z->nfill < BLOCK_SIZE) {
+    if (len + z->nfill < z->block_size) {
       xxh_write(&z->crc, p, len);
       memcpy(z->filling + z->nfill, p, len);
       z->nfill += len;
       return true;
     }
-    size_t add = BLOCK_SIZE - z->nfill;
+    size_t add = z->block_size - z->nfill;
     xxh_write(&z->crc, p, add);
     memcpy(z->filling + z->nfill, p, add);
     z->nfill += add;
@@ -2036,8 +2218,6 @@ static bool kzstd_close(kzstd *z, zbuf *out) {
 /* ------------------------------------------------------------------------------------------------ */
 /* N-API: zstdCreate(level) -> handle, zstdWrite(handle, buffer) -> Buffer, zstdEnd(handle) -> Buffer */
 
-/* klauspost's EncoderLevel numbers: SpeedFastest 1, SpeedDefault 2, SpeedBetterCompression 3, SpeedBestCompression 4 */
-#define SPEED_DEFAULT 2
 
 static void finalize_kzstd(napi_env env, void *data, void *hint) { kzstd_free(data); }
 
@@ -2077,11 +2257,12 @@ static napi_value zstd_create(napi_env env, napi_callback_info info) {
   GET_ARGS(1, "zstdCreate(level)");
   int32_t level;
   if (!get_i32(env, argv[0], "zstdCreate: level", &level)) return NULL;
-  if (level != SPEED_DEFAULT)
-    return throw_range_error(env, "ERR_OUT_OF_RANGE", "zstdCreate: level must be %d (SpeedDefault), got %d",
+  if (level != SPEED_FASTEST && level != SPEED_DEFAULT)
+    return throw_range_error(env, "ERR_OUT_OF_RANGE",
+                             "zstdCreate: level must be %d (SpeedFastest) or %d (SpeedDefault), got %d", SPEED_FASTEST,
                              SPEED_DEFAULT, level);
   if (!init_predefined()) return throw_error(env, "ERR_NATIVE", "zstd: the predefined FSE tables do not build");
-  kzstd *z = kzstd_new();
+  kzstd *z = kzstd_new(level);
   if (!z) return throw_errno(env, ENOMEM, "malloc", NULL);
   napi_value ext;
   if (napi_create_external(env, z, finalize_kzstd, NULL, &ext) != napi_ok) {

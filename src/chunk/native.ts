@@ -99,7 +99,7 @@ export interface NativeAddon {
   pgzipWrite(handle: object, input: Uint8Array): Buffer
   /** compresses the last block, waits for every block: the rest of the stream */
   pgzipEnd(handle: object): Buffer
-  /** a klauspost/compress zstd encoder at that EncoderLevel (2, SpeedDefault), as containers/image writes layers (native/kzstd.c) */
+  /** a klauspost/compress zstd encoder at that EncoderLevel (1 SpeedFastest, 2 SpeedDefault: what containers/image writes layers with) (native/kzstd.c) */
   zstdCreate(level: number): object
   /** the zstd bytes of the blocks finished so far (the frame header with the first) */
   zstdWrite(handle: object, input: Uint8Array): Buffer

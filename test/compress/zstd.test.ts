@@ -10,7 +10,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { decompress } from 'zstd-napi'
-import { ZSTD_SPEED_DEFAULT, createZstdEncoder } from '../../src/oci/compress/zstd.js'
+import { ZSTD_SPEED_DEFAULT, ZSTD_SPEED_FASTEST, createZstdEncoder, zstdCandidates } from '../../src/oci/compress/zstd.js'
 import { firstDifference } from '../helpers/bytes.js'
 import { buildGoProgram } from '../helpers/go-program.js'
 import { requireTools, tool } from '../helpers/oci.js'
@@ -34,9 +34,9 @@ afterAll(() => {
   if (work) rmSync(work, { recursive: true, force: true })
 })
 
-/** What klauspost's encoder writes for input (its writes split at `split` bytes, `concurrency` goroutines, 0: GOMAXPROCS). */
-function goZstd(input: Buffer, split = 32 * KiB, concurrency = 0): Buffer {
-  const r = spawnSync(refBin, [String(split), String(concurrency)], { input, maxBuffer: 1 << 30 })
+/** What klauspost's encoder writes for input (its writes split at `split` bytes, `concurrency` goroutines, 0: GOMAXPROCS; level 0: none given). */
+function goZstd(input: Buffer, split = 32 * KiB, concurrency = 0, level = 0): Buffer {
+  const r = spawnSync(refBin, [String(split), String(concurrency), String(level)], { input, maxBuffer: 1 << 30 })
   if (r.status !== 0) throw new Error(`zstd-ref exited ${r.status}: ${r.stderr.toString()}`)
   return r.stdout
 }
@@ -136,8 +136,21 @@ describe('zstd encoder: byte for byte what klauspost/compress 1.15.12 writes at 
     expect(decompress(stream)).toEqual(text(300_000, 1))
   })
 
+  it('SpeedFastest (WithEncoderLevel(1): 4 MiB window, 64 KiB blocks, literal-only blocks raw) too', () => {
+    const tar = spawnSync('tar', ['--sort=name', '-cf', '-', '-C', '/usr/share', 'perl'], { maxBuffer: 1 << 30 })
+    for (const input of [mixed, tar.stdout, text(65_535, 3), text(65_536, 3), text(70_000, 3), randomBytes(200_000, 4), Buffer.alloc(500_000)]) {
+      const ref = goZstd(input, 32 * KiB, 0, ZSTD_SPEED_FASTEST)
+      const e = createZstdEncoder({ level: ZSTD_SPEED_FASTEST })
+      const ours = Buffer.concat([e.write(input.subarray(0, 77_777)), e.write(input.subarray(77_777)), e.end()])
+      expect(firstDifference(ours, ref), `${input.length} bytes`).toBe('equal')
+    }
+    const stream = goZstd(mixed, 32 * KiB, 0, ZSTD_SPEED_FASTEST)
+    expect([...stream.subarray(4, 6)]).toEqual([0x04, 0x60])
+    expect(zstdCandidates(stream)).toEqual({ candidates: [{ family: 'klauspost', level: 1, windowSize: 4 << 20, blockSize: 64 << 10, checksum: true }] })
+  })
+
   it('refuses a level it cannot reproduce, and a used encoder', () => {
-    expect(() => createZstdEncoder({ level: 1 })).toThrow(/options.level must be one of 2 \(klauspost EncoderLevel\), got 1/)
+    expect(() => createZstdEncoder({ level: 3 })).toThrow(/options.level must be one of 2, 1 \(klauspost EncoderLevel\), got 3/)
     const e = createZstdEncoder({ level: ZSTD_SPEED_DEFAULT })
     e.end()
     expect(() => e.end()).toThrow(/the encoder has ended/)

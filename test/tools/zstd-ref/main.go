@@ -4,8 +4,8 @@
 //
 //	GOPATH=/usr/share/gocode GO111MODULE=off go build -o DIR/zstd-ref ./test/tools/zstd-ref
 //
-// Usage: zstd-ref [SPLIT [CONCURRENCY]]  (SPLIT: write stdin in pieces of that many bytes; CONCURRENCY:
-// WithEncoderConcurrency, the default GOMAXPROCS when 0)
+// Usage: zstd-ref [SPLIT [CONCURRENCY [LEVEL]]]  (SPLIT: write stdin in pieces of that many bytes;
+// CONCURRENCY: WithEncoderConcurrency, the default GOMAXPROCS when 0; LEVEL: WithEncoderLevel, none when 0)
 package main
 
 import (
@@ -19,15 +19,19 @@ import (
 func main() {
 	split := 32 << 10
 	concurrency := 0
-	var err1, err2 error
+	level := 0
+	var err1, err2, err3 error
 	if len(os.Args) > 1 {
 		split, err1 = strconv.Atoi(os.Args[1])
 	}
 	if len(os.Args) > 2 {
 		concurrency, err2 = strconv.Atoi(os.Args[2])
 	}
-	if err1 != nil || err2 != nil || split <= 0 || concurrency < 0 {
-		os.Stderr.WriteString("usage: zstd-ref [SPLIT [CONCURRENCY]]\n")
+	if len(os.Args) > 3 {
+		level, err3 = strconv.Atoi(os.Args[3])
+	}
+	if err1 != nil || err2 != nil || err3 != nil || split <= 0 || concurrency < 0 || level < 0 {
+		os.Stderr.WriteString("usage: zstd-ref [SPLIT [CONCURRENCY [LEVEL]]]\n")
 		os.Exit(2)
 	}
 	in, err := io.ReadAll(os.Stdin)
@@ -36,6 +40,9 @@ func main() {
 	var opts []zstd.EOption
 	if concurrency > 0 {
 		opts = append(opts, zstd.WithEncoderConcurrency(concurrency))
+	}
+	if level > 0 {
+		opts = append(opts, zstd.WithEncoderLevel(zstd.EncoderLevel(level)))
 	}
 	w, err := zstd.NewWriter(os.Stdout, opts...)
 	check(err)
