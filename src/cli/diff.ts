@@ -3,7 +3,7 @@ import { parseId } from '../format/id.js'
 import { parsePlatform } from '../oci/platform.js'
 import type { SnapshotDiff } from '../snapshot/diff.js'
 import type { DiffCounts, PathDiff } from '../snapshot/tree-diff.js'
-import { integerOption } from './numbers.js'
+import { formatBytes, integerOption } from './numbers.js'
 import { action } from './run-command.js'
 import { ENDPOINT_HELP, STORE_HELP, storeFromOptions } from './store-options.js'
 
@@ -69,7 +69,7 @@ function formatDiff(d: SnapshotDiff): string {
   const s = d.sync
   lines.push(`${counts(d.counts)}${kinds(d.counts)}`)
   lines.push(
-    `a sync of ${d.to.slice(0, 16)}… to a store holding ${d.from.slice(0, 16)}… moves ${s.objects} objects, ${s.bytes} bytes (${human(s.bytes)}): ` +
+    `a sync of ${d.to.slice(0, 16)}… to a store holding ${d.from.slice(0, 16)}… moves ${s.objects} objects, ${s.bytes} bytes (${formatBytes(s.bytes)}): ` +
       `chunks ${s.chunks.objects} (${s.chunks.bytes} bytes), tree parts ${s.treeParts.objects} (${s.treeParts.bytes}), ` +
       `trees ${s.trees.objects} (${s.trees.bytes}), recipes ${s.recipes.objects} (${s.recipes.bytes})` +
       (s.missingChunks > 0 ? `; ${s.missingChunks} chunks it names are missing from the store` : ''),
@@ -89,14 +89,4 @@ function counts(c: DiffCounts): string {
 function kinds(c: DiffCounts): string {
   const list = Object.entries(c.kinds).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`)
   return list.length > 0 ? ` (${list.join(', ')})` : ''
-}
-
-function human(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
-  let u = 0
-  while (n >= 1024 && u < units.length - 1) {
-    n /= 1024
-    u++
-  }
-  return `${n.toFixed(u === 0 ? 0 : 1)} ${units[u]}`
 }

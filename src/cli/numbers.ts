@@ -17,3 +17,14 @@ export function durationOption(flag: string, value: string): number {
   if (m === null) throw new UsageError(`${flag} '${value}': expected a duration such as 90s, 30m, 1h or 2d (0 for none)`)
   return Math.round(Number(m[1]) * UNIT_MS[m[2] ?? 's']!)
 }
+
+/** Bytes for people: 1024-based units, one decimal above bytes (12.3 MiB). */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
+  let u = 0
+  while (n >= 1024 && u < units.length - 1) {
+    n /= 1024
+    u++
+  }
+  return `${n.toFixed(u === 0 ? 0 : 1)} ${units[u]}`
+}

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module'
 import type cliProgressModule from 'cli-progress'
+import { formatBytes } from './numbers.js'
 
 export interface Progress {
   start(total: number, label: string): void
@@ -8,16 +9,6 @@ export interface Progress {
 }
 
 const silent: Progress = { start() {}, add() {}, stop() {} }
-
-function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
-  let u = 0
-  while (n >= 1024 && u < units.length - 1) {
-    n /= 1024
-    u++
-  }
-  return `${n.toFixed(u === 0 ? 0 : 1)} ${units[u]}`
-}
 
 /**
  * A progress bar on stderr, only when stderr is a terminal (never in pipes, logs or tests), so stdout

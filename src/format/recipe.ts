@@ -40,17 +40,21 @@ export type RecipeCompression =
   | { kind: 'zstd'; family: string; level: number; windowSize: number; blockSize: number; checksum: boolean }
 
 /**
- * Where a second Go flate encoder can take over the stream (docs/go-flate.md, "Restart points"):
- * offsets in the tar, outBit in the DEFLATE stream. The same seven numbers as oci/compress/go-flate.ts
- * GoFlateRestart, kept here so that the format layer needs nothing above it.
+ * Where a second Go flate encoder can take over the stream (docs/go-flate.md, "Restart points";
+ * native/go-flate.h goflate_restart): offsets in the tar, outBit in the DEFLATE stream.
  */
 export interface RestartPoint {
+  /** the search position */
   input: number
+  /** the stream offset of the window's first byte */
   base: number
+  /** where the block being gathered started (base + 2^31 - 1: it cannot be stored) */
   blockStart: number
   outBit: number
+  /** the lazy match pending at input - 1 */
   length: number
   offset: number
+  /** 1 when the byte at input - 1 is still to be emitted */
   byteAvailable: number
 }
 

@@ -3,6 +3,7 @@
 // at any block boundary from a few numbers and the 64 KiB of input before it, so one stream can be
 // regenerated in segments on several cores (docs/go-flate.md).
 import { GO_FLATE_RESTART_ROW, native, nativeLoadError, type NativeAddon } from '../../chunk/native.js'
+import type { RestartPoint } from '../../format/recipe.js'
 import { SnapdirError } from '../../util/errors.js'
 import type { DeflateEncoder } from './deflate-encoder.js'
 
@@ -14,24 +15,8 @@ export function hasRestartPoints(level: number): boolean {
   return level === -1 || (level >= 4 && level <= 9)
 }
 
-/**
- * Where an encoder can take over (native/go-flate.h goflate_restart): offsets in the uncompressed
- * stream, and outBit where the next block starts in the DEFLATE stream.
- */
-export interface GoFlateRestart {
-  /** the search position */
-  input: number
-  /** the stream offset of the window's first byte */
-  base: number
-  /** where the block being gathered started (base + 2^31 - 1: it cannot be stored) */
-  blockStart: number
-  outBit: number
-  /** the lazy match pending at input - 1 */
-  length: number
-  offset: number
-  /** 1 when the byte at input - 1 is still to be emitted */
-  byteAvailable: number
-}
+/** Where an encoder can take over (native/go-flate.h goflate_restart): the seven numbers a recipe keeps. */
+export type GoFlateRestart = RestartPoint
 
 /** The state of a new encoder: the restart point of a stream's first segment. */
 export const GO_FLATE_START: Readonly<GoFlateRestart> = { input: 0, base: 0, blockStart: 0, outBit: 0, length: 3, offset: 0, byteAvailable: 0 }
