@@ -129,58 +129,30 @@ static napi_value restarts(napi_env env, napi_callback_info info) {
 /* goFlateWriteAsync / goFlateEndAsync: the encoder runs on a pool thread while the JS thread goes on
  * assembling the next input (oci/recipe-reader.ts keeps one write in flight). */
 typedef struct {
-  napi_async_work work;
-  napi_deferred deferred;
-  napi_ref handle_ref, input_ref;
-  handle_t *h;
-  const uint8_t *input; /* NULL: end */
-  size_t len;
+  encoder_step step; /* first: queue_encoder_step frees the job through it */
   int rc;
-} step_job;
+} flate_job;
 
-static void step_execute(napi_env env, void *data) {
-  step_job *j = data;
-  j->rc = j->input ? goflate_write(j->h->f, j->input, j->len) : goflate_close(j->h->f);
+static void flate_run(encoder_step *step) {
+  handle_t *h = step->state;
+  ((flate_job *)step)->rc = step->end ? goflate_close(h->f) : goflate_write(h->f, step->input, step->len);
 }
 
-static void step_complete(napi_env env, napi_status status, void *data) {
-  step_job *j = data;
-  handle_t *h = j->h;
-  h->busy = false;
-  napi_value v = NULL;
-  if (j->rc != 0)
-    throw_errno(env, ENOMEM, "malloc", NULL);
-  else
-    v = output(env, h->f);
-  if (!j->input) { /* ended, whatever happened */
+static napi_value flate_done(napi_env env, encoder_step *step) {
+  handle_t *h = step->state;
+  napi_value v = ((flate_job *)step)->rc != 0 ? throw_errno(env, ENOMEM, "malloc", NULL) : output(env, h->f);
+  if (step->end) { /* ended, whatever happened */
     goflate_free(h->f);
     h->f = NULL;
   }
-  if (v)
-    napi_resolve_deferred(env, j->deferred, v);
-  else
-    reject_with_pending(env, j->deferred);
-  if (j->input_ref) napi_delete_reference(env, j->input_ref);
-  napi_delete_reference(env, j->handle_ref);
-  napi_delete_async_work(env, j->work);
-  free(j);
+  return v;
 }
 
 static napi_value queue_step(napi_env env, napi_value handle, handle_t *h, napi_value input_v, const void *input, size_t len) {
-  step_job *j = calloc(1, sizeof *j);
+  flate_job *j = calloc(1, sizeof *j);
   if (!j) return throw_errno(env, ENOMEM, "malloc", NULL);
-  j->h = h;
-  j->input = input;
-  j->len = len;
-  if (napi_create_reference(env, handle, 1, &j->handle_ref) != napi_ok ||
-      (input_v && napi_create_reference(env, input_v, 1, &j->input_ref) != napi_ok)) {
-    if (j->handle_ref) napi_delete_reference(env, j->handle_ref);
-    free(j);
-    return napi_failed(env, "napi_create_reference");
-  }
-  napi_value p = queue_promise_work(env, "snapdir:goFlateStep", step_execute, step_complete, j, &j->deferred, &j->work);
-  if (p) h->busy = true;
-  return p;
+  j->step = (encoder_step){.state = h, .busy = &h->busy, .end = input_v == NULL, .input = input, .len = len, .run = flate_run, .done = flate_done};
+  return queue_encoder_step(env, "snapdir:goFlateStep", handle, input_v, &j->step);
 }
 
 static napi_value write_async(napi_env env, napi_callback_info info) {

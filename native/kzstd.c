@@ -2043,6 +2043,7 @@ typedef struct {
   uint8_t *filling;
   size_t nfill;
   bool header_written, eof_written, full_frame_written, ended, failed;
+  bool busy; /* an async write or end runs on the pool */
 } kzstd;
 
 /* frameHeader.appendTo, no dictionary */
@@ -2216,7 +2217,9 @@ static bool kzstd_close(kzstd *z, zbuf *out) {
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* N-API: zstdCreate(level) -> handle, zstdWrite(handle, buffer) -> Buffer, zstdEnd(handle) -> Buffer */
+/* N-API: zstdCreate(level) -> handle, zstdWrite(handle, buffer) -> Buffer, zstdEnd(handle) -> Buffer;
+ * zstdWriteAsync(handle, buffer), zstdEndAsync(handle) -> Promise<Buffer>: the same on the libuv pool (the
+ * handle is busy until the promise settles), so a mount's JS thread never runs the encoder */
 
 
 static void finalize_kzstd(napi_env env, void *data, void *hint) { kzstd_free(data); }
@@ -2234,6 +2237,10 @@ static bool get_kzstd(napi_env env, napi_value v, kzstd **out) {
   }
   if ((*out)->failed) {
     throw_error(env, "ERR_INVALID_STATE", "zstd: the encoder failed earlier (out of memory)");
+    return false;
+  }
+  if ((*out)->busy) {
+    throw_error(env, "ERR_INVALID_STATE", "zstd: the encoder is busy with an async call");
     return false;
   }
   return true;
@@ -2293,7 +2300,50 @@ static napi_value zstd_end(napi_env env, napi_callback_info info) {
   return out_buffer(env, z, &acc, ok);
 }
 
+typedef struct {
+  encoder_step step; /* first: queue_encoder_step frees the job through it */
+  zbuf acc;
+  bool ok;
+} zstd_job;
+
+static void zstd_run(encoder_step *step) {
+  zstd_job *j = (zstd_job *)step;
+  kzstd *z = step->state;
+  j->ok = step->end ? kzstd_close(z, &j->acc) : kzstd_write(z, step->input, step->len, &j->acc);
+}
+
+static napi_value zstd_done(napi_env env, encoder_step *step) {
+  zstd_job *j = (zstd_job *)step;
+  kzstd *z = step->state;
+  if (step->end) z->ended = true;
+  return out_buffer(env, z, &j->acc, j->ok); /* frees acc */
+}
+
+static napi_value queue_zstd_step(napi_env env, napi_value handle, kzstd *z, napi_value input_v, const void *input, size_t len) {
+  zstd_job *j = calloc(1, sizeof *j);
+  if (!j) return throw_errno(env, ENOMEM, "malloc", NULL);
+  j->step = (encoder_step){.state = z, .busy = &z->busy, .end = input_v == NULL, .input = input, .len = len, .run = zstd_run, .done = zstd_done};
+  return queue_encoder_step(env, "snapdir:zstdStep", handle, input_v, &j->step);
+}
+
+static napi_value zstd_write_async(napi_env env, napi_callback_info info) {
+  GET_ARGS(2, "zstdWriteAsync(handle, buffer)");
+  kzstd *z;
+  void *data;
+  size_t len;
+  if (!get_kzstd(env, argv[0], &z) || !get_buffer(env, argv[1], "zstdWriteAsync: buffer", &data, &len)) return NULL;
+  return queue_zstd_step(env, argv[0], z, argv[1], len ? data : (const void *)"", len);
+}
+
+static napi_value zstd_end_async(napi_env env, napi_callback_info info) {
+  GET_ARGS(1, "zstdEndAsync(handle)");
+  kzstd *z;
+  if (!get_kzstd(env, argv[0], &z)) return NULL;
+  return queue_zstd_step(env, argv[0], z, NULL, NULL, 0);
+}
+
 void register_kzstd(napi_env env, napi_value exports) {
   EXPORT_METHODS(env, exports, METHOD("zstdCreate", zstd_create), METHOD("zstdWrite", zstd_write),
-                 METHOD("zstdEnd", zstd_end));
+                 METHOD("zstdEnd", zstd_end), METHOD("zstdWriteAsync", zstd_write_async),
+                 METHOD("zstdEndAsync", zstd_end_async));
 }

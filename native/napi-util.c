@@ -233,6 +233,37 @@ napi_value queue_promise_work(napi_env env, const char *name, napi_async_execute
   return promise;
 }
 
+static void encoder_step_execute(napi_env env, void *data) {
+  encoder_step *j = data;
+  j->run(j);
+}
+
+static void encoder_step_complete(napi_env env, napi_status status, void *data) {
+  encoder_step *j = data;
+  *j->busy = false;
+  napi_value v = j->done(env, j);
+  if (v)
+    napi_resolve_deferred(env, j->deferred, v);
+  else
+    reject_with_pending(env, j->deferred);
+  if (j->input_ref) napi_delete_reference(env, j->input_ref);
+  napi_delete_reference(env, j->handle_ref);
+  napi_delete_async_work(env, j->work);
+  free(j);
+}
+
+napi_value queue_encoder_step(napi_env env, const char *name, napi_value handle, napi_value input_v, encoder_step *j) {
+  if (napi_create_reference(env, handle, 1, &j->handle_ref) != napi_ok ||
+      (input_v && napi_create_reference(env, input_v, 1, &j->input_ref) != napi_ok)) {
+    if (j->handle_ref) napi_delete_reference(env, j->handle_ref);
+    free(j);
+    return napi_failed(env, "napi_create_reference");
+  }
+  napi_value p = queue_promise_work(env, name, encoder_step_execute, encoder_step_complete, j, &j->deferred, &j->work);
+  if (p) *j->busy = true;
+  return p;
+}
+
 void export_enum(napi_env env, napi_value obj, const char *key, const char *const *names, const int32_t *values,
                  size_t count) {
   napi_value e, n;

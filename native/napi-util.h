@@ -77,6 +77,30 @@ napi_value queue_promise_work(napi_env env, const char *name, napi_async_execute
                               napi_async_complete_callback complete, void *data, napi_deferred *deferred,
                               napi_async_work *work);
 
+/* One write or end of a streaming encoder on the libuv pool (go-flate, pgzip, zstd), so the JS thread
+ * goes on assembling input while the encoder works. An encoder embeds this as the FIRST member of its
+ * own job struct (which holds its output), fills state/busy/end/input/len/run/done, and queues it: `run`
+ * works on a pool thread; `done`, on the JS thread after *busy is cleared, makes the promise's value
+ * (NULL with an exception pending rejects it) and frees what run left. The job is freed after done. The
+ * handle and the input buffer are kept alive until then. */
+typedef struct encoder_step encoder_step;
+struct encoder_step {
+  void *state;
+  bool *busy;
+  bool end; /* the end of the stream, not a write */
+  const uint8_t *input;
+  size_t len;
+  void (*run)(encoder_step *step);
+  napi_value (*done)(napi_env env, encoder_step *step);
+  /* the rest is queue_encoder_step's */
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref handle_ref, input_ref;
+};
+/* Queues the step (input_v: the JS buffer behind step->input, or NULL at the end); the promise, or NULL
+ * after throwing (the job is then freed). */
+napi_value queue_encoder_step(napi_env env, const char *name, napi_value handle, napi_value input_v, encoder_step *step);
+
 #define METHOD(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_default, NULL}
 /* Defines the METHOD(…)s given on exports. */
 #define EXPORT_METHODS(env, exports, ...)                                           \

@@ -353,52 +353,27 @@ static napi_value pgzip_end(napi_env env, napi_callback_info info) {
 }
 
 typedef struct {
-  napi_async_work work;
-  napi_deferred deferred;
-  napi_ref handle_ref, input_ref;
-  pgz *z;
-  const uint8_t *input; /* NULL: end */
-  size_t len;
+  encoder_step step; /* first: queue_encoder_step frees the job through it */
   kf_out acc;
-} step_job;
+} pgzip_job;
 
-static void step_execute(napi_env env, void *data) {
-  step_job *j = data;
-  if (j->input)
-    pgz_write(j->z, j->input, j->len, &j->acc);
+static void pgzip_run(encoder_step *step) {
+  pgzip_job *j = (pgzip_job *)step;
+  if (step->end)
+    pgz_end(step->state, &j->acc);
   else
-    pgz_end(j->z, &j->acc);
+    pgz_write(step->state, step->input, step->len, &j->acc);
 }
 
-static void step_complete(napi_env env, napi_status status, void *data) {
-  step_job *j = data;
-  j->z->busy = false;
-  napi_value v = to_buffer(env, j->z, &j->acc); /* frees acc */
-  if (v)
-    napi_resolve_deferred(env, j->deferred, v);
-  else
-    reject_with_pending(env, j->deferred);
-  if (j->input_ref) napi_delete_reference(env, j->input_ref);
-  napi_delete_reference(env, j->handle_ref);
-  napi_delete_async_work(env, j->work);
-  free(j);
+static napi_value pgzip_done(napi_env env, encoder_step *step) {
+  return to_buffer(env, step->state, &((pgzip_job *)step)->acc); /* frees acc */
 }
 
 static napi_value queue_step(napi_env env, napi_value handle, pgz *z, napi_value input_v, const void *input, size_t len) {
-  step_job *j = calloc(1, sizeof *j);
+  pgzip_job *j = calloc(1, sizeof *j);
   if (!j) return throw_errno(env, ENOMEM, "malloc", NULL);
-  j->z = z;
-  j->input = input;
-  j->len = len;
-  if (napi_create_reference(env, handle, 1, &j->handle_ref) != napi_ok ||
-      (input_v && napi_create_reference(env, input_v, 1, &j->input_ref) != napi_ok)) {
-    if (j->handle_ref) napi_delete_reference(env, j->handle_ref);
-    free(j);
-    return napi_failed(env, "napi_create_reference");
-  }
-  napi_value p = queue_promise_work(env, "snapdir:pgzipStep", step_execute, step_complete, j, &j->deferred, &j->work);
-  if (p) z->busy = true;
-  return p;
+  j->step = (encoder_step){.state = z, .busy = &z->busy, .end = input_v == NULL, .input = input, .len = len, .run = pgzip_run, .done = pgzip_done};
+  return queue_encoder_step(env, "snapdir:pgzipStep", handle, input_v, &j->step);
 }
 
 static napi_value pgzip_write_async(napi_env env, napi_callback_info info) {

@@ -105,6 +105,9 @@ export interface NativeAddon {
   zstdWrite(handle: object, input: Uint8Array): Buffer
   /** the last block and the checksum; the handle is then spent */
   zstdEnd(handle: object): Buffer
+  /** zstdWrite and zstdEnd on the libuv pool (the handle is busy until the promise settles) */
+  zstdWriteAsync(handle: object, input: Uint8Array): Promise<Buffer>
+  zstdEndAsync(handle: object): Promise<Buffer>
   /** pgzipWrite and pgzipEnd on the libuv pool; the handle refuses other calls until it settles */
   pgzipWriteAsync(handle: object, input: Uint8Array): Promise<Buffer>
   pgzipEndAsync(handle: object): Promise<Buffer>

@@ -79,7 +79,7 @@ export function blobCompressor(compression: RecipeCompression, recipe?: Recipe, 
       const why = `its recipe compresses with ${compression.family} zstd level ${compression.level}, which this snapdir cannot regenerate`
       throw recipe ? damagedError(recipe)(why, err) : err
     }
-    return zstdPipe(zstd)
+    return new EncoderPipe(zstd, ENCODE_WRITE)
   }
   const params = { family: compression.family, level: compression.level, ...(compression.blockSize > 0 ? { blockSize: compression.blockSize } : {}) } as DeflateParams
   const fail = (err: unknown): never => {
@@ -115,36 +115,20 @@ function passThrough(): BlobCompressor {
   }
 }
 
-/**
- * klauspost's zstd, on the calling thread: it cuts its blocks at fixed offsets whatever the writes, so
- * the tar goes in as it comes (the encoder copies it), and what each write finished is handed back in order.
- */
-function zstdPipe(zstd: ZstdEncoder): BlobCompressor {
-  const queue: Buffer[] = []
-  const keep = (b: Buffer): void => {
-    if (b.length > 0) queue.push(b)
-  }
-  return {
-    write: (tar) => keep(zstd.write(tar)),
-    get inFlight() {
-      return queue.length
-    },
-    take: async () => queue.shift() ?? Buffer.alloc(0),
-    end: async () => {
-      keep(zstd.end())
-      return queue.splice(0)
-    },
-  }
-}
+/** What EncoderPipe drives: a gzip member (Go flate, pgzip) or a zstd stream, one call at a time on the libuv pool. */
+type PoolEncoder = Pick<GzipMemberWriter, 'writeAsync' | 'endAsync'>
 
-/** One encoder, its calls chained on the libuv pool in order, fed whole blocks of `size` bytes. */
+/**
+ * One encoder, its calls chained on the libuv pool in order, fed whole blocks of `size` bytes (zstd,
+ * like pgzip, cuts its own blocks at fixed offsets whatever the writes).
+ */
 class EncoderPipe implements BlobCompressor {
   private block: Buffer
   private fill = 0
   private chain: Promise<unknown> = Promise.resolve()
   private readonly pending: Array<Promise<Buffer>> = []
 
-  constructor(private readonly member: GzipMemberWriter, private readonly size: number, restartsOf?: () => GoFlateRestart[]) {
+  constructor(private readonly member: PoolEncoder, private readonly size: number, restartsOf?: () => GoFlateRestart[]) {
     this.block = Buffer.allocUnsafe(size)
     if (restartsOf) this.restarts = restartsOf
   }

@@ -125,6 +125,18 @@ describe('zstd encoder: byte for byte what klauspost/compress 1.15.12 writes at 
     expect(firstDifference(ourZstd(mixed, [33_333]), ref)).toBe('equal')
   })
 
+  it('the async calls (on the libuv pool) give the same stream, and refuse a call while one runs', async () => {
+    const ref = goZstd(mixed)
+    const e = createZstdEncoder({ level: ZSTD_SPEED_DEFAULT })
+    const parts: Buffer[] = []
+    for (let at = 0; at < mixed.length; at += 333_333) parts.push(await e.writeAsync(mixed.subarray(at, at + 333_333)))
+    const pending = e.endAsync()
+    expect(() => e.write(Buffer.from('x'))).toThrow(/busy with an async call/)
+    parts.push(await pending)
+    expect(firstDifference(Buffer.concat(parts), ref)).toBe('equal')
+    expect(() => e.end()).toThrow(/the encoder has ended/)
+  })
+
   it('writes the frame fields Go writes: 8 MiB window and checksum for a stream, content size and single segment below one block', () => {
     const stream = ourZstd(text(300_000, 1))
     // magic, FHD 0x04 (checksum, no content size, not single segment), window descriptor 0x68 (2^23)

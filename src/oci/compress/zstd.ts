@@ -39,10 +39,15 @@ export function klauspostZstd(level: number): ZstdParams {
   return { ...KLAUSPOST_ZSTD_DEFAULTS, level }
 }
 
-/** Writes one whole zstd stream: write() and end() return the bytes to append to the blob. */
+/**
+ * Writes one whole zstd stream: write() and end() return the bytes to append to the blob; writeAsync()
+ * and endAsync() do the same on the libuv pool (one call at a time), for a thread that must stay free.
+ */
 export interface ZstdEncoder {
   write(input: Buffer): Buffer
   end(): Buffer
+  writeAsync(input: Buffer): Promise<Buffer>
+  endAsync(): Promise<Buffer>
 }
 
 /**
@@ -68,6 +73,9 @@ export function createZstdEncoder(options: Partial<ZstdParams> & { level: number
   return {
     write: (input) => addon.zstdWrite(handle, input),
     end: () => addon.zstdEnd(handle),
+    // an addon built before the async calls existed (a stale build/): the same work on this thread
+    writeAsync: typeof addon.zstdWriteAsync === 'function' ? (input) => addon.zstdWriteAsync(handle, input) : async (input) => addon.zstdWrite(handle, input),
+    endAsync: typeof addon.zstdEndAsync === 'function' ? () => addon.zstdEndAsync(handle) : async () => addon.zstdEnd(handle),
   }
 }
 
