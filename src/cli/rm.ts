@@ -8,8 +8,9 @@ export function registerRm(program: Command): void {
   program
     .command('rm')
     .description(
-      'remove every revision of each snapshot ID from the store (nothing else: what they used is freed by a later ' +
-        "'snapdir gc', once nothing else uses it); prints one line per revision removed. An ID with no revision: exit 2, nothing removed",
+      "remove every revision of each snapshot ID from the store, and the snapshot's small root object (the rest of what " +
+        "they used is freed by a later 'snapdir gc', once nothing else uses it); prints one line per revision removed. " +
+        'An ID with no revision: exit 2, nothing removed',
     )
     .requiredOption('--store <url>', STORE_HELP)
     .option('--s3-endpoint <url>', ENDPOINT_HELP)

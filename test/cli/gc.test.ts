@@ -38,18 +38,34 @@ async function gcJson(store: string, ...args: string[]): Promise<Report> {
 const total = (r: Report): number => Object.values(r.freed).reduce((a, c) => a + c.objects, 0)
 
 describe('snapdir rm', () => {
-  test('removes every revision of the IDs given, and nothing else', async () => {
+  test('removes every revision of the IDs given and their roots, and nothing else', async () => {
     const t = tempDir()
     const store = path.join(t, 'store')
     const a = await push(store, dir(path.join(t, 'a'), 'a'))
     const b = await push(store, dir(path.join(t, 'b'), 'b'))
     await push(store, path.join(t, 'a')) // a second revision of a
-    const objects = listFiles(store).filter((f) => !f.startsWith('refs/')).length
+    const before = listFiles(store).filter((f) => !f.startsWith('refs/'))
     const out = await snapdirOk(['rm', '--store', store, a])
     expect(out.trim().split('\n')).toHaveLength(2)
     const left = (await snapdirOk(['revisions', '--store', store])).trim().split('\n').map((l) => (JSON.parse(l) as { id: string }).id)
     expect(left).toEqual([b])
-    expect(listFiles(store).filter((f) => !f.startsWith('refs/')).length).toBe(objects)
+    const root = `trees/${a.slice(0, 2)}/${a}`
+    expect(before).toContain(root)
+    expect(listFiles(store).filter((f) => !f.startsWith('refs/'))).toEqual(before.filter((f) => f !== root))
+  })
+
+  test('a removed snapshot synced back before gc gets its revision again, and that gc keeps it', async () => {
+    const t = tempDir()
+    const store = path.join(t, 'store')
+    const other = path.join(t, 'other')
+    const a = await push(store, dir(path.join(t, 'a'), 'a'))
+    await snapdirOk(['sync', '--id', a, '--from', store, '--to', other])
+    await snapdirOk(['rm', '--store', store, a])
+    await snapdirOk(['sync', '--id', a, '--from', other, '--to', store])
+    const left = (await snapdirOk(['revisions', '--store', store])).trim().split('\n').map((l) => (JSON.parse(l) as { id: string }).id)
+    expect(left).toEqual([a])
+    await gcJson(store, '--grace', '0')
+    await snapdirOk(['verify', '--store', store, '--id', a])
   })
 
   test('an ID with no revision: one line, exit 2, nothing removed', async () => {
@@ -84,9 +100,10 @@ describe('snapdir gc', () => {
     expect(listFiles(store)).toEqual(before)
     const report = await gcJson(store, '--grace', '0')
     expect(report.freed).toEqual(dry.freed)
-    // a's own file and its tree; the shared file stays
+    // a's own file and its tree's parts (rm took its root); the shared file stays
     expect(report.freed.chunk!.objects).toBeGreaterThan(0)
-    expect(report.freed.tree!.objects).toBe(1)
+    expect(report.freed['tree-part']!.objects).toBeGreaterThan(0)
+    expect(report.freed.tree?.objects ?? 0).toBe(0)
     expect(existsSync(path.join(store, 'trees', a.slice(0, 2), a))).toBe(false)
     expect((await snapdir(['verify', '--store', store, '--id', b])).status).toBe(0)
     expect(total(await gcJson(store, '--grace', '0'))).toBe(0)
@@ -162,7 +179,7 @@ describe('snapdir gc', () => {
     const report = await gcJson(store, '--grace', '0')
     expect(report.freed['layer-ref']!.objects).toBe(1)
     expect(report.freed.recipe!.objects).toBe(1)
-    expect(report.freed.tree!.objects).toBe(2) // image one's bundle tree and its own layer's tree
+    expect(report.freed.tree!.objects).toBe(1) // image one's own layer's tree (rm took its bundle's root)
     const own = layer('one', bytes('one', 200_000))
     expect(refs()).not.toContain(sha256(own))
     expect(refs()).toContain(sha256(base))
