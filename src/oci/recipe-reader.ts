@@ -38,6 +38,8 @@ export function recipeBlobName(recipe: Recipe): string {
 
 /** Chunks read ahead of the one being copied. */
 const AHEAD = 32
+/** Chunks kept for a later planned read (at most 256 KiB each: 32 MiB at worst). */
+const KEEP = 128
 
 function damagedError(recipe: Recipe): (why: string, cause?: unknown) => SnapdirError {
   const name = recipeBlobName(recipe)
@@ -342,9 +344,13 @@ export async function* regenerateTar(options: RegenerateOptions): AsyncGenerator
   }
   recipe.segments.forEach((s, i) => plan.push(contentOf(s.source, i)))
 
+  // two streams read in turns, each in its own order: a reader for both would see the framing's chunk
+  // and a file's chunk alternate, keep neither, and lose its plan at the first framing read after content
+  const framingChunks = new OrderedChunks(options.store, damaged, options.signal)
+  framingChunks.plan(recipe.framing)
+  const framing = new RefCursor(recipe.framing, framingChunks)
   const reader = new OrderedChunks(options.store, damaged, options.signal)
-  const framing = new RefCursor(recipe.framing, reader)
-  for (const refs of [recipe.framing, ...plan]) if (!Buffer.isBuffer(refs)) reader.plan(refs)
+  for (const refs of plan) if (!Buffer.isBuffer(refs)) reader.plan(refs)
 
   const tarHash = createHash('sha256')
   let tarBytes = 0
@@ -363,6 +369,7 @@ export async function* regenerateTar(options: RegenerateOptions): AsyncGenerator
     }
     for await (const piece of framing.take(recipe.tail)) yield out(piece)
   } finally {
+    framingChunks.close()
     reader.close()
   }
   if (tarBytes !== recipe.tarSize) throw damaged(`its recipe gives ${tarBytes} bytes of tar, not ${recipe.tarSize}`)
@@ -419,14 +426,18 @@ class RefCursor {
 }
 
 /**
- * Verified chunks in the order they are planned, a few fetched ahead; a chunk read twice in a row
- * (small files packed together slice the same chunks) is fetched once.
+ * Verified chunks in the order they are planned, a few fetched ahead. A chunk the plan reads again
+ * later (small files packed together slice the same chunks, and the tar's order need not be the
+ * packing's) is kept until its last planned read, up to KEEP chunks, so it is fetched once.
  */
 class OrderedChunks {
   private readonly order: Array<{ id: string; needs: number }> = []
   private next = 0
   private readonly inFlight = new Map<string, Promise<Buffer>>()
-  private last: { id: string; data: Buffer } | null = null
+  /** planned reads not yet made, per chunk */
+  private readonly uses = new Map<string, number>()
+  /** chunks read that the plan reads again, oldest first */
+  private readonly kept = new Map<string, Buffer>()
   private closed = false
 
   constructor(
@@ -440,13 +451,23 @@ class OrderedChunks {
       const id = toHex(r.id)
       const prev = this.order.at(-1)
       if (prev?.id === id) prev.needs = Math.max(prev.needs, r.offset + r.length)
-      else this.order.push({ id, needs: r.offset + r.length })
+      else {
+        this.order.push({ id, needs: r.offset + r.length })
+        this.uses.set(id, (this.uses.get(id) ?? 0) + 1)
+      }
     }
   }
 
   async get(ref: ChunkRef): Promise<Buffer> {
     const id = toHex(ref.id)
-    if (this.last?.id === id) return this.check(this.last.data, id, ref)
+    if (this.current?.id === id) return this.check(this.current.data, id, ref)
+    const kept = this.kept.get(id)
+    if (kept !== undefined) {
+      while (this.next < this.order.length && this.order[this.next]!.id !== id) this.next++
+      if (this.next < this.order.length) this.next++
+      this.taken(id, kept)
+      return this.check(kept, id, ref)
+    }
     // catch up with the plan to this chunk, fetching ahead of it
     while (this.next < this.order.length && this.order[this.next]!.id !== id) this.next++
     for (let k = this.next; k < Math.min(this.order.length, this.next + AHEAD); k++) void this.fetch(this.order[k]!)
@@ -454,8 +475,22 @@ class OrderedChunks {
     const data = await (this.inFlight.get(id) ?? this.fetch(planned ?? { id, needs: ref.offset + ref.length }))
     this.inFlight.delete(id)
     if (planned) this.next++
-    this.last = { id, data }
+    this.taken(id, data)
     return this.check(data, id, ref)
+  }
+
+  /** the chunk being sliced now, and what the plan still reads of those read before */
+  private current: { id: string; data: Buffer } | null = null
+
+  private taken(id: string, data: Buffer): void {
+    this.current = { id, data }
+    const left = (this.uses.get(id) ?? 1) - 1
+    this.uses.set(id, left)
+    this.kept.delete(id)
+    if (left > 0) {
+      this.kept.set(id, data)
+      if (this.kept.size > KEEP) this.kept.delete(this.kept.keys().next().value!)
+    }
   }
 
   close(): void {
@@ -471,6 +506,9 @@ class OrderedChunks {
   private fetch(c: { id: string; needs: number }): Promise<Buffer> {
     const running = this.inFlight.get(c.id)
     if (running) return running
+    // planned again further on, and kept: reading ahead to it costs nothing
+    const kept = this.kept.get(c.id)
+    if (kept !== undefined) return Promise.resolve(kept)
     const p = getChunk(this.store, c.id, { needs: c.needs, ...(this.signal ? { signal: this.signal } : {}) }).then(
       (v) => v.raw,
       (err: unknown) => {
