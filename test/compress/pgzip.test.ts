@@ -14,6 +14,7 @@ import { candidatesFor, createDeflateEncoder, type DeflateParams } from '../../s
 import { createGzipMember, isGzipHeaderProblem, parseGzipHeader, type GzipHeader } from '../../src/oci/compress/gzip-member.js'
 import { PGZIP_DEFAULT_BLOCK_SIZE, PGZIP_UMOCI_BLOCK_SIZE, PGZIP_ZERO_MTIME, createPgzipEncoder } from '../../src/oci/compress/pgzip.js'
 import { firstDifference } from '../helpers/bytes.js'
+import { mixedInput, randomBytes, text } from '../helpers/compressible.js'
 import { buildGoProgram } from '../helpers/go-program.js'
 import { requireTools, tool } from '../helpers/oci.js'
 
@@ -72,38 +73,7 @@ function expectSame(input: Buffer, level: number, blockSize: number, splits?: nu
   expect(firstDifference(ours, ref), `level ${level}, block ${blockSize}, ${input.length} bytes`).toBe('equal')
 }
 
-/** Deterministic bytes: a xorshift stream. */
-function randomBytes(n: number, seed: number): Buffer {
-  const b = Buffer.alloc(n)
-  let x = seed >>> 0 || 1
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13
-    x >>>= 0
-    x ^= x >>> 17
-    x ^= x << 5
-    x >>>= 0
-    b[i] = x & 0xff
-  }
-  return b
-}
-
-/** Text-like bytes: words from a small vocabulary with skewed frequencies, lines and numbers. */
-function text(n: number, seed: number): Buffer {
-  const words = 'the of and to in is for on that with as by this from be are at or layer image file tar gzip block deflate window match offset length huffman table'.split(' ')
-  const r = randomBytes(n, seed)
-  const parts: string[] = []
-  let len = 0
-  for (let i = 0; len < n; i++) {
-    const v = r[i % n]!
-    const w = v % 7 === 0 ? String(v * 37 + i) : words[(v * v) % words.length]!
-    const sep = v % 13 === 0 ? '\n' : ' '
-    parts.push(w, sep)
-    len += w.length + 1
-  }
-  return Buffer.from(parts.join('')).subarray(0, n)
-}
-
-const mixed = Buffer.concat([text(1_100_000, 1), randomBytes(400_000, 2), Buffer.alloc(700_000), text(500_000, 3), randomBytes(77_777, 4)])
+const mixed = mixedInput()
 
 describe('pgzip encoder: byte for byte what klauspost pgzip 1.2.5 writes', () => {
   it.each(LEVELS)('level %i, 256 KiB and 1 MiB blocks, on text, random bytes and zeros', (level) => {
