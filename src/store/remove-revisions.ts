@@ -10,7 +10,7 @@
 // cost a check each) and writes the revision.
 import { SnapdirError } from '../util/errors.js'
 import { LAYER_REFS, readLayerRef } from './layer-refs.js'
-import { objectKey } from './objects.js'
+import { isObjectDamage, objectKey } from './objects.js'
 import { listRevisionRecords, type Revision, type SkippedRevision } from './revisions.js'
 import type { SweepStore } from './store.js'
 import { acquireGcLease, type LeaseOptions } from './write-lease.js'
@@ -46,7 +46,11 @@ export async function removeRevisions(store: SweepStore, ids: string[], options:
     // a root still named by another revision, or the tree of an expanded layer, stays
     const named = new Set(records.filter((r) => !wanted.has(r.revision.id)).map((r) => r.revision.id))
     for await (const key of store.list(LAYER_REFS)) {
-      const ref = await readLayerRef(store, `sha256:${key.slice(LAYER_REFS.length)}`).catch(() => null)
+      // a malformed ref names nothing; a store that fails stops rm before any root goes
+      const ref = await readLayerRef(store, `sha256:${key.slice(LAYER_REFS.length)}`).catch((err: unknown) => {
+        if (isObjectDamage(err)) return null
+        throw err
+      })
       if (ref !== null) named.add(ref.tree)
     }
     const roots = [...wanted].filter((id) => !named.has(id))
