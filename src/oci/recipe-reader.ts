@@ -275,24 +275,14 @@ export async function* regenerateBlob(options: RegenerateOptions): AsyncGenerato
   const damaged = damagedError(recipe)
   // uncompressed, the blob is the tar, which regenerateTar hashes against the diff_id: once is enough
   if (recipe.compression.kind === 'none') {
-    let size = 0
-    for await (const tar of regenerateTar(options)) {
-      size += tar.length
-      if (size > recipe.size) throw damaged(`its recipe gives more than the blob's ${recipe.size} bytes`)
-      yield tar
-    }
-    if (recipe.diffId !== recipe.digest || size !== recipe.size) throw damaged(`the blob regenerated from its recipe hashes to ${recipe.diffId} (${size} bytes), not to its digest`)
+    const blob = new Measured(recipe.size, `the blob's`, damaged, false)
+    for await (const tar of regenerateTar(options)) yield blob.pass(tar)
+    if (recipe.diffId !== recipe.digest || blob.size !== recipe.size) throw damaged(`the blob regenerated from its recipe hashes to ${recipe.diffId} (${blob.size} bytes), not to its digest`)
     return
   }
   const compressor = blobCompressor(recipe.compression, recipe)
-  const blobHash = createHash('sha256')
-  let size = 0
-  const out = (piece: Buffer): Buffer => {
-    size += piece.length
-    if (size > recipe.size) throw damaged(`its recipe gives more than the blob's ${recipe.size} bytes`)
-    blobHash.update(piece)
-    return piece
-  }
+  const blob = new Measured(recipe.size, `the blob's`, damaged)
+  const out = (piece: Buffer): Buffer => blob.pass(piece)
   // a segment refused (restart points that do not fit the tar) is damage to the recipe like a wrong digest
   const encoded = async <T>(p: Promise<T>): Promise<T> => {
     try {
@@ -311,8 +301,8 @@ export async function* regenerateBlob(options: RegenerateOptions): AsyncGenerato
     }
   }
   for (const piece of await encoded(compressor.end())) yield out(piece)
-  const digest = `sha256:${blobHash.digest('hex')}`
-  if (digest !== recipe.digest || size !== recipe.size) throw damaged(`the blob regenerated from its recipe hashes to ${digest} (${size} bytes), not to its digest`)
+  const digest = blob.digest()
+  if (digest !== recipe.digest || blob.size !== recipe.size) throw damaged(`the blob regenerated from its recipe hashes to ${digest} (${blob.size} bytes), not to its digest`)
 }
 
 /**
@@ -352,14 +342,8 @@ export async function* regenerateTar(options: RegenerateOptions): AsyncGenerator
   const reader = new OrderedChunks(options.store, damaged, options.signal)
   for (const refs of plan) if (!Buffer.isBuffer(refs)) reader.plan(refs)
 
-  const tarHash = createHash('sha256')
-  let tarBytes = 0
-  const out = (piece: Buffer): Buffer => {
-    tarBytes += piece.length
-    if (tarBytes > recipe.tarSize) throw damaged(`its recipe gives more than the tar's ${recipe.tarSize} bytes`)
-    tarHash.update(piece)
-    return piece
-  }
+  const tar = new Measured(recipe.tarSize, `the tar's`, damaged)
+  const out = (piece: Buffer): Buffer => tar.pass(piece)
   try {
     for (const [i, s] of recipe.segments.entries()) {
       for await (const piece of framing.take(s.framing)) yield out(piece)
@@ -372,8 +356,8 @@ export async function* regenerateTar(options: RegenerateOptions): AsyncGenerator
     framingChunks.close()
     reader.close()
   }
-  if (tarBytes !== recipe.tarSize) throw damaged(`its recipe gives ${tarBytes} bytes of tar, not ${recipe.tarSize}`)
-  const diffId = `sha256:${tarHash.digest('hex')}`
+  if (tar.size !== recipe.tarSize) throw damaged(`its recipe gives ${tar.size} bytes of tar, not ${recipe.tarSize}`)
+  const diffId = tar.digest()
   if (diffId !== recipe.diffId) throw damaged(`the tar regenerated from its recipe hashes to ${diffId}, not to its diff_id`)
 }
 
@@ -395,6 +379,33 @@ export async function writeRecipeBlob(store: ReadStore, id: string, write: (piec
     await write(piece)
   }
   return recipe
+}
+
+/** Pieces counted (and hashed) as they pass; more than `limit` bytes in all is damage to the recipe. */
+class Measured {
+  size = 0
+  private readonly hash
+
+  constructor(
+    private readonly limit: number,
+    private readonly whose: string,
+    private readonly damaged: (why: string) => SnapdirError,
+    hashed = true,
+  ) {
+    this.hash = hashed ? createHash('sha256') : null
+  }
+
+  pass(piece: Buffer): Buffer {
+    this.size += piece.length
+    if (this.size > this.limit) throw this.damaged(`its recipe gives more than ${this.whose} ${this.limit} bytes`)
+    this.hash?.update(piece)
+    return piece
+  }
+
+  /** `sha256:<hex>` of what passed */
+  digest(): string {
+    return `sha256:${this.hash!.digest('hex')}`
+  }
 }
 
 /** Reads a ref list as one byte stream, in order, `take(n)` bytes at a time. */
