@@ -395,40 +395,11 @@ describe('store format version 2', () => {
   })
 })
 
-// Go's compress/gzip as dockerd, BuildKit and containerd write layers (io.Copy of the tar: 32 KiB
-// writes), at the level given; the real Go code, built here from Debian's golang-go.
-const GO_GZIP = String.raw`package main
-
-import (
-	"compress/gzip"
-	"io"
-	"os"
-	"strconv"
-)
-
-func main() {
-	level, _ := strconv.Atoi(os.Args[1])
-	in, err := os.Open(os.Args[2])
-	if err != nil {
-		panic(err)
-	}
-	w, err := gzip.NewWriterLevel(os.Stdout, level)
-	if err != nil {
-		panic(err)
-	}
-	if _, err := io.Copy(w, in); err != nil {
-		panic(err)
-	}
-	if err := w.Close(); err != nil {
-		panic(err)
-	}
-}
-`
 
 describe('gzip layers: a recipe when a compressor snapdir has regenerates them, raw with the reason otherwise', () => {
   it('Go-written layers (levels 6 and 1) become recipes; a GNU gzip one stays raw and says why; all pull back byte-identical', async () => {
     const dir = tempDir('snapdir-recipe-gzip-')
-    const gogzip = buildGoProgram(dir, 'gogzip', GO_GZIP)
+    const gogzip = buildGoProgram(dir, 'gogzip', readFileSync('test/tools/go-gzip/main.go', 'utf8'))
     const tars = layerFiles.map((f) => path.join(unpacked, f))
     const gz = (tar: string, how: 'go6' | 'go1' | 'gnu'): Buffer =>
       how === 'gnu' ? execFileSync('gzip', ['-n', '-c', tar], { maxBuffer: 1 << 28 }) : execFileSync(gogzip, [how === 'go6' ? '-1' : '1', tar], { maxBuffer: 1 << 28 })

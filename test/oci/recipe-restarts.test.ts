@@ -18,34 +18,6 @@ import { snapdir, snapdirOk, tempDir } from '../helpers/cli.js'
 import { buildGoProgram } from '../helpers/go-program.js'
 import { LayoutBuilder, OCI, sha256 } from '../helpers/oci.js'
 
-// Go's compress/gzip as dockerd writes a layer: io.Copy of the tar (32 KiB writes) at the level given
-const GO_GZIP = String.raw`package main
-
-import (
-	"compress/gzip"
-	"io"
-	"os"
-	"strconv"
-)
-
-func main() {
-	level, _ := strconv.Atoi(os.Args[1])
-	in, err := os.Open(os.Args[2])
-	if err != nil {
-		panic(err)
-	}
-	w, err := gzip.NewWriterLevel(os.Stdout, level)
-	if err != nil {
-		panic(err)
-	}
-	if _, err := io.Copy(w, in); err != nil {
-		panic(err)
-	}
-	if err := w.Close(); err != nil {
-		panic(err)
-	}
-}
-`
 
 /** Text that compresses about 3:1 with matches of every length and distance: words drawn from noise. */
 function text(seed: string, n: number): Buffer {
@@ -69,7 +41,7 @@ let tar = ''
 beforeAll(() => {
   // shared by both tests (tempDir's go after each one)
   dir = mkdtempSync(path.join(os.tmpdir(), 'snapdir-recipe-restarts-'))
-  gogzip = buildGoProgram(dir, 'gogzip', GO_GZIP)
+  gogzip = buildGoProgram(dir, 'gogzip', readFileSync('test/tools/go-gzip/main.go', 'utf8'))
   // a layer of some 14 MB: several restart points 4 MiB apart
   const root = path.join(dir, 'rootfs')
   for (let d = 0; d < 4; d++) {
