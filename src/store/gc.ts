@@ -139,25 +139,36 @@ function olderThanLast(records: RevisionRecord[], n: number): RevisionRecord[] {
 
 /**
  * Marks what snapshot `id` needs. A snapshot that cannot be read whole stops gc before anything is
- * deleted: what its missing parts name is unknown, and might be all that is left of it.
+ * deleted: what its missing parts name is unknown, and might be all that is left of it. Unless no
+ * revision names it any more: an `rm` that ran while gc marked took its revisions and its root (rm
+ * does not wait for a gc's mark phase, only for its sweep), and a snapshot no revision names is no root.
  */
 async function markSnapshot(store: SweepStore, id: string, revisions: Revision[], marks: Marks): Promise<void> {
   marks.snapshots.add(id)
-  const refuse = (detail: string, cause?: unknown): SnapdirError =>
-    new SnapdirError('ERR_SNAPSHOT_DAMAGED', `gc: snapshot ${id} in ${store.url} cannot be read whole, nothing was deleted (snapdir verify --id ${id} says more): ${detail}`, {
+  const refuse = async (detail: string, cause?: unknown): Promise<SnapdirError | null> => {
+    const now = await listRevisionRecords(store, () => {}) // warned once already
+    if (!now.some((r) => r.revision.id === id)) return null
+    return new SnapdirError('ERR_SNAPSHOT_DAMAGED', `gc: snapshot ${id} in ${store.url} cannot be read whole, nothing was deleted (snapdir verify --id ${id} says more): ${detail}`, {
       cause,
       data: { id, store: store.url },
     })
+  }
   let closure
   try {
     closure = await snapshotClosure(store, id, { files: false, partIds: true, revisions })
   } catch (err) {
     if (err instanceof SnapdirError && (err.code === 'ERR_OBJECT_MISSING' || err.code === 'ERR_OBJECT_CORRUPT' || err.code === 'ERR_SNAPSHOT_NOT_FOUND' || err.code === 'ERR_SNAPSHOT_DAMAGED' || err.code === 'ERR_TREE_MALFORMED')) {
-      throw refuse(err.message, err)
+      const refused = await refuse(err.message, err)
+      if (refused === null) return
+      throw refused
     }
     throw err
   }
-  if (closure.damage.length > 0) throw refuse(closure.damage[0]!.detail)
+  if (closure.damage.length > 0) {
+    const refused = await refuse(closure.damage[0]!.detail)
+    if (refused !== null) throw refused
+    return
+  }
   for (const t of closure.trees) {
     marks.add('tree', t.id)
     for (const p of t.partIds ?? []) marks.add('tree-part', p)
