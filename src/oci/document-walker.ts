@@ -116,12 +116,13 @@ export interface LayoutVisitor {
 }
 
 /**
- * Reads every index and manifest reachable from index.json, each distinct blob once, breadth first
- * (a queue rather than recursion, so nesting depth costs no stack), and hands each to `visitor`.
+ * Reads every index and manifest reachable from index.json (or from the entries `from`: one image of
+ * a layout, or a manifest a registry gave), each distinct blob once, breadth first (a queue rather
+ * than recursion, so nesting depth costs no stack), and hands each to `visitor`.
  */
-export async function walkLayout(blobs: BlobReader, visitor: LayoutVisitor): Promise<void> {
+export async function walkLayout(blobs: BlobReader, visitor: LayoutVisitor, from?: readonly ListedRef[]): Promise<void> {
   const seen = new Set<string>()
-  const pending = indexEntries(await readIndexJson(blobs), INDEX_FILE)
+  const pending = from ? [...from] : indexEntries(await readIndexJson(blobs), INDEX_FILE)
   for (let next = pending.shift(); next; next = pending.shift()) {
     const key = blobKey(next.descriptor)
     if (seen.has(key)) continue

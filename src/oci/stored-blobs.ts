@@ -5,7 +5,9 @@ import { createHash } from 'node:crypto'
 import type { Tree, TreeEntry } from '../format/tree.js'
 import type { ReadStore } from '../store/store.js'
 import { findEntry, readTreeFile } from '../store/tree-file.js'
+import { checked, treeFileContent } from './archive-member.js'
 import { blobPath, checkDigest, missingFile, notRegularFile, sizeMismatch, tooLarge, type BlobReader, type BlobRef } from './blob-reader.js'
+import { formatDigest } from './digest.js'
 
 export class StoredBlobs implements BlobReader {
   constructor(
@@ -27,6 +29,18 @@ export class StoredBlobs implements BlobReader {
     const data = await readTreeFile(this.store, entry, descriptor.size)
     checkDigest(ref, createHash(descriptor.digest.algorithm).update(data).digest('hex'))
     return data
+  }
+
+  /**
+   * The blob `ref` names as a stream, every chunk verified (a layer stored as a recipe regenerated),
+   * failing at its end at the latest unless it has the descriptor's size and digest: a layer is never
+   * held whole.
+   */
+  blobContent(ref: BlobRef): AsyncIterable<Buffer> {
+    const { descriptor } = ref
+    const entry = this.blobEntry(ref)
+    if (entry.size !== descriptor.size) throw sizeMismatch(ref, entry.size)
+    return checked(treeFileContent(this.store, entry), formatDigest(descriptor.digest), descriptor.size, ref.what)
   }
 
   /** The bundle's entry for the blob `ref` names (a view serves a config as it is stored). */

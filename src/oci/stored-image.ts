@@ -49,6 +49,21 @@ export async function resolveStoredImage(store: ReadStore, id: string, bundle: T
 }
 
 /**
+ * The entry of index.json that `image` names (a ref name or a manifest digest), or its only one, as
+ * it is listed: what is sent to a registry, whole (every platform of an index).
+ */
+export async function storedImageEntry(store: ReadStore, id: string, bundle: Tree, image?: string): Promise<ListedRef> {
+  try {
+    if (storedDockerArchive(store, bundle)) {
+      fail(`a Docker archive has no manifests of its own to send to a registry; pull it with --tar --format oci-archive and push that layout`)
+    }
+    return pickImage(await storedLayout(store, bundle).top(), image)
+  } catch (err) {
+    throw storedImageError(err, id)
+  }
+}
+
+/**
  * Every image index.json lists (each distinct manifest or index once, in its order), with its ref
  * name if it has one; a multi-platform index gives its image for `platform` (default: this machine's).
  */
