@@ -94,13 +94,25 @@ export function formatStats(s: DedupStats): string {
   ].join('\n')
 }
 
-/** Which layer blobs are recipes (given back from their layer's files) and which are raw, and why. */
+/**
+ * Which layer blobs are recipes (given back from their layer's files) and which are raw, and why; then
+ * the hit rate per producer family.
+ */
 function formatBlobs(s: DedupStats): string {
   const b = s.blobs
+  const names = new Map(b.producers.map((p) => [p.producer, p.name]))
   const lines = [
     `layer blobs: ${plural(b.recipes, 'recipe')} (${count(b.recipeStoredBytes)} bytes, and ${count(b.framingStoredBytes)} of tar framing in ` +
       `${plural(b.framingChunks, 'chunk')}), ${count(b.raw.length)} raw (${count(b.raw.reduce((a, r) => a + r.bytes, 0))} bytes)`,
-    ...b.raw.map((r) => `  raw ${r.digest} (${count(r.bytes)} bytes): ${r.reason}`),
+    ...b.raw.map((r) => `  raw ${r.digest} (${count(r.bytes)} bytes, by its header ${names.get(r.producer) ?? r.producer}): ${r.reason}`),
   ]
-  return lines.join('\n') + '\n'
+  const percent = (n: number, of: number): string => (of > 0 ? `${Math.round((100 * n) / of)}%` : '-')
+  const producers = [
+    ['producer', 'blobs', 'recipes', 'raw', 'recipes/blobs', 'blob bytes', 'as recipes'],
+    ...b.producers.map((p) => [p.name, count(p.blobs), count(p.recipes), count(p.raw), percent(p.recipes, p.blobs), count(p.bytes), percent(p.recipeBytes, p.bytes)]),
+  ]
+  return [
+    lines.join('\n') + '\n',
+    'layer blobs by producer (a recipe by its compressor; a raw blob by what its gzip or zstd header points at):\n' + columns(producers),
+  ].join('\n')
 }

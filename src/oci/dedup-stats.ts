@@ -14,12 +14,15 @@ import { checkStoreFormat } from '../store/store-config.js'
 import { createHash } from 'node:crypto'
 import type { Tree } from '../format/tree.js'
 import { toHex } from '../format/id.js'
+import { getChunk } from '../store/chunks.js'
 import { objectKey, readRecipe, readStoredTree } from '../store/objects.js'
+import { findEntry } from '../store/tree-file.js'
 import { listRevisions } from '../store/revisions.js'
 import type { Store } from '../store/store.js'
 import { forEachLimit } from '../util/concurrency.js'
 import { SnapdirError } from '../util/errors.js'
 import type { Platform } from './platform.js'
+import { headProducer, PRODUCERS, recipeProducer, type Producer } from './blob-producer.js'
 import { resolveStoredImages } from './stored-image.js'
 
 export interface DedupStatsOptions {
@@ -79,7 +82,14 @@ export interface DedupStats {
     framingChunks: number
     framingRawBytes: number
     framingStoredBytes: number
-    raw: Array<{ digest: string; bytes: number; reason: string }>
+    /** `producer`: the family the blob's first bytes point at (blob-producer.ts headProducer) */
+    raw: Array<{ digest: string; bytes: number; reason: string; producer: Producer }>
+    /**
+     * The recipe hit rate per producer family, each family with at least one blob once, in
+     * blob-producer.ts's order: a recipe's family is its compressor's, a raw blob's the one its header
+     * points at. `bytes`: the blobs' sizes; `recipeBytes`: those of the blobs kept as recipes.
+     */
+    producers: Array<{ producer: Producer; name: string; blobs: number; recipes: number; raw: number; bytes: number; recipeBytes: number }>
   }
 }
 
@@ -118,6 +128,8 @@ export async function dedupStats(store: Store, ids: string[], options: DedupStat
   const counted = new Set<string>()
   const images: Array<ImageDedupStats & { trees: string[] }> = []
   const blobSizes = new Map<string, number>()
+  // where each blob is in its bundle: a raw blob's first bytes tell who likely wrote it
+  const blobFiles = new Map<string, { bundle: Tree; file: string }>()
   const diffIds = new Map<string, string>()
   for (const id of new Set(ids)) {
     const bundle = await loadTree(store, id, counted)
@@ -125,6 +137,7 @@ export async function dedupStats(store: Store, ids: string[], options: DedupStat
     for (const { ref, image } of await resolveStoredImages(store, id, bundle.tree, options.platform)) {
       for (const l of image.layers) {
         blobSizes.set(l.digest, l.size)
+        blobFiles.set(l.digest, { bundle: bundle.tree, file: l.file })
         diffIds.set(l.diffId, l.tree)
       }
       images.push({
@@ -137,13 +150,13 @@ export async function dedupStats(store: Store, ids: string[], options: DedupStat
   // the blobs kept as recipes: each recipe once, and the chunks of its framing
   const recipeIds = new Set<string>()
   for (const b of bundles.values()) for (const e of b.tree.entries) if (e.recipe !== undefined) recipeIds.add(e.recipe)
-  const recipeDigests = new Set<string>()
+  const recipeDigests = new Map<string, Producer>()
   let recipeStoredBytes = 0
   const framing = new Map<string, ChunkUse>()
   for (const rid of recipeIds) {
     const { recipe, stored } = await readRecipe(store, rid)
     recipeStoredBytes += stored.length
-    recipeDigests.add(recipe.digest)
+    recipeDigests.set(recipe.digest, recipeProducer(recipe.compression))
     for (const r of recipe.framing) framing.set(toHex(r.id), { length: r.offset + r.length, stored: 0 })
   }
 
@@ -200,6 +213,13 @@ export async function dedupStats(store: Store, ids: string[], options: DedupStat
     for (const x of xs) total += f(x)
     return total
   }
+  const raw: DedupStats['blobs']['raw'] = []
+  for (const [digest, bytes] of blobSizes) {
+    if (recipeDigests.has(digest)) continue
+    const { bundle, file } = blobFiles.get(digest)!
+    const reason = rawReasons.get(digest) ?? 'pushed before snapdir kept layer blobs as recipes'
+    raw.push({ digest, bytes, reason, producer: headProducer(await blobHead(store, bundle, file)) })
+  }
   const chunkStoredBytes = sum(chunks.values(), (c) => c.stored)
   const treeStoredBytes = sum(layers.values(), (t) => t.storedBytes)
   return {
@@ -234,9 +254,53 @@ export async function dedupStats(store: Store, ids: string[], options: DedupStat
       framingChunks: framing.size,
       framingRawBytes: sum(framing.values(), (c) => c.length),
       framingStoredBytes: sum(framing.values(), (c) => c.stored),
-      raw: [...blobSizes].filter(([d]) => !recipeDigests.has(d)).map(([digest, bytes]) => ({ digest, bytes, reason: rawReasons.get(digest) ?? 'pushed before snapdir kept layer blobs as recipes' })),
+      raw,
+      producers: producerCounts(blobSizes, recipeDigests, raw),
     },
   }
+}
+
+/** Bytes a blob's header needs at most to tell its producer (a gzip name or extra field can be long). */
+const HEAD_BYTES = 4096
+
+/** The first bytes of the blob at `file` in the bundle: those of its first chunk, at most HEAD_BYTES. */
+async function blobHead(store: Store, bundle: Tree, file: string): Promise<Buffer> {
+  const entry = findEntry(bundle, file)
+  if (entry === null || entry.type !== 'file') {
+    throw new SnapdirError('ERR_TREE_MALFORMED', `layer blob ${file} is not a file of its image's snapshot`, { data: { file } })
+  }
+  if (entry.inline) return entry.inline.subarray(0, HEAD_BYTES)
+  const first = entry.chunks[0]
+  if (first === undefined) return Buffer.alloc(0)
+  const { raw } = await getChunk(store, toHex(first.id), { needs: first.offset + first.length })
+  return raw.subarray(first.offset, first.offset + Math.min(first.length, HEAD_BYTES))
+}
+
+/** Blobs and recipes per producer family, the families with a blob in PRODUCERS' order. */
+function producerCounts(sizes: Map<string, number>, recipes: Map<string, Producer>, raw: DedupStats['blobs']['raw']): DedupStats['blobs']['producers'] {
+  const by = new Map<Producer, DedupStats['blobs']['producers'][number]>()
+  const row = (producer: Producer): DedupStats['blobs']['producers'][number] => {
+    let r = by.get(producer)
+    if (!r) by.set(producer, (r = { producer, name: PRODUCERS[producer], blobs: 0, recipes: 0, raw: 0, bytes: 0, recipeBytes: 0 }))
+    return r
+  }
+  for (const [digest, producer] of recipes) {
+    const bytes = sizes.get(digest)
+    // a recipe of a blob none of the given images uses (another image of the same layer)
+    if (bytes === undefined) continue
+    const r = row(producer)
+    r.blobs++
+    r.recipes++
+    r.bytes += bytes
+    r.recipeBytes += bytes
+  }
+  for (const b of raw) {
+    const r = row(b.producer)
+    r.blobs++
+    r.raw++
+    r.bytes += b.bytes
+  }
+  return (Object.keys(PRODUCERS) as Producer[]).flatMap((p) => by.get(p) ?? [])
 }
 
 /**

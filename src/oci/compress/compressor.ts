@@ -40,7 +40,7 @@ const GO_XFL_FASTEST = 4
 /** Go levels that say XFL 0, most used first: the default (6, what dockerd, BuildKit and containerd use), then the rest. */
 const GO_XFL0_LEVELS = [6, 5, 4, 7, 8, 3, 2, 0, -2]
 /** MTIME Go's compress/gzip writes for a zero ModTime; pgzip writes its own (PGZIP_ZERO_MTIME) */
-const GO_ZERO_MTIME = 0
+export const GO_ZERO_MTIME = 0
 
 /**
  * The compressors that could have written a member with this header, the likeliest first. Go never sets
