@@ -43,24 +43,44 @@ interface Candidate {
   lost: string | null
 }
 
-const HEADER_READ = 64 * 1024
+/** Bytes of the blob's head its header is read from. */
+export const HEADER_READ = 64 * 1024
 /** Tar bytes per encoder call in the search: small, so that a candidate is dropped before it encodes much past its first difference. */
 const SEARCH_WRITE = 64 * 1024
 
 export async function findGzipCompressor(options: CompressorSearch): Promise<CompressorFound> {
-  const header = parseGzipHeader(await readHead(options))
-  if (isGzipHeaderProblem(header)) return { reason: `gzip header: ${header.problem}` }
-  const shown = `gzip header XFL ${header.xfl}, OS ${header.os}${header.headerCrc ? ', FHCRC' : ''}`
-  const params = candidatesFor(header)
-  if (params.length === 0) return { reason: `no compressor snapdir has writes this ${shown}` }
-  return search(options, shown, params.map((p) => ({ compression: gzipOf(header.headerBytes, p), label: `${p.family} level ${p.level}` })))
+  const found = compressorCandidates('gzip', await readHead(options))
+  return 'reason' in found ? found : search(options, found.shown, found.list)
 }
 
 /** The same search for a zstd layer: the candidates its frame header allows (compress/zstd.ts zstdCandidates). */
 export async function findZstdCompressor(options: CompressorSearch): Promise<CompressorFound> {
-  const found = zstdCandidates(await readHead(options))
-  if ('problem' in found) return { reason: found.problem }
-  return search(options, 'zstd frame header', found.candidates.map((p) => ({ compression: { kind: 'zstd' as const, ...p }, label: `${p.family} zstd level ${p.level}` })))
+  const found = compressorCandidates('zstd', await readHead(options))
+  return 'reason' in found ? found : search(options, found.shown, found.list)
+}
+
+/** A compression to try, and how a reason names it ("go level 6"). */
+export interface CandidateCompression {
+  compression: RecipeCompression
+  label: string
+}
+
+/**
+ * The compressors the blob's header (its first bytes: the whole gzip header, or the zstd frame header)
+ * allows, with how a reason names the header; or why there is none.
+ */
+export function compressorCandidates(kind: 'gzip' | 'zstd', head: Buffer): { shown: string; list: CandidateCompression[] } | { reason: string } {
+  if (kind === 'zstd') {
+    const found = zstdCandidates(head)
+    if ('problem' in found) return { reason: found.problem }
+    return { shown: 'zstd frame header', list: found.candidates.map((p) => ({ compression: { kind: 'zstd' as const, ...p }, label: `${p.family} zstd level ${p.level}` })) }
+  }
+  const header = parseGzipHeader(head)
+  if (isGzipHeaderProblem(header)) return { reason: `gzip header: ${header.problem}` }
+  const shown = `gzip header XFL ${header.xfl}, OS ${header.os}${header.headerCrc ? ', FHCRC' : ''}`
+  const params = candidatesFor(header)
+  if (params.length === 0) return { reason: `no compressor snapdir has writes this ${shown}` }
+  return { shown, list: params.map((p) => ({ compression: gzipOf(header.headerBytes, p), label: `${p.family} level ${p.level}` })) }
 }
 
 async function readHead(options: CompressorSearch): Promise<Buffer> {
@@ -75,13 +95,13 @@ async function readHead(options: CompressorSearch): Promise<Buffer> {
 }
 
 /** Runs the candidates side by side over the tar regenerated out of the store, against the blob. */
-async function search(options: CompressorSearch, shown: string, list: Array<{ compression: RecipeCompression; label: string }>): Promise<CompressorFound> {
+async function search(options: CompressorSearch, shown: string, list: CandidateCompression[]): Promise<CompressorFound> {
   const { recipe } = options
   const fh = await fsp.open(options.blob, 'r')
   try {
     const candidates: Candidate[] = list.map((c) => ({
       ...c,
-      compressor: blobCompressor(c.compression, undefined, { recordRestarts: true, writeSize: SEARCH_WRITE }),
+      compressor: searchCompressor(c.compression),
       at: 0,
       hash: createHash('sha256'),
       lost: null,
@@ -130,6 +150,14 @@ async function search(options: CompressorSearch, shown: string, list: Array<{ co
 }
 
 /**
+ * A candidate's compressor as the search runs it: small writes, and Go's restart points noted. Whatever
+ * the split of the tar into pieces, it gives the same bytes and points (EncoderPipe cuts fixed writes).
+ */
+export function searchCompressor(compression: RecipeCompression): BlobCompressor {
+  return blobCompressor(compression, undefined, { recordRestarts: true, writeSize: SEARCH_WRITE })
+}
+
+/**
  * Tar bytes between the restart points a recipe keeps: segments this long cost about 3% more CPU than
  * one stream, and a 170 MB layer still splits into some 40 for the cores (docs/go-flate.md).
  */
@@ -140,7 +168,7 @@ export const RESTART_SPACING = 4 << 20
  * through them (segments encoded apart and joined) hashed to its digest; without them otherwise, as
  * found: a recipe never names a way to the blob that was not checked.
  */
-async function withRestarts(options: CompressorSearch, found: RecipeCompression, noted: GoFlateRestart[]): Promise<RecipeCompression> {
+export async function withRestarts(options: Omit<CompressorSearch, 'blob'>, found: RecipeCompression, noted: GoFlateRestart[]): Promise<RecipeCompression> {
   const restarts: GoFlateRestart[] = []
   let last = 0
   for (const r of noted) {

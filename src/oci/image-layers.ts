@@ -17,7 +17,7 @@ import { SnapdirError, sourceError } from '../util/errors.js'
 import { formatDigest } from './digest.js'
 import { expandLayer, type ExpandedLayer, type LayerStats } from './layer-expand.js'
 import type { LayoutLayer } from './layout-layers.js'
-import { findGzipCompressor, findZstdCompressor } from './compressor-match.js'
+import { findGzipCompressor, findZstdCompressor, withRestarts } from './compressor-match.js'
 import { regenerateBlob } from './recipe-reader.js'
 
 /** How push stored a layer blob: as a recipe (by its ID), or raw with the reason it could not be a recipe. */
@@ -46,6 +46,11 @@ export interface ExpandImageOptions {
   onLayer?: (bytes: number) => void
   /** how messages name the image; default "OCI image layout DIR" */
   shownAs?: string
+  /**
+   * the layer's blob as a stream (a registry's), instead of its file in `dir`: read once, its
+   * compressor found while it streams (streamed-compressor-match.ts)
+   */
+  openBlob?: (layer: LayoutLayer) => Promise<AsyncIterable<Buffer>>
 }
 
 /**
@@ -88,8 +93,10 @@ export async function expandImageLayers(store: Store, dir: string, layers: Layou
       options.onLayer?.(layer.descriptor.size)
       continue
     }
+    const streamed = options.openBlob ? { stream: await options.openBlob(layer), matchCompressor: { size: layer.descriptor.size } } : {}
     const expanded = await expandLayer({
       blob: path.join(dir, layer.file),
+      ...streamed,
       mediaType: layer.descriptor.mediaType,
       params: options.params,
       store,
@@ -135,7 +142,14 @@ async function makeRecipe(
     framingSize: framing.size, framing: framing.refs, segments: framing.segments, tail: framing.tail, compression: { kind: 'none' },
   }
   try {
-    if (expanded.compression !== 'none') {
+    if (expanded.streamed) {
+      // found while the blob streamed; checked here out of the store, as a pull would read it
+      const { found, restarts } = expanded.streamed
+      if ('reason' in found) return { recipe: null, storage: { raw: found.reason } }
+      recipe.compression = await withRestarts({ store, recipe, tree: expanded.tree, ...(signal ? { signal } : {}) }, found.compression, restarts)
+      // with restart points, withRestarts regenerated the blob through them already
+      if (recipe.compression === found.compression) for await (const piece of regenerateBlob({ store, recipe, tree: expanded.tree, ...(signal ? { signal } : {}) })) void piece
+    } else if (expanded.compression !== 'none') {
       // the search regenerates the blob (tar out of the store, compressed, compared byte for byte and
       // hashed), so a compressor it finds needs no second check
       const find = expanded.compression === 'gzip' ? findGzipCompressor : findZstdCompressor

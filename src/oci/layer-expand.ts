@@ -14,7 +14,7 @@ import { createHash, type Hash } from 'node:crypto'
 import fs from 'node:fs'
 import fsp from 'node:fs/promises'
 import os from 'node:os'
-import { Transform } from 'node:stream'
+import { Readable, Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import zlib from 'node:zlib'
 import { extract } from 'tar-stream'
@@ -31,6 +31,7 @@ import { compressionOf, streamProblem, zstdDecompress, type Compression as Layer
 import { LayerEntries, type LayerInode } from './layer-entries.js'
 import { layerCompression } from './media-types.js'
 import { SpillFile } from './spill-file.js'
+import { StreamedCompressorMatch, type StreamedFound } from './streamed-compressor-match.js'
 import { FramingCapture } from './tar-framing.js'
 import { losslessPax, makedev, mtimeOf, paxNumber, xattrsOf } from './tar-pax.js'
 
@@ -38,8 +39,15 @@ export type { Compression as LayerCompression } from './decompress.js'
 export { layerCompression }
 
 export interface ExpandLayerOptions {
-  /** path of the layer blob */
+  /** path of the layer blob; with `stream`, only how data names it */
   blob: string
+  /** the blob's bytes as they arrive (a registry's response), read instead of the file */
+  stream?: AsyncIterable<Buffer>
+  /**
+   * with `stream` and `framing`: find the compressor that gives the blob back from its tar while it
+   * streams (streamed-compressor-match.ts), as the blob is not kept to search afterwards; `size` is the blob's
+   */
+  matchCompressor?: { size: number }
   mediaType: string
   /** the store's chunker parameters (store-config.ts), so chunks match what push writes there */
   params: ChunkerParams
@@ -87,6 +95,8 @@ export interface ExpandedLayer {
   framing?: LayerFraming
   /** the compression the blob really has */
   compression: LayerCompression
+  /** with `matchCompressor`, a compressed blob: what the search found */
+  streamed?: StreamedFound
 }
 
 /**
@@ -103,6 +113,10 @@ export async function expandLayer(options: ExpandLayerOptions): Promise<Expanded
   }
   const expander = new Expander(options, what)
   try {
+    if (options.stream) {
+      const { head, rest } = await peek(options.stream, 4)
+      return await expander.run(checkSniffed(compressionOf(head), declared, options.mediaType, what, options.blob), rest)
+    }
     return await expander.run(await sniff(options.blob, declared, options.mediaType, what))
   } catch (err) {
     throw expander.failure(err)
@@ -129,11 +143,37 @@ async function sniff(blob: string, declared: LayerCompression, mediaType: string
   } catch (err) {
     throw sourceError(what, `cannot read ${blob}: ${(err as Error).message}`, { cause: err, data: { blob } })
   }
-  const actual = compressionOf(head.subarray(0, got))
+  return checkSniffed(compressionOf(head.subarray(0, got)), declared, mediaType, what, blob)
+}
+
+function checkSniffed(actual: LayerCompression, declared: LayerCompression, mediaType: string, what: string, blob: string): LayerCompression {
   if (declared !== 'none' && actual !== declared) {
     throw sourceError(what, `is not ${declared} data, although its media type ${mediaType} says so`, { data: { blob } })
   }
   return actual
+}
+
+/** The stream's first `n` bytes (fewer if it is shorter), and the whole stream again, those bytes included. */
+async function peek(stream: AsyncIterable<Buffer>, n: number): Promise<{ head: Buffer; rest: AsyncIterable<Buffer> }> {
+  const it = stream[Symbol.asyncIterator]()
+  const first: Buffer[] = []
+  let got = 0
+  let done = false
+  while (got < n) {
+    const r = await it.next()
+    if (r.done) {
+      done = true
+      break
+    }
+    first.push(r.value)
+    got += r.value.length
+  }
+  async function* rest(): AsyncGenerator<Buffer> {
+    yield* first
+    if (done) return
+    for (let r = await it.next(); !r.done; r = await it.next()) yield r.value
+  }
+  return { head: Buffer.concat(first).subarray(0, n), rest: rest() }
 }
 
 /** A tar-stream header as its parser really fills it (its published types leave some fields out). */
@@ -177,23 +217,37 @@ class Expander {
     this.capture = options.framing ? new FramingCapture(what) : null
   }
 
-  async run(compression: LayerCompression): Promise<ExpandedLayer> {
+  async run(compression: LayerCompression, stream?: AsyncIterable<Buffer>): Promise<ExpandedLayer> {
     const { blob, signal } = this.options
     const tarHash = createHash('sha256')
     // an uncompressed blob is the tar: one hash serves as both digest and diff_id
     const blobHash = compression === 'none' ? null : createHash('sha256')
-    const source = fs.createReadStream(blob, { highWaterMark: 1024 * 1024 })
+    const source = stream ? Readable.from(stream, { objectMode: false }) : fs.createReadStream(blob, { highWaterMark: 1024 * 1024 })
+    const match = compression !== 'none' && this.options.matchCompressor && this.capture
+      ? new StreamedCompressorMatch(compression, this.options.matchCompressor.size)
+      : null
     // latin1: names as bytes, one char per byte (tar-stream passes this to its header decoder)
     const ex = extract({ filenameEncoding: 'latin1' } as Parameters<typeof extract>[0])
     const paxGlobal = losslessPax(ex)
-    const stages: Array<NodeJS.ReadWriteStream | ((input: AsyncIterable<Buffer>) => AsyncGenerator<Buffer>)> = blobHash ? [tap(blobHash)] : []
+    const stages: Array<NodeJS.ReadWriteStream | ((input: AsyncIterable<Buffer>) => AsyncGenerator<Buffer>)> = blobHash ? [tap(blobHash, match ? (chunk) => match.blob(chunk) : undefined)] : []
     if (compression === 'gzip') stages.push(zlib.createGunzip({ chunkSize: 256 * 1024 }))
     if (compression === 'zstd') stages.push(zstdDecompress)
     const capture = this.capture
-    stages.push(tap(tarHash, (chunk) => {
+    const seeTar = (chunk: Buffer): void => {
       this.stats.tarBytes += chunk.length
       capture?.feed(chunk)
-    }))
+    }
+    if (match) {
+      // the candidates take each piece of tar before it goes on: their encoders hold the pipeline back
+      stages.push(async function* (input: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+        for await (const chunk of input) {
+          tarHash.update(chunk)
+          seeTar(chunk)
+          await match.tar(chunk)
+          yield chunk
+        }
+      })
+    } else stages.push(tap(tarHash, seeTar))
     // node's pipeline takes the streamx Writable tar-stream is built on; errors of any stage land here
     const streams = [source, ...stages, ex] as unknown as NodeJS.ReadWriteStream[]
     const piped = pipeline(streams, signal ? { signal } : {})
@@ -226,7 +280,11 @@ class Expander {
     this.stats.chunksWritten = this.sink.stats.chunksWritten
     this.stats.bytesWritten = this.sink.stats.bytesWritten
     const diffId = `sha256:${tarHash.digest('hex')}`
-    return { tree, digest: blobHash ? `sha256:${blobHash.digest('hex')}` : diffId, diffId, stats: this.stats, compression, ...(framing ? { framing } : {}) }
+    const streamed = match ? await match.end() : null
+    return {
+      tree, digest: blobHash ? `sha256:${blobHash.digest('hex')}` : diffId, diffId, stats: this.stats, compression,
+      ...(framing ? { framing } : {}), ...(streamed ? { streamed } : {}),
+    }
   }
 
   /** Maps whatever stopped the expansion to one SnapdirError naming the layer. */

@@ -2,7 +2,7 @@
 // diff_id its image config gives it in every place it is used. For an OCI image layout they are read
 // by the document walker; a Docker archive lists its own (docker-archive.ts).
 import { LayoutBlobs } from './blob-file.js'
-import { blobPath } from './blob-reader.js'
+import { blobPath, type BlobReader } from './blob-reader.js'
 import type { Descriptor } from './descriptor.js'
 import { formatDigest } from './digest.js'
 import { readDiffIds, walkLayout } from './document-walker.js'
@@ -25,6 +25,14 @@ export interface LayoutLayer {
  */
 export async function layoutLayers(dir: string, shownAs = dir): Promise<LayoutLayer[]> {
   const blobs = new LayoutBlobs(dir)
+  return imageLayers(blobs, (d) => blobs.hasBlob(d), shownAs)
+}
+
+/**
+ * The same over any image source (a registry's, as a layout would hold it); `has` says whether a
+ * foreign layer (one with urls) is there, or left out.
+ */
+export async function imageLayers(blobs: BlobReader, has: (d: Descriptor) => Promise<boolean>, shownAs: string): Promise<LayoutLayer[]> {
   const byDigest = new Map<string, LayoutLayer>()
   try {
     await walkLayout(blobs, {
@@ -34,7 +42,7 @@ export async function layoutLayers(dir: string, shownAs = dir): Promise<LayoutLa
         const manifest = formatDigest(ref.descriptor.digest)
         for (const [position, { descriptor: layer }] of parts.layers.entries()) {
           if (layerCompression(layer.mediaType) === null) continue
-          if (layer.urls.length > 0 && !(await blobs.hasBlob(layer))) continue // foreign, left out
+          if (layer.urls.length > 0 && !(await has(layer))) continue // foreign, left out
           const key = formatDigest(layer.digest)
           const entry = byDigest.get(key) ?? { descriptor: layer, file: blobPath(layer.digest), uses: [] }
           entry.uses.push({ diffId: diffIds[position]!, manifest, position })

@@ -11,12 +11,12 @@ import os from 'node:os'
 import path from 'node:path'
 import { isErrno, sourceError } from '../util/errors.js'
 import { LayoutBlobs } from './blob-file.js'
-import { blobPath } from './blob-reader.js'
+import { blobPath, type BlobReader } from './blob-reader.js'
 import { isObject, type Descriptor } from './descriptor.js'
 import { formatDigest } from './digest.js'
 import { documentName, indexEntries, manifestParts, readDocument, readIndexJson, type ListedRef } from './document-walker.js'
 import { INDEX_FILE, LAYOUT_MARKER } from './image-layout.js'
-import { layoutError } from './layout-problem.js'
+import { imageError, layoutError } from './layout-problem.js'
 import { descriptorPlatform, formatPlatform, platformMatches, type Platform } from './platform.js'
 
 /** The manifest a referrer (e.g. a BuildKit attestation) describes, when the entry says so. */
@@ -34,24 +34,21 @@ export async function selectPlatforms(layout: string, platforms: Platform[], sho
   try {
     await fs.mkdir(dir)
     const source = new LayoutBlobs(layout)
-    const selector = new Selector(source, dir, platforms)
-    let kept
-    try {
-      kept = await selector.filter(await readIndexJson(source), INDEX_FILE)
-    } catch (err) {
-      throw layoutError(err, shownAs)
-    }
-    if (!selector.matched) {
-      const have = [...selector.seen].join(', ') || 'none'
-      throw sourceError(`OCI image layout ${shownAs}`, `no image for ${platforms.map(formatPlatform).join(', ')} (it has ${have})`)
-    }
-    await fs.writeFile(path.join(dir, INDEX_FILE), JSON.stringify(kept))
+    const selected = await selectFrom(source, await readLayoutIndex(source, shownAs), platforms, `OCI image layout ${shownAs}`, { layout: shownAs })
+    await fs.writeFile(path.join(dir, INDEX_FILE), selected.indexJson)
     await fs.copyFile(path.join(layout, LAYOUT_MARKER), path.join(dir, LAYOUT_MARKER))
-    for (const d of selector.kept.values()) await selector.copyBlob(d)
+    const written: string[] = []
+    for (const [rel, bytes] of selected.written) {
+      await fs.mkdir(path.dirname(path.join(dir, rel)), { recursive: true })
+      await fs.writeFile(path.join(dir, rel), bytes)
+      written.push(rel)
+    }
+    for (const d of selected.kept.values()) await copyBlob(layout, dir, d)
     // what was written here takes the time of the original index.json: the same selection of the
     // same layout gives the same snapshot ID
     const time = (await fs.stat(path.join(layout, INDEX_FILE))).mtime
-    for (const p of [INDEX_FILE, LAYOUT_MARKER, ...selector.written, 'blobs', ...selector.algorithms.map((a) => `blobs/${a}`), '']) {
+    const algorithms = new Set([...[...selected.kept.values()].map((d) => d.digest.algorithm), ...written.map((w) => w.split('/')[1]!)])
+    for (const p of [INDEX_FILE, LAYOUT_MARKER, ...written, 'blobs', ...[...algorithms].map((a) => `blobs/${a}`), '']) {
       await fs.utimes(path.join(dir, p), time, time)
     }
     return { dir, remove }
@@ -61,21 +58,69 @@ export async function selectPlatforms(layout: string, platforms: Platform[], sho
   }
 }
 
+async function readLayoutIndex(source: BlobReader, shownAs: string): Promise<Record<string, unknown>> {
+  try {
+    return await readIndexJson(source)
+  } catch (err) {
+    throw layoutError(err, shownAs)
+  }
+}
+
+/** An image narrowed to some platforms, as a layout holds it. */
+export interface SelectedImage {
+  /** the new index.json's bytes */
+  indexJson: Buffer
+  /** indexes rewritten with fewer entries: their path in a layout (blobs/<algorithm>/<hex>) and bytes */
+  written: Map<string, Buffer>
+  /** every other blob the selection still references, by digest */
+  kept: Map<string, Descriptor>
+}
+
+/**
+ * The selection over any image source (a layout, a registry): `index` is its index.json, parsed;
+ * `shownAs` names the image in messages ("OCI image layout DIR"), `data` goes with the error.
+ */
+export async function selectFrom(source: BlobReader, index: Record<string, unknown>, platforms: Platform[], shownAs: string, data: Record<string, unknown>): Promise<SelectedImage> {
+  const selector = new Selector(source, platforms)
+  let kept
+  try {
+    kept = await selector.filter(index, INDEX_FILE)
+  } catch (err) {
+    throw imageError(err, 'ERR_SOURCE', shownAs, data)
+  }
+  if (!selector.matched) {
+    const have = [...selector.seen].join(', ') || 'none'
+    throw sourceError(shownAs, `no image for ${platforms.map(formatPlatform).join(', ')} (it has ${have})`)
+  }
+  return { indexJson: Buffer.from(JSON.stringify(kept)), written: selector.written, kept: selector.kept }
+}
+
+/** Hardlinks (or copies, across file systems) a kept blob; foreign layers left out stay out. */
+async function copyBlob(from: string, to: string, d: Descriptor): Promise<void> {
+  const rel = blobPath(d.digest)
+  const target = path.join(to, rel)
+  await fs.mkdir(path.dirname(target), { recursive: true })
+  try {
+    await fs.link(path.join(from, rel), target)
+  } catch (err) {
+    if (isErrno(err, 'ENOENT') && d.urls.length > 0) return
+    if (isErrno(err, 'EEXIST')) return
+    if (!isErrno(err, 'EXDEV', 'EPERM')) throw err
+    await fs.copyFile(path.join(from, rel), target, fs.constants.COPYFILE_FICLONE)
+  }
+}
+
 class Selector {
   /** every blob the filtered layout references, by digest */
   readonly kept = new Map<string, Descriptor>()
   /** platforms met, for the message when none matched */
   readonly seen = new Set<string>()
   matched = false
-  /** files written here rather than linked, and the digest algorithms used */
-  readonly written: string[] = []
-  get algorithms(): string[] {
-    return [...new Set<string>([...[...this.kept.values()].map((d) => d.digest.algorithm), ...this.written.map((w) => w.split('/')[1]!)])]
-  }
+  /** indexes rewritten: path in a layout -> bytes */
+  readonly written = new Map<string, Buffer>()
 
   constructor(
-    private readonly source: LayoutBlobs,
-    private readonly to: string,
+    private readonly source: BlobReader,
     private readonly platforms: Platform[],
   ) {}
 
@@ -119,30 +164,8 @@ class Selector {
       this.kept.set(formatDigest(d.digest), d)
       return entry.raw
     }
-    await this.writeBlob(digest, bytes)
+    this.written.set(blobPath(digest), bytes)
     return { ...entry.raw, digest: formatDigest(digest), size: bytes.length }
-  }
-
-  private async writeBlob(digest: { algorithm: string; encoded: string }, bytes: Buffer): Promise<void> {
-    const file = path.join(this.to, 'blobs', digest.algorithm, digest.encoded)
-    await fs.mkdir(path.dirname(file), { recursive: true })
-    await fs.writeFile(file, bytes)
-    this.written.push(`blobs/${digest.algorithm}/${digest.encoded}`)
-  }
-
-  /** Hardlinks (or copies, across file systems) a kept blob; foreign layers left out stay out. */
-  async copyBlob(d: Descriptor): Promise<void> {
-    const rel = blobPath(d.digest)
-    const target = path.join(this.to, rel)
-    await fs.mkdir(path.dirname(target), { recursive: true })
-    try {
-      await fs.link(path.join(this.source.root, rel), target)
-    } catch (err) {
-      if (isErrno(err, 'ENOENT') && d.urls.length > 0) return
-      if (isErrno(err, 'EEXIST')) return
-      if (!isErrno(err, 'EXDEV', 'EPERM')) throw err
-      await fs.copyFile(path.join(this.source.root, rel), target, fs.constants.COPYFILE_FICLONE)
-    }
   }
 }
 
