@@ -23,38 +23,23 @@
 // number means. The figures are byte and request counts, except the MB/s: a busy machine changes
 // only those.
 
-import { spawn } from 'node:child_process'
 import fs from 'node:fs'
-import net from 'node:net'
 import path from 'node:path'
 import {
   MB, benchDir, buildChangedNote, buildFingerprint, cleanupOnSignals, cliBuilt, contention, corpusMarker, defaultOut, failer, fmt, fmtInt,
   fsTypeAt, hostInfo, measureTree, msSince, nowNs, otherActivity, parseCommandLine, privateEnv, readOr, repo, runCommand, scanCorpus, snapdirBin,
   snapdirCommit, table, tail, tryRun, walk, writeResult,
 } from './lib/common.mjs'
-import { TAG, buildLayout, layoutLayers } from './lib/layouts.mjs'
-import { mountNotes, mountsUnder, sleep, startFuseDaemon, stopAllDaemons, stopFuseDaemon } from './lib/mounts.mjs'
+import { TAG, layoutLayers } from './lib/layouts.mjs'
+import { CORPORA, DOCKER, IMAGES, PRODUCERS, imagesDir, prepareImages } from './lib/images.mjs'
+import { mountNotes, mountsUnder, startFuseDaemon, stopAllDaemons, stopFuseDaemon } from './lib/mounts.mjs'
 import { regenerateRecipes, storedRecipes } from './lib/regeneration.mjs'
 import { S3_ENV, bucketLister, newCounts, startProxy, startS3rver, storeArea } from './lib/s3.mjs'
 
-const CORPORA = ['debian-base', 'debian-base-rebuilt', 'debian-rootfs', 'debian-python3-rebuilt']
-const PRODUCERS = [
-  { name: 'umoci', what: 'umoci repack (klauspost pgzip 1.2.5, 256 KiB blocks)' },
-  { name: 'skopeo', what: 'skopeo copy --dest-compress-format gzip of the zstd images (containers/image: klauspost pgzip, 1 MiB blocks)' },
-  { name: 'docker', what: 'dockerd import + build, docker push to docker-registry (Go compress/gzip), skopeo copy back' },
-  { name: 'zstd', what: 'skopeo copy --dest-compress-format zstd of the umoci images (klauspost zstd)' },
-]
-const IMAGES = [
-  { name: 'base', what: 'debian-base, 1 layer' },
-  { name: 'python', what: 'base + a python3 layer (to debian-rootfs)' },
-  { name: 'rebuilt', what: 'debian-base-rebuilt + a python3 layer (the rebuilt-base image)' },
-]
 const TARGETS = { storedOverRegistry: 0.6, firstSyncOverNew: 1.05, rebuiltOverRegistry: 0.15, noopRequests: 1, editTreeBytes: 64 * 1024, regenMBps: 125 }
 const BUCKET = 'bench'
 // the file a one-file edit changes: small (inlined by format 1), present in every Debian root
 const EDITED_FILE = 'etc/debian_version'
-// the images are cached between runs (they do not depend on snapdir); this marker says from what
-const IMAGES_FORMAT = 1
 
 const usage = `usage: node bench/image-store.mjs [options]
 
@@ -82,179 +67,6 @@ function parseOptions() {
 const run = (argv, { env = process.env } = {}) => runCommand(argv, { env, cwd: repo })
 const corpus = (name) => path.join(benchDir, name)
 const progress = (text) => process.stderr.write(`${text}\n`)
-// Debian's docker client, not whatever other `docker` comes first on PATH
-const DOCKER = '/usr/bin/docker'
-
-// ---------------------------------------------------------------------------------------------
-// Building the images: umoci from the corpora, skopeo recompressions of those, Docker's own.
-
-async function skopeoCopy(src, dst, extra = []) {
-  fs.mkdirSync(path.dirname(dst), { recursive: true })
-  await run(['skopeo', 'copy', '--quiet', ...extra, src, `oci:${dst}:${TAG}`])
-}
-
-async function buildUmociImages(dir, work) {
-  const layout = (name) => path.join(dir, 'umoci', name)
-  const bundle = (name) => path.join(work, 'bundles', name)
-  await buildLayout({ layout: layout('base'), bundle: bundle('base'), corpora: [corpus('debian-base')] })
-  // on a copy of the base layout, so the shared layer is the very same blob
-  await buildLayout({ layout: layout('python'), bundle: bundle('python'), corpora: [corpus('debian-rootfs')], on: layout('base') })
-  const rebuiltBase = path.join(work, 'umoci-base-rebuilt')
-  await buildLayout({ layout: rebuiltBase, bundle: bundle('base-rebuilt'), corpora: [corpus('debian-base-rebuilt')] })
-  await buildLayout({ layout: layout('rebuilt'), bundle: bundle('rebuilt'), corpora: [corpus('debian-python3-rebuilt')], on: rebuiltBase })
-}
-
-/** A free TCP port on 127.0.0.1 (asked of the kernel, then released for the server that takes it). */
-async function freePort() {
-  const server = net.createServer()
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address()
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
-
-/** A background server process, output to `log`; `stop()` sends SIGTERM and waits for it to exit (SIGKILL after `graceMs`). */
-function startServer(argv, { log, env = process.env }) {
-  const fd = fs.openSync(log, 'w')
-  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', fd, fd], env })
-  fs.closeSync(fd)
-  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve(signal ?? code)))
-  child.on('error', () => {})
-  let done = false
-  void exited.then(() => (done = true))
-  return {
-    child,
-    alive: () => !done,
-    async stop(graceMs = 30_000) {
-      if (done) return
-      child.kill('SIGTERM')
-      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs)
-      await exited
-      clearTimeout(timer)
-    },
-  }
-}
-
-/** Polls `probe` (an async function, true when ready) until it answers true; fails after `ms` or when `server` exits. */
-async function waitReady(label, server, probe, log, ms = 60_000) {
-  const end = Date.now() + ms
-  while (Date.now() < end) {
-    if (!server.alive()) throw new Error(`${label} exited before it was ready:\n${tail(readOr(log))}`)
-    if (await probe()) return
-    await sleep(200)
-  }
-  throw new Error(`${label} not ready after ${ms / 1000} s:\n${tail(readOr(log))}`)
-}
-
-/**
- * Docker's images: a dockerd of our own (own data and exec roots and socket, no bridge, no iptables)
- * and a loopback docker-registry with its own storage. `docker import` of debian-base and of
- * debian-base-rebuilt; `docker build` FROM each of them with one COPY of the python3 files (the umoci
- * python image's upper layer, whiteouts left out); `docker push` of the three images; then
- * `skopeo copy docker://… oci:…`, which keeps the pushed blobs byte for byte as an OCI layout.
- */
-async function buildDockerImages(dir, work) {
-  const d = path.join(work, 'docker')
-  for (const sub of ['data', 'exec', 'config', 'registry']) fs.mkdirSync(path.join(d, sub), { recursive: true })
-  const sock = `unix://${path.join(d, 'docker.sock')}`
-  const port = await freePort()
-  const registry = `127.0.0.1:${port}`
-  const registryConfig = path.join(d, 'registry.yml')
-  fs.writeFileSync(registryConfig, ['version: 0.1', 'log:', '  level: warn', 'storage:', '  filesystem:', `    rootdirectory: ${path.join(d, 'registry')}`, 'http:', `  addr: ${registry}`, ''].join('\n'))
-  // a private client config: no credential helper of the machine's takes part
-  const env = { ...process.env, DOCKER_CONFIG: path.join(d, 'config'), DOCKER_BUILDKIT: '0' }
-  const dockerLog = path.join(d, 'dockerd.log')
-  const registryLog = path.join(d, 'registry.log')
-  const servers = []
-  const docker = (...args) => run([DOCKER, '-H', sock, ...args], { env })
-  try {
-    const reg = startServer(['docker-registry', 'serve', registryConfig], { log: registryLog })
-    servers.push(reg)
-    await waitReady('docker-registry', reg, async () => {
-      try {
-        return (await fetch(`http://${registry}/v2/`)).ok
-      } catch {
-        return false
-      }
-    }, registryLog)
-    const dockerd = startServer(
-      ['dockerd', '--data-root', path.join(d, 'data'), '--exec-root', path.join(d, 'exec'), '--host', sock, '--pidfile', path.join(d, 'dockerd.pid'), '--bridge=none', '--iptables=false'],
-      { log: dockerLog },
-    )
-    servers.push(dockerd)
-    await waitReady('dockerd', dockerd, async () => tryRun(DOCKER, ['-H', sock, 'version', '--format', '{{.Server.Version}}'], { timeoutMs: 10_000 }) !== null, dockerLog)
-    const ref = (name) => `${registry}/snapdir-bench/${name}:${TAG}`
-    for (const [name, tree] of [['base', 'debian-base'], ['base-rebuilt', 'debian-base-rebuilt']]) {
-      await run(['bash', '-c', 'set -o pipefail; tar -C "$1" --numeric-owner -cf - . | "$2" -H "$3" import - "$4" > /dev/null', 'bash', corpus(tree), DOCKER, sock, ref(name)], { env })
-    }
-    const context = path.join(d, 'context')
-    fs.mkdirSync(path.join(context, 'rootfs'), { recursive: true })
-    const pythonLayer = layoutLayers(path.join(dir, 'umoci', 'python'))[1]
-    await run(['tar', '-xzf', pythonLayer.blob, '-C', path.join(context, 'rootfs'), '--numeric-owner', '--exclude=.wh.*'])
-    for (const [name, base] of [['python', 'base'], ['rebuilt', 'base-rebuilt']]) {
-      fs.writeFileSync(path.join(context, 'Dockerfile'), `FROM ${ref(base)}\nCOPY rootfs/ /\n`)
-      await docker('build', '-q', '-t', ref(name), context)
-    }
-    for (const name of ['base', 'python', 'rebuilt']) {
-      await docker('push', '-q', ref(name))
-      await skopeoCopy(`docker://${ref(name)}`, path.join(dir, 'docker', name), ['--src-tls-verify=false'])
-    }
-    return { dockerd: tryRun(DOCKER, ['-H', sock, 'version', '--format', '{{.Server.Version}} (go {{.Server.GoVersion}})']), registry: tryRun('docker-registry', ['--version']) }
-  } finally {
-    for (const s of servers.reverse()) await s.stop()
-    // dockerd's and the registry's data are not needed once the layouts exist: gone now, not in the slow delete at the end
-    // (never with a mount below it, which rm would delete through)
-    if (!servers.some((s) => s.alive()) && mountsUnder(d).length === 0) fs.rmSync(d, { recursive: true, force: true })
-  }
-}
-
-/** What the cached images were built from: the corpora (their setup.sh markers) and the tools' versions. */
-function imagesKey() {
-  return JSON.stringify({
-    format: IMAGES_FORMAT,
-    corpora: Object.fromEntries(CORPORA.map((c) => [c, corpusMarker(corpus(c))])),
-    umoci: tryRun('umoci', ['--version']),
-    skopeo: tryRun('skopeo', ['--version']),
-    dockerd: tryRun('dockerd', ['--version']),
-  })
-}
-
-/**
- * The images, as OCI layouts `dir/PRODUCER/IMAGE`: the cached ones when their marker says they were
- * built from the same corpora with the same tools, else built into `dir.partial` and renamed.
- */
-async function prepareImages(dir, work, rebuild) {
-  const marker = `${dir}.complete`
-  const key = imagesKey()
-  if (!rebuild && fs.existsSync(dir) && readOr(marker) === key) {
-    progress(`images: cached in ${dir}`)
-    return JSON.parse(readOr(path.join(dir, 'tools.json'), '{}'))
-  }
-  const partial = `${dir}.partial`
-  for (const p of [dir, partial]) fs.rmSync(p, { recursive: true, force: true })
-  fs.rmSync(marker, { force: true })
-  fs.mkdirSync(partial, { recursive: true })
-  let t0 = Date.now()
-  const took = () => {
-    const s = ((Date.now() - t0) / 1000).toFixed(0)
-    t0 = Date.now()
-    return `${s} s`
-  }
-  progress('images: umoci (4 layouts)')
-  await buildUmociImages(partial, work)
-  progress(`  ${took()}; zstd (skopeo copy --dest-compress-format zstd)`)
-  for (const image of IMAGES) await skopeoCopy(`oci:${path.join(partial, 'umoci', image.name)}:${TAG}`, path.join(partial, 'zstd', image.name), ['--dest-compress-format', 'zstd'])
-  progress(`  ${took()}; skopeo (the zstd images recompressed to gzip)`)
-  for (const image of IMAGES) await skopeoCopy(`oci:${path.join(partial, 'zstd', image.name)}:${TAG}`, path.join(partial, 'skopeo', image.name), ['--dest-compress-format', 'gzip'])
-  progress(`  ${took()}; docker (dockerd, docker-registry)`)
-  const dockerTools = await buildDockerImages(partial, work)
-  progress(`  ${took()}`)
-  const tools = { ...dockerTools, umoci: tryRun('umoci', ['--version']), skopeo: tryRun('skopeo', ['--version']) }
-  fs.writeFileSync(path.join(partial, 'tools.json'), `${JSON.stringify(tools)}\n`)
-  fs.renameSync(partial, dir)
-  fs.writeFileSync(marker, key)
-  return tools
-}
 
 // ---------------------------------------------------------------------------------------------
 // Stores, read as files
@@ -574,8 +386,7 @@ async function main() {
   const buildBefore = buildFingerprint()
   const notes = []
   try {
-    const imagesDir = path.join(benchDir, 'image-store-images')
-    const tools = await prepareImages(imagesDir, scratch, opts.rebuildImages)
+        const tools = await prepareImages(imagesDir, scratch, opts.rebuildImages)
     const producers = PRODUCERS.map((p) => ({
       ...p,
       images: IMAGES.map((i) => {
