@@ -13,9 +13,11 @@ export function registerSync(program: Command): void {
     .description('copy snapshots from one store to another, streaming, skipping what --to already has; every chunk re-hashed in transit')
     .option('--id <id>', 'snapshot ID (repeat for several, synced in the order given)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--all', 'every snapshot the source lists in its revisions, oldest first')
-    .requiredOption('--from <url>', 'source store: a path, file:///path, s3://bucket/prefix or gs://bucket/prefix')
-    .requiredOption('--to <url>', 'destination store (created if missing)')
-    .option('--jobs <n>', 'objects checked or copied at once', '16')
+    .option('--from <url>', 'source store: a path, file:///path, s3://bucket/prefix or gs://bucket/prefix')
+    .option('--to <url>', 'destination store (created if missing)')
+    .option('--config <file>', 'many sources to many targets, as a YAML or JSON file says (docs/sync-config.md); no --from, --to, --id')
+    .option('--platform <os/arch[/variant]>', 'with --config: copy only these platforms of multi-platform images (repeat for several; replaces the platforms in the file)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--jobs <n>', 'objects checked or copied at once (with --config: images at once, default 4 or the file\'s defaults.jobs)')
     .option('--dry-run', 'report what would be copied; write nothing')
     .option('--json', 'print a JSON summary (objects and bytes checked, copied, skipped)')
     .option('--s3-endpoint <url>', 'S3-compatible endpoint for both stores (default: AWS_ENDPOINT_URL)')
@@ -24,13 +26,22 @@ export function registerSync(program: Command): void {
     .option('--from-profile <name>', 's3:// or gs:// source: sign with this profile of the AWS config files (default: AWS_PROFILE, the environment)')
     .option('--to-profile <name>', 's3:// or gs:// destination: sign with this profile (a sync between providers needs one set of keys each)')
     .action(
-      action(async (opts: { id: string[]; all?: true; from: string; to: string; jobs: string; dryRun?: true; json?: true; s3Endpoint?: string; fromS3Endpoint?: string; toS3Endpoint?: string; fromProfile?: string; toProfile?: string }) => {
+      action(async (opts: { id: string[]; all?: true; from?: string; to?: string; config?: string; platform: string[]; jobs?: string; dryRun?: true; json?: true; s3Endpoint?: string; fromS3Endpoint?: string; toS3Endpoint?: string; fromProfile?: string; toProfile?: string }) => {
+        if (opts.config !== undefined) {
+          const extra = (['from', 'to', 'all', 'fromS3Endpoint', 'toS3Endpoint', 'fromProfile', 'toProfile'] as const).find((k) => opts[k] !== undefined)
+          if (extra !== undefined || opts.id.length > 0) throw new UsageError(`--config names the sources and targets; give it without --${(extra ?? 'id').replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`)
+          const { syncFromConfig } = await import('./sync-config.js')
+          return syncFromConfig({ ...opts, config: opts.config })
+        }
+        if (opts.platform.length > 0) throw new UsageError('--platform is for --config (a store snapshot is copied whole)')
+        if (opts.from === undefined) throw new UsageError("required option '--from <url>' (or --config) not specified")
+        if (opts.to === undefined) throw new UsageError("required option '--to <url>' (or --config) not specified")
         const { sync } = await import('../sync/sync.js')
         const { listRevisions } = await import('../store/revisions.js')
         if (opts.all && opts.id.length > 0) throw new UsageError('--all syncs every snapshot; give it without --id')
         if (!opts.all && opts.id.length === 0) throw new UsageError("required option '--id <id>' (or --all) not specified")
         const given = opts.id.map((id) => parseId(id))
-        const jobs = integerOption('--jobs', opts.jobs, 1, 1024)
+        const jobs = integerOption('--jobs', opts.jobs ?? '16', 1, 1024)
         // each side its own endpoint and credentials, and its errors say which side it is
         const side = (role: string, own?: string, profile?: string) => {
           const e = own ?? opts.s3Endpoint

@@ -5,6 +5,7 @@ export type ErrorCode =
   | 'ERR_USAGE'
   | 'ERR_BAD_STORE_URL'
   | 'ERR_BAD_ID'
+  | 'ERR_BAD_CONFIG'
   | 'ERR_SOURCE'
   | 'ERR_TARGET'
   | 'ERR_STORE_NOT_FOUND'
@@ -21,6 +22,7 @@ export type ErrorCode =
   | 'ERR_NATIVE_UNAVAILABLE'
   | 'ERR_ABORTED'
   | 'ERR_IMAGE'
+  | 'ERR_SYNC_INCOMPLETE'
   | 'ERR_INTERNAL'
 
 export class SnapdirError extends Error {

@@ -1,0 +1,163 @@
+// Runs a sync plan: `jobs` source images at once, each image's targets one after the other in the
+// plan's order (the first from the source, the rest from a complete copy: sync-plan.ts). An image that
+// fails does not stop the others; the report says what happened to each (source, target) pair.
+import type { Platform } from '../oci/platform.js'
+import { SnapdirError } from '../util/errors.js'
+import { feedFor, mapLimit, type ImageAt, type Plan, type PlannedImage, type PlannedTarget, type RegistryLookup } from './sync-plan.js'
+
+/** One image copied from one place to another: the single-image copy the registry and store code provide. */
+export interface CopyJob {
+  from: ImageAt
+  to: ImageAt
+  /** the image as the sync config named it (a store records its name and tag) */
+  origin: ImageAt
+  /** null: every platform */
+  platforms: Platform[] | null
+  /** the manifest digest (or snapshot ID) `from` is expected to hold, when known */
+  digest: string | null
+  signal?: AbortSignal
+  /** bytes sent as they go, for progress */
+  onBytes?: (n: number) => void
+}
+
+export interface CopyResult {
+  /** the manifest digest at the target, or the snapshot ID in a store */
+  digest: string
+  /** where the copy now is, for later copies to read from (a store: with its snapshot ID) */
+  at: ImageAt
+  blobs: { copied: number; skipped: number }
+  bytes: { copied: number; skipped: number }
+}
+
+export type CopyImage = (job: CopyJob) => Promise<CopyResult>
+
+export type RowStatus = 'copied' | 'up-to-date' | 'failed' | 'planned'
+
+/** One (source image, target) pair of the report. */
+export interface ReportRow {
+  entries: string[]
+  source: string
+  destination: string
+  /** what the copy read: the source, or a target already complete */
+  from: string
+  /** at the source: manifest digest or snapshot ID */
+  digest: string | null
+  platforms: string[] | null
+  status: RowStatus
+  /** at the target after the copy */
+  targetDigest?: string
+  blobs: { copied: number; skipped: number }
+  bytes: { copied: number; skipped: number }
+  error?: string
+}
+
+export interface SyncReport {
+  dryRun: boolean
+  rows: ReportRow[]
+  total: { images: number; copies: number; copied: number; upToDate: number; failed: number; blobs: { copied: number; skipped: number }; bytes: { copied: number; skipped: number } }
+}
+
+export interface RunOptions {
+  jobs: number
+  dryRun: boolean
+  signal?: AbortSignal
+  /** one line per (image, target) as it finishes, and the running totals */
+  onRow?: (row: ReportRow, done: number, of: number) => void
+  onBytes?: (n: number) => void
+}
+
+/**
+ * Copies what the plan says. A registry target whose manifest already has the source's digest (no
+ * platform filter: the copy would be byte for byte) is up to date after that one request, and is not
+ * copied; anything else goes to `copy`, which skips what the target has.
+ */
+export async function runSync(plan: Plan, copy: CopyImage, lookup: RegistryLookup, options: RunOptions): Promise<SyncReport> {
+  const rows: ReportRow[] = []
+  const of = plan.images.reduce((n, i) => n + i.targets.length, 0)
+  const emit = (row: ReportRow): void => {
+    rows.push(row)
+    options.onRow?.(row, rows.length, of)
+  }
+  await mapLimit(plan.images, options.jobs, async (image) => {
+    const done: PlannedTarget[] = []
+    const source: PlannedTarget = { text: image.text, at: image.at }
+    for (const target of image.targets) {
+      const feed = feedFor(target, done, source)
+      const from = feed.at
+      const row: ReportRow = {
+        entries: image.entries,
+        source: image.text,
+        destination: target.text,
+        from: feed.text,
+        digest: image.digest,
+        platforms: image.platforms === null ? null : image.platforms.map((p) => [p.os, p.architecture, ...(p.variant ? [p.variant] : [])].join('/')),
+        status: 'planned',
+        blobs: { copied: 0, skipped: 0 },
+        bytes: { copied: 0, skipped: 0 },
+      }
+      if (image.error !== undefined) {
+        emit({ ...row, from: image.text, status: 'failed', error: image.error })
+        continue
+      }
+      if (options.dryRun) {
+        if (await upToDate(image, target, lookup, options.signal)) row.status = 'up-to-date'
+        emit(row)
+        // a dry run's later targets read from this one, as the run would (a store keeps the snapshot's ID)
+        done.push(target.at.kind === 'store' && image.at.kind === 'store' ? { text: target.text, at: { ...target.at, ...(image.at.id !== undefined ? { id: image.at.id } : {}) } } : target)
+        continue
+      }
+      try {
+        if (await upToDate(image, target, lookup, options.signal)) {
+          row.status = 'up-to-date'
+          row.targetDigest = image.digest!
+          done.push(target)
+        } else {
+          const r = await copy({
+            from,
+            to: target.at,
+            origin: image.at,
+            platforms: image.platforms,
+            digest: from === image.at ? image.digest : null,
+            ...(options.signal ? { signal: options.signal } : {}),
+            ...(options.onBytes ? { onBytes: options.onBytes } : {}),
+          })
+          row.status = r.blobs.copied === 0 && r.bytes.copied === 0 ? 'up-to-date' : 'copied'
+          row.targetDigest = r.digest
+          row.blobs = r.blobs
+          row.bytes = r.bytes
+          done.push({ text: target.text, at: r.at })
+        }
+      } catch (err) {
+        if (!(err instanceof SnapdirError)) throw err
+        row.status = 'failed'
+        row.error = err.message
+      }
+      emit(row)
+    }
+  })
+  const sum = (f: (r: ReportRow) => number) => rows.reduce((n, r) => n + f(r), 0)
+  return {
+    dryRun: options.dryRun,
+    rows,
+    total: {
+      images: plan.images.length,
+      copies: rows.length,
+      copied: rows.filter((r) => r.status === 'copied').length,
+      upToDate: rows.filter((r) => r.status === 'up-to-date').length,
+      failed: rows.filter((r) => r.status === 'failed').length,
+      blobs: { copied: sum((r) => r.blobs.copied), skipped: sum((r) => r.blobs.skipped) },
+      bytes: { copied: sum((r) => r.bytes.copied), skipped: sum((r) => r.bytes.skipped) },
+    },
+  }
+}
+
+/** A registry target already holding the source's manifest (one HEAD); never so with a platform filter. */
+async function upToDate(image: PlannedImage, target: PlannedTarget, lookup: RegistryLookup, signal?: AbortSignal): Promise<boolean> {
+  if (target.at.kind !== 'registry' || image.at.kind !== 'registry' || image.platforms !== null || image.digest === null) return false
+  const there = await lookup.resolve(target.at, false, signal).catch((err: unknown) => {
+    // a target that cannot be asked is copied to, and that copy says what is wrong
+    if (err instanceof SnapdirError) return null
+    throw err
+  })
+  return there !== null && there.digest === image.digest
+}
