@@ -46,6 +46,7 @@ const TARGETS = { firstCopyOverSkopeo: 1, regionBytesOverSkopeo: 0.2 }
 const usage = `usage: node bench/registry-sync.mjs [options]
 
   --runs N           turns of every step, medians reported (default 3)
+  --region-runs N    turns of the regions step, at most --runs (default --runs): it takes minutes per turn
   --steps LIST       a subset of ${STEPS.join(',')} (default all; a snapdir step bin/snapdir cannot run yet is reported as such)
   --producers LIST   a subset of ${PRODUCERS.map((p) => p.name).join(',')} (default ${DEFAULT_PRODUCERS.join(',')})
   --rebuild-images   build the images again even when the cached ones match the corpora and tools
@@ -82,6 +83,7 @@ function parseOptions() {
   const values = parseCommandLine(
     {
       runs: { type: 'string', default: '3' },
+      'region-runs': { type: 'string' },
       steps: { type: 'string' },
       producers: { type: 'string' },
       'rebuild-images': { type: 'boolean' },
@@ -93,6 +95,7 @@ function parseOptions() {
   )
   return {
     runs: parseRuns(values.runs, fail),
+    regionRuns: values['region-runs'] === undefined ? null : parseRuns(values['region-runs'], fail),
     steps: parseSteps(values.steps, STEPS, fail, { allowEmpty: false }).steps,
     producers: parseProducers(values.producers),
     rebuildImages: values['rebuild-images'] ?? false,
@@ -359,6 +362,7 @@ async function main() {
       const turns = Object.fromEntries(steps.map((s) => [s, []]))
       for (let i = 0; i < opts.runs; i++) {
         for (const step of steps) {
+          if (step === 'regions' && i >= (opts.regionRuns ?? opts.runs)) continue
           progress(`${producer}: ${step}, turn ${i + 1} of ${opts.runs}`)
           try {
             const phases = await turn(ctx, { step, producer, index: i })
@@ -382,7 +386,7 @@ async function main() {
     const changed = buildChangedNote(fingerprint, buildFingerprint())
     if (changed) notes.push(changed)
     const result = {
-      host: hostInfo(), commit: snapdirCommit(), loadavg: os.loadavg(), runs: opts.runs, producers: opts.producers, phases: PHASES, targets: TARGETS,
+      host: hostInfo(), commit: snapdirCommit(), loadavg: os.loadavg(), runs: opts.runs, regionRuns: opts.regionRuns, producers: opts.producers, phases: PHASES, targets: TARGETS,
       tools: { ...tools, skopeo: tryRun('skopeo', ['--version']), registry: tryRun('docker-registry', ['--version']) }, images, results, notes,
     }
     writeResult(opts.out, result, (r) => {
@@ -404,7 +408,7 @@ const mb = (x) => fmt(x / MB, 2)
 function report(r) {
   const lines = [
     `Registry sync: related Debian images, registry A -> registry B (docker-registry 2.8 on loopback, counting TCP proxies), snapdir ${String(r.commit).slice(0, 12)}`,
-    `medians of ${r.runs} turns per step, steps in turns; ${r.tools.skopeo}; ${r.tools.registry}`,
+    `medians of ${r.runs} turns per step${r.regionRuns !== null && r.regionRuns < r.runs ? ` (regions: ${r.regionRuns})` : ''}, steps in turns; ${r.tools.skopeo}; ${r.tools.registry}`,
     '',
   ]
   for (const producer of r.producers) {
@@ -429,18 +433,23 @@ function report(r) {
     }
     lines.push(table(['step', 'phase', 'wall s', 'CPU s', 'A MB', 'A req', 'B MB', 'B req', 'r1 / r2 MB (sync)', 'between MB'], rows, 2), ...absent)
     const sk = res.skopeo?.phases
-    for (const step of ['snapdir', 'regions']) {
-      const s = res[step]?.phases
-      if (!sk || !s) continue
-      const first = s[0].wallS / sk[0].wallS
-      const bytes = s[1].betweenRegions / sk[1].betweenRegions
+    const ratio = (x, y) => fmt(x / y, 3)
+    const dir = res.snapdir?.phases
+    if (sk && dir) {
+      const first = dir[0].wallS / sk[0].wallS
       lines.push(
-        `  ${step} / skopeo: first copy wall ${fmt(first, 2)} (target < ${TARGETS.firstCopyOverSkopeo})${first < TARGETS.firstCopyOverSkopeo ? '' : ' MISSED'}; ` +
-          `after the rebuild, bytes between the regions ${fmt(bytes, 3)} (target <= ${TARGETS.regionBytesOverSkopeo})${bytes <= TARGETS.regionBytesOverSkopeo ? '' : ' MISSED'}; ` +
-          `first copy bytes between the regions ${fmt(s[0].betweenRegions / sk[0].betweenRegions, 3)}`,
+        `  snapdir / skopeo, wall: first copy ${fmt(first, 2)} (target < ${TARGETS.firstCopyOverSkopeo}${first < TARGETS.firstCopyOverSkopeo ? ', met' : ', MISSED'}), ` +
+          `after the rebuild ${fmt(dir[1].wallS / sk[1].wallS, 2)}; bytes to B ${ratio(dir[0].b.total, sk[0].b.total)} and ${ratio(dir[1].b.total, sk[1].b.total)}`,
       )
     }
     const reg = res.regions?.phases
+    if (sk && reg) {
+      const bytes = reg[1].betweenRegions / sk[1].betweenRegions
+      lines.push(
+        `  regions / skopeo, bytes between the regions: after the rebuild ${fmt(bytes, 3)} (target <= ${TARGETS.regionBytesOverSkopeo}${bytes <= TARGETS.regionBytesOverSkopeo ? ', met' : ', MISSED'}), ` +
+          `first copy ${ratio(reg[0].betweenRegions, sk[0].betweenRegions)}; wall (push + sync + pull) ${fmt(reg[0].wallS / sk[0].wallS, 2)} and ${fmt(reg[1].wallS / sk[1].wallS, 2)}`,
+      )
+    }
     if (reg) for (const p of reg) lines.push(`  regions ${p.phase}: push ${fmt(p.hops.pushS, 2)} s (${mb(p.hops.pushRegion1)} MB into region 1), sync ${fmt(p.hops.syncS, 2)} s (region 1 ${mb(p.hops.region1.total)} MB in ${fmtInt(p.hops.region1.requests)} requests, region 2 ${mb(p.hops.region2.total)} MB in ${fmtInt(p.hops.region2.requests)}), pull ${fmt(p.hops.pullS, 2)} s (${mb(p.hops.pullRegion2)} MB from region 2)`)
     if (res.contention) lines.push(`  ${res.contention}`)
     lines.push('')
