@@ -2,15 +2,16 @@
 // no cycle between files, and the folders of src/ import downwards only, in the layer order of
 // DESIGN.md. Type-only imports count: a type import upwards still ties a lower layer to a higher one.
 //
-//   cli -> snapshot -> sync | mount -> oci -> ingest -> store -> format -> chunk -> util
+//   cli -> snapshot | snapshotter -> sync | mount -> oci -> ingest -> store -> format -> chunk -> util
 //
-// A folder may import its own files and any folder below it, never one above it; sync and mount sit
-// side by side and do not import each other. A new folder under src/ must be given its place here.
+// A folder may import its own files and any folder below it, never one above it; folders of one rank
+// (snapshot and snapshotter, sync and mount) sit side by side and do not import each other. A new folder under src/ must be given its place here.
 
 /** Each folder of src/ with its rank: higher ranks may import lower ones only. */
 const LAYERS = {
   cli: 9,
   snapshot: 8,
+  snapshotter: 8,
   sync: 7,
   mount: 7,
   oci: 6,

@@ -12,9 +12,12 @@ cd "$(dirname "$0")/.."
 # klauspost's pgzip and compress sources for the reference programs the compressor tests build (the Go
 # code itself is what ours must equal; never a runtime dependency), and docker.io, whose dockerd the
 # archive tests start on their own data root and socket to `docker load` what pull --tar writes (its
-# service is not started: policy-rc.d may refuse, and the tests need none).
+# service is not started: policy-rc.d may refuse, and the tests need none); containerd and runc, which
+# the snapshotter tests start on their own root and socket, and containerd's sources
+# (golang-github-containerd-containerd-dev), whose snapshots.proto ours is checked against.
 debs=(build-essential pkg-config libfuse3-dev fuse3 python3 attr umoci skopeo zstd
-  golang-go golang-github-klauspost-pgzip-dev golang-github-klauspost-compress-dev docker.io)
+  golang-go golang-github-klauspost-pgzip-dev golang-github-klauspost-compress-dev docker.io
+  containerd runc golang-github-containerd-containerd-dev)
 missing=()
 for p in "${debs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

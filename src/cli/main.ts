@@ -8,6 +8,7 @@ import { registerPull } from './pull.js'
 import { registerPush } from './push.js'
 import { registerRevisions } from './revisions.js'
 import { registerRm } from './rm.js'
+import { registerSnapshotter } from './snapshotter.js'
 import { registerStats } from './stats.js'
 import { registerSync } from './sync.js'
 import { registerUmount } from './umount.js'
@@ -29,7 +30,7 @@ const program = new Command()
     outputError: (str, write) => write(`snapdir: ${str.replace(/^error: /, '').trim()} (see --help)\n`),
   })
 
-for (const register of [registerPush, registerPull, registerSync, registerVerify, registerId, registerRevisions, registerRm, registerGc, registerStats, registerDiff, registerMount, registerUmount]) register(program)
+for (const register of [registerPush, registerPull, registerSync, registerVerify, registerId, registerRevisions, registerRm, registerGc, registerStats, registerDiff, registerMount, registerUmount, registerSnapshotter]) register(program)
 for (const cmd of program.commands) cmd.exitOverride()
 
 try {

@@ -23,6 +23,10 @@ export type ErrorCode =
   | 'ERR_ABORTED'
   | 'ERR_IMAGE'
   | 'ERR_SYNC_INCOMPLETE'
+  | 'ERR_NOT_FOUND'
+  | 'ERR_ALREADY_EXISTS'
+  | 'ERR_FAILED_PRECONDITION'
+  | 'ERR_INVALID_ARGUMENT'
   | 'ERR_INTERNAL'
 
 export class SnapdirError extends Error {

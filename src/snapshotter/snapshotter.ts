@@ -1,0 +1,237 @@
+// The snapshots a containerd snapshotter keeps (containerd's snapshots.Snapshotter interface, with the
+// semantics of its overlayfs snapshotter and its storage package): active snapshots and views are
+// made on a committed parent, an active one is committed under a name, and a snapshot with children
+// cannot be removed. Files live under ROOT/snapshots/ID/{fs,work}; metadata.ts keeps the rest.
+//
+// Order on disk, so that a kill at any moment leaves nothing a restart cannot handle: a snapshot's
+// directories are made before its record is written, and removed after its record is gone; Cleanup
+// removes directories no record names (what such a kill left).
+import { promises as fs } from 'node:fs'
+import path from 'node:path'
+import { SnapdirError } from '../util/errors.js'
+import { diskUsage, type Usage } from './disk-usage.js'
+import { matchesAny, parseFilter, type FieldLookup } from './filters.js'
+import { Metadata, now, type SnapshotKind, type SnapshotRecord, type Timestamp } from './metadata.js'
+import { overlayMounts, type Mount } from './overlay-mounts.js'
+
+export interface SnapshotInfo {
+  name: string
+  parent: string
+  kind: SnapshotKind
+  labels: Record<string, string>
+  created: Timestamp
+  updated: Timestamp
+}
+
+const notFound = (key: string): SnapdirError => new SnapdirError('ERR_NOT_FOUND', `snapshot ${key} does not exist`, { data: { key } })
+const exists = (key: string): SnapdirError => new SnapdirError('ERR_ALREADY_EXISTS', `snapshot ${key} already exists`, { data: { key } })
+
+/** containerd's limit on a label: key and value together at most 4096 bytes. */
+function checkLabels(labels: Record<string, string>): void {
+  for (const [k, v] of Object.entries(labels)) {
+    if (Buffer.byteLength(k) + Buffer.byteLength(v) > 4096) {
+      throw new SnapdirError('ERR_INVALID_ARGUMENT', `label ${JSON.stringify(k.slice(0, 64))}: key and value exceed 4096 bytes`)
+    }
+  }
+}
+
+export class Snapshotter {
+  private constructor(
+    readonly root: string,
+    private readonly meta: Metadata,
+  ) {}
+
+  static async open(root: string): Promise<Snapshotter> {
+    await fs.mkdir(path.join(root, 'snapshots'), { recursive: true })
+    return new Snapshotter(root, await Metadata.open(root))
+  }
+
+  private dir(id: string): string {
+    return path.join(this.root, 'snapshots', id)
+  }
+
+  private record(key: string): SnapshotRecord {
+    const r = this.meta.get(key)
+    if (r === undefined) throw notFound(key)
+    return r
+  }
+
+  /** The fs/ of each committed parent of `r`, nearest first. */
+  private parentDirs(r: SnapshotRecord): string[] {
+    const out: string[] = []
+    for (let p = r.parent; p !== ''; ) {
+      const parent = this.record(p)
+      out.push(path.join(this.dir(parent.id), 'fs'))
+      p = parent.parent
+    }
+    return out
+  }
+
+  private mountsOf(r: SnapshotRecord): Mount[] {
+    if (r.kind === 'committed') {
+      throw new SnapdirError('ERR_FAILED_PRECONDITION', `snapshot ${r.key} is committed: it has no mounts (make a view of it)`)
+    }
+    return overlayMounts({ kind: r.kind, fs: path.join(this.dir(r.id), 'fs'), work: path.join(this.dir(r.id), 'work'), parents: this.parentDirs(r) })
+  }
+
+  prepare(key: string, parent: string, labels: Record<string, string>): Promise<Mount[]> {
+    return this.create('active', key, parent, labels)
+  }
+
+  view(key: string, parent: string, labels: Record<string, string>): Promise<Mount[]> {
+    return this.create('view', key, parent, labels)
+  }
+
+  private async create(kind: 'active' | 'view', key: string, parent: string, labels: Record<string, string>): Promise<Mount[]> {
+    if (key === '') throw new SnapdirError('ERR_INVALID_ARGUMENT', 'a snapshot needs a key')
+    checkLabels(labels)
+    const record = await this.meta.update(async (draft) => {
+      if (draft.snapshots.some((s) => s.key === key)) throw exists(key)
+      let parentRecord: SnapshotRecord | undefined
+      if (parent !== '') {
+        parentRecord = draft.snapshots.find((s) => s.key === parent)
+        if (parentRecord === undefined) throw new SnapdirError('ERR_NOT_FOUND', `parent snapshot ${parent} does not exist`, { data: { key: parent } })
+        if (parentRecord.kind !== 'committed') throw new SnapdirError('ERR_INVALID_ARGUMENT', `parent ${parent} is not a committed snapshot`)
+      }
+      const id = draft.next()
+      const dir = this.dir(id)
+      await fs.rm(dir, { recursive: true, force: true }) // a leftover of a killed call with this id
+      await fs.mkdir(path.join(dir, 'fs'), { recursive: true, mode: 0o755 })
+      if (kind === 'active') await fs.mkdir(path.join(dir, 'work'), { mode: 0o711 })
+      if (parentRecord !== undefined && kind === 'active') {
+        // the upper directory's owner is the parent's root's, as containerd's overlay snapshotter does
+        const st = await fs.stat(path.join(this.dir(parentRecord.id), 'fs'))
+        await fs.chown(path.join(dir, 'fs'), st.uid, st.gid)
+      }
+      const t = now()
+      const r: SnapshotRecord = { id, kind, key, parent, labels: { ...labels }, created: t, updated: t }
+      draft.snapshots.push(r)
+      return r
+    })
+    return this.mountsOf(record)
+  }
+
+  async mounts(key: string): Promise<Mount[]> {
+    return this.mountsOf(this.record(key))
+  }
+
+  async commit(name: string, key: string, labels: Record<string, string>): Promise<void> {
+    if (name === '') throw new SnapdirError('ERR_INVALID_ARGUMENT', 'a commit needs a name')
+    checkLabels(labels)
+    const active = this.record(key)
+    if (active.kind !== 'active') throw new SnapdirError('ERR_FAILED_PRECONDITION', `snapshot ${key} is not active: only an active snapshot can be committed`)
+    // measured before the record changes: the files of an active snapshot are its own until commit
+    const usage = await diskUsage(path.join(this.dir(active.id), 'fs'))
+    await this.meta.update((draft) => {
+      if (draft.snapshots.some((s) => s.key === name)) throw exists(name)
+      const r = draft.snapshots.find((s) => s.key === key)
+      if (r === undefined) throw notFound(key)
+      if (r.kind !== 'active') throw new SnapdirError('ERR_FAILED_PRECONDITION', `snapshot ${key} is not active: only an active snapshot can be committed`)
+      const t = now()
+      Object.assign(r, { kind: 'committed', key: name, labels: { ...labels }, updated: t, usage } satisfies Partial<SnapshotRecord>)
+      r.created = t
+    })
+    // the work directory is an overlay's scratch space; a committed snapshot is only a lower
+    await fs.rm(path.join(this.dir(active.id), 'work'), { recursive: true, force: true })
+  }
+
+  async remove(key: string): Promise<void> {
+    const removed = await this.meta.update((draft) => {
+      const at = draft.snapshots.findIndex((s) => s.key === key)
+      if (at < 0) throw notFound(key)
+      const r = draft.snapshots[at]!
+      if (r.kind === 'committed' && draft.snapshots.some((s) => s.parent === key)) {
+        throw new SnapdirError('ERR_FAILED_PRECONDITION', `snapshot ${key} has children: remove them first`)
+      }
+      draft.snapshots.splice(at, 1)
+      return r
+    })
+    await fs.rm(this.dir(removed.id), { recursive: true, force: true })
+  }
+
+  stat(key: string): SnapshotInfo {
+    return infoOf(this.record(key))
+  }
+
+  /**
+   * Updates the mutable fields, the labels: `paths` empty or "labels" replaces them all, "labels.KEY"
+   * sets or (absent from `info`) removes one. Other fields cannot change (InvalidArgument).
+   */
+  async update(info: { name: string; labels: Record<string, string> }, paths: string[]): Promise<SnapshotInfo> {
+    checkLabels(info.labels)
+    for (const p of paths) {
+      if (p !== 'labels' && !p.startsWith('labels.')) throw new SnapdirError('ERR_INVALID_ARGUMENT', `cannot update field ${JSON.stringify(p)} of snapshot ${info.name}: only labels change`)
+    }
+    const updated = await this.meta.update((draft) => {
+      const r = draft.snapshots.find((s) => s.key === info.name)
+      if (r === undefined) throw notFound(info.name)
+      if (paths.length === 0 || paths.includes('labels')) r.labels = { ...info.labels }
+      else {
+        for (const p of paths) {
+          const k = p.slice('labels.'.length)
+          const v = info.labels[k]
+          if (v === undefined) delete r.labels[k]
+          else r.labels[k] = v
+        }
+      }
+      r.updated = now()
+      return r
+    })
+    return infoOf(updated)
+  }
+
+  list(filters: string[]): SnapshotInfo[] {
+    const parsed = filters.filter((f) => f.trim() !== '').map(parseFilter)
+    return this.meta
+      .all()
+      .filter((r) => matchesAny(parsed, lookupIn(r)))
+      .map(infoOf)
+  }
+
+  async usage(key: string): Promise<Usage> {
+    const r = this.record(key)
+    if (r.kind === 'committed') return r.usage ?? { size: 0, inodes: 0 }
+    if (r.kind === 'view') return { size: 0, inodes: 0 }
+    return diskUsage(path.join(this.dir(r.id), 'fs'))
+  }
+
+  /** Removes the directories no snapshot record names (left by a call killed halfway). */
+  async cleanup(): Promise<string[]> {
+    // under the metadata queue: no create is between making its directory and writing its record
+    return this.meta.update(async (draft) => {
+      const known = new Set(draft.snapshots.map((s) => s.id))
+      const removed: string[] = []
+      for (const name of await fs.readdir(path.join(this.root, 'snapshots'))) {
+        if (known.has(name)) continue
+        await fs.rm(this.dir(name), { recursive: true, force: true })
+        removed.push(name)
+      }
+      return removed
+    })
+  }
+}
+
+function infoOf(r: SnapshotRecord): SnapshotInfo {
+  return { name: r.key, parent: r.parent, kind: r.kind, labels: { ...r.labels }, created: r.created, updated: r.updated }
+}
+
+/** The fields containerd's snapshot filters name: name, parent, kind, labels.KEY. */
+function lookupIn(r: SnapshotRecord): FieldLookup {
+  return (p) => {
+    const [field, ...rest] = p
+    switch (field) {
+      case 'name':
+        return rest.length === 0 ? { value: r.key, present: r.key !== '' } : { value: '', present: false }
+      case 'parent':
+        return rest.length === 0 ? { value: r.parent, present: r.parent !== '' } : { value: '', present: false }
+      case 'kind':
+        return rest.length === 0 ? { value: r.kind, present: true } : { value: '', present: false }
+      case 'labels': {
+        const v = r.labels[rest.join('.')]
+        return v === undefined ? { value: '', present: false } : { value: v, present: true }
+      }
+      default:
+        return { value: '', present: false }
+    }
+  }
+}
