@@ -4,7 +4,7 @@
 // with skopeo sync's three ways of choosing tags (names, regex, semver) and several targets per
 // source, as image-syncer allows. Everything is checked before anything is contacted: a bad file is
 // one line naming the file, the line, the field and what was expected (exit 2).
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 import semver from 'semver'
 import { LineCounter, isMap, isNode, isScalar, isSeq, parseDocument, type Document } from 'yaml'
@@ -20,9 +20,10 @@ export interface RegistrySettings {
   username?: string
   /** resolved at load from password, passwordFile or passwordEnv */
   password?: string
-  /** a docker config.json to take this registry's login from (auths, credHelpers, credsStore) */
+  /** a docker config.json (or the directory holding one) to take this registry's login from (auths, credHelpers, credsStore) */
   dockerConfig?: string
-  tls: TlsMode
+  /** absent: HTTPS, verified, and plain HTTP for a loopback registry, as docker does */
+  tls?: TlsMode
   /** PEM file of the CA that signs the registry's certificate */
   caFile?: string
 }
@@ -140,14 +141,14 @@ class ConfigReader {
       this.fail(at, 'a registry as HOST[:PORT] (no scheme, no path), e.g. registry.example.org or localhost:5000', host, 'key')
     }
     const r = this.object(at, value ?? {}, REGISTRY_KEYS)
-    const settings: RegistrySettings = { host, tls: 'enabled' }
+    const settings: RegistrySettings = { host }
     if (r.tls !== undefined) {
       if (typeof r.tls !== 'string' || !(TLS_MODES as readonly string[]).includes(r.tls)) this.fail([...at, 'tls'], `one of ${TLS_MODES.join(', ')}`, r.tls)
       settings.tls = r.tls as TlsMode
     }
     if (r.caFile !== undefined) {
       settings.caFile = this.path([...at, 'caFile'], r.caFile)
-      if (settings.tls !== 'enabled') this.fail([...at, 'caFile'], 'no caFile unless tls is enabled (a CA only matters when certificates are verified)', r.caFile)
+      if (settings.tls !== undefined && settings.tls !== 'enabled') this.fail([...at, 'caFile'], 'no caFile unless tls is enabled (a CA only matters when certificates are verified)', r.caFile)
     }
     const secrets = (['password', 'passwordFile', 'passwordEnv'] as const).filter((k) => r[k] !== undefined)
     if (secrets.length > 1) this.fail([...at, secrets[1]!], `one of password, passwordFile, passwordEnv, not ${secrets.join(' and ')}`, r[secrets[1]!])
@@ -171,7 +172,10 @@ class ConfigReader {
     }
     if (r.dockerConfig !== undefined) {
       if (settings.username !== undefined) this.fail([...at, 'dockerConfig'], 'either username and a password, or dockerConfig, not both', r.dockerConfig)
-      settings.dockerConfig = this.path([...at, 'dockerConfig'], r.dockerConfig)
+      const p = this.path([...at, 'dockerConfig'], r.dockerConfig)
+      const file = p.endsWith('.json') ? p : path.join(p, 'config.json')
+      if (!existsSync(file)) this.fail([...at, 'dockerConfig'], `a docker config.json, or the directory holding one (there is no ${file})`, r.dockerConfig)
+      settings.dockerConfig = p
     }
     return settings
   }

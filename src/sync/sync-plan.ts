@@ -31,7 +31,14 @@ export interface RegistryLookup {
    * The manifest digest a tag or digest names (null when there is none): one HEAD; with `platforms`,
    * one GET instead, and for an index the platforms it lists.
    */
-  resolve(image: ImageAt & { kind: 'registry' }, platforms: boolean, signal?: AbortSignal): Promise<{ digest: string; platforms: Platform[] | null } | null>
+  resolve(image: ImageAt & { kind: 'registry' }, platforms: boolean, signal?: AbortSignal): Promise<Resolved | null>
+}
+
+/** A manifest as the planner knows it: its digest, and for an index the manifest of each platform. */
+export interface Resolved {
+  digest: string
+  /** of an index: its manifests' platforms and digests (null: a single manifest, or not asked) */
+  manifests: Array<{ platform: Platform; digest: string }> | null
 }
 
 export interface PlannedTarget {
@@ -51,6 +58,12 @@ export interface PlannedImage {
   platforms: Platform[] | null
   /** of an index: the platforms it lists (null: a single manifest, or a store) */
   available: Platform[] | null
+  /**
+   * The digest a registry target has once the image is there: the source's, or with a platform filter
+   * the one platform's manifest (or the index, when the filter keeps all of it); null when the copy
+   * writes a new index (several platforms of more), so only the copy can tell.
+   */
+  expected: string | null
   /** in the order the copies run */
   targets: PlannedTarget[]
   /** why this image cannot be copied (a tag that is not there, an unreachable registry); it fails alone */
@@ -102,7 +115,7 @@ export async function planSync(config: SyncConfig, registry: RegistryLookup, opt
     if (image === undefined) {
       // a store as the file names it, with the snapshot's ID
       const text = at.kind === 'store' ? `${entry.source.text} ${at.id}` : imageText(at)
-      image = { entries: [], text, at, digest: at.kind === 'store' ? (at.id ?? null) : null, platforms, available: null, targets: [], ...(error !== undefined ? { error } : {}) }
+      image = { entries: [], text, at, digest: at.kind === 'store' ? (at.id ?? null) : null, platforms, available: null, expected: null, targets: [], ...(error !== undefined ? { error } : {}) }
       images.set(key, image)
     }
     if (!image.entries.includes(entry.field)) image.entries.push(entry.field)
@@ -152,9 +165,16 @@ export async function planSync(config: SyncConfig, registry: RegistryLookup, opt
         return
       }
       image.digest = r.digest
-      image.available = r.platforms
-      if (image.platforms !== null && r.platforms !== null && !r.platforms.some((have) => image.platforms!.some((want) => matches(have, want)))) {
-        image.error = `${image.text}: no image for ${image.platforms.map(formatPlatform).join(', ')} (it has ${r.platforms.map(formatPlatform).join(', ') || 'none'})`
+      image.available = r.manifests?.map((m) => m.platform) ?? null
+      image.expected = r.digest
+      const wanted = image.platforms
+      if (wanted !== null && r.manifests !== null) {
+        const kept = r.manifests.filter((m) => wanted.some((want) => matches(m.platform, want)))
+        if (kept.length === 0) {
+          image.error = `${image.text}: no image for ${wanted.map(formatPlatform).join(', ')} (it has ${r.manifests.map((m) => formatPlatform(m.platform)).join(', ') || 'none'})`
+        }
+        // one platform: its manifest alone; all of them: the index as it is; else a new index
+        image.expected = kept.length === 1 ? kept[0]!.digest : kept.length === r.manifests.length ? r.digest : null
       }
     } catch (err) {
       if (!(err instanceof SnapdirError)) throw err

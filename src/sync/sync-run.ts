@@ -67,9 +67,9 @@ export interface RunOptions {
 }
 
 /**
- * Copies what the plan says. A registry target whose manifest already has the source's digest (no
- * platform filter: the copy would be byte for byte) is up to date after that one request, and is not
- * copied; anything else goes to `copy`, which skips what the target has.
+ * Copies what the plan says. A registry target whose manifest already has the digest the copy would
+ * give it (PlannedImage.expected) is up to date after that one request, and is not copied; anything
+ * else goes to `copy`, which skips what the target has.
  */
 export async function runSync(plan: Plan, copy: CopyImage, lookup: RegistryLookup, options: RunOptions): Promise<SyncReport> {
   const rows: ReportRow[] = []
@@ -109,7 +109,7 @@ export async function runSync(plan: Plan, copy: CopyImage, lookup: RegistryLooku
       try {
         if (await upToDate(image, target, lookup, options.signal)) {
           row.status = 'up-to-date'
-          row.targetDigest = image.digest!
+          row.targetDigest = image.expected!
           done.push(target)
         } else {
           const r = await copy({
@@ -151,13 +151,13 @@ export async function runSync(plan: Plan, copy: CopyImage, lookup: RegistryLooku
   }
 }
 
-/** A registry target already holding the source's manifest (one HEAD); never so with a platform filter. */
+/** A registry target already holding the manifest the copy would put there (one HEAD). */
 async function upToDate(image: PlannedImage, target: PlannedTarget, lookup: RegistryLookup, signal?: AbortSignal): Promise<boolean> {
-  if (target.at.kind !== 'registry' || image.at.kind !== 'registry' || image.platforms !== null || image.digest === null) return false
+  if (target.at.kind !== 'registry' || image.at.kind !== 'registry' || image.expected === null) return false
   const there = await lookup.resolve(target.at, false, signal).catch((err: unknown) => {
     // a target that cannot be asked is copied to, and that copy says what is wrong
     if (err instanceof SnapdirError) return null
     throw err
   })
-  return there !== null && there.digest === image.digest
+  return there !== null && there.digest === image.expected
 }

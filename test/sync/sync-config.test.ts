@@ -39,15 +39,18 @@ sync:
 
 describe('a good config', () => {
   test('YAML: sources, targets, tags, platforms, registries', () => {
-    const c = parseSyncConfig(GOOD, '/etc/snapdir/sync.yaml', { REG_PASS: 's3cret' })
+    const t = tempDir()
+    mkdirSync(path.join(t, 'docker'))
+    writeFileSync(path.join(t, 'docker', 'config.json'), '{}')
+    const c = parseSyncConfig(GOOD, path.join(t, 'sync.yaml'), { REG_PASS: 's3cret' })
     expect(c.jobs).toBe(3)
     expect(c.registries.get('localhost:5000')).toEqual({ host: 'localhost:5000', tls: 'disabled' })
-    expect(c.registries.get('reg.example.org')).toEqual({ host: 'reg.example.org', tls: 'enabled', username: 'sync', password: 's3cret' })
-    expect(c.registries.get('ghcr.io')?.dockerConfig).toBe('/etc/snapdir/docker/config.json')
+    expect(c.registries.get('reg.example.org')).toEqual({ host: 'reg.example.org', username: 'sync', password: 's3cret' })
+    expect(c.registries.get('ghcr.io')?.dockerConfig).toBe(path.join(t, 'docker', 'config.json'))
     const [a, b, s] = c.entries
     expect(a!.source).toMatchObject({ kind: 'registry', host: 'localhost:5000', repository: 'app' })
     expect(a!.targets.map((t) => t.kind)).toEqual(['registry', 'store'])
-    expect(a!.targets[1]).toMatchObject({ kind: 'store', url: '/etc/snapdir/store' })
+    expect(a!.targets[1]).toMatchObject({ kind: 'store', url: path.join(t, 'store') })
     expect(a!.tags?.names).toEqual(['latest'])
     expect(a!.tags?.semver).toEqual(['>=1.2 <2'])
     expect(a!.tags?.regex.map(String)).toEqual(['/^(?:v\\d+)$/u'])
@@ -116,6 +119,7 @@ const BAD: Array<[string, string, RegExp]> = [
   ['an unset passwordEnv', 'registries:\n  h:\n    username: u\n    passwordEnv: SNAPDIR_TEST_UNSET\nsync: [{source: docker://h/a, target: /x}]\n', /registries\.h\.passwordEnv: expected the name of a set environment variable \(SNAPDIR_TEST_UNSET is not set\)/],
   ['a missing passwordFile', 'registries:\n  h:\n    username: u\n    passwordFile: /nonexistent/pw\nsync: [{source: docker://h/a, target: /x}]\n', /registries\.h\.passwordFile: expected a readable file \(there is no such file\), got "\/nonexistent\/pw"$/],
   ['caFile without TLS', 'registries:\n  h:\n    tls: disabled\n    caFile: /ca.pem\nsync: [{source: docker://h/a, target: /x}]\n', /registries\.h\.caFile: expected no caFile unless tls is enabled/],
+  ['a dockerConfig that is not there', 'registries:\n  h:\n    dockerConfig: /nonexistent/docker\nsync: [{source: docker://h/a, target: /x}]\n', /^f\.yaml:3: registries\.h\.dockerConfig: expected a docker config\.json, or the directory holding one \(there is no \/nonexistent\/docker\/config\.json\), got "\/nonexistent\/docker"$/],
   ['an unknown registry key', 'registries:\n  h:\n    insecure: true\nsync: [{source: docker://h/a, target: /x}]\n', /^f\.yaml:3: registries\.h\.insecure: unexpected key; expected one of the keys username, password/],
 ]
 
