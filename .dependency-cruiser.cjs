@@ -2,7 +2,10 @@
 // no cycle between files, and the folders of src/ import downwards only, in the layer order of
 // DESIGN.md. Type-only imports count: a type import upwards still ties a lower layer to a higher one.
 //
-//   cli -> snapshot | snapshotter -> sync | mount -> oci -> ingest -> store -> format -> chunk -> util
+//   cli -> snapshot | snapshotter -> sync | mount -> oci -> ingest -> store -> registry -> format -> chunk -> util
+//
+// registry/ (the OCI Distribution client) needs only util and format, and sits low so that anything
+// that reads or writes images (oci, sync, snapshot) can use it.
 //
 // A folder may import its own files and any folder below it, never one above it; folders of one rank
 // (snapshot and snapshotter, sync and mount) sit side by side and do not import each other. A new folder under src/ must be given its place here.
@@ -17,6 +20,7 @@ const LAYERS = {
   oci: 6,
   ingest: 5,
   store: 4,
+  registry: 3.5,
   format: 3,
   chunk: 2,
   util: 1,

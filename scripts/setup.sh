@@ -14,10 +14,12 @@ cd "$(dirname "$0")/.."
 # archive tests start on their own data root and socket to `docker load` what pull --tar writes (its
 # service is not started: policy-rc.d may refuse, and the tests need none); containerd and runc, which
 # the snapshotter tests start on their own root and socket, and containerd's sources
-# (golang-github-containerd-containerd-dev), whose snapshots.proto ours is checked against.
+# (golang-github-containerd-containerd-dev), whose snapshots.proto ours is checked against;
+# docker-registry (distribution 2.8), which the registry tests start on loopback, with apache2-utils
+# for its htpasswd (bcrypt) and openssl for the token server's signing certificate.
 debs=(build-essential pkg-config libfuse3-dev fuse3 python3 attr umoci skopeo zstd
   golang-go golang-github-klauspost-pgzip-dev golang-github-klauspost-compress-dev docker.io
-  containerd runc golang-github-containerd-containerd-dev)
+  containerd runc golang-github-containerd-containerd-dev docker-registry apache2-utils openssl)
 missing=()
 for p in "${debs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

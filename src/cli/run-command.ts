@@ -4,7 +4,7 @@
 import { SnapdirError, UsageError, isErrno } from '../util/errors.js'
 
 /** Codes of the command line's own mistakes: the user fixes the command, not the data (exit 2). */
-const USAGE_CODES: ReadonlySet<string> = new Set(['ERR_USAGE', 'ERR_BAD_STORE_URL', 'ERR_BAD_ID'])
+const USAGE_CODES: ReadonlySet<string> = new Set(['ERR_USAGE', 'ERR_BAD_STORE_URL', 'ERR_BAD_ID', 'ERR_BAD_IMAGE_REF'])
 
 /** Codes that say snapdir itself went wrong (a bug), not the input, the store or the machine. */
 const BUG_CODES: ReadonlySet<string> = new Set(['ERR_INTERNAL'])

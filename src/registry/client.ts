@@ -1,0 +1,535 @@
+// Our OCI Distribution client: one RegistryClient per registry host, speaking the distribution spec
+// (https://github.com/opencontainers/distribution-spec/blob/v1.1.0/spec.md) over transport.ts, with
+// auth.ts answering the registry's challenges. Everything read is checked against its digest;
+// every failure is one SnapdirError naming the registry, the repository and what failed.
+import { pipeline, type Readable } from 'node:stream'
+import { SnapdirError } from '../util/errors.js'
+import { Authenticator, repositoryScope } from './auth.js'
+import { dockerConfigCredentials, parseCredentials, type Credentials } from './credentials.js'
+import { DigestCheck, digestAlgorithm, digestOf } from './digest-check.js'
+import { bareMediaType, MANIFEST_MEDIA_TYPES, MAX_MANIFEST_BYTES } from './media-types.js'
+import { apiHost, isDigest, isLoopbackRegistry } from './reference.js'
+import { describeStatus, parseErrorBody, registryError, type RequestSite } from './registry-error.js'
+import { discard, header, readBody, Transport, type HttpMethod, type HttpResponse, type TransportOptions } from './transport.js'
+
+export interface RegistryClientOptions extends TransportOptions {
+  /** `USER:PASS` (what --creds gives) or credentials; without them docker's config.json is asked, else anonymous */
+  creds?: string | Credentials
+  /** the directory holding docker's config.json (default $DOCKER_CONFIG, else ~/.docker) */
+  dockerConfig?: string
+  /** plain HTTP instead of HTTPS (default: only for loopback registries, as docker does) */
+  plainHttp?: boolean
+  /** the size of a PATCH when an upload goes in chunks (default 8 MiB) */
+  chunkSize?: number
+}
+
+export interface Manifest {
+  bytes: Buffer
+  mediaType: string
+  digest: string
+}
+
+export interface ManifestHead {
+  digest: string
+  mediaType: string
+  size: number
+}
+
+/** An OCI descriptor as a referrers list gives it. */
+export interface Descriptor {
+  mediaType: string
+  digest: string
+  size: number
+  artifactType?: string
+  annotations?: Record<string, string>
+}
+
+interface Call {
+  method: HttpMethod
+  /** a path under the registry (`/v2/…`) or a full URL (an upload's Location) */
+  url: string | URL
+  scopes: string[]
+  site: RequestSite
+  headers?: Record<string, string>
+  body?: Buffer | (() => Readable)
+  followRedirects?: boolean
+  retry?: boolean
+  signal?: AbortSignal
+}
+
+export interface CallOptions {
+  signal?: AbortSignal
+}
+
+const UPLOAD_REFUSED = new Set([405, 411, 413, 415, 501])
+
+export class RegistryClient {
+  /** `host[:port]` as in image references */
+  readonly registry: string
+  /** where the API is: `https://host` or, for loopback registries, `http://host` */
+  readonly base: URL
+  private readonly transport: Transport
+  private readonly auth: Authenticator
+  private readonly chunkSize: number
+
+  constructor(registry: string, options: RegistryClientOptions = {}) {
+    this.registry = registry
+    const plain = options.plainHttp ?? isLoopbackRegistry(registry)
+    this.base = new URL(`${plain ? 'http' : 'https'}://${apiHost(registry)}`)
+    this.transport = new Transport(options)
+    this.chunkSize = options.chunkSize ?? 8 * 1024 * 1024
+    if (!Number.isInteger(this.chunkSize) || this.chunkSize < 1) throw new RangeError(`chunkSize must be a positive integer, got ${options.chunkSize}`)
+    const given = typeof options.creds === 'string' ? parseCredentials(options.creds) : options.creds
+    this.auth = new Authenticator({
+      registry,
+      transport: this.transport,
+      credentials: async () => given ?? (await dockerConfigCredentials(registry, options.dockerConfig)),
+    })
+  }
+
+  /**
+   * The manifest `reference` (a tag or a digest) of `repo`, of one of the `accept`ed media types (by
+   * default OCI and Docker manifests, indexes and manifest lists). Checked against the digest asked
+   * for, else against the registry's Docker-Content-Digest; larger than 4 MiB or of another media
+   * type is an error.
+   */
+  async getManifest(repo: string, reference: string, accept: readonly string[] = MANIFEST_MEDIA_TYPES, options: CallOptions = {}): Promise<Manifest> {
+    const site = this.site(repo, `get manifest ${reference}`)
+    const res = await this.call({
+      method: 'GET',
+      url: `/v2/${repo}/manifests/${reference}`,
+      headers: { accept: accept.join(', ') },
+      scopes: [repositoryScope(repo, 'pull')],
+      site,
+      ...signalOf(options),
+    })
+    if (res.status !== 200) throw await this.failure(res, site)
+    const length = Number(header(res.headers, 'content-length') ?? NaN)
+    if (length > MAX_MANIFEST_BYTES) {
+      await discard(res)
+      throw registryError('ERR_REGISTRY', site, `the manifest is ${length} bytes, more than the ${MAX_MANIFEST_BYTES} snapdir reads`)
+    }
+    const bytes = await readBody(res, MAX_MANIFEST_BYTES, site, 'the manifest')
+    const mediaType = manifestMediaType(header(res.headers, 'content-type'), bytes)
+    if (!accept.includes(mediaType)) {
+      throw registryError('ERR_REGISTRY', site, `the manifest has media type ${mediaType || '(none)'}, which snapdir does not read (it reads ${accept.join(', ')})`)
+    }
+    const digest = checkManifestDigest(bytes, reference, header(res.headers, 'docker-content-digest'), site)
+    return { bytes, mediaType, digest }
+  }
+
+  /** The digest, media type and size of a manifest without its bytes, or null when there is none (404). */
+  async headManifest(repo: string, reference: string, options: CallOptions = {}): Promise<ManifestHead | null> {
+    const site = this.site(repo, `check manifest ${reference}`)
+    const res = await this.call({
+      method: 'HEAD',
+      url: `/v2/${repo}/manifests/${reference}`,
+      headers: { accept: MANIFEST_MEDIA_TYPES.join(', ') },
+      scopes: [repositoryScope(repo, 'pull')],
+      site,
+      ...signalOf(options),
+    })
+    if (res.status !== 200 && res.status !== 404) throw await this.failure(res, site)
+    await discard(res)
+    if (res.status === 404) return null
+    const digest = header(res.headers, 'docker-content-digest')
+    const size = Number(header(res.headers, 'content-length') ?? NaN)
+    const mediaType = bareMediaType(header(res.headers, 'content-type'))
+    if (digest === undefined || digestAlgorithm(digest) === null || !Number.isSafeInteger(size) || !MANIFEST_MEDIA_TYPES.includes(mediaType)) {
+      // a registry that does not say (the spec makes Docker-Content-Digest optional): read it
+      const m = await this.getManifest(repo, reference, MANIFEST_MEDIA_TYPES, options)
+      return { digest: m.digest, mediaType: m.mediaType, size: m.bytes.length }
+    }
+    if (isDigest(reference) && digest !== reference) {
+      throw registryError('ERR_REGISTRY_CORRUPT', site, `the registry says its digest is ${digest}`)
+    }
+    return { digest, mediaType, size }
+  }
+
+  /**
+   * The blob's bytes as a stream, from the registry or wherever it redirects to. The stream checks the
+   * bytes against `digest` (and `size` if given) as they pass and fails at the end, naming the blob,
+   * when they do not match: a consumer must not trust what it read until the stream has ended.
+   */
+  async getBlob(repo: string, digest: string, options: CallOptions & { size?: number } = {}): Promise<Readable> {
+    const site = this.site(repo, `get blob ${digest}`)
+    if (digestAlgorithm(digest) === null) throw registryError('ERR_REGISTRY', site, 'not a digest snapdir can check (sha256: or sha512: and hex)')
+    const res = await this.call({
+      method: 'GET',
+      url: `/v2/${repo}/blobs/${digest}`,
+      scopes: [repositoryScope(repo, 'pull')],
+      site,
+      followRedirects: true,
+      ...signalOf(options),
+    })
+    if (res.status !== 200) throw await this.failure(res, site)
+    const length = Number(header(res.headers, 'content-length') ?? NaN)
+    if (options.size !== undefined && Number.isSafeInteger(length) && length !== options.size) {
+      await discard(res)
+      throw registryError('ERR_REGISTRY_CORRUPT', site, `expected ${options.size} bytes, the registry sends ${length}`)
+    }
+    const check = new DigestCheck(digest, options.size, (problem) => registryError('ERR_REGISTRY_CORRUPT', site, problem))
+    pipeline(res.body, check, () => {})
+    return check
+  }
+
+  /** Whether the repository holds the blob (HEAD; 404 is false). */
+  async hasBlob(repo: string, digest: string, options: CallOptions = {}): Promise<boolean> {
+    const site = this.site(repo, `check blob ${digest}`)
+    const res = await this.call({ method: 'HEAD', url: `/v2/${repo}/blobs/${digest}`, scopes: [repositoryScope(repo, 'pull')], site, followRedirects: true, ...signalOf(options) })
+    if (res.status !== 200 && res.status !== 404) throw await this.failure(res, site)
+    await discard(res)
+    return res.status === 200
+  }
+
+  /**
+   * Cross-repository mount: asks the registry to link `digest` of `fromRepo` into `repo` without
+   * sending it. True when mounted (201); false when the registry did not (202: it lacks the blob
+   * there or does not mount, after cancelling the upload it opened; 401/403: we may not read
+   * `fromRepo`). A false is the caller's cue to upload the blob.
+   */
+  async mountBlob(repo: string, fromRepo: string, digest: string, options: CallOptions = {}): Promise<boolean> {
+    const site = this.site(repo, `mount blob ${digest} from ${fromRepo}`)
+    const query = new URLSearchParams({ mount: digest, from: fromRepo })
+    const scopes = [repositoryScope(repo, 'pull,push'), repositoryScope(fromRepo, 'pull')]
+    const res = await this.call({ method: 'POST', url: `/v2/${repo}/blobs/uploads/?${query.toString()}`, scopes, site, body: Buffer.alloc(0), ...signalOf(options) })
+    // 401/403: the credentials do not cover reading `fromRepo` (docker-registry refuses the whole
+    // request then, where others answer 202): no mount, and the upload that follows says whether
+    // `repo` itself may be written
+    if (res.status === 401 || res.status === 403) {
+      await discard(res)
+      return false
+    }
+    if (res.status !== 201 && res.status !== 202) throw await this.failure(res, site)
+    await discard(res)
+    if (res.status === 201) return true
+    await this.cancelUpload(res, scopes, site)
+    return false
+  }
+
+  /**
+   * Uploads a blob: one POST to open an upload and one PUT with all the bytes (a monolithic upload);
+   * when the registry refuses that (413 and the like, as a proxy with a body limit does), again in
+   * PATCHes of `chunkSize` and a closing PUT. `body` gives a fresh stream of the blob for each try;
+   * the whole sequence is retried where the transport would retry a request. Idempotent: uploading a
+   * blob the registry has is harmless (hasBlob first is the caller's choice).
+   */
+  async putBlob(repo: string, digest: string, size: number, body: () => Readable, options: CallOptions = {}): Promise<void> {
+    const site = this.site(repo, `upload blob ${digest}`)
+    if (digestAlgorithm(digest) === null) throw registryError('ERR_REGISTRY', site, 'not a digest (sha256: or sha512: and hex)')
+    const scopes = [repositoryScope(repo, 'pull,push')]
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const location = await this.startUpload(repo, scopes, site, options)
+        const put = await this.call({
+          method: 'PUT',
+          url: withDigest(location, digest),
+          headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+          body,
+          scopes,
+          site,
+          retry: false,
+          ...signalOf(options),
+        })
+        if (put.status === 201) return this.uploaded(put, digest, site)
+        if (UPLOAD_REFUSED.has(put.status)) {
+          await discard(put)
+          await this.cancel(location, scopes, site)
+          return await this.putBlobChunked(repo, digest, size, body, scopes, site, options)
+        }
+        throw await this.failure(put, site, attempt < this.transport.retries)
+      } catch (err) {
+        if (attempt < this.transport.retries && transient(err)) {
+          await this.transport.backoff(attempt, options.signal)
+          continue
+        }
+        throw err
+      }
+    }
+  }
+
+  /** Stores a manifest under `reference` (a tag or its digest); returns its digest. */
+  async putManifest(repo: string, reference: string, bytes: Buffer, mediaType: string, options: CallOptions = {}): Promise<string> {
+    const site = this.site(repo, `put manifest ${reference}`)
+    if (bytes.length > MAX_MANIFEST_BYTES) throw registryError('ERR_REGISTRY', site, `the manifest is ${bytes.length} bytes, more than the ${MAX_MANIFEST_BYTES} registries take`)
+    const algorithm = isDigest(reference) ? digestAlgorithm(reference)! : 'sha256'
+    const digest = digestOf(bytes, algorithm)
+    if (isDigest(reference) && digest !== reference) throw registryError('ERR_REGISTRY', site, `these bytes have digest ${digest}`)
+    const res = await this.call({
+      method: 'PUT',
+      url: `/v2/${repo}/manifests/${reference}`,
+      headers: { 'content-type': mediaType },
+      body: bytes,
+      scopes: [repositoryScope(repo, 'pull,push')],
+      site,
+      ...signalOf(options),
+    })
+    if (res.status !== 201 && res.status !== 200) throw await this.failure(res, site)
+    await discard(res)
+    const said = header(res.headers, 'docker-content-digest')
+    if (said !== undefined && digestAlgorithm(said) === algorithm && said !== digest) {
+      throw registryError('ERR_REGISTRY_CORRUPT', site, `the registry stored it as ${said}, not ${digest}`)
+    }
+    return digest
+  }
+
+  /** Deletes a manifest by digest (the registry must allow deletes). */
+  async deleteManifest(repo: string, digest: string, options: CallOptions = {}): Promise<void> {
+    const site = this.site(repo, `delete manifest ${digest}`)
+    const res = await this.call({ method: 'DELETE', url: `/v2/${repo}/manifests/${digest}`, scopes: [repositoryScope(repo, 'delete')], site, ...signalOf(options) })
+    if (res.status !== 202 && res.status !== 200) throw await this.failure(res, site)
+    await discard(res)
+  }
+
+  /** All tags of `repo`, page by page as the Link headers lead (`pageSize` asks for that many per page). */
+  async listTags(repo: string, options: CallOptions & { pageSize?: number } = {}): Promise<string[]> {
+    const site = this.site(repo, 'list tags')
+    const tags: string[] = []
+    let next: string | URL | undefined = `/v2/${repo}/tags/list${options.pageSize === undefined ? '' : `?n=${options.pageSize}`}`
+    const seen = new Set<string>()
+    while (next !== undefined) {
+      const url: URL = new URL(next, this.base)
+      if (seen.has(url.href)) throw registryError('ERR_REGISTRY', site, `the tag list's pages lead back to ${url.pathname}${url.search}`)
+      seen.add(url.href)
+      const res = await this.call({ method: 'GET', url, scopes: [repositoryScope(repo, 'pull')], site, ...signalOf(options) })
+      if (res.status !== 200) throw await this.failure(res, site)
+      const doc = parseJson(await readBody(res, 64 * 1024 * 1024, site, 'the tag list'), site, 'the tag list') as { tags?: unknown }
+      if (doc.tags !== null && doc.tags !== undefined) {
+        if (!Array.isArray(doc.tags) || !doc.tags.every((t) => typeof t === 'string')) throw registryError('ERR_REGISTRY', site, 'the tag list is not a list of names')
+        tags.push(...doc.tags)
+      }
+      next = nextLink(header(res.headers, 'link'), url)
+    }
+    return tags
+  }
+
+  /**
+   * The descriptors of manifests that refer to `digest` (signatures, SBOMs) through the referrers API,
+   * or null when the registry has none (404, as docker-registry 2.8 answers; then the
+   * `sha256-<hex>` tag scheme is the caller's fallback).
+   */
+  async referrers(repo: string, digest: string, options: CallOptions & { artifactType?: string } = {}): Promise<Descriptor[] | null> {
+    const site = this.site(repo, `list referrers of ${digest}`)
+    const query = options.artifactType === undefined ? '' : `?${new URLSearchParams({ artifactType: options.artifactType }).toString()}`
+    let next: string | URL | undefined = `/v2/${repo}/referrers/${digest}${query}`
+    const out: Descriptor[] = []
+    const seen = new Set<string>()
+    while (next !== undefined) {
+      const url: URL = new URL(next, this.base)
+      if (seen.has(url.href)) throw registryError('ERR_REGISTRY', site, `the referrers' pages lead back to ${url.pathname}${url.search}`)
+      seen.add(url.href)
+      const res = await this.call({ method: 'GET', url, headers: { accept: 'application/vnd.oci.image.index.v1+json' }, scopes: [repositoryScope(repo, 'pull')], site, ...signalOf(options) })
+      if (res.status === 404 && seen.size === 1) {
+        await discard(res)
+        return null
+      }
+      if (res.status !== 200) throw await this.failure(res, site)
+      const doc = parseJson(await readBody(res, MAX_MANIFEST_BYTES, site, 'the referrers list'), site, 'the referrers list') as { manifests?: unknown }
+      if (!Array.isArray(doc.manifests)) throw registryError('ERR_REGISTRY', site, 'the referrers answer is not an image index')
+      for (const d of doc.manifests as Array<Partial<Descriptor>>) {
+        if (typeof d.mediaType !== 'string' || typeof d.digest !== 'string' || typeof d.size !== 'number') throw registryError('ERR_REGISTRY', site, 'the referrers list holds a malformed descriptor')
+        out.push(d as Descriptor)
+      }
+      next = nextLink(header(res.headers, 'link'), url)
+    }
+    return out
+  }
+
+  /** Closes the connections; the client is not used after. */
+  async close(): Promise<void> {
+    await this.transport.close()
+  }
+
+  private site(repository: string, action: string): RequestSite {
+    return { registry: this.registry, repository, action }
+  }
+
+  /** One request with authorization: sent as last known; after a 401, once more with what its challenge asks. */
+  private async call(c: Call): Promise<HttpResponse> {
+    for (let round = 0; ; round++) {
+      const authorization = await this.auth.authorization(c.scopes, c.site, c.signal)
+      const res = await this.transport.request({
+        method: c.method,
+        url: new URL(c.url, this.base),
+        headers: { ...c.headers, ...(authorization === undefined ? {} : { authorization }) },
+        site: c.site,
+        ...(c.body === undefined ? {} : { body: c.body }),
+        ...(c.followRedirects === undefined ? {} : { followRedirects: c.followRedirects }),
+        ...(c.retry === undefined ? {} : { retry: c.retry }),
+        ...(c.signal === undefined ? {} : { signal: c.signal }),
+      })
+      if (res.status !== 401 || round > 0) return res
+      if (!(await this.auth.challenged(res.headers['www-authenticate'], c.scopes, authorization, c.site))) return res
+      await discard(res)
+    }
+  }
+
+  /** The error for an answer that is not what was asked for; reads (a bounded part of) its body. */
+  private async failure(res: HttpResponse, site: RequestSite, transientAllowed = false): Promise<SnapdirError> {
+    const text = (await readBody(res, 64 * 1024, site, 'the error answer').catch(() => Buffer.alloc(0))).toString('utf8')
+    const errors = parseErrorBody(text)
+    const status = res.status
+    const opts = { status, errors }
+    if (status === 401) {
+      const withCreds = await this.auth.hasCredentials().catch(() => false)
+      const reason = withCreds ? 'authentication failed' : `authentication required: no credentials for ${this.registry} (give them with --creds USER:PASS, or docker login)`
+      return registryError('ERR_REGISTRY_AUTH', site, `${reason} (401${errors[0] ? ` ${errors[0].code}` : ''})`, opts)
+    }
+    if (status === 403) return registryError('ERR_REGISTRY_AUTH', site, `denied (403${errors[0] ? ` ${errors[0].code}` : ''})`, opts)
+    if (status === 404) {
+      const fallback = site.action.includes('manifest') ? 'manifest unknown' : site.action.includes('blob') ? 'blob unknown' : 'not found'
+      return registryError('ERR_REGISTRY_NOT_FOUND', site, describeStatus(status, errors, fallback), opts)
+    }
+    const retried = status === 429 || status === 408 || status >= 500
+    const words = describeStatus(status, errors, status >= 500 ? 'server error' : status === 429 ? 'too many requests' : `unexpected answer`)
+    const err = registryError('ERR_REGISTRY', site, retried && !transientAllowed ? `${words} after ${this.transport.retries} retries` : words, opts)
+    return transientAllowed && retried ? markTransient(err) : err
+  }
+
+  private async startUpload(repo: string, scopes: string[], site: RequestSite, options: CallOptions): Promise<URL> {
+    const res = await this.call({ method: 'POST', url: `/v2/${repo}/blobs/uploads/`, scopes, site, body: Buffer.alloc(0), ...signalOf(options) })
+    if (res.status !== 202) throw await this.failure(res, site)
+    await discard(res)
+    return this.location(res, site)
+  }
+
+  private location(res: HttpResponse, site: RequestSite): URL {
+    const location = header(res.headers, 'location')
+    if (location === undefined) throw registryError('ERR_REGISTRY', site, `the registry answered ${res.status} without a Location for the upload`)
+    return new URL(location, res.url)
+  }
+
+  private async putBlobChunked(repo: string, digest: string, size: number, body: () => Readable, scopes: string[], site: RequestSite, options: CallOptions): Promise<void> {
+    let location = await this.startUpload(repo, scopes, site, options)
+    let offset = 0
+    const send = async (chunk: Buffer): Promise<void> => {
+      const res = await this.call({
+        method: 'PATCH',
+        url: location,
+        headers: { 'content-type': 'application/octet-stream', 'content-range': `${offset}-${offset + chunk.length - 1}` },
+        body: chunk,
+        scopes,
+        site,
+        retry: false,
+        ...signalOf(options),
+      })
+      if (res.status !== 202) throw await this.failure(res, site, true)
+      await discard(res)
+      location = this.location(res, site)
+      offset += chunk.length
+    }
+    let parts: Buffer[] = []
+    let held = 0
+    for await (const part of body() as AsyncIterable<Buffer>) {
+      for (let at = 0; at < part.length; ) {
+        const take = Math.min(part.length - at, this.chunkSize - held)
+        parts.push(part.subarray(at, at + take))
+        held += take
+        at += take
+        if (held === this.chunkSize) {
+          await send(Buffer.concat(parts, held))
+          parts = []
+          held = 0
+        }
+      }
+    }
+    if (held > 0) await send(Buffer.concat(parts, held))
+    if (offset !== size) throw registryError('ERR_REGISTRY', site, `the blob's source gave ${offset} bytes, not ${size}`)
+    const put = await this.call({ method: 'PUT', url: withDigest(location, digest), headers: { 'content-length': '0' }, scopes, site, retry: false, ...signalOf(options) })
+    if (put.status !== 201) throw await this.failure(put, site, true)
+    this.uploaded(put, digest, site)
+  }
+
+  private uploaded(put: HttpResponse, digest: string, site: RequestSite): void {
+    void discard(put)
+    const said = header(put.headers, 'docker-content-digest')
+    if (said !== undefined && digestAlgorithm(said) === digestAlgorithm(digest) && said !== digest) {
+      throw registryError('ERR_REGISTRY_CORRUPT', site, `the registry stored it as ${said}`)
+    }
+  }
+
+  private async cancelUpload(res: HttpResponse, scopes: string[], site: RequestSite): Promise<void> {
+    const location = header(res.headers, 'location')
+    if (location !== undefined) await this.cancel(new URL(location, res.url), scopes, site)
+  }
+
+  /** Cancels an upload (best effort: a registry forgets abandoned uploads anyway). */
+  private async cancel(location: URL, scopes: string[], site: RequestSite): Promise<void> {
+    try {
+      await discard(await this.call({ method: 'DELETE', url: location, scopes, site, retry: false }))
+    } catch {
+      // nothing to do: the upload expires on the registry
+    }
+  }
+}
+
+function signalOf(options: CallOptions): { signal?: AbortSignal } {
+  return options.signal === undefined ? {} : { signal: options.signal }
+}
+
+/** An upload URL with `digest=` added to whatever query the registry put in it (its state). */
+function withDigest(location: URL, digest: string): URL {
+  const url = new URL(location)
+  url.searchParams.set('digest', digest)
+  return url
+}
+
+/** The manifest's media type: its Content-Type, else (a registry that says application/json) its own mediaType field. */
+function manifestMediaType(contentType: string | undefined, bytes: Buffer): string {
+  const type = bareMediaType(contentType)
+  if (MANIFEST_MEDIA_TYPES.includes(type)) return type
+  if (type === '' || type === 'application/json' || type === 'text/plain' || type === 'application/octet-stream') {
+    try {
+      const doc = JSON.parse(bytes.toString('utf8')) as { mediaType?: unknown }
+      if (typeof doc.mediaType === 'string') return doc.mediaType
+    } catch {
+      // not JSON: its Content-Type is all there is
+    }
+  }
+  return type
+}
+
+function checkManifestDigest(bytes: Buffer, reference: string, said: string | undefined, site: RequestSite): string {
+  if (isDigest(reference)) {
+    const computed = digestOf(bytes, digestAlgorithm(reference)!)
+    if (computed !== reference) throw registryError('ERR_REGISTRY_CORRUPT', site, `expected ${reference}, computed ${computed}`)
+    return computed
+  }
+  const algorithm = said === undefined ? 'sha256' : (digestAlgorithm(said) ?? 'sha256')
+  const computed = digestOf(bytes, algorithm)
+  if (said !== undefined && digestAlgorithm(said) !== null && said !== computed) {
+    throw registryError('ERR_REGISTRY_CORRUPT', site, `the registry says ${said}, computed ${computed}`)
+  }
+  return computed
+}
+
+/** RFC 8288: the `rel="next"` target of a Link header, resolved against the page's URL. */
+export function nextLink(link: string | undefined, page: URL): URL | undefined {
+  if (link === undefined) return undefined
+  for (const part of link.split(/,(?=\s*<)/)) {
+    const m = /^\s*<([^>]*)>(.*)$/.exec(part)
+    if (m && /;\s*rel="?next"?/i.test(m[2]!)) return new URL(m[1]!, page)
+  }
+  return undefined
+}
+
+function parseJson(bytes: Buffer, site: RequestSite, what: string): unknown {
+  try {
+    return JSON.parse(bytes.toString('utf8'))
+  } catch (err) {
+    throw registryError('ERR_REGISTRY', site, `${what} is not JSON`, { cause: err })
+  }
+}
+
+const TRANSIENT = Symbol('transient')
+
+function markTransient(err: SnapdirError): SnapdirError {
+  ;(err as SnapdirError & { [TRANSIENT]?: true })[TRANSIENT] = true
+  return err
+}
+
+/** An upload step's failure that trying the upload again can cure: a retryable status or network error. */
+function transient(err: unknown): boolean {
+  if (!(err instanceof SnapdirError)) return false
+  return (err as SnapdirError & { [TRANSIENT]?: true })[TRANSIENT] === true || err.data.transient === true
+}

@@ -1,0 +1,8 @@
+export { parseChallenges, repositoryScope, type Challenge } from './auth.js'
+export { RegistryClient, nextLink, type CallOptions, type Descriptor, type Manifest, type ManifestHead, type RegistryClientOptions } from './client.js'
+export { dockerConfigCredentials, dockerConfigPath, helperCredentials, parseCredentials, type Credentials } from './credentials.js'
+export { DigestCheck, digestAlgorithm, digestOf } from './digest-check.js'
+export { DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, MANIFEST_MEDIA_TYPES, MAX_MANIFEST_BYTES, OCI_INDEX, OCI_MANIFEST } from './media-types.js'
+export { apiHost, imageRef, isDigest, isImageRef, isLoopbackRegistry, parseImageRef, IMAGE_REF_PREFIX, type ImageRef } from './reference.js'
+export { registryError, type RegistryErrorCode, type RequestSite } from './registry-error.js'
+export type { TransportOptions } from './transport.js'

@@ -1,0 +1,259 @@
+// HTTP for one registry, on undici: a connection pool per origin (the registry's, and any CDN its blob
+// redirects lead to), TLS verified unless told not to (a CA file adds to the system's roots), request
+// timeouts, a requests-per-second limit, and retries where a retry can help:
+// - 408, 429, 500, 502, 503, 504 and the like, connection resets, timeouts: retried with jittered
+//   exponential backoff, waiting at least what Retry-After says;
+// - any other 4xx is an answer, never retried;
+// - a connection refused or a name that does not resolve: the registry is not there; not retried.
+// Redirects are followed only where the caller asks (blob GETs and HEADs): to another host too, as
+// registries send blobs to a CDN, without the Authorization header there; a loop or more than
+// MAX_REDIRECTS hops is an error.
+import { readFileSync } from 'node:fs'
+import type { IncomingHttpHeaders } from 'node:http'
+import type { Readable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { rootCertificates } from 'node:tls'
+import { Agent, type Dispatcher } from 'undici'
+import { abortedError, errnoText, isErrno, SnapdirError, UsageError } from '../util/errors.js'
+import { RateLimiter } from './rate-limit.js'
+import { registryError, siteText, type RequestSite } from './registry-error.js'
+
+export type HttpMethod = 'GET' | 'HEAD' | 'PUT' | 'POST' | 'PATCH' | 'DELETE'
+
+export interface TransportOptions {
+  /** verify the server's TLS certificate (default true) */
+  tlsVerify?: boolean
+  /** a PEM file of CA certificates trusted besides the system's */
+  caFile?: string
+  /** at most this many requests per second to this registry (default: no limit) */
+  rps?: number
+  /** how many times a failed request is retried (default 5) */
+  retries?: number
+  /** how long to wait for response headers, and for each piece of a body (default 60 s) */
+  timeoutMs?: number
+  /** the first backoff delay, doubled per retry, with jitter (default 250 ms; tests make it small) */
+  backoffMs?: number
+  /** the longest wait between two attempts, whatever Retry-After asks (default 60 s) */
+  maxDelayMs?: number
+  /** connections per origin (default 16) */
+  connections?: number
+}
+
+export interface HttpRequest {
+  method: HttpMethod
+  url: URL
+  headers?: Record<string, string>
+  /** a buffer, or a function giving a fresh stream for each attempt */
+  body?: Buffer | (() => Readable)
+  /** follow 3xx answers (blob GET and HEAD) */
+  followRedirects?: boolean
+  /** false: one attempt only (the caller retries a whole sequence, as uploads do) */
+  retry?: boolean
+  signal?: AbortSignal
+  /** named in errors */
+  site: RequestSite
+}
+
+export interface HttpResponse {
+  status: number
+  headers: IncomingHttpHeaders
+  body: Dispatcher.ResponseData['body']
+  /** where the answer came from (after redirects) */
+  url: URL
+}
+
+export const MAX_REDIRECTS = 10
+const RETRY_STATUSES = new Set([408, 425, 429, 500, 502, 503, 504, 507, 509, 520, 521, 522, 523, 524])
+const RETRY_ERRNOS = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ENETRESET', 'ECONNABORTED'])
+const RETRY_UNDICI = new Set(['UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CLOSED'])
+
+export class Transport {
+  readonly retries: number
+  private readonly agent: Agent
+  private readonly limiter: RateLimiter | null
+  private readonly timeoutMs: number
+  private readonly backoffMs: number
+  private readonly maxDelayMs: number
+
+  constructor(options: TransportOptions = {}) {
+    this.retries = nonNegativeInteger(options.retries ?? 5, 'retries')
+    this.timeoutMs = positive(options.timeoutMs ?? 60_000, 'timeoutMs')
+    this.backoffMs = positive(options.backoffMs ?? 250, 'backoffMs')
+    this.maxDelayMs = positive(options.maxDelayMs ?? 60_000, 'maxDelayMs')
+    if (options.rps !== undefined) positive(options.rps, 'rps')
+    this.limiter = options.rps === undefined ? null : new RateLimiter(options.rps)
+    let ca: string[] | undefined
+    if (options.caFile !== undefined) {
+      try {
+        ca = [...rootCertificates, readFileSync(options.caFile, 'utf8')]
+      } catch (err) {
+        throw new UsageError(`cannot read the CA file ${options.caFile}: ${isErrno(err) ? errnoText(err) : String(err)}`)
+      }
+    }
+    this.agent = new Agent({
+      connections: positiveInteger(options.connections ?? 16, 'connections'),
+      connect: { rejectUnauthorized: options.tlsVerify ?? true, ...(ca === undefined ? {} : { ca }), timeout: this.timeoutMs },
+      headersTimeout: this.timeoutMs,
+      bodyTimeout: this.timeoutMs,
+    })
+  }
+
+  /**
+   * Sends `req`, retrying as the file's header says and following redirects if asked; resolves with the
+   * last answer, whatever its status (the caller reads it or calls `discard`). Network failures that
+   * outlast the retries reject with ERR_REGISTRY_UNREACHABLE naming the site.
+   */
+  async request(req: HttpRequest): Promise<HttpResponse> {
+    let { url, method } = req
+    let headers = req.headers ?? {}
+    const origin = req.url.origin
+    const seen = new Set<string>([url.href])
+    for (let hops = 0; ; hops++) {
+      const res = await this.attempts({ ...req, url, method, headers })
+      if (!req.followRedirects || ![301, 302, 303, 307, 308].includes(res.status)) return res
+      await discard(res)
+      const location = header(res.headers, 'location')
+      if (location === undefined) throw registryError('ERR_REGISTRY', req.site, `redirect (${res.status}) without a Location`, { status: res.status })
+      const next = new URL(location, url)
+      if (seen.has(next.href)) throw registryError('ERR_REGISTRY', req.site, `redirect loop: ${redact(url)} leads back to ${redact(next)}`)
+      if (hops + 1 >= MAX_REDIRECTS) throw registryError('ERR_REGISTRY', req.site, `more than ${MAX_REDIRECTS} redirects (last to ${redact(next)})`)
+      seen.add(next.href)
+      // the registry's credentials are for the registry: a CDN gets a presigned URL, not our token
+      if (next.origin !== origin) headers = Object.fromEntries(Object.entries(headers).filter(([k]) => k.toLowerCase() !== 'authorization'))
+      if (res.status === 303) method = 'GET'
+      url = next
+    }
+  }
+
+  private async attempts(req: HttpRequest): Promise<HttpResponse> {
+    const tries = req.retry === false ? 0 : this.retries
+    for (let attempt = 0; ; attempt++) {
+      let res: HttpResponse
+      try {
+        res = await this.once(req)
+      } catch (err) {
+        if (req.signal?.aborted) throw abortedError(siteText(req.site), req.signal)
+        if (attempt < tries && retryableError(err)) {
+          await this.pause(attempt, undefined, req.signal)
+          continue
+        }
+        throw unreachable(req.site, req.url, err, attempt, retryableError(err))
+      }
+      if (attempt < tries && RETRY_STATUSES.has(res.status)) {
+        const after = retryAfterMs(header(res.headers, 'retry-after'))
+        await discard(res)
+        await this.pause(attempt, after, req.signal)
+        continue
+      }
+      return res
+    }
+  }
+
+  private async once(req: HttpRequest): Promise<HttpResponse> {
+    await this.limiter?.take(req.signal)
+    const body = req.body === undefined ? null : Buffer.isBuffer(req.body) ? req.body : req.body()
+    const headers: Record<string, string> = { 'user-agent': 'snapdir', ...req.headers }
+    if (Buffer.isBuffer(body)) headers['content-length'] = String(body.length)
+    const res = await this.agent.request({
+      origin: req.url.origin,
+      path: `${req.url.pathname}${req.url.search}`,
+      method: req.method,
+      headers,
+      body,
+      signal: req.signal ?? null,
+    })
+    return { status: res.statusCode, headers: res.headers, body: res.body, url: req.url }
+  }
+
+  /** The wait before retry number `attempt` + 1 (exported for sequences retried as a whole). */
+  async backoff(attempt: number, signal?: AbortSignal): Promise<void> {
+    await this.pause(attempt, undefined, signal)
+  }
+
+  private async pause(attempt: number, retryAfter: number | undefined, signal?: AbortSignal): Promise<void> {
+    const backoff = Math.min(this.maxDelayMs, this.backoffMs * 2 ** attempt)
+    // full jitter over the upper half: clients that failed together do not come back together
+    const jittered = backoff / 2 + Math.random() * (backoff / 2)
+    const ms = Math.min(this.maxDelayMs, Math.max(jittered, retryAfter ?? 0))
+    await sleep(ms, undefined, signal === undefined ? {} : { signal })
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close()
+  }
+}
+
+/** Reads and drops an answer's body, so its connection goes back to the pool. */
+export async function discard(res: HttpResponse): Promise<void> {
+  await res.body.dump().catch(() => {})
+}
+
+/** Reads an answer's body whole, refusing more than `limit` bytes (then the connection is dropped). */
+export async function readBody(res: HttpResponse, limit: number, site: RequestSite, what: string): Promise<Buffer> {
+  const parts: Buffer[] = []
+  let length = 0
+  try {
+    for await (const part of res.body as AsyncIterable<Buffer>) {
+      length += part.length
+      if (length > limit) {
+        res.body.destroy()
+        throw registryError('ERR_REGISTRY', site, `${what} is larger than ${limit} bytes`)
+      }
+      parts.push(part)
+    }
+  } catch (err) {
+    if (err instanceof SnapdirError) throw err
+    throw unreachable(site, res.url, err, 0)
+  }
+  return Buffer.concat(parts, length)
+}
+
+export function header(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const v = headers[name]
+  return Array.isArray(v) ? v[0] : v
+}
+
+/** Retry-After in milliseconds: delta-seconds or an HTTP date (RFC 9110 10.2.3). */
+export function retryAfterMs(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined
+  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000
+  const at = Date.parse(value)
+  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now())
+}
+
+function retryableError(err: unknown): boolean {
+  if (!(err instanceof Error)) return false
+  const code = (err as { code?: unknown }).code
+  if (typeof code !== 'string') return false
+  return RETRY_ERRNOS.has(code) || RETRY_UNDICI.has(code)
+}
+
+function unreachable(site: RequestSite, url: URL, err: unknown, retries: number, transient = false): SnapdirError {
+  const code = err instanceof Error ? (err as { code?: unknown }).code : undefined
+  const message = err instanceof Error ? (isErrno(err) ? errnoText(err) : err.message) : String(err)
+  const words = code === 'ECONNREFUSED' ? 'connection refused' : code === 'ENOTFOUND' ? 'host not found' : message
+  const after = retries > 0 ? ` (after ${retries} ${retries === 1 ? 'retry' : 'retries'})` : ''
+  const e = registryError('ERR_REGISTRY_UNREACHABLE', site, `registry unreachable at ${url.origin}: ${words}${after}`, { cause: err })
+  // whether trying again can help: an upload retries its whole sequence on such a failure
+  return transient ? new SnapdirError(e.code, e.message, { cause: err, data: { ...e.data, transient: true } }) : e
+}
+
+/** A URL for messages: a presigned CDN URL's query holds signatures. */
+function redact(url: URL): string {
+  return `${url.origin}${url.pathname}`
+}
+
+function positive(n: number, name: string): number {
+  if (!(n > 0) || !Number.isFinite(n)) throw new RangeError(`${name} must be a positive number, got ${n}`)
+  return n
+}
+
+function positiveInteger(n: number, name: string): number {
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`${name} must be a positive integer, got ${n}`)
+  return n
+}
+
+function nonNegativeInteger(n: number, name: string): number {
+  if (!Number.isInteger(n) || n < 0) throw new RangeError(`${name} must be a non-negative integer, got ${n}`)
+  return n
+}
