@@ -73,15 +73,20 @@ export interface RunOptions {
  */
 export async function runSync(plan: Plan, copy: CopyImage, lookup: RegistryLookup, options: RunOptions): Promise<SyncReport> {
   const rows: ReportRow[] = []
+  // the report in the plan's order, whatever order the copies finish in
+  const order = new Map<ReportRow, number>()
   const of = plan.images.reduce((n, i) => n + i.targets.length, 0)
+  let position = 0
   const emit = (row: ReportRow): void => {
     rows.push(row)
     options.onRow?.(row, rows.length, of)
   }
   await mapLimit(plan.images, options.jobs, async (image) => {
+    const first = position
+    position += image.targets.length
     const done: PlannedTarget[] = []
     const source: PlannedTarget = { text: image.text, at: image.at }
-    for (const target of image.targets) {
+    for (const [t, target] of image.targets.entries()) {
       const feed = feedFor(target, done, source)
       const from = feed.at
       const row: ReportRow = {
@@ -95,8 +100,10 @@ export async function runSync(plan: Plan, copy: CopyImage, lookup: RegistryLooku
         blobs: { copied: 0, skipped: 0 },
         bytes: { copied: 0, skipped: 0 },
       }
+      order.set(row, first + t)
       if (image.error !== undefined) {
-        emit({ ...row, from: image.text, status: 'failed', error: image.error })
+        Object.assign(row, { from: image.text, status: 'failed', error: image.error })
+        emit(row)
         continue
       }
       if (options.dryRun) {
@@ -135,6 +142,7 @@ export async function runSync(plan: Plan, copy: CopyImage, lookup: RegistryLooku
       emit(row)
     }
   })
+  rows.sort((x, y) => order.get(x)! - order.get(y)!)
   const sum = (f: (r: ReportRow) => number) => rows.reduce((n, r) => n + f(r), 0)
   return {
     dryRun: options.dryRun,
