@@ -1,16 +1,20 @@
 import type { Command } from '@commander-js/extra-typings'
-import { parsePlatform } from '../oci/platform.js'
+import { parsePlatform, type Platform } from '../oci/platform.js'
+import type { PushResult } from '../snapshot/push.js'
+import { isImageRef } from '../registry/reference.js'
+import { addRegistryOptions, registryClientOptions, type RegistryCliOptions } from './registry-options.js'
 import { discardIfCreated, ENDPOINT_HELP, STORE_HELP, storeFromOptions } from './store-options.js'
 import { action } from './run-command.js'
 import { progressBar } from './progress.js'
 
 export function registerPush(program: Command): void {
-  program
+  const command = program
     .command('push')
     .description(
       'snapshot DIR into the store and print its ID (only the ID) on stdout. DIR may also be a tar archive (plain, ' +
         'gzip or zstd), e.g. an image from docker save, ctr image export or skopeo oci-archive:/docker-archive:; ' +
-        'it is unpacked into a temporary directory (under TMPDIR) first. Images are checked by digest and their layers expanded.',
+        'it is unpacked into a temporary directory (under TMPDIR) first. Images are checked by digest and their layers expanded. ' +
+        'docker://HOST[:PORT]/REPO:TAG streams an image from a registry into the store, as the OCI layout skopeo copy would write, with no local copy.',
     )
     .requiredOption('--store <url>', STORE_HELP)
     .option('--s3-endpoint <url>', ENDPOINT_HELP)
@@ -22,10 +26,12 @@ export function registerPush(program: Command): void {
         'rewritten to list just those, so their digests change',
       (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
     )
-    .argument('<dir>', 'directory (or archive file) to snapshot')
-    .action(
-      action(async (dir: string, opts: { store: string; s3Endpoint?: string; name?: string; json?: true; platform?: string[] }) => {
+    .argument('<dir>', 'directory (or archive file) to snapshot, or docker://HOST[:PORT]/REPO:TAG (or @sha256:…): an image streamed from a registry')
+  addRegistryOptions(command)
+  command.action(
+      action(async (dir: string, opts: { store: string; s3Endpoint?: string; name?: string; json?: true; platform?: string[] } & RegistryCliOptions) => {
         const platforms = opts.platform?.flatMap((p) => p.split(',')).map((p) => parsePlatform(p))
+        if (isImageRef(dir)) return pushImageRef(dir, opts, platforms)
         const store = storeFromOptions(opts)
         // the workers boot (~0.1 s) while push's modules load; push closes them whatever happens
         const { poolFor } = await import('../ingest/worker-pool.js')
@@ -46,13 +52,7 @@ export function registerPush(program: Command): void {
             onBytes: (n) => bar.add(n),
           })
           bar.stop()
-          // a layer blob kept raw costs its bytes again: say which, and why
-          for (const l of result.layerStorage ?? []) if ('raw' in l) process.stderr.write(`layer ${l.digest} stored raw: ${l.raw}\n`)
-          if (opts.json) {
-            const { id, stats, layers, layerStorage, phases, revision } = result
-            process.stdout.write(JSON.stringify({ id, ...stats, ...(layers ? { layers } : {}), ...(layerStorage ? { layerStorage } : {}), phases, revision }) + '\n')
-          }
-          else process.stdout.write(result.id + '\n')
+          report(result, opts.json === true)
         } catch (err) {
           await discardIfCreated(store)
           throw err
@@ -62,4 +62,56 @@ export function registerPush(program: Command): void {
         }
       }),
     )
+}
+
+/** What push prints: the ID, or with --json a summary; and on stderr each layer blob kept raw. */
+function report(result: PushResult, json: boolean): void {
+  // a layer blob kept raw costs its bytes again: say which, and why
+  for (const l of result.layerStorage ?? []) if ('raw' in l) process.stderr.write(`layer ${l.digest} stored raw: ${l.raw}\n`)
+  if (json) {
+    const { id, stats, layers, layerStorage, phases, revision } = result
+    process.stdout.write(JSON.stringify({ id, ...stats, ...(layers ? { layers } : {}), ...(layerStorage ? { layerStorage } : {}), phases, revision }) + '\n')
+  } else process.stdout.write(result.id + '\n')
+}
+
+/** push of docker://…: the image streamed from the registry (snapshot/push-registry.ts). */
+async function pushImageRef(
+  given: string,
+  opts: { store: string; s3Endpoint?: string; name?: string; json?: true } & RegistryCliOptions,
+  platforms: Platform[] | undefined,
+): Promise<void> {
+  const { parseImageRef } = await import('../registry/reference.js')
+  const ref = parseImageRef(given)
+  const { RegistryClient } = await import('../registry/client.js')
+  const client = new RegistryClient(ref.registry, registryClientOptions(opts, 'source'))
+  const store = storeFromOptions(opts)
+  const { pushFromRegistry } = await import('../snapshot/push-registry.js')
+  const bar = progressBar('bytes')
+  try {
+    const tag = ref.tag ?? (ref.digest === undefined ? 'latest' : undefined)
+    const result = await pushFromRegistry(
+      store,
+      { registry: client, repository: ref.repository, reference: ref.reference, ...(tag !== undefined ? { tag } : {}), shownAs: ref.toString() },
+      {
+        ...(opts.name !== undefined ? { name: opts.name } : {}),
+        ...(platforms ? { platforms } : {}),
+        onLayersPlanned: (total) => bar.start(total, 'fetch layers'),
+        onLayerBytes: (n) => bar.add(n),
+        onScanned: (total) => {
+          bar.stop()
+          bar.start(total, 'push')
+        },
+        onBytes: (n) => bar.add(n),
+      },
+    )
+    bar.stop()
+    report(result, opts.json === true)
+  } catch (err) {
+    await discardIfCreated(store)
+    throw err
+  } finally {
+    bar.stop()
+    await client.close()
+    await store.close()
+  }
 }
