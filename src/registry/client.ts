@@ -2,7 +2,7 @@
 // (https://github.com/opencontainers/distribution-spec/blob/v1.1.0/spec.md) over transport.ts, with
 // auth.ts answering the registry's challenges. Everything read is checked against its digest;
 // every failure is one SnapdirError naming the registry, the repository and what failed.
-import { pipeline, type Readable } from 'node:stream'
+import { pipeline, Readable } from 'node:stream'
 import { SnapdirError } from '../util/errors.js'
 import { Authenticator, repositoryScope } from './auth.js'
 import { dockerConfigCredentials, parseCredentials, type Credentials } from './credentials.js'
@@ -10,7 +10,7 @@ import { DigestCheck, digestAlgorithm, digestOf } from './digest-check.js'
 import { bareMediaType, MANIFEST_MEDIA_TYPES, MAX_MANIFEST_BYTES } from './media-types.js'
 import { apiHost, isDigest, isLoopbackRegistry } from './reference.js'
 import { describeStatus, parseErrorBody, registryError, type RequestSite } from './registry-error.js'
-import { discard, header, readBody, Transport, type HttpMethod, type HttpResponse, type TransportOptions } from './transport.js'
+import { discard, header, readBody, retryableError, Transport, unreachable, type HttpMethod, type HttpResponse, type TransportOptions } from './transport.js'
 
 export interface RegistryClientOptions extends TransportOptions {
   /** `USER:PASS` (what --creds gives) or credentials; without them docker's config.json is asked, else anonymous */
@@ -150,18 +150,23 @@ export class RegistryClient {
    * The blob's bytes as a stream, from the registry or wherever it redirects to. The stream checks the
    * bytes against `digest` (and `size` if given) as they pass and fails at the end, naming the blob,
    * when they do not match: a consumer must not trust what it read until the stream has ended.
+   * A connection that breaks mid-blob (a reset, a stall) is picked up where it broke with a Range
+   * request, up to `retries` times, so a large layer is not read again from its start.
    */
   async getBlob(repo: string, digest: string, options: CallOptions & { size?: number } = {}): Promise<Readable> {
     const site = this.site(repo, `get blob ${digest}`)
     if (digestAlgorithm(digest) === null) throw registryError('ERR_REGISTRY', site, 'not a digest snapdir can check (sha256: or sha512: and hex)')
-    const res = await this.call({
-      method: 'GET',
-      url: `/v2/${repo}/blobs/${digest}`,
-      scopes: [repositoryScope(repo, 'pull')],
-      site,
-      followRedirects: true,
-      ...signalOf(options),
-    })
+    const request = (range?: number): Promise<HttpResponse> =>
+      this.call({
+        method: 'GET',
+        url: `/v2/${repo}/blobs/${digest}`,
+        scopes: [repositoryScope(repo, 'pull')],
+        site,
+        followRedirects: true,
+        ...(range === undefined ? {} : { headers: { range: `bytes=${range}-` } }),
+        ...signalOf(options),
+      })
+    const res = await request()
     if (res.status !== 200) throw await this.failure(res, site)
     const length = Number(header(res.headers, 'content-length') ?? NaN)
     if (options.size !== undefined && Number.isSafeInteger(length) && length !== options.size) {
@@ -169,8 +174,47 @@ export class RegistryClient {
       throw registryError('ERR_REGISTRY_CORRUPT', site, `expected ${options.size} bytes, the registry sends ${length}`)
     }
     const check = new DigestCheck(digest, options.size, (problem) => registryError('ERR_REGISTRY_CORRUPT', site, problem))
-    pipeline(res.body, check, () => {})
+    pipeline(Readable.from(this.resumingBody(res, request, site, options.signal)), check, () => {})
     return check
+  }
+
+  /** A blob answer's bytes; where the connection breaks, the rest from a Range request (or a whole answer, skipped ahead). */
+  private async *resumingBody(first: HttpResponse, request: (range: number) => Promise<HttpResponse>, site: RequestSite, signal?: AbortSignal): AsyncGenerator<Buffer> {
+    let res = first
+    let received = 0
+    let skip = 0
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          for await (const part of res.body as AsyncIterable<Buffer>) {
+            const fresh = skip > 0 ? part.subarray(Math.min(skip, part.length)) : part
+            skip -= part.length - fresh.length
+            if (fresh.length === 0) continue
+            received += fresh.length
+            yield fresh
+          }
+          return
+        } catch (err) {
+          if (err instanceof SnapdirError) throw err
+          if (attempt >= this.transport.retries || !retryableError(err) || signal?.aborted) throw unreachable(site, res.url, err, attempt)
+        }
+        await this.transport.backoff(attempt, signal)
+        res = await request(received)
+        if (res.status === 206) {
+          const range = /^bytes (\d+)-/.exec(header(res.headers, 'content-range') ?? '')
+          if (!range || Number(range[1]) !== received) {
+            await discard(res)
+            throw registryError('ERR_REGISTRY', site, `asked for the rest from byte ${received}, the registry sent range ${header(res.headers, 'content-range') ?? '(none)'}`)
+          }
+        } else if (res.status === 200) {
+          skip = received // no ranges here: the whole blob again, the part already passed on skipped
+        } else {
+          throw await this.failure(res, site)
+        }
+      }
+    } finally {
+      if (!res.body.readableEnded) res.body.destroy()
+    }
   }
 
   /** Whether the repository holds the blob (HEAD; 404 is false). */
@@ -333,6 +377,11 @@ export class RegistryClient {
       next = nextLink(header(res.headers, 'link'), url)
     }
     return out
+  }
+
+  /** HTTP requests sent so far (retries, redirects and token requests included): what a no-op costs. */
+  get requests(): number {
+    return this.transport.requests
   }
 
   /** Closes the connections; the client is not used after. */

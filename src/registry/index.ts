@@ -1,4 +1,5 @@
 export { parseChallenges, repositoryScope, type Challenge } from './auth.js'
+export { RegistryClients } from './client-pool.js'
 export { RegistryClient, nextLink, type CallOptions, type Descriptor, type Manifest, type ManifestHead, type RegistryClientOptions } from './client.js'
 export { dockerConfigCredentials, dockerConfigPath, helperCredentials, parseCredentials, type Credentials } from './credentials.js'
 export { DigestCheck, digestAlgorithm, digestOf } from './digest-check.js'

@@ -69,6 +69,8 @@ const RETRY_UNDICI = new Set(['UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_
 
 export class Transport {
   readonly retries: number
+  /** requests sent so far, each attempt and redirect hop counted (token requests too) */
+  requests = 0
   private readonly agent: Agent
   private readonly limiter: RateLimiter | null
   private readonly timeoutMs: number
@@ -151,6 +153,7 @@ export class Transport {
 
   private async once(req: HttpRequest): Promise<HttpResponse> {
     await this.limiter?.take(req.signal)
+    this.requests++
     const body = req.body === undefined ? null : Buffer.isBuffer(req.body) ? req.body : req.body()
     const headers: Record<string, string> = { 'user-agent': 'snapdir', ...req.headers }
     if (Buffer.isBuffer(body)) headers['content-length'] = String(body.length)
@@ -221,14 +224,16 @@ export function retryAfterMs(value: string | undefined): number | undefined {
   return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now())
 }
 
-function retryableError(err: unknown): boolean {
+/** Whether a network error is one a retry can cure (a reset, a timeout), not a refusal. */
+export function retryableError(err: unknown): boolean {
   if (!(err instanceof Error)) return false
   const code = (err as { code?: unknown }).code
   if (typeof code !== 'string') return false
   return RETRY_ERRNOS.has(code) || RETRY_UNDICI.has(code)
 }
 
-function unreachable(site: RequestSite, url: URL, err: unknown, retries: number, transient = false): SnapdirError {
+/** A network failure as one line naming the site and the origin it failed at. */
+export function unreachable(site: RequestSite, url: URL, err: unknown, retries: number, transient = false): SnapdirError {
   const code = err instanceof Error ? (err as { code?: unknown }).code : undefined
   const message = err instanceof Error ? (isErrno(err) ? errnoText(err) : err.message) : String(err)
   const words = code === 'ECONNREFUSED' ? 'connection refused' : code === 'ENOTFOUND' ? 'host not found' : message

@@ -193,6 +193,39 @@ describe('what the registry sends', () => {
     expect((await failure(client(long.host).getBlob('app', sha256(good), { size: 10 }))).message).toContain('expected 10 bytes, the registry sends 20')
   })
 
+  test('a connection broken mid-blob is picked up where it broke (Range), or read again where ranges are not served', async () => {
+    const blob = Buffer.alloc(200_000)
+    for (let i = 0; i < blob.length; i++) blob[i] = (i * 31) % 253
+    const half = 70_001
+    const breakFirst = (req: IncomingMessage, res: ServerResponse, n: number, ranges: boolean): void => {
+      if (n === 0) {
+        res.writeHead(200, { 'content-length': blob.length })
+        res.write(blob.subarray(0, half), () => req.socket.destroy())
+        return
+      }
+      const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '')
+      if (ranges && m) {
+        const from = Number(m[1])
+        res.writeHead(206, { 'content-length': blob.length - from, 'content-range': `bytes ${from}-${blob.length - 1}/${blob.length}` }).end(blob.subarray(from))
+      } else res.writeHead(200, { 'content-length': blob.length }).end(blob)
+    }
+    const ranged = await faultServer((req, res, n) => breakFirst(req, res, n, true))
+    expect((await readAll(await client(ranged.host).getBlob('app', sha256(blob), { size: blob.length }))).equals(blob)).toBe(true)
+    expect(ranged.seen.map((s) => s.headers.range)).toEqual([undefined, `bytes=${half}-`])
+    const whole = await faultServer((req, res, n) => breakFirst(req, res, n, false))
+    expect((await readAll(await client(whole.host).getBlob('app', sha256(blob), { size: blob.length }))).equals(blob)).toBe(true)
+    expect(whole.seen.length).toBe(2)
+    // a connection that breaks every time: named after the retries
+    const always = await faultServer((req, res) => {
+      res.writeHead(200, { 'content-length': blob.length })
+      res.write(blob.subarray(0, 1000), () => req.socket.destroy())
+    })
+    const err = await failure(readAll(await client(always.host, { retries: 2 }).getBlob('app', sha256(blob))))
+    expect(err.code).toBe('ERR_REGISTRY_UNREACHABLE')
+    expect(err.message).toContain(`docker://${always.host}/app: get blob ${sha256(blob)}: registry unreachable at ${always.origin}`)
+    expect(always.seen.length).toBe(3)
+  })
+
   test('a blob redirected to another host (a CDN) is fetched there, without the registry credentials', async () => {
     const blob = Buffer.from('blob from the CDN')
     const cdn = await faultServer((_req, res) => res.end(blob), '127.0.0.2')

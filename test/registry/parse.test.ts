@@ -5,6 +5,7 @@ import { registryClientOptions } from '../../src/cli/registry-options.js'
 import { outcomeOf } from '../../src/cli/run-command.js'
 import { parseChallenges } from '../../src/registry/auth.js'
 import { nextLink } from '../../src/registry/client.js'
+import { RegistryClients } from '../../src/registry/client-pool.js'
 import { parseCredentials } from '../../src/registry/credentials.js'
 import { apiHost, isImageRef, isLoopbackRegistry, parseImageRef } from '../../src/registry/reference.js'
 import { retryAfterMs } from '../../src/registry/transport.js'
@@ -108,4 +109,19 @@ test('credentials and the shared registry options', () => {
   expect(() => registryClientOptions({ tlsVerify: 'maybe' }, 'source')).toThrow('--tls-verify: expected true or false, got "maybe"')
   expect(() => registryClientOptions({ registryRps: '0' }, 'source')).toThrow('--registry-rps: expected a positive number')
   expect(() => registryClientOptions({ srcCreds: 'nopass' }, 'source')).toThrow('--src-creds')
+})
+
+test('RegistryClients keeps one client per registry, made with that registry\'s options', async () => {
+  const asked: string[] = []
+  const pool = new RegistryClients((registry) => {
+    asked.push(registry)
+    return { plainHttp: registry === 'a.example.com' }
+  })
+  const a = pool.get('a.example.com')
+  expect(pool.get('a.example.com')).toBe(a)
+  expect(a.base.protocol).toBe('http:')
+  expect(pool.get('b.example.com').base.protocol).toBe('https:')
+  expect(asked).toEqual(['a.example.com', 'b.example.com'])
+  await pool.close()
+  await pool.close()
 })
