@@ -236,6 +236,10 @@ export function retryableError(err: unknown): boolean {
 export function unreachable(site: RequestSite, url: URL, err: unknown, retries: number, transient = false): SnapdirError {
   const code = err instanceof Error ? (err as { code?: unknown }).code : undefined
   const message = err instanceof Error ? (isErrno(err) ? errnoText(err) : err.message) : String(err)
+  if (code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH') {
+    // ours, not the registry's: the body given was not as long as the size given
+    return registryError('ERR_REGISTRY', site, 'the data sent was not the size given for it', { cause: err })
+  }
   const words = code === 'ECONNREFUSED' ? 'connection refused' : code === 'ENOTFOUND' ? 'host not found' : message
   const after = retries > 0 ? ` (after ${retries} ${retries === 1 ? 'retry' : 'retries'})` : ''
   const e = registryError('ERR_REGISTRY_UNREACHABLE', site, `registry unreachable at ${url.origin}: ${words}${after}`, { cause: err })

@@ -147,6 +147,17 @@ describe.each(['anonymous', 'basic', 'token'] as RegistryAuth[])('docker-registr
     expect(await c.mountBlob('dst/repo', 'src/repo', absent)).toBe(false)
   })
 
+  test('an empty blob uploads and reads back; a body shorter than its size is refused, one line', async () => {
+    c ??= client()
+    const empty = Buffer.alloc(0)
+    await c.putBlob('empty', sha256(empty), 0, () => Readable.from([]))
+    expect(await c.hasBlob('empty', sha256(empty))).toBe(true)
+    expect((await readAll(await c.getBlob('empty', sha256(empty), { size: 0 }))).length).toBe(0)
+    const blob = Buffer.from('twelve bytes')
+    const err = await failure(c.putBlob('empty', sha256(blob), 20, () => Readable.from([blob])))
+    expect(err.message).toBe(`docker://${r.host}/empty: upload blob ${sha256(blob)}: the data sent was not the size given for it`)
+  })
+
   test('a registry without the referrers API says so with null', async () => {
     c ??= client()
     const img = image(`ref-${auth}`)
