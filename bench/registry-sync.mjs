@@ -114,10 +114,17 @@ function parseOptions() {
  */
 function snapdirMissing(step) {
   const help = (cmd) => tryRun(process.execPath, [snapdirBin, cmd, '--help'], { outputOnFailure: true }) ?? ''
-  // regions needs sync between stores too, which every build has
-  const lacking = (step === 'snapdir' ? ['sync'] : ['push', 'pull']).filter((c) => !help(c).includes('docker://'))
+  // regions needs sync between stores too, which every build has; without pull docker:// it runs
+  // push and sync (the hop between the regions) and says B was not filled (pullMissing)
+  const lacking = (step === 'snapdir' ? ['sync'] : ['push']).filter((c) => !help(c).includes('docker://'))
   if (lacking.length === 0) return null
   return `not available yet: bin/snapdir ${lacking.join(', ')} --help names no docker:// reference`
+}
+
+/** Why the regions step cannot fill registry B (bin/snapdir pull has no docker://), or null. */
+function pullMissing() {
+  const help = tryRun(process.execPath, [snapdirBin, 'pull', '--help'], { outputOnFailure: true }) ?? ''
+  return help.includes('docker://') ? null : 'not available yet: bin/snapdir pull --help names no docker:// reference, so region 2 -> B was not run and B not checked'
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -253,7 +260,7 @@ async function turn(ctx, { step, producer, index }) {
         hop.sync = { wallMs: sync.wallMs, region1: wire(r1.proxy.counts), region2: wire(r2.proxy.counts) }
         r2.proxy.counts = newWireCounts()
         let pullMs = 0
-        for (const tag of phase.tags) {
+        for (const tag of ctx.noPull ? [] : phase.tags) {
           const pull = await snapdir(['pull', '--store', r2.url, '--s3-endpoint', r2.proxy.endpoint, '--id', ids[tag], `docker://${b}/${repo}:${tag}`])
           pullMs += pull.wallMs
           runs.push(pull)
@@ -266,9 +273,9 @@ async function turn(ctx, { step, producer, index }) {
       const sample = { wallMs, ...activity(toolCpuS + registryCpuS) }
       const counts = Object.fromEntries(Object.entries(proxies).map(([k, p]) => [k, wire(p.counts)]))
       if (step === 'regions') Object.assign(counts, { a: hop.push.a, region1: hop.push.region1, b: hop.pull.b })
-      const problems = await checkCopied({ a: ctx.regA.host, b: regB.host, repo, tags: phase.tags, env })
+      const problems = step === 'regions' && ctx.noPull ? [] : await checkCopied({ a: ctx.regA.host, b: regB.host, repo, tags: phase.tags, env })
       for (const p of problems) ctx.notes.push(`${producer} ${step} turn ${index + 1} ${phase.name}: ${p}`)
-      phases.push({ phase: phase.name, wallS: wallMs / 1000, toolCpuS, registryCpuS, wire: counts, ...(step === 'regions' ? { hops: hop } : {}), checked: problems.length === 0, problems, sample })
+      phases.push({ phase: phase.name, ...(step === 'regions' && ctx.noPull ? { pulled: false } : {}), wallS: wallMs / 1000, toolCpuS, registryCpuS, wire: counts, ...(step === 'regions' ? { hops: hop } : {}), checked: problems.length === 0, problems, sample })
     }
     return phases
   } finally {
@@ -291,6 +298,7 @@ function summarise(turns, step) {
       a: { total: m((p) => p.wire.a.total), down: m((p) => p.wire.a.down), requests: m((p) => p.wire.a.requests) },
       b: { total: m((p) => p.wire.b.total), up: m((p) => p.wire.b.up), requests: m((p) => p.wire.b.requests) },
       checked: ps.every((p) => p.checked),
+      pulled: ps.every((p) => p.pulled !== false),
       samples: ps.map((p) => p.wallS),
     }
     if (step === 'regions') {
@@ -356,7 +364,9 @@ async function main() {
     // A's blobs in the page cache before the first timed turn, so that no tool pays for reading them from disk
     await runCommand(['bash', '-c', 'tar -C "$1" -cf - . | wc -c', 'bash', path.join(scratch, 'registry-a')])
     const fingerprint = buildFingerprint()
-    const ctx = { scratch, regA, aProxy, notes }
+    const noPull = steps.includes('regions') ? pullMissing() : null
+    if (noPull) progress(`regions: ${noPull}`)
+    const ctx = { scratch, regA, aProxy, notes, noPull }
     const results = {}
     for (const producer of opts.producers) {
       const turns = Object.fromEntries(steps.map((s) => [s, []]))
@@ -378,7 +388,7 @@ async function main() {
         STEPS.filter((s) => opts.steps.includes(s)).map((s) => {
           if (missing[s]) return [s, { unavailable: missing[s] }]
           if (turns[s].length === 0) return [s, { failed: true }]
-          return [s, { turns: turns[s].length, phases: summarise(turns[s], s), raw: turns[s].map((t) => t.map(({ sample: _s, ...p }) => p)) }]
+          return [s, { turns: turns[s].length, ...(s === 'regions' && noPull ? { pull: noPull } : {}), phases: summarise(turns[s], s), raw: turns[s].map((t) => t.map(({ sample: _s, ...p }) => p)) }]
         }),
       )
       results[producer].contention = contention(`${producer} registry-sync`, Object.values(turns).flat(2).map((p) => p.sample))
@@ -426,7 +436,7 @@ function report(r) {
       }
       for (const p of s.phases) {
         rows.push([
-          step, p.phase, fmt(p.wallS, 2), fmt(p.toolCpuS, 2), mb(p.a.total), fmtInt(p.a.requests), mb(p.b.total), fmtInt(p.b.requests),
+          step, p.phase, fmt(p.wallS, 2), fmt(p.toolCpuS, 2), mb(p.a.total), fmtInt(p.a.requests), p.pulled === false ? 'n/a' : mb(p.b.total), p.pulled === false ? 'n/a' : fmtInt(p.b.requests),
           step === 'regions' ? `${mb(p.hops.region1.total)} / ${mb(p.hops.region2.total)}` : '-', `${mb(p.betweenRegions)}${p.checked ? '' : ' !'}`,
         ])
       }
@@ -447,9 +457,10 @@ function report(r) {
       const bytes = reg[1].betweenRegions / sk[1].betweenRegions
       lines.push(
         `  regions / skopeo, bytes between the regions: after the rebuild ${fmt(bytes, 3)} (target <= ${TARGETS.regionBytesOverSkopeo}${bytes <= TARGETS.regionBytesOverSkopeo ? ', met' : ', MISSED'}), ` +
-          `first copy ${ratio(reg[0].betweenRegions, sk[0].betweenRegions)}; wall (push + sync + pull) ${fmt(reg[0].wallS / sk[0].wallS, 2)} and ${fmt(reg[1].wallS / sk[1].wallS, 2)}`,
+          `first copy ${ratio(reg[0].betweenRegions, sk[0].betweenRegions)}; wall (push + sync${res.regions.pull ? '' : ' + pull'}) ${fmt(reg[0].wallS / sk[0].wallS, 2)} and ${fmt(reg[1].wallS / sk[1].wallS, 2)}`,
       )
     }
+    if (res.regions?.pull) lines.push(`  regions: push and sync only; pull ${res.regions.pull}`)
     if (reg) for (const p of reg) lines.push(`  regions ${p.phase}: push ${fmt(p.hops.pushS, 2)} s (${mb(p.hops.pushRegion1)} MB into region 1), sync ${fmt(p.hops.syncS, 2)} s (region 1 ${mb(p.hops.region1.total)} MB in ${fmtInt(p.hops.region1.requests)} requests, region 2 ${mb(p.hops.region2.total)} MB in ${fmtInt(p.hops.region2.requests)}), pull ${fmt(p.hops.pullS, 2)} s (${mb(p.hops.pullRegion2)} MB from region 2)`)
     if (res.contention) lines.push(`  ${res.contention}`)
     lines.push('')
