@@ -1,5 +1,5 @@
 import type { Command } from '@commander-js/extra-typings'
-import { parseId } from '../format/id.js'
+import { parseSnapshotRef, resolveSnapshot } from '../store/resolve-snapshot.js'
 import { parsePlatform } from '../oci/platform.js'
 import type { SnapshotDiff } from '../snapshot/diff.js'
 import type { DiffCounts, PathDiff } from '../snapshot/tree-diff.js'
@@ -15,8 +15,8 @@ export function registerDiff(program: Command): void {
         '(type, content, mode, owner, times, xattrs, target, device); for images also per image (manifest, config) and per layer ' +
         '(matched by diff_id); then the counts and what a sync of ID2 to a store holding ID1 would move (objects and bytes)',
     )
-    .argument('<id1>', 'the snapshot compared from (64 hex digits)')
-    .argument('<id2>', 'the snapshot compared to')
+    .argument('<id1>', 'the snapshot compared from: its ID, a unique prefix of at least 8 hex digits, or an image NAME:TAG the store records')
+    .argument('<id2>', 'the snapshot compared to (the same)')
     .requiredOption('--store <url>', STORE_HELP)
     .option('--s3-endpoint <url>', ENDPOINT_HELP)
     .option('--platform <os/arch[/variant]>', "images: the image of a multi-platform index to compare (default: this machine's)")
@@ -25,12 +25,13 @@ export function registerDiff(program: Command): void {
     .action(
       action(async (id1: string, id2: string, opts: { store: string; s3Endpoint?: string; platform?: string; jobs: string; json?: true }) => {
         const { diffSnapshots } = await import('../snapshot/diff.js')
-        const from = parseId(id1)
-        const to = parseId(id2)
+        const refs = [parseSnapshotRef(id1), parseSnapshotRef(id2)] as const
         const jobs = integerOption('--jobs', opts.jobs, 1, 1024)
         const platform = opts.platform === undefined ? undefined : parsePlatform(opts.platform)
         const store = storeFromOptions(opts)
         try {
+          const from = await resolveSnapshot(store, refs[0])
+          const to = await resolveSnapshot(store, refs[1])
           const d = await diffSnapshots(store, from, to, { jobs, ...(platform ? { platform } : {}) })
           process.stdout.write(opts.json ? JSON.stringify(d) + '\n' : formatDiff(d))
         } finally {

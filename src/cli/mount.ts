@@ -4,12 +4,13 @@ import { VIEWS } from '../mount/view-names.js'
 import type { Mount } from '../mount/mount.js'
 import type { ViewOptions } from '../mount/views.js'
 import { UsageError } from '../util/errors.js'
-import { parseId } from '../format/id.js'
+import { resolveSnapshot } from '../store/resolve-snapshot.js'
 import { DEFAULT_CACHE_BYTES, DiskCache, defaultCacheDir } from '../store/disk-cache.js'
 import { FileStore } from '../store/file-store.js'
 import { integerOption } from './numbers.js'
 import { action } from './run-command.js'
 import { ENDPOINT_HELP, STORE_HELP, storeFromOptions } from './store-options.js'
+import { ID_HELP, IMAGE_HELP, snapshotRefOf } from './snapshot-options.js'
 
 const MiB = 1024 * 1024
 
@@ -17,20 +18,21 @@ export function registerMount(program: Command): void {
   program
     .command('mount')
     .description(
-      'serve snapshot ID read-only at MOUNTPOINT through FUSE, in the foreground, without pulling it: metadata comes\n' +
+      'serve a snapshot (--id or --image) read-only at MOUNTPOINT through FUSE, in the foreground, without pulling it: metadata comes\n' +
         'from the tree, file bytes chunk by chunk on first read, each chunk verified. Ctrl-C, SIGTERM or\n' +
         "'snapdir umount MOUNTPOINT' unmounts. A chunk that is missing, damaged or not delivered in time is EIO on that read.",
     )
     .argument('<mountpoint>', 'an existing directory')
     .requiredOption('--store <url>', STORE_HELP)
     .option('--s3-endpoint <url>', ENDPOINT_HELP)
-    .requiredOption('--id <id>', 'snapshot ID')
+    .option('--id <id>', ID_HELP)
+    .option('--image <name:tag>', IMAGE_HELP)
     .addOption(
       new Option('--view <view>', 'tree: the snapshot as pushed; rootfs: an image flattened, /config.json and /rootfs/; layers: /config.json and /layers/N/ as overlayfs lower dirs')
         .choices(VIEWS)
         .default('tree' as const),
     )
-    .option('--image <ref>', 'for rootfs and layers: the image of a layout holding several (ref name or manifest digest)')
+    .option('--ref <ref>', 'for rootfs and layers: the image of a layout holding several (its ref name annotation or manifest digest)')
     .option('--platform <os/arch[/variant]>', 'for rootfs and layers: the image of a multi-platform index to show (default: this machine\'s)')
     .option('--cache-dir <dir>', `local chunk cache, shared by mounts (default ${defaultCacheDir()}; none for a store that is a local directory, unless given)`)
     .option('--no-cache', 'no disk cache: every chunk not in memory comes from the store')
@@ -43,13 +45,13 @@ export function registerMount(program: Command): void {
     .action(
       action(async (mountpoint: string, opts) => {
         const { Mount, describeMount } = await import('../mount/mount.js')
-        const id = parseId(opts.id)
-        if (opts.view === 'tree' && (opts.image !== undefined || opts.platform !== undefined)) {
-          throw new UsageError('--image and --platform pick the image of a rootfs or layers view; add --view rootfs or --view layers')
+        const ref = snapshotRefOf(opts)
+        if (opts.view === 'tree' && (opts.ref !== undefined || opts.platform !== undefined)) {
+          throw new UsageError('--ref and --platform pick the image of a rootfs or layers view; add --view rootfs or --view layers')
         }
         const view: ViewOptions = {
           view: opts.view,
-          ...(opts.image !== undefined ? { image: opts.image } : {}),
+          ...(opts.ref !== undefined ? { image: opts.ref } : {}),
           ...(opts.platform !== undefined ? { platform: parsePlatform(opts.platform) } : {}),
         }
         const memoryBytes = integerOption('--memory-cache', opts.memoryCache, 1, 1 << 20) * MiB
@@ -79,6 +81,7 @@ export function registerMount(program: Command): void {
         let diskCache: DiskCache | null = null
         try {
           await store.open()
+          const id = await resolveSnapshot(store, ref)
           await (await import('../store/store-config.js')).checkStoreFormat(store)
           // a store on local disk needs no second copy of its chunks on local disk
           const wantCache = opts.cache && (opts.cacheDir !== undefined || !(store instanceof FileStore))

@@ -1,8 +1,10 @@
 import type { Command } from '@commander-js/extra-typings'
+import { formatImageName, parseImageName, type ImageName } from '../format/image-name.js'
 import { parsePlatform, type Platform } from '../oci/platform.js'
 import type { PushResult } from '../snapshot/push.js'
 import { isImageRef } from '../registry/reference.js'
 import { addRegistryOptions, registryClientOptions, type RegistryCliOptions } from './registry-options.js'
+import { repeatable } from './snapshot-options.js'
 import { discardIfCreated, ENDPOINT_HELP, STORE_HELP, storeFromOptions } from './store-options.js'
 import { action } from './run-command.js'
 import { progressBar } from './progress.js'
@@ -18,7 +20,13 @@ export function registerPush(program: Command): void {
     )
     .requiredOption('--store <url>', STORE_HELP)
     .option('--s3-endpoint <url>', ENDPOINT_HELP)
-    .option('--name <name>', 'name recorded in the revisions log (default: the directory or archive name)')
+    .option(
+      '--image <name:tag>',
+      "record this image name and tag for the snapshot (repeat for several), written last; a tag the store has moves to it. " +
+        "A layout's org.opencontainers.image.ref.name and an archive's RepoTags are not taken as names: give them here",
+      repeatable,
+    )
+    .option('--name <name>', 'name recorded in the revisions log (default: the first --image name, else the directory or archive name)')
     .option('--json', 'print a JSON summary instead of the bare ID')
     .option(
       '--platform <os/arch[/variant]>',
@@ -29,9 +37,10 @@ export function registerPush(program: Command): void {
     .argument('<dir>', 'directory (or archive file) to snapshot, or docker://HOST[:PORT]/REPO:TAG (or @sha256:…): an image streamed from a registry')
   addRegistryOptions(command)
   command.action(
-      action(async (dir: string, opts: { store: string; s3Endpoint?: string; name?: string; json?: true; platform?: string[] } & RegistryCliOptions) => {
+      action(async (dir: string, opts: { store: string; s3Endpoint?: string; image?: string[]; name?: string; json?: true; platform?: string[] } & RegistryCliOptions) => {
         const platforms = opts.platform?.flatMap((p) => p.split(',')).map((p) => parsePlatform(p))
-        if (isImageRef(dir)) return pushImageRef(dir, opts, platforms)
+        const images = opts.image?.map((i) => parseImageName(i))
+        if (isImageRef(dir)) return pushImageRef(dir, opts, platforms, images)
         const store = storeFromOptions(opts)
         // the workers boot (~0.1 s) while push's modules load; push closes them whatever happens
         const { poolFor } = await import('../ingest/worker-pool.js')
@@ -43,6 +52,7 @@ export function registerPush(program: Command): void {
             pool,
             ...(opts.name !== undefined ? { name: opts.name } : {}),
             ...(platforms ? { platforms } : {}),
+            ...(images ? { images } : {}),
             onLayersPlanned: (total) => bar.start(total, 'expand layers'),
             onLayerBytes: (n) => bar.add(n),
             onScanned: (total) => {
@@ -52,7 +62,7 @@ export function registerPush(program: Command): void {
             onBytes: (n) => bar.add(n),
           })
           bar.stop()
-          report(result, opts.json === true)
+          report(result, opts.json === true, images)
         } catch (err) {
           await discardIfCreated(store)
           throw err
@@ -65,12 +75,13 @@ export function registerPush(program: Command): void {
 }
 
 /** What push prints: the ID, or with --json a summary; and on stderr each layer blob kept raw. */
-function report(result: PushResult, json: boolean): void {
+function report(result: PushResult, json: boolean, images: ImageName[] | undefined): void {
   // a layer blob kept raw costs its bytes again: say which, and why
   for (const l of result.layerStorage ?? []) if ('raw' in l) process.stderr.write(`layer ${l.digest} stored raw: ${l.raw}\n`)
   if (json) {
     const { id, stats, layers, layerStorage, phases, revision } = result
-    process.stdout.write(JSON.stringify({ id, ...stats, ...(layers ? { layers } : {}), ...(layerStorage ? { layerStorage } : {}), phases, revision }) + '\n')
+    const named = images ? { images: images.map(formatImageName) } : {}
+    process.stdout.write(JSON.stringify({ id, ...stats, ...(layers ? { layers } : {}), ...(layerStorage ? { layerStorage } : {}), phases, revision, ...named }) + '\n')
   } else process.stdout.write(result.id + '\n')
 }
 
@@ -79,6 +90,7 @@ async function pushImageRef(
   given: string,
   opts: { store: string; s3Endpoint?: string; name?: string; json?: true } & RegistryCliOptions,
   platforms: Platform[] | undefined,
+  images: ImageName[] | undefined,
 ): Promise<void> {
   const { parseImageRef } = await import('../registry/reference.js')
   const ref = parseImageRef(given)
@@ -95,6 +107,7 @@ async function pushImageRef(
       {
         ...(opts.name !== undefined ? { name: opts.name } : {}),
         ...(platforms ? { platforms } : {}),
+        ...(images ? { images } : {}),
         onLayersPlanned: (total) => bar.start(total, 'fetch layers'),
         onLayerBytes: (n) => bar.add(n),
         onScanned: (total) => {
@@ -105,7 +118,7 @@ async function pushImageRef(
       },
     )
     bar.stop()
-    report(result, opts.json === true)
+    report(result, opts.json === true, images)
   } catch (err) {
     await discardIfCreated(store)
     throw err

@@ -1,6 +1,6 @@
 import type { Command } from '@commander-js/extra-typings'
 import type { DedupStats } from '../oci/dedup-stats.js'
-import { parseId } from '../format/id.js'
+import { parseSnapshotRef, resolveSnapshot } from '../store/resolve-snapshot.js'
 import { parsePlatform } from '../oci/platform.js'
 import { SnapdirError } from '../util/errors.js'
 import { integerOption } from './numbers.js'
@@ -15,7 +15,7 @@ export function registerStats(program: Command): void {
       'what the images of snapshots ID... (default: every image push the store records) cost stored, side by side:\n' +
         'in a registry (distinct layer blobs), deduplicated by whole layer, by whole file, and by chunk (what snapdir stores)',
     )
-    .argument('[ids...]', 'snapshot IDs of pushed image layouts')
+    .argument('[ids...]', 'snapshots of pushed images: IDs, unique prefixes of at least 8 hex digits, or image NAME:TAGs the store records')
     .requiredOption('--store <url>', STORE_HELP)
     .option('--s3-endpoint <url>', ENDPOINT_HELP)
     .option('--platform <os/arch[/variant]>', "the image of a multi-platform index to count (default: this machine's)")
@@ -24,14 +24,16 @@ export function registerStats(program: Command): void {
     .action(
       action(async (ids: string[], opts: { store: string; s3Endpoint?: string; platform?: string; jobs: string; json?: true }) => {
         const { dedupStats, imageSnapshotIds } = await import('../oci/dedup-stats.js')
-        const given = ids.map(parseId)
+        const given = ids.map(parseSnapshotRef)
         const jobs = integerOption('--jobs', opts.jobs, 1, 1024)
         const platform = opts.platform === undefined ? undefined : parsePlatform(opts.platform)
         const store = storeFromOptions(opts)
         const bar = progressBar('items')
         try {
           await store.open()
-          const chosen = given.length > 0 ? given : await imageSnapshotIds(store)
+          const chosen: string[] = []
+          for (const ref of given) chosen.push(await resolveSnapshot(store, ref))
+          if (given.length === 0) chosen.push(...(await imageSnapshotIds(store)))
           if (chosen.length === 0) throw new SnapdirError('ERR_IMAGE', `${store.url} records no push of an image layout; push one, or name snapshot IDs`)
           const stats = await dedupStats(store, chosen, {
             jobs,

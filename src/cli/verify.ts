@@ -1,25 +1,28 @@
 import type { Command } from '@commander-js/extra-typings'
-import { parseId } from '../format/id.js'
+import { resolveSnapshot } from '../store/resolve-snapshot.js'
 import { ENDPOINT_HELP, STORE_HELP, storeFromOptions } from './store-options.js'
 import { SnapdirError } from '../util/errors.js'
 import { action } from './run-command.js'
+import { ID_HELP, IMAGE_HELP, snapshotRefOf } from './snapshot-options.js'
 import { progressBar } from './progress.js'
 
 export function registerVerify(program: Command): void {
   program
     .command('verify')
-    .description('re-read and re-hash every object snapshot ID needs (an image: its expanded layers too); exit 1 naming any damaged object, its files and layer')
+    .description('re-read and re-hash every object a snapshot (--id or --image) needs (an image: its expanded layers too); exit 1 naming any damaged object, its files and layer')
     .requiredOption('--store <url>', STORE_HELP)
     .option('--s3-endpoint <url>', ENDPOINT_HELP)
-    .requiredOption('--id <id>', 'snapshot ID')
+    .option('--id <id>', ID_HELP)
+    .option('--image <name:tag>', IMAGE_HELP)
     .option('--json', 'print the result as JSON')
     .action(
-      action(async (opts: { store: string; s3Endpoint?: string; id: string; json?: true }) => {
+      action(async (opts: { store: string; s3Endpoint?: string; id?: string; image?: string; json?: true }) => {
         const { verify } = await import('../snapshot/verify.js')
-        const id = parseId(opts.id)
+        const ref = snapshotRefOf(opts)
         const store = storeFromOptions(opts)
         const bar = progressBar('items')
         try {
+          const id = await resolveSnapshot(store, ref)
           const r = await verify(store, id, { onPlan: (n) => bar.start(n, 'verify'), onChunk: () => bar.add(1) })
           bar.stop()
           const damaged = r.damaged.length + r.damagedLayers.length + r.damagedBlobs.length

@@ -195,7 +195,7 @@ function pickOne<T>(all: T[], image: string | undefined, holder: 'layout' | 'arc
   const describe = (): string => all.map(label).join(', ')
   if (image === undefined) {
     if (all.length === 1) return all[0]!
-    return fail(`the ${holder} holds ${all.length} images (${describe()}); pick one with --image`)
+    return fail(`the ${holder} holds ${all.length} images (${describe()}); pick one with --ref`)
   }
   return all.find((m) => names(m).includes(image)) ?? fail(`the ${holder} has no image ${JSON.stringify(image)} (it has ${describe()})`)
 }

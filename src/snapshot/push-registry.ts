@@ -23,6 +23,7 @@ import { buildFromContent, type ContentEntry } from '../ingest/build-from-conten
 import type { TreeEntry, Tree } from '../format/tree.js'
 import { treeSize } from '../format/tree.js'
 import { commitSnapshot } from '../store/commit.js'
+import type { ImageTag } from '../store/image-names.js'
 import { encodeTreeObject, readTree } from '../store/objects.js'
 import { listRevisions } from '../store/revisions.js'
 import { ensureStoreConfig } from '../store/store-config.js'
@@ -45,6 +46,8 @@ export interface RegistryPushSource {
 
 export interface RegistryPushOptions {
   name?: string
+  /** image names and tags to point at the snapshot, written last (store/image-names.ts) */
+  images?: ImageTag[]
   platforms?: Platform[]
   onLayersPlanned?: (totalBytes: number, layers: number) => void
   onLayerBytes?: (bytes: number) => void
@@ -165,6 +168,7 @@ async function pushLeased(store: Store, source: RegistryPushSource, options: Reg
     tree: encodeTreeObject(tree),
     layers: commitLayers(expanded),
     revision: { name: options.name ?? shownAs.replace(/^docker:\/\//, ''), size: treeSize(tree), source: shownAs },
+    ...(options.images ? { images: options.images } : {}),
     onStep: (step) => {
       if (step !== 'layer-trees') phase(step)
     },

@@ -7,6 +7,7 @@ import type { Platform } from '../oci/platform.js'
 import { commitSnapshot } from '../store/commit.js'
 import { encodeTreeObject } from '../store/objects.js'
 import { BackgroundFlush } from '../store/background-flush.js'
+import { imageNameKey, type ImageTag } from '../store/image-names.js'
 import type { LayerBlobStorage } from '../store/layer-refs.js'
 import type { Revision } from '../store/revisions.js'
 import { ensureStoreConfig } from '../store/store-config.js'
@@ -28,7 +29,10 @@ export interface PushResult {
 }
 
 export interface PushOptions {
+  /** the revision's name (default: the first image name given, else the directory or archive name) */
   name?: string
+  /** image names and tags to point at the snapshot, written last (store/image-names.ts) */
+  images?: ImageTag[]
   onScanned?: (totalBytes: number, entries: number) => void
   onBytes?: (bytes: number) => void
   /** an image layout's layers are expanded first: their total blob bytes, then each layer's as it is done */
@@ -53,6 +57,7 @@ export interface PushOptions {
  * bundle's), layer trees, layer refs, bundle tree, revision, with a flush between steps.
  */
 export async function push(store: Store, source: string, options: PushOptions = {}): Promise<PushResult> {
+  for (const n of options.images ?? []) imageNameKey(n) // a malformed name fails before any work
   // gc does not sweep from before the store is first looked at until the revision is written
   const lease = new WriterLease(store, `push of ${path.resolve(source)}`)
   try {
@@ -135,7 +140,8 @@ async function pushLeased(store: Store, source: string, options: PushOptions, le
   const revision = await commitSnapshot(store, {
     tree: encoded,
     ...(imageLayers ? { layers: imageLayers } : {}),
-    revision: { name: options.name ?? opened.name, size: treeSize(tree), source: path.resolve(source) },
+    revision: { name: options.name ?? options.images?.[0]?.name ?? opened.name, size: treeSize(tree), source: path.resolve(source) },
+    ...(options.images ? { images: options.images } : {}),
     // the layer trees and refs are one phase, as before
     onStep: (step) => {
       if (step !== 'layer-trees') phase(step)

@@ -2,7 +2,7 @@
 // order that keeps a crash harmless, each step flushed before the next names it:
 //
 //   tree parts -> flush -> layer trees, recipes -> flush -> layer refs -> flush -> the snapshot's tree
-//   -> flush -> revision -> flush
+//   -> flush -> revision -> flush -> image names and tags -> flush
 //
 // (a recipe names a layer tree, and is named by the layer ref and the snapshot's tree)
 //
@@ -13,6 +13,7 @@
 import type { Tree } from '../format/tree.js'
 import { encodeTreeObject, writeRecipe, writeTree, writeTreeParts, type EncodedObject, type EncodedTree } from './objects.js'
 import { writeLayerRef, type ImageLayer, type LayerBlobStorage } from './layer-refs.js'
+import { imageNameKey, writeImageName, type ImageTag } from './image-names.js'
 import { addRevision, type Revision } from './revisions.js'
 import type { Store } from './store.js'
 
@@ -30,7 +31,7 @@ export interface CommitLayer {
   ref: { digests: string[]; mediaType: string; recipes?: Record<string, string>; raw?: Record<string, string> } | null
 }
 
-export type CommitStep = 'layer-trees' | 'layer-refs' | 'tree' | 'revision'
+export type CommitStep = 'layer-trees' | 'layer-refs' | 'tree' | 'revision' | 'images'
 
 export interface SnapshotCommit {
   /** the snapshot's tree, encoded (or as another store holds it); its ID is the snapshot ID */
@@ -42,6 +43,12 @@ export interface SnapshotCommit {
   /** layer trees those recipes name that no layer of `layers` does, written with the layer trees */
   recipeTrees?: EncodedTree[]
   revision: Pick<Revision, 'name' | 'size' | 'source'>
+  /**
+   * image names and tags to point at the snapshot (image-names.ts), written last: a tag there means
+   * the snapshot and its revision are; a tag the store has already moves to this snapshot. With
+   * `created_at` (a sync copying the source's records), the record keeps it
+   */
+  images?: Array<ImageTag & { created_at?: string }>
   /** after each step is written and flushed; the layer steps only for an image */
   onStep?: (step: CommitStep) => void
 }
@@ -51,6 +58,7 @@ export interface SnapshotCommit {
  * stored and flushed already. Returns the revision written.
  */
 export async function commitSnapshot(store: Store, commit: SnapshotCommit): Promise<Revision> {
+  for (const n of commit.images ?? []) imageNameKey(n) // a malformed name fails before anything is written
   let image: Revision['image'] | undefined
   // every tree's parts first, in one step: a tree given decoded is encoded here, one at a time, and
   // only its root is kept (the parts are written)
@@ -100,5 +108,10 @@ export async function commitSnapshot(store: Store, commit: SnapshotCommit): Prom
   const revision = await addRevision(store, { id, ...commit.revision, ...(image ? { image } : {}) })
   await store.flush()
   commit.onStep?.('revision')
+  if (commit.images !== undefined && commit.images.length > 0) {
+    for (const n of commit.images) await writeImageName(store, { ...n, id })
+    await store.flush()
+    commit.onStep?.('images')
+  }
   return revision
 }

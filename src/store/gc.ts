@@ -1,7 +1,7 @@
 // Garbage collection: mark what the store's revisions need, sweep what nothing needs and is older
 // than the grace period (docs/FORMAT.md, "Deleting: rm and gc").
 //
-// Mark: every revision is a root; each snapshot's closure (closure.ts, the one walk verify and sync
+// Mark: every revision and every image name or tag (image-names.ts) is a root; each snapshot's closure (closure.ts, the one walk verify and sync
 // use) is its tree and parts, its layers' refs, trees and parts, its recipes and every chunk of all
 // of them. A layer ref no revision lists is not a root: a layer stays as long as an image uses it, and
 // an image removed with rm takes its layers with it at the next gc (once older than the grace).
@@ -17,6 +17,7 @@
 // A live layer ref that names a recipe being deleted (the blob of a removed image, same diff_id) is
 // rewritten without it first.
 import { SnapdirError } from '../util/errors.js'
+import { listImageNames, type ImageNameRecord } from './image-names.js'
 import { layerRefKey, LAYER_REFS, readLayerRef, type LayerRef } from './layer-refs.js'
 import { snapshotClosure } from './closure.js'
 import { isObjectDamage, objectDirectory, readRecipe, type ObjectKind } from './objects.js'
@@ -53,7 +54,7 @@ export interface GcOptions {
   /** objects nothing needs are deleted only when older than this (their mtime, S3's LastModified) */
   graceMs: number
   dryRun?: boolean
-  /** keep only the newest N revisions of each name; the others are removed first */
+  /** keep only the newest N revisions of each name (and every revision of a snapshot a tag names); the others are removed first */
   keepLast?: number
   /** a phase begins: marking (total: snapshots), sweeping (total: objects to delete) */
   onPhase?: (phase: 'mark' | 'sweep', total: number) => void
@@ -89,31 +90,44 @@ export async function gc(store: SweepStore, options: GcOptions): Promise<GcRepor
   const progress = options.onProgress ?? noProgress
 
   const first = await listRevisionRecords(store, onSkip)
-  const doomed = options.keepLast === undefined ? [] : olderThanLast(first, options.keepLast)
+  const firstNames = await listImageNames(store, onSkip)
+  // a tagged snapshot keeps its revisions: they list its layers, which would go without them
+  const tagged = new Set(firstNames.map((n) => n.id))
+  let doomed = options.keepLast === undefined ? [] : olderThanLast(first, options.keepLast).filter((r) => !tagged.has(r.revision.id))
   const doomedKeys = new Set(doomed.map((r) => r.key))
   const marks = new Marks()
   const liveRefs = new Set<string>()
-  const markAll = async (records: RevisionRecord[]): Promise<void> => {
+  const markAll = async (records: RevisionRecord[], names: ImageNameRecord[]): Promise<void> => {
     const kept = records.filter((r) => !doomedKeys.has(r.key))
     const revisions = kept.map((r) => r.revision)
     for (const r of revisions) for (const l of r.image?.layers ?? []) liveRefs.add(layerRefKey(l.diffId))
-    const ids = [...new Set(revisions.map((r) => r.id))].filter((id) => !marks.snapshots.has(id))
+    // roots: the snapshots revisions name and those tags name (one marking for both)
+    const ids = [...new Set([...revisions.map((r) => r.id), ...names.map((n) => n.id)])].filter((id) => !marks.snapshots.has(id))
     options.onPhase?.('mark', ids.length)
     for (const id of ids) {
       await markSnapshot(store, id, revisions, marks)
       progress(1)
     }
   }
-  await markAll(first)
+  await markAll(first, firstNames)
 
   let lease: Lease | null = null
   try {
     if (!dryRun) {
       lease = await acquireGcLease(store, options.onWait ? { onWait: options.onWait } : {})
       // pushes and syncs that ended while gc marked: their revisions are roots too
+      // and tags written or moved meanwhile, with the revisions of what they name
       const seen = new Set(first.map((r) => r.key))
       const added = (await listRevisionRecords(store, onSkip)).filter((r) => !seen.has(r.key))
-      if (added.length > 0) await markAll([...first, ...added])
+      const names = await listImageNames(store, () => {}) // warned once already
+      const retagged = names.filter((n) => !tagged.has(n.id))
+      if (retagged.length > 0) {
+        for (const n of retagged) tagged.add(n.id)
+        doomed = doomed.filter((r) => !tagged.has(r.revision.id))
+        doomedKeys.clear()
+        for (const r of doomed) doomedKeys.add(r.key)
+      }
+      if (added.length > 0 || retagged.length > 0) await markAll([...first, ...added], names)
     }
     return await sweep(store, { ...options, dryRun, cutoff, marks, liveRefs, doomed, started, progress })
   } finally {
@@ -147,7 +161,8 @@ async function markSnapshot(store: SweepStore, id: string, revisions: Revision[]
   marks.snapshots.add(id)
   const refuse = async (detail: string, cause?: unknown): Promise<SnapdirError | null> => {
     const now = await listRevisionRecords(store, () => {}) // warned once already
-    if (!now.some((r) => r.revision.id === id)) return null
+    const tags = await listImageNames(store, () => {})
+    if (!now.some((r) => r.revision.id === id) && !tags.some((n) => n.id === id)) return null
     return new SnapdirError('ERR_SNAPSHOT_DAMAGED', `gc: snapshot ${id} in ${store.url} cannot be read whole, nothing was deleted (snapdir verify --id ${id} says more): ${detail}`, {
       cause,
       data: { id, store: store.url },

@@ -22,8 +22,10 @@ export interface Revision {
   image?: { layers: ImageLayer[] }
 }
 
-/** Told about each record listRevisions skips; by default a line on stderr. */
-export type SkippedRevision = (key: string, reason: string) => void
+/** Told about each malformed record a listing of refs skips (its key, why); by default a line on stderr. */
+export type SkippedRecord = (key: string, reason: string) => void
+/** Told about each record listRevisions skips. */
+export type SkippedRevision = SkippedRecord
 
 const warnOnStderr: SkippedRevision = (key, reason) => {
   process.stderr.write(`snapdir: warning: skipping ${key}: ${reason}\n`)

@@ -2,6 +2,8 @@ import { describeClosureUsers } from '../store/chunk-users.js'
 import { getChunk } from '../store/chunks.js'
 import { snapshotClosure } from '../store/closure.js'
 import { commitSnapshot, type CommitLayer } from '../store/commit.js'
+import { formatImageName } from '../format/image-name.js'
+import { hasImageName, listImageNames, writeImageName, type ImageNameRecord } from '../store/image-names.js'
 import { isObjectDamage, objectKey } from '../store/objects.js'
 import { checkStoreFormat, ensureStoreConfig, readStoreConfig } from '../store/store-config.js'
 import type { Store } from '../store/store.js'
@@ -16,6 +18,11 @@ export interface SyncOptions {
   dryRun?: boolean
   onPlan?: (objects: number) => void
   onObject?: () => void
+  /**
+   * the source's image names and tags that name the snapshot, to write at the destination last (as
+   * the source has them: a tag there naming another snapshot moves); default: sync lists the source's
+   */
+  images?: ImageNameRecord[]
 }
 
 export interface SyncSummary {
@@ -25,6 +32,8 @@ export interface SyncSummary {
   alreadyComplete: boolean
   objects: { checked: number; copied: number; skipped: number }
   bytes: { copied: number; skipped: number }
+  /** the image names and tags written at the destination (NAME:TAG), or that a dry run would write */
+  images: string[]
 }
 
 /**
@@ -49,8 +58,9 @@ export async function sync(from: Store, to: Store, id: string, options: SyncOpti
 
 async function syncLeased(from: Store, to: Store, id: string, options: SyncOptions, lease: WriterLease): Promise<SyncSummary> {
   const dryRun = options.dryRun ?? false
-  const summary: SyncSummary = { id, dryRun, alreadyComplete: false, objects: { checked: 0, copied: 0, skipped: 0 }, bytes: { copied: 0, skipped: 0 } }
+  const summary: SyncSummary = { id, dryRun, alreadyComplete: false, objects: { checked: 0, copied: 0, skipped: 0 }, bytes: { copied: 0, skipped: 0 }, images: [] }
   await from.open()
+  const names = options.images ?? (await listImageNames(from)).filter((n) => n.id === id)
   // First, and alone: a tree at the destination proves the snapshot complete there, so a re-sync of
   // a complete snapshot costs this one request.
   const treeKey = objectKey('tree', id)
@@ -60,6 +70,16 @@ async function syncLeased(from: Store, to: Store, id: string, options: SyncOptio
     summary.objects.checked = 1
     summary.objects.skipped = 1
     summary.bytes.skipped = treeThere
+    // names the destination lacks (or has naming another snapshot) are all that may be left to write
+    const missing: ImageNameRecord[] = []
+    for (const n of names) if (!(await hasImageName(to, n))) missing.push(n)
+    summary.images = missing.map(formatImageName)
+    if (missing.length === 0 || dryRun) return summary
+    await lease.acquire()
+    // an rm that ran before the lease may have taken the snapshot: a name must not outlive it
+    if (!(await to.has(treeKey))) return syncLeased(from, to, id, options, lease)
+    for (const n of missing) await writeImageName(to, n)
+    await to.flush()
     return summary
   }
   await checkStoreFormat(from)
@@ -158,6 +178,7 @@ async function syncLeased(from: Store, to: Store, id: string, options: SyncOptio
     summary.objects.copied++
     summary.bytes.copied += tree.object!.length
   }
+  summary.images = names.map(formatImageName)
   if (dryRun) return summary
 
   // the destination cuts future pushes as the source does, if it has no config of its own yet
@@ -193,6 +214,7 @@ async function syncLeased(from: Store, to: Store, id: string, options: SyncOptio
     recipes: recipes.map((r) => ({ id: r.id, object: r.object! })),
     recipeTrees,
     revision: { name: origin?.name ?? id.slice(0, 12), size: closure.size, source: origin?.source ?? from.url },
+    images: names,
     onStep: (step) => {
       if (step === 'layer-trees') for (let i = 0; i < copied.length + recipes.length; i++) options.onObject?.()
     },

@@ -106,15 +106,15 @@ describe('choosing the image', () => {
     expect(notImage.status).toBe(1)
     expect(notImage.stderr).toMatch(/not an image: neither an OCI image layout .* nor a Docker archive/)
 
-    const noSuch = await snapdir(['mount', '--store', store, '--id', id, '--view', 'rootfs', '--image', 'nope', mountpoint()])
+    const noSuch = await snapdir(['mount', '--store', store, '--id', id, '--view', 'rootfs', '--ref', 'nope', mountpoint()])
     expect(noSuch.status).toBe(1)
     expect(noSuch.stderr).toContain(`has no image "nope" (it has ${TAG})`)
 
     const tagged = mountpoint()
-    await startMount(['--store', store, '--id', id, '--view', 'rootfs', '--image', TAG], tagged)
+    await startMount(['--store', store, '--id', id, '--view', 'rootfs', '--ref', TAG], tagged)
     expect(readFileSync(path.join(tagged, 'rootfs', 'opt', 'app', 'new'), 'utf8')).toBe('the only file of the opaque directory\n')
 
-    const misuse = await snapdir(['mount', '--store', store, '--id', id, '--image', TAG, mountpoint()])
+    const misuse = await snapdir(['mount', '--store', store, '--id', id, '--ref', TAG, mountpoint()])
     expect(misuse.status).toBe(2)
     const badPlatform = await snapdir(['mount', '--store', store, '--id', id, '--view', 'rootfs', '--platform', 'linux', mountpoint()])
     expect(badPlatform.status).toBe(2)

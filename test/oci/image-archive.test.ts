@@ -102,7 +102,7 @@ describe('push of an image archive', () => {
 
     const mnt = path.join(t, 'mnt')
     mkdirSync(mnt)
-    await startMount(['--store', store, '--id', id, '--view', 'rootfs', '--image', REPO_TAG], mnt)
+    await startMount(['--store', store, '--id', id, '--view', 'rootfs', '--ref', REPO_TAG], mnt)
     expect(manifest(path.join(mnt, 'rootfs'))).toBe(rootfs)
   })
 })

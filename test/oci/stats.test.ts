@@ -262,9 +262,13 @@ describe('snapdir stats', () => {
     expect(missing.stdout).toBe('')
     expect(missing.stderr).toContain(`snapshot ${unknown} is not in`)
 
-    const malformed = await snapdir(['stats', '--store', store, 'xyz'])
+    // what is not hex digits is an image name: one the store lacks, or one that is no name, exit 2
+    const unnamed = await snapdir(['stats', '--store', store, 'xyz'])
+    expect(unnamed.status).toBe(2)
+    expect(unnamed.stderr).toBe(`snapdir: no image xyz:latest in ${store} (snapdir revisions lists the names it records)\n`)
+    const malformed = await snapdir(['stats', '--store', store, 'x/Y!'])
     expect(malformed.status).toBe(2)
-    expect(malformed.stderr).toContain("malformed snapshot ID 'xyz'")
+    expect(malformed.stderr).toContain('malformed image name "x/Y!"')
   })
 
   it('refuses a store that does not exist, or a store URL it cannot read', async () => {
