@@ -34,8 +34,10 @@ export class FileStore extends StoreLifecycle implements SweepStore {
   /**
    * `writeback: false` leaves writing objects to disk to the kernel: for a store that is never
    * flushed (the disk cache), where starting it at once would only cost the writer's thread.
+   * `durable: false` makes flush() return at once: for a scratch store deleted when the command ends
+   * (snapdir id's), where syncing the whole file system would only wait on other programs' writes.
    */
-  constructor(readonly root: string, url = root, private readonly options: { writeback?: boolean } = {}) {
+  constructor(readonly root: string, url = root, private readonly options: { writeback?: boolean; durable?: boolean } = {}) {
     super()
     this.url = url
     this.spec = { url }
@@ -197,6 +199,7 @@ export class FileStore extends StoreLifecycle implements SweepStore {
   }
 
   async flush(): Promise<void> {
+    if (this.options.durable === false) return
     if (!native) return // without the addon there is no syncfs; rename order still protects against kills
     let fd: number | null = null
     try {
