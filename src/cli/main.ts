@@ -1,5 +1,6 @@
 import './thread-pool.js'
 import { Command, CommanderError } from '@commander-js/extra-typings'
+import { registerContainerd } from './containerd.js'
 import { registerDiff } from './diff.js'
 import { registerGc } from './gc.js'
 import { registerId } from './id.js'
@@ -30,7 +31,7 @@ const program = new Command()
     outputError: (str, write) => write(`snapdir: ${str.replace(/^error: /, '').trim()} (see --help)\n`),
   })
 
-for (const register of [registerPush, registerPull, registerSync, registerVerify, registerId, registerRevisions, registerRm, registerGc, registerStats, registerDiff, registerMount, registerUmount, registerSnapshotter]) register(program)
+for (const register of [registerPush, registerPull, registerSync, registerVerify, registerId, registerRevisions, registerRm, registerGc, registerStats, registerDiff, registerMount, registerUmount, registerSnapshotter, registerContainerd]) register(program)
 for (const cmd of program.commands) cmd.exitOverride()
 
 try {

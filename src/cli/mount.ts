@@ -10,9 +10,14 @@ import { FileStore } from '../store/file-store.js'
 import { integerOption } from './numbers.js'
 import { action } from './run-command.js'
 import { ENDPOINT_HELP, STORE_HELP, storeFromOptions } from './store-options.js'
-import { ID_HELP, IMAGE_HELP, snapshotRefOf } from './snapshot-options.js'
+import { ID_HELP, IMAGE_HELP, repeatable, snapshotRefOf } from './snapshot-options.js'
 
 const MiB = 1024 * 1024
+
+function parseDiffId(value: string): string {
+  if (!/^sha256:[0-9a-f]{64}$/.test(value)) throw new UsageError(`--layer ${value}: expected a diff_id, sha256: and 64 lowercase hex digits`)
+  return value
+}
 
 export function registerMount(program: Command): void {
   program
@@ -27,6 +32,11 @@ export function registerMount(program: Command): void {
     .option('--s3-endpoint <url>', ENDPOINT_HELP)
     .option('--id <id>', ID_HELP)
     .option('--image <name:tag>', IMAGE_HELP)
+    .option(
+      '--layer <diff_id>',
+      'instead of --id or --image: serve one expanded layer of a pushed image, by its diff_id, as an overlayfs lower directory; repeated, bottom first, the last is served and the ones below give the directories it implies their metadata',
+      repeatable,
+    )
     .addOption(
       new Option('--view <view>', 'tree: the snapshot as pushed; rootfs: an image flattened, /config.json and /rootfs/; layers: /config.json and /layers/N/ as overlayfs lower dirs')
         .choices(VIEWS)
@@ -45,14 +55,22 @@ export function registerMount(program: Command): void {
     .action(
       action(async (mountpoint: string, opts) => {
         const { Mount, describeMount } = await import('../mount/mount.js')
-        const ref = snapshotRefOf(opts)
+        const layer = opts.layer
+        if (layer !== undefined && (opts.id !== undefined || opts.image !== undefined)) throw new UsageError('--layer serves a layer, not a snapshot: give --layer, or --id or --image')
+        const ref = layer === undefined ? snapshotRefOf(opts) : null
         if (opts.view === 'tree' && (opts.ref !== undefined || opts.platform !== undefined)) {
           throw new UsageError('--ref and --platform pick the image of a rootfs or layers view; add --view rootfs or --view layers')
         }
-        const view: ViewOptions = {
-          view: opts.view,
-          ...(opts.ref !== undefined ? { image: opts.ref } : {}),
-          ...(opts.platform !== undefined ? { platform: parsePlatform(opts.platform) } : {}),
+        let view: ViewOptions
+        if (layer !== undefined) {
+          if (opts.view !== 'tree' || opts.ref !== undefined || opts.platform !== undefined) throw new UsageError('--layer serves one layer: it takes no --view, --ref or --platform')
+          view = { view: 'layer', chain: layer.map(parseDiffId) }
+        } else {
+          view = {
+            view: opts.view,
+            ...(opts.ref !== undefined ? { image: opts.ref } : {}),
+            ...(opts.platform !== undefined ? { platform: parsePlatform(opts.platform) } : {}),
+          }
         }
         const memoryBytes = integerOption('--memory-cache', opts.memoryCache, 1, 1 << 20) * MiB
         const cacheBytes = integerOption('--cache-size', opts.cacheSize, 1, 1 << 30) * MiB
@@ -81,7 +99,7 @@ export function registerMount(program: Command): void {
         let diskCache: DiskCache | null = null
         try {
           await store.open()
-          const id = await resolveSnapshot(store, ref)
+          const id = ref !== null ? await resolveSnapshot(store, ref) : view.view === 'layer' ? view.chain.at(-1)!.slice('sha256:'.length) : ''
           await (await import('../store/store-config.js')).checkStoreFormat(store)
           // a store on local disk needs no second copy of its chunks on local disk
           const wantCache = opts.cache && (opts.cacheDir !== undefined || !(store instanceof FileStore))

@@ -1,5 +1,7 @@
 import type { Command } from '@commander-js/extra-typings'
+import { integerOption } from './numbers.js'
 import { action } from './run-command.js'
+import { ENDPOINT_HELP, STORE_HELP, storeFromOptions } from './store-options.js'
 
 export function registerSnapshotter(program: Command): void {
   program
@@ -12,10 +14,18 @@ export function registerSnapshotter(program: Command): void {
         'then `ctr image pull --snapshotter snapdir …` and `ctr run --snapshotter snapdir …` use it. ' +
         "Snapshots are overlayfs directories under --root, made and mounted as containerd's overlayfs snapshotter makes them; " +
         'their metadata is on disk before each call answers, so a restart (or a kill) loses nothing containerd was told.\n\n' +
-        'Runs in the foreground; Ctrl-C or SIGTERM lets calls in flight finish, then exits.',
+        'With --store, a layer the store holds is not unpacked: when containerd prepares it (naming the snapshot it will ' +
+        'commit, as `snapdir containerd pull` and remote-snapshotter-aware clients do), the snapshot is committed at once ' +
+        'as a lazy FUSE mount of that layer, served by a `snapdir mount` process of its own that outlives a restart of the ' +
+        'snapshotter.\n\n' +
+        'Runs in the foreground; Ctrl-C or SIGTERM lets calls in flight finish, then exits (the layer mounts stay).',
     )
     .requiredOption('--root <dir>', 'where snapshots and their metadata live (created if missing)')
     .requiredOption('--address <socket>', 'the unix socket to serve on (a stale one there is replaced)')
+    .option('--store <url>', `serve the layers this store holds lazily; ${STORE_HELP}`)
+    .option('--s3-endpoint <url>', ENDPOINT_HELP)
+    .option('--cache-dir <dir>', "the layer mounts' shared chunk cache (default: snapdir mount's)")
+    .option('--timeout <seconds>', 'a layer read the store does not answer in time fails with EIO', '30')
     .option('--verbose', 'log every call with its outcome and time')
     .action(
       action(async (opts) => {
@@ -25,7 +35,26 @@ export function registerSnapshotter(program: Command): void {
         const log = (line: string) => process.stderr.write(`snapdir snapshotter: ${line}\n`)
         const root = path.resolve(opts.root)
         const address = path.resolve(opts.address)
-        const sn = await Snapshotter.open(root)
+        const timeout = integerOption('--timeout', opts.timeout, 1, 86400)
+        let layers
+        let store = null
+        if (opts.store !== undefined) {
+          const { LayerMounts } = await import('../snapshotter/layer-mounts.js')
+          store = storeFromOptions({ store: opts.store, ...(opts.s3Endpoint !== undefined ? { s3Endpoint: opts.s3Endpoint } : {}) })
+          // the store may be down now: layers already mounted still work, and each Prepare tries again
+          await store.open().catch((err: Error) => log(`store ${opts.store!} cannot be opened now: ${err.message}`))
+          const mountArgs = ['--timeout', String(timeout)]
+          if (opts.s3Endpoint !== undefined) mountArgs.push('--s3-endpoint', opts.s3Endpoint)
+          if (opts.cacheDir !== undefined) mountArgs.push('--cache-dir', path.resolve(opts.cacheDir))
+          layers = new LayerMounts(store, {
+            store: opts.store,
+            mountArgs,
+            command: [process.execPath, process.argv[1]!],
+            logDir: path.join(root, 'logs'),
+            timeoutMs: (timeout + 30) * 1000,
+          })
+        }
+        const sn = await Snapshotter.open(root, { ...(layers ? { layers } : {}), log })
         const server = await serveSnapshots(sn, address, opts.verbose ? log : () => {})
         log(`serving containerd's snapshots API on ${address} (root ${root})`)
         const signal = await new Promise<NodeJS.Signals>((resolve) => {
@@ -34,6 +63,7 @@ export function registerSnapshotter(program: Command): void {
         })
         log(`${signal}: finishing calls in flight`)
         await server.close()
+        await store?.close()
         log('stopped')
       }),
     )

@@ -2,6 +2,8 @@
 //   tree    the snapshot as pushed; for an OCI layout, the layout itself
 //   rootfs  /config.json (the image config) and /rootfs/, the layers flattened, whiteouts applied
 //   layers  /config.json and /layers/0, /layers/1, … bottom first, each as an overlayfs lower directory
+//   layer   one expanded layer alone, by its diff_id, as an overlayfs lower directory: what the
+//           containerd snapshotter mounts for each layer of an image it serves lazily
 // rootfs and layers need a pushed image layout: its layers were expanded into trees of their own on
 // push (oci/image-layers.ts), and a view is those trees put together, served like any snapshot.
 import { checkTreePaths } from '../format/tree-paths.js'
@@ -9,21 +11,32 @@ import { compareBytes, type Tree, type TreeEntry } from '../format/tree.js'
 import { flattenLayers, overlayLayers, underDirectory } from '../oci/flatten.js'
 import type { Platform } from '../oci/platform.js'
 import { resolveStoredImage } from '../oci/stored-image.js'
+import { readLayerRef } from '../store/layer-refs.js'
 import { readTree } from '../store/objects.js'
 import type { Store } from '../store/store.js'
 import { SnapdirError } from '../util/errors.js'
 
 import type { ViewName } from './view-names.js'
 
-export interface ViewOptions {
-  view: ViewName
-  /** which image of a layout holding several (ref name or manifest digest) */
-  image?: string
-  platform?: Platform
-}
+export type ViewOptions =
+  | {
+      view: ViewName
+      /** which image of a layout holding several (ref name or manifest digest) */
+      image?: string
+      platform?: Platform
+    }
+  | {
+      view: 'layer'
+      /**
+       * diff_ids, bottom first: the view is the last, the ones below it only give the directories it
+       * implies (a tar that names a/b/c but not a/) the metadata they have in the image
+       */
+      chain: string[]
+    }
 
-/** The tree a mount of snapshot `id` serves for `options`. */
+/** The tree a mount of snapshot `id` serves for `options` (`id` is unused for a layer). */
 export async function loadView(store: Store, id: string, options: ViewOptions): Promise<Tree> {
+  if (options.view === 'layer') return loadLayerView(store, options.chain)
   const bundle = await readTree(store, id)
   if (options.view === 'tree') return bundle
   const image = await resolveStoredImage(store, id, bundle, options)
@@ -41,4 +54,21 @@ export async function loadView(store: Store, id: string, options: ViewOptions): 
     throw new SnapdirError('ERR_TREE_MALFORMED', `the ${options.view} view of ${id}: ${why}`)
   })
   return { chunker: bundle.chunker, entries }
+}
+
+/** One layer of an image, by the diff_ids of it and the layers below it (bottom first). */
+async function loadLayerView(store: Store, chain: string[]): Promise<Tree> {
+  if (chain.length === 0) throw new SnapdirError('ERR_USAGE', 'a layer view needs the diff_id of the layer')
+  const layers = await Promise.all(
+    chain.map(async (diffId) => {
+      const ref = await readLayerRef(store, diffId)
+      if (ref === null) throw new SnapdirError('ERR_SNAPSHOT_NOT_FOUND', `layer ${diffId} is not in ${store.url} (no image pushed there has it)`, { data: { diffId, store: store.url } })
+      return readTree(store, ref.tree)
+    }),
+  )
+  const entries = overlayLayers(layers).at(-1)!
+  checkTreePaths(entries, (why) => {
+    throw new SnapdirError('ERR_TREE_MALFORMED', `the view of layer ${chain.at(-1)!}: ${why}`)
+  })
+  return { chunker: layers.at(-1)!.chunker, entries }
 }

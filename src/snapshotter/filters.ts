@@ -22,7 +22,7 @@ interface Selector {
 /** A parsed filter: a conjunction of selectors. */
 export type Filter = Selector[]
 
-/** Looks a field path up in an object: the value and whether it is there. */
+/** Looks a field path up in an object: the value ('' when absent) and whether it is there. */
 export type FieldLookup = (path: string[]) => { value: string; present: boolean }
 
 function invalid(filter: string, at: number, what: string): SnapdirError {
@@ -108,9 +108,9 @@ export function matchesFilter(filter: Filter, lookup: FieldLookup): boolean {
       case '==':
         return present && value === s.value
       case '!=':
-        return !present || value !== s.value
+        return value !== s.value
       case '~=':
-        return present && s.regex!.test(value)
+        return s.regex!.test(value)
     }
   })
 }

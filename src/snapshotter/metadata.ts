@@ -31,6 +31,8 @@ export interface SnapshotRecord {
   updated: Timestamp
   /** committed: its size and inodes, measured at commit */
   usage?: { size: number; inodes: number }
+  /** a lazy layer: fs/ is a FUSE mount of the last of these diff_ids (bottom first) from the store */
+  layer?: { chain: string[] }
 }
 
 interface MetadataFile {

@@ -6,13 +6,31 @@
 // Order on disk, so that a kill at any moment leaves nothing a restart cannot handle: a snapshot's
 // directories are made before its record is written, and removed after its record is gone; Cleanup
 // removes directories no record names (what such a kill left).
+//
+// Lazy layers (with a store): when containerd prepares the snapshot of an image layer and names the
+// snapshot it will commit (the label containerd.io/snapshot.ref, a chain ID), and the store holds a
+// layer whose chain on top of the parent's is that ID, the snapshot is committed at once as a FUSE
+// mount of the layer (layer-mounts.ts) and Prepare answers AlreadyExists: containerd then neither
+// fetches nor unpacks that layer (the remote snapshotter protocol stargz and nydus use).
 import { promises as fs } from 'node:fs'
 import path from 'node:path'
 import { SnapdirError } from '../util/errors.js'
 import { diskUsage, type Usage } from './disk-usage.js'
 import { matchesAny, parseFilter, type FieldLookup } from './filters.js'
 import { Metadata, now, type SnapshotKind, type SnapshotRecord, type Timestamp } from './metadata.js'
+import type { LayerMounts } from './layer-mounts.js'
 import { overlayMounts, type Mount } from './overlay-mounts.js'
+
+/** The label with which containerd names the committed snapshot a Prepare is for. */
+export const TARGET_LABEL = 'containerd.io/snapshot.ref'
+/** A label naming the layer's diff_id (snapdir containerd pull sets it): checked, and saves a listing. */
+export const DIFF_ID_LABEL = 'containerd.io/snapshot/snapdir.diff-id'
+
+export interface SnapshotterOptions {
+  /** lazy layers from a store; none: every layer is unpacked by containerd */
+  layers?: LayerMounts
+  log?: (line: string) => void
+}
 
 export interface SnapshotInfo {
   name: string
@@ -36,14 +54,44 @@ function checkLabels(labels: Record<string, string>): void {
 }
 
 export class Snapshotter {
+  /** ids of lazy layers being mounted, whose records are not written yet: Cleanup leaves them */
+  private readonly pending = new Set<string>()
+
   private constructor(
     readonly root: string,
     private readonly meta: Metadata,
+    private readonly options: SnapshotterOptions,
   ) {}
 
-  static async open(root: string): Promise<Snapshotter> {
+  /**
+   * Opens the snapshots under `root`. Lazy layers whose mounts are gone are mounted again; one that
+   * cannot be (the store is down) is logged and stays as it is, and the others work.
+   */
+  static async open(root: string, options: SnapshotterOptions = {}): Promise<Snapshotter> {
     await fs.mkdir(path.join(root, 'snapshots'), { recursive: true })
-    return new Snapshotter(root, await Metadata.open(root))
+    const sn = new Snapshotter(root, await Metadata.open(root), options)
+    await sn.restoreLayers()
+    return sn
+  }
+
+  private async restoreLayers(): Promise<void> {
+    const layers = this.options.layers
+    for (const r of this.meta.all()) {
+      if (r.layer === undefined) continue
+      const dir = path.join(this.dir(r.id), 'fs')
+      if (layers === undefined) {
+        this.options.log?.(`snapshot ${r.key} is a lazy layer, but no --store was given: it cannot be served`)
+        continue
+      }
+      if (await layers.isMounted(dir)) continue
+      try {
+        await layers.unmount(dir) // a dead FUSE mount (its process killed) is still in the way
+        await layers.mount(r.layer.chain, dir, r.id)
+        this.options.log?.(`mounted lazy layer ${r.layer.chain.at(-1)!} again for snapshot ${r.key}`)
+      } catch (err) {
+        this.options.log?.(`snapshot ${r.key} cannot be served now: ${(err as Error).message}`)
+      }
+    }
   }
 
   private dir(id: string): string {
@@ -85,6 +133,8 @@ export class Snapshotter {
   private async create(kind: 'active' | 'view', key: string, parent: string, labels: Record<string, string>): Promise<Mount[]> {
     if (key === '') throw new SnapdirError('ERR_INVALID_ARGUMENT', 'a snapshot needs a key')
     checkLabels(labels)
+    const target = labels[TARGET_LABEL]
+    if (kind === 'active' && target !== undefined && this.options.layers !== undefined) await this.lazyLayer(target, parent, labels)
     const record = await this.meta.update(async (draft) => {
       if (draft.snapshots.some((s) => s.key === key)) throw exists(key)
       let parentRecord: SnapshotRecord | undefined
@@ -109,6 +159,47 @@ export class Snapshotter {
       return r
     })
     return this.mountsOf(record)
+  }
+
+  /**
+   * When the store holds the layer containerd is about to unpack as `target`: commits `target` as a
+   * lazy mount of it and throws AlreadyExists, as containerd expects. Otherwise returns, and the
+   * Prepare goes on as usual.
+   */
+  private async lazyLayer(target: string, parent: string, labels: Record<string, string>): Promise<void> {
+    const layers = this.options.layers!
+    if (this.meta.get(target) !== undefined) throw exists(target)
+    let below: string[] = []
+    if (parent !== '') {
+      const p = this.meta.get(parent)
+      // a parent containerd unpacked itself: its diff_ids are not known here
+      if (p?.layer === undefined) return
+      below = p.layer.chain
+    }
+    const diffId = await layers.findLayer(below, target, labels[DIFF_ID_LABEL])
+    if (diffId === null) return
+    const chain = [...below, diffId]
+    const id = await this.meta.update((draft) => draft.next())
+    this.pending.add(id)
+    const dir = path.join(this.dir(id), 'fs')
+    try {
+      await fs.mkdir(dir, { recursive: true, mode: 0o755 })
+      await layers.mount(chain, dir, id)
+      await this.meta.update((draft) => {
+        if (draft.snapshots.some((s) => s.key === target)) throw exists(target)
+        const t = now()
+        const record: SnapshotRecord = { id, kind: 'committed', key: target, parent, labels: { ...labels }, created: t, updated: t, usage: { size: 0, inodes: 0 }, layer: { chain } }
+        draft.snapshots.push(record)
+      })
+    } catch (err) {
+      await layers.unmount(dir).catch(() => {})
+      await fs.rm(this.dir(id), { recursive: true, force: true }).catch(() => {})
+      throw err
+    } finally {
+      this.pending.delete(id)
+    }
+    this.options.log?.(`${target}: layer ${diffId} served lazily from the store`)
+    throw new SnapdirError('ERR_ALREADY_EXISTS', `snapshot ${target} already exists (layer ${diffId}, served from the store)`, { data: { key: target } })
   }
 
   async mounts(key: string): Promise<Mount[]> {
@@ -146,6 +237,7 @@ export class Snapshotter {
       draft.snapshots.splice(at, 1)
       return r
     })
+    if (removed.layer !== undefined) await this.options.layers?.unmount(path.join(this.dir(removed.id), 'fs'))
     await fs.rm(this.dir(removed.id), { recursive: true, force: true })
   }
 
@@ -202,7 +294,9 @@ export class Snapshotter {
       const known = new Set(draft.snapshots.map((s) => s.id))
       const removed: string[] = []
       for (const name of await fs.readdir(path.join(this.root, 'snapshots'))) {
-        if (known.has(name)) continue
+        if (known.has(name) || this.pending.has(name)) continue
+        // a lazy layer mounted by a call that was killed before its record was written
+        await this.options.layers?.unmount(path.join(this.dir(name), 'fs'))
         await fs.rm(this.dir(name), { recursive: true, force: true })
         removed.push(name)
       }
@@ -215,15 +309,15 @@ function infoOf(r: SnapshotRecord): SnapshotInfo {
   return { name: r.key, parent: r.parent, kind: r.kind, labels: { ...r.labels }, created: r.created, updated: r.updated }
 }
 
-/** The fields containerd's snapshot filters name: name, parent, kind, labels.KEY. */
+/** The fields containerd's snapshot filters name, present as containerd's adaptor has them (metadata/adaptors.go): name, parent and kind always, labels.KEY when set. */
 function lookupIn(r: SnapshotRecord): FieldLookup {
   return (p) => {
     const [field, ...rest] = p
     switch (field) {
       case 'name':
-        return rest.length === 0 ? { value: r.key, present: r.key !== '' } : { value: '', present: false }
+        return rest.length === 0 ? { value: r.key, present: true } : { value: '', present: false }
       case 'parent':
-        return rest.length === 0 ? { value: r.parent, present: r.parent !== '' } : { value: '', present: false }
+        return rest.length === 0 ? { value: r.parent, present: true } : { value: '', present: false }
       case 'kind':
         return rest.length === 0 ? { value: r.kind, present: true } : { value: '', present: false }
       case 'labels': {

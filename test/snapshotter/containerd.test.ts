@@ -3,25 +3,36 @@
 // snapshots, a container runs on them and sees the top layer's files and none that it deleted, a
 // snapshotter killed and started again serves the same snapshots, and removing the image removes
 // its snapshots and their directories.
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { requireTools, tool } from '../helpers/oci.js'
-import { tempDir } from '../helpers/cli.js'
+import { snapdir, snapdirOk, tempDir } from '../helpers/cli.js'
 import { startContainerd, startSnapshotter, type Containerd, type SnapshotterProcess } from '../helpers/snapshotter.js'
 
 const HELLO_C = `#include <stdio.h>
+#include <unistd.h>
 int main(int argc, char **argv) {
   FILE *f = fopen(argc > 1 ? argv[1] : "/etc/msg", "r");
   if (!f) { perror("open"); return 1; }
   char b[256]; size_t n = fread(b, 1, sizeof b - 1, f); b[n] = 0;
   printf("%s", b);
+  fflush(stdout);
+  if (argc > 2) pause(); /* "wait": a container that keeps running */
   return 0;
 }
 `
 
 /** A two-layer OCI image archive: a static program and two files, then one file changed and one deleted. */
 function buildImage(dir: string): string {
+  return path.join(buildLayout(dir), '..', 'hello.tar')
+}
+
+/** The image as an OCI layout (and beside it, hello.tar, the same as an archive). */
+function buildLayout(dir: string): string {
   writeFileSync(path.join(dir, 'hello.c'), HELLO_C)
   tool('gcc', ['-static', '-O2', '-o', path.join(dir, 'hello'), path.join(dir, 'hello.c')])
   const layout = path.join(dir, 'layout')
@@ -40,10 +51,18 @@ function buildImage(dir: string): string {
   rmSync(path.join(rootfs, 'etc', 'doomed'))
   tool('umoci', ['repack', '--image', `${layout}:v1`, bundle])
   tool('umoci', ['config', '--image', `${layout}:v1`, '--config.cmd', '/bin/hello'])
-  const archive = path.join(dir, 'hello.tar')
-  tool('tar', ['-C', layout, '-cf', archive, '.'])
-  return archive
+  tool('tar', ['-C', layout, '-cf', path.join(dir, 'hello.tar'), '.'])
+  return layout
 }
+
+/** A directory for a whole describe block (tempDir's go after each test), removed by its afterAll. */
+function suiteDir(): string {
+  return mkdtempSync(path.join(os.tmpdir(), 'snapdir-test-ctd-'))
+}
+
+/** Container IDs of this run: runc keeps its state machine-wide (/run/containerd/runc), so a container a killed run left must not be in the way. */
+const RUN = randomBytes(4).toString('hex')
+const cid = (name: string) => `${name}-${RUN}`
 
 let dir: string
 let sn: SnapshotterProcess
@@ -51,7 +70,7 @@ let ctd: Containerd
 
 beforeAll(async () => {
   requireTools('containerd', 'ctr', 'runc', 'umoci', 'gcc')
-  dir = tempDir()
+  dir = suiteDir()
   sn = await startSnapshotter(path.join(dir, 'sn'))
   ctd = await startContainerd(path.join(dir, 'containerd'), sn.address)
 }, 120_000)
@@ -59,6 +78,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await ctd?.stop()
   await sn?.stop()
+  rmSync(dir, { recursive: true, force: true })
 })
 
 /** Resolves once `ok` holds, trying again as each try ends (30 s at most): containerd's redial. */
@@ -89,10 +109,10 @@ describe('containerd with snapdir as its snapshotter', () => {
     expect(listed.some((l) => /^sha256:\S+\s+sha256:\S+\s+Committed/.test(l))).toBe(true)
 
     const run = (id: string, ...args: string[]) => ctd.ctrStatus(['run', '--rm', '--snapshotter', 'snapdir', 'test/hello:v1', id, ...args])
-    const first = run('c1')
+    const first = run(cid('c1'))
     expect(first.stderr).toBe('')
     expect(first.stdout).toBe('layer 2 says hi\n')
-    const deleted = run('c2', '/bin/hello', '/etc/doomed')
+    const deleted = run(cid('c2'), '/bin/hello', '/etc/doomed')
     expect(deleted.status).not.toBe(0)
     expect(deleted.stdout + deleted.stderr).toMatch(/No such file/)
 
@@ -102,7 +122,7 @@ describe('containerd with snapdir as its snapshotter', () => {
     // containerd's connection to the old socket failed; it dials again on its own backoff
     await answering(() => ctd.ctrStatus(['snapshots', '--snapshotter', 'snapdir', 'ls']).status === 0)
     expect(snapshots()).toEqual(listed)
-    expect(run('c3').stdout).toBe('layer 2 says hi\n')
+    expect(run(cid('c3')).stdout).toBe('layer 2 says hi\n')
 
     // the containers' active snapshots are gone with them; the image's go with the image
     ctd.ctr(['images', 'rm', '--sync', 'test/hello:v1'])
@@ -111,4 +131,71 @@ describe('containerd with snapdir as its snapshotter', () => {
     expect(left).toEqual([])
     expect(existsSync(path.join(sn.root, 'metadata.json'))).toBe(true)
   }, 240_000)
+})
+
+describe('containerd with snapdir serving layers lazily from a store', () => {
+  let lz: string
+  let lsn: SnapshotterProcess
+  let lctd: Containerd
+  const store = () => path.join(lz, 'store')
+  const fuseMounts = () =>
+    readFileSync('/proc/self/mounts', 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('fuse.snapdir') && l.includes(lz))
+
+  beforeAll(async () => {
+    lz = suiteDir()
+    lsn = await startSnapshotter(path.join(lz, 'sn'), ['--store', path.join(lz, 'store')])
+    lctd = await startContainerd(path.join(lz, 'containerd'), lsn.address)
+  }, 120_000)
+
+  afterAll(async () => {
+    lctd?.ctrStatus(['tasks', 'rm', '--force', cid('long')])
+    await lctd?.stop()
+    await lsn?.stop()
+    for (const line of fuseMounts()) spawnSync('umount', ['-l', line.split(' ')[1]!])
+    rmSync(lz, { recursive: true, force: true })
+  })
+
+  test('containerd pull commits every layer as a FUSE mount; a container runs, and keeps running across a snapshotter restart', async () => {
+    const layout = buildLayout(lz)
+    const id = (await snapdirOk(['push', '--store', store(), layout])).trim()
+    const pulled = JSON.parse(await snapdirOk(['containerd', 'pull', '--store', store(), '--id', id, '--address', lctd.address, '--json', 'test/lazy:v1'])) as {
+      layers: Array<{ lazy: boolean }>
+    }
+    expect(pulled.layers.map((l) => l.lazy)).toEqual([true, true])
+    // containerd fetched no layer: its content store has the manifest and config only
+    expect(lctd.ctr(['content', 'ls', '-q']).trim().split('\n')).toHaveLength(2)
+    expect(fuseMounts()).toHaveLength(2)
+    const run = lctd.ctrStatus(['run', '--rm', '--snapshotter', 'snapdir', 'test/lazy:v1', cid('l1')])
+    expect(run.stdout).toBe('layer 2 says hi\n')
+    expect(lctd.ctrStatus(['run', '--rm', '--snapshotter', 'snapdir', 'test/lazy:v1', cid('l2'), '/bin/hello', '/etc/doomed']).status).not.toBe(0)
+
+    // a container that keeps running while the snapshotter is killed and started again
+    lctd.ctr(['run', '-d', '--snapshotter', 'snapdir', 'test/lazy:v1', cid('long'), '/bin/hello', '/etc/msg', 'wait'])
+    await lsn.kill()
+    lsn = await startSnapshotter(path.join(lz, 'sn'), ['--store', store()])
+    expect(lsn.log()).not.toMatch(/mounted lazy layer .* again/) // the mounts outlived it
+    expect(lctd.ctr(['tasks', 'exec', '--exec-id', 'e1', cid('long'), '/bin/hello', '/etc/msg'])).toBe('layer 2 says hi\n')
+    await answering(() => lctd.ctrStatus(['snapshots', '--snapshotter', 'snapdir', 'ls']).status === 0)
+    lctd.ctr(['tasks', 'rm', '--force', cid('long')])
+    lctd.ctr(['containers', 'rm', cid('long')])
+
+    // the image removed: its snapshots go, and their mounts with them
+    lctd.ctr(['images', 'rm', '--sync', 'test/lazy:v1'])
+    expect(lctd.ctr(['snapshots', '--snapshotter', 'snapdir', 'ls']).trim().split('\n').slice(1)).toEqual([])
+    expect(fuseMounts()).toEqual([])
+    expect(readdirSync(path.join(lsn.root, 'snapshots'))).toEqual([])
+  }, 240_000)
+
+  test('a pull of an image the snapshotter cannot serve lazily fails naming why, and leaves no image', async () => {
+    const other = tempDir()
+    const layout = buildLayout(other)
+    const otherStore = path.join(other, 'store')
+    const id = (await snapdirOk(['push', '--store', otherStore, layout])).trim()
+    const r = await snapdir(['containerd', 'pull', '--store', otherStore, '--id', id, '--address', lctd.address, 'test/other:v1'])
+    expect(r.status).toBe(1)
+    expect(r.stderr).toMatch(/did not serve layer sha256:[0-9a-f]{64} lazily/)
+    expect(lctd.ctr(['images', 'ls', '-q'])).not.toContain('test/other')
+  }, 120_000)
 })

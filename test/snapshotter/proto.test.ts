@@ -25,9 +25,9 @@ function shape(def: protoLoader.PackageDefinition): { types: Record<string, stri
   const methods: Record<string, string> = {}
   for (const [name, value] of Object.entries(def as unknown as Loaded)) {
     if (!name.startsWith('containerd.')) continue
-    if (name.endsWith('.Snapshots')) {
+    if (/\.(Snapshots|Content|Images|Leases)$/.test(name)) {
       for (const [m, d] of Object.entries(value as Record<string, protoLoader.MethodDefinition<unknown, unknown>>)) {
-        methods[m] = `${d.path} ${d.requestStream} ${d.responseStream} ${(d.requestType.type as { name: string }).name} -> ${(d.responseType.type as { name: string }).name}`
+        methods[`${name}.${m}`] = `${d.path} ${d.requestStream} ${d.responseStream} ${(d.requestType.type as { name: string }).name} -> ${(d.responseType.type as { name: string }).name}`
       }
       continue
     }
@@ -49,8 +49,23 @@ test("our snapshots.proto is containerd's on the wire", (context) => {
     protoLoader.loadSync(THEIRS, { keepCase: true, includeDirs: [GOCODE, path.join(GOCODE, 'github.com/gogo/protobuf'), path.join(GOCODE, 'github.com/gogo/protobuf/protobuf')] }),
   )
   const ours = shape(protoLoader.loadSync('snapshots.proto', { keepCase: true, includeDirs: [PROTO_DIR] }))
-  expect(Object.keys(ours.methods).sort()).toEqual(['Cleanup', 'Commit', 'List', 'Mounts', 'Prepare', 'Remove', 'Stat', 'Update', 'Usage', 'View'])
+  expect(Object.keys(ours.methods).filter((m) => m.includes('.Snapshots.')).map((m) => m.split('.').at(-1)).sort()).toEqual(['Cleanup', 'Commit', 'List', 'Mounts', 'Prepare', 'Remove', 'Stat', 'Update', 'Usage', 'View'])
   expect(ours.methods).toEqual(theirs.methods)
   expect(Object.keys(theirs.types).length).toBeGreaterThanOrEqual(20)
   expect(ours.types).toEqual(theirs.types)
+})
+
+test("the parts of containerd's content, images and leases services that containerd pull uses are containerd's on the wire", (context) => {
+  const files = ['content', 'images', 'leases'].map((s) => path.join(GOCODE, `github.com/containerd/containerd/api/services/${s}/v1/${s}.proto`))
+  if (!files.every(existsSync)) {
+    console.warn(`SKIPPED: containerd's .proto files are missing (Debian package golang-github-containerd-containerd-dev; scripts/setup.sh installs it)`)
+    context.skip()
+  }
+  const include = { keepCase: true, includeDirs: [GOCODE, path.join(GOCODE, 'github.com/gogo/protobuf'), path.join(GOCODE, 'github.com/gogo/protobuf/protobuf')] }
+  const theirs = shape(protoLoader.loadSync(files, include))
+  const ours = shape(protoLoader.loadSync(['content.proto', 'images.proto', 'leases.proto'], { keepCase: true, includeDirs: [PROTO_DIR] }))
+  expect(Object.keys(ours.methods).length).toBeGreaterThanOrEqual(9)
+  // ours is a subset: each method and message we have is theirs exactly
+  for (const [m, d] of Object.entries(ours.methods)) expect([m, d]).toEqual([m, theirs.methods[m]])
+  for (const [t, d] of Object.entries(ours.types)) expect([t, d]).toEqual([t, theirs.types[t]])
 })

@@ -149,6 +149,8 @@ describe('snapdir snapshotter: the snapshots API', () => {
     const names = async (filters: string[]) => (await client.list(filters)).map((i) => i.name).filter((n) => n.startsWith('f')).sort()
     expect(await names([])).toEqual(['f1', 'f2-active', 'f3-view'])
     expect(await names(['parent==f1'])).toEqual(['f2-active', 'f3-view'])
+    // as containerd asks for the commit a lazy layer made (parent and name are always present)
+    expect(await names(['parent==""', 'name==f3-view'])).toEqual(['f1', 'f3-view'])
     expect(await names(['kind==committed'])).toEqual(['f1'])
     expect(await names(['labels."containerd.io/gc.root"'])).toEqual(['f1'])
     expect(await names(['labels.team==blue'])).toEqual(['f2-active'])
