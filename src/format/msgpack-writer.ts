@@ -25,10 +25,26 @@ export class MsgpackWriter {
     return Buffer.from(this.buf.subarray(0, this.pos))
   }
 
-  /** Bytes `start` to `end` that another writer wrote (already msgpack), appended as they are. */
-  copyFrom(other: MsgpackWriter, start: number, end: number): void {
-    this.room(end - start)
-    this.pos += other.buf.copy(this.buf, this.pos, start, end)
+  /** The size of the working buffer (grown as needed). */
+  get capacity(): number {
+    return this.buf.length
+  }
+
+  /** The bytes written so far, not copied: valid until the next write or reset. */
+  written(): Buffer {
+    return this.buf.subarray(0, this.pos)
+  }
+
+  /** Starts again from no bytes, keeping the working buffer. */
+  reset(): void {
+    this.pos = 0
+  }
+
+  /** Bytes that are already msgpack (written by another writer), appended as they are. */
+  raw(bytes: Uint8Array): void {
+    this.room(bytes.length)
+    this.buf.set(bytes, this.pos)
+    this.pos += bytes.length
   }
 
   private room(n: number): void {

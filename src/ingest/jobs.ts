@@ -5,7 +5,8 @@ import type { ChunkRef } from '../format/tree.js'
 /** One regular file to cut: where it is and what the scan saw. */
 export interface FileJob {
   index: number
-  source: Buffer
+  /** absolute path, raw bytes */
+  readonly source: Buffer
   size: number
   /** holes worth skipping (see worthSkippingHoles): walk data extents, never read the holes */
   sparse: boolean
@@ -19,6 +20,15 @@ export interface PackJob {
 
 /** What a worker is handed: one file cut on its own, or a group of small files cut together. */
 export type Job = FileJob | PackJob
+
+/**
+ * A job as plain data, for a worker thread: a structured clone copies own fields only, and push's
+ * jobs make their source path when asked for (a getter), not when queued.
+ */
+export function plainJob(job: Job): Job {
+  const file = (f: FileJob): FileJob => ({ index: f.index, source: f.source, size: f.size, sparse: f.sparse })
+  return 'files' in job ? { files: job.files.map(file) } : file(job)
+}
 
 export function jobBytes(job: Job): number {
   return 'files' in job ? job.files.reduce((a, f) => a + f.size, 0) : job.size

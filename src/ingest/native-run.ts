@@ -8,9 +8,9 @@ import { internalError, SnapdirError, sourceError } from '../util/errors.js'
 import { appendRef, type ChunkStats } from './chunk-sink.js'
 import { processInThisThread } from './file-processor.js'
 import { JobQueue } from './job-queue.js'
-import type { FileJob, FileResult, Job } from './jobs.js'
+import type { FileJob, Job } from './jobs.js'
 import { groupRefs, type GroupChunk } from './pack-groups.js'
-import { record, type PoolRun, type ProcessedFiles, type RunOptions } from './pool-run.js'
+import type { PoolRun, ProcessedFiles, RunOptions } from './pool-run.js'
 
 const { whole: KIND_WHOLE, inline: KIND_INLINE, group: KIND_GROUP } = CUT_JOB
 
@@ -43,7 +43,6 @@ export class NativeRun implements PoolRun {
   private inFlight = 0
   private sparseRun: Promise<void> | null = null
   private failure: unknown = null
-  private readonly results: FileResult[] = []
   private readonly stats: ChunkStats = { chunksWritten: 0, bytesWritten: 0 }
   private settle!: { resolve: (p: ProcessedFiles) => void; reject: (err: unknown) => void }
 
@@ -82,7 +81,7 @@ export class NativeRun implements PoolRun {
       // settles once the sparse files are done too: nothing is left writing after it
       void this.sparseRun.then(() => {
         if (this.failure !== null) this.settle.reject(this.failure)
-        else this.settle.resolve({ results: this.results, stats: this.stats })
+        else this.settle.resolve({ stats: this.stats })
       })
     } else if (this.failure !== null) this.settle.reject(this.failure)
   }
@@ -126,9 +125,9 @@ export class NativeRun implements PoolRun {
           pos += length
         }
         const refs = groupRefs(chunks, job.files.map((f) => f.size))
-        job.files.forEach((f, k) => record(this.results, { index: f.index, chunks: refs[k]! }, this.options))
+        job.files.forEach((f, k) => this.options.onResult?.({ index: f.index, chunks: refs[k]! }))
       } else if (triples[3 * j] === KIND_INLINE) {
-        record(this.results, { index: job.index, chunks: [], inline: r.inline.subarray(inlineAt, inlineAt + job.size) }, this.options)
+        this.options.onResult?.({ index: job.index, chunks: [], inline: r.inline.subarray(inlineAt, inlineAt + job.size) })
         inlineAt += job.size
       } else {
         const refs: ChunkRef[] = []
@@ -136,7 +135,7 @@ export class NativeRun implements PoolRun {
           const { id, length } = chunk(c + i)
           appendRef(refs, id, length, 1)
         }
-        record(this.results, { index: job.index, chunks: refs }, this.options)
+        this.options.onResult?.({ index: job.index, chunks: refs })
       }
       c += count
     })
@@ -159,7 +158,7 @@ export class NativeRun implements PoolRun {
     if (this.sparse.length === 0) return
     await Promise.resolve() // lets finish() hand out the batches first: the sparse files then hold this thread
     const { results, stats } = await processInThisThread(this.sparse, this.options.params, this.options.store, this.options.onBytes)
-    for (const r of results) if (r) record(this.results, r, this.options)
+    for (const r of results) if (r) this.options.onResult?.(r)
     this.stats.chunksWritten += stats.chunksWritten
     this.stats.bytesWritten += stats.bytesWritten
   }

@@ -14,9 +14,8 @@ export interface RunOptions {
   onResult?: (r: FileResult) => void
 }
 
+/** What a run did; each file's result went to RunOptions.onResult, and is not kept here (push drops each once used). */
 export interface ProcessedFiles {
-  /** by file index */
-  results: FileResult[]
   stats: ChunkStats
 }
 
@@ -32,8 +31,3 @@ export interface PoolRun {
   readonly done: Promise<ProcessedFiles>
 }
 
-/** Keeps a file's result, and tells the run's caller (RunOptions.onResult). */
-export function record(results: FileResult[], r: FileResult, options: RunOptions): void {
-  results[r.index] = r
-  options.onResult?.(r)
-}

@@ -7,9 +7,9 @@ import { internalError, SnapdirError } from '../util/errors.js'
 import type { ChunkStats } from './chunk-sink.js'
 import { processInThisThread } from './file-processor.js'
 import { JobQueue } from './job-queue.js'
-import type { FileResult, Job } from './jobs.js'
+import { plainJob, type FileResult, type Job } from './jobs.js'
 import { NativeRun, nativeRunApplies } from './native-run.js'
-import { record, type PoolRun, type ProcessedFiles, type RunOptions } from './pool-run.js'
+import type { PoolRun, ProcessedFiles, RunOptions } from './pool-run.js'
 import { fromWire, type FromWorker, type ToWorker } from './worker-protocol.js'
 
 const workerUrl = new URL('./chunk-worker.js', import.meta.url)
@@ -80,14 +80,13 @@ class WorkerRun implements PoolRun {
   private failed = false
   /** workers waiting for jobs, with what feeds them */
   private readonly idle = new Set<() => void>()
-  private readonly results: FileResult[] = []
   private readonly stats: ChunkStats = { chunksWritten: 0, bytesWritten: 0 }
 
   constructor(workers: Worker[], early: Array<Error | null>, private readonly options: RunOptions) {
     this.done = Promise.allSettled(workers.map((w, i) => this.drive(w, early[i] ?? null))).then((settled) => {
       const failed = settled.find((r) => r.status === 'rejected')
       if (failed) throw failed.reason
-      return { results: this.results, stats: this.stats }
+      return { stats: this.stats }
     })
     this.done.catch(() => {}) // awaited by the caller later, perhaps after a scan that failed first
   }
@@ -123,14 +122,14 @@ class WorkerRun implements PoolRun {
       const feed = (): void => {
         if (settled) return
         const b = this.failed ? [] : this.queue.take().jobs
-        if (b.length > 0) post({ type: 'jobs', jobs: b })
+        if (b.length > 0) post({ type: 'jobs', jobs: b.map(plainJob) })
         else if (this.finished || this.failed) post({ type: 'finish' })
         else this.idle.add(feed)
       }
       w.on('message', (m: FromWorker) => {
         if (m.type === 'ready') feed()
         else if (m.type === 'results') {
-          for (const r of m.results) record(this.results, revive(r), this.options)
+          for (const r of m.results) this.options.onResult?.(revive(r))
           this.options.onBytes?.(m.bytes)
           feed()
         } else if (m.type === 'finished') {
@@ -159,7 +158,7 @@ class InlineRun implements PoolRun {
     this.done = allAdded.then(async () => {
       const processed = await processInThisThread(this.jobs, options.params, options.store, options.onBytes)
       for (const r of processed.results) if (r) options.onResult?.(r)
-      return processed
+      return { stats: processed.stats }
     })
     this.done.catch(() => {})
   }

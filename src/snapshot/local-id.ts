@@ -4,7 +4,6 @@ import path from 'node:path'
 import { hashBytes } from '../chunk/hash.js'
 import { DEFAULT_CHUNKER, type ChunkerParams } from '../chunk/params.js'
 import { toHex } from '../format/id.js'
-import { TreeEncoder } from '../format/tree.js'
 import { buildSnapshot } from '../ingest/build-snapshot.js'
 import { poolFor } from '../ingest/worker-pool.js'
 import { openSource } from '../oci/image-source.js'
@@ -57,9 +56,9 @@ export async function localId(source: string, options: LocalIdOptions = {}): Pro
   }
   const pool = poolFor(null)
   try {
-    const encoder = new TreeEncoder() // entries are encoded as their files are cut (see push)
-    const { tree } = await buildSnapshot({ dir: opened.dir }, { params, pool, encoder })
-    return toHex(hashBytes(encoder.encode(tree).root))
+    // entries are encoded as their files are cut (see push)
+    const { tree } = await buildSnapshot({ dir: opened.dir }, { params, pool })
+    return toHex(hashBytes(tree.encode().root))
   } finally {
     await pool.close()
     await opened.remove()

@@ -1,6 +1,5 @@
 import path from 'node:path'
 import { loadObjectCodec } from '../format/object.js'
-import { TreeEncoder, treeSize } from '../format/tree.js'
 import type { ExpandedImageLayers } from '../oci/image-layers.js'
 import { openSource, type PushSource } from '../oci/image-source.js'
 import type { Platform } from '../oci/platform.js'
@@ -13,7 +12,7 @@ import type { Revision } from '../store/revisions.js'
 import { ensureStoreConfig } from '../store/store-config.js'
 import { WriterLease } from '../store/write-lease.js'
 import type { Store } from '../store/store.js'
-import { buildSnapshot, type BuildStats } from '../ingest/build-snapshot.js'
+import { buildSnapshot, type BuildStats, type BuiltSnapshot } from '../ingest/build-snapshot.js'
 import { poolFor, type WorkerPool } from '../ingest/worker-pool.js'
 
 export interface PushResult {
@@ -77,9 +76,7 @@ async function pushLeased(store: Store, source: string, options: PushOptions, le
   }
   // workers start loading while the source is scanned
   const pool = options.pool ?? poolFor(store)
-  // the tree's entries are encoded while files are still cut, not all after the last one
-  const encoder = new TreeEncoder()
-  let built
+  let built: BuiltSnapshot | null = null
   let opened: PushSource | null = null
   let expanded: ExpandedImageLayers | null = null
   try {
@@ -110,7 +107,6 @@ async function pushLeased(store: Store, source: string, options: PushOptions, le
         params,
         store,
         pool,
-        encoder,
         onScanned: (total, entries) => {
           options.onScanned?.(total, entries)
           // zstd, which the tree object is compressed with, loads while the files are cut, not after
@@ -126,13 +122,16 @@ async function pushLeased(store: Store, source: string, options: PushOptions, le
     await opened?.remove()
   }
   phase(opened.layers === null ? 'scan+chunks' : 'chunks')
-  const { tree, stats } = built
-  // the tree is encoded while the chunks it names are flushed; it is written only after
+  const { stats } = built
+  // the tree (its entries encoded while the files were cut) is put together while the chunks it
+  // names are flushed; it is written only after
   const flushing = store.flush()
   let encoded
   try {
-    encoded = encodeTreeObject(tree, encoder)
+    encoded = encodeTreeObject(built.tree)
   } finally {
+    // the entries' bytes are in the parts now: not held while they are written
+    built = null
     await flushing
   }
   phase('flush')
@@ -140,7 +139,7 @@ async function pushLeased(store: Store, source: string, options: PushOptions, le
   const revision = await commitSnapshot(store, {
     tree: encoded,
     ...(imageLayers ? { layers: imageLayers } : {}),
-    revision: { name: options.name ?? options.images?.[0]?.name ?? opened.name, size: treeSize(tree), source: path.resolve(source) },
+    revision: { name: options.name ?? options.images?.[0]?.name ?? opened.name, size: stats.logicalBytes, source: path.resolve(source) },
     ...(options.images ? { images: options.images } : {}),
     // the layer trees and refs are one phase, as before
     onStep: (step) => {

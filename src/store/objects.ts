@@ -1,7 +1,7 @@
 // Typed access to the immutable objects of a store: where each kind lives and how it is checked.
 import { decodeObject, encodeObject } from '../format/object.js'
 import { decodeRecipe, encodeRecipe, type Recipe } from '../format/recipe.js'
-import { assembleTree, decodeTreePart, decodeTreeRoot, TreeEncoder, type Tree, type TreeEntry } from '../format/tree.js'
+import { assembleTree, decodeTreePart, decodeTreeRoot, TreeEncoder, treeEncoderOf, type Tree, type TreeEntry } from '../format/tree.js'
 import { hashBytes } from '../chunk/hash.js'
 import { toHex } from '../format/id.js'
 import { forEachLimit } from '../util/concurrency.js'
@@ -43,11 +43,12 @@ export interface EncodedTree extends EncodedObject {
   parts?: EncodedObject[]
 }
 
-/** `encoder`: one that already holds some of the tree's entries (TreeEncoder). */
-export function encodeTreeObject(tree: Tree, encoder = new TreeEncoder()): EncodedTree {
+/** A tree, or its entries encoded already (TreeEncoder: push encodes them as its files are cut). */
+export function encodeTreeObject(tree: Tree | TreeEncoder): EncodedTree {
+  const encoder = tree instanceof TreeEncoder ? tree : treeEncoderOf(tree)
   // each part compressed as it is cut: only the stored forms are kept
   const parts: EncodedObject[] = []
-  const root = encoder.encodeParts(tree, (part, id) => parts.push({ id: toHex(id), object: encodeObject(part) }))
+  const root = encoder.encodeParts((part, id) => parts.push({ id: toHex(id), object: encodeObject(part) }))
   return { id: toHex(hashBytes(root)), object: encodeObject(root), parts }
 }
 
@@ -69,7 +70,7 @@ export async function writeTreeParts(store: Store, tree: EncodedTree): Promise<n
 }
 
 /** Stores a tree (encoding it first unless given encoded) unless the store has it; returns its ID. */
-export async function writeTree(store: Store, tree: Tree | EncodedTree): Promise<string> {
+export async function writeTree(store: Store, tree: Tree | TreeEncoder | EncodedTree): Promise<string> {
   const encoded = 'object' in tree ? tree : encodeTreeObject(tree)
   const key = objectKey('tree', encoded.id)
   if (await store.has(key)) return encoded.id

@@ -6,7 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { DEFAULT_CHUNKER } from '../../src/chunk/params.js'
-import type { Tree } from '../../src/format/tree.js'
+import { decodeTree, type Tree } from '../../src/format/tree.js'
 import { buildSnapshot } from '../../src/ingest/build-snapshot.js'
 import { scanDirectory } from '../../src/ingest/scan.js'
 import { checkImageLayout } from '../../src/oci/check-layout.js'
@@ -45,7 +45,7 @@ async function store(dir: string, refs: Array<{ diffId: string; digest: string }
   await s.open({ create: true })
   const { tree } = await buildSnapshot(await scanDirectory(dir), { params: DEFAULT_CHUNKER, store: s })
   for (const [i, r] of refs.entries()) await writeLayerRef(s, { diffId: r.diffId, digests: [r.digest], mediaType: OCI.layerGzip, tree: TREE(i + 1) })
-  return { store: s, bundle: tree }
+  return { store: s, bundle: decodeTree(tree.encode(), 'the bundle') }
 }
 
 function refsOf(img: TestImage): Array<{ diffId: string; digest: string }> {

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { DEFAULT_CHUNKER } from '../../src/chunk/params.js'
-import type { Tree } from '../../src/format/tree.js'
+import { decodeTree, type Tree } from '../../src/format/tree.js'
 import { buildSnapshot } from '../../src/ingest/build-snapshot.js'
 import { scanDirectory } from '../../src/ingest/scan.js'
 import { StoredBlobs } from '../../src/oci/stored-blobs.js'
@@ -22,7 +22,7 @@ async function stored(dir: string): Promise<{ store: MemoryStore; bundle: Tree }
   const s = new MemoryStore()
   await s.open({ create: true })
   const { tree } = await buildSnapshot(await scanDirectory(dir), { params: DEFAULT_CHUNKER, store: s })
-  return { store: s, bundle: tree }
+  return { store: s, bundle: decodeTree(tree.encode(), 'the bundle') }
 }
 
 async function plan(dir: string, options: { image?: string; platforms?: Array<{ os: string; architecture: string }> } = {}): Promise<TransferPlan> {

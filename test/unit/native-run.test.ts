@@ -5,7 +5,7 @@ import path from 'node:path'
 import { afterEach, expect, it } from 'vitest'
 import { DEFAULT_CHUNKER } from '../../src/chunk/params.js'
 import { decodeObject } from '../../src/format/object.js'
-import { encodeTree } from '../../src/format/tree.js'
+import { decodeTree } from '../../src/format/tree.js'
 import { buildSnapshot } from '../../src/ingest/build-snapshot.js'
 import { nativeRunApplies } from '../../src/ingest/native-run.js'
 import { FileStore } from '../../src/store/file-store.js'
@@ -33,7 +33,7 @@ function sourceTree(dir: string): void {
 async function snapshot(src: string, store: FileStore): Promise<Buffer> {
   await store.open({ create: true })
   const { tree } = await buildSnapshot({ dir: src }, { params: DEFAULT_CHUNKER, store })
-  const { root, parts } = encodeTree(tree)
+  const { root, parts } = tree.encode()
   return Buffer.concat([root, ...parts])
 }
 
@@ -77,7 +77,7 @@ it('stores a chunk that several batches write at the same moment (files with the
   const store = new FileStore(path.join(t, 'store'))
   await store.open({ create: true })
   const { tree } = await buildSnapshot({ dir: src }, { params: DEFAULT_CHUNKER, store })
-  const ids = new Set(tree.entries.flatMap((e) => e.chunks.map((c) => c.id.toString('hex'))))
+  const ids = new Set(decodeTree(tree.encode(), 'the tree').entries.flatMap((e) => e.chunks.map((c) => c.id.toString('hex'))))
   const stored = chunkFiles(store.root)
   expect([...ids].every((id) => stored.has(id)), 'every chunk the tree names is stored').toBe(true)
   expect([...stored.keys()].filter((name) => name.includes('.tmp-')), 'no temporary file left').toEqual([])

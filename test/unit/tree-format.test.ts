@@ -111,16 +111,27 @@ describe('tree encoding', () => {
     fc.assert(fc.property(withInline, (t) => encodeTree(t).root.equals(packr.pack(wire(t))) && encodeTree(t).parts.length === 0), { numRuns: 300 })
   })
 
-  it('gives the same bytes with any of its entries encoded ahead, in any order (as push does), in either format', () => {
+  it('gives the same bytes with its entries added in any order, each at its place (as push does), in either format', () => {
     fc.assert(
-      fc.property(arbTree, fc.array(fc.nat()), fc.constantFrom<1 | 2>(1, 2), (t, picks, format) => {
+      fc.property(arbTree, fc.nat(), fc.constantFrom<1 | 2>(1, 2), (t, seed, format) => {
         t.format = format
-        const encoder = new TreeEncoder(format)
-        for (const p of picks) encoder.add(t.entries[p % t.entries.length]!)
-        return sameBytes(encoder.encode(t), encodeTree(t))
+        const sorted = [...t.entries].sort((a, b) => Buffer.compare(a.path, b.path))
+        const order = sorted.map((_, i) => i).sort(() => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % 3) - 1)
+        const encoder = new TreeEncoder(t.chunker, format)
+        for (const i of order) encoder.add(sorted[i]!, i)
+        expect(encoder.count).toBe(sorted.length)
+        return sameBytes(encoder.encode(), encodeTree(t))
       }),
       { numRuns: 200 },
     )
+  })
+
+  it('refuses an entry added twice at one place, and a tree with a place never filled', () => {
+    const encoder = new TreeEncoder(DEFAULT_CHUNKER)
+    encoder.add(entry('', 'dir'), 0)
+    expect(() => encoder.add(entry('a', 'dir'), 0)).toThrow(/a second entry at position 0/)
+    encoder.add(entry('b', 'dir'), 2)
+    expect(() => encoder.encode()).toThrow(/entry 1 of 3 of a tree was never encoded/)
   })
 
   it('keeps nanosecond times, large sizes and non-UTF-8 names exactly', () => {
@@ -259,15 +270,61 @@ describe('format 2: a root naming parts', () => {
     expect(() => encodeTree({ ...tree([blob]), format: 1 })).toThrow(/format 1/)
   })
 
-  it('same tree, same ID: whatever the order given, and however entries were encoded ahead', () => {
+  it('gives the bytes docs/FORMAT.md describes, written with msgpackr (parts cut before an anchor or at 64 KiB)', () => {
+    const packr = new Packr({ useRecords: false, bundleStrings: false, moreTypes: false })
+    const wire = (e: TreeEntry): unknown[] => [
+      e.path, ENTRY_TYPES.indexOf(e.type), e.mode, e.uid, e.gid, e.mtimeSec, e.mtimeNsec, e.size, e.target, e.rdev,
+      [...e.xattrs].sort((a, b) => Buffer.compare(a[0], b[0])).flat(), e.chunks.flatMap((r) => [r.id, r.offset, r.length, r.count]),
+      ...(e.recipe === undefined ? [] : [Buffer.from(e.recipe, 'hex')]),
+    ]
+    const reference = (t: Tree): TreeBytes => {
+      const entries = [...t.entries].sort((a, b) => Buffer.compare(a.path, b.path))
+      const runs: TreeEntry[][] = []
+      let bytes = 0
+      for (const e of entries) {
+        const size = packr.pack(wire(e)).length
+        const anchor = hashBytes(e.path).readUInt32LE(4) % 64 === 0
+        if (runs.length === 0 || (runs.at(-1)!.length > 0 && (anchor || bytes + size > 64 * 1024))) {
+          runs.push([])
+          bytes = 0
+        }
+        runs.at(-1)!.push(e)
+        bytes += size
+      }
+      const parts = runs.map((r) => packr.pack(r.map(wire)))
+      const c = t.chunker
+      const root = packr.pack([
+        'snapdir-tree', 2, [c.min, c.avg, c.max, c.level, c.seed.toString(), c.inlineMax ?? 0, c.packMax ?? 0],
+        parts.flatMap((p, i) => [hashBytes(p), runs[i]!.length]),
+      ])
+      return { root, parts }
+    }
+    fc.assert(
+      fc.property(fc.array(fc.nat(3000), { minLength: 1, maxLength: 600 }), (refs) => {
+        // files of up to 3000 refs: parts cut at anchors and, now and then, at 64 KiB
+        const entries = [entry('d', 'dir'), ...refs.map((n, i) => {
+          const f = file(`d/${i}-${n}`, 1)
+          f.chunks = Array.from({ length: n % 7 === 0 ? n : n % 5 }, (_, k) => ({ id: Buffer.alloc(32, k % 256), offset: 0, length: 100, count: 1 }))
+          f.size = f.chunks.length * 100
+          return f
+        })]
+        return sameBytes(encodeTree(tree(entries)), reference(tree(entries)))
+      }),
+      { numRuns: 50 },
+    )
+  })
+
+  it('same tree, same ID: whatever the order given, and whatever order the entries were added in', () => {
     fc.assert(
       fc.property(fc.array(fc.nat(20_000), { minLength: 1, maxLength: 400 }), fc.nat(), (sizes, seed) => {
         const entries = [entry('d', 'dir'), ...sizes.map((n, i) => file(`d/${i}-${n}`, n))]
         const a = encodeTree(tree(entries))
-        const shuffled = [...entries].sort(() => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % 3) - 1)
-        const encoder = new TreeEncoder()
-        shuffled.filter((_, i) => i % 3 === 0).forEach((e) => encoder.add(e))
-        return sameBytes(a, encoder.encode(tree(shuffled)))
+        const t = tree(entries)
+        const sorted = [...t.entries].sort((x, y) => Buffer.compare(x.path, y.path))
+        const order = sorted.map((_, i) => i).sort(() => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % 3) - 1)
+        const encoder = new TreeEncoder(DEFAULT_CHUNKER)
+        for (const i of order) encoder.add(sorted[i]!, i)
+        return sameBytes(a, encoder.encode())
       }),
       { numRuns: 100 },
     )

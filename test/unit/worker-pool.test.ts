@@ -8,7 +8,7 @@ import { pathToFileURL } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { DEFAULT_CHUNKER } from '../../src/chunk/params.js'
 import { processInThisThread } from '../../src/ingest/file-processor.js'
-import type { FileJob, Job } from '../../src/ingest/jobs.js'
+import type { FileJob, FileResult, Job } from '../../src/ingest/jobs.js'
 import type { ProcessedFiles } from '../../src/ingest/pool-run.js'
 import type * as PoolModule from '../../src/ingest/worker-pool.js'
 import { ROOT, tempDir } from '../helpers/cli.js'
@@ -32,14 +32,24 @@ function fileJob(dir: string, index: number, name: string, content: Buffer): Fil
   return { index, source: Buffer.from(file), size: content.length, sparse: false }
 }
 
+/** A job whose path is made when asked for, as push's are (build-snapshot.ts): a getter, which a structured clone leaves out. */
+class LazyJob implements FileJob {
+  constructor(readonly index: number, private readonly dir: string, private readonly name: string, readonly size: number, readonly sparse = false) {}
+
+  get source(): Buffer {
+    return Buffer.from(path.join(this.dir, this.name))
+  }
+}
+
 /** Runs jobs through a pool of two workers, IDs only (no store); closes the pool. */
-async function runJobs(jobs: Job[]): Promise<ProcessedFiles> {
+async function runJobs(jobs: Job[]): Promise<ProcessedFiles & { results: FileResult[] }> {
   const pool = new WorkerPool(2)
+  const results: FileResult[] = []
   try {
-    const run = pool.start({ params: DEFAULT_CHUNKER, store: null })
+    const run = pool.start({ params: DEFAULT_CHUNKER, store: null, onResult: (r) => (results[r.index] = r) })
     run.add(jobs)
     run.finish()
-    return await run.done
+    return { ...(await run.done), results }
   } finally {
     await pool.close()
   }
@@ -60,9 +70,11 @@ describe('WorkerPool with worker threads', () => {
       { files: [fileJob(dir, 2, 'p0', bytes('p0', 5000)), fileJob(dir, 3, 'p1', bytes('p1', 60_000)), fileJob(dir, 4, 'p2', bytes('p2', 9000))] },
       fileJob(dir, 5, 'empty', Buffer.alloc(0)),
     ]
+    writeFileSync(path.join(dir, 'lazy'), bytes('lazy', 70_000))
+    jobs.push(new LazyJob(6, dir, 'lazy', 70_000), { files: [new LazyJob(7, dir, 'p1', 60_000)] })
     const threads = await runJobs(jobs)
     const here = await processInThisThread(jobs, DEFAULT_CHUNKER, null)
-    expect(threads.results).toHaveLength(6)
+    expect(threads.results).toHaveLength(8)
     expect(threads.results).toEqual(here.results)
   })
 
@@ -87,7 +99,7 @@ describe('WorkerPool with worker threads', () => {
     const run = pool.start({ params: DEFAULT_CHUNKER, store: null })
     expect(() => pool.start({ params: DEFAULT_CHUNKER, store: null })).toThrow(/worker pool has run already/)
     run.finish()
-    expect((await run.done).results).toEqual([])
+    expect(await run.done).toEqual({ stats: { chunksWritten: 0, bytesWritten: 0 } })
     const closing = pool.close()
     expect(pool.close()).toBe(closing)
     await closing
