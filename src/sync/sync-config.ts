@@ -9,6 +9,7 @@ import path from 'node:path'
 import semver from 'semver'
 import { LineCounter, isMap, isNode, isScalar, isSeq, parseDocument, type Document } from 'yaml'
 import { parsePlatform, type Platform } from '../oci/platform.js'
+import { isImageRef, parseImageRef, type ImageRef } from '../registry/reference.js'
 import { isErrno, UsageError } from '../util/errors.js'
 
 /** How a registry is reached: regsync's three TLS modes. */
@@ -254,10 +255,16 @@ class ConfigReader {
 
   private location(at: Path, value: unknown): Location {
     const text = this.string(at, value)
-    if (text.startsWith('docker://')) {
-      const ref = parseDockerRef(text.slice('docker://'.length))
-      if (ref === null) this.fail(at, 'docker://HOST[:PORT]/REPO[:TAG|@sha256:DIGEST] (a registry host, then a lower-case repository)', text)
-      return { kind: 'registry', text, ...ref }
+    if (isImageRef(text)) {
+      let ref: ImageRef
+      try {
+        ref = parseImageRef(text)
+      } catch (err) {
+        // the reference parser's reason, without its own "bad image reference" framing
+        const why = /^bad image reference ".*?": (.*?); expected /.exec((err as Error).message)?.[1] ?? (err as Error).message
+        return this.fail(at, `docker://HOST[:PORT]/REPO[:TAG|@sha256:DIGEST] (${why})`, text)
+      }
+      return { kind: 'registry', text, host: ref.registry, repository: ref.repository, ...(ref.tag !== undefined ? { tag: ref.tag } : {}), ...(ref.digest !== undefined ? { digest: ref.digest } : {}) }
     }
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(text) && !/^(file|s3|gs):\/\//i.test(text)) this.fail(at, EXPECTED_LOCATION, text)
     if (text.trim() === '') this.fail(at, EXPECTED_LOCATION, text)
@@ -366,15 +373,4 @@ function describe(v: unknown): string {
 /** A key naming a location exactly, to find duplicates and a target equal to its source. */
 export function locationKey(l: Location): string {
   return l.kind === 'store' ? `store ${l.url}` : `docker://${l.host}/${l.repository}${l.tag ? `:${l.tag}` : ''}${l.digest ? `@${l.digest}` : ''}`
-}
-
-/**
- * HOST[:PORT]/REPO[:TAG][@DIGEST] as the distribution spec names them (a host is required: no
- * implicit docker.io in a file that names where images go). Null when it is not one.
- */
-function parseDockerRef(s: string): { host: string; repository: string; tag?: string; digest?: string } | null {
-  const m = /^([a-zA-Z0-9.-]+(?::\d{1,5})?|\[[0-9a-fA-F:.]+\](?::\d{1,5})?)\/([a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)(?::([A-Za-z0-9_][A-Za-z0-9._-]{0,127}))?(?:@([a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-fA-F0-9]{32,}))?$/.exec(s)
-  if (m === null) return null
-  const [, host, repository, tag, digest] = m
-  return { host: host!, repository: repository!, ...(tag === undefined ? {} : { tag }), ...(digest === undefined ? {} : { digest }) }
 }

@@ -62,6 +62,11 @@ describe('a good config', () => {
     expect(s!.ids).toEqual(['a'.repeat(64)])
   })
 
+  test('docker://alpine is Docker Hub, as docker and skopeo read it', () => {
+    const c = parseSyncConfig('sync: [{source: docker://alpine, target: /x}]', 'f.yaml')
+    expect(c.entries[0]!.source).toMatchObject({ kind: 'registry', host: 'docker.io', repository: 'library/alpine' })
+  })
+
   test('JSON, tab-indented', () => {
     const c = parseSyncConfig('{\n\t"sync": [\n\t\t{"source": "docker://h:1/a@sha256:' + 'b'.repeat(64) + '", "target": "/x"}\n\t]\n}\n', 'sync.json')
     expect(c.entries[0]!.source).toMatchObject({ host: 'h:1', repository: 'a', digest: `sha256:${'b'.repeat(64)}` })
@@ -89,8 +94,8 @@ const BAD: Array<[string, string, RegExp]> = [
   ['no target', 'sync:\n  - source: docker://h/a\n', /^f\.yaml:2: sync\[0\]\.target: missing; expected a target \(or targets, a list\)$/],
   ['target and targets', 'sync:\n  - source: docker://h/a\n    target: /x\n    targets: [/y]\n', /^f\.yaml:4: sync\[0\]\.targets: expected target \(one\) or targets \(a list\), not both/],
   ['no source', 'sync:\n  - target: /x\n', /^f\.yaml:2: sync\[0\]\.source: missing; expected a source$/],
-  ['a source without a host', 'sync:\n  - source: docker://alpine\n    target: /x\n', /^f\.yaml:2: sync\[0\]\.source: expected docker:\/\/HOST\[:PORT\]\/REPO.*, got "docker:\/\/alpine"$/],
-  ['an upper-case repository', 'sync:\n  - source: docker://h/App\n    target: /x\n', /sync\[0\]\.source: expected docker:\/\/HOST/],
+  ['a bad tag', 'sync:\n  - source: docker://h.example/app:-x\n    target: /x\n', /^f\.yaml:2: sync\[0\]\.source: expected docker:\/\/HOST\[:PORT\]\/REPO\[:TAG\|@sha256:DIGEST\] \("-x" is not a tag .*\), got "docker:\/\/h\.example\/app:-x"$/],
+  ['an upper-case repository', 'sync:\n  - source: docker://h.example/App\n    target: /x\n', /sync\[0\]\.source: expected docker:\/\/HOST.*\("App" is not a repository name/],
   ['an unknown scheme', 'sync:\n  - source: docker://h/a\n    target: http://h/a\n', /^f\.yaml:3: sync\[0\]\.target: expected docker:\/\/HOST.*or a store .*, got "http:\/\/h\/a"$/],
   ['a number as target', 'sync:\n  - source: docker://h/a\n    targets: [/x, 5]\n', /^f\.yaml:3: sync\[0\]\.targets\[1\]: expected a string, got number 5$/],
   ['the same target twice', 'sync:\n  - source: docker://h/a\n    targets: [docker://g/a, docker://g/a]\n', /sync\[0\]\.targets\[1\]: expected each target once/],
