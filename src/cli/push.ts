@@ -85,8 +85,11 @@ function report(result: PushResult, json: boolean, images: ImageName[] | undefin
   } else process.stdout.write(result.id + '\n')
 }
 
-/** push of docker://…: the image streamed from the registry (snapshot/push-registry.ts). */
-async function pushImageRef(
+/**
+ * push of docker://…: the image streamed from the registry (snapshot/push-registry.ts), named in the
+ * store as HOST[:PORT]/REPO with its tag unless `images` says otherwise. Also sync's registry -> store.
+ */
+export async function pushImageRef(
   given: string,
   opts: { store: string; s3Endpoint?: string; name?: string; json?: true } & RegistryCliOptions,
   platforms: Platform[] | undefined,
@@ -107,7 +110,7 @@ async function pushImageRef(
       {
         ...(opts.name !== undefined ? { name: opts.name } : {}),
         ...(platforms ? { platforms } : {}),
-        ...(images ? { images } : {}),
+        ...(images ? { images } : tag !== undefined ? { images: [{ name: `${ref.registry}/${ref.repository}`, tag }] } : {}),
         onLayersPlanned: (total) => bar.start(total, 'fetch layers'),
         onLayerBytes: (n) => bar.add(n),
         onScanned: (total) => {

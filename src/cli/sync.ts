@@ -3,26 +3,47 @@ import { parseImageName } from '../format/image-name.js'
 import { parseSnapshotId, resolveSnapshot } from '../store/resolve-snapshot.js'
 import { storeFromUrl } from '../store/open-store.js'
 import { integerOption } from './numbers.js'
+import { addRegistryOptions, registryClientOptions, type RegistryCliOptions } from './registry-options.js'
 import { discardIfCreated } from './store-options.js'
 import { progressBar } from './progress.js'
 import { action } from './run-command.js'
 import { UsageError } from '../util/errors.js'
 import { repeatable } from './snapshot-options.js'
+import { parsePlatform } from '../oci/platform.js'
+
+interface SyncFlags extends RegistryCliOptions {
+  id: string[]
+  image?: string[]
+  all?: true
+  from?: string
+  to?: string
+  config?: string
+  jobs?: string
+  dryRun?: true
+  json?: true
+  s3Endpoint?: string
+  fromS3Endpoint?: string
+  toS3Endpoint?: string
+  fromProfile?: string
+  toProfile?: string
+  platform: string[]
+}
 
 export function registerSync(program: Command): void {
-  program
+  const command = program
     .command('sync')
     .description(
-      'copy snapshots from one store to another, streaming, skipping what --to already has; every chunk re-hashed in transit. ' +
-        'The image names and tags the source records for a snapshot come with it, written last (a tag --to has moves to it)',
+      'copy snapshots from one store to another, or an image between a store and a registry or registry to registry (docker://HOST[:PORT]/REPO[:TAG]), ' +
+        'streaming, skipping what --to already has; every chunk and blob re-hashed in transit. ' +
+        'The image names and tags the source store records for a snapshot come with it, written last (a tag --to has moves to it)',
     )
     .option('--id <id>', 'snapshot ID or a unique prefix of at least 8 hex digits (repeat for several, synced in the order given)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--image <name:tag>', 'an image name and tag the source records (repeat for several; after the --id ones)', repeatable)
     .option('--all', 'every snapshot the source lists in its revisions, oldest first')
-    .option('--from <url>', 'source store: a path, file:///path, s3://bucket/prefix or gs://bucket/prefix')
-    .option('--to <url>', 'destination store (created if missing)')
+    .option('--from <url>', 'source: a store (a path, file:///path, s3://bucket/prefix or gs://bucket/prefix) or an image docker://HOST[:PORT]/REPO[:TAG|@DIGEST]')
+    .option('--to <url>', 'destination: a store (created if missing) or docker://HOST[:PORT]/REPO[:TAG] (default tag: the source\'s)')
     .option('--config <file>', 'many sources to many targets, as a YAML or JSON file says (docs/sync-config.md); no --from, --to, --id')
-    .option('--platform <os/arch[/variant]>', 'with --config: copy only these platforms of multi-platform images (repeat for several; replaces the platforms in the file)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--platform <os/arch[/variant]>', 'with --config or a docker:// destination: copy only these platforms of multi-platform images (repeat for several; with --config, replaces the platforms in the file)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--jobs <n>', 'objects checked or copied at once (with --config: images at once, default 4 or the file\'s defaults.jobs)')
     .option('--dry-run', 'report what would be copied; write nothing')
     .option('--json', 'print a JSON summary (objects and bytes checked, copied, skipped)')
@@ -31,17 +52,18 @@ export function registerSync(program: Command): void {
     .option('--to-s3-endpoint <url>', 'endpoint for the destination only')
     .option('--from-profile <name>', 's3:// or gs:// source: sign with this profile of the AWS config files (default: AWS_PROFILE, the environment)')
     .option('--to-profile <name>', 's3:// or gs:// destination: sign with this profile (a sync between providers needs one set of keys each)')
-    .action(
-      action(async (opts: { id: string[]; image?: string[]; all?: true; from?: string; to?: string; config?: string; platform: string[]; jobs?: string; dryRun?: true; json?: true; s3Endpoint?: string; fromS3Endpoint?: string; toS3Endpoint?: string; fromProfile?: string; toProfile?: string }) => {
+  addRegistryOptions(command).action(
+      action(async (opts: SyncFlags) => {
         if (opts.config !== undefined) {
           const extra = (['from', 'to', 'all', 'image', 'fromS3Endpoint', 'toS3Endpoint', 'fromProfile', 'toProfile'] as const).find((k) => opts[k] !== undefined)
           if (extra !== undefined || opts.id.length > 0) throw new UsageError(`--config names the sources and targets; give it without --${(extra ?? 'id').replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`)
           const { syncFromConfig } = await import('./sync-config.js')
           return syncFromConfig({ ...opts, config: opts.config })
         }
-        if (opts.platform.length > 0) throw new UsageError('--platform is for --config (a store snapshot is copied whole)')
         if (opts.from === undefined) throw new UsageError("required option '--from <url>' (or --config) not specified")
         if (opts.to === undefined) throw new UsageError("required option '--to <url>' (or --config) not specified")
+        if (opts.from.startsWith('docker://') || opts.to.startsWith('docker://')) return syncImage({ ...opts, from: opts.from, to: opts.to })
+        if (opts.platform.length > 0) throw new UsageError('--platform is for --config or a docker:// destination (a store snapshot is copied whole)')
         const { sync } = await import('../sync/sync.js')
         const { listRevisions } = await import('../store/revisions.js')
         const { listImageNames } = await import('../store/image-names.js')
@@ -99,4 +121,66 @@ export function registerSync(program: Command): void {
         }
       }),
     )
+}
+
+/**
+ * A sync with a registry on either side: registry to registry streams blob to blob, a store to a
+ * registry sends one snapshot's image (pull docker://), a registry into a store is a push from it.
+ */
+async function syncImage(opts: SyncFlags & { from: string; to: string }): Promise<void> {
+  const { parseImageRef } = await import('../registry/reference.js')
+  const { imageName, printSend, sendProgress } = await import('./image-send.js')
+  if (opts.all) throw new UsageError('--all lists the snapshots of a store; with a registry, sync one image at a time')
+  if (opts.dryRun) throw new UsageError('--dry-run is for a sync between stores')
+  const jobs = integerOption('--jobs', opts.jobs ?? '4', 1, 64)
+  const platforms = opts.platform.map((p) => parsePlatform(p))
+  const { RegistryClient } = await import('../registry/client.js')
+  const fromRegistry = opts.from.startsWith('docker://')
+  const toRegistry = opts.to.startsWith('docker://')
+  if (!toRegistry) {
+    // a registry into a store is a push from the registry, as `push --store TO FROM` does it
+    if (opts.id.length > 0 || (opts.image ?? []).length > 0) throw new UsageError('--id and --image name snapshots of a store; a registry source is named by its docker:// reference')
+    const { pushImageRef } = await import('./push.js')
+    const s3Endpoint = opts.toS3Endpoint ?? opts.s3Endpoint
+    return pushImageRef(opts.from, { ...opts, store: opts.to, ...(s3Endpoint !== undefined ? { s3Endpoint } : {}) }, platforms.length > 0 ? platforms : undefined, undefined)
+  }
+  const to = parseImageRef(opts.to)
+  const dest = new RegistryClient(to.registry, registryClientOptions(opts, 'destination'))
+  const progress = sendProgress('sync')
+  try {
+    if (fromRegistry) {
+      if (opts.id.length > 0) throw new UsageError('--id names a snapshot of a store; a registry source is named by its docker:// reference')
+      const { copyImage } = await import('../sync/copy-image.js')
+      const from = parseImageRef(opts.from)
+      const source = new RegistryClient(from.registry, registryClientOptions(opts, 'source'))
+      try {
+        // the destination's tag is the source's unless it names its own
+        const tag = to.tag ?? (to.digest === undefined ? from.tag : undefined)
+        const reference = tag ?? to.digest ?? from.digest ?? 'latest'
+        const summary = await copyImage(source, { repository: from.repository, reference: from.reference }, dest, { repository: to.repository, reference }, { jobs, platforms, ...progress.options })
+        progress.stop()
+        printSend(imageName(to.registry, to.repository, tag), summary, opts.json === true)
+      } finally {
+        await source.close()
+      }
+      return
+    }
+    const given = [...opts.id.map((id) => parseSnapshotId(id)), ...(opts.image ?? []).map((i) => ({ image: parseImageName(i) }))]
+    if (given.length !== 1) throw new UsageError('a sync from a store into a registry sends one snapshot: give --id or --image once')
+    const { sendStoredImage } = await import('../sync/send-stored-image.js')
+    const store = storeFromUrl(opts.from, { role: 'source', ...(opts.fromS3Endpoint ?? opts.s3Endpoint ? { s3Endpoint: (opts.fromS3Endpoint ?? opts.s3Endpoint)! } : {}), ...(opts.fromProfile !== undefined ? { profile: opts.fromProfile } : {}) })
+    try {
+      const target = { repository: to.repository, ...(to.tag !== undefined ? { tag: to.tag } : {}), ...(to.digest !== undefined ? { digest: to.digest } : {}) }
+      await store.open()
+      const id = await resolveSnapshot(store, given[0]!)
+      const summary = await sendStoredImage(store, id, dest, target, { jobs, platforms, ...progress.options })
+      progress.stop()
+      printSend(imageName(to.registry, to.repository, to.tag), summary, opts.json === true)
+    } finally {
+      await store.close()
+    }
+  } finally {
+    progress.stop()
+    await dest.close()
+  }
 }

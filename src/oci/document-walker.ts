@@ -65,18 +65,29 @@ export function indexEntries(index: Record<string, unknown>, name: string): List
   })
 }
 
+/** How a walk reads manifests. */
+export interface WalkOptions {
+  /**
+   * An artifact (image-spec v1.1: a manifest with an artifactType or a subject, as signatures and
+   * SBOMs are) may have a config and layers of any media type; they are blobs to copy, not a file
+   * system. Only a copy between registries reads them so.
+   */
+  artifacts?: boolean
+}
+
 /** The config and layers of an image manifest (`name` as documentName gives it). */
-export function manifestParts(manifest: Record<string, unknown>, name: string): ManifestParts {
+export function manifestParts(manifest: Record<string, unknown>, name: string, options: WalkOptions = {}): ManifestParts {
+  const artifact = options.artifacts === true && (manifest.artifactType !== undefined || manifest.subject !== undefined)
   const configDescriptor = descriptorAt(manifest.config, `config of ${name}`)
   const config = { descriptor: configDescriptor, what: `config ${formatDigest(configDescriptor.digest)} of ${name}` }
-  if (!CONFIG_TYPES.has(configDescriptor.mediaType)) {
+  if (!artifact && !CONFIG_TYPES.has(configDescriptor.mediaType)) {
     throw new LayoutProblem(`${config.what} has media type ${quote(configDescriptor.mediaType)}, which is not a known config media type`)
   }
   if (!Array.isArray(manifest.layers)) throw new LayoutProblem(`${name} has no layers list`)
   const layers = manifest.layers.map((value: unknown, i) => {
     const descriptor = descriptorAt(value, `layers[${i}] of ${name}`)
     const what = `layer ${formatDigest(descriptor.digest)} of ${name}`
-    if (!LAYER_TYPES.has(descriptor.mediaType)) {
+    if (!artifact && !LAYER_TYPES.has(descriptor.mediaType)) {
       throw new LayoutProblem(`${what} has media type ${quote(descriptor.mediaType)}, which is not a known layer media type`)
     }
     return { descriptor, what }
@@ -120,7 +131,7 @@ export interface LayoutVisitor {
  * a layout, or a manifest a registry gave), each distinct blob once, breadth first (a queue rather
  * than recursion, so nesting depth costs no stack), and hands each to `visitor`.
  */
-export async function walkLayout(blobs: BlobReader, visitor: LayoutVisitor, from?: readonly ListedRef[]): Promise<void> {
+export async function walkLayout(blobs: BlobReader, visitor: LayoutVisitor, from?: readonly ListedRef[], options: WalkOptions = {}): Promise<void> {
   const seen = new Set<string>()
   const pending = from ? [...from] : indexEntries(await readIndexJson(blobs), INDEX_FILE)
   for (let next = pending.shift(); next; next = pending.shift()) {
@@ -134,7 +145,7 @@ export async function walkLayout(blobs: BlobReader, visitor: LayoutVisitor, from
       await visitor.index?.(next, entries)
       pending.push(...entries)
     } else {
-      await visitor.manifest?.(next, manifestParts(document, name))
+      await visitor.manifest?.(next, manifestParts(document, name, options))
     }
   }
 }

@@ -52,12 +52,14 @@ export async function resolveStoredImage(store: ReadStore, id: string, bundle: T
  * The entry of index.json that `image` names (a ref name or a manifest digest), or its only one, as
  * it is listed: what is sent to a registry, whole (every platform of an index).
  */
-export async function storedImageEntry(store: ReadStore, id: string, bundle: Tree, image?: string): Promise<ListedRef> {
+export async function storedImageEntry(store: ReadStore, id: string, bundle: Tree, select: { image?: string; tag?: string } = {}): Promise<ListedRef> {
   try {
     if (storedDockerArchive(store, bundle)) {
       fail(`a Docker archive has no manifests of its own to send to a registry; pull it with --tar --format oci-archive and push that layout`)
     }
-    return pickImage(await storedLayout(store, bundle).top(), image)
+    const top = await storedLayout(store, bundle).top()
+    // a layout of several images: the one listed under the tag it is sent to, unless one is named
+    return pickImage(top, select.image ?? (top.length > 1 ? select.tag : undefined))
   } catch (err) {
     throw storedImageError(err, id)
   }

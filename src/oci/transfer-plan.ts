@@ -49,6 +49,8 @@ export interface TransferOptions {
    * digest the source gives it); several send an index listing only them.
    */
   platforms?: readonly Platform[]
+  /** read artifacts' manifests (signatures, SBOMs), whose blobs may be of any media type */
+  artifacts?: boolean
 }
 
 /** What must be sent, and in what order, to copy the image `top` of `source`. */
@@ -82,8 +84,9 @@ export async function planTransfer(source: TransferSource, top: ListedRef, optio
     }
     // one platform: the first image for it, as a runtime picks; several: every image for any of them
     const kept = platforms.length === 1 ? [entries.find((e) => matches(e, platforms[0]!))!] : entries.filter((e) => platforms.some((want) => matches(e, want)))
-    start = kept
-    if (platforms.length > 1) {
+    // every entry kept: the index as it is
+    if (kept.length < entries.length) start = kept
+    if (platforms.length > 1 && kept.length < entries.length) {
       // the index as it was, its list cut down to the platforms kept, in its order
       const bytes = Buffer.from(JSON.stringify({ ...document, manifests: kept.map((e) => e.raw) }))
       const digest = `${top.descriptor.digest.algorithm}:${createHash(top.descriptor.digest.algorithm).update(bytes).digest('hex')}`
@@ -109,6 +112,7 @@ export async function planTransfer(source: TransferSource, top: ListedRef, optio
       },
     },
     start,
+    { artifacts: options.artifacts === true },
   )
 
   // depth first, each document after its children (the walk went breadth first, which can reach a

@@ -27,7 +27,7 @@ async function stored(dir: string): Promise<{ store: MemoryStore; bundle: Tree }
 
 async function plan(dir: string, options: { image?: string; platforms?: Array<{ os: string; architecture: string }> } = {}): Promise<TransferPlan> {
   const { store, bundle } = await stored(dir)
-  const top = await storedImageEntry(store, ID, bundle, options.image)
+  const top = await storedImageEntry(store, ID, bundle, options.image !== undefined ? { image: options.image } : {})
   return planTransfer(new StoredBlobs(store, bundle), top, options.platforms ? { platforms: options.platforms } : {})
 }
 
@@ -102,6 +102,9 @@ describe('a stored image planned for a registry', () => {
     expect(two.rewritten).toBe(true)
     expect(cut.digest).toBe(`sha256:${sha256(cut.bytes)}`)
     expect((JSON.parse(cut.bytes.toString()) as { manifests: TestDescriptor[] }).manifests.map((x) => x.digest)).toEqual([amd.digest, ppc.digest])
+    const all = await plan(b.dir, { platforms: [{ os: 'linux', architecture: 'ppc64le' }, { os: 'linux', architecture: 'arm64' }, { os: 'linux', architecture: 'amd64' }] })
+    expect(all.rewritten, 'every platform kept: the index as it is').toBe(false)
+    expect(all.manifests.at(-1)!.digest).toBe(index.digest)
     await expect(plan(b.dir, { platforms: [{ os: 'linux', architecture: 's390x' }] })).rejects.toThrow(/has no image for linux\/s390x \(it has linux\/amd64, linux\/arm64, linux\/ppc64le\)/)
   })
 
@@ -111,7 +114,7 @@ describe('a stored image planned for a registry', () => {
     const two = b.image({ layers: ['two'], seed: '2' })
     b.writeIndex([one, two])
     expect((await plan(b.dir, { image: 'tag1' })).manifests.map((x) => x.digest)).toEqual([two.digest])
-    await expect(plan(b.dir)).rejects.toThrow(/holds 2 images \(tag0, tag1\); pick one with --image/)
+    await expect(plan(b.dir)).rejects.toThrow(/holds 2 images \(tag0, tag1\); pick one with --ref/)
   })
 
   it('a layer whose stored bytes do not match its digest fails its stream, at its end at the latest', async () => {

@@ -1,0 +1,57 @@
+// Registry to registry (sync --from docker://… --to docker://…), as image-syncer copies: the source's
+// documents read by digest, each blob streamed from the source's GET into the destination's upload,
+// checked by digest on the way (the client's verifying stream, and the destination's own check),
+// nothing staged. A blob the destination registry holds in the source repository is mounted, not sent.
+// The image's referrers follow it (copy-referrers.ts). A no-op re-sync stops at the tag's HEAD, so a
+// referrer added to an image already copied comes along with the image's next change.
+import { RegistryBlobs, type ImageOrigin } from '../oci/registry-blobs.js'
+import { imageError } from '../oci/layout-problem.js'
+import { planTransfer, type TransferOptions } from '../oci/transfer-plan.js'
+import { SnapdirError } from '../util/errors.js'
+import { copyReferrers, type ReferrerRegistry } from './copy-referrers.js'
+import { sendImage, type ImageDestination, type SendOptions, type SendSummary } from './send-image.js'
+
+export interface ImageCopySource extends ImageOrigin, ReferrerRegistry {
+  headManifest(repository: string, reference: string): Promise<{ digest: string } | null>
+}
+
+export interface ImageCopySummary extends SendSummary {
+  rewritten: boolean
+  /** referrers (signatures, SBOMs) of the image's manifests copied with it */
+  referrers: number
+}
+
+export interface RepositoryRef {
+  repository: string
+  /** a tag or a digest */
+  reference: string
+}
+
+export async function copyImage(
+  from: ImageCopySource,
+  source: RepositoryRef,
+  to: ImageDestination & ReferrerRegistry & { readonly registry: string },
+  target: RepositoryRef,
+  options: SendOptions & TransferOptions & { referrers?: boolean } = {},
+): Promise<ImageCopySummary> {
+  const shown = `${from.registry}/${source.repository}:${source.reference}`
+  if ((options.platforms ?? []).length === 0) {
+    // a no-op re-sync costs one manifest request on each side
+    const head = await from.headManifest(source.repository, source.reference)
+    if (head === null) throw new SnapdirError('ERR_REGISTRY_NOT_FOUND', `${shown}: no such image`)
+    const there = await to.headManifest(target.repository, target.reference)
+    if (there?.digest === head.digest) {
+      return { digest: head.digest, alreadyComplete: true, rewritten: false, referrers: 0, blobs: { sent: 0, skipped: 0, mounted: 0 }, bytes: { sent: 0, skipped: 0, mounted: 0 }, manifests: { sent: 0, skipped: 0 } }
+    }
+  }
+  const blobs = new RegistryBlobs(from, source.repository)
+  const plan = await (async () => planTransfer(blobs, await blobs.image(source.reference), options))().catch((err: unknown) => {
+    throw imageError(err, 'ERR_IMAGE', shown, { image: shown })
+  })
+  const mountFrom = from.registry === to.registry ? [source.repository, ...(options.mountFrom ?? [])] : options.mountFrom
+  const sendOptions = { ...options, ...(mountFrom ? { mountFrom } : {}) }
+  const summary = await sendImage(plan, to, target.repository, target.reference, sendOptions)
+  // referrers after their subjects: a registry may refuse a manifest whose subject it lacks
+  const referrers = options.referrers === false ? 0 : await copyReferrers(from, source.repository, to, target.repository, plan.manifests.map((m) => m.digest), sendOptions)
+  return { ...summary, rewritten: plan.rewritten, referrers }
+}

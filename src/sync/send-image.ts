@@ -1,0 +1,101 @@
+// Sends a planned image (oci/transfer-plan.ts) into a repository of a registry, as distribution-spec
+// "Pushing" has it: each blob the repository lacks (HEAD), mounted from another repository of the same
+// registry where one is known to hold it (cross-repo mount), else uploaded, streamed from its source;
+// then the indexes and manifests, each after everything it names, the tag last. A send cut short
+// leaves blobs no manifest names yet, which the next send skips; the tag moves only once the whole
+// image is there. A repository whose tag already names the image's digest is complete: nothing is sent.
+import { Readable } from 'node:stream'
+import type { TransferPlan } from '../oci/transfer-plan.js'
+import { forEachLimit } from '../util/concurrency.js'
+import { SnapdirError } from '../util/errors.js'
+
+/** What a send needs of a registry (registry/registry-client.ts RegistryClient). */
+export interface ImageDestination {
+  hasBlob(repository: string, digest: string): Promise<boolean>
+  mountBlob(repository: string, fromRepository: string, digest: string): Promise<boolean>
+  putBlob(repository: string, digest: string, size: number, open: () => Readable): Promise<unknown>
+  headManifest(repository: string, reference: string): Promise<{ digest: string } | null>
+  /** resolves with the digest the registry gives the manifest */
+  putManifest(repository: string, reference: string, bytes: Buffer, mediaType: string): Promise<string>
+}
+
+export interface SendOptions {
+  /** blobs checked or sent at once */
+  jobs?: number
+  /** repositories of the same registry that may hold the blobs: mounted from rather than uploaded */
+  mountFrom?: readonly string[]
+  onPlan?: (blobs: number, bytes: number) => void
+  /** a blob settled: sent, skipped (the repository has it) or mounted */
+  onBlob?: (digest: string, size: number, outcome: BlobOutcome) => void
+  /** bytes of blobs as they go out */
+  onBytes?: (n: number) => void
+}
+
+export type BlobOutcome = 'sent' | 'skipped' | 'mounted'
+
+export interface SendSummary {
+  /** the image's digest: what the tag names */
+  digest: string
+  /** the tag already named the digest: nothing was sent */
+  alreadyComplete: boolean
+  blobs: Record<BlobOutcome, number>
+  bytes: Record<BlobOutcome, number>
+  manifests: { sent: number; skipped: number }
+}
+
+/** Sends `plan` into `repository`, and has `reference` (a tag, or the image's digest) name it. */
+export async function sendImage(plan: TransferPlan, to: ImageDestination, repository: string, reference: string, options: SendOptions = {}): Promise<SendSummary> {
+  const image = plan.manifests.at(-1)
+  if (!image) throw new SnapdirError('ERR_INTERNAL', 'a transfer plan without manifests')
+  const summary: SendSummary = {
+    digest: image.digest,
+    alreadyComplete: false,
+    blobs: { sent: 0, skipped: 0, mounted: 0 },
+    bytes: { sent: 0, skipped: 0, mounted: 0 },
+    manifests: { sent: 0, skipped: 0 },
+  }
+  options.onPlan?.(plan.blobs.length, plan.blobs.reduce((n, b) => n + b.descriptor.size, 0))
+  // manifests go last, the tag after them: a tag naming this digest proves the image whole there
+  if ((await to.headManifest(repository, reference))?.digest === image.digest) {
+    summary.alreadyComplete = true
+    summary.manifests.skipped = plan.manifests.length
+    for (const b of plan.blobs) settle(summary, b.digest, b.descriptor.size, 'skipped', options)
+    return summary
+  }
+  const mountFrom = (options.mountFrom ?? []).filter((r) => r !== repository)
+  await forEachLimit(plan.blobs, options.jobs ?? 4, async (blob) => {
+    const { size } = blob.descriptor
+    if (await to.hasBlob(repository, blob.digest)) return settle(summary, blob.digest, size, 'skipped', options)
+    for (const from of mountFrom) {
+      if (await to.mountBlob(repository, from, blob.digest)) return settle(summary, blob.digest, size, 'mounted', options)
+    }
+    await to.putBlob(repository, blob.digest, size, () => Readable.from(counted(blob.content(), options.onBytes)))
+    settle(summary, blob.digest, size, 'sent', options)
+  })
+  for (const [i, m] of plan.manifests.entries()) {
+    const last = i === plan.manifests.length - 1
+    // a manifest of the image the repository holds already (a platform of an index sent before) is
+    // not sent again; the image itself is always put under its reference
+    if (!last && (await to.headManifest(repository, m.digest))?.digest === m.digest) {
+      summary.manifests.skipped++
+      continue
+    }
+    const stored = await to.putManifest(repository, last ? reference : m.digest, m.bytes, m.mediaType)
+    if (stored !== m.digest) throw new SnapdirError('ERR_REGISTRY_CORRUPT', `${repository}: the registry stored ${m.what} as ${stored}`)
+    summary.manifests.sent++
+  }
+  return summary
+}
+
+function settle(summary: SendSummary, digest: string, size: number, outcome: BlobOutcome, options: SendOptions): void {
+  summary.blobs[outcome]++
+  summary.bytes[outcome] += size
+  options.onBlob?.(digest, size, outcome)
+}
+
+async function* counted(stream: AsyncIterable<Buffer>, onBytes?: (n: number) => void): AsyncGenerator<Buffer> {
+  for await (const piece of stream) {
+    onBytes?.(piece.length)
+    yield piece
+  }
+}
