@@ -53,13 +53,7 @@ export function registerPush(program: Command): void {
             ...(opts.name !== undefined ? { name: opts.name } : {}),
             ...(platforms ? { platforms } : {}),
             ...(images ? { images } : {}),
-            onLayersPlanned: (total) => bar.start(total, 'expand layers'),
-            onLayerBytes: (n) => bar.add(n),
-            onScanned: (total) => {
-              bar.stop()
-              bar.start(total, 'push')
-            },
-            onBytes: (n) => bar.add(n),
+            ...pushProgress(bar, 'expand layers'),
           })
           bar.stop()
           report(result, opts.json === true, images)
@@ -111,13 +105,7 @@ export async function pushImageRef(
         ...(opts.name !== undefined ? { name: opts.name } : {}),
         ...(platforms ? { platforms } : {}),
         ...(images ? { images } : tag !== undefined ? { images: [{ name: `${ref.registry}/${ref.repository}`, tag }] } : {}),
-        onLayersPlanned: (total) => bar.start(total, 'fetch layers'),
-        onLayerBytes: (n) => bar.add(n),
-        onScanned: (total) => {
-          bar.stop()
-          bar.start(total, 'push')
-        },
-        onBytes: (n) => bar.add(n),
+        ...pushProgress(bar, 'fetch layers'),
       },
     )
     bar.stop()
@@ -129,5 +117,18 @@ export async function pushImageRef(
     bar.stop()
     await client.close()
     await store.close()
+  }
+}
+
+/** Push's progress on one bar: the layers' bytes (expanded or fetched), then the snapshot's. */
+function pushProgress(bar: ReturnType<typeof progressBar>, layers: string) {
+  return {
+    onLayersPlanned: (total: number) => bar.start(total, layers),
+    onLayerBytes: (n: number) => bar.add(n),
+    onScanned: (total: number) => {
+      bar.stop()
+      bar.start(total, 'push')
+    },
+    onBytes: (n: number) => bar.add(n),
   }
 }

@@ -32,6 +32,7 @@ import { findEntry, readTreeFile } from '../store/tree-file.js'
 import { WriterLease } from '../store/write-lease.js'
 import type { PushResult } from './push.js'
 import { RegistryImage, type ImageRegistry } from './registry-image.js'
+import { phaseTimer } from '../util/phase-timer.js'
 
 export interface RegistryPushSource {
   registry: ImageRegistry
@@ -69,13 +70,7 @@ export async function pushFromRegistry(store: Store, source: RegistryPushSource,
 }
 
 async function pushLeased(store: Store, source: RegistryPushSource, options: RegistryPushOptions, lease: WriterLease): Promise<PushResult> {
-  const phases: Record<string, number> = {}
-  let mark = performance.now()
-  const phase = (name: string): void => {
-    const now = performance.now()
-    phases[name] = Math.round(now - mark) / 1000
-    mark = now
-  }
+  const { phases, phase } = phaseTimer()
   const { registry, repository, shownAs } = source
   const signal = options.signal
   const image = `image ${shownAs}`

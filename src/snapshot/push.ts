@@ -14,6 +14,7 @@ import { WriterLease } from '../store/write-lease.js'
 import type { Store } from '../store/store.js'
 import { buildSnapshot, type BuildStats, type BuiltSnapshot } from '../ingest/build-snapshot.js'
 import { poolFor, type WorkerPool } from '../ingest/worker-pool.js'
+import { phaseTimer } from '../util/phase-timer.js'
 
 export interface PushResult {
   id: string
@@ -67,13 +68,7 @@ export async function push(store: Store, source: string, options: PushOptions = 
 }
 
 async function pushLeased(store: Store, source: string, options: PushOptions, lease: WriterLease): Promise<PushResult> {
-  const phases: Record<string, number> = {}
-  let mark = performance.now()
-  const phase = (name: string): void => {
-    const now = performance.now()
-    phases[name] = Math.round(now - mark) / 1000
-    mark = now
-  }
+  const { phases, phase } = phaseTimer()
   // workers start loading while the source is scanned
   const pool = options.pool ?? poolFor(store)
   let built: BuiltSnapshot | null = null
