@@ -68,8 +68,9 @@ static handle_t *get_handle(napi_env env, napi_value v, const char *what) {
   handle_t *h = NULL;
   if (napi_get_value_external(env, v, (void **)&h) != napi_ok || !h)
     return throw_type_error(env, "ERR_INVALID_ARG_TYPE", "%s must be a goFlate handle", what), NULL;
-  if (!h->f) return throw_error(env, "ERR_INVALID_STATE", "%s: the encoder has ended", what), NULL;
+  /* busy first: an async end may finish the encoder on a pool thread before its result comes back here */
   if (h->busy) return throw_error(env, "ERR_INVALID_STATE", "%s: the encoder is busy with an async call", what), NULL;
+  if (!h->f) return throw_error(env, "ERR_INVALID_STATE", "%s: the encoder has ended", what), NULL;
   return h;
 }
 

@@ -2231,16 +2231,18 @@ static bool get_kzstd(napi_env env, napi_value v, kzstd **out) {
     return false;
   }
   *out = p;
+  /* busy first: it is set and cleared on this thread, while an async step sets `ended` and `failed`
+     on a pool thread before its result comes back here */
+  if ((*out)->busy) {
+    throw_error(env, "ERR_INVALID_STATE", "zstd: the encoder is busy with an async call");
+    return false;
+  }
   if ((*out)->ended) {
     throw_error(env, "ERR_INVALID_STATE", "zstd: the encoder has ended");
     return false;
   }
   if ((*out)->failed) {
     throw_error(env, "ERR_INVALID_STATE", "zstd: the encoder failed earlier (out of memory)");
-    return false;
-  }
-  if ((*out)->busy) {
-    throw_error(env, "ERR_INVALID_STATE", "zstd: the encoder is busy with an async call");
     return false;
   }
   return true;

@@ -238,12 +238,14 @@ static bool get_pgz(napi_env env, napi_value v, pgz **out) {
     return false;
   }
   *out = p;
-  if ((*out)->ended) {
-    throw_error(env, "ERR_INVALID_STATE", "pgzip: the encoder has ended");
-    return false;
-  }
+  /* busy first: it is set and cleared on this thread, while an async end sets `ended` on a pool thread
+     before its result comes back here (so a call then would wrongly say "ended") */
   if ((*out)->busy) {
     throw_error(env, "ERR_INVALID_STATE", "pgzip: the encoder is busy with an async call");
+    return false;
+  }
+  if ((*out)->ended) {
+    throw_error(env, "ERR_INVALID_STATE", "pgzip: the encoder has ended");
     return false;
   }
   return true;
