@@ -10,7 +10,7 @@
 import { SnapdirError } from '../util/errors.js'
 import { isId } from '../format/id.js'
 import { decodeKeyComponent, encodeKeyComponent, formatImageName, imageNameProblem, tagProblem, type ImageName } from '../format/image-name.js'
-import type { SkippedRecord } from './revisions.js'
+import { readRefRecord, warnOnStderr, type SkippedRecord } from './ref-record.js'
 import type { ReadStore, Store, SweepStore } from './store.js'
 
 export const IMAGE_REFS = 'refs/images/'
@@ -40,10 +40,6 @@ export function imageNameKey(n: ImageName): string {
   return `${IMAGE_REFS}${name}/${encodeKeyComponent(n.tag)}`
 }
 
-const warnOnStderr: SkippedRecord = (key, reason) => {
-  process.stderr.write(`snapdir: warning: skipping ${key}: ${reason}\n`)
-}
-
 /** Why `value`, read from `key`, is not an image name record, or null when it is one. */
 function recordProblem(key: string, value: unknown): string | null {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not a JSON object'
@@ -61,25 +57,8 @@ function recordProblem(key: string, value: unknown): string | null {
 
 /** The record at `key`; null when it is gone (removed since it was listed) or malformed (reported). */
 async function readRecord(store: ReadStore, key: string, onSkip: SkippedRecord): Promise<ImageNameRecord | null> {
-  let raw: Buffer
-  try {
-    raw = await store.get(key)
-  } catch (err) {
-    if (err instanceof SnapdirError && err.code === 'ERR_OBJECT_MISSING') return null
-    throw err
-  }
-  let value: unknown
-  try {
-    value = JSON.parse(raw.toString('utf8'))
-  } catch {
-    onSkip(`${store.url}/${key}`, 'not JSON')
-    return null
-  }
-  const problem = recordProblem(key, value)
-  if (problem !== null) {
-    onSkip(`${store.url}/${key}`, problem)
-    return null
-  }
+  const value = await readRefRecord(store, key, (v) => recordProblem(key, v), onSkip)
+  if (value === null) return null
   const r = value as ImageNameRecord
   return { name: r.name, tag: r.tag, id: r.id, ...(r.digest !== undefined ? { digest: r.digest } : {}), created_at: r.created_at }
 }

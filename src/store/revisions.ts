@@ -4,7 +4,7 @@
 import type { ImageLayer } from './layer-refs.js'
 import { randomBytes } from 'node:crypto'
 import type { Store } from './store.js'
-import { SnapdirError } from '../util/errors.js'
+import { readRefRecord, warnOnStderr, type SkippedRecord } from './ref-record.js'
 
 const PREFIX = 'refs/revisions/'
 
@@ -22,14 +22,9 @@ export interface Revision {
   image?: { layers: ImageLayer[] }
 }
 
-/** Told about each malformed record a listing of refs skips (its key, why); by default a line on stderr. */
-export type SkippedRecord = (key: string, reason: string) => void
+export type { SkippedRecord }
 /** Told about each record listRevisions skips. */
 export type SkippedRevision = SkippedRecord
-
-const warnOnStderr: SkippedRevision = (key, reason) => {
-  process.stderr.write(`snapdir: warning: skipping ${key}: ${reason}\n`)
-}
 
 /**
  * The revisions, oldest first. A record that is not a revision (not JSON, or without the fields every
@@ -53,24 +48,8 @@ export async function listRevisionRecords(store: Store, onSkip: SkippedRevision 
   keys.sort()
   const out: RevisionRecord[] = []
   for (const key of keys) {
-    let raw: Buffer
-    try {
-      raw = await store.get(key)
-    } catch (err) {
-      // removed (snapdir rm, gc --keep-last) since the listing: not a revision any more
-      if (err instanceof SnapdirError && err.code === 'ERR_OBJECT_MISSING') continue
-      throw err
-    }
-    let value: unknown
-    try {
-      value = JSON.parse(raw.toString('utf8'))
-    } catch {
-      onSkip(`${store.url}/${key}`, 'not JSON')
-      continue
-    }
-    const problem = revisionProblem(value)
-    if (problem === null) out.push({ key, revision: value as Revision })
-    else onSkip(`${store.url}/${key}`, problem)
+    const value = await readRefRecord(store, key, revisionProblem, onSkip)
+    if (value !== null) out.push({ key, revision: value as Revision })
   }
   return out
 }
