@@ -4,8 +4,8 @@
 // carries the namespace, and the lease once one is taken, as containerd's own client does.
 import * as grpc from '@grpc/grpc-js'
 import * as protoLoader from '@grpc/proto-loader'
-import { SnapdirError } from '../util/errors.js'
-import { PROTO_DIR } from './grpc-service.js'
+import { SnapdirError, type ErrorCode } from '../util/errors.js'
+import { PROTO_DIR, STATUS } from './grpc-service.js'
 
 type Callback = (err: grpc.ServiceError | null, value?: unknown) => void
 type Raw = grpc.Client & Record<string, (req: unknown, md: grpc.Metadata, cb: Callback) => void>
@@ -148,16 +148,9 @@ export class ContainerdClient {
   }
 }
 
-/** containerd's answer as our error: its status as our code, the call and the socket named. */
+/** containerd's answer as our error: its status as our code (the service's table, read backwards), the call and the socket named. */
 function containerdError(err: grpc.ServiceError, what: string, address: string): SnapdirError {
-  const code =
-    err.code === grpc.status.NOT_FOUND
-      ? 'ERR_NOT_FOUND'
-      : err.code === grpc.status.ALREADY_EXISTS
-        ? 'ERR_ALREADY_EXISTS'
-        : err.code === grpc.status.UNAVAILABLE
-          ? 'ERR_STORE_UNREACHABLE'
-          : 'ERR_TARGET'
+  const code = (Object.entries(STATUS) as Array<[ErrorCode, grpc.status]>).find(([, status]) => status === err.code)?.[0] ?? 'ERR_TARGET'
   const detail = err.code === grpc.status.UNAVAILABLE ? `containerd at ${address} does not answer (${err.details})` : err.details
   return new SnapdirError(code, `containerd: ${what}: ${detail}`, { cause: err, data: { address } })
 }

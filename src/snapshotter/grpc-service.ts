@@ -14,7 +14,8 @@ import type { SnapshotInfo, Snapshotter } from './snapshotter.js'
 /** the .proto files, at the same depth from src/snapshotter/ and from the bundled CLI in dist/bundle/ */
 export const PROTO_DIR = fileURLToPath(new URL('../../proto/containerd/', import.meta.url))
 
-const STATUS: Partial<Record<ErrorCode, grpc.status>> = {
+/** Our codes and the gRPC status each is on the wire, both ways: the server answers with them, the containerd client reads them back. */
+export const STATUS: Partial<Record<ErrorCode, grpc.status>> = {
   ERR_NOT_FOUND: grpc.status.NOT_FOUND,
   ERR_ALREADY_EXISTS: grpc.status.ALREADY_EXISTS,
   ERR_FAILED_PRECONDITION: grpc.status.FAILED_PRECONDITION,
