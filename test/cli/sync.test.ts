@@ -1,4 +1,5 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { objectKey } from '../../src/store/objects.js'
@@ -110,9 +111,18 @@ describe('sync between stores', () => {
     mkdirSync(src)
     for (let i = 0; i < 30; i++) writeFileSync(path.join(src, `f${i}`), bytes(`kill${i}`, 2_000_000))
     const id = (await snapdirOk(['push', '--store', local, src])).trim()
-    const total = listFiles(path.join(local, 'chunks')).length
+    const chunks = listFiles(path.join(local, 'chunks'))
+    const total = chunks.length
 
+    // One source chunk becomes a named pipe: reading it waits for a writer that never comes, so the
+    // sync cannot finish before it is killed however fast it runs; the other job copies on.
+    const held = path.join(local, 'chunks', chunks[Math.floor(total / 2)]!)
+    const heldBytes = readFileSync(held)
+    rmSync(held)
+    execFileSync('mkfifo', [held])
     await killWhen(['sync', '--id', id, '--from', local, '--to', dest, '--jobs', '2'], () => countObjects(path.join(dest, 'chunks')) >= 10)
+    rmSync(held)
+    writeFileSync(held, heldBytes)
     const copiedBefore = countObjects(path.join(dest, 'chunks'))
     expect(copiedBefore).toBeGreaterThanOrEqual(10)
     expect(copiedBefore).toBeLessThan(total)
