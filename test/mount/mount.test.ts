@@ -2,6 +2,7 @@
 // and by this one with plain fs calls; the mount itself always runs as its own process.
 import { spawn, spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
+import { once } from 'node:events'
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import fs from 'node:fs/promises'
 import path from 'node:path'
@@ -197,7 +198,8 @@ describe('mount and umount: bad input and signals', () => {
     const m = await startMount(['--store', store, '--id', id, '--no-cache'], mnt)
     const holder = spawn('sleep', ['60'], { cwd: path.join(mnt, 'files') })
     try {
-      await new Promise((r) => setTimeout(r, 200))
+      // 'spawn' comes after the exec, so the holder's working directory is in the mount by then
+      await once(holder, 'spawn')
       const busy = await snapdir(['umount', mnt])
       expect(busy.status).toBe(1)
       expect(busy.stderr).toMatch(/is busy/)
