@@ -56,7 +56,7 @@ export function registerPush(program: Command): void {
             ...pushProgress(bar, 'expand layers'),
           })
           bar.stop()
-          report(result, opts.json === true, images)
+          printPush(result, opts.json === true, images)
         } catch (err) {
           await discardIfCreated(store)
           throw err
@@ -69,7 +69,7 @@ export function registerPush(program: Command): void {
 }
 
 /** What push prints: the ID, or with --json a summary; and on stderr each layer blob kept raw. */
-function report(result: PushResult, json: boolean, images: ImageName[] | undefined): void {
+export function printPush(result: PushResult, json: boolean, images: ImageName[] | undefined): void {
   // a layer blob kept raw costs its bytes again: say which, and why
   for (const l of result.layerStorage ?? []) if ('raw' in l) process.stderr.write(`layer ${l.digest} stored raw: ${l.raw}\n`)
   if (json) {
@@ -81,7 +81,7 @@ function report(result: PushResult, json: boolean, images: ImageName[] | undefin
 
 /**
  * push of docker://…: the image streamed from the registry (snapshot/push-registry.ts), named in the
- * store as HOST[:PORT]/REPO with its tag unless `images` says otherwise. Also sync's registry -> store.
+ * store as HOST[:PORT]/REPO with its tag unless `images` says otherwise.
  */
 export async function pushImageRef(
   given: string,
@@ -109,7 +109,7 @@ export async function pushImageRef(
       },
     )
     bar.stop()
-    report(result, opts.json === true, images)
+    printPush(result, opts.json === true, images)
   } catch (err) {
     await discardIfCreated(store)
     throw err

@@ -22,6 +22,7 @@ export async function syncFromConfig(opts: ConfigSyncOptions): Promise<void> {
   const { planSync } = await import('../sync/sync-plan.js')
   const { runSync } = await import('../sync/sync-run.js')
   const { SyncEndpoints } = await import('../sync/sync-endpoints.js')
+  const { copyImageAt } = await import('../snapshot/image-copy.js')
   const config = loadSyncConfig(opts.config)
   const platforms = opts.platform.length > 0 ? opts.platform.map((p) => parsePlatform(p)) : undefined
   const jobs = opts.jobs !== undefined ? integerOption('--jobs', opts.jobs, 1, 256) : (config.jobs ?? DEFAULT_JOBS)
@@ -35,7 +36,7 @@ export async function syncFromConfig(opts: ConfigSyncOptions): Promise<void> {
       onResolved: (entry, n) => log(`${entry}: ${n} image${n === 1 ? '' : 's'}`),
     })
     const width = String(plan.images.reduce((n, i) => n + i.targets.length, 0)).length
-    const report = await runSync(plan, endpoints.copy, endpoints.lookup, {
+    const report = await runSync(plan, (job) => copyImageAt(job, endpoints), endpoints.lookup, {
       jobs,
       dryRun,
       onRow: (row, done, of) => {

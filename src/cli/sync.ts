@@ -10,6 +10,7 @@ import { action } from './run-command.js'
 import { UsageError } from '../util/errors.js'
 import { repeatable } from './snapshot-options.js'
 import { parsePlatform } from '../oci/platform.js'
+import type { ImageAt } from '../sync/sync-plan.js'
 
 interface SyncFlags extends RegistryCliOptions {
   id: string[]
@@ -126,61 +127,68 @@ export function registerSync(program: Command): void {
 /**
  * A sync with a registry on either side: registry to registry streams blob to blob, a store to a
  * registry sends one snapshot's image (pull docker://), a registry into a store is a push from it.
+ * Each is snapshot/image-copy.ts's copy, the one sync --config runs too.
  */
 async function syncImage(opts: SyncFlags & { from: string; to: string }): Promise<void> {
   const { parseImageRef } = await import('../registry/reference.js')
-  const { imageName, printSend, sendProgress } = await import('./image-send.js')
+  const { RegistryClient } = await import('../registry/client.js')
+  const { copyImageAt } = await import('../snapshot/image-copy.js')
+  const { imageName, printSend } = await import('./image-send.js')
   if (opts.all) throw new UsageError('--all lists the snapshots of a store; with a registry, sync one image at a time')
-  if (opts.dryRun) throw new UsageError('--dry-run is for a sync between stores')
+  if (opts.dryRun) throw new UsageError('--dry-run with a registry is for sync --config (a plan of many images); a single image is checked by its one manifest request anyway')
   const jobs = integerOption('--jobs', opts.jobs ?? '4', 1, 64)
   const platforms = opts.platform.map((p) => parsePlatform(p))
-  const { RegistryClient } = await import('../registry/client.js')
   const fromRegistry = opts.from.startsWith('docker://')
   const toRegistry = opts.to.startsWith('docker://')
-  if (!toRegistry) {
-    // a registry into a store is a push from the registry, as `push --store TO FROM` does it
-    if (opts.id.length > 0 || (opts.image ?? []).length > 0) throw new UsageError('--id and --image name snapshots of a store; a registry source is named by its docker:// reference')
-    const { pushImageRef } = await import('./push.js')
-    const s3Endpoint = opts.toS3Endpoint ?? opts.s3Endpoint
-    return pushImageRef(opts.from, { ...opts, store: opts.to, ...(s3Endpoint !== undefined ? { s3Endpoint } : {}) }, platforms.length > 0 ? platforms : undefined, undefined)
+  const given = [...opts.id.map((id) => parseSnapshotId(id)), ...(opts.image ?? []).map((i) => ({ image: parseImageName(i) }))]
+  if (fromRegistry && given.length > 0) throw new UsageError('--id and --image name snapshots of a store; a registry source is named by its docker:// reference')
+  if (!fromRegistry && given.length !== 1) throw new UsageError('a sync from a store into a registry sends one snapshot: give --id or --image once')
+  const registryAt = (text: string): ImageAt & { kind: 'registry' } => {
+    const r = parseImageRef(text)
+    return { kind: 'registry', host: r.registry, repository: r.repository, ...(r.tag !== undefined ? { tag: r.tag } : {}), ...(r.digest !== undefined ? { digest: r.digest } : {}) }
   }
-  const to = parseImageRef(opts.to)
-  const dest = new RegistryClient(to.registry, registryClientOptions(opts, 'destination'))
-  const progress = sendProgress('sync')
-  try {
-    if (fromRegistry) {
-      if (opts.id.length > 0) throw new UsageError('--id names a snapshot of a store; a registry source is named by its docker:// reference')
-      const { copyImage } = await import('../sync/copy-image.js')
-      const from = parseImageRef(opts.from)
-      const source = new RegistryClient(from.registry, registryClientOptions(opts, 'source'))
-      try {
-        // the destination's tag is the source's unless it names its own
-        const tag = to.tag ?? (to.digest === undefined ? from.tag : undefined)
-        const reference = tag ?? to.digest ?? from.digest ?? 'latest'
-        const summary = await copyImage(source, { repository: from.repository, reference: from.reference }, dest, { repository: to.repository, reference }, { jobs, platforms, ...progress.options })
-        progress.stop()
-        printSend(imageName(to.registry, to.repository, tag), summary, opts.json === true)
-      } finally {
-        await source.close()
+  const storeOf = (url: string, role: 'source' | 'destination', own?: string, profile?: string) => {
+    const e = own ?? opts.s3Endpoint
+    return storeFromUrl(url, { role, ...(e === undefined ? {} : { s3Endpoint: e }), ...(profile === undefined ? {} : { profile }) })
+  }
+  const fromStore = fromRegistry ? null : storeOf(opts.from, 'source', opts.fromS3Endpoint, opts.fromProfile)
+  const toStore = toRegistry ? null : storeOf(opts.to, 'destination', opts.toS3Endpoint, opts.toProfile)
+  const clients = new Map<'source' | 'destination', InstanceType<typeof RegistryClient>>()
+  const places = {
+    store: (_url: string, side: 'source' | 'destination') => (side === 'source' ? fromStore : toStore)!,
+    registry: (host: string, side: 'source' | 'destination') => {
+      let c = clients.get(side)
+      if (c === undefined) {
+        c = new RegistryClient(host, registryClientOptions(opts, side))
+        clients.set(side, c)
       }
-      return
+      return c
+    },
+  }
+  const bar = progressBar('bytes')
+  try {
+    let from: ImageAt
+    if (fromStore === null) from = registryAt(opts.from)
+    else {
+      await fromStore.open()
+      from = { kind: 'store', url: opts.from, id: await resolveSnapshot(fromStore, given[0]!) }
     }
-    const given = [...opts.id.map((id) => parseSnapshotId(id)), ...(opts.image ?? []).map((i) => ({ image: parseImageName(i) }))]
-    if (given.length !== 1) throw new UsageError('a sync from a store into a registry sends one snapshot: give --id or --image once')
-    const { sendStoredImage } = await import('../sync/send-stored-image.js')
-    const store = storeFromUrl(opts.from, { role: 'source', ...(opts.fromS3Endpoint ?? opts.s3Endpoint ? { s3Endpoint: (opts.fromS3Endpoint ?? opts.s3Endpoint)! } : {}), ...(opts.fromProfile !== undefined ? { profile: opts.fromProfile } : {}) })
-    try {
-      const target = { repository: to.repository, ...(to.tag !== undefined ? { tag: to.tag } : {}), ...(to.digest !== undefined ? { digest: to.digest } : {}) }
-      await store.open()
-      const id = await resolveSnapshot(store, given[0]!)
-      const summary = await sendStoredImage(store, id, dest, target, { jobs, platforms, ...progress.options })
-      progress.stop()
-      printSend(imageName(to.registry, to.repository, to.tag), summary, opts.json === true)
-    } finally {
-      await store.close()
+    const to: ImageAt = toStore === null ? registryAt(opts.to) : { kind: 'store', url: opts.to }
+    const r = await copyImageAt({ from, to, origin: from, platforms: platforms.length > 0 ? platforms : null, digest: null }, places, { jobs, progress: bar, label: 'sync' })
+    bar.stop()
+    const out = r.outcome
+    if (out.kind === 'send' && r.at.kind === 'registry') printSend(imageName(r.at.host, r.at.repository, r.at.tag), out.summary, opts.json === true)
+    else if (out.kind === 'push') {
+      const { printPush } = await import('./push.js')
+      printPush(out.result, opts.json === true, undefined)
     }
+  } catch (err) {
+    if (toStore !== null) await discardIfCreated(toStore)
+    throw err
   } finally {
-    progress.stop()
-    await dest.close()
+    bar.stop()
+    for (const c of clients.values()) await c.close()
+    await fromStore?.close()
+    await toStore?.close()
   }
 }

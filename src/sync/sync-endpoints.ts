@@ -1,7 +1,7 @@
 // The places a `sync --config` run talks to, each opened once and shared by every copy: the stores by
 // URL and the registries by host (one RegistryClient each, with the file's credentials and TLS
-// settings). `copy` is the single-image copy for any pair of them, each the one snapdir has (store ->
-// store: sync; the registry copies join as they land). `lookup` answers the planner's registry questions.
+// settings). `lookup` answers the planner's registry questions; the copies themselves are
+// snapshot/image-copy.ts's, given these places.
 import { descriptorPlatform, type Platform } from '../oci/platform.js'
 import { RegistryClient, type RegistryClientOptions } from '../registry/client.js'
 import { OCI_INDEX, DOCKER_MANIFEST_LIST } from '../registry/media-types.js'
@@ -9,9 +9,7 @@ import { storeFromUrl } from '../store/open-store.js'
 import type { Store } from '../store/store.js'
 import { SnapdirError } from '../util/errors.js'
 import type { RegistrySettings, SyncConfig } from './sync-config.js'
-import { imageText, type ImageAt, type RegistryLookup, type Resolved } from './sync-plan.js'
-import type { CopyImage, CopyJob, CopyResult } from './sync-run.js'
-import { sync } from './sync.js'
+import type { RegistryLookup, Resolved } from './sync-plan.js'
 
 export interface EndpointOptions {
   s3Endpoint?: string
@@ -72,35 +70,10 @@ export class SyncEndpoints {
     },
   }
 
-  readonly copy: CopyImage = async (job: CopyJob): Promise<CopyResult> => {
-    const { from, to } = job
-    const transfer = {
-      ...(job.platforms !== null ? { platforms: job.platforms } : {}),
-      ...(job.onBytes ? { onBytes: job.onBytes } : {}),
-    }
-    if (from.kind === 'store' && to.kind === 'store') {
-      const id = snapshotOf(from)
-      const s = await sync(this.store(from.url), this.store(to.url), id)
-      return {
-        digest: id,
-        at: { kind: 'store', url: to.url, id },
-        blobs: { copied: s.objects.copied, skipped: s.objects.skipped },
-        bytes: { copied: s.bytes.copied, skipped: s.bytes.skipped },
-      }
-    }
-    void transfer
-    throw new SnapdirError('ERR_USAGE', `${imageText(from)} -> ${imageText(to)}: copies to or from a registry are not in this build of snapdir yet (--dry-run plans them)`)
-  }
-
   async close(): Promise<void> {
     for (const s of this.stores.values()) await s.close().catch(() => {})
     for (const r of this.registries.values()) await r.close().catch(() => {})
   }
-}
-
-function snapshotOf(image: ImageAt & { kind: 'store' }): string {
-  if (image.id === undefined) throw new SnapdirError('ERR_INTERNAL', `internal error: a copy from ${image.url} without a snapshot ID`)
-  return image.id
 }
 
 /** The client options a registry's settings in the file make: its login, and how to reach it. */

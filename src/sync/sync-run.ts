@@ -1,4 +1,4 @@
-// Runs a sync plan: `jobs` source images at once, each image's targets one after the other in the
+// Runs a sync plan: `jobs` source images at once (tags of one image one after the other), each image's targets one after the other in the
 // plan's order (the first from the source, the rest from a complete copy: sync-plan.ts). An image that
 // fails does not stop the others; the report says what happened to each (source, target) pair.
 import type { Platform } from '../oci/platform.js'
@@ -27,6 +27,8 @@ export interface CopyResult {
   at: ImageAt
   blobs: { copied: number; skipped: number }
   bytes: { copied: number; skipped: number }
+  /** the target held the image already and nothing was written (default: nothing was copied) */
+  alreadyComplete?: boolean
 }
 
 export type CopyImage = (job: CopyJob) => Promise<CopyResult>
@@ -81,9 +83,21 @@ export async function runSync(plan: Plan, copy: CopyImage, lookup: RegistryLooku
     rows.push(row)
     options.onRow?.(row, rows.length, of)
   }
-  await mapLimit(plan.images, options.jobs, async (image) => {
-    const first = position
+  // each image's rows have their place in the report before any runs
+  const firsts = new Map<PlannedImage, number>()
+  for (const image of plan.images) {
+    firsts.set(image, position)
     position += image.targets.length
+  }
+  // images of one digest in one repository (tags of one image) one after the other: the first copies
+  // the blobs, the next find them at the targets, rather than both fetching them at once
+  const groups = new Map<string, PlannedImage[]>()
+  for (const [i, image] of plan.images.entries()) {
+    const key = image.at.kind === 'registry' && image.digest !== null ? `${image.at.host}/${image.at.repository}@${image.digest}` : `#${i}`
+    groups.set(key, [...(groups.get(key) ?? []), image])
+  }
+  const copyOne = async (image: PlannedImage): Promise<void> => {
+    const first = firsts.get(image)!
     const done: PlannedTarget[] = []
     const source: PlannedTarget = { text: image.text, at: image.at }
     for (const [t, target] of image.targets.entries()) {
@@ -128,7 +142,7 @@ export async function runSync(plan: Plan, copy: CopyImage, lookup: RegistryLooku
             ...(options.signal ? { signal: options.signal } : {}),
             ...(options.onBytes ? { onBytes: options.onBytes } : {}),
           })
-          row.status = r.blobs.copied === 0 && r.bytes.copied === 0 ? 'up-to-date' : 'copied'
+          row.status = (r.alreadyComplete ?? (r.blobs.copied === 0 && r.bytes.copied === 0)) ? 'up-to-date' : 'copied'
           row.targetDigest = r.digest
           row.blobs = r.blobs
           row.bytes = r.bytes
@@ -141,6 +155,9 @@ export async function runSync(plan: Plan, copy: CopyImage, lookup: RegistryLooku
       }
       emit(row)
     }
+  }
+  await mapLimit([...groups.values()], options.jobs, async (group) => {
+    for (const image of group) await copyOne(image)
   })
   rows.sort((x, y) => order.get(x)! - order.get(y)!)
   const sum = (f: (r: ReportRow) => number) => rows.reduce((n, r) => n + f(r), 0)

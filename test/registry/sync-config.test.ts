@@ -1,11 +1,14 @@
 // sync --config against real registries (docker-registry 2.8 on loopback), with tags pushed by skopeo:
 // tags chosen by name, regex and semver range as the registry lists them, each resolved to the digest
 // skopeo pushed; --dry-run prints the plan and writes nothing; a named tag that is not there fails alone.
-import { rmSync, writeFileSync } from 'node:fs'
+// Copies of every kind: registry -> registry and -> store (the source's blobs fetched once for both,
+// through a counting proxy), store -> registry and -> store, skopeo reading back what was written.
+import { existsSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import type { SyncReport } from '../../src/sync/sync-run.js'
-import { snapdir, tempDir } from '../helpers/cli.js'
+import { snapdir, snapdirOk, tempDir } from '../helpers/cli.js'
+import { startCountingProxy, type CountingProxy } from '../helpers/counting-proxy.js'
 import { firstManifest, requireTools, tool, umociImageWithReference } from '../helpers/oci.js'
 import { startRegistry, type TestRegistry } from '../helpers/registry.js'
 
@@ -18,11 +21,17 @@ let shared = ''
 let a: TestRegistry
 let b: TestRegistry
 let digest = ''
+let layout = ''
+/** the image's config and layers */
+let blobCount = 0
 
 beforeAll(async () => {
   const built = umociImageWithReference('snapdir-sync-config-', 'v1')
   shared = built.shared
-  digest = firstManifest(built.image).descriptor.digest
+  layout = built.image
+  const first = firstManifest(built.image)
+  digest = first.descriptor.digest
+  blobCount = 1 + first.manifest.layers.length
   a = await startRegistry()
   b = await startRegistry()
   for (const tag of TAGS) tool('skopeo', ['copy', '--dest-tls-verify=false', `oci:${built.image}:v1`, `docker://${a.host}/team/app:${tag}`])
@@ -80,4 +89,85 @@ describe('sync --config against registries', () => {
     expect(report.rows[1]!.error).toMatch(/tag 9\.9\.9 is not in/)
     expect(r.stderr.trimEnd().split('\n').at(-1)).toMatch(/^snapdir: 1 of 2 copies failed .*9\.9\.9/)
   })
+})
+
+/** The manifest digest skopeo reads at `ref` (docker://…). */
+function skopeoDigest(ref: string): string {
+  return (JSON.parse(tool('skopeo', ['inspect', '--tls-verify=false', ref])) as { Digest: string }).Digest
+}
+
+describe('sync --config copies', () => {
+  let proxy: CountingProxy
+  beforeAll(async () => {
+    proxy = await startCountingProxy(a.host)
+  })
+  afterAll(async () => {
+    await proxy?.close()
+  })
+
+  test('registry -> registry and store: each source blob fetched once for both targets; the store holds what a push from the registry makes; again: nothing copied', async () => {
+    const t = tempDir()
+    const store = path.join(t, 'store')
+    const { file } = configFile(`sync:\n  - source: docker://${proxy.host}/team/app\n    tags: {names: ['1.0.0', latest]}\n    targets: [${store}, docker://${b.host}/both/app]\n`)
+    proxy.reset()
+    const r = await snapdir(['sync', '--config', file, '--json'])
+    expect(r.status, r.stderr).toBe(0)
+    const report = JSON.parse(r.stdout) as SyncReport
+    const src = (tag: string) => `docker://${proxy.host}/team/app:${tag}`
+    const inB = (tag: string) => `docker://${b.host}/both/app:${tag}`
+    // the registry target first (the source's kind), then the store, fed from that copy
+    expect(report.rows.map((row) => [row.source, row.destination, row.from, row.status])).toEqual([
+      [src('1.0.0'), inB('1.0.0'), src('1.0.0'), 'copied'],
+      [src('1.0.0'), store, inB('1.0.0'), 'copied'],
+      [src('latest'), inB('latest'), src('latest'), 'copied'],
+      [src('latest'), store, inB('latest'), 'copied'],
+    ])
+    // one image under two tags: its blobs fetched from the source once, by whichever tag came first
+    expect(proxy.count('GET', /\/blobs\/sha256:/)).toBe(blobCount)
+    expect(report.rows[2]!.blobs).toEqual({ copied: 0, skipped: blobCount })
+    // in the store, the second tag is a snapshot of its own (index.json names the tag), its layers already there
+    expect(report.rows[3]!.blobs).toEqual({ copied: 0, skipped: blobCount - 1 })
+    expect(skopeoDigest(inB('1.0.0'))).toBe(digest)
+    expect(skopeoDigest(inB('latest'))).toBe(digest)
+    // progress: one line per copy as it finishes, then the total
+    expect(r.stderr).toContain(`[1/4] copied ${src('1.0.0')} -> ${inB('1.0.0')}: ${blobCount} blobs`)
+    expect(r.stderr).toMatch(/total: 2 images, 4 copies: 4 copied \(\d+ blobs, .*\), 0 up to date, 0 failed/)
+    // the store's snapshot is the one a push from the registry makes, named as the sync source names it
+    const id = report.rows[3]!.targetDigest!
+    const other = path.join(t, 'other')
+    expect((await snapdirOk(['push', '--store', other, `docker://${a.host}/team/app:latest`])).trim()).toBe(id)
+    const revisions = await snapdirOk(['revisions', '--store', store])
+    expect(revisions).toContain(`${proxy.host}/team/app:1.0.0`)
+    expect(revisions).toContain(`${proxy.host}/team/app:latest`)
+
+    proxy.reset()
+    const again = await snapdir(['sync', '--config', file, '--json'])
+    expect(again.status, again.stderr).toBe(0)
+    expect((JSON.parse(again.stdout) as SyncReport).rows.map((row) => row.status)).toEqual(['up-to-date', 'up-to-date', 'up-to-date', 'up-to-date'])
+    expect(proxy.count('GET', /\/blobs\//)).toBe(0)
+  }, 120_000)
+
+  test('store -> registry and store: --dry-run writes nothing; the run sends the image with its original digest', async () => {
+    const t = tempDir()
+    const source = path.join(t, 'source')
+    const id = (await snapdirOk(['push', '--store', source, layout])).trim()
+    const copy = path.join(t, 'copy')
+    const target = `docker://${b.host}/fromstore:v1`
+    const { file } = configFile(`sync:\n  - source: ${source}\n    ids: ['${id}']\n    targets: [${target}, ${copy}]\n`)
+    const dry = await snapdir(['sync', '--config', file, '--dry-run'])
+    expect(dry.status, dry.stderr).toBe(0)
+    expect(dry.stdout).toBe(`${source} ${id}\n  -> ${copy} copy from the source\n  -> ${target} copy from ${copy}\n`)
+    expect(await catalog(b)).not.toContain('fromstore')
+    expect(existsSync(copy)).toBe(false)
+
+    const r = await snapdir(['sync', '--config', file, '--json'])
+    expect(r.status, r.stderr).toBe(0)
+    const report = JSON.parse(r.stdout) as SyncReport
+    expect(report.rows.map((row) => [row.destination, row.from, row.status, row.targetDigest])).toEqual([
+      [copy, `${source} ${id}`, 'copied', id],
+      [target, copy, 'copied', digest],
+    ])
+    expect(skopeoDigest(target)).toBe(digest)
+    expect(await snapdirOk(['revisions', '--store', copy])).toContain(id)
+  }, 120_000)
 })
