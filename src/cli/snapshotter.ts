@@ -17,7 +17,8 @@ export function registerSnapshotter(program: Command): void {
         'With --store, a layer the store holds is not unpacked: when containerd prepares it (naming the snapshot it will ' +
         'commit, as `snapdir containerd pull` and remote-snapshotter-aware clients do), the snapshot is committed at once ' +
         'as a lazy FUSE mount of that layer, served by a `snapdir mount` process of its own that outlives a restart of the ' +
-        'snapshotter.\n\n' +
+        'snapshotter. A layer whose mount is gone (a reboot) is mounted again at start, or by the first call that needs it ' +
+        'if the store is down then: until it is back such calls fail (Unavailable), and other snapshots work.\n\n' +
         'Runs in the foreground; Ctrl-C or SIGTERM lets calls in flight finish, then exits (the layer mounts stay).',
     )
     .requiredOption('--root <dir>', 'where snapshots and their metadata live (created if missing)')

@@ -27,6 +27,9 @@ export interface LayerMountOptions {
 }
 
 export class LayerMounts {
+  /** mounts being made, by directory: two calls that need one layer wait for one mount */
+  private readonly inFlight = new Map<string, Promise<boolean>>()
+
   constructor(
     private readonly store: ReadStore,
     private readonly options: LayerMountOptions,
@@ -67,6 +70,8 @@ export class LayerMounts {
     await fs.mkdir(this.options.logDir, { recursive: true })
     const log = path.join(this.options.logDir, `${name}.log`)
     const handle = await fs.open(log, 'a')
+    // the log keeps the lines of earlier mounts of this layer: only what this one writes counts
+    const from = (await handle.stat()).size
     const [cmd, ...pre] = this.options.command
     const args = [...pre, 'mount', '--store', this.options.store, ...this.options.mountArgs, ...chain.flatMap((d) => ['--layer', d]), dir]
     let child
@@ -78,7 +83,26 @@ export class LayerMounts {
     }
     child.unref()
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
-    await waitFor(log, 'mounted the layer view', exited, this.options.timeoutMs, `the mount of layer ${chain.at(-1)!} at ${dir}`)
+    await waitFor(log, from, 'mounted the layer view', exited, this.options.timeoutMs, `the mount of layer ${chain.at(-1)!} at ${dir}`)
+  }
+
+  /**
+   * Makes sure the last layer of `chain` is served at `dir`: a mount that answers is left alone; one
+   * whose process is gone is cleared and mounted again. Rejects (the store is down, say) naming the
+   * layer, and the next call tries again. Resolves true when it mounted the layer anew.
+   */
+  ensure(chain: readonly string[], dir: string, name: string): Promise<boolean> {
+    let pending = this.inFlight.get(dir)
+    if (pending === undefined) {
+      pending = (async () => {
+        if (await this.isMounted(dir)) return false
+        await this.unmount(dir) // a dead FUSE mount (its process killed) is still in the way
+        await this.mount(chain, dir, name)
+        return true
+      })().finally(() => this.inFlight.delete(dir))
+      this.inFlight.set(dir, pending)
+    }
+    return pending
   }
 
   /** Unmounts `dir` if a snapdir mount is there (its process then exits). */
@@ -88,20 +112,27 @@ export class LayerMounts {
   }
 }
 
-/** Resolves once `file` holds `needle`; rejects when the process exits first or `ms` pass. */
-async function waitFor(file: string, needle: string, exited: Promise<number | null>, ms: number, what: string): Promise<void> {
+/** Resolves once `file` holds `needle` past byte `from`; rejects when the process exits first or `ms` pass. */
+async function waitFor(file: string, from: number, needle: string, exited: Promise<number | null>, ms: number, what: string): Promise<void> {
   const ac = new AbortController()
-  const text = async () => fs.readFile(file, 'utf8').catch(() => '')
+  const text = async () => (await fs.readFile(file).catch(() => Buffer.alloc(0))).subarray(from).toString('utf8')
   const found = (async () => {
     // watching before the first look: a line written between the two is not missed
     const changes = watch(file, { signal: ac.signal })[Symbol.asyncIterator]()
-    let next = changes.next()
+    // each next() is handled even when not awaited: the abort below rejects the one pending then
+    // (when the line was there at the first look), and that must not be an unhandled rejection
+    const nextChange = () => {
+      const p = changes.next()
+      p.catch(() => {})
+      return p
+    }
+    let next = nextChange()
     try {
       if ((await text()).includes(needle)) return true
       for (;;) {
         if ((await next).done === true) return false
         if ((await text()).includes(needle)) return true
-        next = changes.next()
+        next = nextChange()
       }
     } catch (err) {
       if ((err as Error).name !== 'AbortError') throw err

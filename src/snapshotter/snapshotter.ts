@@ -78,19 +78,43 @@ export class Snapshotter {
     const layers = this.options.layers
     for (const r of this.meta.all()) {
       if (r.layer === undefined) continue
-      const dir = path.join(this.dir(r.id), 'fs')
       if (layers === undefined) {
         this.options.log?.(`snapshot ${r.key} is a lazy layer, but no --store was given: it cannot be served`)
         continue
       }
-      if (await layers.isMounted(dir)) continue
       try {
-        await layers.unmount(dir) // a dead FUSE mount (its process killed) is still in the way
-        await layers.mount(r.layer.chain, dir, r.id)
-        this.options.log?.(`mounted lazy layer ${r.layer.chain.at(-1)!} again for snapshot ${r.key}`)
+        if (await layers.ensure(r.layer.chain, path.join(this.dir(r.id), 'fs'), r.id)) {
+          this.options.log?.(`mounted lazy layer ${r.layer.chain.at(-1)!} again for snapshot ${r.key}`)
+        }
       } catch (err) {
-        this.options.log?.(`snapshot ${r.key} cannot be served now: ${(err as Error).message}`)
+        this.options.log?.(`snapshot ${r.key} cannot be served now (mounted again when a call needs it): ${(err as Error).message}`)
       }
+    }
+  }
+
+  /**
+   * Makes sure each lazy layer among the committed snapshot `top` and its parents is served before
+   * mounts naming it are handed out: an overlay on the empty directory of a layer whose mount is gone
+   * would show a wrong root file system, not fail. One that cannot be mounted (the store is down)
+   * fails the call, Unavailable, and the next call tries again.
+   */
+  private async ensureLayers(top: string): Promise<void> {
+    for (let p = top; p !== ''; ) {
+      const parent = this.record(p)
+      if (parent.layer !== undefined) {
+        const layers = this.options.layers
+        if (layers === undefined) {
+          throw new SnapdirError('ERR_FAILED_PRECONDITION', `snapshot ${parent.key} is a lazy layer, but the snapshotter runs without --store: it cannot be served`)
+        }
+        try {
+          if (await layers.ensure(parent.layer.chain, path.join(this.dir(parent.id), 'fs'), parent.id)) {
+            this.options.log?.(`mounted lazy layer ${parent.layer.chain.at(-1)!} again for snapshot ${parent.key}`)
+          }
+        } catch (err) {
+          throw new SnapdirError('ERR_STORE_UNREACHABLE', `snapshot ${parent.key} (layer ${parent.layer.chain.at(-1)!}) cannot be served now: ${(err as Error).message}`, { cause: err })
+        }
+      }
+      p = parent.parent
     }
   }
 
@@ -135,6 +159,8 @@ export class Snapshotter {
     checkLabels(labels)
     const target = labels[TARGET_LABEL]
     if (kind === 'active' && target !== undefined && this.options.layers !== undefined) await this.lazyLayer(target, parent, labels)
+    // before the record: a Prepare that fails here leaves nothing behind, and can be made again
+    if (parent !== '' && this.meta.get(parent) !== undefined) await this.ensureLayers(parent)
     const record = await this.meta.update(async (draft) => {
       if (draft.snapshots.some((s) => s.key === key)) throw exists(key)
       let parentRecord: SnapshotRecord | undefined
@@ -203,7 +229,9 @@ export class Snapshotter {
   }
 
   async mounts(key: string): Promise<Mount[]> {
-    return this.mountsOf(this.record(key))
+    const r = this.record(key)
+    if (r.kind !== 'committed') await this.ensureLayers(r.parent)
+    return this.mountsOf(r)
   }
 
   async commit(name: string, key: string, labels: Record<string, string>): Promise<void> {

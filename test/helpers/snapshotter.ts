@@ -39,25 +39,49 @@ export interface SnapshotterProcess {
   child: ChildProcess
   /** what it printed on stderr so far */
   log(): string
+  /** resolves once it has printed a line matching `re` (already or later); rejects after `ms` or if it exits first */
+  waitForLog(re: RegExp, ms?: number): Promise<string>
   /** SIGTERM, and its exit status */
   stop(): Promise<number | null>
   /** SIGKILL, as a crash */
   kill(): Promise<void>
 }
 
-export async function startSnapshotter(dir: string, extra: string[] = []): Promise<SnapshotterProcess> {
+export async function startSnapshotter(dir: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<SnapshotterProcess> {
   const root = path.join(dir, 'root')
   const address = path.join(dir, 'snapshotter.sock')
-  const child = spawnSnapdir(['snapshotter', '--root', root, '--address', address, '--verbose', ...extra])
+  const child = spawnSnapdir(['snapshotter', '--root', root, '--address', address, '--verbose', ...extra], { env })
   let text = ''
   child.stderr!.on('data', (b: Buffer) => (text += b.toString('utf8')))
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
   await waitForLine(child, 'serving containerd', 30_000, 'snapdir snapshotter')
+  const waitForLog = (re: RegExp, ms = 30_000): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const check = (): boolean => {
+        const line = text.split('\n').find((l) => re.test(l))
+        if (line === undefined) return false
+        done()
+        resolve(line)
+        return true
+      }
+      const onData = (): void => void check()
+      const onExit = (): void => (done(), reject(new Error(`the snapshotter exited before logging ${re}: ${text.slice(-2000)}`)))
+      const timer = setTimeout(() => (done(), reject(new Error(`the snapshotter logged no ${re} within ${ms} ms: ${text.slice(-2000)}`))), ms)
+      const done = (): void => {
+        clearTimeout(timer)
+        child.stderr!.off('data', onData)
+        child.off('exit', onExit)
+      }
+      child.stderr!.on('data', onData)
+      child.once('exit', onExit)
+      check()
+    })
   return {
     root,
     address,
     child,
     log: () => text,
+    waitForLog,
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
       return exited
@@ -146,6 +170,8 @@ export interface Containerd {
   /** runs ctr against this containerd; throws with its output unless it exits 0 */
   ctr(args: string[]): string
   ctrStatus(args: string[]): { status: number | null; stdout: string; stderr: string }
+  /** ctrStatus without blocking this process: for tests whose own process serves something ctr's call needs (s3rver) */
+  ctrAsync(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }>
   stop(): Promise<void>
 }
 
@@ -181,9 +207,20 @@ export async function startContainerd(dir: string, snapshotterAddress: string): 
     const r = spawnSync('ctr', ['--address', address, ...args], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 })
     return { status: r.status, stdout: r.stdout, stderr: r.stderr }
   }
+  const ctrAsync = (args: string[]) =>
+    new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+      const c = spawn('ctr', ['--address', address, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+      let stdout = ''
+      let stderr = ''
+      c.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+      c.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+      c.on('error', reject)
+      c.on('close', (status) => resolve({ status, stdout, stderr }))
+    })
   return {
     address,
     ctrStatus,
+    ctrAsync,
     ctr: (args) => {
       const r = ctrStatus(args)
       if (r.status !== 0) throw new Error(`ctr ${args.join(' ')} exited ${r.status}: ${r.stderr}${r.stdout}`)

@@ -4,55 +4,19 @@
 // snapshotter killed and started again serves the same snapshots, and removing the image removes
 // its snapshots and their directories.
 import { randomBytes } from 'node:crypto'
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { spawnSync } from 'node:child_process'
 import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { requireTools, tool } from '../helpers/oci.js'
+import { buildHelloLayout } from '../helpers/hello-image.js'
+import { requireTools } from '../helpers/oci.js'
 import { snapdir, snapdirOk, tempDir } from '../helpers/cli.js'
 import { startContainerd, startSnapshotter, type Containerd, type SnapshotterProcess } from '../helpers/snapshotter.js'
 
-const HELLO_C = `#include <stdio.h>
-#include <unistd.h>
-int main(int argc, char **argv) {
-  FILE *f = fopen(argc > 1 ? argv[1] : "/etc/msg", "r");
-  if (!f) { perror("open"); return 1; }
-  char b[256]; size_t n = fread(b, 1, sizeof b - 1, f); b[n] = 0;
-  printf("%s", b);
-  fflush(stdout);
-  if (argc > 2) pause(); /* "wait": a container that keeps running */
-  return 0;
-}
-`
-
-/** A two-layer OCI image archive: a static program and two files, then one file changed and one deleted. */
+/** The image as an OCI archive (hello.tar, beside its layout). */
 function buildImage(dir: string): string {
-  return path.join(buildLayout(dir), '..', 'hello.tar')
-}
-
-/** The image as an OCI layout (and beside it, hello.tar, the same as an archive). */
-function buildLayout(dir: string): string {
-  writeFileSync(path.join(dir, 'hello.c'), HELLO_C)
-  tool('gcc', ['-static', '-O2', '-o', path.join(dir, 'hello'), path.join(dir, 'hello.c')])
-  const layout = path.join(dir, 'layout')
-  const bundle = path.join(dir, 'bundle')
-  const rootfs = path.join(bundle, 'rootfs')
-  tool('umoci', ['init', '--layout', layout])
-  tool('umoci', ['new', '--image', `${layout}:v1`])
-  tool('umoci', ['unpack', '--image', `${layout}:v1`, bundle])
-  mkdirSync(path.join(rootfs, 'bin'))
-  mkdirSync(path.join(rootfs, 'etc'))
-  tool('cp', [path.join(dir, 'hello'), path.join(rootfs, 'bin', 'hello')])
-  writeFileSync(path.join(rootfs, 'etc', 'msg'), 'hello from layer 1\n')
-  writeFileSync(path.join(rootfs, 'etc', 'doomed'), 'deleted in layer 2\n')
-  tool('umoci', ['repack', '--refresh-bundle', '--image', `${layout}:v1`, bundle])
-  writeFileSync(path.join(rootfs, 'etc', 'msg'), 'layer 2 says hi\n')
-  rmSync(path.join(rootfs, 'etc', 'doomed'))
-  tool('umoci', ['repack', '--image', `${layout}:v1`, bundle])
-  tool('umoci', ['config', '--image', `${layout}:v1`, '--config.cmd', '/bin/hello'])
-  tool('tar', ['-C', layout, '-cf', path.join(dir, 'hello.tar'), '.'])
-  return layout
+  return path.join(buildHelloLayout(dir), '..', 'hello.tar')
 }
 
 /** A directory for a whole describe block (tempDir's go after each test), removed by its afterAll. */
@@ -158,7 +122,7 @@ describe('containerd with snapdir serving layers lazily from a store', () => {
   })
 
   test('containerd pull commits every layer as a FUSE mount; a container runs, and keeps running across a snapshotter restart', async () => {
-    const layout = buildLayout(lz)
+    const layout = buildHelloLayout(lz)
     const id = (await snapdirOk(['push', '--store', store(), layout])).trim()
     const pulled = JSON.parse(await snapdirOk(['containerd', 'pull', '--store', store(), '--id', id, '--address', lctd.address, '--json', 'test/lazy:v1'])) as {
       layers: Array<{ lazy: boolean }>
@@ -190,7 +154,7 @@ describe('containerd with snapdir serving layers lazily from a store', () => {
 
   test('a pull of an image the snapshotter cannot serve lazily fails naming why, and leaves no image', async () => {
     const other = tempDir()
-    const layout = buildLayout(other)
+    const layout = buildHelloLayout(other)
     const otherStore = path.join(other, 'store')
     const id = (await snapdirOk(['push', '--store', otherStore, layout])).trim()
     const r = await snapdir(['containerd', 'pull', '--store', otherStore, '--id', id, '--address', lctd.address, 'test/other:v1'])
