@@ -2,7 +2,10 @@
 // no cycle between files, and the folders of src/ import downwards only, in the layer order of
 // DESIGN.md. Type-only imports count: a type import upwards still ties a lower layer to a higher one.
 //
-//   cli -> snapshot | snapshotter -> sync | mount -> oci -> ingest -> store -> registry -> format -> chunk -> util
+//   cli -> serve -> snapshot | snapshotter -> sync | mount -> oci -> ingest -> store -> registry -> format -> chunk -> util
+//
+// serve/ (the OCI Distribution server over a store) sits under cli and above the commands it may
+// share code with (snapshot: a push of what it is sent; sync, oci, store: what it serves).
 //
 // registry/ (the OCI Distribution client) needs only util and format, and sits low so that anything
 // that reads or writes images (oci, sync, snapshot) can use it.
@@ -13,6 +16,7 @@
 /** Each folder of src/ with its rank: higher ranks may import lower ones only. */
 const LAYERS = {
   cli: 9,
+  serve: 8.5,
   snapshot: 8,
   snapshotter: 8,
   sync: 7,

@@ -9,6 +9,7 @@ import { registerPull } from './pull.js'
 import { registerPush } from './push.js'
 import { registerRevisions } from './revisions.js'
 import { registerRm } from './rm.js'
+import { registerServe } from './serve.js'
 import { registerSnapshotter } from './snapshotter.js'
 import { registerStats } from './stats.js'
 import { registerSync } from './sync.js'
@@ -31,7 +32,7 @@ const program = new Command()
     outputError: (str, write) => write(`snapdir: ${str.replace(/^error: /, '').trim()} (see --help)\n`),
   })
 
-for (const register of [registerPush, registerPull, registerSync, registerVerify, registerId, registerRevisions, registerRm, registerGc, registerStats, registerDiff, registerMount, registerUmount, registerSnapshotter, registerContainerd]) register(program)
+for (const register of [registerPush, registerPull, registerSync, registerVerify, registerId, registerRevisions, registerRm, registerGc, registerStats, registerDiff, registerMount, registerUmount, registerServe, registerSnapshotter, registerContainerd]) register(program)
 for (const cmd of program.commands) cmd.exitOverride()
 
 try {

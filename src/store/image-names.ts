@@ -84,6 +84,29 @@ export async function listImageNames(store: ReadStore, onSkip: SkippedRecord = w
   return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : 0))
 }
 
+/** The tags of one name, sorted, each record read (a malformed one skipped and reported, as above). */
+export async function listImageTags(store: ReadStore, name: string, onSkip: SkippedRecord = warnOnStderr): Promise<ImageNameRecord[]> {
+  const prefix = `${IMAGE_REFS}${encodeKeyComponent(name)}/`
+  const keys: string[] = []
+  for await (const key of store.list(prefix)) keys.push(key)
+  const out: ImageNameRecord[] = []
+  for (const key of keys.sort()) {
+    const r = await readRecord(store, key, onSkip)
+    if (r !== null && r.name === name) out.push(r)
+  }
+  return out.sort((a, b) => (a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : 0))
+}
+
+/** Every name the store has a tag for, from the keys alone (no record read), sorted. */
+export async function listImageRepositories(store: ReadStore): Promise<string[]> {
+  const names = new Set<string>()
+  for await (const key of store.list(IMAGE_REFS)) {
+    const name = decodeKeyComponent(key.slice(IMAGE_REFS.length).split('/')[0] ?? '')
+    if (name !== null) names.add(name)
+  }
+  return [...names].sort()
+}
+
 /**
  * Points NAME:TAG at snapshot `id` (one atomic put: a tag pushed again moves). The snapshot must be
  * committed (its revision written and flushed): commit.ts calls this last. Returns the record.

@@ -1,0 +1,78 @@
+import type { Command } from '@commander-js/extra-typings'
+import { UsageError } from '../util/errors.js'
+import { action } from './run-command.js'
+import { ENDPOINT_HELP, STORE_HELP, storeFromOptions } from './store-options.js'
+
+export function registerServe(program: Command): void {
+  program
+    .command('serve')
+    .description(
+      'make a store a container registry: the OCI Distribution API (v1.1) over the images the store names, so docker, podman, ' +
+        'skopeo, crane and containerd pull from it directly. A repository is an image name of the store and its tags are that ' +
+        "name's tags (what `push --image NAME:TAG` and `sync` record); manifests are served byte for byte with their stored media " +
+        'type, blobs streamed from the chunks (layers regenerated from their recipes), each hashed as it goes: a blob that does not ' +
+        'match its digest, or a store that fails mid-blob, breaks the response (the client sees a failed transfer, never wrong ' +
+        'bytes) and is logged naming the blob.\n\n' +
+        'Prints "listening on URL" on stdout once it takes connections; one access log line per request on stderr. Runs in the ' +
+        'foreground; Ctrl-C or SIGTERM stops taking connections, lets requests in flight finish, then exits 0 (a second signal ' +
+        'ends them at once).\n\n' +
+        'Access: on a loopback address, anyone on this machine, without auth. --htpasswd FILE asks for basic auth with the users ' +
+        'of FILE (bcrypt hashes, as `htpasswd -B` writes them). Any other address needs --htpasswd, or --insecure-public to serve ' +
+        'the store to anyone who can reach it. Basic auth sends passwords in the clear: use --tls-cert/--tls-key beyond this machine.',
+    )
+    .requiredOption('--store <url>', STORE_HELP)
+    .option('--s3-endpoint <url>', ENDPOINT_HELP)
+    .option('--listen <host:port>', 'the address to listen on ([v6]:PORT for IPv6; port 0 picks a free one)', '127.0.0.1:5000')
+    .option('--htpasswd <file>', 'ask for basic auth: users and bcrypt hashes, one user:hash a line (htpasswd -B)')
+    .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM, with its chain); needs --tls-key')
+    .option('--tls-key <file>', "the certificate's private key (PEM)")
+    .option('--read-only', 'answer every write (push, delete) with 405 UNSUPPORTED')
+    .option('--insecure-public', 'allow a non-loopback --listen without --htpasswd: anyone who reaches it reads the store')
+    .option('--json', 'the log as JSON lines (one object per request, and per warning)')
+    .action(
+      action(async (opts) => {
+        const { readFile } = await import('node:fs/promises')
+        const { isLoopback, parseListen } = await import('../serve/listen-address.js')
+        const { RegistryServer } = await import('../serve/server.js')
+        const { createServerLog } = await import('../serve/server-log.js')
+        const { checkStoreFormat } = await import('../store/store-config.js')
+        const listen = parseListen(opts.listen)
+        if (!isLoopback(listen.host) && opts.htpasswd === undefined && !opts.insecurePublic) {
+          throw new UsageError(`--listen ${opts.listen} is not a loopback address: give --htpasswd FILE for basic auth, or --insecure-public to serve the store to anyone who reaches it`)
+        }
+        if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) throw new UsageError('--tls-cert and --tls-key go together')
+        const readPem = async (flag: string, file: string): Promise<Buffer> =>
+          readFile(file).catch((err: Error) => {
+            throw new UsageError(`${flag} ${file}: ${err.message}`)
+          })
+        const tls = opts.tlsCert !== undefined && opts.tlsKey !== undefined ? { cert: await readPem('--tls-cert', opts.tlsCert), key: await readPem('--tls-key', opts.tlsKey) } : undefined
+        const htpasswd = opts.htpasswd !== undefined ? await (await import('../serve/htpasswd.js')).Htpasswd.load(opts.htpasswd) : undefined
+        const log = createServerLog({ json: opts.json === true })
+        const store = storeFromOptions({ store: opts.store, ...(opts.s3Endpoint !== undefined ? { s3Endpoint: opts.s3Endpoint } : {}) })
+        try {
+          await store.open()
+          await checkStoreFormat(store)
+          const server = new RegistryServer({ store, listen, log, ...(htpasswd ? { htpasswd } : {}), ...(tls ? { tls } : {}), readOnly: opts.readOnly === true })
+          const signal = new Promise<NodeJS.Signals>((resolve) => {
+            process.once('SIGINT', resolve)
+            process.once('SIGTERM', resolve)
+          })
+          await server.open()
+          process.stdout.write(`listening on ${server.url}\n`)
+          log.info(`serving ${store.url} on ${server.url}${opts.readOnly ? ' (read-only)' : ''}${htpasswd ? ' with basic auth' : ''}`)
+          const got = await signal
+          log.info(`${got}: finishing ${server.active} request(s) in flight`)
+          const again = () => {
+            log.info('second signal: ending requests in flight')
+            server.closeNow()
+          }
+          process.once('SIGINT', again)
+          process.once('SIGTERM', again)
+          await server.close()
+          log.info('stopped')
+        } finally {
+          await store.close()
+        }
+      }),
+    )
+}

@@ -1,0 +1,82 @@
+// The read side of the OCI Distribution API v1.1 (distribution-spec "Pull", "Content Discovery"):
+//   GET /v2/                                   the API is here (200)
+//   GET|HEAD /v2/<name>/manifests/<reference>  by tag or digest, the stored bytes and media type
+//   GET|HEAD /v2/<name>/blobs/<digest>         streamed, checked, with Range
+//   GET /v2/<name>/tags/list                   paginated (n, last, Link)
+//   GET /v2/<name>/referrers/<digest>          an image index of the manifests whose subject it is
+//   GET /v2/_catalog                           paginated
+// https://github.com/opencontainers/distribution-spec/blob/v1.1.0/spec.md
+import { OCI_INDEX } from '../oci/media-types.js'
+import { sendBlob } from './blob-response.js'
+import { RegistryError } from './errors.js'
+import { paginate } from './pagination.js'
+import { checkDigest, referenceKind, type RequestContext, type Route } from './route.js'
+
+/** A JSON answer; `headers` before the body. */
+export function sendJson(ctx: RequestContext, value: unknown, headers: Record<string, string> = {}, contentType = 'application/json'): void {
+  const body = Buffer.from(JSON.stringify(value))
+  ctx.res.writeHead(200, { ...headers, 'Content-Type': contentType, 'Content-Length': String(body.length) })
+  ctx.res.end(ctx.req.method === 'HEAD' ? undefined : body)
+}
+
+async function base(ctx: RequestContext): Promise<void> {
+  sendJson(ctx, {})
+  return Promise.resolve()
+}
+
+async function catalog(ctx: RequestContext): Promise<void> {
+  const page = paginate(await ctx.images.repositories(), ctx.url, '/v2/_catalog')
+  sendJson(ctx, { repositories: page.items }, page.link !== undefined ? { Link: page.link } : {})
+}
+
+async function tagsList(ctx: RequestContext): Promise<void> {
+  const name = ctx.params.name!
+  const tags = (await ctx.images.tags(name)).map((r) => r.tag)
+  const page = paginate(tags, ctx.url, `/v2/${name}/tags/list`)
+  sendJson(ctx, { name, tags: page.items }, page.link !== undefined ? { Link: page.link } : {})
+}
+
+async function manifest(ctx: RequestContext): Promise<void> {
+  const { name, reference } = ctx.params as { name: string; reference: string }
+  const kind = referenceKind(reference)
+  if (kind === null) throw new RegistryError('MANIFEST_UNKNOWN', { message: `${JSON.stringify(reference)} is neither a tag nor a digest`, detail: { name, reference } })
+  if (kind === 'digest') checkDigest(reference)
+  const m = await ctx.images.manifest(name, reference, kind)
+  // as stored, never converted: the client that asked for another type gets the one there is
+  ctx.res.writeHead(200, {
+    'Content-Type': m.mediaType,
+    'Content-Length': String(m.bytes.length),
+    'Docker-Content-Digest': m.digest,
+    ETag: `"${m.digest}"`,
+  })
+  ctx.res.end(ctx.req.method === 'HEAD' ? undefined : m.bytes)
+}
+
+async function blob(ctx: RequestContext): Promise<void> {
+  const { name, digest } = ctx.params as { name: string; digest: string }
+  checkDigest(digest)
+  await sendBlob(ctx, await ctx.images.blob(name, digest))
+}
+
+async function referrers(ctx: RequestContext): Promise<void> {
+  const { name, digest } = ctx.params as { name: string; digest: string }
+  checkDigest(digest)
+  let found = await ctx.images.referrers(name, digest)
+  const headers: Record<string, string> = {}
+  const artifactType = ctx.url.searchParams.get('artifactType')
+  if (artifactType !== null) {
+    found = found.filter((r) => r.artifactType === artifactType)
+    headers['OCI-Filters-Applied'] = 'artifactType'
+  }
+  sendJson(ctx, { schemaVersion: 2, mediaType: OCI_INDEX, manifests: found }, headers, OCI_INDEX)
+}
+
+// a name may hold slashes: each pattern ends in a fixed tail that says where the name stops
+export const readRoutes: readonly Route[] = [
+  { methods: ['GET'], path: /^\/v2\/?$/, handle: base },
+  { methods: ['GET'], path: /^\/v2\/_catalog$/, handle: catalog },
+  { methods: ['GET'], path: /^\/v2\/(?<name>.+)\/tags\/list$/, handle: tagsList },
+  { methods: ['GET'], path: /^\/v2\/(?<name>.+)\/manifests\/(?<reference>[^/]+)$/, handle: manifest },
+  { methods: ['GET'], path: /^\/v2\/(?<name>.+)\/blobs\/(?<digest>[^/]+)$/, handle: blob },
+  { methods: ['GET'], path: /^\/v2\/(?<name>.+)\/referrers\/(?<digest>[^/]+)$/, handle: referrers },
+]
