@@ -22,7 +22,7 @@ import {
   dropCachesProblem, failer, fmt, fmtInt, fsTypeAt, hostInfo, measureTree, median, msSince, nowNs, parseCommandLine, parseRuns,
   parseSteps, privateEnv, readOr, repo, runCommand, snapdirBin, snapdirCommit, table, tryRun, which, writeResult,
 } from './lib/common.mjs'
-import { TAG, buildLayout, layoutLayers } from './lib/layouts.mjs'
+import { TAG, layoutLayers, pythonImageLayout } from './lib/layouts.mjs'
 import { mountAt, mountNotes, startFuseDaemon, stopAllDaemons, stopFuseDaemon } from './lib/mounts.mjs'
 
 const ALL_STEPS = ['lazy', 'full', 'skopeo']
@@ -53,30 +53,6 @@ function parseOptions() {
 
 const run = (argv, options = {}) => runCommand(argv, { cwd: repo, ...options })
 const seconds = (ms) => ms / 1000
-
-// ---------------------------------------------------------------------------------------------
-// The image
-
-/**
- * The corpus as a one-layer OCI layout, built once and reused while the corpus is the same build
- * (its setup.sh marker is copied beside the layout): umoci takes a minute and its gzip output is
- * not what is measured.
- */
-async function imageLayout(corpus) {
-  const layout = path.join(benchDir, 'lazy-start-layout')
-  const marker = `${layout}.complete`
-  const want = corpusMarker(corpus)
-  if (fs.existsSync(layout) && fs.existsSync(marker) && fs.readFileSync(marker, 'utf8') === want) return layout
-  process.stderr.write(`building ${layout} with umoci\n`)
-  const partial = `${layout}.partial`
-  const bundle = `${layout}.bundle`
-  for (const p of [layout, marker, partial, bundle]) fs.rmSync(p, { recursive: true, force: true })
-  await buildLayout({ layout: partial, bundle, corpora: [corpus] })
-  fs.rmSync(bundle, { recursive: true, force: true })
-  fs.renameSync(partial, layout)
-  fs.writeFileSync(marker, want)
-  return layout
-}
 
 // ---------------------------------------------------------------------------------------------
 // Mounts: everything mounted is tracked, and taken down in order (overlay, then the FUSE daemon)
@@ -177,7 +153,7 @@ async function main() {
   if (!fs.existsSync('/dev/fuse')) problems.push('/dev/fuse is missing (modprobe fuse)')
   if (problems.length) fail(problems.join('\n'))
 
-  const layout = await imageLayout(corpus)
+  const layout = await pythonImageLayout(corpus)
   const scratch = fs.mkdtempSync(path.join(benchDir, 'lazy-start-'))
   const cleanup = () => {
     cleanupAll()

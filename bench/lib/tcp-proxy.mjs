@@ -3,8 +3,11 @@
 // or HTTP framing included, as a network link would carry them. The client-to-server stream is also
 // read as HTTP/1.1 (request line, headers, a body framed by Content-Length or chunked encoding,
 // RFC 9112 section 6) to count requests by method; a stream that is not HTTP only stops that count.
+// With a link (link.mjs), the bytes cross it, bandwidth-limited and delayed, and are counted as they
+// arrive on the far side.
 
 import net from 'node:net'
+import { carry } from './link.mjs'
 
 /** A fresh set of counts, for a proxy's `counts` (replace it to start counting again). */
 export function newWireCounts() {
@@ -78,10 +81,11 @@ function requestCounter(onRequest) {
 
 /**
  * Listens on 127.0.0.1 (a free port) and forwards each connection to `target` ("host:port"),
- * counting into `proxy.counts` (replace it with newWireCounts() to reset). Returns { host
+ * counting into `proxy.counts` (replace it with newWireCounts() to reset). `link`: an emulatedLink
+ * (link.mjs) the connections share, client to server its `up`, back its `down`. Returns { host
  * ("127.0.0.1:PORT"), endpoint ("http://" + host), counts, close() }.
  */
-export async function startTcpProxy(target) {
+export async function startTcpProxy(target, { link = null } = {}) {
   const [tHost, tPort] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))]
   const sockets = new Set()
   const proxy = { counts: newWireCounts() }
@@ -100,6 +104,12 @@ export async function startTcpProxy(target) {
         client.destroy()
         upstream.destroy()
       })
+    }
+    if (link) {
+      client.on('data', count)
+      carry(client, upstream, link.up, { onDeliver: (n) => (proxy.counts.bytesUp += n), holdMs: link.rttMs })
+      carry(upstream, client, link.down, { onDeliver: (n) => (proxy.counts.bytesDown += n) })
+      return
     }
     client.on('data', (b) => {
       proxy.counts.bytesUp += b.length
