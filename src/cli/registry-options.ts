@@ -1,7 +1,9 @@
 // The registry options push, pull and sync share, and what they make of them: RegistryClient options
 // for one side of a copy. Credentials: --src-creds for the source registry, --dest-creds for the
 // destination, --creds for whichever side has no credentials of its own; without any, docker's
-// config.json, else anonymous (registry/credentials.ts). TLS and the rate limit apply to every registry.
+// config.json, else anonymous (registry/credentials.ts). TLS likewise: --src-tls-verify and
+// --src-cert-dir for the source, --dest-… for the destination, --tls-verify and --cert-dir for a side
+// without its own (skopeo's names); --ca-file and the rate limit apply to every registry.
 import type { Command } from '@commander-js/extra-typings'
 import type { RegistryClientOptions } from '../registry/client.js'
 import { parseCredentials } from '../registry/credentials.js'
@@ -12,7 +14,12 @@ export interface RegistryCliOptions {
   destCreds?: string
   creds?: string
   tlsVerify?: string
+  srcTlsVerify?: string
+  destTlsVerify?: string
   caFile?: string
+  certDir?: string
+  srcCertDir?: string
+  destCertDir?: string
   registryRps?: string
 }
 
@@ -28,8 +35,17 @@ export function addRegistryOptions<C extends Command<any, any, any>>(command: C)
     .option('--src-creds <user:pass>', 'credentials for the source registry (default: --creds, else docker config.json, else anonymous)')
     .option('--dest-creds <user:pass>', 'credentials for the destination registry (default: --creds, else docker config.json, else anonymous)')
     .option('--creds <user:pass>', 'credentials for any registry without its own --src-creds/--dest-creds')
-    .option('--tls-verify <bool>', 'verify registries\' TLS certificates (default true; loopback registries speak plain HTTP)')
-    .option('--ca-file <file>', 'PEM file of CA certificates to trust for registries, besides the system\'s')
+    .option(
+      '--tls-verify <bool>',
+      "verify registries' TLS certificates (default true). Loopback registries (localhost, 127.0.0.0/8, ::1) are spoken to in plain HTTP, as docker does, " +
+        'unless --tls-verify=true, a --cert-dir or a --ca-file is given for them; false: HTTPS without verification, and plain HTTP where the registry has no TLS (as skopeo)',
+    )
+    .option('--src-tls-verify <bool>', 'as --tls-verify, for the source registry only')
+    .option('--dest-tls-verify <bool>', 'as --tls-verify, for the destination registry only')
+    .option('--cert-dir <dir>', "directory of CA certificates (*.crt) to trust and a client certificate (NAME.cert with NAME.key) to present, as skopeo and docker's certs.d read one; for any registry")
+    .option('--src-cert-dir <dir>', 'as --cert-dir, for the source registry only')
+    .option('--dest-cert-dir <dir>', 'as --cert-dir, for the destination registry only')
+    .option('--ca-file <file>', "PEM file of CA certificates to trust for registries, besides the system's")
     .option('--registry-rps <n>', 'at most this many requests per second to each registry')
   return command
 }
@@ -41,8 +57,15 @@ export function registryClientOptions(opts: RegistryCliOptions, side: RegistrySi
   const creds = own ?? opts.creds
   const out: RegistryClientOptions = {}
   if (creds !== undefined) out.creds = parseCredentials(creds, own !== undefined ? ownName : '--creds')
-  if (opts.tlsVerify !== undefined) out.tlsVerify = parseBool('--tls-verify', opts.tlsVerify)
+  const ownVerify = side === 'source' ? opts.srcTlsVerify : opts.destTlsVerify
+  const verifyText = ownVerify ?? opts.tlsVerify
+  const verify = verifyText === undefined ? undefined : parseBool(ownVerify !== undefined ? (side === 'source' ? '--src-tls-verify' : '--dest-tls-verify') : '--tls-verify', verifyText)
+  const certDir = (side === 'source' ? opts.srcCertDir : opts.destCertDir) ?? opts.certDir
+  if (certDir !== undefined) out.certDir = certDir
   if (opts.caFile !== undefined) out.caFile = opts.caFile
+  if (verify === false) Object.assign(out, { tlsVerify: false, httpFallback: true })
+  // told to verify, or what to trust: that registry speaks HTTPS, loopback or not
+  else if (verify === true || certDir !== undefined || opts.caFile !== undefined) out.plainHttp = false
   if (opts.registryRps !== undefined) {
     const rps = Number(opts.registryRps)
     if (!(rps > 0) || !Number.isFinite(rps)) throw new UsageError(`--registry-rps: expected a positive number of requests per second, got ${JSON.stringify(opts.registryRps)}`)

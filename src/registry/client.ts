@@ -10,7 +10,7 @@ import { DigestCheck, digestAlgorithm, digestOf } from './digest-check.js'
 import { bareMediaType, MANIFEST_MEDIA_TYPES, MAX_MANIFEST_BYTES } from './media-types.js'
 import { apiHost, isDigest, isLoopbackRegistry } from './reference.js'
 import { describeStatus, parseErrorBody, registryError, type RequestSite } from './registry-error.js'
-import { discard, header, readBody, retryableError, Transport, unreachable, type HttpMethod, type HttpResponse, type TransportOptions } from './transport.js'
+import { discard, header, notTls, readBody, retryableError, Transport, unreachable, type HttpMethod, type HttpResponse, type TransportOptions } from './transport.js'
 
 export interface RegistryClientOptions extends TransportOptions {
   /** `USER:PASS` (what --creds gives) or credentials; without them docker's config.json is asked, else anonymous */
@@ -19,6 +19,11 @@ export interface RegistryClientOptions extends TransportOptions {
   dockerConfig?: string
   /** plain HTTP instead of HTTPS (default: only for loopback registries, as docker does) */
   plainHttp?: boolean
+  /**
+   * HTTPS first, and plain HTTP once the registry shows it does not speak TLS (skopeo's
+   * --tls-verify=false allows both); plainHttp, if given, decides instead
+   */
+  httpFallback?: boolean
   /** the size of a PATCH when an upload goes in chunks (default 8 MiB) */
   chunkSize?: number
 }
@@ -66,15 +71,17 @@ const UPLOAD_REFUSED = new Set([405, 411, 413, 415, 501])
 export class RegistryClient {
   /** `host[:port]` as in image references */
   readonly registry: string
-  /** where the API is: `https://host` or, for loopback registries, `http://host` */
-  readonly base: URL
+  /** where the API is: `https://host` or, for loopback registries, `http://host` (with httpFallback: whichever answers) */
+  base: URL
+  private readonly httpFallback: boolean
   private readonly transport: Transport
   private readonly auth: Authenticator
   private readonly chunkSize: number
 
   constructor(registry: string, options: RegistryClientOptions = {}) {
     this.registry = registry
-    const plain = options.plainHttp ?? isLoopbackRegistry(registry)
+    this.httpFallback = options.plainHttp === undefined && options.httpFallback === true
+    const plain = options.plainHttp ?? (this.httpFallback ? false : isLoopbackRegistry(registry))
     this.base = new URL(`${plain ? 'http' : 'https'}://${apiHost(registry)}`)
     this.transport = new Transport(options)
     this.chunkSize = options.chunkSize ?? 8 * 1024 * 1024
@@ -397,16 +404,28 @@ export class RegistryClient {
   private async call(c: Call): Promise<HttpResponse> {
     for (let round = 0; ; round++) {
       const authorization = await this.auth.authorization(c.scopes, c.site, c.signal)
-      const res = await this.transport.request({
-        method: c.method,
-        url: new URL(c.url, this.base),
-        headers: { ...c.headers, ...(authorization === undefined ? {} : { authorization }) },
-        site: c.site,
-        ...(c.body === undefined ? {} : { body: c.body }),
-        ...(c.followRedirects === undefined ? {} : { followRedirects: c.followRedirects }),
-        ...(c.retry === undefined ? {} : { retry: c.retry }),
-        ...(c.signal === undefined ? {} : { signal: c.signal }),
-      })
+      const base = this.base
+      const res = await this.transport
+        .request({
+          method: c.method,
+          url: new URL(c.url, base),
+          headers: { ...c.headers, ...(authorization === undefined ? {} : { authorization }) },
+          site: c.site,
+          ...(c.body === undefined ? {} : { body: c.body }),
+          ...(c.followRedirects === undefined ? {} : { followRedirects: c.followRedirects }),
+          ...(c.retry === undefined ? {} : { retry: c.retry }),
+          ...(c.signal === undefined ? {} : { signal: c.signal }),
+        })
+        .catch((err: unknown) => {
+          // a registry that answers HTTPS with plain HTTP: from now on, plain HTTP, as allowed
+          if (this.httpFallback && base.protocol === 'https:' && typeof c.url === 'string' && err instanceof SnapdirError && notTls(err.cause)) return null
+          throw err
+        })
+      if (res === null) {
+        if (this.base === base) this.base = new URL(`http://${base.host}`)
+        round--
+        continue
+      }
       if (res.status !== 401 || round > 0) return res
       if (!(await this.auth.challenged(res.headers['www-authenticate'], c.scopes, authorization, c.site))) return res
       await discard(res)
@@ -425,6 +444,10 @@ export class RegistryClient {
       return registryError('ERR_REGISTRY_AUTH', site, `${reason} (401${errors[0] ? ` ${errors[0].code}` : ''})`, opts)
     }
     if (status === 403) return registryError('ERR_REGISTRY_AUTH', site, `denied (403${errors[0] ? ` ${errors[0].code}` : ''})`, opts)
+    if (status === 400 && this.base.protocol === 'http:' && /HTTP request to an HTTPS server/i.test(text)) {
+      // Go's net/http (docker-registry, distribution) answers so to plain HTTP on a TLS port
+      return registryError('ERR_REGISTRY', site, `it speaks HTTPS, not the plain HTTP snapdir used (loopback registries get plain HTTP unless --tls-verify=true, --cert-dir or --ca-file is given)`, opts)
+    }
     if (status === 404) {
       const fallback = site.action.includes('manifest') ? 'manifest unknown' : site.action.includes('blob') ? 'blob unknown' : 'not found'
       return registryError('ERR_REGISTRY_NOT_FOUND', site, describeStatus(status, errors, fallback), opts)

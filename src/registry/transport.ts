@@ -8,14 +8,13 @@
 // Redirects are followed only where the caller asks (blob GETs and HEADs): to another host too, as
 // registries send blobs to a CDN, without the Authorization header there; a loop or more than
 // MAX_REDIRECTS hops is an error.
-import { readFileSync } from 'node:fs'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { rootCertificates } from 'node:tls'
 import { Agent, type Dispatcher } from 'undici'
-import { abortedError, errnoText, isErrno, SnapdirError, UsageError } from '../util/errors.js'
+import { abortedError, errnoText, isErrno, SnapdirError } from '../util/errors.js'
 import { RateLimiter } from './rate-limit.js'
+import { readTlsFiles } from './tls-files.js'
 import { registryError, siteText, type RequestSite } from './registry-error.js'
 
 export type HttpMethod = 'GET' | 'HEAD' | 'PUT' | 'POST' | 'PATCH' | 'DELETE'
@@ -25,6 +24,8 @@ export interface TransportOptions {
   tlsVerify?: boolean
   /** a PEM file of CA certificates trusted besides the system's */
   caFile?: string
+  /** a directory of CA certificates (*.crt) and a client certificate (NAME.cert, NAME.key), as skopeo's --cert-dir */
+  certDir?: string
   /** at most this many requests per second to this registry (default: no limit) */
   rps?: number
   /** how many times a failed request is retried (default 5) */
@@ -84,17 +85,10 @@ export class Transport {
     this.maxDelayMs = positive(options.maxDelayMs ?? 60_000, 'maxDelayMs')
     if (options.rps !== undefined) positive(options.rps, 'rps')
     this.limiter = options.rps === undefined ? null : new RateLimiter(options.rps)
-    let ca: string[] | undefined
-    if (options.caFile !== undefined) {
-      try {
-        ca = [...rootCertificates, readFileSync(options.caFile, 'utf8')]
-      } catch (err) {
-        throw new UsageError(`cannot read the CA file ${options.caFile}: ${isErrno(err) ? errnoText(err) : String(err)}`)
-      }
-    }
+    const tls = readTlsFiles(options.caFile, options.certDir)
     this.agent = new Agent({
       connections: positiveInteger(options.connections ?? 16, 'connections'),
-      connect: { rejectUnauthorized: options.tlsVerify ?? true, ...(ca === undefined ? {} : { ca }), timeout: this.timeoutMs },
+      connect: { rejectUnauthorized: options.tlsVerify ?? true, ...tls, timeout: this.timeoutMs },
       headersTimeout: this.timeoutMs,
       bodyTimeout: this.timeoutMs,
     })
@@ -240,11 +234,30 @@ export function unreachable(site: RequestSite, url: URL, err: unknown, retries: 
     // ours, not the registry's: the body given was not as long as the size given
     return registryError('ERR_REGISTRY', site, 'the data sent was not the size given for it', { cause: err })
   }
-  const words = code === 'ECONNREFUSED' ? 'connection refused' : code === 'ENOTFOUND' ? 'host not found' : message
+  const words = code === 'ECONNREFUSED' ? 'connection refused' : code === 'ENOTFOUND' ? 'host not found' : typeof code === 'string' && UNTRUSTED_CERT.has(code) ? untrusted((err as Error).message) : message
   const after = retries > 0 ? ` (after ${retries} ${retries === 1 ? 'retry' : 'retries'})` : ''
   const e = registryError('ERR_REGISTRY_UNREACHABLE', site, `registry unreachable at ${url.origin}: ${words}${after}`, { cause: err })
   // whether trying again can help: an upload retries its whole sequence on such a failure
   return transient ? new SnapdirError(e.code, e.message, { cause: err, data: { ...e.data, transient: true } }) : e
+}
+
+/** OpenSSL's and node's codes for a certificate the connection does not trust. */
+const UNTRUSTED_CERT = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'CERT_UNTRUSTED', 'CERT_REJECTED', 'ERR_TLS_CERT_ALTNAME_INVALID',
+])
+
+function untrusted(message: string): string {
+  return `its TLS certificate is not trusted (${message}); trust its CA with --cert-dir DIR (*.crt) or --ca-file FILE, or skip verification with --tls-verify=false`
+}
+
+/** Whether a connection failed because the server does not speak TLS (a plain HTTP registry asked over HTTPS). */
+export function notTls(err: unknown): boolean {
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    const code = (e as { code?: unknown }).code
+    if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG' || /wrong version number|packet length too long/.test(e.message)) return true
+  }
+  return false
 }
 
 /** A URL for messages: a presigned CDN URL's query holds signatures. */

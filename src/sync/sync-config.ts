@@ -27,6 +27,8 @@ export interface RegistrySettings {
   tls?: TlsMode
   /** PEM file of the CA that signs the registry's certificate */
   caFile?: string
+  /** a certificate directory as skopeo's --cert-dir: CAs (*.crt), a client certificate (NAME.cert, NAME.key) */
+  certDir?: string
 }
 
 /** A registry repository (optionally one tag or one digest) or a store, as the file names it. */
@@ -99,7 +101,7 @@ export function parseSyncConfig(text: string, file: string, env: NodeJS.ProcessE
 
 const TOP_KEYS = ['version', 'defaults', 'registries', 'sync']
 const DEFAULT_KEYS = ['jobs', 'platforms']
-const REGISTRY_KEYS = ['username', 'password', 'passwordFile', 'passwordEnv', 'dockerConfig', 'tls', 'caFile']
+const REGISTRY_KEYS = ['username', 'password', 'passwordFile', 'passwordEnv', 'dockerConfig', 'tls', 'caFile', 'certDir']
 const ENTRY_KEYS = ['source', 'target', 'targets', 'tags', 'platforms', 'ids']
 const TAG_KEYS = ['names', 'regex', 'semver', 'exclude']
 const TLS_MODES: readonly TlsMode[] = ['enabled', 'insecure', 'disabled']
@@ -150,6 +152,11 @@ class ConfigReader {
     if (r.caFile !== undefined) {
       settings.caFile = this.path([...at, 'caFile'], r.caFile)
       if (settings.tls !== undefined && settings.tls !== 'enabled') this.fail([...at, 'caFile'], 'no caFile unless tls is enabled (a CA only matters when certificates are verified)', r.caFile)
+    }
+    if (r.certDir !== undefined) {
+      settings.certDir = this.path([...at, 'certDir'], r.certDir)
+      if (settings.tls === 'disabled') this.fail([...at, 'certDir'], 'no certDir when tls is disabled (plain HTTP has no certificates)', r.certDir)
+      if (!existsSync(settings.certDir)) this.fail([...at, 'certDir'], `a directory of *.crt (and NAME.cert, NAME.key) files (there is no ${settings.certDir})`, r.certDir)
     }
     const secrets = (['password', 'passwordFile', 'passwordEnv'] as const).filter((k) => r[k] !== undefined)
     if (secrets.length > 1) this.fail([...at, secrets[1]!], `one of password, passwordFile, passwordEnv, not ${secrets.join(' and ')}`, r[secrets[1]!])

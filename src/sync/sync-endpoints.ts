@@ -86,5 +86,8 @@ function clientOptions(settings: RegistrySettings | undefined): RegistryClientOp
   if (settings.tls === 'insecure') Object.assign(out, { plainHttp: false, tlsVerify: false })
   if (settings.tls === 'disabled') out.plainHttp = true
   if (settings.caFile !== undefined) out.caFile = settings.caFile
+  if (settings.certDir !== undefined) out.certDir = settings.certDir
+  // told what to trust: HTTPS, loopback or not
+  if ((settings.caFile !== undefined || settings.certDir !== undefined) && settings.tls === undefined) out.plainHttp = false
   return out
 }

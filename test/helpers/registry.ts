@@ -4,7 +4,9 @@
 // token server (token-server.ts). Deletes are enabled. Ready once it logs that it listens and then
 // answers /v2/ (no fixed sleeps).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { get as httpGet } from 'node:http'
+import { get as httpsGet } from 'node:https'
 import { createServer } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import os from 'node:os'
@@ -19,7 +21,7 @@ export type RegistryAuth = 'anonymous' | 'basic' | 'token'
 export interface TestRegistry {
   /** `127.0.0.1:PORT`, as image references name it */
   host: string
-  /** `http://127.0.0.1:PORT` */
+  /** `http://127.0.0.1:PORT` (https with `tls`) */
   url: string
   auth: RegistryAuth
   /** the user and password that basic and token modes accept (`user:pass` in `creds`) */
@@ -44,6 +46,8 @@ export interface RegistryOptions {
   /** token mode: passed to the token server */
   token?: Partial<TokenServerOptions>
   timeoutMs?: number
+  /** serve HTTPS with this certificate and key (PEM files); with `client`, ask for that client certificate (self-signed: its own CA) */
+  tls?: { cert: string; key: string; client?: { cert: string; key: string } }
 }
 
 /** Whether this machine can run the registry tests (docker-registry and htpasswd installed). */
@@ -75,14 +79,16 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Test
       version: '0.1',
       log: { level: 'info', formatter: 'text', accesslog: { disabled: true } },
       storage: { filesystem: { rootdirectory: storage }, delete: { enabled: true }, maintenance: { uploadpurging: { enabled: false } } },
-      http: { addr: `127.0.0.1:${port}`, secret: 'snapdir-test-secret' },
+      http: { addr: `127.0.0.1:${port}`, secret: 'snapdir-test-secret', ...(options.tls ? { tls: { certificate: options.tls.cert, key: options.tls.key, ...(options.tls.client ? { clientcas: [options.tls.client.cert] } : {}) } } : {}) },
       health: { storagedriver: { enabled: false } },
       ...(authConfig === undefined ? {} : { auth: authConfig }),
     }
     // JSON is YAML: the registry's config parser reads it as is
     const configFile = path.join(dir, 'config.yml')
     writeFileSync(configFile, JSON.stringify(config, null, 2))
-    const started = await launch(configFile, port, options.timeoutMs ?? 30_000)
+    const scheme = options.tls ? 'https' : 'http'
+    const client = options.tls?.client
+    const started = await launch(configFile, port, scheme, client ? { cert: readFileSync(client.cert), key: readFileSync(client.key) } : {}, options.timeoutMs ?? 30_000)
     if (started === 'port-taken' && tries < 5) continue
     if (typeof started === 'string') {
       await tokens?.close()
@@ -92,7 +98,7 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Test
     const host = `127.0.0.1:${port}`
     return {
       host,
-      url: `http://${host}`,
+      url: `${scheme}://${host}`,
       auth,
       user,
       password,
@@ -115,7 +121,7 @@ interface Launched {
   stop(): Promise<void>
 }
 
-async function launch(configFile: string, port: number, timeoutMs: number): Promise<Launched | string> {
+async function launch(configFile: string, port: number, scheme: 'http' | 'https', clientCert: { cert?: Buffer; key?: Buffer }, timeoutMs: number): Promise<Launched | string> {
   const child: ChildProcess = spawn(DOCKER_REGISTRY, ['serve', configFile], { stdio: ['ignore', 'pipe', 'pipe'] })
   let text = ''
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
@@ -143,12 +149,18 @@ async function launch(configFile: string, port: number, timeoutMs: number): Prom
     return `${ready === 'timeout' ? `no "listening" within ${timeoutMs} ms` : `exited ${child.exitCode}`}: ${text.slice(-2000)}`
   }
   // it says it listens: one request to /v2/ shows it answers (200 anonymous, 401 with auth)
-  const res = await fetch(`http://127.0.0.1:${port}/v2/`).catch((err: unknown) => err as Error)
-  if (res instanceof Error || (res.status !== 200 && res.status !== 401)) {
+  // (its certificate is the test's own: not checked here, the tests check what snapdir makes of it)
+  const status = await new Promise<number | Error>((resolve) => {
+    const req = (scheme === 'https' ? httpsGet : httpGet)(`${scheme}://127.0.0.1:${port}/v2/`, { rejectUnauthorized: false, ...clientCert }, (res) => {
+      res.resume()
+      resolve(res.statusCode ?? 0)
+    })
+    req.on('error', resolve)
+  })
+  if (status instanceof Error || (status !== 200 && status !== 401)) {
     await stop()
-    return `listening but /v2/ answered ${res instanceof Error ? res.message : res.status}: ${text.slice(-2000)}`
+    return `listening but /v2/ answered ${status instanceof Error ? status.message : status}: ${text.slice(-2000)}`
   }
-  await res.body?.cancel()
   return { log: () => text, stop }
 }
 
