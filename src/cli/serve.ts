@@ -61,14 +61,17 @@ export function registerServe(program: Command): void {
           process.stdout.write(`listening on ${server.url}\n`)
           log.info(`serving ${store.url} on ${server.url}${opts.readOnly ? ' (read-only)' : ''}${htpasswd ? ' with basic auth' : ''}`)
           const got = await signal
+          // no new connections from here on
+          const closed = server.close()
           log.info(`${got}: finishing ${server.active} request(s) in flight`)
           const again = () => {
             log.info('second signal: ending requests in flight')
             server.closeNow()
           }
-          process.once('SIGINT', again)
-          process.once('SIGTERM', again)
-          await server.close()
+          // (on, not once: a third signal must not kill the process with Node's default action midway)
+          process.on('SIGINT', again)
+          process.on('SIGTERM', again)
+          await closed
           log.info('stopped')
         } finally {
           await store.close()

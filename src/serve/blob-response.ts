@@ -61,9 +61,12 @@ export async function sendBlob(ctx: RequestContext, blob: ServedBlob): Promise<v
     return
   }
   let sent = 0
-  const body = heldBack(blob.content(), start, end, (n) => (sent += n))
+  const body = heldBack(blob.content(), start, end, (n) => (sent += n))[Symbol.asyncIterator]()
+  // a blob that fails before its first byte (its recipe or first chunk damaged, the store down) is
+  // answered as an error by the server: nothing was sent yet
+  const first = await body.next()
   try {
-    await pipeline(Readable.from(body, { objectMode: false }), res)
+    await pipeline(Readable.from(prepended(first, body), { objectMode: false }), res)
   } catch (err) {
     // the response is cut short either way (pipeline destroyed it); say why
     if ((err as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE' && !res.writableFinished) {
@@ -97,5 +100,17 @@ async function* heldBack(stream: AsyncIterable<Buffer>, start: number, end: numb
   if (held !== null) {
     onSent(held.length)
     yield held
+  }
+}
+
+/** `rest`, with the result `first` that was already taken from it in front. */
+async function* prepended(first: IteratorResult<Buffer>, rest: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
+  if (first.done === true) return
+  try {
+    yield first.value
+    for (let r = await rest.next(); r.done !== true; r = await rest.next()) yield r.value
+  } finally {
+    // a response cut short stops the blob's stream too (its chunk fetches end)
+    await rest.return?.()
   }
 }

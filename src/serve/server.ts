@@ -158,6 +158,8 @@ export class RegistryServer {
         res.destroy()
         return
       }
+      // what a route set for the answer it did not give (a blob's Content-Length and digest) goes
+      for (const h of res.getHeaderNames()) if (h !== 'docker-distribution-api-version' && h !== 'connection') res.removeHeader(h)
       const body = Buffer.from(errorBody(e))
       res.writeHead(e.status, { ...e.headers, 'Content-Type': 'application/json', 'Content-Length': String(body.length) })
       res.end(req.method === 'HEAD' ? undefined : body)

@@ -15,6 +15,8 @@ export interface ServeProcess {
   log(): string
   /** resolves once the log holds `needle` */
   waitForLog(needle: string | RegExp, ms?: number): Promise<void>
+  /** resolves with the exit status once it exits */
+  exited: Promise<number | null>
   /** sends `signal` (SIGTERM by default) and resolves with the exit status */
   stop(signal?: NodeJS.Signals): Promise<number | null>
 }
@@ -79,6 +81,7 @@ export async function startServe(store: string, extra: string[] = []): Promise<S
     child,
     log: () => err,
     waitForLog,
+    exited,
     stop: async (signal = 'SIGTERM') => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal)
       return exited
