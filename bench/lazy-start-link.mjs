@@ -25,7 +25,7 @@ import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import {
   MB, benchDir, buildChangedNote, buildFingerprint, cleanupOnSignals, cliBuilt, corpusMarker, defaultOut, dropCaches,
-  dropCachesProblem, failer, fmt, hostInfo, median, msSince, nowNs, parseCommandLine, parseRuns, parseSteps, privateEnv,
+  dropCachesProblem, failer, fmt, fmtInt, hostInfo, median, msSince, nowNs, parseCommandLine, parseRuns, parseSteps, privateEnv,
   readOr, repo, runCommand, snapdirBin, snapdirCommit, table, tail, tryRun, which, writeResult,
 } from './lib/common.mjs'
 import { SNAPSHOTTER, containerId, startContainerd, startSnapshotter, takeDown } from './lib/containerd.mjs'
@@ -573,14 +573,16 @@ function report(r) {
       fmt(seconds(s.firstOutputMs), 2),
       fmt(s.linkBytes / MB, 2),
       fmt(s.linkToRead, 2),
+      `${fmtInt(s.requests)} / ${fmtInt(s.connections)}`,
     ])
-    lines.push(table(['method', 'phases s', 'first output s', 'link MB', 'link/read'], rows, 2))
+    lines.push(table(['method', 'phases s', 'first output s', 'link MB', 'link/read', 'requests / conns'], rows, 2))
     const sp = r.speedups.filter((x) => x.link === l.name)
     if (sp.length) lines.push(`speed-up (full / lazy, target >= 10): ${sp.map((x) => `${x.lazy} vs ${x.full} ${fmt(x.speedup, 1)}x`).join(', ')}`)
   }
   lines.push('')
   for (const [step, what] of Object.entries(r.methods)) lines.push(`  ${step}: ${r.skipped[step] ? `${r.skipped[step]}` : what}`)
   lines.push(`link/read: bytes over the link (both ways, HTTP included) / the ${fmt(r.programReads.bytes / MB, 2)} MB of the files the program opens (target <= 1.3 for the lazy methods)`)
+  lines.push('requests / conns: HTTP requests and TCP connections over the link')
   for (const n of r.notes) lines.push(`warning: ${n}`)
   return lines.join('\n')
 }
