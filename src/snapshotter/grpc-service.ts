@@ -106,6 +106,7 @@ function handlers(sn: Snapshotter, log: Log): grpc.UntypedServiceImplementation 
         // in pages, as containerd's own service sends them
         for (let at = 0; at < infos.length; at += 100) call.write({ info: infos.slice(at, at + 100).map(wireInfo) })
         call.end()
+        log(`List ${filters.join(' ')} ok: ${infos.length}`)
       } catch (err) {
         const status = toStatus(err)
         log(`List failed: ${status.details}`)

@@ -233,3 +233,23 @@ export async function startContainerd(dir: string, snapshotterAddress: string): 
     },
   }
 }
+
+/**
+ * Resolves once containerd's calls reach the snapdir snapshotter again (a snapshot prepared through
+ * containerd and removed), with how long that took; rejects after `ms`. After the snapshotter
+ * restarts, containerd fails its calls with the old connection error until its gRPC channel redials
+ * (containerd's proxy backoff is at most 3 s). `ctr snapshots ls` cannot tell: containerd answers it
+ * from its own metadata, without asking the snapshotter.
+ */
+export async function snapshotterReached(ctd: Containerd, ms = 30_000): Promise<number> {
+  const started = Date.now()
+  for (let n = 0; ; n++) {
+    const key = `reach-probe-${process.pid}-${n}`
+    const r = await ctd.ctrAsync(['snapshots', '--snapshotter', 'snapdir', 'prepare', key])
+    if (r.status === 0) {
+      await ctd.ctrAsync(['snapshots', '--snapshotter', 'snapdir', 'rm', key])
+      return Date.now() - started
+    }
+    if (Date.now() - started > ms) throw new Error(`containerd did not reach the snapshotter within ${ms} ms: ${r.stderr}`)
+  }
+}

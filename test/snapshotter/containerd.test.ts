@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { buildHelloLayout } from '../helpers/hello-image.js'
 import { requireTools } from '../helpers/oci.js'
 import { snapdir, snapdirOk, tempDir } from '../helpers/cli.js'
-import { startContainerd, startSnapshotter, type Containerd, type SnapshotterProcess } from '../helpers/snapshotter.js'
+import { snapshotterReached, startContainerd, startSnapshotter, type Containerd, type SnapshotterProcess } from '../helpers/snapshotter.js'
 
 /** The image as an OCI archive (hello.tar, beside its layout). */
 function buildImage(dir: string): string {
@@ -45,15 +45,6 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true })
 })
 
-/** Resolves once `ok` holds, trying again as each try ends (30 s at most): containerd's redial. */
-async function answering(ok: () => boolean): Promise<void> {
-  const until = Date.now() + 30_000
-  while (!ok()) {
-    if (Date.now() > until) throw new Error('containerd did not reach the snapshotter again within 30 s')
-    await new Promise((resolve) => setImmediate(resolve))
-  }
-}
-
 const snapshots = () =>
   ctd
     .ctr(['snapshots', '--snapshotter', 'snapdir', 'ls'])
@@ -84,7 +75,7 @@ describe('containerd with snapdir as its snapshotter', () => {
     await sn.kill()
     sn = await startSnapshotter(path.join(dir, 'sn'))
     // containerd's connection to the old socket failed; it dials again on its own backoff
-    await answering(() => ctd.ctrStatus(['snapshots', '--snapshotter', 'snapdir', 'ls']).status === 0)
+    await snapshotterReached(ctd)
     expect(snapshots()).toEqual(listed)
     expect(run(cid('c3')).stdout).toBe('layer 2 says hi\n')
 
@@ -141,7 +132,7 @@ describe('containerd with snapdir serving layers lazily from a store', () => {
     lsn = await startSnapshotter(path.join(lz, 'sn'), ['--store', store()])
     expect(lsn.log()).not.toMatch(/mounted lazy layer .* again/) // the mounts outlived it
     expect(lctd.ctr(['tasks', 'exec', '--exec-id', 'e1', cid('long'), '/bin/hello', '/etc/msg'])).toBe('layer 2 says hi\n')
-    await answering(() => lctd.ctrStatus(['snapshots', '--snapshotter', 'snapdir', 'ls']).status === 0)
+    await snapshotterReached(lctd)
     lctd.ctr(['tasks', 'rm', '--force', cid('long')])
     lctd.ctr(['containers', 'rm', cid('long')])
 

@@ -1,6 +1,7 @@
 // Faults of the snapdir snapshotter behind Debian's containerd and runc (issue 18, "Bad input and
 // faults"): the store down at start, mid-read and back (an S3 store on s3rver, taken down and brought
-// back on the same port), and a layer chunk corrupted in the store. Every read is a container's, made
+// back on the same port), a layer chunk corrupted in the store, and the snapshotter killed while
+// containerd unpacks a layer into it. Every read is a container's, made
 // by the program of the test image (`hello FILE size`), served by the layer's own mount process.
 import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -16,7 +17,7 @@ import { bytes, snapdirOk } from '../helpers/cli.js'
 import { buildHelloLayout } from '../helpers/hello-image.js'
 import { requireTools } from '../helpers/oci.js'
 import { startS3Server, type S3Server } from '../helpers/s3-server.js'
-import { startContainerd, startSnapshotter, type Containerd, type SnapshotterProcess } from '../helpers/snapshotter.js'
+import { SnapshotsClient, snapshotterReached, startContainerd, startSnapshotter, type Containerd, type SnapshotterProcess } from '../helpers/snapshotter.js'
 
 /** Container IDs of this run: runc keeps its state machine-wide (/run/containerd/runc). */
 const RUN = randomBytes(4).toString('hex')
@@ -125,7 +126,7 @@ describe('the store down at start, mid-read, and back', () => {
     sn = await start('cache-after-reboot')
     const reported = sn.log().split('\n').filter((l) => /snapshot sha256:[0-9a-f]{64} cannot be served now/.test(l))
     expect(reported, sn.log()).toHaveLength(2)
-    await until(async () => (await ctd.ctrAsync(['snapshots', '--snapshotter', 'snapdir', 'ls'])).status === 0, 30_000, 'containerd reaching the snapshotter again')
+    await snapshotterReached(ctd)
 
     const run = (image: string, name: string) => ctd.ctrAsync(['run', '--rm', '--snapshotter', 'snapdir', image, cid(name)])
     expect((await run('test/plain:v1', 'p1')).stdout).toBe('layer 2 says hi\n')
@@ -194,4 +195,62 @@ describe('a layer chunk corrupted in the store', () => {
     ctd.ctr(['images', 'rm', '--sync', 'test/damaged:v1'])
     expect(fuseMounts(dir)).toEqual([])
   }, 120_000)
+})
+
+describe('the snapshotter killed while containerd unpacks', () => {
+  let dir: string
+  let sn: SnapshotterProcess
+  let ctd: Containerd
+
+  beforeAll(async () => {
+    requireTools('containerd', 'ctr', 'runc', 'umoci', 'gcc')
+    dir = suiteDir()
+  })
+
+  afterAll(async () => {
+    await ctd?.stop()
+    await sn?.stop()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  test("kill -9 during an unpack: containerd's calls work again once it is back and has redialled, the image imports and runs, and Cleanup leaves no mount and no directory no snapshot names", async () => {
+    mkdirSync(path.join(dir, 'img'))
+    // a layer big enough that containerd is still writing it when the kill lands
+    buildHelloLayout(path.join(dir, 'img'), { files: { 'data/big.bin': randomBytes(48 * MB) } })
+    const archive = path.join(dir, 'img', 'hello.tar')
+    sn = await startSnapshotter(path.join(dir, 'sn'))
+    ctd = await startContainerd(path.join(dir, 'containerd'), sn.address)
+
+    const imported = ctd.ctrAsync(['images', 'import', '--snapshotter', 'snapdir', '--base-name', 'test/big', archive])
+    // the second layer's snapshot is prepared: containerd now writes the layer into it
+    await sn.waitForLog(/Prepare key=\S+ sha256:[0-9a-f]{64} parent=\S+ ok/, 60_000)
+    await sn.kill()
+    expect(sn.log()).not.toMatch(/Commit .* parent=/) // it landed before the layer's commit
+    const failed = await imported
+    expect(failed.status).not.toBe(0)
+
+    sn = await startSnapshotter(path.join(dir, 'sn'))
+    // containerd fails its calls with the old connection's error until it has dialled again (at most 3 s later)
+    expect(await snapshotterReached(ctd)).toBeLessThan(10_000)
+    const again = await ctd.ctrAsync(['images', 'import', '--snapshotter', 'snapdir', '--base-name', 'test/big', archive])
+    expect(again.status, again.stderr + sn.log()).toBe(0)
+    const run = await ctd.ctrAsync(['run', '--rm', '--snapshotter', 'snapdir', 'test/big:v1', cid('big'), '/bin/hello', '/data/big.bin', 'size'])
+    expect(run.stdout).toBe(`${48 * MB} bytes\n`)
+
+    const client = new SnapshotsClient(sn.address)
+    try {
+      // what the killed unpack left (its active snapshot, the first layer committed under its lease)
+      // is containerd's garbage: its gc removes it from the snapshotter once it can reach it again
+      await until(async () => (await client.list()).length === 2, 60_000, `containerd's gc removing the killed unpack's snapshots: ${JSON.stringify(await client.list())}`)
+      await client.cleanup()
+      const records = await client.list()
+      // nothing mounted from our root is left behind (containerd's unpack mounts, overlays on our directories)
+      expect(readFileSync('/proc/self/mounts', 'utf8').split('\n').filter((l) => l.includes(sn.root))).toEqual([])
+      // each directory is a snapshot's, and each committed layer is there once
+      expect(readdirSync(path.join(sn.root, 'snapshots')).length).toBe(records.length)
+      expect(records.filter((r) => r.kind === 'COMMITTED')).toHaveLength(2)
+    } finally {
+      client.close()
+    }
+  }, 180_000)
 })

@@ -1,0 +1,82 @@
+// Images from a registry (Debian's docker-registry 2.8, started by the test) into Debian's containerd
+// with the snapdir snapshotter: containerd's own pull, which unpacks every layer into our overlayfs
+// snapshots (the non-lazy path).
+import { spawnSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { snapdirOk } from '../helpers/cli.js'
+import { buildHelloLayout } from '../helpers/hello-image.js'
+import { requireTools } from '../helpers/oci.js'
+import { registryAvailable, startRegistry, type TestRegistry } from '../helpers/registry.js'
+import { startContainerd, startSnapshotter, type Containerd, type SnapshotterProcess } from '../helpers/snapshotter.js'
+
+/** Container IDs of this run: runc keeps its state machine-wide (/run/containerd/runc). */
+const RUN = randomBytes(4).toString('hex')
+const cid = (name: string) => `${name}-${RUN}`
+
+let dir: string
+let registry: TestRegistry
+let sn: SnapshotterProcess
+let ctd: Containerd
+const store = () => path.join(dir, 'store')
+
+/** The mounts that name a path under `dir` (FUSE mount points, overlay layers). */
+function mountsUnder(d: string): string[] {
+  return readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .filter((l) => l.includes(d))
+}
+
+beforeAll(async () => {
+  requireTools('containerd', 'ctr', 'runc', 'umoci', 'gcc')
+  if (!registryAvailable()) throw new Error('docker-registry and htpasswd are needed (scripts/setup.sh installs them)')
+  dir = mkdtempSync(path.join(os.tmpdir(), 'snapdir-test-ctd-registry-'))
+  registry = await startRegistry()
+  sn = await startSnapshotter(path.join(dir, 'sn'), ['--store', store()])
+  ctd = await startContainerd(path.join(dir, 'containerd'), sn.address)
+}, 120_000)
+
+afterAll(async () => {
+  await ctd?.stop()
+  await sn?.stop()
+  await registry?.stop()
+  for (const line of mountsUnder(dir)) if (line.includes('fuse.snapdir')) spawnSync('umount', ['-l', line.split(' ')[1]!])
+  rmSync(dir, { recursive: true, force: true })
+})
+
+/** Builds the test image in its own directory, pushes it into `into` and returns its snapshot ID. */
+async function pushedImage(name: string, into: string, first?: string): Promise<string> {
+  mkdirSync(path.join(dir, name))
+  const layout = buildHelloLayout(path.join(dir, name), first === undefined ? {} : { first })
+  return (await snapdirOk(['push', '--store', into, layout])).trim()
+}
+
+describe("containerd's own pull from a registry", () => {
+  test('ctr image pull --snapshotter snapdir unpacks into overlayfs snapshots, and ctr run works', async () => {
+    // the image goes to the registry only (through a scratch store): containerd must fetch and unpack it
+    const scratch = path.join(dir, 'scratch')
+    const id = await pushedImage('plain', scratch, 'unpacked by containerd\n')
+    await snapdirOk(['pull', '--store', scratch, '--id', id, registry.ref('test/plain:v1')])
+    const ref = `${registry.host}/test/plain:v1`
+    ctd.ctr(['image', 'pull', '--plain-http', '--snapshotter', 'snapdir', ref])
+
+    const listed = ctd.ctr(['snapshots', '--snapshotter', 'snapdir', 'ls']).trim().split('\n').slice(1)
+    expect(listed).toHaveLength(2)
+    expect(listed.every((l) => /Committed\s*$/.test(l))).toBe(true)
+    // overlayfs directories under our root, no FUSE mount: every layer was unpacked, none is lazy
+    expect(mountsUnder(dir).filter((l) => l.includes('fuse.snapdir'))).toEqual([])
+    const dirs = readdirSync(path.join(sn.root, 'snapshots'))
+    expect(dirs).toHaveLength(2)
+    expect(dirs.map((d) => readdirSync(path.join(sn.root, 'snapshots', d, 'fs')).sort())).toContainEqual(['bin', 'etc'])
+
+    const run = ctd.ctrStatus(['run', '--rm', '--snapshotter', 'snapdir', ref, cid('r1')])
+    expect(run.stderr).toBe('')
+    expect(run.stdout).toBe('layer 2 says hi\n')
+    expect(ctd.ctrStatus(['run', '--rm', '--snapshotter', 'snapdir', ref, cid('r2'), '/bin/hello', '/etc/doomed']).status).not.toBe(0)
+    ctd.ctr(['images', 'rm', '--sync', ref])
+    expect(readdirSync(path.join(sn.root, 'snapshots'))).toEqual([])
+  }, 180_000)
+})
