@@ -3,6 +3,12 @@ import { UsageError } from '../util/errors.js'
 import { action } from './run-command.js'
 import { ENDPOINT_HELP, STORE_HELP, storeFromOptions } from './store-options.js'
 
+function parseSeconds(value: string): number {
+  const n = Number(value)
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`--upload-timeout ${value}: expected a number of seconds above 0`)
+  return n
+}
+
 export function registerServe(program: Command): void {
   program
     .command('serve')
@@ -13,6 +19,9 @@ export function registerServe(program: Command): void {
         'type, blobs streamed from the chunks (layers regenerated from their recipes), each hashed as it goes: a blob that does not ' +
         'match its digest, or a store that fails mid-blob, breaks the response (the client sees a failed transfer, never wrong ' +
         'bytes) and is logged naming the blob.\n\n' +
+        'Pushes (docker push, skopeo copy, snapdir sync to it) become snapshots as `snapdir push` makes them, layers expanded and ' +
+        'kept as recipes, named NAME:TAG in the store, written last: uploads are staged on local disk (--state-dir) and nothing is ' +
+        'in the store until a manifest naming them is pushed whole. DELETE of a tag or digest removes those tags (as `rm --image`).\n\n' +
         'Prints "listening on URL" on stdout once it takes connections; one access log line per request on stderr. Runs in the ' +
         'foreground; Ctrl-C or SIGTERM stops taking connections, lets requests in flight finish, then exits 0 (a second signal ' +
         'ends them at once).\n\n' +
@@ -27,15 +36,25 @@ export function registerServe(program: Command): void {
     .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM, with its chain); needs --tls-key')
     .option('--tls-key <file>', "the certificate's private key (PEM)")
     .option('--read-only', 'answer every write (push, delete) with 405 UNSUPPORTED')
+    .option(
+      '--state-dir <dir>',
+      'where pushes are staged on local disk until a manifest takes them into the store: uploads in progress, and blobs no manifest ' +
+        'names yet (default: a new directory under the OS temp dir, removed at exit). Emptied at start and at exit: one server\'s alone',
+    )
+    .option('--upload-timeout <seconds>', 'remove an upload no request touched for this long, and a pushed blob no manifest named for 4 times as long', parseSeconds, 900)
     .option('--insecure-public', 'allow a non-loopback --listen without --htpasswd: anyone who reaches it reads the store')
     .option('--json', 'the log as JSON lines (one object per request, and per warning)')
     .action(
       action(async (opts) => {
-        const { readFile } = await import('node:fs/promises')
+        const { mkdtemp, readFile } = await import('node:fs/promises')
+        const os = await import('node:os')
+        const path = await import('node:path')
         const { isLoopback, parseListen } = await import('../serve/listen-address.js')
         const { RegistryServer } = await import('../serve/server.js')
         const { createServerLog } = await import('../serve/server-log.js')
         const { checkStoreFormat } = await import('../store/store-config.js')
+        const { WriteSide } = await import('../serve/write-side.js')
+        const { ROUTES, routesWithWrites } = await import('../serve/route-table.js')
         const listen = parseListen(opts.listen)
         if (!isLoopback(listen.host) && opts.htpasswd === undefined && !opts.insecurePublic) {
           throw new UsageError(`--listen ${opts.listen} is not a loopback address: give --htpasswd FILE for basic auth, or --insecure-public to serve the store to anyone who reaches it`)
@@ -49,10 +68,21 @@ export function registerServe(program: Command): void {
         const htpasswd = opts.htpasswd !== undefined ? await (await import('../serve/htpasswd.js')).Htpasswd.load(opts.htpasswd) : undefined
         const log = createServerLog({ json: opts.json === true })
         const store = storeFromOptions({ store: opts.store, ...(opts.s3Endpoint !== undefined ? { s3Endpoint: opts.s3Endpoint } : {}) })
+        // what pushes stage on local disk (uploads, blobs no manifest names yet); none when read-only
+        const write = opts.readOnly
+          ? null
+          : new WriteSide({
+              stateDir: opts.stateDir ?? (await mkdtemp(path.join(os.tmpdir(), 'snapdir-serve-'))),
+              removeDir: opts.stateDir === undefined,
+              uploadIdleMs: opts.uploadTimeout * 1000,
+              stagedTtlMs: opts.uploadTimeout * 4000,
+            })
         try {
           await store.open()
           await checkStoreFormat(store)
-          const server = new RegistryServer({ store, listen, log, ...(htpasswd ? { htpasswd } : {}), ...(tls ? { tls } : {}), readOnly: opts.readOnly === true })
+          await write?.open()
+          const routes = write ? routesWithWrites(write) : ROUTES
+          const server = new RegistryServer({ store, listen, log, routes, ...(htpasswd ? { htpasswd } : {}), ...(tls ? { tls } : {}), readOnly: opts.readOnly === true })
           const signal = new Promise<NodeJS.Signals>((resolve) => {
             process.once('SIGINT', resolve)
             process.once('SIGTERM', resolve)
@@ -74,6 +104,7 @@ export function registerServe(program: Command): void {
           await closed
           log.info('stopped')
         } finally {
+          await write?.close()
           await store.close()
         }
       }),

@@ -1,0 +1,48 @@
+// What a client pushed is there for it to read back before a manifest takes it into the store
+// (distribution-spec: a completed upload's Location is the blob's, and a manifest pushed by digest is
+// pulled by that digest): GET and HEAD of a blob or a manifest by digest look at what this server
+// staged for the repository first, and otherwise answer as the read side does (read-routes.ts).
+import { createReadStream } from 'node:fs'
+import { Readable } from 'node:stream'
+import { sendBlob } from './blob-response.js'
+import type { ServedBlob } from './repository-images.js'
+import { checkDigest, isDigest, type RequestContext, type Route } from './route.js'
+import type { WriteSide } from './write-side.js'
+
+export function stagedReadRoutes(write: WriteSide, readRoutes: readonly Route[]): Route[] {
+  /** The read side's own route for this path, for what is not staged. */
+  const readSide = (ctx: RequestContext): Promise<void> => {
+    const route = readRoutes.find((r) => r.methods.includes('GET') && r.path.test(ctx.url.pathname))
+    return route!.handle(ctx)
+  }
+
+  async function blob(ctx: RequestContext): Promise<void> {
+    const { name, digest } = ctx.params as { name: string; digest: string }
+    checkDigest(digest)
+    const staged = await write.staged.stat(name, digest)
+    if (staged === null) return readSide(ctx)
+    const served: ServedBlob =
+      'file' in staged
+        ? { digest, size: staged.size, what: `blob ${digest} pushed to ${name}`, content: () => Readable.from(createReadStream(staged.file)) }
+        : await ctx.images.blob(staged.from, digest)
+    await sendBlob(ctx, served)
+  }
+
+  async function manifest(ctx: RequestContext): Promise<void> {
+    const { name, reference } = ctx.params as { name: string; reference: string }
+    const staged = isDigest(reference) ? write.staged.manifest(name, reference) : null
+    if (staged === null) return readSide(ctx)
+    ctx.res.writeHead(200, {
+      'Content-Type': staged.mediaType,
+      'Content-Length': String(staged.bytes.length),
+      'Docker-Content-Digest': staged.digest,
+      ETag: `"${staged.digest}"`,
+    })
+    ctx.res.end(ctx.req.method === 'HEAD' ? undefined : staged.bytes)
+  }
+
+  return [
+    { methods: ['GET'], path: /^\/v2\/(?<name>.+)\/manifests\/(?<reference>[^/]+)$/, handle: manifest },
+    { methods: ['GET'], path: /^\/v2\/(?<name>.+)\/blobs\/(?<digest>[^/]+)$/, handle: blob },
+  ]
+}
