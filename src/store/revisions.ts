@@ -3,7 +3,7 @@
 // appended file) keeps concurrent pushes from racing, on a disk and on S3 alike.
 import type { ImageLayer } from './layer-refs.js'
 import { randomBytes } from 'node:crypto'
-import type { Store } from './store.js'
+import type { ReadStore, Store } from './store.js'
 import { readRefRecord, warnOnStderr, type SkippedRecord } from './ref-record.js'
 
 const PREFIX = 'refs/revisions/'
@@ -31,7 +31,7 @@ export type SkippedRevision = SkippedRecord
  * revision has) is skipped and reported through `onSkip`: one stray or truncated file must not make
  * the whole store unlistable, unpushable and unsyncable.
  */
-export async function listRevisions(store: Store, onSkip: SkippedRevision = warnOnStderr): Promise<Revision[]> {
+export async function listRevisions(store: ReadStore, onSkip: SkippedRevision = warnOnStderr): Promise<Revision[]> {
   return (await listRevisionRecords(store, onSkip)).map((r) => r.revision)
 }
 
@@ -42,7 +42,7 @@ export interface RevisionRecord {
 }
 
 /** listRevisions, with each record's key. */
-export async function listRevisionRecords(store: Store, onSkip: SkippedRevision = warnOnStderr): Promise<RevisionRecord[]> {
+export async function listRevisionRecords(store: ReadStore, onSkip: SkippedRevision = warnOnStderr): Promise<RevisionRecord[]> {
   const keys: string[] = []
   for await (const key of store.list(PREFIX)) keys.push(key)
   keys.sort()

@@ -48,7 +48,9 @@ export async function copyImage(
   const plan = await (async () => planTransfer(blobs, await blobs.image(source.reference), options))().catch((err: unknown) => {
     throw imageError(err, 'ERR_IMAGE', shown, { image: shown })
   })
-  const mountFrom = from.registry === to.registry ? [source.repository, ...(options.mountFrom ?? [])] : options.mountFrom
+  const more = options.mountFrom
+  const mountFrom =
+    from.registry !== to.registry ? more : typeof more === 'function' ? (digest: string) => [source.repository, ...more(digest)] : [source.repository, ...(more ?? [])]
   const sendOptions = { ...options, ...(mountFrom ? { mountFrom } : {}) }
   const summary = await sendImage(plan, to, target.repository, target.reference, sendOptions)
   // referrers after their subjects: a registry may refuse a manifest whose subject it lacks

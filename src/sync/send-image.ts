@@ -11,6 +11,8 @@ import { SnapdirError } from '../util/errors.js'
 
 /** What a send needs of a registry (registry/registry-client.ts RegistryClient). */
 export interface ImageDestination {
+  /** host[:port] of the registry, as image references name it */
+  readonly registry?: string
   hasBlob(repository: string, digest: string): Promise<boolean>
   mountBlob(repository: string, fromRepository: string, digest: string): Promise<boolean>
   putBlob(repository: string, digest: string, size: number, open: () => Readable): Promise<unknown>
@@ -22,8 +24,8 @@ export interface ImageDestination {
 export interface SendOptions {
   /** blobs checked or sent at once */
   jobs?: number
-  /** repositories of the same registry that may hold the blobs: mounted from rather than uploaded */
-  mountFrom?: readonly string[]
+  /** repositories of the same registry that may hold the blobs (all of them, or each blob's own): mounted from rather than uploaded */
+  mountFrom?: readonly string[] | ((digest: string) => readonly string[])
   onPlan?: (blobs: number, bytes: number) => void
   /** a blob settled: sent, skipped (the repository has it) or mounted */
   onBlob?: (digest: string, size: number, outcome: BlobOutcome) => void
@@ -62,11 +64,12 @@ export async function sendImage(plan: TransferPlan, to: ImageDestination, reposi
     for (const b of plan.blobs) settle(summary, b.digest, b.descriptor.size, 'skipped', options)
     return summary
   }
-  const mountFrom = (options.mountFrom ?? []).filter((r) => r !== repository)
+  const given = options.mountFrom ?? []
+  const mountFrom = (digest: string) => (typeof given === 'function' ? given(digest) : given).filter((r) => r !== repository)
   await forEachLimit(plan.blobs, options.jobs ?? 4, async (blob) => {
     const { size } = blob.descriptor
     if (await to.hasBlob(repository, blob.digest)) return settle(summary, blob.digest, size, 'skipped', options)
-    for (const from of mountFrom) {
+    for (const from of mountFrom(blob.digest)) {
       if (await to.mountBlob(repository, from, blob.digest)) return settle(summary, blob.digest, size, 'mounted', options)
     }
     await to.putBlob(repository, blob.digest, size, () => Readable.from(counted(blob.content(), options.onBytes)))

@@ -1,5 +1,6 @@
 // A stored image sent into a registry (pull docker://…, sync from a store to a registry) by
-// send-image.ts, read straight out of the store: the layout's documents from its bundle tree, its layers streamed from their chunks or
+// send-image.ts, its blobs mounted from repositories of that registry the store's records name
+// (mount-sources.ts), read straight out of the store: the layout's documents from its bundle tree, its layers streamed from their chunks or
 // regenerated from their recipes and hashed as they go, nothing written to disk. Its digests are the
 // pushed layout's, byte for byte.
 import { readTree } from '../store/objects.js'
@@ -9,6 +10,7 @@ import { imageError } from '../oci/layout-problem.js'
 import { StoredBlobs } from '../oci/stored-blobs.js'
 import { storedImageEntry } from '../oci/stored-image.js'
 import { planTransfer, type TransferOptions } from '../oci/transfer-plan.js'
+import { mountSources } from './mount-sources.js'
 import { sendImage, type ImageDestination, type SendOptions, type SendSummary } from './send-image.js'
 import { SnapdirError } from '../util/errors.js'
 
@@ -47,5 +49,7 @@ export async function sendStoredImage(store: ReadStore, id: string, to: ImageDes
     throw new SnapdirError('ERR_IMAGE', `${shown}: its image has digest ${digest}, not ${target.digest}; name a tag, or that digest`)
   }
   const reference = target.tag ?? target.digest ?? 'latest'
-  return { ...(await sendImage(plan, to, target.repository, reference, options)), rewritten: plan.rewritten }
+  // blobs another repository of that registry holds, as the store's records say, are mounted from it
+  const mountFrom = options.mountFrom ?? (to.registry !== undefined ? await mountSources(store, id, to.registry, target.repository) : undefined)
+  return { ...(await sendImage(plan, to, target.repository, reference, { ...options, ...(mountFrom ? { mountFrom } : {}) })), rewritten: plan.rewritten }
 }

@@ -282,3 +282,35 @@ describe('a multi-platform image', () => {
     expect((JSON.parse(raw.toString()) as { manifests: Array<{ digest: string }> }).manifests.map((d) => d.digest)).toEqual([m.amd, m.arm])
   })
 })
+
+describe('cross-repository mounts from a store', () => {
+  it('blobs of an image the store took from a repository of that registry, or that another snapshot from there holds, are mounted, not uploaded', async () => {
+    await snapdirOk(['pull', '--store', store, '--id', id, `docker://${registry.host}/app:${TAG}`])
+    // a store that took the image from the registry (through the proxy, so its records name the proxy's host)
+    const t = tempDir()
+    const fromRegistry = path.join(t, 'from-registry')
+    const taken = (await snapdirOk(['push', '--store', fromRegistry, `docker://${proxy.host}/app:${TAG}`])).trim()
+    proxy.reset()
+    const own = await json(['pull', '--store', fromRegistry, '--id', taken, `docker://${proxy.host}/mirror/own:${TAG}`])
+    expect(own).toMatchObject({ digest, blobs: { sent: 0, mounted: blobCount } })
+    expect(proxy.count('PUT', BLOB_UPLOAD_DONE)).toBe(0)
+    expect(proxy.count('POST', /blobs\/uploads\/\?.*mount=.*from=app/)).toBe(blobCount)
+    expect(skopeoDigest(registry.host, `mirror/own:${TAG}`)).toBe(digest)
+
+    // the layout pushed into that store too: its blobs are the registry snapshot's, so they are mounted
+    // from the repository that snapshot came from (the sync to a registry goes the same way)
+    const layoutId = (await snapdirOk(['push', '--store', fromRegistry, image])).trim()
+    expect(layoutId).not.toBe(taken)
+    proxy.reset()
+    const other = await json(['sync', '--from', fromRegistry, '--id', layoutId, '--to', `docker://${proxy.host}/mirror/other:${TAG}`])
+    expect(other).toMatchObject({ digest, blobs: { sent: 0, mounted: blobCount } })
+    expect(proxy.count('PUT', BLOB_UPLOAD_DONE)).toBe(0)
+
+    // a store with no record of the registry uploads them: the mounts above came from the records
+    proxy.reset()
+    const none = await json(['pull', '--store', store, '--id', id, `docker://${proxy.host}/mirror/none:${TAG}`])
+    expect(none).toMatchObject({ digest, blobs: { sent: blobCount, mounted: 0 } })
+    expect(proxy.count('PUT', BLOB_UPLOAD_DONE)).toBe(blobCount)
+    expect(proxy.count('POST', /mount=/)).toBe(0)
+  })
+})
