@@ -26,7 +26,7 @@ import { performance } from 'node:perf_hooks'
 import {
   MB, benchDir, buildChangedNote, buildFingerprint, cleanupOnSignals, cliBuilt, corpusMarker, defaultOut, dropCaches,
   dropCachesProblem, failer, fmt, fmtInt, hostInfo, median, msSince, nowNs, parseCommandLine, parseRuns, parseSteps, privateEnv,
-  readOr, repo, runCommand, snapdirBin, snapdirCommit, table, tail, tryRun, which, writeResult,
+  readOr, repo, runCommand, snapdirBin, snapdirCommit, table, tail, tryRun, walk, which, writeResult,
 } from './lib/common.mjs'
 import { SNAPSHOTTER, containerId, startContainerd, startSnapshotter, takeDown } from './lib/containerd.mjs'
 import { TAG, layoutLayers, pythonImageLayout } from './lib/layouts.mjs'
@@ -180,6 +180,23 @@ async function programReads(layout, scratch) {
   fs.rmSync(bundle, { recursive: true, force: true })
   const list = [...files].map(([file, size]) => ({ path: file.slice(rootfs.length), size }))
   return { files: list.length, bytes: list.reduce((a, f) => a + f.size, 0), list }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The stores as set up: a run that adds to one (a trace recorded on first mount, say) must not
+// help the runs after it. s3rver keeps each object as files under DIR/BUCKET/KEY.
+
+/** The files under `dir` now; `reset()` deletes any added since and returns how many it deleted. */
+function storeAsPushed(dir) {
+  const files = () => walk(dir).filter((e) => !e.st.isDirectory()).map((e) => e.path)
+  const kept = new Set(files())
+  return {
+    reset() {
+      const added = files().filter((f) => !kept.has(f))
+      for (const f of added) fs.rmSync(f, { force: true })
+      return added.length
+    },
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -374,7 +391,7 @@ async function main() {
   if (opts.checkLink) {
     for (const spec of opts.links) {
       const m = await measureLink(spec)
-      process.stdout.write(`${m.link}: round trip ${fmt(m.rttMs, 1)} ms, ${fmt(m.mbit, 1)} Mbit/s over ${fmt(m.bulkBytes / MB, 1)} MB${m.ok ? '' : '  (off by more than 10%)'}\n`)
+      process.stdout.write(`${m.link}: round trip ${fmt(m.rttMs, 1)} ms, ${fmt(m.mbit, 1)} Mbit/s over ${fmt(m.bulkBytes / MB, 1)} MB${m.ok ? '' : '  (off by more than 10% or 2 ms)'}\n`)
     }
     return
   }
@@ -421,13 +438,14 @@ async function main() {
     await run(['skopeo', 'copy', '--quiet', '--dest-tls-verify=false', `oci:${layout}:${TAG}`, `docker://${registry.host}/${REPO_NAME}:${TAG}`])
 
     progress('s3rver: snapdir push of the image')
-    const s3 = await startS3rver({ directory: path.join(scratch, 's3'), bucket: BUCKET })
+    const s3Dir = path.join(scratch, 's3')
+    const s3 = await startS3rver({ directory: s3Dir, bucket: BUCKET })
     servers.push(() => s3.close())
     const storeUrl = `s3://${BUCKET}/${STORE_PREFIX}`
     const push = await run([snapdirBin, 'push', '--json', '--store', storeUrl, '--s3-endpoint', s3.endpoint, '--name', 'python', layout], { env })
     const id = JSON.parse(push.stdout).id
 
-    const ctx = { scratch, env, storeUrl, s3, id, running }
+    const ctx = { scratch, env, storeUrl, s3, id, running, stores: { [storeUrl]: storeAsPushed(path.join(s3Dir, BUCKET, STORE_PREFIX)) } }
     const skipped = {}
     const traceWhy = opts.steps.some((s) => METHODS[s].trace) ? traceProblem() : null
     let traceRecord = null
@@ -442,6 +460,7 @@ async function main() {
       await run([snapdirBin, 'push', '--json', '--store', ctx.tracedStoreUrl, '--s3-endpoint', s3.endpoint, '--name', 'python', layout], { env })
       try {
         traceRecord = await recordTrace(ctx)
+        ctx.stores[ctx.tracedStoreUrl] = storeAsPushed(path.join(s3Dir, BUCKET, `${STORE_PREFIX}-traced`))
       } catch (error) {
         // a build whose `snapdir trace record` takes other options: the -trace steps say so and the rest runs
         const why = `snapdir trace record failed: ${error.message.split('\n').slice(0, 3).join(' ')}`
@@ -453,7 +472,7 @@ async function main() {
     const links = []
     for (const spec of opts.links) {
       const measured = await measureLink(spec)
-      if (!measured.ok) notes.push(`link ${measured.link} measured ${fmt(measured.rttMs)} ms, ${fmt(measured.mbit)} Mbit/s: off by more than 10% (a busy machine?)`)
+      if (!measured.ok) notes.push(`link ${measured.link} measured ${fmt(measured.rttMs)} ms, ${fmt(measured.mbit)} Mbit/s: off by more than 10% or 2 ms (a busy machine?)`)
       const link = emulatedLink(spec)
       const registryProxy = await startTcpProxy(registry.host, { link })
       servers.push(() => registryProxy.close())
@@ -474,7 +493,10 @@ async function main() {
           // methods that start local servers first drop the cache themselves, once those are up
           if (METHODS[step].cold) dropCaches()
           const busy = tryRun('pgrep', ['-f', 'vitest'])
-          const s = await METHODS[step].run(ctx, dir, link, METHODS[step].trace ? ctx.tracedStoreUrl : ctx.storeUrl)
+          const store = METHODS[step].trace ? ctx.tracedStoreUrl : ctx.storeUrl
+          const s = await METHODS[step].run(ctx, dir, link, store)
+          const added = ctx.stores[store]?.reset() ?? 0
+          if (added) s.storeFilesAdded = added
           const left = takeDown(dir)
           if (left.length) s.leftBehind = left
           if (busy) s.otherActivity = 'vitest was running'
@@ -484,6 +506,8 @@ async function main() {
         }
       }
     }
+    const adding = Object.entries(samples).flatMap(([l, m]) => Object.entries(m).filter(([, list]) => list.some((x) => x.storeFilesAdded)).map(([step]) => `${l} ${step}`))
+    if (adding.length) notes.push(`runs of ${adding.join(', ')} added to their store (removed again after each run, so every run starts from the store as set up)`)
     const busyRuns = Object.values(samples).flatMap((m) => Object.values(m).flat()).filter((s) => s.otherActivity).length
     if (busyRuns) notes.push(`a test suite (vitest) was running during ${busyRuns} runs: those times are inflated, run again when the machine is quiet`)
 

@@ -16,6 +16,9 @@ import { performance } from 'node:perf_hooks'
 export const SEGMENT = 16 * 1024
 // what one connection may have in flight through a direction before its sender is paused
 const HIGH_WATER = 256 * 1024
+// timers have millisecond resolution and fire late, never early: armed this much early, and what is
+// due this soon goes with what is due now, a piece arrives on time on average
+const EARLY_MS = 0.5
 
 /** One direction of a link: when a segment of `n` bytes, sent now, arrives (performance.now() ms). */
 export class LinkDirection {
@@ -73,13 +76,13 @@ export function carry(src, dst, direction, { onDeliver = () => {}, holdMs = 0 } 
       if (ended && !dst.writableEnded) dst.end()
       return
     }
-    timer = setTimeout(flush, Math.max(0, queue[0].at - performance.now()))
+    timer = setTimeout(flush, Math.max(0, queue[0].at - performance.now() - EARLY_MS))
   }
   const flush = () => {
     timer = null
     if (dst.destroyed) return
-    // a timer fires a little late, never early; all that has arrived by now goes at once
-    const now = performance.now() + 0.5
+    // all that has arrived by now goes at once
+    const now = performance.now() + EARLY_MS
     while (queue.length && queue[0].at <= now) {
       const { piece } = queue.shift()
       queued -= piece.length
