@@ -5,7 +5,7 @@ import { LayoutBlobs } from './blob-file.js'
 import { blobPath, type BlobReader } from './blob-reader.js'
 import type { Descriptor } from './descriptor.js'
 import { formatDigest } from './digest.js'
-import { readDiffIds, walkLayout } from './document-walker.js'
+import { readDiffIds, walkLayout, type WalkOptions } from './document-walker.js'
 import { layoutError } from './layout-problem.js'
 import { layerCompression } from './media-types.js'
 
@@ -30,9 +30,10 @@ export async function layoutLayers(dir: string, shownAs = dir): Promise<LayoutLa
 
 /**
  * The same over any image source (a registry's, as a layout would hold it); `has` says whether a
- * foreign layer (one with urls) is there, or left out.
+ * foreign layer (one with urls) is there, or left out. `options.artifacts` takes artifacts' manifests
+ * (their blobs are no file system layers: none is listed).
  */
-export async function imageLayers(blobs: BlobReader, has: (d: Descriptor) => Promise<boolean>, shownAs: string): Promise<LayoutLayer[]> {
+export async function imageLayers(blobs: BlobReader, has: (d: Descriptor) => Promise<boolean>, shownAs: string, options: WalkOptions = {}): Promise<LayoutLayer[]> {
   const byDigest = new Map<string, LayoutLayer>()
   try {
     await walkLayout(blobs, {
@@ -49,7 +50,7 @@ export async function imageLayers(blobs: BlobReader, has: (d: Descriptor) => Pro
           byDigest.set(key, entry)
         }
       },
-    })
+    }, undefined, options)
   } catch (err) {
     throw layoutError(err, shownAs)
   }

@@ -6,7 +6,10 @@
 //     PushedImage), named <name>:<tag> in the store's image names, written last: until then nothing
 //     of it is visible, and a process dying halfway leaves only objects nothing names;
 //   - by digest alone, it is staged with the blobs (skopeo pushes an index's images so, then the
-//     index by tag), for a later manifest of the repository to take along.
+//     index by tag), for a later manifest of the repository to take along;
+//   - by digest alone with a `subject` (a referrer: a signature, an SBOM, pushed so by oras, cosign,
+//     sync), it is stored at once as a snapshot of its own, named with the tag referrerTag() gives
+//     it, since nothing will name it later and the referrers API lists what the tags' images hold.
 // Two pushes of one tag each commit whole; the tag names whichever wrote its record last.
 import { createHash } from 'node:crypto'
 import { isObject, type Descriptor } from '../oci/descriptor.js'
@@ -76,9 +79,11 @@ export async function pushManifest(ctx: ManifestPushContext, put: ManifestPut): 
       throw new RegistryError('MANIFEST_INVALID', { message: (err as Error).message })
     }
   }
-  const { mediaType, named } = parseManifest(bytes, put.contentType)
+  const { mediaType, named, referrer } = parseManifest(bytes, put.contentType)
   await checkNamed(ctx, repository, named)
   const top: StagedManifest = { bytes, mediaType, digest }
+  const shownAs = tag === undefined ? `${repository}@${digest}` : `${repository}:${tag}`
+  if (tag === undefined && referrer && digest.startsWith('sha256:')) tag = referrerTag(digest)
   if (tag === undefined) {
     ctx.staged.addManifest(repository, top)
     return { digest, mediaType }
@@ -87,11 +92,10 @@ export async function pushManifest(ctx: ManifestPushContext, put: ManifestPut): 
   await ctx.ingest.acquire(put.signal)
   const image = new PushedImage(top, ctx.staged, ctx.stored)
   try {
-    const shownAs = `${repository}:${tag}`
     const result = await pushFromRegistry(
       ctx.store,
       { registry: image, repository, reference: digest, tag, shownAs },
-      { name: shownAs, images: [{ name: repository, tag, digest }], ...(put.signal ? { signal: put.signal } : {}) },
+      { name: shownAs, images: [{ name: repository, tag, digest }], artifacts: true, ...(put.signal ? { signal: put.signal } : {}) },
     ).catch((err: unknown) => {
       // what is wrong with the image itself (not the store) is the client's: MANIFEST_INVALID
       if (err instanceof SnapdirError && err.code === 'ERR_SOURCE') throw new RegistryError('MANIFEST_INVALID', { message: err.message, cause: err })
@@ -106,8 +110,16 @@ export async function pushManifest(ctx: ManifestPushContext, put: ManifestPut): 
   }
 }
 
+/**
+ * The tag a referrer pushed by digest alone is stored under: `sha256-<hex>.referrer`, its own digest
+ * (unlike the referrers tag schema's `sha256-<subject hex>`, an index of a subject's referrers).
+ */
+export function referrerTag(digest: string): string {
+  return `${digest.replace(':', '-')}.referrer`
+}
+
 /** The manifest's media type and the descriptors it names that must be there; MANIFEST_INVALID when it is not one. */
-function parseManifest(bytes: Buffer, contentType: string | undefined): { mediaType: string; named: Descriptor[] } {
+function parseManifest(bytes: Buffer, contentType: string | undefined): { mediaType: string; named: Descriptor[]; referrer: boolean } {
   let doc: unknown
   try {
     doc = JSON.parse(bytes.toString('utf8'))
@@ -124,12 +136,14 @@ function parseManifest(bytes: Buffer, contentType: string | undefined): { mediaT
   if (own !== undefined && own !== mediaType) throw new RegistryError('MANIFEST_INVALID', { message: `the manifest says it is ${own} but was pushed as ${mediaType}` })
   if (!known(mediaType)) throw new RegistryError('MANIFEST_INVALID', { message: `${mediaType} is not an image manifest or index media type` })
   const name = `the manifest (${mediaType})`
+  const referrer = isObject(doc.subject)
   try {
-    if (INDEX_TYPES.has(mediaType)) return { mediaType, named: indexEntries(doc, name).map((e) => e.descriptor) }
-    const parts = manifestParts(doc, name)
+    if (INDEX_TYPES.has(mediaType)) return { mediaType, named: indexEntries(doc, name).map((e) => e.descriptor), referrer }
+    // an artifact (a signature, an SBOM) names blobs of any media type
+    const parts = manifestParts(doc, name, { artifacts: true })
     // a foreign layer (with urls) is not pushed: a registry does not have it
     const named = [parts.config.descriptor, ...parts.layers.map((l) => l.descriptor).filter((d) => d.urls.length === 0)]
-    return { mediaType, named }
+    return { mediaType, named, referrer }
   } catch (err) {
     if (err instanceof LayoutProblem) throw new RegistryError('MANIFEST_INVALID', { message: err.message })
     throw err

@@ -50,6 +50,11 @@ export interface RegistryPushOptions {
   /** image names and tags to point at the snapshot, written last (store/image-names.ts) */
   images?: ImageTag[]
   platforms?: Platform[]
+  /**
+   * take artifacts (image-spec v1.1: a manifest with an artifactType or a subject, as signatures and
+   * SBOMs are), whose config and layers may be of any media type: kept as blobs, none expanded
+   */
+  artifacts?: boolean
   onLayersPlanned?: (totalBytes: number, layers: number) => void
   onLayerBytes?: (bytes: number) => void
   onScanned?: (totalBytes: number, entries: number) => void
@@ -83,6 +88,7 @@ async function pushLeased(store: Store, source: RegistryPushSource, options: Reg
 
   // the documents: the top manifest, then (narrowed to --platform) everything it reaches
   const blobs = new Map<string, Descriptor>()
+  const walk = { artifacts: options.artifacts === true }
   let layers
   try {
     await reader.open(source.reference, source.tag)
@@ -97,10 +103,10 @@ async function pushLeased(store: Store, source: RegistryPushSource, options: Reg
         // an image's config is a document too: read now, so the layers know their diff_ids
         await readDiffIds(reader, parts)
       },
-    })
+    }, undefined, walk)
     const { imageLayers } = await import('../oci/layout-layers.js')
     // a foreign layer (urls) is left out, as skopeo leaves it out of a layout
-    layers = await imageLayers(reader, async () => false, shownAs)
+    layers = await imageLayers(reader, async () => false, shownAs, walk)
   } catch (err) {
     throw problem(err)
   }

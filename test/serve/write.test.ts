@@ -148,6 +148,38 @@ describe('snapdir serve: pushing', () => {
     expect(head.headers.get('docker-content-digest')).toBe(manifest.digest)
   }, 120_000)
 
+  it('stores a referrer pushed by digest (an artifact: a signature) under a tag of its own, and lists it as a referrer', async () => {
+    const subject = readIndexJson(layout).manifests[0]!
+    const empty = Buffer.from('{}')
+    const signature = Buffer.from('{"critical":{"image":{"docker-manifest-digest":"' + subject.digest + '"}}}')
+    for (const blob of [empty, signature]) {
+      expect((await req(`/v2/team/app/blobs/uploads/?digest=${sha256(blob)}`, { method: 'POST', body: blob })).status).toBe(201)
+    }
+    const artifactType = 'application/vnd.example.signature.v1'
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI.manifest,
+        artifactType,
+        config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256(empty), size: empty.length },
+        layers: [{ mediaType: 'application/vnd.dev.cosign.simplesigning.v1+json', digest: sha256(signature), size: signature.length }],
+        subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
+      }),
+    )
+    const put = await req(`/v2/team/app/manifests/${sha256(manifest)}`, { method: 'PUT', body: manifest, headers: { 'content-type': OCI.manifest } })
+    expect(put.status).toBe(201)
+    const referrers = (await (await req(`/v2/team/app/referrers/${subject.digest}`)).json()) as { manifests: Array<{ digest: string; artifactType?: string }> }
+    expect(referrers.manifests).toEqual([expect.objectContaining({ digest: sha256(manifest), artifactType })])
+    const back = await req(`/v2/team/app/manifests/${sha256(manifest)}`)
+    expect(Buffer.from(await back.arrayBuffer())).toEqual(manifest)
+    const tags = ((await (await req('/v2/team/app/tags/list')).json()) as { tags: string[] }).tags
+    expect(tags).toContain(`${sha256(manifest).replace(':', '-')}.referrer`)
+    // stored: its snapshot verifies, and nothing of it stays staged
+    const snap = await taggedSnapshot(`team/app:${sha256(manifest).replace(':', '-')}.referrer`)
+    expect(await snapdirOk(['verify', '--store', store, '--id', snap.id])).toMatch(/ 0 damaged/)
+    expect(listFiles(path.join(stateDir, 'staged'))).toEqual([])
+  }, 60_000)
+
   it('syncs an image from docker-registry 2.8 into serve and back out to it, digests kept', async () => {
     let registry: TestRegistry | undefined
     try {
