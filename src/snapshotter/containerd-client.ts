@@ -1,7 +1,11 @@
-// A client of the containerd services `snapdir containerd pull` needs (content, images, leases, and
-// snapshots through containerd, so that its metadata records what the snapshotter commits), over
+// A client of the containerd services `snapdir containerd pull` needs (content, images, leases,
+// snapshots through containerd, so that its metadata records what the snapshotter commits, and diff,
+// to unpack a layer the snapshotter does not serve lazily), over
 // containerd's unix socket with our transcriptions of its .proto files (proto/containerd/). Every call
 // carries the namespace, and the lease once one is taken, as containerd's own client does.
+import { randomBytes } from 'node:crypto'
+import { once } from 'node:events'
+import type { Readable } from 'node:stream'
 import * as grpc from '@grpc/grpc-js'
 import * as protoLoader from '@grpc/proto-loader'
 import { SnapdirError, type ErrorCode } from '../util/errors.js'
@@ -27,11 +31,18 @@ export interface Descriptor {
   size: number
 }
 
+/** A mount as containerd's types.Mount has it on the wire (what Prepare answers, what Apply takes). */
+export type WireMount = Record<string, unknown>
+
+/** The size of each WRITE of a blob to containerd's content store (its gRPC messages are at most 16 MiB). */
+const WRITE_PIECE = 1 << 20
+
 export class ContainerdClient {
   private readonly content: Raw & Duplex
   private readonly images: Raw
   private readonly leases: Raw
   private readonly snapshots: Raw
+  private readonly diff: Raw
   private lease: string | null = null
 
   constructor(
@@ -45,6 +56,7 @@ export class ContainerdClient {
     this.images = make('images.proto', 'containerd.services.images.v1.Images')
     this.leases = make('leases.proto', 'containerd.services.leases.v1.Leases')
     this.snapshots = make('snapshots.proto', 'containerd.services.snapshots.v1.Snapshots')
+    this.diff = make('diff.proto', 'containerd.services.diff.v1.Diff')
   }
 
   private metadata(): grpc.Metadata {
@@ -107,6 +119,59 @@ export class ContainerdClient {
     })
   }
 
+  /**
+   * Streams a blob of `size` bytes into the content store as `digest` (containerd checks both on
+   * commit), with `labels`; `open` is called only when containerd does not have it yet.
+   */
+  async writeBlob(digest: string, size: number, open: () => Promise<Readable>, labels: Record<string, string>): Promise<void> {
+    if ((await this.contentLabels(digest)) !== null) {
+      const paths = Object.keys(labels).map((k) => `labels.${k}`)
+      if (paths.length > 0) await this.call(this.content, 'Update', { info: { digest, labels }, update_mask: { paths } }, `labelling content ${digest}`)
+      return
+    }
+    const ref = `snapdir-pull-${digest}-${randomBytes(4).toString('hex')}`
+    const stream = this.content.Write(this.metadata())
+    const done = new Promise<void>((resolve, reject) => {
+      stream.on('data', () => {})
+      stream.on('error', (err: grpc.ServiceError) => {
+        if (err.code === grpc.status.ALREADY_EXISTS) resolve()
+        else reject(containerdError(err, `writing content ${digest}`, this.address))
+      })
+      stream.on('end', () => resolve())
+    })
+    done.catch(() => {}) // awaited below; meanwhile a failure also stops the writes
+    let offset = 0
+    try {
+      for await (const piece of await open()) {
+        const bytes = piece as Buffer
+        for (let at = 0; at < bytes.length; at += WRITE_PIECE) {
+          const data = bytes.subarray(at, at + WRITE_PIECE)
+          const more = stream.write({ action: 'WRITE', ref, total: size, expected: digest, offset, data })
+          offset += data.length
+          if (!more) await once(stream, 'drain')
+        }
+      }
+      stream.write({ action: 'COMMIT', ref, total: size, expected: digest, offset, labels })
+      stream.end()
+    } catch (err) {
+      stream.cancel()
+      // the stream's own error (containerd refused a write) says it in containerd's words
+      if (err instanceof Error && 'details' in err) throw containerdError(err as grpc.ServiceError, `writing content ${digest}`, this.address)
+      throw err
+    }
+    await done
+  }
+
+  /** Applies the layer blob `diff` (in the content store) onto `mounts` with containerd's diff service; resolves with the descriptor of what was applied (the uncompressed layer: its digest is the diff_id). */
+  async applyDiff(diff: Descriptor, mounts: WireMount[]): Promise<Descriptor> {
+    return (await this.call<{ applied: Descriptor }>(this.diff, 'Apply', { diff, mounts }, `applying layer ${diff.digest}`)).applied
+  }
+
+  /** Commits the active snapshot `key` as `name` through containerd. */
+  async commitSnapshot(snapshotter: string, name: string, key: string, labels: Record<string, string>): Promise<void> {
+    await this.call(this.snapshots, 'Commit', { snapshotter, name, key, labels }, `committing snapshot ${name}`)
+  }
+
   /** Creates the image `name` pointing at `target`, or moves it there. */
   async putImage(name: string, target: Descriptor, labels: Record<string, string> = {}): Promise<void> {
     const image = { name, target, labels }
@@ -130,9 +195,9 @@ export class ContainerdClient {
   }
 
   /** Prepare through containerd: resolves with the mounts, or with null when the snapshotter answered AlreadyExists. */
-  async prepare(snapshotter: string, key: string, parent: string, labels: Record<string, string>): Promise<unknown[] | null> {
+  async prepare(snapshotter: string, key: string, parent: string, labels: Record<string, string>): Promise<WireMount[] | null> {
     try {
-      return (await this.call<{ mounts: unknown[] }>(this.snapshots, 'Prepare', { snapshotter, key, parent, labels }, `preparing snapshot ${key}`)).mounts
+      return (await this.call<{ mounts: WireMount[] }>(this.snapshots, 'Prepare', { snapshotter, key, parent, labels }, `preparing snapshot ${key}`)).mounts
     } catch (err) {
       if (err instanceof SnapdirError && err.code === 'ERR_ALREADY_EXISTS') return null
       throw err
@@ -144,7 +209,7 @@ export class ContainerdClient {
   }
 
   close(): void {
-    for (const c of [this.content, this.images, this.leases, this.snapshots]) c.close()
+    for (const c of [this.content, this.images, this.leases, this.snapshots, this.diff]) c.close()
   }
 }
 

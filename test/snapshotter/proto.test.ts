@@ -25,7 +25,7 @@ function shape(def: protoLoader.PackageDefinition): { types: Record<string, stri
   const methods: Record<string, string> = {}
   for (const [name, value] of Object.entries(def as unknown as Loaded)) {
     if (!name.startsWith('containerd.')) continue
-    if (/\.(Snapshots|Content|Images|Leases)$/.test(name)) {
+    if (/\.(Snapshots|Content|Images|Leases|Diff)$/.test(name)) {
       for (const [m, d] of Object.entries(value as Record<string, protoLoader.MethodDefinition<unknown, unknown>>)) {
         methods[`${name}.${m}`] = `${d.path} ${d.requestStream} ${d.responseStream} ${(d.requestType.type as { name: string }).name} -> ${(d.responseType.type as { name: string }).name}`
       }
@@ -55,16 +55,17 @@ test("our snapshots.proto is containerd's on the wire", (context) => {
   expect(ours.types).toEqual(theirs.types)
 })
 
-test("the parts of containerd's content, images and leases services that containerd pull uses are containerd's on the wire", (context) => {
-  const files = ['content', 'images', 'leases'].map((s) => path.join(GOCODE, `github.com/containerd/containerd/api/services/${s}/v1/${s}.proto`))
+test("the parts of containerd's content, images, leases and diff services that containerd pull uses are containerd's on the wire", (context) => {
+  const files = ['content', 'images', 'leases', 'diff'].map((s) => path.join(GOCODE, `github.com/containerd/containerd/api/services/${s}/v1/${s}.proto`))
   if (!files.every(existsSync)) {
     console.warn(`SKIPPED: containerd's .proto files are missing (Debian package golang-github-containerd-containerd-dev; scripts/setup.sh installs it)`)
     context.skip()
   }
   const include = { keepCase: true, includeDirs: [GOCODE, path.join(GOCODE, 'github.com/gogo/protobuf'), path.join(GOCODE, 'github.com/gogo/protobuf/protobuf')] }
   const theirs = shape(protoLoader.loadSync(files, include))
-  const ours = shape(protoLoader.loadSync(['content.proto', 'images.proto', 'leases.proto'], { keepCase: true, includeDirs: [PROTO_DIR] }))
-  expect(Object.keys(ours.methods).length).toBeGreaterThanOrEqual(9)
+  const ours = shape(protoLoader.loadSync(['content.proto', 'images.proto', 'leases.proto', 'diff.proto'], { keepCase: true, includeDirs: [PROTO_DIR] }))
+  expect(Object.keys(ours.methods).length).toBeGreaterThanOrEqual(10)
+  expect(ours.methods['containerd.services.diff.v1.Diff.Apply']).toBeDefined()
   // ours is a subset: each method and message we have is theirs exactly
   for (const [m, d] of Object.entries(ours.methods)) expect([m, d]).toEqual([m, theirs.methods[m]])
   for (const [t, d] of Object.entries(ours.types)) expect([t, d]).toEqual([t, theirs.types[t]])

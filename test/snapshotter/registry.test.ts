@@ -1,6 +1,7 @@
 // Images from a registry (Debian's docker-registry 2.8, started by the test) into Debian's containerd
 // with the snapdir snapshotter: containerd's own pull, which unpacks every layer into our overlayfs
-// snapshots (the non-lazy path).
+// snapshots (the non-lazy path), and `snapdir containerd pull docker://…`, which has the snapshotter
+// serve the layers its store holds lazily and containerd unpack the others.
 import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
@@ -22,6 +23,8 @@ let registry: TestRegistry
 let sn: SnapshotterProcess
 let ctd: Containerd
 const store = () => path.join(dir, 'store')
+/** the image pushed into the snapshotter's store as well as into the registry */
+let bothId: string
 
 /** The mounts that name a path under `dir` (FUSE mount points, overlay layers). */
 function mountsUnder(d: string): string[] {
@@ -35,6 +38,7 @@ beforeAll(async () => {
   if (!registryAvailable()) throw new Error('docker-registry and htpasswd are needed (scripts/setup.sh installs them)')
   dir = mkdtempSync(path.join(os.tmpdir(), 'snapdir-test-ctd-registry-'))
   registry = await startRegistry()
+  bothId = await pushedImage('both', store(), 'in the store and the registry\n')
   sn = await startSnapshotter(path.join(dir, 'sn'), ['--store', store()])
   ctd = await startContainerd(path.join(dir, 'containerd'), sn.address)
 }, 120_000)
@@ -77,6 +81,61 @@ describe("containerd's own pull from a registry", () => {
     expect(run.stdout).toBe('layer 2 says hi\n')
     expect(ctd.ctrStatus(['run', '--rm', '--snapshotter', 'snapdir', ref, cid('r2'), '/bin/hello', '/etc/doomed']).status).not.toBe(0)
     ctd.ctr(['images', 'rm', '--sync', ref])
+    expect(readdirSync(path.join(sn.root, 'snapshots'))).toEqual([])
+  }, 180_000)
+})
+
+describe('snapdir containerd pull of a registry image', () => {
+  interface Pulled {
+    name: string
+    layers: Array<{ diffId: string; lazy: boolean; applied: boolean }>
+  }
+  const pull = async (ref: string) => JSON.parse(await snapdirOk(['containerd', 'pull', '--address', ctd.address, '--json', ref])) as Pulled
+  const fuseMounts = () => mountsUnder(dir).filter((l) => l.includes('fuse.snapdir'))
+  const content = () => ctd.ctr(['content', 'ls', '-q']).trim().split('\n').filter((l) => l !== '')
+
+  test("an image the snapshotter's store holds comes in all lazy: no layer fetched, each a FUSE mount, and it runs", async () => {
+    await snapdirOk(['pull', '--store', store(), '--id', bothId, registry.ref('test/both:v1')])
+    const before = content()
+    const pulled = await pull(registry.ref('test/both:v1'))
+    expect(pulled.name).toBe(`${registry.host}/test/both:v1`)
+    expect(pulled.layers.map((l) => [l.lazy, l.applied])).toEqual([
+      [true, false],
+      [true, false],
+    ])
+    // containerd got the manifest and the config, no layer
+    expect(content().filter((d) => !before.includes(d))).toHaveLength(2)
+    expect(fuseMounts()).toHaveLength(2)
+    const run = ctd.ctrStatus(['run', '--rm', '--snapshotter', 'snapdir', pulled.name, cid('both')])
+    expect(run.stdout).toBe('layer 2 says hi\n')
+    ctd.ctr(['images', 'rm', '--sync', pulled.name])
+    expect(fuseMounts()).toEqual([])
+  }, 180_000)
+
+  test('an image only in the registry: its layers fetched into containerd and applied by its diff service, committed as overlayfs snapshots, and it runs', async () => {
+    const scratch = path.join(dir, 'scratch-only')
+    const id = await pushedImage('only', scratch, 'only in the registry\n')
+    await snapdirOk(['pull', '--store', scratch, '--id', id, registry.ref('test/only:v1')])
+    const pulled = await pull(registry.ref('test/only:v1'))
+    expect(pulled.layers.map((l) => [l.lazy, l.applied])).toEqual([
+      [false, true],
+      [false, true],
+    ])
+    expect(fuseMounts()).toEqual([])
+    // the layers are containerd's content now, labelled with their diff_ids as containerd's unpacker does
+    const info = ctd.ctr(['content', 'ls'])
+    for (const l of pulled.layers) expect(info).toContain(`containerd.io/uncompressed=${l.diffId}`)
+    const run = ctd.ctrStatus(['run', '--rm', '--snapshotter', 'snapdir', pulled.name, cid('only')])
+    expect(run.stderr).toBe('')
+    expect(run.stdout).toBe('layer 2 says hi\n')
+    const first = ctd.ctrStatus(['run', '--rm', '--snapshotter', 'snapdir', pulled.name, cid('only2'), '/bin/hello', '/etc/doomed'])
+    expect(first.status).not.toBe(0)
+    // a second pull finds every layer there
+    expect((await pull(registry.ref('test/only:v1'))).layers.map((l) => [l.lazy, l.applied])).toEqual([
+      [false, false],
+      [false, false],
+    ])
+    ctd.ctr(['images', 'rm', '--sync', pulled.name])
     expect(readdirSync(path.join(sn.root, 'snapshots'))).toEqual([])
   }, 180_000)
 })

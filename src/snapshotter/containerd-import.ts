@@ -1,0 +1,113 @@
+// An image into containerd as `snapdir containerd pull` puts it there, whatever it came from (a store,
+// a registry): its manifest and config into containerd's content store, labelled as containerd's
+// unpacker labels them; then each layer's snapshot, bottom first, prepared through containerd with the
+// label containerd.io/snapshot.ref (and the layer's diff_id), which the snapdir snapshotter answers by
+// committing a lazy mount of the layer when its store holds it; last the image's name. All under a
+// lease, so containerd's gc takes nothing before the image holds it.
+//
+// A layer the snapshotter does not serve lazily is unpacked as containerd's own unpacker does it
+// (containerd 1.6 unpacker.go): its blob fetched into the content store, applied onto the prepared
+// snapshot's mounts by containerd's diff service (which checks what it applied against the diff_id
+// here), and the snapshot committed under its chain ID; on any failure the prepared snapshot goes.
+import { randomBytes } from 'node:crypto'
+import type { Readable } from 'node:stream'
+import { SnapdirError } from '../util/errors.js'
+import { chainId } from './chain-id.js'
+import { ContainerdClient } from './containerd-client.js'
+import { DIFF_ID_LABEL, TARGET_LABEL } from './snapshotter.js'
+
+export interface ImportLayer {
+  digest: string
+  mediaType: string
+  size: number
+  diffId: string
+}
+
+export interface ImageDocuments {
+  manifest: { digest: string; mediaType: string; bytes: Buffer }
+  config: { digest: string; bytes: Buffer }
+  /** bottom first, as the manifest lists them, each with its diff_id from the config */
+  layers: ImportLayer[]
+}
+
+export interface ContainerdImportOptions {
+  /** containerd's socket */
+  address: string
+  namespace: string
+  /** the snapshotter containerd knows snapdir's as (its [proxy_plugins] name) */
+  snapshotter: string
+  /** the image name in containerd */
+  name: string
+  /** the blob of a layer the snapshotter does not serve lazily; without it such a layer fails the pull */
+  fetchLayer?: (layer: ImportLayer) => Promise<Readable>
+  log?: (line: string) => void
+}
+
+export interface ContainerdPullResult {
+  name: string
+  manifest: string
+  /** each layer's chain ID, and how it got there: served lazily, unpacked (applied), or neither (there already) */
+  layers: Array<{ diffId: string; chainId: string; lazy: boolean; applied: boolean }>
+}
+
+export async function importImage(image: ImageDocuments, options: ContainerdImportOptions): Promise<ContainerdPullResult> {
+  const diffIds = image.layers.map((l) => l.diffId)
+  const chains = diffIds.map((_, i) => chainId(diffIds.slice(0, i + 1)))
+  const top = chains.at(-1)!
+  const client = new ContainerdClient(options.address, options.namespace)
+  const result: ContainerdPullResult = { name: options.name, manifest: image.manifest.digest, layers: [] }
+  try {
+    await client.acquireLease(`snapdir-pull-${randomBytes(6).toString('hex')}`, 3600)
+    try {
+      // the config keeps the unpacked snapshot alive, as containerd's unpacker labels it
+      await client.writeContent(image.config.digest, image.config.bytes, { [`containerd.io/gc.ref.snapshot.${options.snapshotter}`]: top })
+      const manifestLabels: Record<string, string> = { 'containerd.io/gc.ref.content.config': image.config.digest }
+      image.layers.forEach((l, i) => (manifestLabels[`containerd.io/gc.ref.content.l.${i}`] = l.digest))
+      await client.writeContent(image.manifest.digest, image.manifest.bytes, manifestLabels)
+      for (const [i, layer] of image.layers.entries()) {
+        const chain = chains[i]!
+        const parent = i === 0 ? '' : chains[i - 1]!
+        const at = `layer ${i + 1}/${image.layers.length} ${layer.diffId}`
+        if (await client.hasSnapshot(options.snapshotter, chain)) {
+          result.layers.push({ diffId: layer.diffId, chainId: chain, lazy: false, applied: false })
+          continue
+        }
+        const key = `extract-${randomBytes(8).toString('hex')} ${chain}`
+        const labels = { [TARGET_LABEL]: chain, [DIFF_ID_LABEL]: layer.diffId }
+        const mounts = await client.prepare(options.snapshotter, key, parent, labels)
+        if (mounts === null) {
+          options.log?.(`${at}: served lazily`)
+          result.layers.push({ diffId: layer.diffId, chainId: chain, lazy: true, applied: false })
+          continue
+        }
+        try {
+          if (options.fetchLayer === undefined) {
+            // the snapshotter would have containerd unpack it: it is not snapdir's, or lacks the store
+            throw new SnapdirError(
+              'ERR_TARGET',
+              `containerd's snapshotter "${options.snapshotter}" did not serve layer ${layer.diffId} lazily: is it snapdir's, started with --store on the store this image is in?`,
+            )
+          }
+          const fetch = options.fetchLayer
+          await client.writeBlob(layer.digest, layer.size, () => fetch(layer), { 'containerd.io/uncompressed': layer.diffId })
+          const applied = await client.applyDiff({ media_type: layer.mediaType, digest: layer.digest, size: layer.size }, mounts)
+          if (applied.digest !== layer.diffId) {
+            throw new SnapdirError('ERR_IMAGE', `layer ${layer.digest} unpacks to ${applied.digest}, but the image's config gives its diff_id as ${layer.diffId}`)
+          }
+          await client.commitSnapshot(options.snapshotter, chain, key, labels)
+        } catch (err) {
+          await client.removeSnapshot(options.snapshotter, key).catch(() => {})
+          throw err
+        }
+        options.log?.(`${at}: unpacked (not in the snapshotter's store)`)
+        result.layers.push({ diffId: layer.diffId, chainId: chain, lazy: false, applied: true })
+      }
+      await client.putImage(options.name, { media_type: image.manifest.mediaType, digest: image.manifest.digest, size: image.manifest.bytes.length })
+    } finally {
+      await client.releaseLease()
+    }
+  } finally {
+    client.close()
+  }
+  return result
+}
