@@ -18,7 +18,7 @@ import { manifestParts, indexEntries } from '../oci/document-walker.js'
 import { LayoutProblem } from '../oci/layout-problem.js'
 import { INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST } from '../oci/media-types.js'
 import { pushFromRegistry } from '../snapshot/push-registry.js'
-import { imageNameKey } from '../store/image-names.js'
+import { imageNameKey, readImageName } from '../store/image-names.js'
 import type { Store } from '../store/store.js'
 import { Semaphore } from '../util/concurrency.js'
 import { SnapdirError } from '../util/errors.js'
@@ -87,6 +87,13 @@ export async function pushManifest(ctx: ManifestPushContext, put: ManifestPut): 
   if (tag === undefined) {
     ctx.staged.addManifest(repository, top)
     return { digest, mediaType }
+  }
+
+  // the tag names these very bytes already (a push repeated): nothing to store again
+  const there = await readImageName(ctx.store, { name: repository, tag }, () => {}).catch(() => null)
+  if (there?.digest === digest) {
+    await ctx.staged.drop(repository, [digest, ...named.map((d) => formatDigest(d.digest))])
+    return { digest, mediaType, id: there.id }
   }
 
   await ctx.ingest.acquire(put.signal)

@@ -7,7 +7,7 @@
 // (MANIFEST_BLOB_UNKNOWN), an oversized manifest (413), path traversal in the name (NAME_INVALID),
 // two pushes of one tag at once; DELETE of a tag and of a digest.
 import { spawn } from 'node:child_process'
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, watch, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import http from 'node:http'
@@ -68,6 +68,11 @@ async function taggedSnapshot(name: string): Promise<{ id: string; digest?: stri
   return r
 }
 
+async function revisionsNamed(name: string): Promise<Array<{ id: string }>> {
+  const lines = (await snapdirOk(['revisions', '--store', store, '--json'])).trim().split('\n').map((l) => JSON.parse(l) as { id: string; name: string })
+  return lines.filter((l) => l.name === name)
+}
+
 function digestsOf(dir: string): string[] {
   return blobHashes(dir).map((b) => b.name).sort()
 }
@@ -99,6 +104,11 @@ describe('snapdir serve: pushing', () => {
     const snap = await taggedSnapshot('team/app:v1')
     const verified = await snapdirOk(['verify', '--store', store, '--id', snap.id])
     expect(verified).toMatch(/ 0 damaged/)
+    // the same push again: the tag names these bytes already, nothing new is stored
+    tool('skopeo', ['copy', '--dest-tls-verify=false', `oci:${layout}:v1`, `docker://${serve.host}/team/app:v1`])
+    await serve.waitForLog(/"PUT \/v2\/team\/app\/manifests\/v1" 201 [^\n]*\n[^]*"PUT \/v2\/team\/app\/manifests\/v1" 201 /)
+    expect((await taggedSnapshot('team/app:v1')).id).toBe(snap.id)
+    expect(await revisionsNamed('team/app:v1')).toHaveLength(1)
     // what was staged went into the store: nothing of it is left on the side
     expect(listFiles(path.join(stateDir, 'staged'))).toEqual([])
   }, 120_000)
@@ -307,6 +317,39 @@ describe('snapdir serve: bad pushes leave nothing', () => {
     expect(stored()).toEqual(before)
   })
 
+  it('a serve killed while it stores a pushed image leaves no tag, no revision, and its staging is emptied at restart', async () => {
+    // an image of chunks the store has not seen, pushed to a second serve process on the same store
+    const fresh = path.join(t, 'fresh')
+    tool('umoci', ['init', '--layout', fresh])
+    tool('umoci', ['new', '--image', `${fresh}:v1`])
+    tool('umoci', ['unpack', '--image', `${fresh}:v1`, path.join(t, 'fresh-bundle')])
+    writeFileSync(path.join(t, 'fresh-bundle', 'rootfs', 'noise'), randomBytes(8 << 20))
+    tool('umoci', ['repack', '--image', `${fresh}:v1`, path.join(t, 'fresh-bundle')])
+    const otherState = path.join(t, 'other-state')
+    const b = await startServe(store, ['--state-dir', otherState])
+    const chunksBefore = new Set(listFiles(path.join(store, 'chunks')))
+    const push = new Promise<number>((resolve) => {
+      const child = spawn('skopeo', ['copy', '--dest-tls-verify=false', `oci:${fresh}:v1`, `docker://${b.host}/killed/app:v1`], { stdio: 'ignore' })
+      child.on('exit', (code) => resolve(code ?? 1))
+    })
+    // killed once the manifest's ingest has written a chunk of its own (uploads write nothing to the store)
+    await written(path.join(store, 'chunks'), () => listFiles(path.join(store, 'chunks')).some((f) => !chunksBefore.has(f) && !f.includes('.tmp-')), 120_000)
+    await b.stop('SIGKILL')
+    expect(await push).not.toBe(0)
+    expect((await req('/v2/killed/app/manifests/v1', { method: 'HEAD' })).status).toBe(404)
+    expect(await revisionsNamed('killed/app:v1')).toEqual([])
+    expect(listFiles(path.join(otherState, 'staged')).length).toBeGreaterThan(0)
+    const again = await startServe(store, ['--state-dir', otherState])
+    try {
+      expect(listFiles(otherState)).toEqual([])
+      // and the push, tried again, goes through
+      tool('skopeo', ['copy', '--dest-tls-verify=false', `oci:${fresh}:v1`, `docker://${again.host}/killed/app:v1`])
+      expect((await req('/v2/killed/app/manifests/v1', { method: 'HEAD' })).headers.get('docker-content-digest')).toBe(readIndexJson(fresh).manifests[0]!.digest)
+    } finally {
+      expect(await again.stop()).toBe(0)
+    }
+  }, 180_000)
+
   it('--read-only refuses uploads and manifest pushes', async () => {
     const ro = await startServe(store, ['--read-only'])
     try {
@@ -351,12 +394,28 @@ describe('snapdir serve: bad pushes leave nothing', () => {
     tool('skopeo', ['copy', '--src-tls-verify=false', `docker://${serve.host}/race/app:v1`, `oci:${out}:v1`])
     expect(digestsOf(out)).toEqual(usedBlobs(winner, 'v1'))
     // both pushes are whole snapshots in the store
-    const revisions = (await snapdirOk(['revisions', '--store', store, '--json'])).trim().split('\n').map((l) => JSON.parse(l) as { id: string; name: string })
-    const raced = revisions.filter((r) => r.name === 'race/app:v1')
+    const raced = await revisionsNamed('race/app:v1')
     expect(raced).toHaveLength(2)
     for (const r of raced) expect(await snapdirOk(['verify', '--store', store, '--id', r.id])).toMatch(/ 0 damaged/)
   }, 180_000)
 })
+
+/** Resolves once `ready()` holds, looked at whenever something in `dir` or below changes; fails after `ms`. */
+async function written(dir: string, ready: () => boolean, ms: number): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const watcher = watch(dir, { recursive: true }, () => {
+      if (ready()) done()
+    })
+    const timer = setTimeout(() => done(new Error(`nothing ready in ${dir} after ${ms} ms`)), ms)
+    const done = (err?: Error): void => {
+      clearTimeout(timer)
+      watcher.close()
+      if (err) reject(err)
+      else resolve()
+    }
+    if (ready()) done()
+  })
+}
 
 /** Resolves once `name` is gone from `dir` (watched: each change in it looks again); fails after `ms`. */
 async function removed(dir: string, name: string, ms: number): Promise<void> {
