@@ -38,6 +38,9 @@ export function bufferMember(name: string, data: Buffer | string): ArchiveMember
   }
 }
 
+/** Chunks of a file fetched ahead of the one being read (at most 256 KiB each: 4 MiB at worst). */
+const CHUNKS_AHEAD = 16
+
 /**
  * A regular file of a stored snapshot as a stream, every chunk verified (a blob stored as a recipe
  * regenerated and checked against its digest); damage is ERR_SNAPSHOT_DAMAGED naming the file.
@@ -61,25 +64,28 @@ export async function* treeFileContent(store: ReadStore, entry: TreeEntry): Asyn
     return
   }
   let at = 0
-  // the next chunk is fetched while this one is written
-  let next: Promise<Buffer> | null = null
-  const fetch = (i: number): Promise<Buffer> | null => {
-    const ref = entry.chunks[i]
-    if (ref === undefined) return null
-    const p = getChunk(store, toHex(ref.id), { needs: ref.offset + ref.length }).then((c) => c.raw)
-    p.catch(() => {}) // awaited in turn below
-    return p
+  // chunks are fetched ahead, in order, while earlier ones are written: enough in flight to hide a
+  // remote store's latency (a blob served to a registry client, a pull over S3), bounded in memory
+  const pending: Array<Promise<Buffer>> = []
+  let fetched = 0
+  const fetchAhead = (): void => {
+    while (pending.length < CHUNKS_AHEAD && fetched < entry.chunks.length) {
+      const ref = entry.chunks[fetched++]!
+      const p = getChunk(store, toHex(ref.id), { needs: ref.offset + ref.length }).then((c) => c.raw)
+      p.catch(() => {}) // awaited in turn below
+      pending.push(p)
+    }
   }
-  next = fetch(0)
+  fetchAhead()
   for (let i = 0; i < entry.chunks.length; i++) {
     const ref = entry.chunks[i]!
     let data: Buffer
     try {
-      data = await next!
+      data = await pending.shift()!
     } catch (err) {
       throw damaged(err)
     }
-    next = fetch(i + 1)
+    fetchAhead()
     const slice = data.subarray(ref.offset, ref.offset + ref.length)
     for (let k = 0; k < ref.count; k++) yield slice
     at += ref.length * ref.count

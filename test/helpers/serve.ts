@@ -26,8 +26,8 @@ process.on('exit', () => {
   for (const c of running) c.kill('SIGKILL')
 })
 
-export async function startServe(store: string, extra: string[] = []): Promise<ServeProcess> {
-  const child = spawnSnapdir(['serve', '--store', store, '--listen', '127.0.0.1:0', ...extra])
+export async function startServe(store: string, extra: string[] = [], options: { env?: NodeJS.ProcessEnv } = {}): Promise<ServeProcess> {
+  const child = spawnSnapdir(['serve', '--store', store, '--listen', '127.0.0.1:0', ...extra], options.env ? { env: options.env } : {})
   running.add(child)
   let out = ''
   let err = ''

@@ -1,16 +1,20 @@
 // Registry clients pulling from snapdir serve, each the real tool: containerd (`ctr image pull
 // --plain-http`, then `ctr run` of what it pulled), snapdir sync from serve into docker-registry 2.8
-// (what the registry then holds, read back by skopeo, has the pushed layout's digests), and skopeo
-// over HTTPS with basic auth (--tls-cert/--tls-key, --htpasswd made by `htpasswd -B`).
+// (what the registry then holds, read back by skopeo, has the pushed layout's digests), skopeo over
+// HTTPS with basic auth (--tls-cert/--tls-key, --htpasswd made by `htpasswd -B`), and skopeo from
+// two serve processes on one S3 store (s3rver), which both see a tag pushed meanwhile.
+import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { snapdirOk } from '../helpers/cli.js'
 import { buildHelloLayout } from '../helpers/hello-image.js'
 import { blobFile, readIndexJson, requireTools, tool, toolStatus } from '../helpers/oci.js'
 import { HTPASSWD, startRegistry, type TestRegistry } from '../helpers/registry.js'
+import { startS3Server } from '../helpers/s3-server.js'
 import { startServe, type ServeProcess } from '../helpers/serve.js'
 import { startContainerd, type Containerd } from '../helpers/snapshotter.js'
 
@@ -98,4 +102,30 @@ describe('snapdir serve --tls-cert --tls-key --htpasswd', () => {
       expect(await secure.stop()).toBe(0)
     }
   }, 60_000)
+})
+
+describe('snapdir serve over S3', () => {
+  it('two servers on one S3 store serve the image and both see a tag pushed meanwhile', async () => {
+    const s3 = await startS3Server(['serve'])
+    const env = s3.env
+    const bucket = 's3://serve/store'
+    const servers: ServeProcess[] = []
+    try {
+      await snapdirOk(['push', '--store', bucket, '--image', `${REPO}:v1`, layout], { env })
+      servers.push(await startServe(bucket, [], { env }), await startServe(bucket, [], { env }))
+      const out = path.join(dir, 'from-s3')
+      // not spawnSync: s3rver runs in this process, and must answer while skopeo pulls
+      await promisify(execFile)('skopeo', ['copy', '--src-tls-verify=false', `docker://${servers[0]!.host}/${REPO}:v1`, `oci:${out}:v1`])
+      expect(readIndexJson(out).manifests[0]!.digest).toBe(digest())
+      for (const s of servers) expect(await (await fetch(`${s.url}/v2/${REPO}/tags/list`)).json()).toEqual({ name: REPO, tags: ['v1'] })
+      await snapdirOk(['push', '--store', bucket, '--image', `${REPO}:v2`, layout], { env })
+      for (const s of servers) {
+        expect(await (await fetch(`${s.url}/v2/${REPO}/tags/list`)).json()).toEqual({ name: REPO, tags: ['v1', 'v2'] })
+        expect((await fetch(`${s.url}/v2/${REPO}/manifests/v2`, { method: 'HEAD' })).headers.get('docker-content-digest')).toBe(digest())
+      }
+    } finally {
+      for (const s of servers) expect(await s.stop()).toBe(0)
+      await s3.close()
+    }
+  }, 120_000)
 })
