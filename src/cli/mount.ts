@@ -14,6 +14,19 @@ import { ID_HELP, IMAGE_HELP, repeatable, snapshotRefOf } from './snapshot-optio
 
 const MiB = 1024 * 1024
 
+/**
+ * The values of settled promises, or the first failure in their order once all have settled (a
+ * disk cache opened beside a failed lookup is closed, not left open).
+ */
+async function settledOrThrow<T extends readonly unknown[]>(results: { [K in keyof T]: PromiseSettledResult<T[K]> }): Promise<T> {
+  const failed = results.find((r) => r.status === 'rejected')
+  if (failed) {
+    for (const r of results) if (r.status === 'fulfilled' && r.value instanceof DiskCache) await r.value.close()
+    throw failed.reason
+  }
+  return results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T
+}
+
 function parseDiffId(value: string): string {
   if (!/^sha256:[0-9a-f]{64}$/.test(value)) throw new UsageError(`--layer ${value}: expected a diff_id, sha256: and 64 lowercase hex digits`)
   return value
@@ -99,11 +112,15 @@ export function registerMount(program: Command): void {
         let diskCache: DiskCache | null = null
         try {
           await store.open()
-          const id = ref !== null ? await resolveSnapshot(store, ref) : view.view === 'layer' ? view.chain.at(-1)!.slice('sha256:'.length) : ''
-          await (await import('../store/store-config.js')).checkStoreFormat(store)
           // a store on local disk needs no second copy of its chunks on local disk
           const wantCache = opts.cache && (opts.cacheDir !== undefined || !(store instanceof FileStore))
-          diskCache = wantCache ? await DiskCache.open(opts.cacheDir ?? defaultCacheDir(), cacheBytes) : null
+          // independent of each other, so at once: every store round trip before the mount is up counts
+          const [id, , cache] = await Promise.allSettled([
+            ref !== null ? resolveSnapshot(store, ref) : view.view === 'layer' ? view.chain.at(-1)!.slice('sha256:'.length) : '',
+            import('../store/store-config.js').then((m) => m.checkStoreFormat(store)),
+            wantCache ? DiskCache.open(opts.cacheDir ?? defaultCacheDir(), cacheBytes) : null,
+          ]).then(settledOrThrow)
+          diskCache = cache
           mount = await Mount.open({ store, id, view, mountpoint, diskCache, memoryBytes, jobs, timeoutMs, readAheadBytes, log })
           log(describeMount(mount, id, view.view))
           if (stopping) stop(mount, stopping)

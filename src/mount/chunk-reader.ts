@@ -17,8 +17,11 @@ import { SnapdirError } from '../util/errors.js'
 
 export interface ChunkReaderOptions {
   memoryBytes: number
-  /** a local cache for fetched chunks, handed over: the reader's close() closes it */
-  diskCache: DiskCache | null
+  /**
+   * a local cache for fetched chunks, handed over: the reader's close() closes it; or the cache over
+   * `store` already made (a mount loads its view through it first), handed over the same way
+   */
+  diskCache: DiskCache | CachingStore | null
   /** loads (store requests) in flight at most */
   jobs: number
   timeoutMs: number
@@ -64,7 +67,8 @@ export class ChunkReader {
     })
     this.timedOut = new LRUCache<string, SnapdirError>({ max: 4096, ttl: options.timeoutMs })
     this.slots = new Semaphore(options.jobs)
-    this.cache = options.diskCache ? new CachingStore(store, options.diskCache) : null
+    const { diskCache } = options
+    this.cache = diskCache instanceof CachingStore ? diskCache : diskCache ? new CachingStore(store, diskCache) : null
   }
 
   get stats(): ChunkReaderStats {

@@ -11,6 +11,7 @@ import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { printablePath } from '../format/tree-paths.js'
+import { CachingStore } from '../store/caching-store.js'
 import type { DiskCache } from '../store/disk-cache.js'
 import type { Store } from '../store/store.js'
 import { SnapdirError, UsageError, isErrno } from '../util/errors.js'
@@ -91,12 +92,14 @@ export class Mount {
     private readonly options: MountOptions,
     readonly mountpoint: string,
     private readonly table: InodeTable,
+    cache: CachingStore | null,
   ) {
     const fuse = fuseAddon()
     const indexOf = new Map(table.chunkIds.map((id, i) => [id, i]))
     // chunks in the memory cache are lent to the C side, which serves reads of them without JS
     this.reader = new ChunkReader(options.store, {
       ...options,
+      diskCache: cache,
       onCached: (id, raw) => {
         const i = indexOf.get(id)
         if (i !== undefined) fuse.setChunk(this.handle, i, raw)
@@ -146,8 +149,16 @@ export class Mount {
    */
   static async open(options: MountOptions): Promise<Mount> {
     const mountpoint = await checkMountpoint(options.mountpoint)
-    const tree = await loadView(options.store, options.id, options.view ?? { view: 'tree' })
-    const mount = new Mount(options, mountpoint, buildInodeTable(tree))
+    // the view's trees are read through the disk cache too: a second mount of an image reads them locally
+    const cache = options.diskCache ? new CachingStore(options.store, options.diskCache) : null
+    let table: InodeTable
+    try {
+      table = buildInodeTable(await loadView(cache ?? options.store, options.id, options.view ?? { view: 'tree' }))
+    } catch (err) {
+      await cache?.close().catch(() => {})
+      throw err
+    }
+    const mount = new Mount(options, mountpoint, table, cache)
     try {
       mount.info = await mountAt(mountpoint)
       if (mount.info?.fstype !== FSTYPE) throw new SnapdirError('ERR_TARGET', `mounting at '${mountpoint}' did not take effect`)

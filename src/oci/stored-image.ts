@@ -5,6 +5,7 @@
 // from its manifest.json.
 import type { Tree, TreeEntry } from '../format/tree.js'
 import { readLayerRef } from '../store/layer-refs.js'
+import { forEachLimit } from '../util/concurrency.js'
 import type { ReadStore } from '../store/store.js'
 import { findEntry } from '../store/tree-file.js'
 import { blobPath } from './blob-reader.js'
@@ -133,13 +134,17 @@ function storedLayout(store: ReadStore, bundle: Tree) {
     const manifestName = documentName(chosen.descriptor)
     const parts = manifestParts(await readDocument(blobs, chosen), manifestName)
     const diffIds = (await readDiffIds(blobs, parts)) ?? fail(`${manifestName} is not an image: its config is a ${quote(parts.config.descriptor.mediaType)}`)
+    for (const [i, { descriptor: d }] of parts.layers.entries()) {
+      if (layerCompression(d.mediaType) === null) return fail(`layers[${i}] of ${manifestName} is a ${quote(d.mediaType)}, not a file system layer`)
+    }
+    // the layer refs at once: a mount waits on them, one store round trip each when read in turn
+    const trees = await expandedTrees(store, diffIds.slice(0, parts.layers.length))
     const layers: StoredImage['layers'] = []
     for (const [i, { descriptor: d }] of parts.layers.entries()) {
       const digest = formatDigest(d.digest)
-      if (layerCompression(d.mediaType) === null) return fail(`layers[${i}] of ${manifestName} is a ${quote(d.mediaType)}, not a file system layer`)
       const diffId = diffIds[i]!
-      const tree = await expandedTree(store, diffId)
-      if (tree === null) {
+      const tree = trees[i]
+      if (tree === null || tree === undefined) {
         return fail(`layer ${digest} (layers[${i}] of ${manifestName}) has no expanded tree in ${store.url}; push the image again to expand it`)
       }
       layers.push({ digest, size: d.size, diffId, tree, file: blobPath(d.digest) })
@@ -163,10 +168,11 @@ function storedDockerArchive(store: ReadStore, bundle: Tree) {
     pickOne(all, image, 'archive', (m) => m.repoTags, (m, i) => m.repoTags[0] ?? `${DOCKER_MANIFEST_FILE}[${i}]`)
   const resolve = async (chosen: DockerArchiveImage): Promise<StoredImage> => {
     const diffIds = await dockerDiffIds(read, chosen)
+    const trees = await expandedTrees(store, diffIds.slice(0, chosen.layers.length))
     const layers: StoredImage['layers'] = []
     for (const [i, file] of chosen.layers.entries()) {
       const diffId = diffIds[i]!
-      const tree = await expandedTree(store, diffId)
+      const tree = trees[i] ?? null
       if (tree === null) return fail(`layer ${file} (Layers[${i}] of the image ${chosen.repoTags[0] ?? chosen.config}) has no expanded tree in ${store.url}; push the archive again to expand it`)
       layers.push({ digest: diffId, size: findEntry(bundle, file)?.size ?? 0, diffId, tree, file })
     }
@@ -180,9 +186,16 @@ function storedImageError(err: unknown, id: string): unknown {
   return imageError(err, 'ERR_IMAGE', `snapshot ${id.slice(0, 16)}…`, { id })
 }
 
-/** The expanded tree of the layer with this diff_id (as a config gives it), or null. */
-async function expandedTree(store: ReadStore, diffId: string): Promise<string | null> {
-  return (await readLayerRef(store, diffId))?.tree ?? null
+/** Layer refs read at once (each one request). */
+const REF_JOBS = 32
+
+/** The expanded trees of the layers with these diff_ids (as a config gives them), each or null, in order. */
+async function expandedTrees(store: ReadStore, diffIds: string[]): Promise<Array<string | null>> {
+  const trees = new Array<string | null>(diffIds.length).fill(null)
+  await forEachLimit(diffIds.keys(), REF_JOBS, async (i) => {
+    trees[i] = (await readLayerRef(store, diffIds[i]!))?.tree ?? null
+  })
+  return trees
 }
 
 /** The entry of index.json that `image` names (a ref name or a manifest digest), or the only one. */

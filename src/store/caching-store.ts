@@ -1,11 +1,13 @@
 // A store read through a local cache, composed of two stores as desync's Cache{s, l}: chunks come from
 // the local one when it has them and from the remote one otherwise, and a chunk fetched is kept
 // locally. Every copy is verified when it is read, the cached one too (a damaged cache file is dropped
-// and the chunk fetched again), and only a verified chunk is ever kept. Other objects (trees, refs)
-// come from the remote store, uncached.
+// and the chunk fetched again), and only a verified chunk is ever kept. Tree roots and tree parts are
+// kept the same way (immutable and named by their hash like chunks: a second mount of an image reads
+// its metadata from local disk); other objects (refs, the config) come from the remote store, uncached.
+import { decodeObject } from '../format/object.js'
 import { checkChunkLength, getChunk, verifyChunk, type ChunkReadOptions, type ChunkSource, type VerifiedChunk } from './chunks.js'
 import { StoreLifecycle } from './lifecycle.js'
-import { objectKey } from './objects.js'
+import { objectDirectory, objectKey } from './objects.js'
 import type { OpenOptions, PruneStore, ReadOptions, ReadStore, StoreSpec } from './store.js'
 import { abortedError } from '../util/errors.js'
 
@@ -45,9 +47,24 @@ export class CachingStore extends StoreLifecycle implements ReadStore, ChunkSour
     return this.remote.size(key)
   }
 
-  /** The remote store's object as stored; chunks are read through getChunk (chunks.ts), which comes to getChunk below. */
-  get(key: string, options?: ReadOptions): Promise<Buffer> {
-    return this.remote.get(key, options)
+  /**
+   * The object as stored: a tree root or part from the cache when it holds a copy that matches its
+   * name, else from the remote store (and then kept); anything else from the remote store. Chunks are
+   * read through getChunk (chunks.ts), which comes to getChunk below.
+   */
+  async get(key: string, options?: ReadOptions): Promise<Buffer> {
+    const id = cachedTreeObject(key)
+    if (id === null) return this.remote.get(key, options)
+    if (await this.local.has(key)) {
+      const stored = await this.local.get(key, options).catch(() => null)
+      if (options?.signal?.aborted) throw abortedError(`reading ${key} from the disk cache ${this.local.url}`, options.signal)
+      if (stored && matchesName(stored, id)) return stored
+      await this.local.delete(key).catch(() => {}) // damaged: fetched again
+    }
+    const stored = await this.remote.get(key, options)
+    // kept only once it is known to be the object its key names (the reader checks it again, cheaply)
+    if (matchesName(stored, id)) this.keep(key, stored)
+    return stored
   }
 
   list(prefix: string): AsyncIterable<string> {
@@ -105,5 +122,21 @@ export class CachingStore extends StoreLifecycle implements ReadStore, ChunkSour
       .catch(() => {})
       .finally(() => this.writes.delete(write))
     this.writes.add(write)
+  }
+}
+
+/** Tree roots and parts are kept in the cache: their ID (from the key), or null for other objects. */
+const TREE_DIRS = [objectDirectory('tree'), objectDirectory('tree-part')]
+function cachedTreeObject(key: string): string | null {
+  const [top, , id] = key.split('/')
+  return top !== undefined && TREE_DIRS.includes(top) && id !== undefined && /^[0-9a-f]{64}$/.test(id) ? id : null
+}
+
+function matchesName(stored: Buffer, id: string): boolean {
+  try {
+    decodeObject(stored, id, `tree object ${id}`)
+    return true
+  } catch {
+    return false
   }
 }

@@ -1,5 +1,5 @@
-// A size-capped local store for chunk objects, the local half of a cache over a store (caching-store.ts):
-// chunks/<2 hex>/<id> as the store holds them (compressed, with the object header), written through
+// A size-capped local store for chunk objects (and tree roots and parts), the local half of a cache over a store (caching-store.ts):
+// chunks/<2 hex>/<id> (trees/, tree-parts/) as the store holds them (compressed, with the object header), written through
 // FileStore's one temp-file + rename writer. Least recently used objects are evicted past the cap; use
 // is recorded in the file's mtime, so the order survives a restart. Any number of mounts may share one
 // directory: a file another mount evicted is a miss. Reads are async: a FUSE server must not block its
@@ -14,6 +14,9 @@ import { objectDirectory } from './objects.js'
 import type { PruneStore, ReadOptions, StoreSpec } from './store.js'
 
 export const DEFAULT_CACHE_BYTES = 2 * 1024 ** 3
+
+/** What a cache holds: chunks, and the tree roots and parts a mount reads before it is up. */
+const CACHED_KINDS = ['chunk', 'tree', 'tree-part'] as const
 
 export function defaultCacheDir(): string {
   const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache')
@@ -51,9 +54,16 @@ export class DiskCache extends StoreLifecycle implements PruneStore {
   /** Indexes what an earlier run left, oldest use first, and evicts past the cap. */
   protected async openStore(create: boolean): Promise<void> {
     await this.files.open(create ? { create } : {})
-    const top = objectDirectory('chunk')
-    await fs.mkdir(path.join(this.dir, top), { recursive: true })
     const found: Array<{ key: string; size: number; used: number }> = []
+    for (const top of CACHED_KINDS.map(objectDirectory)) await this.scan(top, found)
+    found.sort((a, b) => a.used - b.used)
+    for (const f of found) this.remember(f.key, f.size)
+    await this.evict()
+  }
+
+  /** The objects an earlier run left under `top` (chunks, trees, tree-parts), into `found`. */
+  private async scan(top: string, found: Array<{ key: string; size: number; used: number }>): Promise<void> {
+    await fs.mkdir(path.join(this.dir, top), { recursive: true })
     for (const sub of await fs.readdir(path.join(this.dir, top))) {
       let names: string[]
       try {
@@ -71,9 +81,6 @@ export class DiskCache extends StoreLifecycle implements PruneStore {
         if (st?.isFile()) found.push({ key, size: st.size, used: st.mtimeMs })
       }
     }
-    found.sort((a, b) => a.used - b.used)
-    for (const f of found) this.remember(f.key, f.size)
-    await this.evict()
   }
 
   protected override async closeStore(): Promise<void> {

@@ -15,6 +15,11 @@ const DIRS: Record<ObjectKind, string> = { chunk: 'chunks', tree: 'trees', 'tree
 /** Tree parts read or written at once: a root names one per ~64 entries, hundreds for a root file system. */
 const PART_JOBS = 16
 
+export interface TreeReadOptions {
+  /** parts fetched at once (default 16); a mount, waiting on them before it is up, asks for more */
+  jobs?: number
+}
+
 /** The top directory of a kind's keys ('chunks'): objectKey adds <first two hex digits>/<id>. */
 export function objectDirectory(kind: ObjectKind): string {
   return DIRS[kind]
@@ -81,9 +86,9 @@ export async function writeTree(store: Store, tree: Tree | TreeEncoder | Encoded
 }
 
 /** Loads a snapshot's tree (its root and, in format 2, its parts); a missing root is ERR_SNAPSHOT_NOT_FOUND. */
-export async function readTree(store: ReadStore, id: string): Promise<Tree> {
+export async function readTree(store: ReadStore, id: string, options: TreeReadOptions = {}): Promise<Tree> {
   try {
-    return (await readStoredTree(store, id)).tree
+    return (await readStoredTree(store, id, undefined, options)).tree
   } catch (err) {
     if (err instanceof SnapdirError && err.code === 'ERR_OBJECT_MISSING' && err.data.part === undefined) throw notFound(store, id)
     throw err
@@ -115,7 +120,7 @@ export interface StoredTree {
  * damaged part is the same code naming the part and the tree, with `data.part` its ID and
  * `data.key` its key. `what` names the tree in errors (default: "snapshot ID in URL").
  */
-export async function readStoredTree(store: ReadStore, id: string, what = `snapshot ${id} in ${store.url}`): Promise<StoredTree> {
+export async function readStoredTree(store: ReadStore, id: string, what = `snapshot ${id} in ${store.url}`, options: TreeReadOptions = {}): Promise<StoredTree> {
   const root = await store.get(objectKey('tree', id))
   const rootRaw = decodeObject(root, id, `tree ${id} from ${store.url}`)
   const decoded = decodeTreeRoot(rootRaw, what)
@@ -125,7 +130,7 @@ export async function readStoredTree(store: ReadStore, id: string, what = `snaps
   const parts: EncodedObject[] = new Array<EncodedObject>(decoded.parts.length)
   const entries: TreeEntry[][] = new Array<TreeEntry[]>(decoded.parts.length)
   let rawBytes = rootRaw.length
-  await forEachLimit(decoded.parts.map((p, i) => ({ ...p, i })), PART_JOBS, async (p) => {
+  await forEachLimit(decoded.parts.map((p, i) => ({ ...p, i })), options.jobs ?? PART_JOBS, async (p) => {
     const key = objectKey('tree-part', p.id)
     let stored: Buffer
     let raw: Buffer

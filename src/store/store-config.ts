@@ -59,8 +59,15 @@ export async function readStoreConfig(store: ReadStore): Promise<ChunkerParams |
 }
 
 async function readConfig(store: ReadStore): Promise<{ version: number; params: ChunkerParams } | undefined> {
-  if (!(await store.has(KEY))) return undefined
-  return decode(store, await store.get(KEY))
+  // one request, not has() then get(): commands that only read wait on it before anything else
+  let stored: Buffer
+  try {
+    stored = await store.get(KEY)
+  } catch (err) {
+    if (err instanceof SnapdirError && err.code === 'ERR_OBJECT_MISSING') return undefined
+    throw err
+  }
+  return decode(store, stored)
 }
 
 /**
