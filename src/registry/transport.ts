@@ -11,11 +11,21 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { Agent, type Dispatcher } from 'undici'
+import { createRequire } from 'node:module'
+import type { Agent as AgentType, Dispatcher } from 'undici'
 import { abortedError, errnoText, isErrno, SnapdirError } from '../util/errors.js'
 import { RateLimiter } from './rate-limit.js'
 import { readTlsFiles } from './tls-files.js'
 import { registryError, siteText, type RequestSite } from './registry-error.js'
+
+// undici's Agent and its request API alone, put together as undici's index.js does (the same class,
+// the same methods): the index loads every part of undici (fetch, websockets, caches, mocks, proxies),
+// which cost each registry command ~50 ms more at start than what it uses. undici is pinned to 6.x;
+// a layout change fails here at load, in every registry test.
+const load = createRequire(import.meta.url)
+const Agent = load('undici/lib/dispatcher/agent.js') as typeof AgentType
+const dispatcher = (load('undici/lib/dispatcher/dispatcher.js') as { prototype: Record<string, unknown> }).prototype
+if (typeof dispatcher.request !== 'function') Object.assign(dispatcher, load('undici/lib/api/index.js'))
 
 export type HttpMethod = 'GET' | 'HEAD' | 'PUT' | 'POST' | 'PATCH' | 'DELETE'
 
@@ -72,7 +82,7 @@ export class Transport {
   readonly retries: number
   /** requests sent so far, each attempt and redirect hop counted (token requests too) */
   requests = 0
-  private readonly agent: Agent
+  private readonly agent: AgentType
   private readonly limiter: RateLimiter | null
   private readonly timeoutMs: number
   private readonly backoffMs: number

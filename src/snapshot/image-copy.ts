@@ -7,19 +7,19 @@
 //   store    -> store      objects as they are (sync/sync.ts)
 //
 // It lives here, above sync/, because the registry -> store copy is a push (snapshot/), and sync/ may
-// not import upwards.
+// not import upwards. Each kind's code is loaded when a copy of that kind runs: a registry to registry
+// copy has no use for the store, the chunker and their native addons, which cost its start ~40 ms.
 import type { RegistryClient } from '../registry/client.js'
 import { imageRef } from '../registry/reference.js'
 import type { ImageNameRecord } from '../store/image-names.js'
 import type { Store } from '../store/store.js'
 import { SnapdirError } from '../util/errors.js'
-import { copyImage, type ImageCopySummary } from '../sync/copy-image.js'
-import { sendStoredImage, type StoredImageSummary } from '../sync/send-stored-image.js'
+import type { ImageCopySummary } from '../sync/copy-image.js'
+import type { StoredImageSummary } from '../sync/send-stored-image.js'
 import type { BlobOutcome } from '../sync/send-image.js'
 import type { ImageAt } from '../sync/sync-plan.js'
 import type { CopyJob, CopyResult } from '../sync/sync-run.js'
-import { sync, type SyncSummary } from '../sync/sync.js'
-import { pushFromRegistry } from './push-registry.js'
+import type { SyncSummary } from '../sync/sync.js'
 import type { PushResult } from './push.js'
 
 export type Side = 'source' | 'destination'
@@ -81,11 +81,13 @@ export async function copyImageAt(job: CopyJob, places: CopyPlaces, options: Ima
       tag = to.tag ?? (to.digest === undefined ? from.tag : undefined)
       const sourceRef = job.digest ?? from.digest ?? from.tag ?? 'latest'
       const reference = tag ?? to.digest ?? from.digest ?? job.digest ?? 'latest'
+      const { copyImage } = await import('../sync/copy-image.js')
       summary = await copyImage(source, { repository: from.repository, reference: sourceRef }, dest, { repository: to.repository, reference }, { jobs, ...(platforms ? { platforms } : {}), ...sendProgress })
     } else {
       const store = places.store(from.url, 'source')
       tag = to.tag
       const id = snapshotOf(from)
+      const { sendStoredImage } = await import('../sync/send-stored-image.js')
       summary = await sendStoredImage(store, id, dest, { repository: to.repository, ...(to.tag !== undefined ? { tag: to.tag } : {}), ...(to.digest !== undefined ? { digest: to.digest } : {}) }, { jobs, ...(platforms ? { platforms } : {}), ...sendProgress })
     }
     const at: ImageAt = { kind: 'registry', host: to.host, repository: to.repository, ...(tag !== undefined ? { tag } : { digest: summary.digest }) }
@@ -102,6 +104,7 @@ export async function copyImageAt(job: CopyJob, places: CopyPlaces, options: Ima
   const store = places.store(to.url, 'destination')
   if (from.kind === 'store') {
     const id = snapshotOf(from)
+    const { sync } = await import('../sync/sync.js')
     const s = await sync(places.store(from.url, 'source'), store, id, {
       jobs,
       ...(options.images ? { images: options.images } : {}),
@@ -124,6 +127,7 @@ export async function copyImageAt(job: CopyJob, places: CopyPlaces, options: Ima
   const tag = from.tag ?? (from.digest === undefined ? 'latest' : undefined)
   const origin = job.origin.kind === 'registry' ? job.origin : from
   const originTag = origin.tag ?? (origin.digest === undefined ? 'latest' : undefined)
+  const { pushFromRegistry } = await import('./push-registry.js')
   const result = await pushFromRegistry(
     store,
     {
