@@ -12,6 +12,7 @@ import { snapdirOk } from '../helpers/cli.js'
 import { buildHelloLayout } from '../helpers/hello-image.js'
 import { requireTools } from '../helpers/oci.js'
 import { registryAvailable, startRegistry, type TestRegistry } from '../helpers/registry.js'
+import { startServe } from '../helpers/serve.js'
 import { startContainerd, startSnapshotter, type Containerd, type SnapshotterProcess } from '../helpers/snapshotter.js'
 
 /** Container IDs of this run: runc keeps its state machine-wide (/run/containerd/runc). */
@@ -38,7 +39,7 @@ beforeAll(async () => {
   if (!registryAvailable()) throw new Error('docker-registry and htpasswd are needed (scripts/setup.sh installs them)')
   dir = mkdtempSync(path.join(os.tmpdir(), 'snapdir-test-ctd-registry-'))
   registry = await startRegistry()
-  bothId = await pushedImage('both', store(), 'in the store and the registry\n')
+  bothId = await pushedImage('both', store(), 'in the store and the registry\n', 'test/both:v1')
   sn = await startSnapshotter(path.join(dir, 'sn'), ['--store', store()])
   ctd = await startContainerd(path.join(dir, 'containerd'), sn.address)
 }, 120_000)
@@ -52,10 +53,10 @@ afterAll(async () => {
 })
 
 /** Builds the test image in its own directory, pushes it into `into` and returns its snapshot ID. */
-async function pushedImage(name: string, into: string, first?: string): Promise<string> {
+async function pushedImage(name: string, into: string, first?: string, image?: string): Promise<string> {
   mkdirSync(path.join(dir, name))
   const layout = buildHelloLayout(path.join(dir, name), first === undefined ? {} : { first })
-  return (await snapdirOk(['push', '--store', into, layout])).trim()
+  return (await snapdirOk(['push', '--store', into, ...(image === undefined ? [] : ['--image', image]), layout])).trim()
 }
 
 describe("containerd's own pull from a registry", () => {
@@ -110,6 +111,20 @@ describe('snapdir containerd pull of a registry image', () => {
     expect(run.stdout).toBe('layer 2 says hi\n')
     ctd.ctr(['images', 'rm', '--sync', pulled.name])
     expect(fuseMounts()).toEqual([])
+  }, 180_000)
+
+  test("an image snapdir serve offers from the snapshotter's own store is a registry image whose layers are all lazy", async () => {
+    const serve = await startServe(store())
+    try {
+      const pulled = await pull(`docker://${serve.host}/test/both:v1`)
+      expect(pulled.layers.map((l) => l.lazy)).toEqual([true, true])
+      expect(fuseMounts()).toHaveLength(2)
+      expect(ctd.ctrStatus(['run', '--rm', '--snapshotter', 'snapdir', pulled.name, cid('served')]).stdout).toBe('layer 2 says hi\n')
+      ctd.ctr(['images', 'rm', '--sync', pulled.name])
+      expect(fuseMounts()).toEqual([])
+    } finally {
+      expect(await serve.stop()).toBe(0)
+    }
   }, 180_000)
 
   test('an image only in the registry: its layers fetched into containerd and applied by its diff service, committed as overlayfs snapshots, and it runs', async () => {
