@@ -35,6 +35,9 @@ export interface SendOptions {
 
 export type BlobOutcome = 'sent' | 'skipped' | 'mounted'
 
+/** Per destination, the blob puts under way (`repository@digest`), shared by every send in this process. */
+const inFlight = new WeakMap<ImageDestination, Map<string, Promise<unknown>>>()
+
 export interface SendSummary {
   /** the image's digest: what the tag names */
   digest: string
@@ -66,14 +69,28 @@ export async function sendImage(plan: TransferPlan, to: ImageDestination, reposi
   }
   const given = options.mountFrom ?? []
   const mountFrom = (digest: string) => (typeof given === 'function' ? given(digest) : given).filter((r) => r !== repository)
+  const flights = inFlight.get(to) ?? new Map<string, Promise<unknown>>()
+  inFlight.set(to, flights)
   await forEachLimit(plan.blobs, options.jobs ?? 4, async (blob) => {
     const { size } = blob.descriptor
-    if (await to.hasBlob(repository, blob.digest)) return settle(summary, blob.digest, size, 'skipped', options)
-    for (const from of mountFrom(blob.digest)) {
-      if (await to.mountBlob(repository, from, blob.digest)) return settle(summary, blob.digest, size, 'mounted', options)
+    // a blob another send of this process is putting into the same repository (images sharing a
+    // base, copied at once): wait for it, and then the HEAD finds it, rather than sending it twice
+    const key = `${repository}@${blob.digest}`
+    for (let other = flights.get(key); other !== undefined; other = flights.get(key)) await other.catch(() => {})
+    const put = (async (): Promise<BlobOutcome> => {
+      if (await to.hasBlob(repository, blob.digest)) return 'skipped'
+      for (const from of mountFrom(blob.digest)) {
+        if (await to.mountBlob(repository, from, blob.digest)) return 'mounted'
+      }
+      await to.putBlob(repository, blob.digest, size, () => Readable.from(counted(blob.content(), options.onBytes)))
+      return 'sent'
+    })()
+    flights.set(key, put)
+    try {
+      settle(summary, blob.digest, size, await put, options)
+    } finally {
+      flights.delete(key)
     }
-    await to.putBlob(repository, blob.digest, size, () => Readable.from(counted(blob.content(), options.onBytes)))
-    settle(summary, blob.digest, size, 'sent', options)
   })
   for (const [i, m] of plan.manifests.entries()) {
     const last = i === plan.manifests.length - 1
