@@ -15,7 +15,7 @@ import { INDEX_TYPES } from '../oci/media-types.js'
 import { StoredBlobs } from '../oci/stored-blobs.js'
 import { storedImageEntry } from '../oci/stored-image.js'
 import { planTransfer } from '../oci/transfer-plan.js'
-import { listImageRepositories, listImageTags, type ImageNameRecord } from '../store/image-names.js'
+import { hasImageTags, listImageRepositories, listImageTags, readImageName, type ImageNameRecord } from '../store/image-names.js'
 import { readTree } from '../store/objects.js'
 import type { ReadStore } from '../store/store.js'
 import { RegistryError } from './errors.js'
@@ -64,6 +64,8 @@ export class RepositoryImages {
     private readonly warn: (message: string, fields: Record<string, unknown>) => void,
   ) {}
 
+  private readonly onSkip = (key: string, reason: string): void => this.warn(`skipped ${key}: ${reason}`, { key })
+
   /** Every repository: the names the store has tags for (those a registry can name). */
   async repositories(): Promise<string[]> {
     return (await listImageRepositories(this.store)).filter(isRepositoryName)
@@ -71,7 +73,7 @@ export class RepositoryImages {
 
   /** The tags of `name`, sorted; NAME_UNKNOWN when it has none. */
   async tags(name: string): Promise<ImageNameRecord[]> {
-    const tags = await listImageTags(this.store, name, (key, reason) => this.warn(`skipped ${key}: ${reason}`, { key }))
+    const tags = await listImageTags(this.store, name, this.onSkip)
     if (tags.length === 0) throw new RegistryError('NAME_UNKNOWN', { detail: { name } })
     return tags
   }
@@ -79,8 +81,12 @@ export class RepositoryImages {
   /** The manifest or index `reference` (a tag or a digest) names in `name`. */
   async manifest(name: string, reference: string, kind: 'tag' | 'digest'): Promise<ServedManifest> {
     if (kind === 'tag') {
-      const record = (await this.tags(name)).find((r) => r.tag === reference)
-      if (record === undefined) throw new RegistryError('MANIFEST_UNKNOWN', { detail: { name, tag: reference } })
+      // one record read, not the repository's every tag: a pull by tag starts here
+      const record = await readImageName(this.store, { name, tag: reference }, this.onSkip)
+      if (record === null) {
+        if (!(await hasImageTags(this.store, name))) throw new RegistryError('NAME_UNKNOWN', { detail: { name } })
+        throw new RegistryError('MANIFEST_UNKNOWN', { detail: { name, tag: reference } })
+      }
       const image = await this.image(record)
       return image.manifests.get(image.digest)!
     }

@@ -7,6 +7,7 @@
 // store), so a reader sees the old target or the new one. Written last, after the revision of the
 // snapshot it names (commit.ts), so a name never names a snapshot that is not all there; removed
 // first (remove-revisions.ts), before the revisions and root it names.
+import { forEachLimit } from '../util/concurrency.js'
 import { SnapdirError } from '../util/errors.js'
 import { isId } from '../format/id.js'
 import { decodeKeyComponent, encodeKeyComponent, formatImageName, imageNameProblem, tagProblem, type ImageName } from '../format/image-name.js'
@@ -90,11 +91,20 @@ export async function listImageTags(store: ReadStore, name: string, onSkip: Skip
   const keys: string[] = []
   for await (const key of store.list(prefix)) keys.push(key)
   const out: ImageNameRecord[] = []
-  for (const key of keys.sort()) {
+  // several at once: on S3 each record is a round trip
+  await forEachLimit(keys, 8, async (key) => {
     const r = await readRecord(store, key, onSkip)
     if (r !== null && r.name === name) out.push(r)
-  }
+  })
   return out.sort((a, b) => (a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : 0))
+}
+
+/** Whether the store has any tag of `name` (one listing, no record read). */
+export async function hasImageTags(store: ReadStore, name: string): Promise<boolean> {
+  const keys = store.list(`${IMAGE_REFS}${encodeKeyComponent(name)}/`)[Symbol.asyncIterator]()
+  const first = await keys.next()
+  await keys.return?.()
+  return first.done !== true
 }
 
 /** Every name the store has a tag for, from the keys alone (no record read), sorted. */

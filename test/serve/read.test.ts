@@ -209,3 +209,22 @@ describe('snapdir serve --read-only', () => {
     }
   })
 })
+
+describe('snapdir serve --json', () => {
+  it('logs one JSON object per request, with the error code of a request that failed', async () => {
+    const js = await startServe(store, ['--json'])
+    try {
+      expect((await fetch(`${js.url}/v2/${APP}/manifests/v1`)).status).toBe(200)
+      expect((await fetch(`${js.url}/v2/${APP}/blobs/sha256:${'1'.repeat(64)}`)).status).toBe(404)
+      await js.waitForLog('BLOB_UNKNOWN')
+      const lines = js.log().trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
+      const requests = lines.filter((l) => l.msg === 'request')
+      expect(requests).toHaveLength(2)
+      expect(requests[0]).toMatchObject({ level: 'info', method: 'GET', path: `/v2/${APP}/manifests/v1`, status: 200, bytes: pushed().size, user: null, remote: '127.0.0.1' })
+      expect(requests[1]).toMatchObject({ method: 'GET', status: 404, error: 'BLOB_UNKNOWN' })
+      for (const r of requests) expect(typeof r.ms === 'number' && typeof r.time === 'string').toBe(true)
+    } finally {
+      expect(await js.stop()).toBe(0)
+    }
+  })
+})
