@@ -59,6 +59,17 @@ export class StagedBlobs {
     this.touched.set(file, this.now())
   }
 
+  /** Gives `repository` the file `from` has staged for `digest` (a hard link: no copy). */
+  async share(from: string, repository: string, digest: string): Promise<void> {
+    const source = this.file(from, digest)
+    const file = this.file(repository, digest)
+    await fs.mkdir(path.dirname(file), { recursive: true })
+    await fs.link(source, file).catch((err: unknown) => {
+      if (!isErrno(err, 'EEXIST')) throw err
+    })
+    this.touched.set(file, this.now())
+  }
+
   /** Notes that `repository` has blob `digest` through `from`'s stored copy (a cross-repository mount). */
   addMount(repository: string, digest: string, from: string, size: number): void {
     this.mounts.set(this.key(repository, digest), { from, size, touched: this.now() })

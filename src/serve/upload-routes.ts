@@ -75,7 +75,15 @@ export function uploadRoutes(write: WriteSide): Route[] {
       write.staged.addMount(name, digest, staged.from, staged.size)
       return true
     }
-    // an upload to `from` this server holds is copied by a new upload; only the stored copy is shared
+    if (staged !== null) {
+      // uploaded to `from` and not stored yet: the staged file is shared (dropped from one repository, it stays in the other)
+      try {
+        await write.staged.share(from, name, digest)
+        return true
+      } catch {
+        return false // dropped from `from` meanwhile: a new upload instead
+      }
+    }
     let size: number
     try {
       size = (await ctx.images.blob(from, digest)).size

@@ -80,7 +80,8 @@ export class UploadSessions {
   async append(session: UploadSession, body: Readable, options: { range?: string; length?: number } = {}): Promise<void> {
     if (session.busy) throw new RegistryError('BLOB_UPLOAD_INVALID', { message: `upload ${session.id} is busy with another request`, status: 416 })
     if (options.range !== undefined) {
-      const m = /^(?:bytes[ =])?(\d+)-(\d+)$/.exec(options.range.trim())
+      // START-END as the spec writes it; `bytes START-END/TOTAL` as some clients send it (RFC 9110's form)
+      const m = /^(?:bytes[ =])?(\d+)-(\d+)(?:\/(?:\d+|\*))?$/.exec(options.range.trim())
       if (m === null) throw new RegistryError('BLOB_UPLOAD_INVALID', { message: `Content-Range ${JSON.stringify(options.range)} is not START-END`, status: 416 })
       const start = Number(m[1])
       const end = Number(m[2])

@@ -280,6 +280,15 @@ describe('snapdir serve: bad pushes leave nothing', () => {
     // readable at its Location before any manifest names it, in its repository only
     expect(await (await req(mono.headers.get('location')!)).text()).toBe('hello world')
     expect((await req(`/v2/team/other/blobs/${sha256('hello world')}`, { method: 'HEAD' })).status).toBe(404)
+    // mounted into another repository while only staged: shared, readable there
+    const shared = await req(`/v2/team/shared/blobs/uploads/?mount=${sha256('hello world')}&from=team/app`, { method: 'POST' })
+    expect(shared.status).toBe(201)
+    expect(await (await req(`/v2/team/shared/blobs/${sha256('hello world')}`)).text()).toBe('hello world')
+    // a Content-Range as RFC 9110 writes it is taken too
+    const ranged = await req('/v2/team/app/blobs/uploads/', { method: 'POST' })
+    const at = ranged.headers.get('location')!
+    expect((await req(at, { method: 'PATCH', body: 'abc', headers: { 'content-range': 'bytes 0-2/3' } })).status).toBe(202)
+    expect((await req(`${at}?digest=${sha256('abc')}`, { method: 'PUT' })).status).toBe(201)
     // and DELETE cancels a session
     const cancelled = await req('/v2/team/app/blobs/uploads/', { method: 'POST' })
     const where = cancelled.headers.get('location')!
