@@ -38,7 +38,7 @@ export function addRegistryOptions<C extends Command<any, any, any>>(command: C)
     .option(
       '--tls-verify <bool>',
       "verify registries' TLS certificates (default true). Loopback registries (localhost, 127.0.0.0/8, ::1) are spoken to in plain HTTP, as docker does, " +
-        'unless --tls-verify=true, a --cert-dir or a --ca-file is given for them; false: HTTPS without verification, and plain HTTP where the registry has no TLS (as skopeo)',
+        'unless --tls-verify=true, a --cert-dir or a --ca-file is given for them (then HTTPS, verified, if they speak it); false: HTTPS without verification, and plain HTTP where the registry has no TLS (as skopeo)',
     )
     .option('--src-tls-verify <bool>', 'as --tls-verify, for the source registry only')
     .option('--dest-tls-verify <bool>', 'as --tls-verify, for the destination registry only')
@@ -64,8 +64,9 @@ export function registryClientOptions(opts: RegistryCliOptions, side: RegistrySi
   if (certDir !== undefined) out.certDir = certDir
   if (opts.caFile !== undefined) out.caFile = opts.caFile
   if (verify === false) Object.assign(out, { tlsVerify: false, httpFallback: true })
-  // told to verify, or what to trust: that registry speaks HTTPS, loopback or not
-  else if (verify === true || certDir !== undefined || opts.caFile !== undefined) out.plainHttp = false
+  // told to verify, or what to trust: a loopback registry is asked in HTTPS first too (verified), and
+  // in plain HTTP if it has no TLS (the other registry of a sync may be the one these are for)
+  else if (verify === true || certDir !== undefined || opts.caFile !== undefined) out.httpFallback = true
   if (opts.registryRps !== undefined) {
     const rps = Number(opts.registryRps)
     if (!(rps > 0) || !Number.isFinite(rps)) throw new UsageError(`--registry-rps: expected a positive number of requests per second, got ${JSON.stringify(opts.registryRps)}`)

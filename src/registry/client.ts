@@ -20,8 +20,9 @@ export interface RegistryClientOptions extends TransportOptions {
   /** plain HTTP instead of HTTPS (default: only for loopback registries, as docker does) */
   plainHttp?: boolean
   /**
-   * HTTPS first, and plain HTTP once the registry shows it does not speak TLS (skopeo's
-   * --tls-verify=false allows both); plainHttp, if given, decides instead
+   * HTTPS first, and plain HTTP once the registry shows it does not speak TLS: for a loopback
+   * registry (which would get plain HTTP alone otherwise), or any registry when tlsVerify is false
+   * (as skopeo's --tls-verify=false); plainHttp, if given, decides instead
    */
   httpFallback?: boolean
   /** the size of a PATCH when an upload goes in chunks (default 8 MiB) */
@@ -80,8 +81,10 @@ export class RegistryClient {
 
   constructor(registry: string, options: RegistryClientOptions = {}) {
     this.registry = registry
-    this.httpFallback = options.plainHttp === undefined && options.httpFallback === true
-    const plain = options.plainHttp ?? (this.httpFallback ? false : isLoopbackRegistry(registry))
+    const loopback = isLoopbackRegistry(registry)
+    // never from verified HTTPS down to plain HTTP for a registry that would get HTTPS anyway
+    this.httpFallback = options.plainHttp === undefined && options.httpFallback === true && (loopback || options.tlsVerify === false)
+    const plain = options.plainHttp ?? (this.httpFallback ? false : loopback)
     this.base = new URL(`${plain ? 'http' : 'https'}://${apiHost(registry)}`)
     this.transport = new Transport(options)
     this.chunkSize = options.chunkSize ?? 8 * 1024 * 1024

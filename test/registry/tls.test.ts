@@ -97,6 +97,10 @@ describe('a registry serving HTTPS with a self-signed certificate', () => {
     const back = await snapdir(['sync', '--from', `docker://${plain.host}/copy:v1`, '--src-tls-verify=false', '--to', `docker://${tls.host}/back`, '--dest-cert-dir', certDir, '--json'])
     expect(back.status, back.stderr).toBe(0)
     expect(skopeoDigest(`docker://${tls.host}/back:v1`)).toBe(digest)
+    // a --ca-file for both sides: HTTPS verified where there is TLS, plain HTTP on the loopback registry without it
+    const both = await snapdir(['sync', '--from', `docker://${plain.host}/copy:v1`, '--to', `docker://${tls.host}/both`, '--ca-file', cert, '--json'])
+    expect(both.status, both.stderr).toBe(0)
+    expect(skopeoDigest(`docker://${tls.host}/both:v1`)).toBe(digest)
   })
 
   test('sync --config: the registry\'s certDir in the file', async () => {
