@@ -17,7 +17,7 @@ export function registerSnapshotter(program: Command): void {
         'With --store, a layer the store holds is not unpacked: when containerd prepares it (naming the snapshot it will ' +
         'commit, as `snapdir containerd pull` and remote-snapshotter-aware clients do), the snapshot is committed at once ' +
         'as a lazy FUSE mount of that layer, served by a `snapdir mount` process of its own that outlives a restart of the ' +
-        'snapshotter. A layer whose mount is gone (a reboot) is mounted again at start, or by the first call that needs it ' +
+        'snapshotter. A layer whose mount is gone (a reboot) is mounted again at start, behind the calls (the snapshotter serves at once), or by the first call that needs it ' +
         'if the store is down then: until it is back such calls fail (Unavailable), and other snapshots work.\n\n' +
         'Runs in the foreground; Ctrl-C or SIGTERM lets calls in flight finish, then exits (the layer mounts stay).',
     )
@@ -42,8 +42,17 @@ export function registerSnapshotter(program: Command): void {
         if (opts.store !== undefined) {
           const { LayerMounts } = await import('../snapshotter/layer-mounts.js')
           store = storeFromOptions({ store: opts.store, ...(opts.s3Endpoint !== undefined ? { s3Endpoint: opts.s3Endpoint } : {}) })
-          // the store may be down now: layers already mounted still work, and each Prepare tries again
-          await store.open().catch((err: Error) => log(`store ${opts.store!} cannot be opened now: ${err.message}`))
+          // the store may be down, or take connections and never answer: the snapshotter serves all
+          // the same after --timeout (layers already mounted still work, and each call tries again)
+          const opening = store.open().then(
+            () => null,
+            (err: Error) => err.message,
+          )
+          let timer: NodeJS.Timeout | undefined
+          const late = new Promise<string>((resolve) => (timer = setTimeout(() => resolve(`no answer within ${timeout} s`), timeout * 1000)))
+          const problem = await Promise.race([opening, late])
+          clearTimeout(timer)
+          if (problem !== null) log(`store ${opts.store} cannot be opened now: ${problem}`)
           const mountArgs = ['--timeout', String(timeout)]
           if (opts.s3Endpoint !== undefined) mountArgs.push('--s3-endpoint', opts.s3Endpoint)
           if (opts.cacheDir !== undefined) mountArgs.push('--cache-dir', path.resolve(opts.cacheDir))

@@ -83,7 +83,14 @@ export class LayerMounts {
     }
     child.unref()
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
-    await waitFor(log, from, 'mounted the layer view', exited, this.options.timeoutMs, `the mount of layer ${chain.at(-1)!} at ${dir}`)
+    try {
+      await waitFor(log, from, 'mounted the layer view', exited, this.options.timeoutMs, `the mount of layer ${chain.at(-1)!} at ${dir}`)
+    } catch (err) {
+      // one that did not come up in time must not come up later, behind the caller's back (a dead
+      // mount it leaves, if any, is cleared by the next attempt)
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+      throw err
+    }
   }
 
   /**
@@ -103,6 +110,11 @@ export class LayerMounts {
       this.inFlight.set(dir, pending)
     }
     return pending
+  }
+
+  /** Resolves once no mount of `dir` is under way (whether it came up or not). */
+  async settled(dir: string): Promise<void> {
+    await this.inFlight.get(dir)?.catch(() => {})
   }
 
   /** Unmounts `dir` if a snapdir mount is there (its process then exits). */

@@ -14,12 +14,16 @@
 // fetches nor unpacks that layer (the remote snapshotter protocol stargz and nydus use).
 import { promises as fs } from 'node:fs'
 import path from 'node:path'
+import { forEachLimit } from '../util/concurrency.js'
 import { SnapdirError } from '../util/errors.js'
 import { diskUsage, type Usage } from './disk-usage.js'
 import { matchesAny, parseFilter, type FieldLookup } from './filters.js'
 import { Metadata, now, type SnapshotKind, type SnapshotRecord, type Timestamp } from './metadata.js'
 import type { LayerMounts } from './layer-mounts.js'
 import { overlayMounts, type Mount } from './overlay-mounts.js'
+
+/** Lazy layers mounted again at once when the snapshotter opens. */
+const RESTORE_JOBS = 4
 
 /** The label with which containerd names the committed snapshot a Prepare is for. */
 export const TARGET_LABEL = 'containerd.io/snapshot.ref'
@@ -63,33 +67,49 @@ export class Snapshotter {
     private readonly options: SnapshotterOptions,
   ) {}
 
+  /** the check of every lazy layer at open (restoreLayers), running behind the calls */
+  private restoring: Promise<void> = Promise.resolve()
+
   /**
-   * Opens the snapshots under `root`. Lazy layers whose mounts are gone are mounted again; one that
-   * cannot be (the store is down) is logged and stays as it is, and the others work.
+   * Opens the snapshots under `root`. Lazy layers whose mounts are gone are mounted again in the
+   * background, a few at a time, so that the snapshotter serves at once even when the store is down
+   * or slow (a mount that cannot come up takes seconds, up to its timeout); a call that needs one
+   * meanwhile waits for that mount alone. One that cannot be mounted is logged, and the others work.
    */
   static async open(root: string, options: SnapshotterOptions = {}): Promise<Snapshotter> {
     await fs.mkdir(path.join(root, 'snapshots'), { recursive: true })
     const sn = new Snapshotter(root, await Metadata.open(root), options)
-    await sn.restoreLayers()
+    sn.restoring = sn.restoreLayers().catch((err: Error) => options.log?.(`checking the lazy layers failed: ${err.message}`))
     return sn
+  }
+
+  /** Resolves once every lazy layer has been checked at open (mounted again, or logged as not servable). */
+  restored(): Promise<void> {
+    return this.restoring
   }
 
   private async restoreLayers(): Promise<void> {
     const layers = this.options.layers
-    for (const r of this.meta.all()) {
-      if (r.layer === undefined) continue
-      if (layers === undefined) {
-        this.options.log?.(`snapshot ${r.key} is a lazy layer, but no --store was given: it cannot be served`)
-        continue
-      }
+    const lazy = this.meta.all().filter((r) => r.layer !== undefined)
+    if (lazy.length === 0) return
+    if (layers === undefined) {
+      for (const r of lazy) this.options.log?.(`snapshot ${r.key} is a lazy layer, but no --store was given: it cannot be served`)
+      return
+    }
+    let mounted = 0
+    let failed = 0
+    await forEachLimit(lazy, RESTORE_JOBS, async (r) => {
       try {
-        if (await layers.ensure(r.layer.chain, path.join(this.dir(r.id), 'fs'), r.id)) {
-          this.options.log?.(`mounted lazy layer ${r.layer.chain.at(-1)!} again for snapshot ${r.key}`)
+        if (await layers.ensure(r.layer!.chain, path.join(this.dir(r.id), 'fs'), r.id)) {
+          mounted++
+          this.options.log?.(`mounted lazy layer ${r.layer!.chain.at(-1)!} again for snapshot ${r.key}`)
         }
       } catch (err) {
+        failed++
         this.options.log?.(`snapshot ${r.key} cannot be served now (mounted again when a call needs it): ${(err as Error).message}`)
       }
-    }
+    })
+    this.options.log?.(`lazy layers checked: ${lazy.length - mounted - failed} still mounted, ${mounted} mounted again, ${failed} cannot be served now`)
   }
 
   /**
@@ -265,7 +285,12 @@ export class Snapshotter {
       draft.snapshots.splice(at, 1)
       return r
     })
-    if (removed.layer !== undefined) await this.options.layers?.unmount(path.join(this.dir(removed.id), 'fs'))
+    if (removed.layer !== undefined) {
+      const dir = path.join(this.dir(removed.id), 'fs')
+      // a mount of it under way (the check at open, another call) is done before it is undone
+      await this.options.layers?.settled(dir)
+      await this.options.layers?.unmount(dir)
+    }
     await fs.rm(this.dir(removed.id), { recursive: true, force: true })
   }
 

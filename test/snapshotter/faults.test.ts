@@ -6,6 +6,7 @@
 import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer, type Socket } from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
@@ -124,6 +125,8 @@ describe('the store down at start, mid-read, and back', () => {
     expect(lazy).toHaveLength(2)
     for (const mp of lazy) expect(spawnSync('umount', [mp]).status).toBe(0)
     sn = await start('cache-after-reboot')
+    // it serves at once; the layers are checked behind the calls
+    await sn.waitForLog(/lazy layers checked: 0 still mounted, 0 mounted again, 2 cannot be served now/)
     const reported = sn.log().split('\n').filter((l) => /snapshot sha256:[0-9a-f]{64} cannot be served now/.test(l))
     expect(reported, sn.log()).toHaveLength(2)
     await snapshotterReached(ctd)
@@ -140,6 +143,33 @@ describe('the store down at start, mid-read, and back', () => {
     expect((await run('test/lazy:v1', 'l2')).stdout).toBe('layer 2 says hi\n')
     expect(fuseMounts(dir)).toHaveLength(2)
     expect(sn.log()).toMatch(/mounted lazy layer sha256:[0-9a-f]{64} again/)
+  }, 120_000)
+
+  test('a store that takes connections and never answers does not hold up the start: the snapshotter serves while its lazy layers are still being checked', async () => {
+    await sn.kill()
+    for (const mp of fuseMounts(dir)) expect(spawnSync('umount', [mp]).status).toBe(0)
+    await s3.stop()
+    // on the store's port: connections taken, never answered
+    const sockets = new Set<Socket>()
+    const blackHole = createServer((socket) => {
+      sockets.add(socket)
+      socket.on('error', () => {})
+    })
+    await new Promise<void>((resolve) => blackHole.listen(Number(new URL(s3.endpoint).port), '127.0.0.1', resolve))
+    try {
+      sn = await start('cache-stalled')
+      await snapshotterReached(ctd)
+      expect((await ctd.ctrAsync(['run', '--rm', '--snapshotter', 'snapdir', 'test/plain:v1', cid('p2')])).stdout).toBe('layer 2 says hi\n')
+      // the layer mounts are still waiting for the store
+      expect(sn.log()).not.toMatch(/lazy layers checked/)
+      expect(sockets.size).toBeGreaterThan(0)
+    } finally {
+      for (const socket of sockets) socket.destroy()
+      await new Promise<void>((resolve) => blackHole.close(() => resolve()))
+    }
+    await sn.waitForLog(/lazy layers checked: 0 still mounted, 0 mounted again, 2 cannot be served now/, 60_000)
+    await s3.start()
+    expect((await ctd.ctrAsync(['run', '--rm', '--snapshotter', 'snapdir', 'test/lazy:v1', cid('l3')])).stdout).toBe('layer 2 says hi\n')
   }, 120_000)
 })
 
