@@ -13,6 +13,7 @@ import { registerServe } from './serve.js'
 import { registerSnapshotter } from './snapshotter.js'
 import { registerStats } from './stats.js'
 import { registerSync } from './sync.js'
+import { registerTrace } from './trace.js'
 import { registerUmount } from './umount.js'
 import { registerVerify } from './verify.js'
 import { installErrorBoundary, reportError } from './run-command.js'
@@ -32,7 +33,7 @@ const program = new Command()
     outputError: (str, write) => write(`snapdir: ${str.replace(/^error: /, '').trim()} (see --help)\n`),
   })
 
-for (const register of [registerPush, registerPull, registerSync, registerVerify, registerId, registerRevisions, registerRm, registerGc, registerStats, registerDiff, registerMount, registerUmount, registerServe, registerSnapshotter, registerContainerd]) register(program)
+for (const register of [registerPush, registerPull, registerSync, registerVerify, registerId, registerRevisions, registerRm, registerGc, registerStats, registerDiff, registerMount, registerTrace, registerUmount, registerServe, registerSnapshotter, registerContainerd]) register(program)
 for (const cmd of program.commands) cmd.exitOverride()
 
 try {

@@ -1,8 +1,13 @@
 import { Option, type Command } from '@commander-js/extra-typings'
+import type { Command as UntypedCommand } from 'commander'
 import { parsePlatform } from '../oci/platform.js'
 import { VIEWS } from '../mount/view-names.js'
 import type { Mount } from '../mount/mount.js'
 import type { ViewOptions } from '../mount/views.js'
+import fs from 'node:fs/promises'
+import path from 'node:path'
+import { TRACE_VERSION, encodeTrace, readTrace, viewKey, writeTrace, type AccessTrace } from '../mount/trace.js'
+import type { Store } from '../store/store.js'
 import { UsageError } from '../util/errors.js'
 import { resolveSnapshot } from '../store/resolve-snapshot.js'
 import { DEFAULT_CACHE_BYTES, DiskCache, defaultCacheDir } from '../store/disk-cache.js'
@@ -32,14 +37,45 @@ function parseDiffId(value: string): string {
   return value
 }
 
-export function registerMount(program: Command): void {
-  program
-    .command('mount')
-    .description(
-      'serve a snapshot (--id or --image) read-only at MOUNTPOINT through FUSE, in the foreground, without pulling it: metadata comes\n' +
-        'from the tree, file bytes chunk by chunk on first read, each chunk verified. Ctrl-C, SIGTERM or\n' +
-        "'snapdir umount MOUNTPOINT' unmounts. A chunk that is missing, damaged or not delivered in time is EIO on that read.",
-    )
+/** The options `snapdir mount` and `snapdir trace record` share. */
+export interface MountCliOptions {
+  store: string
+  s3Endpoint?: string
+  id?: string
+  image?: string
+  layer?: string[]
+  view: (typeof VIEWS)[number]
+  ref?: string
+  platform?: string
+  cacheDir?: string
+  cache: boolean
+  cacheSize: string
+  memoryCache: string
+  jobs: string
+  timeout: string
+  readAhead: string
+  prefetch: boolean
+  prefetchJobs: string
+  recordTrace?: true
+  json?: true
+}
+
+/** What a mount does about access traces (mount/trace.ts). */
+export interface TraceSetup {
+  /** record, and on unmount store the trace if the store has none for this view */
+  storeIfMissing: boolean
+  /** record, and on unmount write the trace to this file */
+  output?: string
+  /** record, and on unmount store the trace, replacing any */
+  push: boolean
+}
+
+/**
+ * Adds the options of a mount to `cmd` (mount, trace record). Untyped: the two commands' actions
+ * take MountCliOptions, which these options make.
+ */
+export function mountOptions(cmd: Command): UntypedCommand {
+  return (cmd as unknown as UntypedCommand)
     .argument('<mountpoint>', 'an existing directory')
     .requiredOption('--store <url>', STORE_HELP)
     .option('--s3-endpoint <url>', ENDPOINT_HELP)
@@ -64,78 +100,126 @@ export function registerMount(program: Command): void {
     .option('--jobs <n>', 'store requests in flight at most', '16')
     .option('--timeout <seconds>', 'a store request taking longer fails its read with EIO', '30')
     .option('--read-ahead <KiB>', 'how far past a sequential read chunks are fetched early', '4096')
+    .option('--no-prefetch', 'do not fetch ahead the chunks of the access trace stored for this view (snapdir trace --help)')
+    .option('--prefetch-jobs <n>', 'chunk fetches a stored trace\'s prefetch keeps in flight, beside those reads make', '8')
     .option('--json', 'on exit, print what was read and fetched as JSON')
-    .action(
-      action(async (mountpoint: string, opts) => {
-        const { Mount, describeMount } = await import('../mount/mount.js')
-        const layer = opts.layer
-        if (layer !== undefined && (opts.id !== undefined || opts.image !== undefined)) throw new UsageError('--layer serves a layer, not a snapshot: give --layer, or --id or --image')
-        const ref = layer === undefined ? snapshotRefOf(opts) : null
-        if (opts.view === 'tree' && (opts.ref !== undefined || opts.platform !== undefined)) {
-          throw new UsageError('--ref and --platform pick the image of a rootfs or layers view; add --view rootfs or --view layers')
-        }
-        let view: ViewOptions
-        if (layer !== undefined) {
-          if (opts.view !== 'tree' || opts.ref !== undefined || opts.platform !== undefined) throw new UsageError('--layer serves one layer: it takes no --view, --ref or --platform')
-          view = { view: 'layer', chain: layer.map(parseDiffId) }
-        } else {
-          view = {
-            view: opts.view,
-            ...(opts.ref !== undefined ? { image: opts.ref } : {}),
-            ...(opts.platform !== undefined ? { platform: parsePlatform(opts.platform) } : {}),
-          }
-        }
-        const memoryBytes = integerOption('--memory-cache', opts.memoryCache, 1, 1 << 20) * MiB
-        const cacheBytes = integerOption('--cache-size', opts.cacheSize, 1, 1 << 30) * MiB
-        const jobs = integerOption('--jobs', opts.jobs, 1, 1024)
-        const timeoutMs = integerOption('--timeout', opts.timeout, 1, 86400) * 1000
-        const readAheadBytes = integerOption('--read-ahead', opts.readAhead, 0, 1 << 20) * 1024
-        const store = storeFromOptions(opts)
-        const log = (line: string) => process.stderr.write(`snapdir mount: ${line}\n`)
-        // The first signal unmounts, detaching and failing pending reads if files are still open there.
-        // Handled from before the mount is up: without a handler a signal kills the process, which
-        // would leave a dead mount behind (and one sent as soon as the "mounted" line is read could
-        // come before a handler installed after it). One that comes while mounting unmounts once up.
-        let mount: Mount | null = null
-        let stopping: string | null = null
-        const stop = (m: Mount, signal: string) => {
-          log(`${signal}: unmounting ${m.mountpoint}`)
-          m.close({ force: true }).catch((err: Error) => log(err.message))
-        }
-        const onSignal = (signal: NodeJS.Signals) => {
-          if (stopping) return
-          stopping = signal
-          if (mount) stop(mount, signal)
-        }
-        process.on('SIGINT', onSignal)
-        process.on('SIGTERM', onSignal)
-        let diskCache: DiskCache | null = null
-        try {
-          await store.open()
-          // a store on local disk needs no second copy of its chunks on local disk
-          const wantCache = opts.cache && (opts.cacheDir !== undefined || !(store instanceof FileStore))
-          // independent of each other, so at once: every store round trip before the mount is up counts
-          const [id, , cache] = await Promise.allSettled([
-            ref !== null ? resolveSnapshot(store, ref) : view.view === 'layer' ? view.chain.at(-1)!.slice('sha256:'.length) : '',
-            import('../store/store-config.js').then((m) => m.checkStoreFormat(store)),
-            wantCache ? DiskCache.open(opts.cacheDir ?? defaultCacheDir(), cacheBytes) : null,
-          ]).then(settledOrThrow)
-          diskCache = cache
-          mount = await Mount.open({ store, id, view, mountpoint, diskCache, memoryBytes, jobs, timeoutMs, readAheadBytes, log })
-          log(describeMount(mount, id, view.view))
-          if (stopping) stop(mount, stopping)
-          await mount.ended
-          log(`unmounted ${mount.mountpoint}`)
-          // fetches from a store that stopped answering are aborted, so nothing keeps the process alive
-          await mount.close()
-          const summary = opts.json ? JSON.stringify({ id, ...mount.stats }) + '\n' : ''
-          await new Promise<void>((resolve) => process.stdout.write(summary, () => resolve()))
-        } finally {
-          process.off('SIGINT', onSignal)
-          process.off('SIGTERM', onSignal)
-          await diskCache?.close() // the mount's reader closed it already, unless the mount never came up
-          await store.close()
-        }
-      }),
-    )
+}
+
+export function registerMount(program: Command): void {
+  mountOptions(
+    program
+      .command('mount')
+      .description(
+        'serve a snapshot (--id or --image) read-only at MOUNTPOINT through FUSE, in the foreground, without pulling it: metadata comes\n' +
+          'from the tree, file bytes chunk by chunk on first read, each chunk verified. Ctrl-C, SIGTERM or\n' +
+          "'snapdir umount MOUNTPOINT' unmounts. A chunk that is missing, damaged or not delivered in time is EIO on that read.\n" +
+          'When the store holds an access trace for the view (snapdir trace), its chunks are fetched ahead in its order once the mount is up.',
+      ),
+  )
+    .option('--record-trace', 'record which chunks reads ask for and, on unmount, store that access trace for this view unless the store has one: the first mount of an image records it, later mounts prefetch it')
+    .action(action(async (mountpoint: string, opts: MountCliOptions) => runMount(mountpoint, opts, { storeIfMissing: opts.recordTrace === true, push: false })))
+}
+
+/** Runs a mount in the foreground until it is unmounted (snapdir mount, snapdir trace record). */
+export async function runMount(mountpoint: string, opts: MountCliOptions, traceSetup: TraceSetup): Promise<void> {
+  const { Mount, describeMount } = await import('../mount/mount.js')
+  const layer = opts.layer
+  if (layer !== undefined && (opts.id !== undefined || opts.image !== undefined)) throw new UsageError('--layer serves a layer, not a snapshot: give --layer, or --id or --image')
+  const ref = layer === undefined ? snapshotRefOf(opts) : null
+  if (opts.view === 'tree' && (opts.ref !== undefined || opts.platform !== undefined)) {
+    throw new UsageError('--ref and --platform pick the image of a rootfs or layers view; add --view rootfs or --view layers')
+  }
+  let view: ViewOptions
+  if (layer !== undefined) {
+    if (opts.view !== 'tree' || opts.ref !== undefined || opts.platform !== undefined) throw new UsageError('--layer serves one layer: it takes no --view, --ref or --platform')
+    view = { view: 'layer', chain: layer.map(parseDiffId) }
+  } else {
+    view = {
+      view: opts.view,
+      ...(opts.ref !== undefined ? { image: opts.ref } : {}),
+      ...(opts.platform !== undefined ? { platform: parsePlatform(opts.platform) } : {}),
+    }
+  }
+  const memoryBytes = integerOption('--memory-cache', opts.memoryCache, 1, 1 << 20) * MiB
+  const cacheBytes = integerOption('--cache-size', opts.cacheSize, 1, 1 << 30) * MiB
+  const jobs = integerOption('--jobs', opts.jobs, 1, 1024)
+  const timeoutMs = integerOption('--timeout', opts.timeout, 1, 86400) * 1000
+  const readAheadBytes = integerOption('--read-ahead', opts.readAhead, 0, 1 << 20) * 1024
+  const prefetchJobs = integerOption('--prefetch-jobs', opts.prefetchJobs, 1, 1024)
+  if (traceSetup.output !== undefined) await checkOutputDir(traceSetup.output)
+  const store = storeFromOptions(opts)
+  const log = (line: string) => process.stderr.write(`snapdir mount: ${line}\n`)
+  // The first signal unmounts, detaching and failing pending reads if files are still open there.
+  // Handled from before the mount is up: without a handler a signal kills the process, which
+  // would leave a dead mount behind (and one sent as soon as the "mounted" line is read could
+  // come before a handler installed after it). One that comes while mounting unmounts once up.
+  let mount: Mount | null = null
+  let stopping: string | null = null
+  const stop = (m: Mount, signal: string) => {
+    log(`${signal}: unmounting ${m.mountpoint}`)
+    m.close({ force: true }).catch((err: Error) => log(err.message))
+  }
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) return
+    stopping = signal
+    if (mount) stop(mount, signal)
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  let diskCache: DiskCache | null = null
+  try {
+    await store.open()
+    // a store on local disk needs no second copy of its chunks on local disk
+    const wantCache = opts.cache && (opts.cacheDir !== undefined || !(store instanceof FileStore))
+    // independent of each other, so at once: every store round trip before the mount is up counts
+    const [id, , cache] = await Promise.allSettled([
+      ref !== null ? resolveSnapshot(store, ref) : view.view === 'layer' ? view.chain.at(-1)!.slice('sha256:'.length) : '',
+      import('../store/store-config.js').then((m) => m.checkStoreFormat(store)),
+      wantCache ? DiskCache.open(opts.cacheDir ?? defaultCacheDir(), cacheBytes) : null,
+    ]).then(settledOrThrow)
+    diskCache = cache
+    // the stored trace is read beside the mount's metadata and handed over as a promise: the mount
+    // does not wait for it
+    const viewName = viewKey(view)
+    const stored = opts.prefetch || traceSetup.storeIfMissing ? readTrace(store, id, viewName, (key, why) => log(`ignoring the access trace ${key}: ${why}`)) : null
+    stored?.catch(() => {}) // a trace that cannot be read is no trace; the mount's own reads say why the store fails
+    const recordTrace = traceSetup.storeIfMissing || traceSetup.push || traceSetup.output !== undefined
+    const prefetch = opts.prefetch && stored ? { prefetch: stored.then((t) => t?.chunks ?? null), prefetchJobs } : {}
+    mount = await Mount.open({ store, id, view, mountpoint, diskCache, memoryBytes, jobs, timeoutMs, readAheadBytes, log, recordTrace, ...prefetch })
+    log(describeMount(mount, id, view.view))
+    if (stopping) stop(mount, stopping)
+    await mount.ended
+    log(`unmounted ${mount.mountpoint}`)
+    // fetches from a store that stopped answering are aborted, so nothing keeps the process alive
+    await mount.close()
+    if (recordTrace) await saveTrace({ snapdirTrace: TRACE_VERSION, snapshot: id, view: viewName, chunks: mount.trace() }, store, traceSetup, stored, log)
+    const summary = opts.json ? JSON.stringify({ id, ...mount.stats }) + '\n' : ''
+    await new Promise<void>((resolve) => process.stdout.write(summary, () => resolve()))
+  } finally {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+    await diskCache?.close() // the mount's reader closed it already, unless the mount never came up
+    await store.close()
+  }
+}
+
+/** A trace file's directory must exist before the mount (a typo found after the run would lose the trace). */
+async function checkOutputDir(file: string): Promise<void> {
+  const dir = path.dirname(path.resolve(file))
+  const st = await fs.stat(dir).catch(() => null)
+  if (!st?.isDirectory()) throw new UsageError(`--output ${file}: ${dir} is not a directory`)
+}
+
+/** Writes a recorded trace where `setup` says: to a file (temp file + rename), to the store. */
+async function saveTrace(trace: AccessTrace, store: Store, setup: TraceSetup, stored: Promise<AccessTrace | null> | null, log: (line: string) => void): Promise<void> {
+  const what = `access trace of ${trace.chunks.length} chunks`
+  if (setup.output !== undefined) {
+    const tmp = `${setup.output}.tmp-${process.pid}`
+    await fs.writeFile(tmp, encodeTrace(trace))
+    await fs.rename(tmp, setup.output)
+    log(`${what} written to ${setup.output}`)
+  }
+  if (trace.chunks.length === 0 && !setup.push) return log('no chunk was read: no access trace stored')
+  const storeIt = setup.push || (setup.storeIfMissing && (await stored?.catch(() => undefined)) === null)
+  if (storeIt) log(`${what} stored as ${await writeTrace(store, trace)}`)
 }

@@ -103,6 +103,20 @@ export class ChunkReader {
   }
 
   /**
+   * Loads a chunk ahead of need (a trace's prefetch) and resolves once it is in memory, the disk cache
+   * included, or its load failed (the read that needs it tries again); at once when it is in memory
+   * already or the reader is closed. Resolves with the chunk's size, 0 when nothing was loaded.
+   */
+  async fetchAhead(id: string): Promise<number> {
+    if (this.closing || this.memory.has(id)) return 0
+    try {
+      return (await this.get(id)).length
+    } catch {
+      return 0
+    }
+  }
+
+  /**
    * Ends the reader: loads under way are aborted (their store requests cancelled) and fail with
    * ERR_ABORTED, later reads too; then the disk cache's writes are waited for and the cache closed.
    * Idempotent. The store stays open: it is its owner's to close.

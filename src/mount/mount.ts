@@ -15,6 +15,7 @@ import { CachingStore } from '../store/caching-store.js'
 import type { DiskCache } from '../store/disk-cache.js'
 import type { Store } from '../store/store.js'
 import { SnapdirError, UsageError, isErrno } from '../util/errors.js'
+import { forEachLimit } from '../util/concurrency.js'
 import { ChunkReader, type ChunkReaderStats } from './chunk-reader.js'
 import { errnoFor, errnoName } from './errno.js'
 import { FUSE_EVENT, fuseAddon, type FuseHandle } from './fuse.js'
@@ -39,6 +40,15 @@ export interface MountOptions {
   log: (line: string) => void
   /** runs once the kernel mount is up, before open() resolves; if it throws, the mount is undone */
   onMounted?: (mount: Mount) => void | Promise<void>
+  /** record which chunks reads ask for, in the order they first do (trace(), mount/trace.ts) */
+  recordTrace?: boolean
+  /**
+   * chunks to fetch ahead once the mount is up, in this order (a stored trace's): a promise, so that
+   * reading the trace never delays the mount; null or a failure fetches nothing ahead
+   */
+  prefetch?: Promise<string[] | null>
+  /** chunk fetches a prefetch keeps in flight (default 8), beside those that reads make */
+  prefetchJobs?: number
 }
 
 export interface MountStats extends ChunkReaderStats {
@@ -46,6 +56,8 @@ export interface MountStats extends ChunkReaderStats {
   reads: number
   servedInC: number
   readErrors: number
+  /** chunks a trace's prefetch loaded before any read asked for them */
+  prefetched: number
 }
 
 /** The kernel may cache entries and attributes this long (seconds): the tree never changes. */
@@ -86,6 +98,12 @@ export class Mount {
   /** layer blobs regenerated from their recipes (readRecipeFile), by recipe ID */
   private readonly recipeFiles = new Map<string, Promise<fs.FileHandle>>()
   private blobDir: Promise<string> | null = null
+  /** chunk ID -> its index in table.chunkIds */
+  private readonly indexOf: Map<string, number>
+  /** when recording: indexes of the chunks reads asked for, in the order of their first access */
+  private readonly traced: Set<number> | null
+  private prefetching: Promise<void> | null = null
+  private prefetched = 0
 
   /** Mounts at once: when this returns the kernel mount is up (or it threw with the mount undone). */
   private constructor(
@@ -96,6 +114,8 @@ export class Mount {
   ) {
     const fuse = fuseAddon()
     const indexOf = new Map(table.chunkIds.map((id, i) => [id, i]))
+    this.indexOf = indexOf
+    this.traced = options.recordTrace ? new Set() : null
     // chunks in the memory cache are lent to the C side, which serves reads of them without JS
     this.reader = new ChunkReader(options.store, {
       ...options,
@@ -163,6 +183,7 @@ export class Mount {
       mount.info = await mountAt(mountpoint)
       if (mount.info?.fstype !== FSTYPE) throw new SnapdirError('ERR_TARGET', `mounting at '${mountpoint}' did not take effect`)
       await options.onMounted?.(mount)
+      if (options.prefetch) mount.prefetching = mount.prefetch(options.prefetch)
     } catch (err) {
       await mount.close({ force: true }).catch((closeErr: Error) => options.log(`cannot undo the mount at ${mountpoint}: ${closeErr.message}`))
       throw err
@@ -198,13 +219,37 @@ export class Mount {
     }
     await this.ended
     await this.reader.close()
+    await this.prefetching // ends once the reader is closed: its fetches answer at once
     for (const file of this.recipeFiles.values()) await file.then((fh) => fh.close(), () => {})
     this.recipeFiles.clear()
     if (this.blobDir) await fs.rm(await this.blobDir, { recursive: true, force: true })
   }
 
   get stats(): MountStats {
-    return { ...this.reader.stats, reads: this.reads, servedInC: this.hits, readErrors: this.readErrors }
+    return { ...this.reader.stats, reads: this.reads, servedInC: this.hits, readErrors: this.readErrors, prefetched: this.prefetched }
+  }
+
+  /** The chunk IDs reads asked for so far, in the order of their first access ([] unless recording). */
+  trace(): string[] {
+    return this.traced ? [...this.traced].map((i) => this.table.chunkIds[i]!) : []
+  }
+
+  /**
+   * Fetches the chunks of a trace ahead, in its order, `prefetchJobs` at a time, skipping any this
+   * tree does not have (a trace of another tree, or damaged). Without a disk cache it stops at half
+   * the memory cache, so that it does not evict what it fetched before it is read.
+   */
+  private async prefetch(chunks: Promise<string[] | null>): Promise<void> {
+    const ids = await chunks.catch(() => null)
+    if (!ids) return
+    const wanted = ids.filter((id) => this.indexOf.has(id))
+    let budget = this.options.diskCache ? Infinity : this.options.memoryBytes / 2
+    await forEachLimit(wanted, this.options.prefetchJobs ?? 8, async (id) => {
+      if (this.hasEnded || budget <= 0) return
+      const size = await this.reader.fetchAhead(id)
+      if (size > 0) this.prefetched++
+      budget -= size
+    })
   }
 
   private async serveRead(slot: number, ino: number, offset: number, size: number): Promise<void> {
@@ -271,6 +316,13 @@ export class Mount {
   private servedInC(ino: number, offset: number, size: number): void {
     this.hits++
     const file = fileContent(this.table, ino)
+    if (file && this.traced) {
+      for (let k = firstRefEndingAfter(this.table, file, offset); k < file.count; k++) {
+        const r = fileRef(this.table, file, k)
+        if (r.end - r.length * r.count >= offset + size) break
+        this.traced.add(r.chunk)
+      }
+    }
     if (file) this.readAhead(ino, file, offset, offset + size, firstRefEndingAfter(this.table, file, offset + size))
   }
 
@@ -286,6 +338,7 @@ export class Mount {
       const inner = (at - refStart) % r.length
       const take = Math.min(r.length - inner, end - at)
       const id = ids[r.chunk]!
+      this.traced?.add(r.chunk)
       parts.push(
         this.reader.get(id).then((chunk) => {
           if (chunk.length < r.offset + r.length) {

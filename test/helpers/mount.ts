@@ -55,11 +55,12 @@ afterEach(async () => {
 })
 
 /**
- * Starts `snapdir mount ARGS MOUNTPOINT` and resolves once the mount is live; rejects with the
- * process's stderr if it exits first or is not mounted within 30 s.
+ * Starts `snapdir mount ARGS MOUNTPOINT` (or another command that mounts: `command`, e.g. trace
+ * record) and resolves once the mount is live; rejects with the process's stderr if it exits first
+ * or is not mounted within 30 s.
  */
-export async function startMount(args: string[], mountpoint: string, env: NodeJS.ProcessEnv = {}): Promise<MountProcess> {
-  const child = spawnSnapdir(['mount', ...args, mountpoint], { env })
+export async function startMount(args: string[], mountpoint: string, env: NodeJS.ProcessEnv = {}, command = ['mount']): Promise<MountProcess> {
+  const child = spawnSnapdir([...command, ...args, mountpoint], { env })
   let stdout = ''
   let stderr = ''
   // who waits for what on stderr: checked at each line the process writes

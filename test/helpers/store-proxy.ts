@@ -2,6 +2,7 @@
 // the store (method, key, when it came and when its answer ended) and can hold each one back for a
 // while, as a link with a round trip time would. Tests count requests and, through `rounds`, the
 // store round trips a command waited on one after another.
+import { EventEmitter } from 'node:events'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 
@@ -18,6 +19,8 @@ export interface StoreProxy {
   /** the endpoint to give snapdir (--s3-endpoint) */
   endpoint: string
   requests: StoreRequest[]
+  /** emits 'answered' (StoreRequest) as each answer has been sent whole */
+  events: EventEmitter
   /** ms each request is held before it is forwarded */
   delayMs: number
   close(): Promise<void>
@@ -28,7 +31,7 @@ export async function startStoreProxy(target: string, delayMs = 0): Promise<Stor
   const began = performance.now()
   const now = (): number => performance.now() - began
   const agent = new http.Agent({ keepAlive: true })
-  const proxy: StoreProxy = { endpoint: '', requests: [], delayMs, close: async () => {} }
+  const proxy: StoreProxy = { endpoint: '', requests: [], events: new EventEmitter(), delayMs, close: async () => {} }
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x')
     const record: StoreRequest = { method: req.method ?? '', key: url.pathname.split('/').slice(2).join('/'), start: now(), end: 0 }
@@ -39,7 +42,10 @@ export async function startStoreProxy(target: string, delayMs = 0): Promise<Stor
       const up = http.request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers, agent }, (r) => {
         res.writeHead(r.statusCode ?? 502, r.headers)
         r.pipe(res)
-        r.on('end', () => (record.end = now()))
+        r.on('end', () => {
+          record.end = now()
+          proxy.events.emit('answered', record)
+        })
       })
       up.on('error', () => res.destroy())
       req.pipe(up)
