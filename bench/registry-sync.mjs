@@ -23,14 +23,13 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {
-  CLK_TCK, MB, benchDir, buildChangedNote, buildFingerprint, cleanupOnSignals, cliBuilt, contention, defaultOut, failer, fmt, fmtInt, hostInfo, median,
+  MB, benchDir, buildChangedNote, buildFingerprint, cleanupOnSignals, cliBuilt, contention, defaultOut, failer, fmt, fmtInt, hostInfo, median,
   otherActivity, parseCommandLine, parseRuns, parseSteps, privateEnv, runCommand, settle, snapdirBin, snapdirCommit, table, tail, tryRun, writeResult,
 } from './lib/common.mjs'
 import { CORPORA, PRODUCERS, imagesDir, prepareImages } from './lib/images.mjs'
 import { TAG } from './lib/layouts.mjs'
-import { procStat } from './lib/mounts.mjs'
 import { S3_ENV, startS3rver } from './lib/s3.mjs'
-import { startRegistry } from './lib/servers.mjs'
+import { cpuSeconds, startRegistry } from './lib/servers.mjs'
 import { newWireCounts, startTcpProxy } from './lib/tcp-proxy.mjs'
 
 const STEPS = ['skopeo', 'snapdir', 'regions']
@@ -129,14 +128,6 @@ function pullMissing() {
 
 // ---------------------------------------------------------------------------------------------
 // Registries
-
-/** CPU seconds (user + system) a process has used so far, or 0 when it is gone. */
-function cpuSeconds(pid) {
-  const st = procStat(pid)
-  if (!st) return 0
-  // fields 14 and 15 of /proc/PID/stat (utime, stime), counted here from field 3 (the state)
-  return (Number(st[11]) + Number(st[12])) / CLK_TCK
-}
 
 /** `skopeo inspect` of `ref` (docker://…, plain HTTP): { digest, raw manifest }. */
 async function inspect(ref, env) {

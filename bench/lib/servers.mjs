@@ -1,13 +1,14 @@
-// Background servers for the benchmarks that need them (image-store, registry-sync): a free loopback
-// port, a server process whose output goes to a log and that stops on SIGTERM, waiting until one is
-// ready, and a docker-registry 2.8 (Debian's docker-registry) on loopback with its own storage.
+// Background servers for the benchmarks that need them (image-store, registry-sync, serve): a free
+// loopback port, a server process whose output goes to a log and that stops on SIGTERM, waiting until
+// one is ready, the CPU seconds one has used, a docker-registry 2.8 (Debian's docker-registry) on
+// loopback with its own storage, and `snapdir serve` on a store.
 
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
-import { readOr, tail } from './common.mjs'
-import { sleep } from './mounts.mjs'
+import { CLK_TCK, readOr, snapdirBin, tail } from './common.mjs'
+import { procStat, sleep } from './mounts.mjs'
 
 /** A free TCP port on 127.0.0.1 (asked of the kernel, then released for the server that takes it). */
 export async function freePort() {
@@ -51,6 +52,14 @@ export async function waitReady(label, server, probe, log, ms = 60_000) {
   throw new Error(`${label} not ready after ${ms / 1000} s:\n${tail(readOr(log))}`)
 }
 
+/** CPU seconds (user + system) a process has used so far, or 0 when it is gone. */
+export function cpuSeconds(pid) {
+  const st = procStat(pid)
+  if (!st) return 0
+  // fields 14 and 15 of /proc/PID/stat (utime, stime), counted here from field 3 (the state)
+  return (Number(st[11]) + Number(st[12])) / CLK_TCK
+}
+
 /**
  * docker-registry (distribution 2.8) on 127.0.0.1 at a free port, blobs and manifests under
  * `dir/storage`, its config and log beside them; ready when /v2/ answers 200. Returns { host
@@ -70,6 +79,26 @@ export async function startRegistry(dir) {
       } catch {
         return false
       }
+    }, log)
+  } catch (error) {
+    await server.stop()
+    throw error
+  }
+  return { host, server, stop: () => server.stop() }
+}
+
+/**
+ * `bin/snapdir serve --store STORE` on 127.0.0.1 at a port of its choosing (--listen 127.0.0.1:0),
+ * `extra` more options; its log (stdout and the access log on stderr) in `log`; ready once the log
+ * holds its "listening on URL" line. Returns { host ("127.0.0.1:PORT"), server, stop() }.
+ */
+export async function startServe(store, { log, extra = [], env = process.env }) {
+  const server = startServer([process.execPath, snapdirBin, 'serve', '--store', store, '--listen', '127.0.0.1:0', ...extra], { log, env })
+  let host = null
+  try {
+    await waitReady('snapdir serve', server, async () => {
+      host = /listening on https?:\/\/(\S+)\n/.exec(readOr(log))?.[1] ?? null
+      return host !== null
     }, log)
   } catch (error) {
     await server.stop()
