@@ -140,7 +140,8 @@ export async function copyImageAt(job: CopyJob, places: CopyPlaces, options: Ima
     },
     {
       ...(platforms ? { platforms } : {}),
-      ...(originTag !== undefined ? { images: [{ name: `${origin.host}/${origin.repository}`, tag: originTag }] } : {}),
+      // with the digest it was taken at, so that a later sync of that tag sees the store up to date by this record alone
+      ...(originTag !== undefined ? { images: [{ name: `${origin.host}/${origin.repository}`, tag: originTag, ...(job.expected ? { digest: job.expected } : {}) }] } : {}),
       onLayersPlanned: (total) => progress?.start(total, 'fetch layers'),
       onLayerBytes: (n) => {
         progress?.add(n)

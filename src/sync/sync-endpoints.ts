@@ -5,6 +5,7 @@
 import { descriptorPlatform, type Platform } from '../oci/platform.js'
 import { RegistryClient, type RegistryClientOptions } from '../registry/client.js'
 import { OCI_INDEX, DOCKER_MANIFEST_LIST } from '../registry/media-types.js'
+import { readImageName } from '../store/image-names.js'
 import { storeFromUrl } from '../store/open-store.js'
 import type { Store } from '../store/store.js'
 import { SnapdirError } from '../util/errors.js'
@@ -43,6 +44,16 @@ export class SyncEndpoints {
   }
 
   readonly lookup: RegistryLookup = {
+    storedImage: async (url, name, tag) => {
+      const store = this.store(url)
+      try {
+        await store.open()
+      } catch (err) {
+        if (err instanceof SnapdirError && err.code === 'ERR_STORE_NOT_FOUND') return null
+        throw err
+      }
+      return readImageName(store, { name, tag }, () => {})
+    },
     listTags: async (image, signal) => this.registry(image.host).listTags(image.repository, signal ? { signal } : {}),
     resolve: async (image, platforms, signal): Promise<Resolved | null> => {
       const client = this.registry(image.host)

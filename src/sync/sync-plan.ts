@@ -32,6 +32,11 @@ export interface RegistryLookup {
    * one GET instead, and for an index the platforms it lists.
    */
   resolve(image: ImageAt & { kind: 'registry' }, platforms: boolean, signal?: AbortSignal): Promise<Resolved | null>
+  /**
+   * The snapshot a store records under NAME:TAG, and the registry digest it was taken from when the
+   * record says (a copy from a registry records it): null when there is no such record or store
+   */
+  storedImage?(url: string, name: string, tag: string): Promise<{ id: string; digest?: string } | null>
 }
 
 /** A manifest as the planner knows it: its digest, and for an index the manifest of each platform. */

@@ -15,6 +15,8 @@ export interface CopyJob {
   platforms: Platform[] | null
   /** the manifest digest (or snapshot ID) `from` is expected to hold, when known */
   digest: string | null
+  /** the manifest digest the target holds once the copy is done, when the plan can tell (PlannedImage.expected) */
+  expected?: string | null
   signal?: AbortSignal
   /** bytes sent as they go, for progress */
   onBytes?: (n: number) => void
@@ -121,17 +123,18 @@ export async function runSync(plan: Plan, copy: CopyImage, lookup: RegistryLooku
         continue
       }
       if (options.dryRun) {
-        if (await upToDate(image, target, lookup, options.signal)) row.status = 'up-to-date'
+        if ((await upToDate(image, target, lookup, options.signal)) !== null) row.status = 'up-to-date'
         emit(row)
         // a dry run's later targets read from this one, as the run would (a store keeps the snapshot's ID)
         done.push(target.at.kind === 'store' && image.at.kind === 'store' ? { text: target.text, at: { ...target.at, ...(image.at.id !== undefined ? { id: image.at.id } : {}) } } : target)
         continue
       }
       try {
-        if (await upToDate(image, target, lookup, options.signal)) {
+        const there = await upToDate(image, target, lookup, options.signal)
+        if (there !== null) {
           row.status = 'up-to-date'
-          row.targetDigest = image.expected!
-          done.push(target)
+          row.targetDigest = there.kind === 'store' ? there.id! : image.expected!
+          done.push({ text: target.text, at: there })
         } else {
           const r = await copy({
             from,
@@ -139,6 +142,7 @@ export async function runSync(plan: Plan, copy: CopyImage, lookup: RegistryLooku
             origin: image.at,
             platforms: image.platforms,
             digest: from === image.at ? image.digest : null,
+            expected: image.expected,
             ...(options.signal ? { signal: options.signal } : {}),
             ...(options.onBytes ? { onBytes: options.onBytes } : {}),
           })
@@ -176,13 +180,23 @@ export async function runSync(plan: Plan, copy: CopyImage, lookup: RegistryLooku
   }
 }
 
-/** A registry target already holding the manifest the copy would put there (one HEAD). */
-async function upToDate(image: PlannedImage, target: PlannedTarget, lookup: RegistryLookup, signal?: AbortSignal): Promise<boolean> {
-  if (target.at.kind !== 'registry' || image.at.kind !== 'registry' || image.expected === null) return false
-  const there = await lookup.resolve(target.at, false, signal).catch((err: unknown) => {
-    // a target that cannot be asked is copied to, and that copy says what is wrong
+/**
+ * Where a target already holds the image the copy would put there, or null: a registry target whose
+ * manifest has the digest (one HEAD); a store target whose record of the image's name and tag says it
+ * took that digest (one small read, no request to any registry), with the snapshot's ID.
+ */
+async function upToDate(image: PlannedImage, target: PlannedTarget, lookup: RegistryLookup, signal?: AbortSignal): Promise<ImageAt | null> {
+  if (image.at.kind !== 'registry' || image.expected === null) return null
+  // a target that cannot be asked is copied to, and that copy says what is wrong
+  const unknown = (err: unknown): null => {
     if (err instanceof SnapdirError) return null
     throw err
-  })
-  return there !== null && there.digest === image.expected
+  }
+  if (target.at.kind === 'store') {
+    if (image.at.tag === undefined || lookup.storedImage === undefined) return null
+    const record = await lookup.storedImage(target.at.url, `${image.at.host}/${image.at.repository}`, image.at.tag).catch(unknown)
+    return record !== null && record.digest === image.expected ? { ...target.at, id: record.id } : null
+  }
+  const there = await lookup.resolve(target.at, false, signal).catch(unknown)
+  return there !== null && there.digest === image.expected ? target.at : null
 }
