@@ -27,6 +27,7 @@ export function registerSnapshotter(program: Command): void {
     .option('--s3-endpoint <url>', ENDPOINT_HELP)
     .option('--cache-dir <dir>', "the layer mounts' shared chunk cache (default: snapdir mount's)")
     .option('--timeout <seconds>', 'a layer read the store does not answer in time fails with EIO', '30')
+    .option('--record-traces', "each layer mount records which chunks are read and, when unmounted, stores that access trace unless the store has one for the layer (snapdir mount --record-trace): a container's first run records, later layer mounts fetch those chunks ahead")
     .option('--verbose', 'log every call with its outcome and time')
     .action(
       action(async (opts) => {
@@ -56,6 +57,7 @@ export function registerSnapshotter(program: Command): void {
           const mountArgs = ['--timeout', String(timeout)]
           if (opts.s3Endpoint !== undefined) mountArgs.push('--s3-endpoint', opts.s3Endpoint)
           if (opts.cacheDir !== undefined) mountArgs.push('--cache-dir', path.resolve(opts.cacheDir))
+          if (opts.recordTraces) mountArgs.push('--record-trace')
           layers = new LayerMounts(store, {
             store: opts.store,
             mountArgs,

@@ -29,6 +29,7 @@ let server: S3Server
 let proxy: StoreProxy
 let env: Record<string, string>
 let chunksOf: (name: string) => string[]
+let diffIds: string[] = []
 const saved = { ...process.env }
 
 beforeAll(async () => {
@@ -47,6 +48,7 @@ beforeAll(async () => {
   // the top layer's tree, read straight from s3rver
   const { manifest } = firstManifest(layout)
   const config = JSON.parse((await fs.readFile(blobFile(layout, manifest.config.digest))).toString()) as { rootfs: { diff_ids: string[] } }
+  diffIds = config.rootfs.diff_ids
   const store = storeFromUrl(STORE, { s3Endpoint: server.endpoint })
   await store.open()
   const top = await readTree(store, (await readLayerRef(store, config.rootfs.diff_ids.at(-1)!))!.tree)
@@ -130,6 +132,28 @@ describe('snapdir trace', () => {
     }
     const done = await later.stop()
     expect(JSON.parse(done.stdout)).toMatchObject({ prefetched: expected.length })
+  }, TEST_TIMEOUT)
+
+  it('mount --record-trace (what a layer mount of the snapshotter can pass) stores a trace only when the store has none', async () => {
+    const layer = [...diffIds.flatMap((d) => ['--layer', d]), '--store', STORE, '--record-trace', '--no-cache']
+    const key = `refs/traces/${diffIds.at(-1)!.slice('sha256:'.length)}/layer`
+    const first = await startMount(layer, mountpoint(), env)
+    expect((await fs.readFile(path.join(first.mountpoint, 'opt/data/a.bin'))).equals(DATA.a)).toBe(true)
+    const r1 = await first.stop()
+    expect(r1.status, r1.stderr).toBe(0)
+    expect(r1.stderr).toContain(`stored as ${key}`)
+
+    const second = await startMount(layer, mountpoint(), env)
+    expect((await fs.readFile(path.join(second.mountpoint, 'opt/data/b.bin'))).equals(DATA.b)).toBe(true)
+    const r2 = await second.stop()
+    expect(r2.status, r2.stderr).toBe(0)
+    expect(r2.stderr, 'the trace stored first is kept').not.toContain('stored as')
+
+    const store = storeFromUrl(STORE, { s3Endpoint: server.endpoint })
+    await store.open()
+    const trace = JSON.parse((await store.get(key)).toString()) as { view: string; chunks: string[] }
+    await store.close()
+    expect(trace).toMatchObject({ view: 'layer', chunks: [...new Set(chunksOf('a'))] })
   }, TEST_TIMEOUT)
 
   it('trace push stores a trace file; bad input is one line', async () => {
