@@ -19,7 +19,7 @@ export function registerContainerd(program: Command): void {
         'REF is a registry image, docker://HOST[:PORT]/REPO:TAG or @sha256:…, named HOST/REPO:TAG in containerd (--name to change it); ' +
         "a layer the snapshotter's store lacks is fetched from the registry and unpacked by containerd, as its own pull does. " +
         'An image `snapdir serve` offers from the snapshotter\'s store is such an image, and comes in all lazy.\n\n' +
-        'Or REF is the name to give image --id of --store in containerd (every layer must then be in the snapshotter\'s store).',
+        'Or REF is the name to give image --id of --store in containerd; a layer the snapshotter\'s store lacks is streamed from --store and unpacked by containerd.',
     )
     .argument('<ref>', 'docker://HOST/REPO:TAG, or with --store and --id the image name in containerd, e.g. docker.io/library/app:1')
     .option('--store <url>', `with --id: the store the image is in; ${STORE_HELP}`)

@@ -38,8 +38,8 @@ export interface ContainerdImportOptions {
   snapshotter: string
   /** the image name in containerd */
   name: string
-  /** the blob of a layer the snapshotter does not serve lazily; without it such a layer fails the pull */
-  fetchLayer?: (layer: ImportLayer) => Promise<Readable>
+  /** the blob of a layer the snapshotter does not serve lazily, for containerd to unpack */
+  fetchLayer: (layer: ImportLayer) => Promise<Readable>
   log?: (line: string) => void
 }
 
@@ -81,15 +81,7 @@ export async function importImage(image: ImageDocuments, options: ContainerdImpo
           continue
         }
         try {
-          if (options.fetchLayer === undefined) {
-            // the snapshotter would have containerd unpack it: it is not snapdir's, or lacks the store
-            throw new SnapdirError(
-              'ERR_TARGET',
-              `containerd's snapshotter "${options.snapshotter}" did not serve layer ${layer.diffId} lazily: is it snapdir's, started with --store on the store this image is in?`,
-            )
-          }
-          const fetch = options.fetchLayer
-          await client.writeBlob(layer.digest, layer.size, () => fetch(layer), { 'containerd.io/uncompressed': layer.diffId })
+          await client.writeBlob(layer.digest, layer.size, () => options.fetchLayer(layer), { 'containerd.io/uncompressed': layer.diffId })
           const applied = await client.applyDiff({ media_type: layer.mediaType, digest: layer.digest, size: layer.size }, mounts)
           if (applied.digest !== layer.diffId) {
             throw new SnapdirError('ERR_IMAGE', `layer ${layer.digest} unpacks to ${applied.digest}, but the image's config gives its diff_id as ${layer.diffId}`)
@@ -99,7 +91,7 @@ export async function importImage(image: ImageDocuments, options: ContainerdImpo
           await client.removeSnapshot(options.snapshotter, key).catch(() => {})
           throw err
         }
-        options.log?.(`${at}: unpacked (not in the snapshotter's store)`)
+        options.log?.(`${at}: unpacked by containerd (not in the snapshotter's store)`)
         result.layers.push({ diffId: layer.diffId, chainId: chain, lazy: false, applied: true })
       }
       await client.putImage(options.name, { media_type: image.manifest.mediaType, digest: image.manifest.digest, size: image.manifest.bytes.length })

@@ -2,8 +2,13 @@
 // layers (as stargz's `ctr-remote image rpull` does). containerd 1.6's own pull fetches every layer
 // before it unpacks, and sends no label naming the snapshot it will commit, so a snapshotter cannot
 // serve layers lazily behind it. This pull reads the manifest and the config from the store and hands
-// them to containerd-import.ts, which has the snapdir snapshotter serve each layer from the store;
-// `ctr run --snapshotter snapdir NAME` then starts at once.
+// them to containerd-import.ts, which has the snapdir snapshotter serve each layer from its store;
+// `ctr run --snapshotter snapdir NAME` then starts at once. A layer the snapshotter's store lacks (it
+// runs on another store) is streamed from this store (regenerated from its recipe, verified) and
+// unpacked by containerd.
+import { Readable } from 'node:stream'
+import { printablePath } from '../format/tree-paths.js'
+import { treeFileContent } from '../oci/archive-member.js'
 import { StoredBlobs } from '../oci/stored-blobs.js'
 import { resolveStoredImage, type ImageSelection } from '../oci/stored-image.js'
 import { readTree } from '../store/objects.js'
@@ -27,12 +32,19 @@ export async function containerdPull(store: ReadStore, id: string, options: Cont
   const manifestBytes = await blobs.readFile(`blobs/sha256/${image.manifest.slice('sha256:'.length)}`, MAX_DOCUMENT)
   const manifest = JSON.parse(manifestBytes.toString('utf8')) as { mediaType?: string; config: { digest: string }; layers: Array<{ mediaType: string }> }
   const configBytes = await readTreeFile(store, image.config, MAX_DOCUMENT)
+  const files = new Map(image.layers.map((l) => [l.digest, l.file]))
+  const fetchLayer = async (layer: { digest: string }): Promise<Readable> => {
+    const file = files.get(layer.digest)
+    const entry = bundle.entries.find((e) => e.type === 'file' && printablePath(e.path) === file)
+    if (entry === undefined) throw new SnapdirError('ERR_SNAPSHOT_DAMAGED', `snapshot ${id}: layer ${layer.digest} has no file ${String(file)} in the bundle`)
+    return Readable.from(treeFileContent(store, entry))
+  }
   return importImage(
     {
       manifest: { digest: image.manifest, mediaType: manifest.mediaType ?? 'application/vnd.oci.image.manifest.v1+json', bytes: manifestBytes },
       config: { digest: manifest.config.digest, bytes: configBytes },
       layers: image.layers.map((l, i) => ({ digest: l.digest, size: l.size, diffId: l.diffId, mediaType: manifest.layers[i]?.mediaType ?? '' })),
     },
-    options,
+    { ...options, fetchLayer },
   )
 }

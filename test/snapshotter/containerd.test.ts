@@ -4,11 +4,15 @@
 // snapshotter killed and started again serves the same snapshots, and removing the image removes
 // its snapshots and their directories.
 import { randomBytes } from 'node:crypto'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { spawnSync } from 'node:child_process'
 import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { toHex } from '../../src/format/id.js'
+import { FileStore } from '../../src/store/file-store.js'
+import { LAYER_REFS, readLayerRef } from '../../src/store/layer-refs.js'
+import { objectKey, readTree } from '../../src/store/objects.js'
 import { buildHelloLayout } from '../helpers/hello-image.js'
 import { requireTools } from '../helpers/oci.js'
 import { snapdir, snapdirOk, tempDir } from '../helpers/cli.js'
@@ -143,14 +147,38 @@ describe('containerd with snapdir serving layers lazily from a store', () => {
     expect(readdirSync(path.join(lsn.root, 'snapshots'))).toEqual([])
   }, 240_000)
 
-  test('a pull of an image the snapshotter cannot serve lazily fails naming why, and leaves no image', async () => {
+  test("an image of a store the snapshotter does not serve: its layers streamed from that store and unpacked by containerd, and it runs; a damaged one fails the pull naming the chunk, and leaves no image", async () => {
     const other = tempDir()
-    const layout = buildHelloLayout(other)
+    const layout = buildHelloLayout(other, { first: 'from another store\n' })
     const otherStore = path.join(other, 'store')
     const id = (await snapdirOk(['push', '--store', otherStore, layout])).trim()
-    const r = await snapdir(['containerd', 'pull', '--store', otherStore, '--id', id, '--address', lctd.address, 'test/other:v1'])
+
+    // a copy of that store with a chunk of /bin/hello gone
+    const damagedStore = path.join(other, 'damaged')
+    cpSync(otherStore, damagedStore, { recursive: true })
+    const fileStore = new FileStore(damagedStore)
+    let gone: string | undefined
+    for await (const key of fileStore.list(LAYER_REFS)) {
+      const ref = await readLayerRef(fileStore, `sha256:${key.slice(LAYER_REFS.length)}`)
+      const hello = (await readTree(fileStore, ref!.tree)).entries.find((e) => e.path.toString() === 'bin/hello')
+      if (hello !== undefined) gone = toHex(hello.chunks[0]!.id)
+    }
+    rmSync(path.join(damagedStore, objectKey('chunk', gone!)))
+    const r = await snapdir(['containerd', 'pull', '--store', damagedStore, '--id', id, '--address', lctd.address, 'test/damaged:v1'])
     expect(r.status).toBe(1)
-    expect(r.stderr).toMatch(/did not serve layer sha256:[0-9a-f]{64} lazily/)
-    expect(lctd.ctr(['images', 'ls', '-q'])).not.toContain('test/other')
+    expect(r.stderr).toMatch(new RegExp(`${gone!}`))
+    expect(lctd.ctr(['images', 'ls', '-q'])).not.toContain('test/damaged')
+
+    const pulled = JSON.parse(await snapdirOk(['containerd', 'pull', '--store', otherStore, '--id', id, '--address', lctd.address, '--json', 'test/other:v1'])) as {
+      layers: Array<{ lazy: boolean; applied: boolean }>
+    }
+    expect(pulled.layers.map((l) => [l.lazy, l.applied])).toEqual([
+      [false, true],
+      [false, true],
+    ])
+    expect(fuseMounts()).toEqual([])
+    const run = lctd.ctrStatus(['run', '--rm', '--snapshotter', 'snapdir', 'test/other:v1', cid('o1')])
+    expect(run.stdout).toBe('layer 2 says hi\n')
+    lctd.ctr(['images', 'rm', '--sync', 'test/other:v1'])
   }, 120_000)
 })
