@@ -1,5 +1,6 @@
 import type { Command } from '@commander-js/extra-typings'
 import { UsageError } from '../util/errors.js'
+import { integerOption } from './numbers.js'
 import { action } from './run-command.js'
 import { ENDPOINT_HELP, STORE_HELP, storeFromOptions } from './store-options.js'
 
@@ -42,6 +43,8 @@ export function registerServe(program: Command): void {
         'names yet (default: a new directory under the OS temp dir, removed at exit). Emptied at start and at exit: one server\'s alone',
     )
     .option('--upload-timeout <seconds>', 'remove an upload no request touched for this long, and a pushed blob no manifest named for 4 times as long', parseSeconds, 900)
+    .option('--cache-dir <dir>', 'where blobs regenerated from the store are kept for the next pulls (default: a new directory under the OS temp dir, removed at exit); emptied at start')
+    .option('--cache-size <MiB>', 'how much --cache-dir keeps, least recently used evicted first; 0 reads the store for every request', '4096')
     .option('--insecure-public', 'allow a non-loopback --listen without --htpasswd: anyone who reaches it reads the store')
     .option('--json', 'the log as JSON lines (one object per request, and per warning)')
     .action(
@@ -77,12 +80,24 @@ export function registerServe(program: Command): void {
               uploadIdleMs: opts.uploadTimeout * 1000,
               stagedTtlMs: opts.uploadTimeout * 4000,
             })
+        // a layer stored as a recipe is compressed again once, then served from local disk
+        const cacheMiB = integerOption('--cache-size', opts.cacheSize, 0, 1 << 30)
+        const { BlobCache } = await import('../serve/blob-cache.js')
+        const blobCache =
+          cacheMiB === 0
+            ? null
+            : new BlobCache({
+                dir: opts.cacheDir ?? (await mkdtemp(path.join(os.tmpdir(), 'snapdir-serve-cache-'))),
+                maxBytes: cacheMiB * 1024 * 1024,
+                removeDir: opts.cacheDir === undefined,
+              })
         try {
           await store.open()
           await checkStoreFormat(store)
           await write?.open()
+          await blobCache?.open()
           const routes = write ? routesWithWrites(write) : ROUTES
-          const server = new RegistryServer({ store, listen, log, routes, ...(htpasswd ? { htpasswd } : {}), ...(tls ? { tls } : {}), readOnly: opts.readOnly === true })
+          const server = new RegistryServer({ store, listen, log, routes, ...(htpasswd ? { htpasswd } : {}), ...(tls ? { tls } : {}), ...(blobCache ? { blobCache } : {}), readOnly: opts.readOnly === true })
           const signal = new Promise<NodeJS.Signals>((resolve) => {
             process.once('SIGINT', resolve)
             process.once('SIGTERM', resolve)
@@ -105,6 +120,7 @@ export function registerServe(program: Command): void {
           log.info('stopped')
         } finally {
           await write?.close()
+          await blobCache?.close()
           await store.close()
         }
       }),

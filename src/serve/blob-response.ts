@@ -61,7 +61,8 @@ export async function sendBlob(ctx: RequestContext, blob: ServedBlob): Promise<v
     return
   }
   let sent = 0
-  const body = heldBack(blob.content(), start, end, (n) => (sent += n))[Symbol.asyncIterator]()
+  const source = ctx.blobCache ? ctx.blobCache.read(blob, start, end) : heldBack(blob.content(), start, end)
+  const body = counted(source, (n) => (sent += n))[Symbol.asyncIterator]()
   // a blob that fails before its first byte (its recipe or first chunk damaged, the store down) is
   // answered as an error by the server: nothing was sent yet
   const first = await body.next()
@@ -83,7 +84,7 @@ export async function sendBlob(ctx: RequestContext, blob: ServedBlob): Promise<v
  * The bytes [start, end) of `stream`, each piece passed on only once the next one came, and the last
  * only once `stream` ended without error (it checks the blob's digest at its end).
  */
-async function* heldBack(stream: AsyncIterable<Buffer>, start: number, end: number, onSent: (n: number) => void): AsyncGenerator<Buffer> {
+async function* heldBack(stream: AsyncIterable<Buffer>, start: number, end: number): AsyncGenerator<Buffer> {
   let at = 0
   let held: Buffer | null = null
   for await (const piece of stream) {
@@ -91,15 +92,17 @@ async function* heldBack(stream: AsyncIterable<Buffer>, start: number, end: numb
     const to = Math.min(end - at, piece.length)
     at += piece.length
     if (to <= from) continue
-    if (held !== null) {
-      onSent(held.length)
-      yield held
-    }
+    if (held !== null) yield held
     held = from === 0 && to === piece.length ? piece : piece.subarray(from, to)
   }
-  if (held !== null) {
-    onSent(held.length)
-    yield held
+  if (held !== null) yield held
+}
+
+/** `stream`, each piece counted through `onPiece` as it is passed on. */
+async function* counted(stream: AsyncIterable<Buffer>, onPiece: (n: number) => void): AsyncGenerator<Buffer> {
+  for await (const piece of stream) {
+    onPiece(piece.length)
+    yield piece
   }
 }
 

@@ -5,6 +5,7 @@
 // store key). A route marked `write` is refused with UNSUPPORTED when the server is --read-only.
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Store } from '../store/store.js'
+import type { BlobCache } from './blob-cache.js'
 import { RegistryError } from './errors.js'
 import type { RepositoryImages } from './repository-images.js'
 
@@ -19,6 +20,8 @@ export interface RequestContext {
   store: Store
   /** the read side's view of the store: what each repository's tags name */
   images: RepositoryImages
+  /** regenerated blobs kept on local disk (blob-cache.ts); null: each request reads the store */
+  blobCache: BlobCache | null
   /** adds fields to this request's access log line (e.g. the problem of an aborted blob) */
   note(fields: Record<string, unknown>): void
   /** a line on the server's log, outside the access log (a fault worth a look) */

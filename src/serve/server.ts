@@ -13,6 +13,7 @@ import http from 'node:http'
 import https from 'node:https'
 import type { AddressInfo } from 'node:net'
 import type { Store } from '../store/store.js'
+import type { BlobCache } from './blob-cache.js'
 import { errorBody, RegistryError, toRegistryError } from './errors.js'
 import type { Htpasswd } from './htpasswd.js'
 import { formatHost, type ListenAddress } from './listen-address.js'
@@ -30,6 +31,8 @@ export interface RegistryServerOptions {
   tls?: { cert: Buffer; key: Buffer }
   readOnly?: boolean
   routes?: readonly Route[]
+  /** blobs served through a local disk cache (blob-cache.ts), opened and closed by the caller */
+  blobCache?: BlobCache
 }
 
 /** Methods that change a registry: refused by --read-only before any route sees them. */
@@ -144,6 +147,7 @@ export class RegistryServer {
         user,
         store: this.options.store,
         images: this.images,
+        blobCache: this.options.blobCache ?? null,
         note: (fields) => void Object.assign(notes, fields),
         warn: (message, fields) => this.options.log.warn(message, fields),
       }

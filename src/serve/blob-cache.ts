@@ -1,0 +1,158 @@
+// Regenerated blobs kept on local disk, so that a layer stored as a recipe is compressed again once,
+// not once per pull: the first request for a blob starts one fill (the blob's checked stream written
+// to DIR/<algorithm>-<hex>, at the store's pace, whatever the clients' pace), and every request for it
+// meanwhile, the first one too, reads the file as it grows. The last byte a reader asks for is held
+// back until the fill has ended with the blob hashed to its digest: a fill that fails (a chunk
+// damaged or missing, the store down) fails every reader before its response is whole, and leaves
+// nothing cached, so the next request tries the store again. Filled blobs are evicted least recently
+// used first beyond the size cap; the directory is emptied at open and removed at close when it was
+// made for this server.
+import { randomBytes } from 'node:crypto'
+import { mkdir, open, readdir, rm, unlink, type FileHandle } from 'node:fs/promises'
+import path from 'node:path'
+import type { ServedBlob } from './repository-images.js'
+
+interface Fill {
+  file: string
+  size: number
+  written: number
+  state: 'filling' | 'done' | 'failed'
+  error?: unknown
+  /** resolved once the file exists (or the fill failed before) */
+  created: Promise<void>
+  /** resolved (and replaced) whenever written or state change */
+  changed: Promise<void>
+  bump: () => void
+  lastUsed: number
+}
+
+export interface BlobCacheOptions {
+  dir: string
+  /** bytes of filled blobs kept; a blob larger than this is still served through the cache, then evicted */
+  maxBytes: number
+  /** remove `dir` at close (it was made for this server) */
+  removeDir?: boolean
+}
+
+/** Bytes read from the file per piece sent. */
+const READ_SIZE = 1 << 20
+
+export class BlobCache {
+  private readonly fills = new Map<string, Fill>()
+  private kept = 0
+
+  constructor(private readonly options: BlobCacheOptions) {}
+
+  async open(): Promise<void> {
+    await mkdir(this.options.dir, { recursive: true })
+    for (const name of await readdir(this.options.dir)) await rm(path.join(this.options.dir, name), { recursive: true, force: true })
+  }
+
+  async close(): Promise<void> {
+    if (this.options.removeDir) await rm(this.options.dir, { recursive: true, force: true })
+  }
+
+  /**
+   * The bytes [start, end) of `blob`, read from its file in the cache as it fills; fails when the fill
+   * does, and never gives the range's last byte before the blob checked whole.
+   */
+  async *read(blob: ServedBlob, start: number, end: number): AsyncGenerator<Buffer> {
+    const fill = this.fillFor(blob)
+    fill.lastUsed = Date.now()
+    // read afresh each time: the fill moves on while this reader waits
+    const state = (): Fill['state'] => fill.state
+    await fill.created
+    if (state() === 'failed') throw fill.error
+    const fh = await open(fill.file, 'r')
+    try {
+      let at = start
+      for (;;) {
+        if (state() === 'failed') throw fill.error
+        if (at >= end && state() === 'done') return
+        const limit = state() === 'done' ? end : Math.min(end - 1, fill.written)
+        if (at >= limit) {
+          await fill.changed
+          continue
+        }
+        const buf = Buffer.allocUnsafe(Math.min(limit - at, READ_SIZE))
+        const { bytesRead } = await fh.read(buf, 0, buf.length, at)
+        if (bytesRead === 0) throw new Error(`the cached file of blob ${blob.digest} ends at ${at} bytes`)
+        at += bytesRead
+        yield buf.subarray(0, bytesRead)
+      }
+    } finally {
+      await fh.close()
+    }
+  }
+
+  /** The fill of `blob`: the one there is (done, or going on), else a new one, started now. */
+  private fillFor(blob: ServedBlob): Fill {
+    const there = this.fills.get(blob.digest)
+    if (there !== undefined) return there
+    const file = path.join(this.options.dir, `${blob.digest.replace(':', '-')}-${randomBytes(4).toString('hex')}`)
+    let bump = (): void => {}
+    const fill: Fill = { file, size: blob.size, written: 0, state: 'filling', created: Promise.resolve(), changed: Promise.resolve(), bump: () => bump(), lastUsed: Date.now() }
+    const renew = (): void => {
+      fill.changed = new Promise<void>((resolve) => (bump = () => {
+        renew()
+        resolve()
+      }))
+    }
+    renew()
+    this.fills.set(blob.digest, fill)
+    // the file exists before any reader opens it
+    const created = open(fill.file, 'w')
+    fill.created = created.then(
+      () => {},
+      () => {},
+    )
+    void this.run(blob, fill, created)
+    return fill
+  }
+
+  private async run(blob: ServedBlob, fill: Fill, created: Promise<FileHandle>): Promise<void> {
+    let fh: FileHandle
+    try {
+      fh = await created
+    } catch (err) {
+      this.fail(blob, fill, err)
+      return
+    }
+    try {
+      for await (const piece of blob.content()) {
+        await fh.write(piece, 0, piece.length, fill.written)
+        fill.written += piece.length
+        fill.bump()
+      }
+      await fh.close()
+      fill.state = 'done'
+      fill.bump()
+      this.kept += fill.size
+      this.evict(blob.digest)
+    } catch (err) {
+      await fh.close().catch(() => {})
+      this.fail(blob, fill, err)
+    }
+  }
+
+  private fail(blob: ServedBlob, fill: Fill, err: unknown): void {
+    fill.state = 'failed'
+    fill.error = err
+    fill.bump()
+    // the next request goes to the store again; readers that have the file open keep it until they end
+    if (this.fills.get(blob.digest) === fill) this.fills.delete(blob.digest)
+    void unlink(fill.file).catch(() => {})
+  }
+
+  /** Least recently used filled blobs go until what is kept fits (`keep` last of all). */
+  private evict(keep: string): void {
+    const done = [...this.fills.entries()].filter(([, f]) => f.state === 'done').sort(([, a], [, b]) => a.lastUsed - b.lastUsed)
+    const order = [...done.filter(([d]) => d !== keep), ...done.filter(([d]) => d === keep)]
+    for (const [digest, f] of order) {
+      if (this.kept <= this.options.maxBytes) break
+      this.fills.delete(digest)
+      this.kept -= f.size
+      void unlink(f.file).catch(() => {})
+    }
+  }
+}
