@@ -31,7 +31,7 @@ import {
 import { SNAPSHOTTER, containerId, startContainerd, startSnapshotter, takeDown } from './lib/containerd.mjs'
 import { TAG, layoutLayers, pythonImageLayout } from './lib/layouts.mjs'
 import { emulatedLink, parseLinks } from './lib/link.mjs'
-import { mountNotes, startFuseDaemon, stopAllDaemons, stopFuseDaemon } from './lib/mounts.mjs'
+import { mountNotes, startFuseDaemon, stopAllDaemons, stopFuseDaemonAsync } from './lib/mounts.mjs'
 import { S3_ENV, startS3rver } from './lib/s3.mjs'
 import { startRegistry } from './lib/servers.mjs'
 import { newWireCounts, startTcpProxy } from './lib/tcp-proxy.mjs'
@@ -268,22 +268,43 @@ function traceProblem() {
   const help = tryRun(snapdirBin, ['trace', '--help'], { outputOnFailure: true }) ?? ''
   if (!/^Usage: snapdir trace/m.test(help)) return 'not available in this build (no `snapdir trace`)'
   const record = tryRun(snapdirBin, ['trace', 'record', '--help'], { outputOnFailure: true }) ?? ''
-  if (!/^Usage: snapdir trace record/m.test(record)) return 'not available in this build (no `snapdir trace record`)'
+  if (!/^Usage: snapdir trace record/m.test(record) || !record.includes('--push')) return 'not available in this build (no `snapdir trace record --push`)'
   return null
 }
 
 /**
- * Records the program's trace into the traced store once, before the timed runs: `snapdir trace
- * record` around a first, untimed run of it on a lazy mount (then stored beside the image), as a
- * user's first start would. Not on a link: the trace is what is measured afterwards, not its recording.
+ * Records the program's traces into the traced store once, before the timed runs, as a user's
+ * first start would: `snapdir trace record --push` mounts, the program runs once on the mount, and
+ * on SIGTERM the mount stores what was read. A trace belongs to a view, so two: the rootfs view
+ * (what mount-trace mounts) and the layer view of the image's top layer (what the snapshotter's
+ * layer mounts serve; the image has one layer, so that is all the program reads). Untimed and not
+ * on a link: what is measured is the start with a trace, not its recording.
  */
 async function recordTrace(ctx) {
-  const dir = path.join(ctx.scratch, 'trace-record')
-  fs.mkdirSync(dir, { recursive: true })
-  const r = await run([snapdirBin, 'trace', 'record', '--store', ctx.tracedStoreUrl, '--s3-endpoint', ctx.s3.endpoint, '--id', ctx.id, '--view', 'rootfs', '--', ...PROGRAM], {
-    env: ctx.env,
-  })
-  return { wallMs: r.wallMs, output: tail(`${r.stdout}${r.stderr}`, 5) }
+  const layers = ctx.layers.flatMap((l) => ['--layer', l.diffId])
+  const views = [
+    { view: 'rootfs', args: ['--id', ctx.id, '--view', 'rootfs'], root: 'rootfs' },
+    { view: 'layer', args: layers, root: '.' },
+  ]
+  const recorded = []
+  for (const { view, args, root } of views) {
+    const dir = path.join(ctx.scratch, `trace-${view}`)
+    const mnt = path.join(dir, 'mnt')
+    fs.mkdirSync(mnt, { recursive: true })
+    const log = path.join(dir, 'trace.log')
+    const argv = [snapdirBin, 'trace', 'record', '--store', ctx.tracedStoreUrl, '--s3-endpoint', ctx.s3.endpoint, ...args, '--cache-dir', path.join(dir, 'cache'), '--push', mnt]
+    const daemon = await startFuseDaemon({ label: `snapdir trace record (${view})`, argv, mnt, env: ctx.env, log })
+    const t0 = nowNs()
+    await runProgram(['chroot', path.join(mnt, root), ...PROGRAM], t0)
+    // the trace is stored as the mount goes down, in s3rver, which runs in this process
+    const stopped = await stopFuseDaemonAsync(daemon)
+    if (!stopped.clean) throw new Error(`snapdir trace record (${view}) did not store its trace and exit on SIGTERM (${stopped.how}):\n${tail(readOr(log))}`)
+    recorded.push({ view, wallMs: msSince(t0), log: tail(readOr(log), 3) })
+  }
+  const traces = path.join(ctx.s3Dir, BUCKET, `${STORE_PREFIX}-traced`, 'refs', 'traces')
+  const stored = fs.existsSync(traces) ? walk(traces).filter((e) => e.path.endsWith('._S3rver_object')).length : 0
+  if (stored < views.length) throw new Error(`snapdir trace record stored ${stored} traces under refs/traces/, expected ${views.length}`)
+  return { recorded, stored }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -335,7 +356,7 @@ async function mountStart(ctx, dir, link, storeUrl) {
   const mountMs = msSince(t0)
   const prog = await runProgram(['chroot', path.join(mnt, 'rootfs'), ...PROGRAM], t0)
   const wire = link.s3.counts
-  stopFuseDaemon(daemon)
+  await stopFuseDaemonAsync(daemon)
   const counters = JSON.parse(readOr(path.join(dir, 'mount.json'), 'null'))
   return { firstOutputMs: prog.firstOutputMs, phases: { mountMs, programMs: prog.wallMs }, wire, counters }
 }
@@ -368,8 +389,8 @@ const METHODS = {
   ctr: { run: ctrStart, what: 'ctr image pull --plain-http (registry over the link; overlayfs snapshotter), ctr run --rm', cold: false },
   mount: { run: mountStart, what: 'snapdir mount --view rootfs (S3 store over the link), chroot MNT/rootfs', cold: true },
   containerd: { run: containerdStart, what: 'snapdir containerd pull (S3 store over the link), ctr run --rm --snapshotter snapdir', cold: false },
-  'mount-trace': { run: mountStart, what: 'mount, after snapdir trace record stored the trace', cold: true, trace: true },
-  'containerd-trace': { run: containerdStart, what: 'containerd, after snapdir trace record stored the trace', cold: false, trace: true },
+  'mount-trace': { run: mountStart, what: 'mount, on a store where snapdir trace record --push stored the rootfs view\'s trace', cold: true, trace: true },
+  'containerd-trace': { run: containerdStart, what: 'containerd, on a store where snapdir trace record --push stored the layer view\'s trace', cold: false, trace: true },
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -445,7 +466,7 @@ async function main() {
     const push = await run([snapdirBin, 'push', '--json', '--store', storeUrl, '--s3-endpoint', s3.endpoint, '--name', 'python', layout], { env })
     const id = JSON.parse(push.stdout).id
 
-    const ctx = { scratch, env, storeUrl, s3, id, running, stores: { [storeUrl]: storeAsPushed(path.join(s3Dir, BUCKET, STORE_PREFIX)) } }
+    const ctx = { scratch, env, storeUrl, s3, s3Dir, layers: layoutLayers(layout), id, running, stores: { [storeUrl]: storeAsPushed(path.join(s3Dir, BUCKET, STORE_PREFIX)) } }
     const skipped = {}
     const traceWhy = opts.steps.some((s) => METHODS[s].trace) ? traceProblem() : null
     let traceRecord = null

@@ -247,6 +247,24 @@ export function stopFuseDaemon(handle) {
   return handle.stopped
 }
 
+/**
+ * stopFuseDaemon for a daemon that talks to a server in this very process as it goes down (an
+ * in-process s3rver it stores something in on unmount): SIGTERM, and its exit awaited without
+ * blocking the event loop (up to STOP_TIMEOUT_MS), then stopFuseDaemon for whatever is left.
+ */
+export async function stopFuseDaemonAsync(handle) {
+  if (!daemons.has(handle)) return handle.stopped
+  const alive = () => handle.exited === null && processAlive(handle.pid)
+  if (alive()) {
+    try {
+      process.kill(handle.pid, 'SIGTERM')
+    } catch {}
+  }
+  const end = Date.now() + STOP_TIMEOUT_MS
+  while ((alive() || mountAt(handle.mnt)) && Date.now() < end) await sleep(20)
+  return stopFuseDaemon(handle)
+}
+
 /** Stops every daemon still running (see stopFuseDaemon) and unmounts fusectl if abortFuse mounted it. */
 export function stopAllDaemons() {
   for (const handle of [...daemons]) stopFuseDaemon(handle)
