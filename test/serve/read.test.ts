@@ -228,3 +228,22 @@ describe('snapdir serve --json', () => {
     }
   })
 })
+
+describe('snapdir serve --cache-size 0', () => {
+  it('streams each blob from the store for every request: whole and by range, the same bytes', async () => {
+    const direct = await startServe(store, ['--cache-size', '0'])
+    try {
+      const layer = [...pushedManifest().layers].sort((a, b) => b.size - a.size)[0]!
+      const want = readFileSync(blobFile(layout, layer.digest))
+      for (let i = 0; i < 2; i++) {
+        const whole = await fetch(`${direct.url}/v2/${APP}/blobs/${layer.digest}`)
+        expect(Buffer.from(await whole.arrayBuffer()).equals(want)).toBe(true)
+      }
+      const part = await fetch(`${direct.url}/v2/${APP}/blobs/${layer.digest}`, { headers: { Range: 'bytes=10-99' } })
+      expect(part.status).toBe(206)
+      expect(Buffer.from(await part.arrayBuffer()).equals(want.subarray(10, 100))).toBe(true)
+    } finally {
+      expect(await direct.stop()).toBe(0)
+    }
+  })
+})
