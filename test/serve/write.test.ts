@@ -341,8 +341,10 @@ describe('snapdir serve: bad pushes leave nothing', () => {
       const child = spawn('skopeo', ['copy', '--dest-tls-verify=false', `oci:${fresh}:v1`, `docker://${b.host}/killed/app:v1`], { stdio: 'ignore' })
       child.on('exit', (code) => resolve(code ?? 1))
     })
-    // killed once the manifest's ingest has written a chunk of its own (uploads write nothing to the store)
-    await written(path.join(store, 'chunks'), () => listFiles(path.join(store, 'chunks')).some((f) => !chunksBefore.has(f) && !f.includes('.tmp-')), 120_000)
+    // killed once the manifest's ingest has written a chunk of its own (uploads write nothing to the
+    // store) and the uploads it stores from are staged: a chunk alone could be another writer's
+    const staged = () => existsSync(path.join(otherState, 'staged')) && listFiles(path.join(otherState, 'staged')).length > 0
+    await written(path.join(store, 'chunks'), () => staged() && listFiles(path.join(store, 'chunks')).some((f) => !chunksBefore.has(f) && !f.includes('.tmp-')), 120_000)
     await b.stop('SIGKILL')
     expect(await push).not.toBe(0)
     expect((await req('/v2/killed/app/manifests/v1', { method: 'HEAD' })).status).toBe(404)
