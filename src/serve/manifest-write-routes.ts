@@ -7,7 +7,7 @@ import type { IncomingMessage } from 'node:http'
 import { RegistryError } from './errors.js'
 import { deleteManifest } from './manifest-delete.js'
 import { MAX_MANIFEST_BYTES, pushManifest } from './manifest-push.js'
-import { checkDigest, referenceKind, type RequestContext, type Route } from './route.js'
+import { MANIFEST_PATH, checkDigest, referenceKind, type RequestContext, type Route } from './route.js'
 import type { WriteSide } from './write-side.js'
 
 export function manifestWriteRoutes(write: WriteSide): Route[] {
@@ -49,8 +49,8 @@ export function manifestWriteRoutes(write: WriteSide): Route[] {
   }
 
   return [
-    { methods: ['PUT'], path: /^\/v2\/(?<name>.+)\/manifests\/(?<reference>[^/]+)$/, write: true, handle: put },
-    { methods: ['DELETE'], path: /^\/v2\/(?<name>.+)\/manifests\/(?<reference>[^/]+)$/, write: true, handle: remove },
+    { methods: ['PUT'], path: MANIFEST_PATH, write: true, handle: put },
+    { methods: ['DELETE'], path: MANIFEST_PATH, write: true, handle: remove },
   ]
 }
 

@@ -10,7 +10,7 @@ import { OCI_INDEX } from '../oci/media-types.js'
 import { sendBlob } from './blob-response.js'
 import { RegistryError } from './errors.js'
 import { paginate } from './pagination.js'
-import { checkDigest, referenceKind, type RequestContext, type Route } from './route.js'
+import { BLOB_PATH, MANIFEST_PATH, checkDigest, referenceKind, type RequestContext, type Route } from './route.js'
 
 /** A JSON answer; `headers` before the body. */
 export function sendJson(ctx: RequestContext, value: unknown, headers: Record<string, string> = {}, contentType = 'application/json'): void {
@@ -36,7 +36,8 @@ async function tagsList(ctx: RequestContext): Promise<void> {
   sendJson(ctx, { name, tags: page.items }, page.link !== undefined ? { Link: page.link } : {})
 }
 
-async function manifest(ctx: RequestContext): Promise<void> {
+/** A manifest as the store holds it (also the fallback of what a client pushed: staged-read-routes.ts). */
+export async function readManifest(ctx: RequestContext): Promise<void> {
   const { name, reference } = ctx.params as { name: string; reference: string }
   const kind = referenceKind(reference)
   if (kind === null) throw new RegistryError('MANIFEST_UNKNOWN', { message: `${JSON.stringify(reference)} is neither a tag nor a digest`, detail: { name, reference } })
@@ -52,7 +53,8 @@ async function manifest(ctx: RequestContext): Promise<void> {
   ctx.res.end(ctx.req.method === 'HEAD' ? undefined : m.bytes)
 }
 
-async function blob(ctx: RequestContext): Promise<void> {
+/** A blob as the store holds it (also the fallback of what a client pushed: staged-read-routes.ts). */
+export async function readBlob(ctx: RequestContext): Promise<void> {
   const { name, digest } = ctx.params as { name: string; digest: string }
   checkDigest(digest)
   await sendBlob(ctx, await ctx.images.blob(name, digest))
@@ -76,7 +78,7 @@ export const readRoutes: readonly Route[] = [
   { methods: ['GET'], path: /^\/v2\/?$/, handle: base },
   { methods: ['GET'], path: /^\/v2\/_catalog$/, handle: catalog },
   { methods: ['GET'], path: /^\/v2\/(?<name>.+)\/tags\/list$/, handle: tagsList },
-  { methods: ['GET'], path: /^\/v2\/(?<name>.+)\/manifests\/(?<reference>[^/]+)$/, handle: manifest },
-  { methods: ['GET'], path: /^\/v2\/(?<name>.+)\/blobs\/(?<digest>[^/]+)$/, handle: blob },
+  { methods: ['GET'], path: MANIFEST_PATH, handle: readManifest },
+  { methods: ['GET'], path: BLOB_PATH, handle: readBlob },
   { methods: ['GET'], path: /^\/v2\/(?<name>.+)\/referrers\/(?<digest>[^/]+)$/, handle: referrers },
 ]

@@ -19,5 +19,5 @@ export const ROUTES: readonly Route[] = [...readRoutes]
  * was pushed but not yet taken into the store; their state is kept in `write`.
  */
 export function routesWithWrites(write: WriteSide): readonly Route[] {
-  return [...uploadRoutes(write), ...manifestWriteRoutes(write), ...stagedReadRoutes(write, ROUTES), ...ROUTES]
+  return [...uploadRoutes(write), ...manifestWriteRoutes(write), ...stagedReadRoutes(write), ...ROUTES]
 }

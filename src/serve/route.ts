@@ -37,6 +37,15 @@ export interface Route {
   handle(ctx: RequestContext): Promise<void>
 }
 
+// The paths more than one route file answers (by method), written once. A name may hold slashes:
+// each pattern ends in a fixed tail that says where the name stops.
+/** /v2/<name>/manifests/<reference> */
+export const MANIFEST_PATH = /^\/v2\/(?<name>.+)\/manifests\/(?<reference>[^/]+)$/
+/** /v2/<name>/blobs/<digest> */
+export const BLOB_PATH = /^\/v2\/(?<name>.+)\/blobs\/(?<digest>[^/]+)$/
+/** /v2/<name>/blobs/uploads/<uuid> */
+export const UPLOAD_PATH = /^\/v2\/(?<name>.+)\/blobs\/uploads\/(?<uuid>[^/]+)$/
+
 // distribution-spec "Pulling manifests": <name> is path components of [a-z0-9]+ joined by
 // one of . _ __ -+, separated by /. The whole is at most 255 characters, as docker-registry has it.
 const NAME = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/

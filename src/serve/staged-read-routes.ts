@@ -6,21 +6,16 @@ import { createReadStream } from 'node:fs'
 import { Readable } from 'node:stream'
 import { sendBlob } from './blob-response.js'
 import type { ServedBlob } from './repository-images.js'
-import { checkDigest, isDigest, type RequestContext, type Route } from './route.js'
+import { readBlob, readManifest } from './read-routes.js'
+import { BLOB_PATH, MANIFEST_PATH, checkDigest, isDigest, type RequestContext, type Route } from './route.js'
 import type { WriteSide } from './write-side.js'
 
-export function stagedReadRoutes(write: WriteSide, readRoutes: readonly Route[]): Route[] {
-  /** The read side's own route for this path, for what is not staged. */
-  const readSide = (ctx: RequestContext): Promise<void> => {
-    const route = readRoutes.find((r) => r.methods.includes('GET') && r.path.test(ctx.url.pathname))
-    return route!.handle(ctx)
-  }
-
+export function stagedReadRoutes(write: WriteSide): Route[] {
   async function blob(ctx: RequestContext): Promise<void> {
     const { name, digest } = ctx.params as { name: string; digest: string }
     checkDigest(digest)
     const staged = await write.staged.stat(name, digest)
-    if (staged === null) return readSide(ctx)
+    if (staged === null) return readBlob(ctx)
     const served: ServedBlob =
       'file' in staged
         ? { digest, size: staged.size, what: `blob ${digest} pushed to ${name}`, content: () => Readable.from(createReadStream(staged.file)) }
@@ -31,7 +26,7 @@ export function stagedReadRoutes(write: WriteSide, readRoutes: readonly Route[])
   async function manifest(ctx: RequestContext): Promise<void> {
     const { name, reference } = ctx.params as { name: string; reference: string }
     const staged = isDigest(reference) ? write.staged.manifest(name, reference) : null
-    if (staged === null) return readSide(ctx)
+    if (staged === null) return readManifest(ctx)
     ctx.res.writeHead(200, {
       'Content-Type': staged.mediaType,
       'Content-Length': String(staged.bytes.length),
@@ -42,7 +37,7 @@ export function stagedReadRoutes(write: WriteSide, readRoutes: readonly Route[])
   }
 
   return [
-    { methods: ['GET'], path: /^\/v2\/(?<name>.+)\/manifests\/(?<reference>[^/]+)$/, handle: manifest },
-    { methods: ['GET'], path: /^\/v2\/(?<name>.+)\/blobs\/(?<digest>[^/]+)$/, handle: blob },
+    { methods: ['GET'], path: MANIFEST_PATH, handle: manifest },
+    { methods: ['GET'], path: BLOB_PATH, handle: blob },
   ]
 }

@@ -10,7 +10,7 @@
 // stores it (manifest-push.ts). https://github.com/opencontainers/distribution-spec/blob/v1.1.0/spec.md
 import type { IncomingMessage } from 'node:http'
 import { RegistryError } from './errors.js'
-import { checkDigest, checkName, type RequestContext, type Route } from './route.js'
+import { UPLOAD_PATH, checkDigest, checkName, type RequestContext, type Route } from './route.js'
 import { uploadHeaders, type UploadSession } from './upload-sessions.js'
 import type { WriteSide } from './write-side.js'
 
@@ -122,10 +122,10 @@ export function uploadRoutes(write: WriteSide): Route[] {
   // a name may hold slashes: each pattern ends in a fixed tail that says where the name stops
   return [
     { methods: ['POST'], path: /^\/v2\/(?<name>.+)\/blobs\/uploads\/?$/, write: true, handle: start },
-    { methods: ['PATCH'], path: /^\/v2\/(?<name>.+)\/blobs\/uploads\/(?<uuid>[^/]+)$/, write: true, handle: patch },
-    { methods: ['PUT'], path: /^\/v2\/(?<name>.+)\/blobs\/uploads\/(?<uuid>[^/]+)$/, write: true, handle: put },
-    { methods: ['GET'], path: /^\/v2\/(?<name>.+)\/blobs\/uploads\/(?<uuid>[^/]+)$/, write: true, handle: status },
-    { methods: ['DELETE'], path: /^\/v2\/(?<name>.+)\/blobs\/uploads\/(?<uuid>[^/]+)$/, write: true, handle: cancel },
+    { methods: ['PATCH'], path: UPLOAD_PATH, write: true, handle: patch },
+    { methods: ['PUT'], path: UPLOAD_PATH, write: true, handle: put },
+    { methods: ['GET'], path: UPLOAD_PATH, write: true, handle: status },
+    { methods: ['DELETE'], path: UPLOAD_PATH, write: true, handle: cancel },
   ]
 }
 
