@@ -154,9 +154,9 @@ async function main() {
     const store = path.join(scratch, 'store')
     fs.mkdirSync(store)
     const serveArgs = ['--state-dir', path.join(scratch, 'serve-state'), ...opts.serveArgs]
-    const serve = await startServe(store, { log: path.join(scratch, 'serve.log'), extra: serveArgs, env })
-    closers.push(() => serve.stop())
-    const servers = { registry, serve }
+    const startServeHere = () => startServe(store, { log: path.join(scratch, 'serve.log'), extra: serveArgs, env })
+    const servers = { registry, serve: await startServeHere() }
+    closers.push(() => servers.serve.stop())
     const fingerprint = buildFingerprint()
 
     // the images into both servers, producer by producer; the stored bytes after each
@@ -210,13 +210,25 @@ async function main() {
       row.contention = contention(`${n}-client pull`, SERVERS.flatMap((name) => samples[n][name]))
       return row
     })
+    // first pulls: a serve started afresh (its blob cache empty, as after a restart or for an image
+    // no one pulled yet), so the blobs are regenerated from their recipes while the clients wait;
+    // eight at once show whether they share one regeneration
+    const firstPulls = []
+    for (const n of counts) {
+      await servers.serve.stop()
+      servers.serve = await startServeHere()
+      const sample = await pullRun({ ref: `${servers.serve.host}/${repoName}:python`, dir: path.join(scratch, 'pulled'), clients: n, digest: pulled.digest, server: servers.serve.server, env })
+      const wallS = sample.wallMs / 1000
+      firstPulls.push({ clients: n, wallS, mbPerS: (n * pulled.blobBytes) / MB / wallS, serverCpuS: sample.serverCpuS, clientCpuS: sample.clientCpuS })
+      progress(`first pull from a fresh serve, ${n} client${n > 1 ? 's' : ''}: ${fmt(wallS, 2)} s, server CPU ${fmt(sample.serverCpuS, 2)} s`)
+    }
     const changed = buildChangedNote(fingerprint, buildFingerprint())
     if (changed) notes.push(changed)
     const result = {
       host: hostInfo(), commit: snapdirCommit(), loadavg: os.loadavg(), runs: opts.runs, clients: opts.clients, producers: opts.producers, pull: `${opts.pull}/python`, pulled,
       serveArgs, targets: TARGETS, cold: cold === null,
       tools: { ...tools, skopeo: tryRun('skopeo', ['--version']), registry: tryRun('docker-registry', ['--version']), snapdir: tryRun(process.execPath, [snapdirBin, '--version']) },
-      images, pushS, storage, pulls, notes,
+      images, pushS, storage, pulls, firstPulls, notes,
     }
     writeResult(opts.out, result, (r) => {
       const text = report(r)
@@ -266,6 +278,16 @@ function report(r) {
   for (const p of r.pulls) {
     lines.push(`  ${p.clients} client${p.clients > 1 ? 's' : ''}: serve / registry throughput ${fmt(p.throughputRatio, 3)} (target >= ${TARGETS.throughputServeOverRegistry}: ${verdict(p.throughputRatio >= TARGETS.throughputServeOverRegistry)})`)
     if (p.contention) lines.push(`  ${p.contention}`)
+  }
+  if (r.firstPulls) {
+    lines.push('', 'First pull from a serve started afresh (blob cache empty: the blobs regenerated while the clients wait), one run each')
+    lines.push(
+      table(
+        ['clients', 'wall s', 'MB/s', 'server CPU s', 'vs registry median'],
+        r.firstPulls.map((f) => [f.clients, fmt(f.wallS, 2), fmt(f.mbPerS, 1), fmt(f.serverCpuS, 2), fmt(f.mbPerS / r.pulls.find((p) => p.clients === f.clients).registry.mbPerS, 3)]),
+        1,
+      ),
+    )
   }
   lines.push('', `load average at the end: ${r.loadavg.map((x) => x.toFixed(2)).join(' ')}`)
   if (r.notes.length) lines.push('', 'Notes:', ...r.notes.map((n) => `- ${n}`))
