@@ -7,9 +7,10 @@
 // nothing cached, so the next request tries the store again. Filled blobs are evicted least recently
 // used first beyond the size cap; the directory is emptied at open and removed at close when it was
 // made for this server.
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { mkdir, open, readdir, rm, unlink, type FileHandle } from 'node:fs/promises'
 import path from 'node:path'
+import { parseDigest } from '../oci/digest.js'
 import type { ServedBlob } from './repository-images.js'
 
 interface Fill {
@@ -63,6 +64,11 @@ export class BlobCache {
     const state = (): Fill['state'] => fill.state
     await fill.created
     if (state() === 'failed') throw fill.error
+    // a file filled before this request is local disk, no longer the checked stream: hashed again
+    if (state() === 'done') {
+      yield* this.readChecked(blob, fill, start, end)
+      return
+    }
     const fh = await open(fill.file, 'r')
     try {
       let at = start
@@ -83,6 +89,51 @@ export class BlobCache {
     } finally {
       await fh.close()
     }
+  }
+
+  /**
+   * [start, end) of a filled blob's file, the whole file hashed as it is read (a range too: the
+   * digest is of the whole), the last piece held back until the hash matches. A file that does not
+   * match (the disk changed it) is dropped, so the next request fills it from the store again.
+   */
+  private async *readChecked(blob: ServedBlob, fill: Fill, start: number, end: number): AsyncGenerator<Buffer> {
+    const digest = parseDigest(blob.digest)
+    // served blobs passed the route's digest check
+    if (typeof digest === 'string') throw new Error(`blob ${blob.digest} ${digest}`)
+    const { algorithm, encoded } = digest
+    const hash = createHash(algorithm)
+    const fh = await open(fill.file, 'r')
+    try {
+      let held: Buffer | null = null
+      for (let at = 0; at < fill.size; ) {
+        const buf = Buffer.allocUnsafe(Math.min(fill.size - at, READ_SIZE))
+        const { bytesRead } = await fh.read(buf, 0, buf.length, at)
+        if (bytesRead === 0) break
+        const piece = buf.subarray(0, bytesRead)
+        hash.update(piece)
+        const from = Math.max(start, at) - at
+        const to = Math.min(end, at + bytesRead) - at
+        at += bytesRead
+        if (to <= from) continue
+        if (held !== null) yield held
+        held = piece.subarray(from, to)
+      }
+      if (hash.digest('hex') !== encoded) {
+        this.drop(blob, fill)
+        throw new Error(`the cached copy of blob ${blob.digest} does not match its digest (changed on disk): removed, the next request reads the store`)
+      }
+      if (held !== null) yield held
+    } finally {
+      await fh.close()
+    }
+  }
+
+  /** Forgets a filled blob whose file is bad; readers that have it open keep it until they end. */
+  private drop(blob: ServedBlob, fill: Fill): void {
+    if (this.fills.get(blob.digest) !== fill) return
+    this.fills.delete(blob.digest)
+    this.kept -= fill.size
+    void unlink(fill.file).catch(() => {})
   }
 
   /** The fill of `blob`: the one there is (done, or going on), else a new one, started now. */

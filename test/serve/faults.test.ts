@@ -6,7 +6,7 @@
 // then exits 0.
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
 import os from 'node:os'
 import path from 'node:path'
@@ -141,6 +141,32 @@ describe('a damaged store', () => {
       expect((await res.arrayBuffer()).byteLength).toBe(1000)
     } finally {
       renameSync(`${file}.away`, file)
+    }
+  }, 120_000)
+
+  it('a cached blob changed on disk is caught by its digest: the response breaks, the copy is dropped, the next pull is whole', async () => {
+    const cacheDir = path.join(dir, 'blob-cache')
+    const cached = await startServe(store, ['--cache-dir', cacheDir])
+    try {
+      const url = `${cached.url}/v2/${REPO}/blobs/${top.digest}`
+      expect(await download(url)).toMatchObject({ status: 200, received: top.size, sha256: top.digest, failed: null })
+      const [name] = readdirSync(cacheDir).filter((f) => f.startsWith(top.digest.replace(':', '-')))
+      const file = path.join(cacheDir, name!)
+      const bytes = readFileSync(file)
+      expect(bytes.length).toBe(top.size)
+      bytes[bytes.length >> 1]! ^= 0x01
+      writeFileSync(file, bytes)
+      const got = await download(url)
+      expect(got.failed).not.toBeNull()
+      expect(got.received).toBeLessThan(top.size)
+      await cached.waitForLog(new RegExp(`blob ${top.digest} .*cached copy of blob ${top.digest} does not match its digest`))
+      // a range of it is checked too, against the whole: the next request fills the cache from the store again
+      const res = await fetch(url, { headers: { Range: 'bytes=1000-1999' } })
+      expect(res.status).toBe(206)
+      expect(Buffer.from(await res.arrayBuffer())).toEqual(readFileSync(blobFile(layout, top.digest)).subarray(1000, 2000))
+      expect(await download(url)).toMatchObject({ status: 200, received: top.size, sha256: top.digest, failed: null })
+    } finally {
+      expect(await cached.stop()).toBe(0)
     }
   }, 120_000)
 
