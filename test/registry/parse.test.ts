@@ -103,7 +103,10 @@ test('credentials and the shared registry options', () => {
   expect(parseCredentials('me:pa:ss')).toEqual({ username: 'me', password: 'pa:ss' })
   expect(() => parseCredentials('me', '--src-creds')).toThrow('--src-creds: expected USER:PASSWORD, got no password')
   const opts = { creds: 'any:1', destCreds: 'dest:2', tlsVerify: 'false', caFile: '/ca.pem', registryRps: '2.5' }
-  expect(registryClientOptions(opts, 'source')).toEqual({ creds: { username: 'any', password: '1' }, tlsVerify: false, caFile: '/ca.pem', rps: 2.5 })
+  // verification off: HTTPS unverified, plain HTTP where the registry speaks no TLS
+  expect(registryClientOptions(opts, 'source')).toEqual({ creds: { username: 'any', password: '1' }, tlsVerify: false, httpFallback: true, caFile: '/ca.pem', rps: 2.5 })
+  // a CA file alone: HTTPS verified first, plain HTTP only for a loopback registry without TLS
+  expect(registryClientOptions({ caFile: '/ca.pem' }, 'source')).toEqual({ caFile: '/ca.pem', httpFallback: true })
   expect(registryClientOptions(opts, 'destination').creds).toEqual({ username: 'dest', password: '2' })
   expect(registryClientOptions({}, 'source')).toEqual({})
   expect(() => registryClientOptions({ tlsVerify: 'maybe' }, 'source')).toThrow('--tls-verify: expected true or false, got "maybe"')
