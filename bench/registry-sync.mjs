@@ -4,7 +4,7 @@
 // loopback docker-registry 2.8), then copied to an empty registry B in two phases: the first copy
 // (base and python) and, after the base was rebuilt, the new image (rebuilt). Each phase by:
 //   skopeo    skopeo sync --src yaml --dest docker (the tags of the phase), A -> B
-//   snapdir   snapdir sync --from docker://A/… --to docker://B/…, one image at a time
+//   snapdir   snapdir sync --config (the tags of the phase), A -> B, one process as skopeo sync is
 //   regions   A -> snapdir push --store s3://region1 -> snapdir sync region1 -> region2 -> snapdir pull
 //             --store s3://region2 … docker://B/…, each region an s3rver of its own
 // Every registry and store endpoint sits behind a counting TCP proxy (bench/lib/tcp-proxy.mjs): the
@@ -233,7 +233,10 @@ async function turn(ctx, { step, producer, index }) {
         fs.writeFileSync(config, [`${a}:`, '  tls-verify: false', '  images:', `    ${repo}:`, ...phase.tags.map((t) => `      - ${t}`), ''].join('\n'))
         runs.push(await timed(['skopeo', 'sync', '--src', 'yaml', '--dest', 'docker', '--dest-tls-verify=false', '--preserve-digests', config, `${b}/${producer}`], env))
       } else if (step === 'snapdir') {
-        for (const tag of phase.tags) runs.push(await timed([process.execPath, snapdirBin, 'sync', '--from', `docker://${a}/${repo}:${tag}`, '--to', `docker://${b}/${repo}:${tag}`], env))
+        // one process for the phase's tags, as skopeo sync is: a config naming them
+        const config = path.join(dir, `snapdir-sync-${phase.name}.yaml`)
+        fs.writeFileSync(config, ['sync:', `  - source: docker://${a}/${repo}`, `    targets: [docker://${b}/${repo}]`, `    tags: { names: [${phase.tags.join(', ')}] }`, ''].join('\n'))
+        runs.push(await timed([process.execPath, snapdirBin, 'sync', '--config', config], env))
       } else {
         const [r1, r2] = regions
         const snapdir = (args) => timed([process.execPath, snapdirBin, ...args], env)
