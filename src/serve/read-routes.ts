@@ -42,8 +42,14 @@ export async function readManifest(ctx: RequestContext): Promise<void> {
   const kind = referenceKind(reference)
   if (kind === null) throw new RegistryError('MANIFEST_UNKNOWN', { message: `${JSON.stringify(reference)} is neither a tag nor a digest`, detail: { name, reference } })
   if (kind === 'digest') checkDigest(reference)
-  const m = await ctx.images.manifest(name, reference, kind)
-  // as stored, never converted: the client that asked for another type gets the one there is
+  sendManifest(ctx, await ctx.images.manifest(name, reference, kind))
+}
+
+/**
+ * A manifest's answer: its bytes and media type as stored, never converted (the client that asked
+ * for another type gets the one there is); the body left out for HEAD.
+ */
+export function sendManifest(ctx: RequestContext, m: { bytes: Buffer; mediaType: string; digest: string }): void {
   ctx.res.writeHead(200, {
     'Content-Type': m.mediaType,
     'Content-Length': String(m.bytes.length),

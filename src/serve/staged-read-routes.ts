@@ -6,7 +6,7 @@ import { createReadStream } from 'node:fs'
 import { Readable } from 'node:stream'
 import { sendBlob } from './blob-response.js'
 import type { ServedBlob } from './repository-images.js'
-import { readBlob, readManifest } from './read-routes.js'
+import { readBlob, readManifest, sendManifest } from './read-routes.js'
 import { BLOB_PATH, MANIFEST_PATH, checkDigest, isDigest, type RequestContext, type Route } from './route.js'
 import type { WriteSide } from './write-side.js'
 
@@ -27,13 +27,7 @@ export function stagedReadRoutes(write: WriteSide): Route[] {
     const { name, reference } = ctx.params as { name: string; reference: string }
     const staged = isDigest(reference) ? write.staged.manifest(name, reference) : null
     if (staged === null) return readManifest(ctx)
-    ctx.res.writeHead(200, {
-      'Content-Type': staged.mediaType,
-      'Content-Length': String(staged.bytes.length),
-      'Docker-Content-Digest': staged.digest,
-      ETag: `"${staged.digest}"`,
-    })
-    ctx.res.end(ctx.req.method === 'HEAD' ? undefined : staged.bytes)
+    sendManifest(ctx, staged)
   }
 
   return [
