@@ -118,9 +118,13 @@ describe('snapdir trace', () => {
       const atMount = proxy.requests.filter((q) => q.end > 0).map(chunkOfKey)
       expect(expected.filter((c) => atMount.includes(c)), 'the mount did not wait for the prefetch').toEqual([])
       await answered(expected)
-      // beside them only the chunk of the image's documents (index.json, manifest, config) was fetched
-      const fetchedAhead = chunkGets().length
-      expect(fetchedAhead).toBe(expected.length + 1)
+      // beside them only the chunk of the image's documents (index.json, manifest, config) was fetched.
+      // Counted by chunk: one GET repeated (seen once under a loaded CI, the SDK asking again for an
+      // answer 100 ms slow) is not another chunk fetched
+      const gets = chunkGets()
+      expect([...new Set(gets)].filter((c) => !expected.includes(c)), `fetched ahead: ${gets.join(' ')}`).toHaveLength(1)
+      for (const c of expected) expect(gets).toContain(c)
+      const fetchedAhead = gets.length
       expect((await fs.readFile(path.join(later.mountpoint, 'rootfs/opt/data/a.bin'))).equals(DATA.a)).toBe(true)
       expect((await fs.readFile(path.join(later.mountpoint, 'rootfs/opt/data/b.bin'))).equals(DATA.b)).toBe(true)
       expect(chunkGets(), 'the reads cost no store request').toHaveLength(fetchedAhead)
