@@ -590,8 +590,7 @@ async function main() {
   result.build = buildFingerprint()
   const changed = buildChangedNote(buildBefore, result.build)
   if (changed) notes.push(changed)
-  writeResult(opts.out, result, report)
-  fs.writeFileSync(opts.out.replace(/\.json$/, '') + '.txt', `${report(result)}\n`)
+  writeResult(opts.out, result, report, { text: true })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -393,11 +393,7 @@ async function main() {
       host: hostInfo(), commit: snapdirCommit(), loadavg: os.loadavg(), runs: opts.runs, regionRuns: opts.regionRuns, producers: opts.producers, phases: PHASES, targets: TARGETS,
       tools: { ...tools, skopeo: tryRun('skopeo', ['--version']), registry: tryRun('docker-registry', ['--version']) }, images, results, notes,
     }
-    writeResult(opts.out, result, (r) => {
-      const text = report(r)
-      fs.writeFileSync(opts.out.replace(/\.json$/, '.txt'), `${text}\n`)
-      return text
-    })
+    writeResult(opts.out, result, report, { text: true })
   } finally {
     for (const close of closers.reverse()) await close()
     cleanup()

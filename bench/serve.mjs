@@ -230,11 +230,7 @@ async function main() {
       tools: { ...tools, skopeo: tryRun('skopeo', ['--version']), registry: tryRun('docker-registry', ['--version']), snapdir: tryRun(process.execPath, [snapdirBin, '--version']) },
       images, pushS, storage, pulls, firstPulls, notes,
     }
-    writeResult(opts.out, result, (r) => {
-      const text = report(r)
-      fs.writeFileSync(opts.out.replace(/\.json$/, '.txt'), `${text}\n`)
-      return text
-    })
+    writeResult(opts.out, result, report, { text: true })
   } finally {
     for (const close of closers.reverse()) await close()
     cleanup()

@@ -66,8 +66,7 @@ try {
     await ctd.ctr(['run', '--rm', '--snapshotter', SNAPSHOTTER, 'bench/python:1', containerId('mem'), 'sh', '-c', 'tar -cf - --one-file-system / 2>/dev/null | wc -c'])
     samples.serving = processes(dir).map((p) => ({ ...p, ...memory(p.pid) }))
     const result = { when: new Date().toISOString(), host: hostInfo(), commit: snapdirCommit(), image: layout, samples }
-    writeResult(out, result, report)
-    fs.writeFileSync(out.replace(/\.json$/, '.txt'), `${report(result)}\n`)
+    writeResult(out, result, report, { text: true })
   } finally {
     await ctd.stop()
     await sn.stop()

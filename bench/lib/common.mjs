@@ -458,9 +458,12 @@ export function table(headers, rows, left = 1) {
  * Writes the JSON report to `out` first (kept even if the text report fails), then prints
  * `report(result)` and where the JSON went (relative when below the working directory).
  */
-export function writeResult(out, result, report) {
+export function writeResult(out, result, report, { text = false } = {}) {
   fs.mkdirSync(path.dirname(out), { recursive: true })
   fs.writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`)
+  const table = report(result)
+  // with text: the table goes beside the JSON as FILE.txt, as bench/results keeps both
+  if (text) fs.writeFileSync(out.replace(/\.json$/, '') + '.txt', `${table}\n`)
   const shown = path.relative(process.cwd(), out)
-  process.stdout.write(`${report(result)}\n\nJSON: ${shown.startsWith('..') ? out : shown}\n`)
+  process.stdout.write(`${table}\n\nJSON: ${shown.startsWith('..') ? out : shown}\n`)
 }
