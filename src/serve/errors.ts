@@ -23,13 +23,17 @@ export type RegistryErrorCode =
   | 'TOOMANYREQUESTS'
   | 'UNKNOWN'
 
-/** Each code's status and message, as distribution-spec (and docker-registry) answer them. */
+/**
+ * Each code's status and message, as distribution-spec (and docker-registry) answer them. The spec
+ * gives MANIFEST_BLOB_UNKNOWN no status of its own; docker-registry 2.8 answers it 400 (the manifest
+ * is the request's, and what it names is missing), and so do we.
+ */
 const CODES: Record<RegistryErrorCode, { status: number; message: string }> = {
   BLOB_UNKNOWN: { status: 404, message: 'blob unknown to registry' },
   BLOB_UPLOAD_INVALID: { status: 400, message: 'blob upload invalid' },
   BLOB_UPLOAD_UNKNOWN: { status: 404, message: 'blob upload unknown to registry' },
   DIGEST_INVALID: { status: 400, message: 'provided digest did not match uploaded content' },
-  MANIFEST_BLOB_UNKNOWN: { status: 404, message: 'manifest references a manifest or blob unknown to registry' },
+  MANIFEST_BLOB_UNKNOWN: { status: 400, message: 'manifest references a manifest or blob unknown to registry' },
   MANIFEST_INVALID: { status: 400, message: 'manifest invalid' },
   MANIFEST_UNKNOWN: { status: 404, message: 'manifest unknown to registry' },
   NAME_INVALID: { status: 400, message: 'invalid repository name' },

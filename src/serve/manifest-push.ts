@@ -166,7 +166,7 @@ async function checkNamed(ctx: ManifestPushContext, repository: string, named: D
     if (isDocument) size = ctx.staged.manifest(repository, digest)?.bytes.length ?? null
     size ??= (await ctx.staged.stat(repository, digest))?.size ?? null
     size ??= await storedSize(ctx.stored, repository, digest, isDocument)
-    if (size === null) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', { message: `${isDocument ? 'manifest' : 'blob'} ${digest} is not in ${repository}: push it first`, detail: { digest }, status: 400 })
+    if (size === null) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', { message: `${isDocument ? 'manifest' : 'blob'} ${digest} is not in ${repository}: push it first`, detail: { digest } })
     if (size !== d.size) throw new RegistryError('MANIFEST_INVALID', { message: `${digest} is ${size} bytes in ${repository}, the manifest says ${d.size}`, detail: { digest } })
   }
 }

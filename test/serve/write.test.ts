@@ -326,6 +326,42 @@ describe('snapdir serve: bad pushes leave nothing', () => {
     expect(stored()).toEqual(before)
   })
 
+  it('answers a manifest naming what the repository lacks as docker-registry 2.8 does: 400 MANIFEST_BLOB_UNKNOWN', async () => {
+    let registry: TestRegistry | undefined
+    try {
+      registry = await startRegistry()
+      const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }))
+      const missing = sha256('never pushed anywhere')
+      const lacksLayer = JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI.manifest,
+        config: { mediaType: OCI.config, digest: sha256(config), size: config.length },
+        layers: [{ mediaType: OCI.layerGzip, digest: missing, size: 21 }],
+      })
+      const lacksConfig = JSON.stringify({ schemaVersion: 2, mediaType: OCI.manifest, config: { mediaType: OCI.config, digest: missing, size: 21 }, layers: [] })
+      const lacksManifest = JSON.stringify({ schemaVersion: 2, mediaType: OCI.index, manifests: [{ mediaType: OCI.manifest, digest: missing, size: 21 }] })
+      const answers = async (base: string): Promise<Array<[number, string]>> => {
+        // the config uploaded as clients do it: a session, then its closing PUT with the bytes
+        const session = await fetch(`${base}/v2/conform/app/blobs/uploads/`, { method: 'POST' })
+        expect(session.status).toBe(202)
+        const location = new URL(session.headers.get('location')!, base)
+        location.searchParams.set('digest', sha256(config))
+        expect((await fetch(location, { method: 'PUT', body: config, headers: { 'content-type': 'application/octet-stream' } })).status).toBe(201)
+        const out: Array<[number, string]> = []
+        for (const [body, type] of [[lacksLayer, OCI.manifest], [lacksConfig, OCI.manifest], [lacksManifest, OCI.index]] as const) {
+          const put = await fetch(`${base}/v2/conform/app/manifests/v1`, { method: 'PUT', body, headers: { 'content-type': type } })
+          out.push([put.status, ((await put.json()) as { errors: Array<{ code: string }> }).errors[0]!.code])
+        }
+        return out
+      }
+      const theirs = await answers(registry.url)
+      expect(theirs).toEqual([[400, 'MANIFEST_BLOB_UNKNOWN'], [400, 'MANIFEST_BLOB_UNKNOWN'], [400, 'MANIFEST_BLOB_UNKNOWN']])
+      expect(await answers(serve.url)).toEqual(theirs)
+    } finally {
+      await registry?.stop()
+    }
+  }, 60_000)
+
   it('a serve killed while it stores a pushed image leaves no tag, no revision, and its staging is emptied at restart', async () => {
     // an image of chunks the store has not seen, pushed to a second serve process on the same store
     const fresh = path.join(t, 'fresh')
