@@ -62,6 +62,7 @@ export interface GcOptions {
   onProgress?: (n: number) => void
   /** the sweep waits for this many pushes or syncs to end */
   onWait?: (writers: number) => void
+  /** told about each malformed revision or tag record (gc then deletes nothing) */
   onSkip?: SkippedRevision
 }
 
@@ -86,11 +87,28 @@ export async function gc(store: SweepStore, options: GcOptions): Promise<GcRepor
   await store.open()
   await checkStoreFormat(store)
   const cutoff = Date.now() - options.graceMs
-  const onSkip = options.onSkip
   const progress = options.onProgress ?? noProgress
+  // A revision or tag record that cannot be read is skipped by every listing, but gc cannot skip it: the
+  // snapshot it names (unknown) may be one no other record keeps, and gc would sweep it. So gc deletes
+  // nothing while such a record is there, and says which.
+  const malformed: string[] = []
+  const onSkip: SkippedRevision = (key, reason) => {
+    malformed.push(`${key} (${reason})`)
+    options.onSkip?.(key, reason)
+  }
+  const refuseMalformed = (): void => {
+    if (malformed.length === 0) return
+    const more = malformed.length > 1 ? ` and ${malformed.length - 1} more` : ''
+    throw new SnapdirError(
+      'ERR_SNAPSHOT_DAMAGED',
+      `gc: a record under refs/ cannot be read, so the snapshot it names is unknown and nothing was deleted: ${malformed[0]}${more}; repair or delete it, then run gc again`,
+      { data: { store: store.url, records: malformed } },
+    )
+  }
 
   const first = await listRevisionRecords(store, onSkip)
   const firstNames = await listImageNames(store, onSkip)
+  refuseMalformed()
   // a tagged snapshot keeps its revisions: they list its layers, which would go without them
   const tagged = new Set(firstNames.map((n) => n.id))
   let doomed = options.keepLast === undefined ? [] : olderThanLast(first, options.keepLast).filter((r) => !tagged.has(r.revision.id))
@@ -119,7 +137,8 @@ export async function gc(store: SweepStore, options: GcOptions): Promise<GcRepor
       // and tags written or moved meanwhile, with the revisions of what they name
       const seen = new Set(first.map((r) => r.key))
       const added = (await listRevisionRecords(store, onSkip)).filter((r) => !seen.has(r.key))
-      const names = await listImageNames(store, () => {}) // warned once already
+      const names = await listImageNames(store, onSkip)
+      refuseMalformed()
       const retagged = names.filter((n) => !tagged.has(n.id))
       if (retagged.length > 0) {
         for (const n of retagged) tagged.add(n.id)
