@@ -8,8 +8,9 @@
 //   - by digest alone, it is staged with the blobs (skopeo pushes an index's images so, then the
 //     index by tag), for a later manifest of the repository to take along;
 //   - by digest alone with a `subject` (a referrer: a signature, an SBOM, pushed so by oras, cosign,
-//     sync), it is stored at once as a snapshot of its own, named with the tag referrerTag() gives
-//     it, since nothing will name it later and the referrers API lists what the tags' images hold.
+//     sync), it is stored at once as a snapshot of its own, under a tag clients do not see
+//     (internal-tags.ts), since nothing will name it later and the referrers API lists what the
+//     tags' images hold.
 // Two pushes of one tag each commit whole; the tag names whichever wrote its record last.
 import { createHash } from 'node:crypto'
 import { isObject, type Descriptor } from '../oci/descriptor.js'
@@ -23,6 +24,7 @@ import type { Store } from '../store/store.js'
 import { Semaphore } from '../util/concurrency.js'
 import { SnapdirError } from '../util/errors.js'
 import { RegistryError } from './errors.js'
+import { internalTag } from './internal-tags.js'
 import { PushedImage } from './pushed-image.js'
 import type { RepositoryImages } from './repository-images.js'
 import type { StagedBlobs, StagedManifest } from './staged-blobs.js'
@@ -83,7 +85,7 @@ export async function pushManifest(ctx: ManifestPushContext, put: ManifestPut): 
   await checkNamed(ctx, repository, named)
   const top: StagedManifest = { bytes, mediaType, digest }
   const shownAs = tag === undefined ? `${repository}@${digest}` : `${repository}:${tag}`
-  if (tag === undefined && referrer && digest.startsWith('sha256:')) tag = referrerTag(digest)
+  if (tag === undefined && referrer) tag = internalTag(digest, 'referrer') ?? undefined
   if (tag === undefined) {
     ctx.staged.addManifest(repository, top)
     return { digest, mediaType }
@@ -115,14 +117,6 @@ export async function pushManifest(ctx: ManifestPushContext, put: ManifestPut): 
     image.release()
     ctx.ingest.release()
   }
-}
-
-/**
- * The tag a referrer pushed by digest alone is stored under: `sha256-<hex>.referrer`, its own digest
- * (unlike the referrers tag schema's `sha256-<subject hex>`, an index of a subject's referrers).
- */
-export function referrerTag(digest: string): string {
-  return `${digest.replace(':', '-')}.referrer`
 }
 
 /** The manifest's media type and the descriptors it names that must be there; MANIFEST_INVALID when it is not one. */

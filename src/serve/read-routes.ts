@@ -31,7 +31,8 @@ async function catalog(ctx: RequestContext): Promise<void> {
 
 async function tagsList(ctx: RequestContext): Promise<void> {
   const name = ctx.params.name!
-  const tags = (await ctx.images.tags(name)).map((r) => r.tag)
+  // paged over what the client sees: a page is never short for a tag left out
+  const tags = await ctx.images.visibleTags(name)
   const page = paginate(tags, ctx.url, `/v2/${name}/tags/list`)
   sendJson(ctx, { name, tags: page.items }, page.link !== undefined ? { Link: page.link } : {})
 }

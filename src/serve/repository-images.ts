@@ -6,6 +6,9 @@
 // regenerate and check themselves (oci/stored-blobs.ts). A blob or manifest no tagged image of the
 // repository holds is unknown there, whatever else the store holds.
 //
+// tags/list shows the tags clients pushed, not those serve keeps manifests pushed by digest under
+// (internal-tags.ts); every lookup here goes through all of them.
+//
 // Tags are read from the store on every request, so several servers on one store agree and a tag
 // moved by another process is seen at once; what a (snapshot, tag) pair holds never changes, so its
 // plan is kept (bounded) and shared by concurrent requests.
@@ -19,6 +22,7 @@ import { hasImageTags, listImageRepositories, listImageTags, readImageName, type
 import { readTree } from '../store/objects.js'
 import type { ReadStore } from '../store/store.js'
 import { RegistryError } from './errors.js'
+import { isInternalTag } from './internal-tags.js'
 
 export interface ServedManifest {
   digest: string
@@ -74,6 +78,17 @@ export class RepositoryImages {
   /** The tags of `name`, sorted; NAME_UNKNOWN when it has none. */
   async tags(name: string): Promise<ImageNameRecord[]> {
     const tags = await listImageTags(this.store, name, this.onSkip)
+    if (tags.length === 0) throw new RegistryError('NAME_UNKNOWN', { detail: { name } })
+    return tags
+  }
+
+  /**
+   * The tags of `name` a client sees, sorted: not those serve keeps manifests pushed by digest under
+   * (internal-tags.ts); NAME_UNKNOWN when there is none, as docker-registry answers a repository
+   * pushed to by digest alone.
+   */
+  async visibleTags(name: string): Promise<string[]> {
+    const tags = (await listImageTags(this.store, name, this.onSkip)).map((r) => r.tag).filter((t) => !isInternalTag(t))
     if (tags.length === 0) throw new RegistryError('NAME_UNKNOWN', { detail: { name } })
     return tags
   }

@@ -158,8 +158,10 @@ describe('snapdir serve: pushing', () => {
     expect(head.headers.get('docker-content-digest')).toBe(manifest.digest)
   }, 120_000)
 
-  it('stores a referrer pushed by digest (an artifact: a signature) under a tag of its own, and lists it as a referrer', async () => {
+  it('stores a referrer pushed by digest (an artifact: a signature) under a tag clients do not see, lists it as a referrer, and sync carries it along', async () => {
     const subject = readIndexJson(layout).manifests[0]!
+    // its subject, tagged (a push repeated when the first test ran: nothing stored again)
+    tool('skopeo', ['copy', '--dest-tls-verify=false', `oci:${layout}:v1`, `docker://${serve.host}/team/app:v1`])
     const empty = Buffer.from('{}')
     const signature = Buffer.from('{"critical":{"image":{"docker-manifest-digest":"' + subject.digest + '"}}}')
     for (const blob of [empty, signature]) {
@@ -182,13 +184,35 @@ describe('snapdir serve: pushing', () => {
     expect(referrers.manifests).toEqual([expect.objectContaining({ digest: sha256(manifest), artifactType })])
     const back = await req(`/v2/team/app/manifests/${sha256(manifest)}`)
     expect(Buffer.from(await back.arrayBuffer())).toEqual(manifest)
+    // the tag it is kept under is serve's own: tags/list leaves it out
+    const internal = `${sha256(manifest).replace(':', '-')}.referrer`
     const tags = ((await (await req('/v2/team/app/tags/list')).json()) as { tags: string[] }).tags
-    expect(tags).toContain(`${sha256(manifest).replace(':', '-')}.referrer`)
+    expect(tags).toContain('v1')
+    expect(tags).not.toContain(internal)
     // stored: its snapshot verifies, and nothing of it stays staged
-    const snap = await taggedSnapshot(`team/app:${sha256(manifest).replace(':', '-')}.referrer`)
+    const snap = await taggedSnapshot(`team/app:${internal}`)
     expect(await snapdirOk(['verify', '--store', store, '--id', snap.id])).toMatch(/ 0 damaged/)
     expect(listFiles(path.join(stateDir, 'staged'))).toEqual([])
-  }, 60_000)
+
+    // every tag of the repository synced to docker-registry 2.8: the referrer follows its subject
+    // (no referrers API there: the tag schema's index lists it), and no tag of serve's own goes along
+    let registry: TestRegistry | undefined
+    try {
+      registry = await startRegistry()
+      const config = path.join(t, 'sync-referrer.json')
+      writeFileSync(config, JSON.stringify({ sync: [{ source: `docker://${serve.host}/team/app`, target: `docker://${registry.host}/mirror/app` }] }))
+      await snapdirOk(['sync', '--config', config])
+      const mirrored = ((await (await fetch(`${registry.url}/v2/mirror/app/tags/list`)).json()) as { tags: string[] }).tags
+      expect(mirrored).not.toContain(internal)
+      expect(mirrored).toContain('v1')
+      const schema = await fetch(`${registry.url}/v2/mirror/app/manifests/${subject.digest.replace(':', '-')}`, { headers: { accept: OCI.index } })
+      expect(schema.status).toBe(200)
+      expect(((await schema.json()) as { manifests: Array<{ digest: string }> }).manifests.map((m) => m.digest)).toEqual([sha256(manifest)])
+      expect((await fetch(`${registry.url}/v2/mirror/app/manifests/${sha256(manifest)}`, { method: 'HEAD', headers: { accept: OCI.manifest } })).status).toBe(200)
+    } finally {
+      await registry?.stop()
+    }
+  }, 120_000)
 
   it('syncs an image from docker-registry 2.8 into serve and back out to it, digests kept', async () => {
     let registry: TestRegistry | undefined
