@@ -78,6 +78,13 @@ export class RegistryClient {
   private readonly transport: Transport
   private readonly auth: Authenticator
   private readonly chunkSize: number
+  /**
+   * Whether asking the referrers API is worth a request: false once the registry answered 404 (the
+   * distribution spec has a registry without the API answer so, and one with it answer 200 for any
+   * digest), so the next image of the run goes straight to the tag schema; while the first ask is
+   * out, the others wait for its answer rather than asking too.
+   */
+  private referrersApi: Promise<boolean> | null = null
 
   constructor(registry: string, options: RegistryClientOptions = {}) {
     this.registry = registry
@@ -360,9 +367,35 @@ export class RegistryClient {
   /**
    * The descriptors of manifests that refer to `digest` (signatures, SBOMs) through the referrers API,
    * or null when the registry has none (404, as docker-registry 2.8 answers; then the
-   * `sha256-<hex>` tag scheme is the caller's fallback).
+   * `sha256-<hex>` tag scheme is the caller's fallback). Asked once per client: after a 404, null
+   * without a request.
    */
   async referrers(repo: string, digest: string, options: CallOptions & { artifactType?: string } = {}): Promise<Descriptor[] | null> {
+    const known = this.referrersApi
+    if (known !== null && !(await known)) return null
+    const answered = known === null ? this.askingReferrersApi() : undefined
+    try {
+      const listed = await this.listReferrers(repo, digest, options)
+      answered?.(listed !== null)
+      return listed
+    } catch (err) {
+      // a failure tells nothing about the API: those waiting ask themselves, and so does the next call
+      if (answered !== undefined) {
+        this.referrersApi = null
+        answered(true)
+      }
+      throw err
+    }
+  }
+
+  /** Marks the referrers API as being asked; the function given settles whether it is there. */
+  private askingReferrersApi(): (api: boolean) => void {
+    let resolve: (api: boolean) => void = () => {}
+    this.referrersApi = new Promise<boolean>((r) => (resolve = r))
+    return resolve
+  }
+
+  private async listReferrers(repo: string, digest: string, options: CallOptions & { artifactType?: string }): Promise<Descriptor[] | null> {
     const site = this.site(repo, `list referrers of ${digest}`)
     const query = options.artifactType === undefined ? '' : `?${new URLSearchParams({ artifactType: options.artifactType }).toString()}`
     let next: string | URL | undefined = `/v2/${repo}/referrers/${digest}${query}`

@@ -165,6 +165,32 @@ describe.each(['anonymous', 'basic', 'token'] as RegistryAuth[])('docker-registr
     expect(await c.referrers('refs', img.digest)).toBeNull()
   })
 
+  test('the 404 of the referrers API is asked once per client: later images, and those asked at once, cost no request', async () => {
+    const fresh = client()
+    try {
+      const imgs = [image(`once-a-${auth}`), image(`once-b-${auth}`), image(`once-c-${auth}`)]
+      for (const [i, img] of imgs.entries()) await pushImage(fresh, 'refs-once', `v${i}`, img)
+      // the pull scope's token (with token auth) fetched before counting
+      await fresh.headManifest('refs-once', 'v0')
+      const before = fresh.requests
+      // two at once: the second waits for the first's answer rather than asking too
+      expect(await Promise.all(imgs.slice(0, 2).map((img) => fresh.referrers('refs-once', img.digest)))).toEqual([null, null])
+      expect(await fresh.referrers('refs-once', imgs[2]!.digest)).toBeNull()
+      expect(await fresh.referrers('refs-once', imgs[0]!.digest)).toBeNull()
+      expect(fresh.requests - before).toBe(1)
+      // another client (another run) asks again
+      const other = client()
+      try {
+        expect(await other.referrers('refs-once', imgs[0]!.digest)).toBeNull()
+        expect(other.requests).toBeGreaterThanOrEqual(1)
+      } finally {
+        await other.close()
+      }
+    } finally {
+      await fresh.close()
+    }
+  })
+
   test('an unknown tag, repository or blob is one line naming the registry and repository', async () => {
     c ??= client()
     await pushImage(c, 'known', 'v1', image(`known-${auth}`))
