@@ -81,8 +81,10 @@ export async function copyImageAt(job: CopyJob, places: CopyPlaces, options: Ima
       tag = to.tag ?? (to.digest === undefined ? from.tag : undefined)
       const sourceRef = job.digest ?? from.digest ?? from.tag ?? 'latest'
       const reference = tag ?? to.digest ?? from.digest ?? job.digest ?? 'latest'
+      // what the run asked just now (the plan: the source's digest; the up-to-date check: the target's reference) is not asked again
+      const known = job.digest !== null && sourceRef === job.digest && job.targetDigest !== undefined && reference === (to.digest ?? to.tag ?? 'latest') ? { source: job.digest, target: job.targetDigest } : undefined
       const { copyImage } = await import('../sync/copy-image.js')
-      summary = await copyImage(source, { repository: from.repository, reference: sourceRef }, dest, { repository: to.repository, reference }, { jobs, ...(platforms ? { platforms } : {}), ...sendProgress })
+      summary = await copyImage(source, { repository: from.repository, reference: sourceRef }, dest, { repository: to.repository, reference }, { jobs, ...(platforms ? { platforms } : {}), ...(known ? { known } : {}), ...sendProgress })
     } else {
       const store = places.store(from.url, 'source')
       tag = to.tag

@@ -7,6 +7,8 @@ import { RegistryBlobs, type ImageOrigin } from '../oci/registry-blobs.js'
 import { imageError } from '../oci/layout-problem.js'
 import { OCI_INDEX } from '../oci/media-types.js'
 import { planTransfer } from '../oci/transfer-plan.js'
+import { forEachLimit } from '../util/concurrency.js'
+import { SnapdirError } from '../util/errors.js'
 import { sendImage, type ImageDestination, type SendOptions } from './send-image.js'
 
 export interface ReferrerDescriptor {
@@ -20,7 +22,6 @@ export interface ReferrerDescriptor {
 /** What listing referrers needs of a registry (registry/client.ts RegistryClient). */
 export interface ReferrerRegistry {
   referrers(repository: string, digest: string): Promise<ReferrerDescriptor[] | null>
-  headManifest(repository: string, reference: string): Promise<{ digest: string } | null>
   getManifest(repository: string, reference: string, accept?: readonly string[]): Promise<{ bytes: Buffer; mediaType: string; digest: string }>
 }
 
@@ -35,31 +36,48 @@ export async function listReferrers(registry: ReferrerRegistry, repository: stri
 }
 
 async function taggedReferrers(registry: ReferrerRegistry, repository: string, subject: string): Promise<ReferrerDescriptor[]> {
-  const tag = referrersTag(subject)
-  if ((await registry.headManifest(repository, tag)) === null) return []
-  const { bytes } = await registry.getManifest(repository, tag, [OCI_INDEX])
+  // one GET, a 404 the usual answer: most images have no referrers
+  const index = await registry.getManifest(repository, referrersTag(subject), [OCI_INDEX]).catch((err: unknown) => {
+    if (err instanceof SnapdirError && err.code === 'ERR_REGISTRY_NOT_FOUND') return null
+    throw err
+  })
+  if (index === null) return []
+  const { bytes } = index
   const doc = JSON.parse(bytes.toString('utf8')) as { manifests?: unknown }
   if (!Array.isArray(doc.manifests)) return []
   return (doc.manifests as Array<Partial<ReferrerDescriptor>>).filter((d): d is ReferrerDescriptor => typeof d.digest === 'string' && typeof d.mediaType === 'string' && typeof d.size === 'number')
 }
 
+/** The referrers of each of `subjects`, those that have any, in their order; `jobs` listed at once. */
+export async function referrersOf(registry: ReferrerRegistry, repository: string, subjects: readonly string[], jobs = 4): Promise<SubjectReferrers[]> {
+  const listed = new Map<string, ReferrerDescriptor[]>()
+  await forEachLimit(subjects, jobs, async (subject) => {
+    listed.set(subject, await listReferrers(registry, repository, subject))
+  })
+  return subjects.map((subject) => ({ subject, referrers: listed.get(subject) ?? [] })).filter((l) => l.referrers.length > 0)
+}
+
+export interface SubjectReferrers {
+  subject: string
+  referrers: ReferrerDescriptor[]
+}
+
 /**
- * Copies the referrers of each of `subjects` (an image's manifests) from `source` to `target`;
- * returns how many it copied (those there already included: each is sent by digest, which costs one
- * HEAD when it is there).
+ * Copies the referrers `listed` (referrersOf at the source: listing needs nothing of the target, so a
+ * copy lists while it sends the image, and sends these once their subjects are there) from `source`
+ * to `target`; returns how many it copied (those there already included: each is sent by digest,
+ * which costs one HEAD when it is there).
  */
 export async function copyReferrers(
   from: ImageOrigin & ReferrerRegistry,
   sourceRepository: string,
   to: ImageDestination & ReferrerRegistry & { readonly registry: string },
   targetRepository: string,
-  subjects: readonly string[],
+  listed: readonly SubjectReferrers[],
   options: SendOptions = {},
 ): Promise<number> {
   let copied = 0
-  for (const subject of subjects) {
-    const referrers = await listReferrers(from, sourceRepository, subject)
-    if (referrers.length === 0) continue
+  for (const { subject, referrers } of listed) {
     for (const d of referrers) {
       const blobs = new RegistryBlobs(from, sourceRepository)
       const shown = `${from.registry}/${sourceRepository}@${d.digest}`

@@ -31,6 +31,8 @@ export interface SendOptions {
   onBlob?: (digest: string, size: number, outcome: BlobOutcome) => void
   /** bytes of blobs as they go out */
   onBytes?: (n: number) => void
+  /** the caller asked just now what `reference` names there, and it was not this image: not asked again */
+  referenceChecked?: boolean
 }
 
 export type BlobOutcome = 'sent' | 'skipped' | 'mounted'
@@ -61,7 +63,7 @@ export async function sendImage(plan: TransferPlan, to: ImageDestination, reposi
   }
   options.onPlan?.(plan.blobs.length, plan.blobs.reduce((n, b) => n + b.descriptor.size, 0))
   // manifests go last, the tag after them: a tag naming this digest proves the image whole there
-  if ((await to.headManifest(repository, reference))?.digest === image.digest) {
+  if (options.referenceChecked !== true && (await to.headManifest(repository, reference))?.digest === image.digest) {
     summary.alreadyComplete = true
     summary.manifests.skipped = plan.manifests.length
     for (const b of plan.blobs) settle(summary, b.digest, b.descriptor.size, 'skipped', options)

@@ -17,6 +17,11 @@ export interface CopyJob {
   digest: string | null
   /** the manifest digest the target holds once the copy is done, when the plan can tell (PlannedImage.expected) */
   expected?: string | null
+  /**
+   * A registry target: what its reference named when the runner checked it just before the copy
+   * (null: nothing), so the copy need not ask again; absent when it was not asked.
+   */
+  targetDigest?: string | null
   signal?: AbortSignal
   /** bytes sent as they go, for progress */
   onBytes?: (n: number) => void
@@ -123,14 +128,14 @@ export async function runSync(plan: Plan, copy: CopyImage, lookup: RegistryLooku
         continue
       }
       if (options.dryRun) {
-        if ((await upToDate(image, target, lookup, options.signal)) !== null) row.status = 'up-to-date'
+        if ((await upToDate(image, target, lookup, options.signal)).there !== null) row.status = 'up-to-date'
         emit(row)
         // a dry run's later targets read from this one, as the run would (a store keeps the snapshot's ID)
         done.push(target.at.kind === 'store' && image.at.kind === 'store' ? { text: target.text, at: { ...target.at, ...(image.at.id !== undefined ? { id: image.at.id } : {}) } } : target)
         continue
       }
       try {
-        const there = await upToDate(image, target, lookup, options.signal)
+        const { there, names } = await upToDate(image, target, lookup, options.signal)
         if (there !== null) {
           row.status = 'up-to-date'
           row.targetDigest = there.kind === 'store' ? there.id! : image.expected!
@@ -143,6 +148,7 @@ export async function runSync(plan: Plan, copy: CopyImage, lookup: RegistryLooku
             platforms: image.platforms,
             digest: from === image.at ? image.digest : null,
             expected: image.expected,
+            ...(names !== undefined ? { targetDigest: names } : {}),
             ...(options.signal ? { signal: options.signal } : {}),
             ...(options.onBytes ? { onBytes: options.onBytes } : {}),
           })
@@ -181,22 +187,24 @@ export async function runSync(plan: Plan, copy: CopyImage, lookup: RegistryLooku
 }
 
 /**
- * Where a target already holds the image the copy would put there, or null: a registry target whose
- * manifest has the digest (one HEAD); a store target whose record of the image's name and tag says it
- * took that digest (one small read, no request to any registry), with the snapshot's ID.
+ * Where a target already holds the image the copy would put there (`there`, else null): a registry
+ * target whose manifest has the digest (one HEAD; `names` says what it had, for the copy to know); a
+ * store target whose record of the image's name and tag says it took that digest (one small read, no
+ * request to any registry), with the snapshot's ID.
  */
-async function upToDate(image: PlannedImage, target: PlannedTarget, lookup: RegistryLookup, signal?: AbortSignal): Promise<ImageAt | null> {
-  if (image.at.kind !== 'registry' || image.expected === null) return null
+async function upToDate(image: PlannedImage, target: PlannedTarget, lookup: RegistryLookup, signal?: AbortSignal): Promise<{ there: ImageAt | null; names?: string | null }> {
+  if (image.at.kind !== 'registry' || image.expected === null) return { there: null }
   // a target that cannot be asked is copied to, and that copy says what is wrong
-  const unknown = (err: unknown): null => {
-    if (err instanceof SnapdirError) return null
+  const unknown = (err: unknown): undefined => {
+    if (err instanceof SnapdirError) return undefined
     throw err
   }
   if (target.at.kind === 'store') {
-    if (image.at.tag === undefined || lookup.storedImage === undefined) return null
+    if (image.at.tag === undefined || lookup.storedImage === undefined) return { there: null }
     const record = await lookup.storedImage(target.at.url, `${image.at.host}/${image.at.repository}`, image.at.tag).catch(unknown)
-    return record !== null && record.digest === image.expected ? { ...target.at, id: record.id } : null
+    return { there: record !== undefined && record !== null && record.digest === image.expected ? { ...target.at, id: record.id } : null }
   }
-  const there = await lookup.resolve(target.at, false, signal).catch(unknown)
-  return there !== null && there.digest === image.expected ? target.at : null
+  const resolved = await lookup.resolve(target.at, false, signal).catch(unknown)
+  if (resolved === undefined) return { there: null }
+  return { there: resolved !== null && resolved.digest === image.expected ? target.at : null, names: resolved?.digest ?? null }
 }

@@ -152,6 +152,33 @@ describe('sync --config copies', () => {
     expect(proxy.requests.map((q) => `${q.method} ${q.path}`).sort()).toEqual(['GET /v2/team/app/tags/list', 'HEAD /v2/team/app/manifests/1.0.0', 'HEAD /v2/team/app/manifests/latest'])
   }, 120_000)
 
+  test('registry -> registry, first copy: the source asked nothing twice (the plan\'s HEADs are the copy\'s, the referrers API\'s 404 once per run)', async () => {
+    const { file } = configFile(`sync:\n  - source: docker://${proxy.host}/team/app\n    tags: {names: ['1.0.0', latest]}\n    targets: [docker://${b.host}/first/app]\n`)
+    proxy.reset()
+    const r = await snapdir(['sync', '--config', file, '--json'])
+    expect(r.status, r.stderr).toBe(0)
+    expect((JSON.parse(r.stdout) as SyncReport).rows.map((row) => row.status)).toEqual(['copied', 'copied'])
+    expect(skopeoDigest(`docker://${b.host}/first/app:latest`)).toBe(digest)
+    const blobs = proxy.requests.filter((q) => q.path.includes('/blobs/')).map((q) => `${q.method} ${q.path}`)
+    expect(blobs).toHaveLength(blobCount)
+    expect(new Set(blobs).size).toBe(blobCount)
+    // the plan: the tag list and each tag's HEAD; each copy: the manifest by digest and the tag
+    // schema's index of its referrers (none); the referrers API once
+    const tagIndex = `/v2/team/app/manifests/${digest.replace(':', '-')}`
+    expect(proxy.requests.filter((q) => !q.path.includes('/blobs/')).map((q) => `${q.method} ${q.path}`).sort()).toEqual(
+      [
+        'GET /v2/team/app/tags/list',
+        'HEAD /v2/team/app/manifests/1.0.0',
+        'HEAD /v2/team/app/manifests/latest',
+        `GET /v2/team/app/manifests/${digest}`,
+        `GET /v2/team/app/manifests/${digest}`,
+        `GET /v2/team/app/referrers/${digest}`,
+        `GET ${tagIndex}`,
+        `GET ${tagIndex}`,
+      ].sort(),
+    )
+  }, 120_000)
+
   test('store -> registry and store: --dry-run writes nothing; the run sends the image with its original digest', async () => {
     const t = tempDir()
     const source = path.join(t, 'source')
