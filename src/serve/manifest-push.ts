@@ -5,12 +5,14 @@
 //   - with a tag, the image becomes a snapshot as any push makes one (push-registry.ts over a
 //     PushedImage), named <name>:<tag> in the store's image names, written last: until then nothing
 //     of it is visible, and a process dying halfway leaves only objects nothing names;
-//   - by digest alone, it is staged with the blobs (skopeo pushes an index's images so, then the
-//     index by tag), for a later manifest of the repository to take along;
-//   - by digest alone with a `subject` (a referrer: a signature, an SBOM, pushed so by oras, cosign,
-//     sync), it is stored at once as a snapshot of its own, under a tag clients do not see
-//     (internal-tags.ts), since nothing will name it later and the referrers API lists what the
-//     tags' images hold.
+//   - by digest alone (skopeo pushes an index's images so, then the index by tag; `skopeo copy …
+//     docker://host/repo@sha256:…` and oras push an image so; oras, cosign and sync push referrers
+//     so), it is stored at once the same way, as a snapshot of its own under a tag clients do not
+//     see (internal-tags.ts): it lasts, other serve processes on the store serve it by its digest,
+//     the referrers API lists it when it has a subject, and an index pushed later takes it from the
+//     store (its layers are not expanded twice: push-registry.ts skips layers the store holds).
+//     A digest other than sha256 has no such tag: that manifest is only staged, for a later
+//     manifest of the repository pushed to this process to take along.
 // Two pushes of one tag each commit whole; the tag names whichever wrote its record last.
 import { createHash } from 'node:crypto'
 import { isObject, type Descriptor } from '../oci/descriptor.js'
@@ -85,7 +87,7 @@ export async function pushManifest(ctx: ManifestPushContext, put: ManifestPut): 
   await checkNamed(ctx, repository, named)
   const top: StagedManifest = { bytes, mediaType, digest }
   const shownAs = tag === undefined ? `${repository}@${digest}` : `${repository}:${tag}`
-  if (tag === undefined && referrer) tag = internalTag(digest, 'referrer') ?? undefined
+  tag ??= internalTag(digest, referrer ? 'referrer' : 'manifest') ?? undefined
   if (tag === undefined) {
     ctx.staged.addManifest(repository, top)
     return { digest, mediaType }

@@ -141,6 +141,42 @@ describe('snapdir serve: pushing', () => {
     expect(await snapdirOk(['verify', '--store', store, '--id', snap.id])).toMatch(/ 0 damaged/)
   }, 180_000)
 
+  it('keeps a manifest pushed by digest alone in the store: another serve process on it serves the image by that digest', async () => {
+    const digest = readIndexJson(layout).manifests[0]!.digest
+    tool('skopeo', ['copy', '--dest-tls-verify=false', `oci:${layout}:v1`, `docker://${serve.host}/pinned/app@${digest}`])
+    const other = await startServe(store)
+    let registry: TestRegistry | undefined
+    try {
+      const there = await fetch(`${other.url}/v2/pinned/app/manifests/${digest}`)
+      expect(there.status).toBe(200)
+      expect(sha256(Buffer.from(await there.arrayBuffer()))).toBe(digest)
+      const out = path.join(t, 'pinned-copy')
+      tool('skopeo', ['copy', '--src-tls-verify=false', `docker://${other.host}/pinned/app@${digest}`, `oci:${out}:v1`])
+      expect(digestsOf(out)).toEqual(usedBlobs(layout, 'v1'))
+      // no tag a client pushed: tags/list and the catalog answer as docker-registry 2.8 does for a
+      // repository pushed to by digest alone
+      registry = await startRegistry()
+      tool('skopeo', ['copy', '--dest-tls-verify=false', `oci:${layout}:v1`, `docker://${registry.host}/pinned/app@${digest}`])
+      const listing = async (base: string) => {
+        const tags = await fetch(`${base}/v2/pinned/app/tags/list`)
+        const catalog = (await (await fetch(`${base}/v2/_catalog`)).json()) as { repositories: string[] }
+        return { status: tags.status, tags: await tags.json(), listed: catalog.repositories.includes('pinned/app') }
+      }
+      const theirs = await listing(registry.url)
+      expect({ status: theirs.status, listed: theirs.listed }).toEqual({ status: 404, listed: true })
+      const ours = await listing(other.url)
+      expect({ status: ours.status, listed: ours.listed }).toEqual({ status: theirs.status, listed: theirs.listed })
+      expect((ours.tags as { errors: Array<{ code: string }> }).errors[0]!.code).toBe((theirs.tags as { errors: Array<{ code: string }> }).errors[0]!.code)
+    } finally {
+      await registry?.stop()
+      expect(await other.stop()).toBe(0)
+    }
+    // a snapshot of its own that verifies; nothing of it left staged
+    const snap = await taggedSnapshot(`pinned/app:${digest.replace(':', '-')}.manifest`)
+    expect(await snapdirOk(['verify', '--store', store, '--id', snap.id])).toMatch(/ 0 damaged/)
+    expect(listFiles(path.join(stateDir, 'staged'))).toEqual([])
+  }, 120_000)
+
   it('mounts a blob another repository has, and takes a manifest naming it', async () => {
     const manifest = readIndexJson(layout).manifests[0]!
     const layer = (JSON.parse(readFileSync(blobFile(layout, manifest.digest), 'utf8')) as { layers: Array<{ digest: string }> }).layers[0]!.digest
