@@ -125,15 +125,13 @@ export class S3Store extends StoreLifecycle implements SweepStore {
   private bucketCreated = false
 
   protected override async removeCreated(): Promise<void> {
-    const { client, sdk } = await this.connect()
     const keys: string[] = []
-    for await (const key of this.list('')) keys.push(this.key(key))
-    // DeleteObjects takes up to 1000 keys a request
-    for (let i = 0; i < keys.length; i += 1000) {
-      const batch = keys.slice(i, i + 1000).map((Key) => ({ Key }))
-      await client.send(new sdk.DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch, Quiet: true } }))
+    for await (const key of this.list('')) keys.push(key)
+    await this.deleteMany(keys)
+    if (this.bucketCreated) {
+      const { client, sdk } = await this.connect()
+      await client.send(new sdk.DeleteBucketCommand({ Bucket: this.bucket }))
     }
-    if (this.bucketCreated) await client.send(new sdk.DeleteBucketCommand({ Bucket: this.bucket }))
   }
 
   /** Destroys the client: its sockets close, so nothing of this store keeps the process alive. */
