@@ -42,6 +42,10 @@ typedef struct {
   pthread_t id;
   bool created; /* not joined yet */
   bool exited;  /* has taken its last job: join it before reusing the slot */
+  /* the slot's encoder, kept for the next worker started in it: a fresh one per worker meant a few MiB
+     allocated and faulted in again at every write that restarted the workers. A block's output does not
+     depend on the jobs the context ran before (one worker already runs many). */
+  kf_ctx *ctx;
 } worker_slot;
 
 struct pgz {
@@ -60,6 +64,10 @@ struct pgz {
   worker_slot slots[MAX_THREADS];
   int running;
   bool stop;
+  /* input buffers of finished blocks (block_size bytes each), for the next blocks: a fresh malloc per
+     block was an mmap, its pages faulted in and zeroed again */
+  uint8_t *spare[MAX_THREADS + 1];
+  int nspare;
   kf_ctx *inline_ctx;
   bool ended;
   bool failed;
@@ -74,10 +82,17 @@ static void job_free(job *j) {
   free(j);
 }
 
+/* Gives a finished block's input buffer back for reuse, or frees it; called with mu held (or no worker running). */
+static void recycle_input(pgz *z, job *j) {
+  if (j->in && j->n == z->block_size && z->nspare < (int)(sizeof z->spare / sizeof *z->spare))
+    z->spare[z->nspare++] = j->in;
+  else
+    free(j->in);
+  j->in = NULL;
+}
+
 static void run_job(kf_ctx *ctx, job *j) {
   if (!ctx || kf_block(ctx, j->dict, j->dict_len, j->in, j->n, j->last, &j->out) != 0) j->failed = 1;
-  free(j->in);
-  j->in = NULL;
 }
 
 /* A worker takes jobs while there are any and then exits, so that an encoder nobody ends (a candidate
@@ -85,7 +100,8 @@ static void run_job(kf_ctx *ctx, job *j) {
 static void *worker(void *arg) {
   worker_slot *slot = arg;
   pgz *z = slot->z;
-  kf_ctx *ctx = kf_ctx_new(z->level);
+  if (!slot->ctx) slot->ctx = kf_ctx_new(z->level);
+  kf_ctx *ctx = slot->ctx;
   pthread_mutex_lock(&z->mu);
   while (!z->stop && z->seq_next < z->seq_end) {
     job *j = z->ring[z->seq_next % z->ring_cap];
@@ -93,13 +109,13 @@ static void *worker(void *arg) {
     pthread_mutex_unlock(&z->mu);
     run_job(ctx, j);
     pthread_mutex_lock(&z->mu);
+    recycle_input(z, j);
     j->done = 1;
     pthread_cond_broadcast(&z->done_cv);
   }
   slot->exited = true;
   z->running--;
   pthread_mutex_unlock(&z->mu);
-  kf_ctx_free(ctx);
   return NULL;
 }
 
@@ -135,6 +151,8 @@ static void join_workers(pgz *z) {
 static void pgz_free(pgz *z) {
   join_workers(z);
   for (uint64_t s = z->seq_head; s < z->seq_end; s++) job_free(z->ring[s % z->ring_cap]);
+  for (int i = 0; i < z->nthreads; i++) kf_ctx_free(z->slots[i].ctx);
+  for (int i = 0; i < z->nspare; i++) free(z->spare[i]);
   free(z->ring);
   free(z->cur);
   kf_ctx_free(z->inline_ctx);
@@ -211,6 +229,7 @@ static int submit(pgz *z, bool last, kf_out *acc) {
       return -1;
     }
     run_job(z->inline_ctx, j);
+    recycle_input(z, j);
     j->done = 1;
   }
   /* a full ring: wait for its oldest job to finish and take its output */
@@ -304,6 +323,11 @@ static napi_value pgzip_create(napi_env env, napi_callback_info info) {
 /* Appends the bytes of the blocks finished so far to acc (waiting only when the ring is full). */
 static void pgz_write(pgz *z, const uint8_t *p, size_t len, kf_out *acc) {
   while (len > 0 && !z->failed) {
+    if (!z->cur) {
+      pthread_mutex_lock(&z->mu);
+      if (z->nspare > 0) z->cur = z->spare[--z->nspare];
+      pthread_mutex_unlock(&z->mu);
+    }
     if (!z->cur && !(z->cur = malloc(z->block_size))) {
       z->failed = true;
       break;
