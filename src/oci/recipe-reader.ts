@@ -122,13 +122,16 @@ type PoolEncoder = Pick<GzipMemberWriter, 'writeAsync' | 'endAsync'>
 
 /**
  * One encoder, its calls chained on the libuv pool in order, fed whole blocks of `size` bytes (zstd,
- * like pgzip, cuts its own blocks at fixed offsets whatever the writes).
+ * like pgzip, cuts its own blocks at fixed offsets whatever the writes). A block the encoder is done
+ * with (its call resolved: the encoders copy their input) is filled again: a new 1 MiB buffer per block
+ * was memory mapped, faulted in and unmapped again at the next collection, some 150 times per layer.
  */
 class EncoderPipe implements BlobCompressor {
   private block: Buffer
   private fill = 0
   private chain: Promise<unknown> = Promise.resolve()
   private readonly pending: Array<Promise<Buffer>> = []
+  private readonly spare: Buffer[] = []
 
   constructor(private readonly member: PoolEncoder, private readonly size: number, restartsOf?: () => GoFlateRestart[]) {
     this.block = Buffer.allocUnsafe(size)
@@ -149,7 +152,7 @@ class EncoderPipe implements BlobCompressor {
       at += n
       if (this.fill === this.size) {
         this.queue(this.block)
-        this.block = Buffer.allocUnsafe(this.size)
+        this.block = this.spare.pop() ?? Buffer.allocUnsafe(this.size)
         this.fill = 0
       }
     }
@@ -169,7 +172,8 @@ class EncoderPipe implements BlobCompressor {
 
   private queue(input: Buffer): void {
     const p = this.chain.then(() => this.member.writeAsync(input))
-    p.catch(() => {}) // reported when taken
+    // a whole block comes back for reuse; the last, partial one is a view of a block and does not
+    p.then(() => input.length === this.size && this.spare.push(input), () => {})
     this.chain = p
     this.pending.push(p)
   }
