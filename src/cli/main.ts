@@ -17,6 +17,7 @@ import { registerTrace } from './trace.js'
 import { registerUmount } from './umount.js'
 import { registerVerify } from './verify.js'
 import { installErrorBoundary, reportError } from './run-command.js'
+import { STANDBY_ENV, standbyArguments } from './standby.js'
 
 installErrorBoundary()
 
@@ -37,7 +38,9 @@ for (const register of [registerPush, registerPull, registerSync, registerVerify
 for (const cmd of program.commands) cmd.exitOverride()
 
 try {
-  await program.parseAsync(process.argv)
+  // a process started ahead of its work (standby.ts): the rest of its command line comes on stdin
+  const rest = process.env[STANDBY_ENV] === undefined ? [] : await standbyArguments(process.argv.slice(2))
+  if (rest !== null) await program.parseAsync([...process.argv, ...rest])
 } catch (err) {
   if (err instanceof CommanderError) {
     const ok = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help'

@@ -1,6 +1,7 @@
 import type { Command } from '@commander-js/extra-typings'
 import { integerOption } from './numbers.js'
 import { action } from './run-command.js'
+import { STANDBY_ENV } from './standby.js'
 import { ENDPOINT_HELP, STORE_HELP, storeFromOptions } from './store-options.js'
 
 export function registerSnapshotter(program: Command): void {
@@ -17,7 +18,7 @@ export function registerSnapshotter(program: Command): void {
         'With --store, a layer the store holds is not unpacked: when containerd prepares it (naming the snapshot it will ' +
         'commit, as `snapdir containerd pull` and remote-snapshotter-aware clients do), the snapshot is committed at once ' +
         'as a lazy FUSE mount of that layer, served by a `snapdir mount` process of its own that outlives a restart of the ' +
-        'snapshotter. A layer whose mount is gone (a reboot) is mounted again at start, behind the calls (the snapshotter serves at once), or by the first call that needs it ' +
+        'snapshotter; one such process is kept started ahead, its code loaded, so that a new layer waits for the store alone. A layer whose mount is gone (a reboot) is mounted again at start, behind the calls (the snapshotter serves at once), or by the first call that needs it ' +
         'if the store is down then: until it is back such calls fail (Unavailable), and other snapshots work.\n\n' +
         'Runs in the foreground; Ctrl-C or SIGTERM lets calls in flight finish, then exits (the layer mounts stay).',
     )
@@ -64,7 +65,9 @@ export function registerSnapshotter(program: Command): void {
             command: [process.execPath, process.argv[1]!],
             logDir: path.join(root, 'logs'),
             timeoutMs: (timeout + 30) * 1000,
+            standbyEnv: { [STANDBY_ENV]: '1' },
           })
+          await layers.open()
         }
         const sn = await Snapshotter.open(root, { ...(layers ? { layers } : {}), log })
         const server = await serveSnapshots(sn, address, opts.verbose ? log : () => {})
@@ -75,6 +78,7 @@ export function registerSnapshotter(program: Command): void {
         })
         log(`${signal}: finishing calls in flight`)
         await server.close()
+        await layers?.close()
         await store?.close()
         log('stopped')
       }),

@@ -3,7 +3,13 @@
 // that containers keep reading it while the snapshotter restarts. A restarted snapshotter finds the
 // mounts still up and leaves them; one that is gone (the machine rebooted, the process was killed) is
 // mounted again. A store that is down then costs that snapshot alone: the rest still work.
-import { spawn } from 'node:child_process'
+//
+// A new layer's mount is started by a process started ahead (the CLI's standby mode) that
+// has loaded its code already and waits for the layer and the directory: what containerd's Prepare
+// waits for is then the mount's store reads, not a Node start and half a CPU-second of loading.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import os from 'node:os'
 import { promises as fs } from 'node:fs'
 import { watch } from 'node:fs/promises'
 import path from 'node:path'
@@ -24,11 +30,43 @@ export interface LayerMountOptions {
   logDir: string
   /** how long a mount may take to come up */
   timeoutMs: number
+  /**
+   * keep a mount process started ahead for the next new layer: the environment with which the
+   * command waits for the rest of its arguments on stdin (src/cli/standby.ts)
+   */
+  standbyEnv?: Record<string, string>
+}
+
+/** A `snapdir mount` started ahead, waiting on its stdin for the layer and the directory, writing to `log`. */
+interface Standby {
+  child: ChildProcess
+  log: string
+}
+
+const STANDBY_LOG = 'standby-'
+/**
+ * The standby loads its code at this niceness, so that it does not take the CPU from the container
+ * whose start made it necessary (it is started once the previous one is taken, as that container
+ * starts); its main thread gets the usual priority back when it is taken. Only where that can be
+ * undone: raising a priority needs CAP_SYS_NICE (a snapshotter runs as root).
+ */
+const STANDBY_NICE = 10
+
+function setNice(pid: number | undefined, nice: number): void {
+  if (pid === undefined) return
+  try {
+    os.setPriority(pid, nice)
+  } catch {
+    // gone, or not ours to change: it runs as it is
+  }
 }
 
 export class LayerMounts {
   /** mounts being made, by directory: two calls that need one layer wait for one mount */
   private readonly inFlight = new Map<string, Promise<boolean>>()
+  private standby: Standby | null = null
+  private starting: Promise<void> | null = null
+  private closed = false
 
   constructor(
     private readonly store: ReadStore,
@@ -65,31 +103,119 @@ export class LayerMounts {
     }
   }
 
+  /**
+   * Starts the standby mount process (when the options ask for one), and removes the logs of
+   * standbys a snapshotter that was killed left unused. Resolves once it is started.
+   */
+  async open(): Promise<void> {
+    if (this.options.standbyEnv === undefined) return
+    await fs.mkdir(this.options.logDir, { recursive: true })
+    for (const f of await fs.readdir(this.options.logDir)) {
+      if (f.startsWith(STANDBY_LOG)) await fs.rm(path.join(this.options.logDir, f), { force: true })
+    }
+    await this.startStandby()
+  }
+
+  /** Ends the standby mount process (its stdin closes: it exits). Mounts are left up. */
+  async close(): Promise<void> {
+    this.closed = true
+    await this.starting?.catch(() => {})
+    const standby = this.standby
+    this.standby = null
+    if (standby !== null) {
+      standby.child.stdin?.end()
+      await fs.rm(standby.log, { force: true })
+    }
+  }
+
+  private startStandby(): Promise<void> {
+    this.starting ??= (async () => {
+      if (this.closed || this.standby !== null) return
+      const log = path.join(this.options.logDir, `${STANDBY_LOG}${randomBytes(6).toString('hex')}.log`)
+      const handle = await fs.open(log, 'a')
+      const [cmd, ...pre] = this.options.command
+      let child: ChildProcess
+      try {
+        child = spawn(cmd, [...pre, 'mount', '--store', this.options.store, ...this.options.mountArgs], {
+          detached: true,
+          stdio: ['pipe', handle.fd, handle.fd],
+          env: { ...process.env, ...this.options.standbyEnv },
+        })
+      } finally {
+        await handle.close()
+      }
+      // neither it nor its stdin keeps the snapshotter running; when the snapshotter goes, its stdin ends and it exits
+      if (process.getuid?.() === 0) setNice(child.pid, STANDBY_NICE)
+      child.unref()
+      const stdin = child.stdin as (NodeJS.WritableStream & { unref?: () => void }) | null
+      stdin?.unref?.()
+      child.stdin?.on('error', () => {}) // it died: seen by its exit
+      const standby = { child, log }
+      child.once('exit', () => {
+        if (this.standby !== standby) return
+        this.standby = null
+        fs.rm(log, { force: true }).catch(() => {})
+      })
+      this.standby = standby
+    })().finally(() => (this.starting = null))
+    return this.starting
+  }
+
+  /** The standby, renamed to write to `log`, if one is up and `log` is new (a mount again appends to its log); null otherwise. */
+  private async takeStandby(log: string): Promise<ChildProcess | null> {
+    if (await fs.stat(log).then(() => true, () => false)) return null
+    await this.starting?.catch(() => {})
+    // claimed with no await between the look and the claim: two mounts at once do not both take it
+    const standby = this.standby
+    if (standby === null || standby.child.exitCode !== null || standby.child.signalCode !== null) return null
+    this.standby = null
+    try {
+      await fs.rename(standby.log, log)
+    } catch (err) {
+      standby.child.stdin?.end() // it exits
+      throw err
+    }
+    return standby.child
+  }
+
   /** Mounts the last layer of `chain` at `dir` in a process of its own; resolves once it serves. */
   async mount(chain: readonly string[], dir: string, name: string): Promise<void> {
     await fs.mkdir(this.options.logDir, { recursive: true })
     const log = path.join(this.options.logDir, `${name}.log`)
-    const handle = await fs.open(log, 'a')
+    const layerArgs = [...chain.flatMap((d) => ['--layer', d]), dir]
+    let child = this.options.standbyEnv !== undefined ? await this.takeStandby(log) : null
     // the log keeps the lines of earlier mounts of this layer: only what this one writes counts
-    const from = (await handle.stat()).size
-    const [cmd, ...pre] = this.options.command
-    const args = [...pre, 'mount', '--store', this.options.store, ...this.options.mountArgs, ...chain.flatMap((d) => ['--layer', d]), dir]
-    let child
-    try {
-      // its own session: a signal to the snapshotter's process group does not reach it
-      child = spawn(cmd, args, { detached: true, stdio: ['ignore', handle.fd, handle.fd] })
-    } finally {
-      await handle.close()
+    const from = await fs.stat(log).then((st) => st.size, () => 0)
+    if (child !== null) {
+      setNice(child.pid, 0)
+      child.stdin!.end(`${JSON.stringify(layerArgs)}\n`)
+    } else {
+      const handle = await fs.open(log, 'a')
+      const [cmd, ...pre] = this.options.command
+      const args = [...pre, 'mount', '--store', this.options.store, ...this.options.mountArgs, ...layerArgs]
+      try {
+        // its own session: a signal to the snapshotter's process group does not reach it
+        child = spawn(cmd, args, { detached: true, stdio: ['ignore', handle.fd, handle.fd] })
+      } finally {
+        await handle.close()
+      }
+      child.unref()
     }
-    child.unref()
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+    const started = child
+    const exited = new Promise<number | null>((resolve) => {
+      if (started.exitCode !== null || started.signalCode !== null) resolve(started.exitCode)
+      else started.once('exit', (code) => resolve(code))
+    })
     try {
       await waitFor(log, from, 'mounted the layer view', exited, this.options.timeoutMs, `the mount of layer ${chain.at(-1)!} at ${dir}`)
     } catch (err) {
       // one that did not come up in time must not come up later, behind the caller's back (a dead
       // mount it leaves, if any, is cleared by the next attempt)
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+      if (started.exitCode === null && started.signalCode === null) started.kill('SIGKILL')
       throw err
+    } finally {
+      // the next standby starts once this mount is up: not while it competes with it for the CPU
+      if (this.options.standbyEnv !== undefined) this.startStandby().catch(() => {})
     }
   }
 

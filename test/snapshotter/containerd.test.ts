@@ -4,7 +4,7 @@
 // snapshotter killed and started again serves the same snapshots, and removing the image removes
 // its snapshots and their directories.
 import { randomBytes } from 'node:crypto'
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs'
 import { spawnSync } from 'node:child_process'
 import os from 'node:os'
 import path from 'node:path'
@@ -30,6 +30,21 @@ function suiteDir(): string {
 
 /** Container IDs of this run: runc keeps its state machine-wide (/run/containerd/runc), so a container a killed run left must not be in the way. */
 const RUN = randomBytes(4).toString('hex')
+
+const readOr = (file: string): string => {
+  try {
+    return readFileSync(file, 'utf8')
+  } catch {
+    return ''
+  }
+}
+const readlinkOr = (link: string): string => {
+  try {
+    return readlinkSync(link)
+  } catch {
+    return ''
+  }
+}
 const cid = (name: string) => `${name}-${RUN}`
 
 let dir: string
@@ -101,6 +116,21 @@ describe('containerd with snapdir serving layers lazily from a store', () => {
     readFileSync('/proc/self/mounts', 'utf8')
       .split('\n')
       .filter((l) => l.includes('fuse.snapdir') && l.includes(lz))
+  /** `snapdir mount` processes of the snapshotter's store, as pids */
+  const mountProcesses = () =>
+    readdirSync('/proc')
+      .filter((p) => /^\d+$/.test(p))
+      .filter((pid) => {
+        const argv = readOr(`/proc/${pid}/cmdline`).split('\0')
+        return argv.includes('mount') && argv.includes(store())
+      })
+  const servesFuse = (pid: string) => {
+    try {
+      return readdirSync(`/proc/${pid}/fd`).some((fd) => readlinkOr(`/proc/${pid}/fd/${fd}`) === '/dev/fuse')
+    } catch {
+      return false
+    }
+  }
 
   beforeAll(async () => {
     lz = suiteDir()
@@ -119,6 +149,10 @@ describe('containerd with snapdir serving layers lazily from a store', () => {
   test('containerd pull commits every layer as a FUSE mount; a container runs, and keeps running across a snapshotter restart', async () => {
     const layout = buildHelloLayout(lz)
     const id = (await snapdirOk(['push', '--store', store(), layout])).trim()
+    // the mount process the snapshotter started ahead, waiting for its first lazy layer
+    const ahead = mountProcesses()
+    expect(ahead).toHaveLength(1)
+    expect(servesFuse(ahead[0]!)).toBe(false)
     const pulled = JSON.parse(await snapdirOk(['containerd', 'pull', '--store', store(), '--id', id, '--address', lctd.address, '--json', 'test/lazy:v1'])) as {
       layers: Array<{ lazy: boolean }>
     }
@@ -126,6 +160,8 @@ describe('containerd with snapdir serving layers lazily from a store', () => {
     // containerd fetched no layer: its content store has the manifest and config only
     expect(lctd.ctr(['content', 'ls', '-q']).trim().split('\n')).toHaveLength(2)
     expect(fuseMounts()).toHaveLength(2)
+    // the first layer was mounted by it: no Node start and loading while containerd's Prepare waited
+    expect(servesFuse(ahead[0]!)).toBe(true)
     const run = lctd.ctrStatus(['run', '--rm', '--snapshotter', 'snapdir', 'test/lazy:v1', cid('l1')])
     expect(run.stdout).toBe('layer 2 says hi\n')
     expect(lctd.ctrStatus(['run', '--rm', '--snapshotter', 'snapdir', 'test/lazy:v1', cid('l2'), '/bin/hello', '/etc/doomed']).status).not.toBe(0)
