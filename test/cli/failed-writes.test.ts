@@ -1,7 +1,7 @@
 // A push or sync that fails leaves nothing that was not there: a store the command created (a
 // directory, a bucket, or an empty directory or prefix it began to fill) is removed again, while an
 // existing store keeps what it held (objects a failed command wrote there are gc's to sweep).
-import { existsSync, mkdirSync, readdirSync, unlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, readdirSync, unlinkSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { S3Client, HeadBucketCommand, ListObjectsV2Command } from '@aws-sdk/client-s3'
@@ -113,6 +113,22 @@ describe('a failed push', () => {
     const store = path.join(disk, 'store')
     expectFailure(await snapdir(['push', '--store', store, src]), /no space left on device|ENOSPC/i)
     expect(readdirSync(disk)).toEqual([])
+  })
+
+  test('into S3, on a file it cannot read once chunks are going up (run as nobody): a bucket it created is deleted, a new prefix emptied', async () => {
+    const t = tempDir()
+    chmodSync(t, 0o755)
+    const src = path.join(t, 'src')
+    mkdirSync(path.join(src, 'sub'), { recursive: true })
+    for (let i = 0; i < 4; i++) writeFileSync(path.join(src, `big${i}.bin`), bytes(`push-s3-${i}`, 400_000))
+    const unreadable = path.join(src, 'sub', 'data.bin')
+    writeFileSync(unreadable, bytes('unreadable', 100_000))
+    chmodSync(unreadable, 0o000)
+    const asNobody = { cwd: t, uid: 65534, env: { ...server.env, HOME: t } }
+    expectFailure(await snapdir(['push', '--store', 's3://made-by-push/p', src], asNobody), unreadable)
+    expect(await bucketExists('made-by-push')).toBe(false)
+    expectFailure(await snapdir(['push', '--store', 's3://existing/pushed-prefix', src], asNobody), unreadable)
+    expect(await keysUnder('existing', 'pushed-prefix/')).toEqual([])
   })
 
   test('into an existing store on a full disk: the store keeps its config, objects and revision', async () => {
