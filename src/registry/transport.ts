@@ -18,14 +18,15 @@ import { RateLimiter } from './rate-limit.js'
 import { readTlsFiles } from './tls-files.js'
 import { registryError, siteText, type RequestSite } from './registry-error.js'
 
-// undici's Agent and its request API alone, put together as undici's index.js does (the same class,
-// the same methods): the index loads every part of undici (fetch, websockets, caches, mocks, proxies),
-// which cost each registry command ~50 ms more at start than what it uses. undici is pinned to 6.x;
-// a layout change fails here at load, in every registry test.
+// undici's Agent and its request method alone, put together as undici's index.js does (the same
+// class, the same method): the index loads every part of undici (fetch, websockets, caches, mocks,
+// proxies), which cost each registry command ~50 ms more at start than what it uses; its api/index.js
+// the stream, pipeline, upgrade and connect APIs besides request. undici is pinned to 6.x; a layout
+// change fails here at load, in every registry test.
 const load = createRequire(import.meta.url)
 const Agent = load('undici/lib/dispatcher/agent.js') as typeof AgentType
 const dispatcher = (load('undici/lib/dispatcher/dispatcher.js') as { prototype: Record<string, unknown> }).prototype
-if (typeof dispatcher.request !== 'function') Object.assign(dispatcher, load('undici/lib/api/index.js'))
+if (typeof dispatcher.request !== 'function') dispatcher.request = load('undici/lib/api/api-request.js') as unknown
 
 export type HttpMethod = 'GET' | 'HEAD' | 'PUT' | 'POST' | 'PATCH' | 'DELETE'
 
