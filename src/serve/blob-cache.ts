@@ -5,8 +5,10 @@
 // back until the fill has ended with the blob hashed to its digest: a fill that fails (a chunk
 // damaged or missing, the store down) fails every reader before its response is whole, and leaves
 // nothing cached, so the next request tries the store again. Filled blobs are evicted least recently
-// used first beyond the size cap; the directory is emptied at open and removed at close when it was
-// made for this server.
+// used first beyond the size cap, except those a response is reading: those wait for their readers
+// to end (the cap is exceeded meanwhile), so a reader never finds its file gone between finding the
+// blob cached and opening it. The directory is emptied at open and removed at close when it was made
+// for this server.
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdir, open, readdir, rm, unlink, type FileHandle } from 'node:fs/promises'
 import path from 'node:path'
@@ -25,6 +27,8 @@ interface Fill {
   changed: Promise<void>
   bump: () => void
   lastUsed: number
+  /** responses reading it now: it is not evicted while there are any */
+  readers: number
 }
 
 export interface BlobCacheOptions {
@@ -60,6 +64,17 @@ export class BlobCache {
   async *read(blob: ServedBlob, start: number, end: number): AsyncGenerator<Buffer> {
     const fill = this.fillFor(blob)
     fill.lastUsed = Date.now()
+    fill.readers++
+    try {
+      yield* this.readFill(blob, fill, start, end)
+    } finally {
+      fill.readers--
+      // what waited for this reader to end goes now
+      if (fill.readers === 0) this.evict()
+    }
+  }
+
+  private async *readFill(blob: ServedBlob, fill: Fill, start: number, end: number): AsyncGenerator<Buffer> {
     // read afresh each time: the fill moves on while this reader waits
     const state = (): Fill['state'] => fill.state
     await fill.created
@@ -142,7 +157,7 @@ export class BlobCache {
     if (there !== undefined) return there
     const file = path.join(this.options.dir, `${blob.digest.replace(':', '-')}-${randomBytes(4).toString('hex')}`)
     let bump = (): void => {}
-    const fill: Fill = { file, size: blob.size, written: 0, state: 'filling', created: Promise.resolve(), changed: Promise.resolve(), bump: () => bump(), lastUsed: Date.now() }
+    const fill: Fill = { file, size: blob.size, written: 0, state: 'filling', created: Promise.resolve(), changed: Promise.resolve(), bump: () => bump(), lastUsed: Date.now(), readers: 0 }
     const renew = (): void => {
       fill.changed = new Promise<void>((resolve) => (bump = () => {
         renew()
@@ -195,9 +210,12 @@ export class BlobCache {
     void unlink(fill.file).catch(() => {})
   }
 
-  /** Least recently used filled blobs go until what is kept fits (`keep` last of all). */
-  private evict(keep: string): void {
-    const done = [...this.fills.entries()].filter(([, f]) => f.state === 'done').sort(([, a], [, b]) => a.lastUsed - b.lastUsed)
+  /**
+   * Least recently used filled blobs go until what is kept fits (`keep` last of all); one a response
+   * is reading stays, and goes when its last reader ends if it still does not fit then.
+   */
+  private evict(keep?: string): void {
+    const done = [...this.fills.entries()].filter(([, f]) => f.state === 'done' && f.readers === 0).sort(([, a], [, b]) => a.lastUsed - b.lastUsed)
     const order = [...done.filter(([d]) => d !== keep), ...done.filter(([d]) => d === keep)]
     for (const [digest, f] of order) {
       if (this.kept <= this.options.maxBytes) break
