@@ -3,7 +3,8 @@
 // unpacker labels them; then each layer's snapshot, bottom first, prepared through containerd with the
 // label containerd.io/snapshot.ref (and the layer's diff_id), which the snapdir snapshotter answers by
 // committing a lazy mount of the layer when its store holds it; last the image's name. All under a
-// lease, so containerd's gc takes nothing before the image holds it.
+// lease, so containerd's gc takes nothing before the image holds it. The documents and the layers'
+// snapshots go in side by side: nothing between them depends on the order under the lease.
 //
 // A layer the snapshotter does not serve lazily is unpacked as containerd's own unpacker does it
 // (containerd 1.6 unpacker.go): its blob fetched into the content store, applied onto the prepared
@@ -50,56 +51,83 @@ export interface ContainerdPullResult {
   layers: Array<{ diffId: string; chainId: string; lazy: boolean; applied: boolean }>
 }
 
-export async function importImage(image: ImageDocuments, options: ContainerdImportOptions): Promise<ContainerdPullResult> {
-  const diffIds = image.layers.map((l) => l.diffId)
-  const chains = diffIds.map((_, i) => chainId(diffIds.slice(0, i + 1)))
-  const top = chains.at(-1)!
+/**
+ * Imports the image whose documents `documents` is reading: the client's set-up and the lease are
+ * done meanwhile. Once they are in, the snapshots (the first Prepare starts a lazy layer's mount, what
+ * takes longest) and the content store's documents are done side by side; the name comes last.
+ */
+export async function importImage(documents: Promise<ImageDocuments>, options: ContainerdImportOptions): Promise<ContainerdPullResult> {
+  documents.catch(() => {}) // awaited below, after the lease
+  // the reads' first requests go out before the CPU-bound set-up of the client holds the thread
+  await new Promise((resolve) => setImmediate(resolve))
   const client = new ContainerdClient(options.address, options.namespace)
-  const result: ContainerdPullResult = { name: options.name, manifest: image.manifest.digest, layers: [] }
   try {
     await client.acquireLease(`snapdir-pull-${randomBytes(6).toString('hex')}`, 3600)
     try {
-      // the config keeps the unpacked snapshot alive, as containerd's unpacker labels it
-      await client.writeContent(image.config.digest, image.config.bytes, { [`containerd.io/gc.ref.snapshot.${options.snapshotter}`]: top })
-      const manifestLabels: Record<string, string> = { 'containerd.io/gc.ref.content.config': image.config.digest }
-      image.layers.forEach((l, i) => (manifestLabels[`containerd.io/gc.ref.content.l.${i}`] = l.digest))
-      await client.writeContent(image.manifest.digest, image.manifest.bytes, manifestLabels)
-      for (const [i, layer] of image.layers.entries()) {
-        const chain = chains[i]!
-        const parent = i === 0 ? '' : chains[i - 1]!
-        const at = `layer ${i + 1}/${image.layers.length} ${layer.diffId}`
-        if (await client.hasSnapshot(options.snapshotter, chain)) {
-          result.layers.push({ diffId: layer.diffId, chainId: chain, lazy: false, applied: false })
-          continue
-        }
-        const key = `extract-${randomBytes(8).toString('hex')} ${chain}`
-        const labels = { [TARGET_LABEL]: chain, [DIFF_ID_LABEL]: layer.diffId }
-        const mounts = await client.prepare(options.snapshotter, key, parent, labels)
-        if (mounts === null) {
-          options.log?.(`${at}: served lazily`)
-          result.layers.push({ diffId: layer.diffId, chainId: chain, lazy: true, applied: false })
-          continue
-        }
-        try {
-          await client.writeBlob(layer.digest, layer.size, () => options.fetchLayer(layer), { 'containerd.io/uncompressed': layer.diffId })
-          const applied = await client.applyDiff({ media_type: layer.mediaType, digest: layer.digest, size: layer.size }, mounts)
-          if (applied.digest !== layer.diffId) {
-            throw new SnapdirError('ERR_IMAGE', `layer ${layer.digest} unpacks to ${applied.digest}, but the image's config gives its diff_id as ${layer.diffId}`)
-          }
-          await client.commitSnapshot(options.snapshotter, chain, key, labels)
-        } catch (err) {
-          await client.removeSnapshot(options.snapshotter, key).catch(() => {})
-          throw err
-        }
-        options.log?.(`${at}: unpacked by containerd (not in the snapshotter's store)`)
-        result.layers.push({ diffId: layer.diffId, chainId: chain, lazy: false, applied: true })
-      }
+      const image = await documents
+      const chains = image.layers.map((_, i) => chainId(image.layers.slice(0, i + 1).map((l) => l.diffId)))
+      const [layers] = await allOrFirstError([importLayers(client, image.layers, chains, options), writeDocuments(client, image, chains.at(-1)!, options.snapshotter)])
       await client.putImage(options.name, { media_type: image.manifest.mediaType, digest: image.manifest.digest, size: image.manifest.bytes.length })
+      return { name: options.name, manifest: image.manifest.digest, layers }
     } finally {
       await client.releaseLease()
     }
   } finally {
     client.close()
   }
-  return result
+}
+
+/** The config and the manifest into the content store, labelled as containerd's unpacker labels them. */
+async function writeDocuments(client: ContainerdClient, image: ImageDocuments, top: string, snapshotter: string): Promise<void> {
+  const manifestLabels: Record<string, string> = { 'containerd.io/gc.ref.content.config': image.config.digest }
+  image.layers.forEach((l, i) => (manifestLabels[`containerd.io/gc.ref.content.l.${i}`] = l.digest))
+  await Promise.all([
+    // the config keeps the unpacked snapshot alive, as containerd's unpacker labels it
+    client.writeContent(image.config.digest, image.config.bytes, { [`containerd.io/gc.ref.snapshot.${snapshotter}`]: top }),
+    client.writeContent(image.manifest.digest, image.manifest.bytes, manifestLabels),
+  ])
+}
+
+/** Each layer's snapshot, bottom first (each is the parent of the next). */
+async function importLayers(client: ContainerdClient, layers: ImportLayer[], chains: string[], options: ContainerdImportOptions): Promise<ContainerdPullResult['layers']> {
+  const out: ContainerdPullResult['layers'] = []
+  for (const [i, layer] of layers.entries()) {
+    const chain = chains[i]!
+    const parent = i === 0 ? '' : chains[i - 1]!
+    const at = `layer ${i + 1}/${layers.length} ${layer.diffId}`
+    if (await client.hasSnapshot(options.snapshotter, chain)) {
+      out.push({ diffId: layer.diffId, chainId: chain, lazy: false, applied: false })
+      continue
+    }
+    const key = `extract-${randomBytes(8).toString('hex')} ${chain}`
+    const labels = { [TARGET_LABEL]: chain, [DIFF_ID_LABEL]: layer.diffId }
+    const mounts = await client.prepare(options.snapshotter, key, parent, labels)
+    if (mounts === null) {
+      options.log?.(`${at}: served lazily`)
+      out.push({ diffId: layer.diffId, chainId: chain, lazy: true, applied: false })
+      continue
+    }
+    try {
+      await client.writeBlob(layer.digest, layer.size, () => options.fetchLayer(layer), { 'containerd.io/uncompressed': layer.diffId })
+      const applied = await client.applyDiff({ media_type: layer.mediaType, digest: layer.digest, size: layer.size }, mounts)
+      if (applied.digest !== layer.diffId) {
+        throw new SnapdirError('ERR_IMAGE', `layer ${layer.digest} unpacks to ${applied.digest}, but the image's config gives its diff_id as ${layer.diffId}`)
+      }
+      await client.commitSnapshot(options.snapshotter, chain, key, labels)
+    } catch (err) {
+      await client.removeSnapshot(options.snapshotter, key).catch(() => {})
+      throw err
+    }
+    options.log?.(`${at}: unpacked by containerd (not in the snapshotter's store)`)
+    out.push({ diffId: layer.diffId, chainId: chain, lazy: false, applied: true })
+  }
+  return out
+}
+
+/** Both results once both are done, or the first failure once neither is still running (the lease is released only then). */
+async function allOrFirstError<A, B>(work: [Promise<A>, Promise<B>]): Promise<[A, B]> {
+  const [a, b] = await Promise.allSettled(work)
+  if (a.status === 'rejected') throw a.reason
+  if (b.status === 'rejected') throw b.reason
+  return [a.value, b.value]
 }

@@ -8,7 +8,7 @@ import { RegistryClient, type RegistryClientOptions } from '../registry/client.j
 import { DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST } from '../registry/media-types.js'
 import type { ImageRef } from '../registry/reference.js'
 import { SnapdirError } from '../util/errors.js'
-import { importImage, type ContainerdImportOptions, type ContainerdPullResult, type ImportLayer } from './containerd-import.js'
+import { importImage, type ContainerdImportOptions, type ContainerdPullResult, type ImageDocuments, type ImportLayer } from './containerd-import.js'
 
 const MAX_CONFIG = 4 << 20
 
@@ -34,7 +34,7 @@ export async function containerdPullRegistry(ref: ImageRef, options: RegistryPul
   const registry = new RegistryClient(ref.registry, options.registry ?? {})
   const repo = ref.repository
   const where = `${ref.toString()}`
-  try {
+  const documents = (async (): Promise<ImageDocuments> => {
     let manifest = await registry.getManifest(repo, ref.reference)
     if (manifest.mediaType === OCI_INDEX || manifest.mediaType === DOCKER_MANIFEST_LIST) {
       const want = options.platform ?? hostPlatform()
@@ -65,14 +65,15 @@ export async function containerdPullRegistry(ref: ImageRef, options: RegistryPul
       }
       return { digest: l.digest, size: l.size, mediaType: l.mediaType, diffId: diffIds[i] as string }
     })
-    return await importImage(
-      {
-        manifest: { digest: manifest.digest, mediaType: manifest.mediaType, bytes: manifest.bytes },
-        config: { digest: config.digest, bytes: configBytes },
-        layers,
-      },
-      { ...options, fetchLayer: (l) => registry.getBlob(repo, l.digest, { size: l.size }) },
-    )
+    return {
+      manifest: { digest: manifest.digest, mediaType: manifest.mediaType, bytes: manifest.bytes },
+      config: { digest: config.digest, bytes: configBytes },
+      layers,
+    }
+  })()
+  try {
+    // the registry is read while containerd-import.ts sets up its client and lease
+    return await importImage(documents, { ...options, fetchLayer: (l) => registry.getBlob(repo, l.digest, { size: l.size }) })
   } finally {
     await registry.close()
   }
