@@ -168,21 +168,26 @@ export async function runMount(mountpoint: string, opts: MountCliOptions, traceS
   process.on('SIGTERM', onSignal)
   let diskCache: DiskCache | null = null
   try {
-    await store.open()
+    // the store's open (for S3, a HEAD of the bucket) is not waited for before the reads below: they
+    // go in the same round trip, and if it fails, its error is the one reported (settledOrThrow)
+    const opening = store.open()
     // a store on local disk needs no second copy of its chunks on local disk
     const wantCache = opts.cache && (opts.cacheDir !== undefined || !(store instanceof FileStore))
+    const resolving = ref !== null ? resolveSnapshot(store, ref) : Promise.resolve(view.view === 'layer' ? view.chain.at(-1)!.slice('sha256:'.length) : '')
+    // the stored trace is read as soon as the ID is known, beside the store's config and the mount's
+    // metadata, and handed over as a promise: the mount fetches its chunks from when it comes, and
+    // does not wait for it
+    const viewName = viewKey(view)
+    const stored = opts.prefetch || traceSetup.storeIfMissing ? resolving.then((id) => readTrace(store, id, viewName, (key, why) => log(`ignoring the access trace ${key}: ${why}`))) : null
+    stored?.catch(() => {}) // a trace that cannot be read is no trace; the mount's own reads say why the store fails
     // independent of each other, so at once: every store round trip before the mount is up counts
-    const [id, , cache] = await Promise.allSettled([
-      ref !== null ? resolveSnapshot(store, ref) : view.view === 'layer' ? view.chain.at(-1)!.slice('sha256:'.length) : '',
+    const [, id, , cache] = await Promise.allSettled([
+      opening,
+      resolving,
       import('../store/store-config.js').then((m) => m.checkStoreFormat(store)),
       wantCache ? DiskCache.open(opts.cacheDir ?? defaultCacheDir(), cacheBytes) : null,
     ]).then(settledOrThrow)
     diskCache = cache
-    // the stored trace is read beside the mount's metadata and handed over as a promise: the mount
-    // does not wait for it
-    const viewName = viewKey(view)
-    const stored = opts.prefetch || traceSetup.storeIfMissing ? readTrace(store, id, viewName, (key, why) => log(`ignoring the access trace ${key}: ${why}`)) : null
-    stored?.catch(() => {}) // a trace that cannot be read is no trace; the mount's own reads say why the store fails
     const recordTrace = traceSetup.storeIfMissing || traceSetup.push || traceSetup.output !== undefined
     const prefetch = opts.prefetch && stored ? { prefetch: stored.then((t) => t?.chunks ?? null), prefetchJobs } : {}
     mount = await Mount.open({ store, id, view, mountpoint, diskCache, memoryBytes, jobs, timeoutMs, readAheadBytes, log, recordTrace, ...prefetch })

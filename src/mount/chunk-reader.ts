@@ -116,6 +116,11 @@ export class ChunkReader {
     }
   }
 
+  /** The chunks in the memory cache now, with their bytes (a mount lends them to its C side once up). */
+  held(): IterableIterator<[string, Buffer]> {
+    return this.memory.entries()
+  }
+
   /**
    * Ends the reader: loads under way are aborted (their store requests cancelled) and fail with
    * ERR_ABORTED, later reads too; then the disk cache's writes are waited for and the cache closed.

@@ -15,12 +15,12 @@ import { CachingStore } from '../store/caching-store.js'
 import type { DiskCache } from '../store/disk-cache.js'
 import type { Store } from '../store/store.js'
 import { SnapdirError, UsageError, isErrno } from '../util/errors.js'
-import { forEachLimit } from '../util/concurrency.js'
 import { ChunkReader, type ChunkReaderStats } from './chunk-reader.js'
 import { errnoFor, errnoName } from './errno.js'
 import { FUSE_EVENT, fuseAddon, type FuseHandle } from './fuse.js'
 import { buildInodeTable, fileContent, fileRef, firstRefEndingAfter, type FileContent, type InodeTable } from './inode-table.js'
 import { mountAt, type MountInfo } from './mountinfo.js'
+import { TracePrefetch } from './trace-prefetch.js'
 import { FSTYPE, abortConnection, unmount } from './unmount.js'
 import { loadView, type ViewOptions } from './views.js'
 
@@ -43,11 +43,12 @@ export interface MountOptions {
   /** record which chunks reads ask for, in the order they first do (trace(), mount/trace.ts) */
   recordTrace?: boolean
   /**
-   * chunks to fetch ahead once the mount is up, in this order (a stored trace's): a promise, so that
-   * reading the trace never delays the mount; null or a failure fetches nothing ahead
+   * chunks to fetch ahead, in this order (a stored trace's), from as soon as the promise resolves:
+   * while the tree is still loading too (trace-prefetch.ts); a promise, so that reading the trace
+   * never delays the mount; null or a failure fetches nothing ahead
    */
   prefetch?: Promise<string[] | null>
-  /** chunk fetches a prefetch keeps in flight (default 8), beside those that reads make */
+  /** chunk fetches a prefetch keeps in flight once the mount is up (default 8), beside those that reads make */
   prefetchJobs?: number
 }
 
@@ -62,6 +63,9 @@ export interface MountStats extends ChunkReaderStats {
 
 /** The kernel may cache entries and attributes this long (seconds): the tree never changes. */
 const KERNEL_CACHE_SECONDS = 365 * 24 * 3600
+
+/** Chunk fetches a trace's prefetch keeps in flight while the tree is loading (trace-prefetch.ts). */
+const PREFETCH_LOADING_JOBS = 4
 
 /** Checks the mountpoint before the tree is loaded, so a typo costs no download. */
 async function checkMountpoint(dir: string): Promise<string> {
@@ -102,33 +106,23 @@ export class Mount {
   private readonly indexOf: Map<string, number>
   /** when recording: indexes of the chunks reads asked for, in the order of their first access */
   private readonly traced: Set<number> | null
-  private prefetching: Promise<void> | null = null
-  private prefetched = 0
 
-  /** Mounts at once: when this returns the kernel mount is up (or it threw with the mount undone). */
+  /**
+   * Mounts at once: when this returns the kernel mount is up (or it threw with the mount undone). The
+   * reader was made before the tree was loaded (a trace's prefetch fills it meanwhile): the chunks it
+   * holds are lent to the C side here, those it takes in or lets go later through lend() and unlend().
+   */
   private constructor(
     private readonly options: MountOptions,
     readonly mountpoint: string,
     private readonly table: InodeTable,
-    cache: CachingStore | null,
+    reader: ChunkReader,
+    private readonly prefetching: TracePrefetch | null,
   ) {
     const fuse = fuseAddon()
-    const indexOf = new Map(table.chunkIds.map((id, i) => [id, i]))
-    this.indexOf = indexOf
+    this.indexOf = new Map(table.chunkIds.map((id, i) => [id, i]))
     this.traced = options.recordTrace ? new Set() : null
-    // chunks in the memory cache are lent to the C side, which serves reads of them without JS
-    this.reader = new ChunkReader(options.store, {
-      ...options,
-      diskCache: cache,
-      onCached: (id, raw) => {
-        const i = indexOf.get(id)
-        if (i !== undefined) fuse.setChunk(this.handle, i, raw)
-      },
-      onEvicted: (id) => {
-        const i = indexOf.get(id)
-        if (i !== undefined) fuse.dropChunk(this.handle, i)
-      },
-    })
+    this.reader = reader
     this.fileOrder = table.files
     let done!: () => void
     this.ended = new Promise((resolve) => (done = resolve))
@@ -150,17 +144,25 @@ export class Mount {
         else if (kind === FUSE_EVENT.hit) this.servedInC(ino, offset, size)
         else if (kind === FUSE_EVENT.exit) {
           this.hasEnded = true
+          prefetching?.stop()
           fuse.close(this.handle)
           done()
         }
       },
     })
-    try {
-      this.handle = mount()
-    } catch (err) {
-      this.reader.close().catch(() => {}) // nothing was read: this only closes the disk cache
-      throw err
-    }
+    this.handle = mount()
+    for (const [id, raw] of reader.held()) this.lend(id, raw)
+  }
+
+  /** Chunks in the memory cache are lent to the C side, which serves reads of them without JS. */
+  private lend(id: string, raw: Buffer): void {
+    const i = this.indexOf.get(id)
+    if (i !== undefined) fuseAddon().setChunk(this.handle, i, raw)
+  }
+
+  private unlend(id: string): void {
+    const i = this.indexOf.get(id)
+    if (i !== undefined) fuseAddon().dropChunk(this.handle, i)
   }
 
   /**
@@ -171,19 +173,37 @@ export class Mount {
     const mountpoint = await checkMountpoint(options.mountpoint)
     // the view's trees are read through the disk cache too: a second mount of an image reads them locally
     const cache = options.diskCache ? new CachingStore(options.store, options.diskCache) : null
-    let table: InodeTable
+    let mount: Mount | null = null
+    const reader = new ChunkReader(options.store, {
+      ...options,
+      diskCache: cache,
+      onCached: (id, raw) => mount?.lend(id, raw),
+      onEvicted: (id) => mount?.unlend(id),
+    })
+    // the trace's chunks are fetched from now on, beside the tree. Without a disk cache it stops at
+    // half the memory cache, so that it does not evict what it fetched before it is read
+    const prefetch = options.prefetch
+      ? new TracePrefetch(reader, options.prefetch, {
+          jobs: options.prefetchJobs ?? 8,
+          loadingJobs: PREFETCH_LOADING_JOBS,
+          budgetBytes: options.diskCache ? Infinity : options.memoryBytes / 2,
+        })
+      : null
     try {
-      table = buildInodeTable(await loadView(cache ?? options.store, options.id, options.view ?? { view: 'tree' }))
+      const table = buildInodeTable(await loadView(cache ?? options.store, options.id, options.view ?? { view: 'tree' }))
+      mount = new Mount(options, mountpoint, table, reader, prefetch)
     } catch (err) {
-      await cache?.close().catch(() => {})
+      prefetch?.stop()
+      await reader.close().catch(() => {}) // aborts the prefetch's fetches and closes the disk cache
+      await prefetch?.done
       throw err
     }
-    const mount = new Mount(options, mountpoint, table, cache)
     try {
       mount.info = await mountAt(mountpoint)
       if (mount.info?.fstype !== FSTYPE) throw new SnapdirError('ERR_TARGET', `mounting at '${mountpoint}' did not take effect`)
       await options.onMounted?.(mount)
-      if (options.prefetch) mount.prefetching = mount.prefetch(options.prefetch)
+      const indexOf = mount.indexOf
+      prefetch?.mounted((id) => indexOf.has(id))
     } catch (err) {
       await mount.close({ force: true }).catch((closeErr: Error) => options.log(`cannot undo the mount at ${mountpoint}: ${closeErr.message}`))
       throw err
@@ -218,38 +238,21 @@ export class Mount {
       }
     }
     await this.ended
+    this.prefetching?.stop()
     await this.reader.close()
-    await this.prefetching // ends once the reader is closed: its fetches answer at once
+    await this.prefetching?.done // ends once the reader is closed: its fetches answer at once
     for (const file of this.recipeFiles.values()) await file.then((fh) => fh.close(), () => {})
     this.recipeFiles.clear()
     if (this.blobDir) await fs.rm(await this.blobDir, { recursive: true, force: true })
   }
 
   get stats(): MountStats {
-    return { ...this.reader.stats, reads: this.reads, servedInC: this.hits, readErrors: this.readErrors, prefetched: this.prefetched }
+    return { ...this.reader.stats, reads: this.reads, servedInC: this.hits, readErrors: this.readErrors, prefetched: this.prefetching?.prefetched ?? 0 }
   }
 
   /** The chunk IDs reads asked for so far, in the order of their first access ([] unless recording). */
   trace(): string[] {
     return this.traced ? [...this.traced].map((i) => this.table.chunkIds[i]!) : []
-  }
-
-  /**
-   * Fetches the chunks of a trace ahead, in its order, `prefetchJobs` at a time, skipping any this
-   * tree does not have (a trace of another tree, or damaged). Without a disk cache it stops at half
-   * the memory cache, so that it does not evict what it fetched before it is read.
-   */
-  private async prefetch(chunks: Promise<string[] | null>): Promise<void> {
-    const ids = await chunks.catch(() => null)
-    if (!ids) return
-    const wanted = ids.filter((id) => this.indexOf.has(id))
-    let budget = this.options.diskCache ? Infinity : this.options.memoryBytes / 2
-    await forEachLimit(wanted, this.options.prefetchJobs ?? 8, async (id) => {
-      if (this.hasEnded || budget <= 0) return
-      const size = await this.reader.fetchAhead(id)
-      if (size > 0) this.prefetched++
-      budget -= size
-    })
   }
 
   private async serveRead(slot: number, ino: number, offset: number, size: number): Promise<void> {

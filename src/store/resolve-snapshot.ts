@@ -43,9 +43,13 @@ export function parseSnapshotRef(s: string): SnapshotRef {
  */
 export async function resolveSnapshot(store: ReadStore, ref: SnapshotRef, options: { onSkip?: SkippedRecord } = {}): Promise<string> {
   if ('id' in ref && isId(ref.id)) return ref.id
-  await store.open()
   if ('image' in ref) {
-    const record = await readImageName(store, ref.image, options.onSkip)
+    // the name is read beside the open, not after it (one store round trip less before a mount is
+    // up); when the open fails, its error is the one that says why
+    const [opened, read] = await Promise.allSettled([store.open(), readImageName(store, ref.image, options.onSkip)])
+    if (opened.status === 'rejected') throw opened.reason
+    if (read.status === 'rejected') throw read.reason
+    const record = read.value
     if (record === null) {
       throw new SnapdirError('ERR_BAD_ID', `no image ${formatImageName(ref.image)} in ${store.url} (snapdir revisions lists the names it records)`, {
         data: { image: formatImageName(ref.image), store: store.url },
@@ -53,6 +57,7 @@ export async function resolveSnapshot(store: ReadStore, ref: SnapshotRef, option
     }
     return record.id
   }
+  await store.open()
   const prefix = ref.id
   const dir = `${objectDirectory('tree')}/${prefix.slice(0, 2)}/`
   const found: string[] = []

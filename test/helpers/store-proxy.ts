@@ -23,6 +23,8 @@ export interface StoreProxy {
   events: EventEmitter
   /** ms each request is held before it is forwarded */
   delayMs: number
+  /** when set and it gives a promise for a request, that request is held until the promise resolves instead */
+  holdUntil: ((r: StoreRequest) => Promise<void> | null) | null
   close(): Promise<void>
 }
 
@@ -31,7 +33,7 @@ export async function startStoreProxy(target: string, delayMs = 0): Promise<Stor
   const began = performance.now()
   const now = (): number => performance.now() - began
   const agent = new http.Agent({ keepAlive: true })
-  const proxy: StoreProxy = { endpoint: '', requests: [], events: new EventEmitter(), delayMs, close: async () => {} }
+  const proxy: StoreProxy = { endpoint: '', requests: [], events: new EventEmitter(), delayMs, holdUntil: null, close: async () => {} }
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x')
     const record: StoreRequest = { method: req.method ?? '', key: url.pathname.split('/').slice(2).join('/'), start: now(), end: 0 }
@@ -50,7 +52,9 @@ export async function startStoreProxy(target: string, delayMs = 0): Promise<Stor
       up.on('error', () => res.destroy())
       req.pipe(up)
     }
-    if (proxy.delayMs > 0) setTimeout(forward, proxy.delayMs)
+    const until = proxy.holdUntil?.(record)
+    if (until) void until.then(forward)
+    else if (proxy.delayMs > 0) setTimeout(forward, proxy.delayMs)
     else forward()
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))

@@ -1,6 +1,6 @@
 // Access traces: a run on a `snapdir trace record --push` mount stores which chunks it read, in order,
-// under refs/traces/ beside the image; a later mount of the same view fetches those chunks once it is
-// up, before anything reads them (it does not wait for them to appear), so that the same reads then
+// under refs/traces/ beside the image; a later mount of the same view fetches those chunks ahead, from
+// while it is still loading its tree (it does not wait for them to appear), so that the same reads then
 // cost no store request. Through a proxy that counts every request to S3 and holds each back 100 ms.
 import { mkdirSync, writeFileSync } from 'node:fs'
 import fs from 'node:fs/promises'
@@ -110,13 +110,20 @@ describe('snapdir trace', () => {
     expect(trace).toMatchObject({ snapdirTrace: 1, view: 'rootfs' })
     expect(trace.chunks).toEqual(expected)
 
-    // a later mount, from nothing local, through a slow link: up before the traced chunks arrive
+    // a later mount, from nothing local, through a slow link whose answers for the traced chunks are
+    // held until the mount is up: it asked for them while loading its tree, and did not wait for them
     proxy.delayMs = 100
     proxy.requests = []
-    const later = await startMount([...view, '--cache-dir', tempDir('snapdir-cache-'), '--read-ahead', '0', '--json'], mountpoint(), env)
+    let release!: () => void
+    const released = new Promise<void>((resolve) => (release = resolve))
+    proxy.holdUntil = (q) => (expected.includes(chunkOfKey(q) ?? '') ? released : null)
+    // (startMount resolves once the mount is up: a mount that waited for the prefetch never would)
+    const later = await startMount([...view, '--cache-dir', tempDir('snapdir-cache-'), '--read-ahead', '0', '--json'], mountpoint(), env).finally(release)
     try {
-      const atMount = proxy.requests.filter((q) => q.end > 0).map(chunkOfKey)
-      expect(expected.filter((c) => atMount.includes(c)), 'the mount did not wait for the prefetch').toEqual([])
+      const treeAnswered = Math.max(...proxy.requests.filter((q) => /\/tree(-part)?s\//.test(q.key)).map((q) => q.end))
+      const firstTraced = proxy.requests.find((q) => chunkOfKey(q) === expected[0])
+      expect(firstTraced, 'the prefetch began before the mount was up').toBeDefined()
+      expect(firstTraced!.start, 'the prefetch began while the tree was loading').toBeLessThan(treeAnswered)
       await answered(expected)
       // beside them only the chunk of the image's documents (index.json, manifest, config) was fetched.
       // Counted by chunk: one GET repeated (seen once under a loaded CI, the SDK asking again for an
@@ -133,6 +140,7 @@ describe('snapdir trace', () => {
       expect(chunkGets().length).toBeGreaterThan(fetchedAhead)
     } finally {
       proxy.delayMs = 0
+      proxy.holdUntil = null
     }
     const done = await later.stop()
     expect(JSON.parse(done.stdout)).toMatchObject({ prefetched: expected.length })
