@@ -2,7 +2,7 @@
 // manifests fetched by digest (checked by the client, and against their descriptor's size here),
 // blobs as the client's verifying streams, so a registry-to-registry copy streams blob to blob with
 // nothing staged, checked by digest on the way.
-import type { Readable } from 'node:stream'
+import { Readable } from 'node:stream'
 import type { BlobRef } from './blob-reader.js'
 import { sizeMismatch } from './blob-reader.js'
 import type { Descriptor } from './descriptor.js'
@@ -66,10 +66,45 @@ export class RegistryBlobs implements TransferSource {
     return data
   }
 
+  /**
+   * The blob as a stream that asks the registry when first read: the client's verifying stream passed
+   * on as pipe() would (an async generator around it cost a promise per piece).
+   */
   blobContent(ref: BlobRef): AsyncIterable<Buffer> {
-    const { origin, repository } = this
-    return (async function* () {
-      yield* (await origin.getBlob(repository, formatDigest(ref.descriptor.digest), { size: ref.descriptor.size })) as AsyncIterable<Buffer>
-    })()
+    const open = (): Promise<Readable> => this.origin.getBlob(this.repository, formatDigest(ref.descriptor.digest), { size: ref.descriptor.size })
+    let source: Readable | null = null
+    let opening = false
+    const out: Readable = new Readable({
+      // a few of the source's pieces (64 KiB each) held, so that one does not pause it every time
+      highWaterMark: 256 * 1024,
+      read() {
+        if (source !== null) {
+          source.resume()
+          return
+        }
+        if (opening) return
+        opening = true
+        open().then(
+          (s) => {
+            source = s
+            if (out.destroyed) {
+              s.destroy()
+              return
+            }
+            s.on('data', (piece: Buffer) => {
+              if (!out.push(piece)) s.pause()
+            })
+            s.once('end', () => out.push(null))
+            s.once('error', (err) => out.destroy(err))
+          },
+          (err: unknown) => out.destroy(err instanceof Error ? err : new Error(String(err))),
+        )
+      },
+      destroy(err, done) {
+        source?.destroy()
+        done(err)
+      },
+    })
+    return out
   }
 }

@@ -2,7 +2,7 @@
 // (https://github.com/opencontainers/distribution-spec/blob/v1.1.0/spec.md) over transport.ts, with
 // auth.ts answering the registry's challenges. Everything read is checked against its digest;
 // every failure is one SnapdirError naming the registry, the repository and what failed.
-import { pipeline, Readable } from 'node:stream'
+import type { Readable } from 'node:stream'
 import { SnapdirError } from '../util/errors.js'
 import { Authenticator, repositoryScope } from './auth.js'
 import { dockerConfigCredentials, parseCredentials, type Credentials } from './credentials.js'
@@ -191,47 +191,64 @@ export class RegistryClient {
       throw registryError('ERR_REGISTRY_CORRUPT', site, `expected ${options.size} bytes, the registry sends ${length}`)
     }
     const check = new DigestCheck(digest, options.size, (problem) => registryError('ERR_REGISTRY_CORRUPT', site, problem))
-    pipeline(Readable.from(this.resumingBody(res, request, site, options.signal)), check, () => {})
+    this.feedResuming(res, request, site, check, options.signal)
     return check
   }
 
-  /** A blob answer's bytes; where the connection breaks, the rest from a Range request (or a whole answer, skipped ahead). */
-  private async *resumingBody(first: HttpResponse, request: (range: number) => Promise<HttpResponse>, site: RequestSite, signal?: AbortSignal): AsyncGenerator<Buffer> {
-    let res = first
+  /**
+   * Feeds a blob answer's bytes into `check`; where the connection breaks, the rest from a Range
+   * request (or a whole answer, skipped ahead). Event-driven, as pipe() is: a promise per piece (an
+   * async iterator, Readable.from) cost a 60 MB layer ~50 ms of CPU more.
+   */
+  private feedResuming(first: HttpResponse, request: (range: number) => Promise<HttpResponse>, site: RequestSite, check: DigestCheck, signal?: AbortSignal): void {
+    let current = first
     let received = 0
-    let skip = 0
-    try {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          for await (const part of res.body as AsyncIterable<Buffer>) {
-            const fresh = skip > 0 ? part.subarray(Math.min(skip, part.length)) : part
-            skip -= part.length - fresh.length
-            if (fresh.length === 0) continue
-            received += fresh.length
-            yield fresh
-          }
-          return
-        } catch (err) {
-          if (err instanceof SnapdirError) throw err
-          if (attempt >= this.transport.retries || !retryableError(err) || signal?.aborted) throw unreachable(site, res.url, err, attempt)
-        }
-        await this.transport.backoff(attempt, signal)
-        res = await request(received)
-        if (res.status === 206) {
-          const range = /^bytes (\d+)-/.exec(header(res.headers, 'content-range') ?? '')
-          if (!range || Number(range[1]) !== received) {
-            await discard(res)
-            throw registryError('ERR_REGISTRY', site, `asked for the rest from byte ${received}, the registry sent range ${header(res.headers, 'content-range') ?? '(none)'}`)
-          }
-        } else if (res.status === 200) {
-          skip = received // no ranges here: the whole blob again, the part already passed on skipped
-        } else {
-          throw await this.failure(res, site)
+    let attempt = 0
+    // the consumer gave up (an upload that failed): the answer is not read further
+    check.once('close', () => {
+      if (!current.body.readableEnded) current.body.destroy()
+    })
+    const feed = (res: HttpResponse, skip: number): void => {
+      current = res
+      const body = res.body
+      let left = skip
+      const onData = (part: Buffer): void => {
+        const fresh = left > 0 ? part.subarray(Math.min(left, part.length)) : part
+        left -= part.length - fresh.length
+        if (fresh.length === 0) return
+        received += fresh.length
+        if (!check.write(fresh)) {
+          body.pause()
+          check.once('drain', () => body.resume())
         }
       }
-    } finally {
-      if (!res.body.readableEnded) res.body.destroy()
+      body.on('data', onData)
+      body.once('end', () => check.end())
+      body.once('error', (err) => {
+        body.off('data', onData)
+        resume(err).catch((e: unknown) => check.destroy(e instanceof Error ? e : new Error(String(e))))
+      })
     }
+    const resume = async (err: unknown): Promise<void> => {
+      if (check.destroyed) return
+      if (err instanceof SnapdirError) throw err
+      if (attempt >= this.transport.retries || !retryableError(err) || signal?.aborted) throw unreachable(site, current.url, err, attempt)
+      await this.transport.backoff(attempt++, signal)
+      const res = await request(received)
+      if (res.status === 206) {
+        const range = /^bytes (\d+)-/.exec(header(res.headers, 'content-range') ?? '')
+        if (!range || Number(range[1]) !== received) {
+          await discard(res)
+          throw registryError('ERR_REGISTRY', site, `asked for the rest from byte ${received}, the registry sent range ${header(res.headers, 'content-range') ?? '(none)'}`)
+        }
+        feed(res, 0)
+      } else if (res.status === 200) {
+        feed(res, received) // no ranges here: the whole blob again, the part already passed on skipped
+      } else {
+        throw await this.failure(res, site)
+      }
+    }
+    feed(first, 0)
   }
 
   /** Whether the repository holds the blob (HEAD; 404 is false). */

@@ -31,7 +31,8 @@ export class DigestCheck extends Transform {
     private readonly size: number | undefined,
     private readonly mismatch: (problem: string) => Error,
   ) {
-    super()
+    // a few pieces of a blob answer (64 KiB each) held, so that one does not pause it every time
+    super({ highWaterMark: 256 * 1024 })
     const algorithm = digestAlgorithm(digest)
     if (!algorithm) throw new RangeError(`not a digest: ${digest}`)
     this.algorithm = algorithm

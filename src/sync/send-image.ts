@@ -4,7 +4,7 @@
 // then the indexes and manifests, each after everything it names, the tag last. A send cut short
 // leaves blobs no manifest names yet, which the next send skips; the tag moves only once the whole
 // image is there. A repository whose tag already names the image's digest is complete: nothing is sent.
-import { Readable } from 'node:stream'
+import { pipeline, Readable, Transform } from 'node:stream'
 import type { TransferPlan } from '../oci/transfer-plan.js'
 import { forEachLimit } from '../util/concurrency.js'
 import { SnapdirError } from '../util/errors.js'
@@ -84,7 +84,7 @@ export async function sendImage(plan: TransferPlan, to: ImageDestination, reposi
       for (const from of mountFrom(blob.digest)) {
         if (await to.mountBlob(repository, from, blob.digest)) return 'mounted'
       }
-      await to.putBlob(repository, blob.digest, size, () => Readable.from(counted(blob.content(), options.onBytes)))
+      await to.putBlob(repository, blob.digest, size, () => counted(blob.content(), options.onBytes))
       return 'sent'
     })()
     flights.set(key, put)
@@ -115,9 +115,16 @@ function settle(summary: SendSummary, digest: string, size: number, outcome: Blo
   options.onBlob?.(digest, size, outcome)
 }
 
-async function* counted(stream: AsyncIterable<Buffer>, onBytes?: (n: number) => void): AsyncGenerator<Buffer> {
-  for await (const piece of stream) {
-    onBytes?.(piece.length)
-    yield piece
-  }
+/** The blob's bytes as a stream, `onBytes` told of each piece; a stream is piped, not iterated (a promise per piece). */
+function counted(content: AsyncIterable<Buffer>, onBytes?: (n: number) => void): Readable {
+  const stream = content instanceof Readable ? content : Readable.from(content)
+  if (onBytes === undefined) return stream
+  const counter = new Transform({
+    highWaterMark: 256 * 1024,
+    transform(piece: Buffer, _encoding, done) {
+      onBytes(piece.length)
+      done(null, piece)
+    },
+  })
+  return pipeline(stream, counter, () => {})
 }
