@@ -1,14 +1,15 @@
-// gc is safe while pushes run (docs/FORMAT.md, "Deleting: rm and gc"): a push never loses an object it
-// will name, whether it wrote the object itself or found it in the store already, unreferenced and
-// old (the revision that named it removed). gc runs in a loop with no grace period at all, so only the
-// writers' and gc's leases (src/store/write-lease.ts) stand between a push and the sweep; pushes of
-// trees that share most of their content with the revision removed just before run against it, and
-// every snapshot a push reported must verify whole. Without the leases this fails within a few rounds
-// (objects a push found, or had just written, are swept before its revision names them).
+// gc is safe while pushes and syncs run (docs/FORMAT.md, "Deleting: rm and gc"): a push or sync never
+// loses an object it will name, whether it wrote the object itself or found it in the store already,
+// unreferenced and old (the revision that named it removed). gc runs in a loop with no grace period
+// at all, so only the writers' and gc's leases (src/store/write-lease.ts) stand between a writer and
+// the sweep; pushes (or syncs) of trees that share most of their content with the revision removed
+// just before run against it, and every snapshot a writer reported must verify whole. Without the
+// leases this fails within a few rounds (objects a writer found, or had just written, are swept
+// before its revision names them; without sync's lease the sync test fails in its second round).
 import { mkdirSync, utimesSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { ID_RE, bytes, listFiles, snapdir, tempDir } from '../helpers/cli.js'
+import { ID_RE, bytes, listFiles, snapdir, snapdirOk, tempDir } from '../helpers/cli.js'
 import { startS3Server, type S3Server } from '../helpers/s3-server.js'
 
 const ROUNDS = 8
@@ -27,7 +28,7 @@ function tree(at: string, k: number): string {
  * grace of one hour, so what the push writes itself is safe by the grace alone and only the objects it
  * finds in the store (old and unreferenced) are at stake: the case a grace period cannot cover.
  */
-async function race(store: string, env: Record<string, string>, backdate = false): Promise<void> {
+async function race(store: string, env: Record<string, string>, backdate = false, write?: (k: number) => Promise<string>): Promise<void> {
   const t = tempDir()
   let pushing = true
   const gcRuns: string[] = []
@@ -46,9 +47,13 @@ async function race(store: string, env: Record<string, string>, backdate = false
   const reported: string[] = []
   try {
     for (let k = 0; k < ROUNDS; k++) {
-      const push = await snapdir(['push', '--store', store, '--name', 'race', tree(path.join(t, `src-${k}`), k)], { env })
-      expect(push.status, push.stderr).toBe(0)
-      const id = push.stdout.trim()
+      let id: string
+      if (write) id = await write(k)
+      else {
+        const push = await snapdir(['push', '--store', store, '--name', 'race', tree(path.join(t, `src-${k}`), k)], { env })
+        expect(push.status, push.stderr).toBe(0)
+        id = push.stdout.trim()
+      }
       expect(id).toMatch(ID_RE)
       reported.push(id)
       if (k === 0) startGc() // the store exists now
@@ -80,6 +85,20 @@ describe('push and gc --grace 0 in a loop against one store', () => {
 
   test('a file store, objects the pushes find old and unreferenced (grace 1h)', async () => {
     await race(path.join(tempDir(), 'store'), {}, true)
+  }, 240_000)
+
+  test('a file store the snapshots come into by sync', async () => {
+    // the rounds' trees pushed to a source store first; each round syncs one into the store gc sweeps
+    const t = tempDir()
+    const source = path.join(t, 'source')
+    const ids: string[] = []
+    for (let k = 0; k < ROUNDS; k++) ids.push((await snapdirOk(['push', '--store', source, '--name', 'race', tree(path.join(t, `src-${k}`), k)])).trim())
+    const store = path.join(t, 'store')
+    await race(store, {}, false, async (k) => {
+      const r = await snapdir(['sync', '--id', ids[k]!, '--from', source, '--to', store])
+      expect(r.status, r.stderr).toBe(0)
+      return ids[k]!
+    })
   }, 240_000)
 
   describe('an S3 store', () => {
