@@ -40,7 +40,9 @@ for (const cmd of program.commands) cmd.exitOverride()
 try {
   // a process started ahead of its work (standby.ts): the rest of its command line comes on stdin
   const rest = process.env[STANDBY_ENV] === undefined ? [] : await standbyArguments(process.argv.slice(2))
-  if (rest !== null) await program.parseAsync([...process.argv, ...rest])
+  // none: its parent went away; what it opened ahead (a store that does not answer, say) must not keep it
+  if (rest === null) process.exit(0)
+  await program.parseAsync([...process.argv, ...rest])
 } catch (err) {
   if (err instanceof CommanderError) {
     const ok = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help'

@@ -1,11 +1,13 @@
 // A snapdir process started before its whole command line is known (the snapshotter keeps one such
 // `snapdir mount` ready for its next lazy layer): with SNAPDIR_STANDBY set it loads what the
 // arguments it has will need (the mount's modules, the S3 SDK: about half a CPU-second together,
-// more than the store round trips a layer mount waits for), then reads the rest of its arguments
+// more than the store round trips a layer mount waits for) and opens the store they name (the
+// credentials, the bucket's check, a connection: round trips the mount then does not wait for),
+// then reads the rest of its arguments
 // from stdin, one line of JSON (an array of strings), and runs as if it had been started with them.
 // stdin ending without a line (its parent went away) ends it quietly.
-import { preloadStore } from '../store/open-store.js'
 import { UsageError } from '../util/errors.js'
+import { openStoreAhead } from './store-options.js'
 
 export const STANDBY_ENV = 'SNAPDIR_STANDBY'
 
@@ -30,9 +32,15 @@ export async function standbyArguments(known: readonly string[]): Promise<string
 }
 
 async function warmUp(known: readonly string[]): Promise<void> {
-  const at = known.indexOf('--store')
-  const store = at >= 0 ? known[at + 1] : undefined
-  await Promise.all([known[0] === 'mount' ? import('../mount/mount.js') : null, store !== undefined ? preloadStore(store) : null])
+  const value = (option: string): string | undefined => {
+    const at = known.indexOf(option)
+    return at >= 0 ? known[at + 1] : undefined
+  }
+  const store = value('--store')
+  const s3Endpoint = value('--s3-endpoint')
+  // the store opened now: its SDK loaded, credentials resolved, the bucket checked, a connection made
+  if (store !== undefined) openStoreAhead({ store, ...(s3Endpoint !== undefined ? { s3Endpoint } : {}) })
+  if (known[0] === 'mount') await import('../mount/mount.js')
 }
 
 /** The first line `input` gives (without its newline), or null when it ends first; then lets go of it. */

@@ -9,7 +9,29 @@ export const ENDPOINT_HELP = 'S3-compatible endpoint for s3:// stores (default: 
  * finally; the operations it calls open it (open() is memoised; push opens it with create).
  */
 export function storeFromOptions(opts: { store: string; s3Endpoint?: string }): Store {
+  const key = aheadKey(opts)
+  const ahead = openedAhead.get(key)
+  if (ahead !== undefined) {
+    openedAhead.delete(key)
+    return ahead
+  }
   return storeFromUrl(opts.store, opts.s3Endpoint === undefined ? {} : { s3Endpoint: opts.s3Endpoint })
+}
+
+/** Stores opened before the command that uses them knew it would (openStoreAhead), by their options. */
+const openedAhead = new Map<string, Store>()
+const aheadKey = (opts: { store: string; s3Endpoint?: string }): string => JSON.stringify([opts.store, opts.s3Endpoint ?? null])
+
+/**
+ * For a process started before its work (standby.ts): starts opening the store `opts` name (an S3
+ * store loads its SDK, resolves credentials and checks the bucket), and the next storeFromOptions with
+ * the same options gets it, opened or opening. An open that failed is not remembered: the command's
+ * own open tries again, and says why it fails.
+ */
+export function openStoreAhead(opts: { store: string; s3Endpoint?: string }): void {
+  const store = storeFromOptions(opts)
+  openedAhead.set(aheadKey(opts), store)
+  store.open().catch(() => {})
 }
 
 

@@ -23,14 +23,6 @@ export function storeFromUrl(url: string, options: { s3Endpoint?: string; profil
   return openStore(spec)
 }
 
-/**
- * Loads ahead the code a store at `url` will need, for a process started before its work: the S3 SDK
- * costs about 0.4 CPU-seconds to load (s3-store.ts loads it on first use, and then finds it loaded).
- */
-export async function preloadStore(url: string): Promise<void> {
-  if (/^(s3|gs):\/\//i.test(url)) await import('@aws-sdk/client-s3')
-}
-
 /** The store a spec names (how worker threads make their own of the store they were handed). */
 export function openStore(spec: StoreSpec): Store {
   const { url } = spec
