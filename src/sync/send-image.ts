@@ -84,7 +84,19 @@ export async function sendImage(plan: TransferPlan, to: ImageDestination, reposi
       for (const from of mountFrom(blob.digest)) {
         if (await to.mountBlob(repository, from, blob.digest)) return 'mounted'
       }
-      await to.putBlob(repository, blob.digest, size, () => counted(blob.content(), options.onBytes))
+      // the source asked for the bytes while the upload is opened (a round trip each, at once); a
+      // second try of the upload reads them afresh
+      let early: Readable | null = counted(blob.content(), options.onBytes)
+      early.read(0)
+      try {
+        await to.putBlob(repository, blob.digest, size, () => {
+          const body = early ?? counted(blob.content(), options.onBytes)
+          early = null
+          return body
+        })
+      } finally {
+        ;(early as Readable | null)?.destroy()
+      }
       return 'sent'
     })()
     flights.set(key, put)
