@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto'
 import type { Readable } from 'node:stream'
 import { SnapdirError } from '../util/errors.js'
 import { chainId } from './chain-id.js'
-import { ContainerdClient } from './containerd-client.js'
+import type { ContainerdClient } from './containerd-client.js'
 import { DIFF_ID_LABEL, TARGET_LABEL } from './snapshotter.js'
 
 export interface ImportLayer {
@@ -58,8 +58,10 @@ export interface ContainerdPullResult {
  */
 export async function importImage(documents: Promise<ImageDocuments>, options: ContainerdImportOptions): Promise<ContainerdPullResult> {
   documents.catch(() => {}) // awaited below, after the lease
-  // the reads' first requests go out before the CPU-bound set-up of the client holds the thread
+  // the reads' first requests go out before the CPU-bound set-up of the client holds the thread: gRPC
+  // and containerd's protos, loaded here rather than at start, take a tenth of a second and more
   await new Promise((resolve) => setImmediate(resolve))
+  const { ContainerdClient } = await import('./containerd-client.js')
   const client = new ContainerdClient(options.address, options.namespace)
   try {
     await client.acquireLease(`snapdir-pull-${randomBytes(6).toString('hex')}`, 3600)
