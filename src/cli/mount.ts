@@ -168,9 +168,13 @@ export async function runMount(mountpoint: string, opts: MountCliOptions, traceS
   process.on('SIGTERM', onSignal)
   let diskCache: DiskCache | null = null
   try {
-    // the store's open (for S3, a HEAD of the bucket) is not waited for before the reads below: they
-    // go in the same round trip, and if it fails, its error is the one reported (settledOrThrow)
-    const opening = store.open()
+    // The store's open (for S3, a HEAD of the bucket) and its format check are not waited for before
+    // the reads below and the mount's own: they go in the same round trip. The mount counts as up only
+    // once both passed, and when either fails, its error is the one reported, whatever the reads made
+    // of the store (a bucket that is not there, a format this snapdir does not read).
+    const formatChecked = import('../store/store-config.js').then((m) => m.checkStoreFormat(store))
+    formatChecked.catch(() => {}) // waited for through checking
+    const checking = store.open().then(() => formatChecked)
     // a store on local disk needs no second copy of its chunks on local disk
     const wantCache = opts.cache && (opts.cacheDir !== undefined || !(store instanceof FileStore))
     const resolving = ref !== null ? resolveSnapshot(store, ref) : Promise.resolve(view.view === 'layer' ? view.chain.at(-1)!.slice('sha256:'.length) : '')
@@ -180,17 +184,22 @@ export async function runMount(mountpoint: string, opts: MountCliOptions, traceS
     const viewName = viewKey(view)
     const stored = opts.prefetch || traceSetup.storeIfMissing ? resolving.then((id) => readTrace(store, id, viewName, (key, why) => log(`ignoring the access trace ${key}: ${why}`))) : null
     stored?.catch(() => {}) // a trace that cannot be read is no trace; the mount's own reads say why the store fails
+    checking.catch(() => {}) // waited for below, before the mount counts as up or as failed
     // independent of each other, so at once: every store round trip before the mount is up counts
-    const [, id, , cache] = await Promise.allSettled([
-      opening,
-      resolving,
-      import('../store/store-config.js').then((m) => m.checkStoreFormat(store)),
+    const [id, cache] = await Promise.allSettled([
+      resolving.catch(async (err: unknown) => {
+        await checking
+        throw err
+      }),
       wantCache ? DiskCache.open(opts.cacheDir ?? defaultCacheDir(), cacheBytes) : null,
     ]).then(settledOrThrow)
     diskCache = cache
     const recordTrace = traceSetup.storeIfMissing || traceSetup.push || traceSetup.output !== undefined
     const prefetch = opts.prefetch && stored ? { prefetch: stored.then((t) => t?.chunks ?? null), prefetchJobs } : {}
-    mount = await Mount.open({ store, id, view, mountpoint, diskCache, memoryBytes, jobs, timeoutMs, readAheadBytes, log, recordTrace, ...prefetch })
+    mount = await Mount.open({ store, id, view, mountpoint, diskCache, memoryBytes, jobs, timeoutMs, readAheadBytes, log, recordTrace, ...prefetch, onMounted: () => checking }).catch(async (err: unknown) => {
+      await checking
+      throw err
+    })
     log(describeMount(mount, id, view.view))
     if (stopping) stop(mount, stopping)
     await mount.ended

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { makeEdgeTree, manifest, snapdir, snapdirOk, tempDir } from '../helpers/cli.js'
@@ -50,5 +51,13 @@ describe('push, pull, verify and revisions against an S3 server on loopback', ()
     const r = await snapdir(['pull', '--store', 's3://no-such-bucket/x', '--id', 'a'.repeat(64), path.join(t, 'out')], { env: server.env })
     expect(r.status).toBe(1)
     expect(r.stderr.trim()).toMatch(/^snapdir: store s3:\/\/no-such-bucket\/x: bucket 'no-such-bucket' does not exist$/)
+  })
+
+  it('a bucket that does not exist: mount (which reads beside the open) exits 1 naming the store, nothing mounted', async () => {
+    const mnt = tempDir()
+    const r = await snapdir(['mount', '--store', 's3://no-such-bucket/x', '--id', 'a'.repeat(64), '--no-cache', '--view', 'rootfs', mnt], { env: server.env })
+    expect(r.status).toBe(1)
+    expect(r.stderr.trim()).toMatch(/^snapdir: store s3:\/\/no-such-bucket\/x: bucket 'no-such-bucket' does not exist$/)
+    expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(` ${mnt} `)
   })
 })
