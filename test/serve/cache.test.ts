@@ -4,12 +4,13 @@
 // checked against its digest. Layers of random bytes (gzip cannot shrink them), so each blob's size
 // in the cache is about its file's.
 import { createHash } from 'node:crypto'
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, watch, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
 import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { noise, snapdirOk } from '../helpers/cli.js'
+import { dirState } from '../helpers/dir-watch.js'
 import { blobFile, readIndexJson, requireTools, tool } from '../helpers/oci.js'
 import { startServe, type ServeProcess } from '../helpers/serve.js'
 
@@ -70,19 +71,7 @@ function cached(digest: string): boolean {
 
 /** Resolves once `ready()` holds, looked at whenever the cache directory changes; fails after `ms`. */
 async function cacheState(ready: () => boolean, what: string, ms = 15_000): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const watcher = watch(cacheDir, () => {
-      if (ready()) done()
-    })
-    const timer = setTimeout(() => done(new Error(`the cache did not come to hold ${what} within ${ms} ms: ${readdirSync(cacheDir).join(', ')}`)), ms)
-    const done = (err?: Error): void => {
-      clearTimeout(timer)
-      watcher.close()
-      if (err) reject(err)
-      else resolve()
-    }
-    if (ready()) done()
-  })
+  await dirState(cacheDir, ready, what, ms, { describe: () => readdirSync(cacheDir).join(', ') })
 }
 
 /** GETs a blob whole; its sha256 digest. */

@@ -8,12 +8,13 @@
 // two pushes of one tag at once; DELETE of a tag and of a digest.
 import { spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, watch, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import http from 'node:http'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { listFiles, snapdirOk } from '../helpers/cli.js'
+import { dirState } from '../helpers/dir-watch.js'
 import { blobFile, blobHashes, buildUmociImage, readIndexJson, requireTools, tool, OCI } from '../helpers/oci.js'
 import { registryAvailable, startRegistry, type TestRegistry } from '../helpers/registry.js'
 import { rawRequest, startServe, type ServeProcess } from '../helpers/serve.js'
@@ -309,7 +310,7 @@ describe('snapdir serve: bad pushes leave nothing', () => {
     expect(status.headers.get('range')).toBe('0-0')
     expect(readdirSync(path.join(stateDir, 'uploads'))).toEqual([uuid])
     // left alone: swept (the sweep runs every quarter of the timeout)
-    await removed(path.join(stateDir, 'uploads'), uuid, (UPLOAD_TIMEOUT_S + 5) * 1000)
+    await dirState(path.join(stateDir, 'uploads'), () => !existsSync(path.join(stateDir, 'uploads', uuid)), `no ${uuid} (removed)`, (UPLOAD_TIMEOUT_S + 5) * 1000)
     expect(await errorCode(await req(location))).toBe('BLOB_UPLOAD_UNKNOWN')
     expect(stored()).toEqual(before)
   }, 60_000)
@@ -440,7 +441,7 @@ describe('snapdir serve: bad pushes leave nothing', () => {
     // killed once the manifest's ingest has written a chunk of its own (uploads write nothing to the
     // store) and the uploads it stores from are staged: a chunk alone could be another writer's
     const staged = () => existsSync(path.join(otherState, 'staged')) && listFiles(path.join(otherState, 'staged')).length > 0
-    await written(path.join(store, 'chunks'), () => staged() && listFiles(path.join(store, 'chunks')).some((f) => !chunksBefore.has(f) && !f.includes('.tmp-')), 120_000)
+    await dirState(path.join(store, 'chunks'), () => staged() && listFiles(path.join(store, 'chunks')).some((f) => !chunksBefore.has(f) && !f.includes('.tmp-')), 'a new chunk, with uploads staged', 120_000, { recursive: true })
     await b.stop('SIGKILL')
     expect(await push).not.toBe(0)
     expect((await req('/v2/killed/app/manifests/v1', { method: 'HEAD' })).status).toBe(404)
@@ -507,37 +508,3 @@ describe('snapdir serve: bad pushes leave nothing', () => {
   }, 180_000)
 })
 
-/** Resolves once `ready()` holds, looked at whenever something in `dir` or below changes; fails after `ms`. */
-async function written(dir: string, ready: () => boolean, ms: number): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const watcher = watch(dir, { recursive: true }, () => {
-      if (ready()) done()
-    })
-    const timer = setTimeout(() => done(new Error(`nothing ready in ${dir} after ${ms} ms`)), ms)
-    const done = (err?: Error): void => {
-      clearTimeout(timer)
-      watcher.close()
-      if (err) reject(err)
-      else resolve()
-    }
-    if (ready()) done()
-  })
-}
-
-/** Resolves once `name` is gone from `dir` (watched: each change in it looks again); fails after `ms`. */
-async function removed(dir: string, name: string, ms: number): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const gone = (): boolean => !existsSync(path.join(dir, name))
-    const watcher = watch(dir, () => {
-      if (gone()) done()
-    })
-    const timer = setTimeout(() => done(new Error(`${name} still in ${dir} after ${ms} ms`)), ms)
-    const done = (err?: Error): void => {
-      clearTimeout(timer)
-      watcher.close()
-      if (err) reject(err)
-      else resolve()
-    }
-    if (gone()) done()
-  })
-}
