@@ -47,7 +47,7 @@ export function registerSync(program: Command): void {
     .option('--platform <os/arch[/variant]>', 'with --config or a docker:// destination: copy only these platforms of multi-platform images (repeat for several; with --config, replaces the platforms in the file)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--jobs <n>', 'objects checked or copied at once (with --config: images at once, default 4 or the file\'s defaults.jobs)')
     .option('--dry-run', 'report what would be copied; write nothing')
-    .option('--json', 'print a JSON summary (objects and bytes checked, copied, skipped)')
+    .option('--json', 'print a JSON summary (objects and bytes checked, copied, skipped; image names written; access traces copied, skipped, malformed)')
     .option('--s3-endpoint <url>', 'S3-compatible endpoint for both stores (default: AWS_ENDPOINT_URL)')
     .option('--from-s3-endpoint <url>', 'endpoint for the source only')
     .option('--to-s3-endpoint <url>', 'endpoint for the destination only')
@@ -105,10 +105,11 @@ export function registerSync(program: Command): void {
               const verb = opts.dryRun ? 'would copy' : 'copied'
               const which = ids.length > 1 ? `${id}: ` : ''
               const tagged = s.images.length > 0 ? `; ${opts.dryRun ? 'would tag' : 'tagged'} ${s.images.join(', ')}` : ''
+              const traced = s.traces.copied > 0 ? `; ${opts.dryRun ? 'would copy' : 'copied'} ${s.traces.copied} access trace(s)` : ''
               process.stdout.write(
                 s.alreadyComplete
-                  ? `${id} is already complete in ${to.url}${tagged}\n`
-                  : `${which}${verb} ${s.objects.copied} objects (${s.bytes.copied} bytes), skipped ${s.objects.skipped} already in ${to.url}${tagged}\n`,
+                  ? `${id} is already complete in ${to.url}${tagged}${traced}\n`
+                  : `${which}${verb} ${s.objects.copied} objects (${s.bytes.copied} bytes), skipped ${s.objects.skipped} already in ${to.url}${tagged}${traced}\n`,
               )
             }
           }

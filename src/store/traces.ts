@@ -1,6 +1,6 @@
 // Access traces as a store holds them (docs/FORMAT.md, "Access traces"): the record under
 // refs/traces/<snapshot ID>/<view>, checked when read. What records them and reads them ahead is
-// mount/trace.ts.
+// mount/trace.ts; sync copies them with their snapshot (sync/sync.ts).
 import { readRefRecord, type SkippedRecord } from './ref-record.js'
 import type { ReadStore, Store } from './store.js'
 import { SnapdirError } from '../util/errors.js'
@@ -74,4 +74,65 @@ export async function writeTrace(store: Store, trace: AccessTrace): Promise<stri
   const key = traceKey(trace.snapshot, trace.view)
   await store.put(key, encodeTrace(trace))
   return key
+}
+
+/** What copyTraces did: traces written (or a dry run would write), left as the destination had them, passed over as malformed. */
+export interface TraceCopy {
+  copied: number
+  skipped: number
+  malformed: number
+}
+
+/**
+ * Copies the stored traces of `snapshot` (refs/traces/<snapshot>/*) from one store to another, byte
+ * for byte, as sync does once the snapshot is complete at `to` (a trace names chunks, which must be
+ * there first), then flushes. A trace `to` holds byte for byte is left alone (one GET each); another
+ * one there is replaced, as the source's tags move the destination's. A trace malformed at the source
+ * is reported through `onSkip` and not copied: a trace only speeds mounts up, so it never fails a sync.
+ */
+export async function copyTraces(from: ReadStore, to: Store, snapshot: string, options: { dryRun?: boolean; onSkip: SkippedRecord }): Promise<TraceCopy> {
+  const done: TraceCopy = { copied: 0, skipped: 0, malformed: 0 }
+  const prefix = `${TRACE_REFS}${snapshot}/`
+  const keys: string[] = []
+  for await (const key of from.list(prefix)) keys.push(key)
+  for (const key of keys.sort()) {
+    const view = key.slice(prefix.length)
+    const source = await from.get(key).catch(gone)
+    if (source === null) continue // removed since the listing
+    const problem = sourceProblem(source, snapshot, view)
+    if (problem !== null) {
+      done.malformed++
+      options.onSkip(`${from.url}/${key}`, problem)
+      continue
+    }
+    const there = await to.get(key).catch(gone)
+    if (there !== null && there.equals(source)) {
+      done.skipped++
+      continue
+    }
+    if (!options.dryRun) await to.put(key, source)
+    done.copied++
+  }
+  if (done.copied > 0 && !options.dryRun) await to.flush()
+  return done
+}
+
+/** What is wrong with the bytes at refs/traces/<snapshot>/<view> as a trace of that view, or null. */
+function sourceProblem(data: Buffer, snapshot: string, view: string): string | null {
+  let value: unknown
+  try {
+    value = JSON.parse(data.toString('utf8'))
+  } catch {
+    return 'not JSON'
+  }
+  const problem = traceProblem(value)
+  if (problem !== null) return problem
+  const t = value as AccessTrace
+  return t.snapshot === snapshot && t.view === view ? null : `it is the trace of ${t.snapshot}/${t.view}, not of its key`
+}
+
+/** null for an object that is not there (or a store that is not there yet: a dry run's destination). */
+function gone(err: unknown): null {
+  if (err instanceof SnapdirError && (err.code === 'ERR_OBJECT_MISSING' || err.code === 'ERR_STORE_NOT_FOUND')) return null
+  throw err
 }

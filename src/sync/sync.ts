@@ -5,8 +5,10 @@ import { commitSnapshot, type CommitLayer } from '../store/commit.js'
 import { formatImageName } from '../format/image-name.js'
 import { hasImageName, listImageNames, writeImageName, type ImageNameRecord } from '../store/image-names.js'
 import { isObjectDamage, objectKey } from '../store/objects.js'
+import { warnOnStderr, type SkippedRecord } from '../store/ref-record.js'
 import { checkStoreFormat, ensureStoreConfig, readStoreConfig } from '../store/store-config.js'
 import type { Store } from '../store/store.js'
+import { copyTraces, type TraceCopy } from '../store/traces.js'
 import { WriterLease } from '../store/write-lease.js'
 import { forEachLimit } from '../util/concurrency.js'
 import { SnapdirError } from '../util/errors.js'
@@ -23,6 +25,8 @@ export interface SyncOptions {
    * the source has them: a tag there naming another snapshot moves); default: sync lists the source's
    */
   images?: ImageNameRecord[]
+  /** told about each malformed trace at the source, which is not copied; by default a warning on stderr */
+  onSkip?: SkippedRecord
 }
 
 export interface SyncSummary {
@@ -34,13 +38,17 @@ export interface SyncSummary {
   bytes: { copied: number; skipped: number }
   /** the image names and tags written at the destination (NAME:TAG), or that a dry run would write */
   images: string[]
+  /** the snapshot's access traces (refs/traces/<id>/*) copied (or that a dry run would copy), left as the destination had them, and malformed at the source */
+  traces: TraceCopy
 }
 
 /**
  * Copies a snapshot from one store to another without staging it locally. Objects stream one by one
  * (at most `jobs` in memory), each re-hashed in transit and stored as the source had it (no
  * recompression); the tree and the revision are written only after every chunk is there, so a tree
- * at the destination proves the snapshot complete, and syncing a complete snapshot costs one request.
+ * at the destination proves the snapshot complete, and syncing a complete snapshot costs one request
+ * (and one listing of the source's traces, one GET for each there). The snapshot's access traces are
+ * copied last, after its image names, each only once the chunks it names are there.
  *
  * The snapshot of an OCI image layout brings its expanded layers along (the layers its revision
  * lists): their chunks with the bundle's, then the layer trees, then the layer refs (merged into the
@@ -58,8 +66,9 @@ export async function sync(from: Store, to: Store, id: string, options: SyncOpti
 
 async function syncLeased(from: Store, to: Store, id: string, options: SyncOptions, lease: WriterLease): Promise<SyncSummary> {
   const dryRun = options.dryRun ?? false
-  const summary: SyncSummary = { id, dryRun, alreadyComplete: false, objects: { checked: 0, copied: 0, skipped: 0 }, bytes: { copied: 0, skipped: 0 }, images: [] }
+  const summary: SyncSummary = { id, dryRun, alreadyComplete: false, objects: { checked: 0, copied: 0, skipped: 0 }, bytes: { copied: 0, skipped: 0 }, images: [], traces: { copied: 0, skipped: 0, malformed: 0 } }
   await from.open()
+  const traces = async (): Promise<TraceCopy> => copyTraces(from, to, id, { dryRun, onSkip: options.onSkip ?? warnOnStderr })
   const names = options.images ?? (await listImageNames(from)).filter((n) => n.id === id)
   // First, and alone: a tree at the destination proves the snapshot complete there, so a re-sync of
   // a complete snapshot costs this one request.
@@ -74,12 +83,15 @@ async function syncLeased(from: Store, to: Store, id: string, options: SyncOptio
     const missing: ImageNameRecord[] = []
     for (const n of names) if (!(await hasImageName(to, n))) missing.push(n)
     summary.images = missing.map(formatImageName)
-    if (missing.length === 0 || dryRun) return summary
-    await lease.acquire()
-    // an rm that ran before the lease may have taken the snapshot: a name must not outlive it
-    if (!(await to.has(treeKey))) return syncLeased(from, to, id, options, lease)
-    for (const n of missing) await writeImageName(to, n)
-    await to.flush()
+    if (missing.length > 0 && !dryRun) {
+      await lease.acquire()
+      // an rm that ran before the lease may have taken the snapshot: a name must not outlive it
+      if (!(await to.has(treeKey))) return syncLeased(from, to, id, options, lease)
+      for (const n of missing) await writeImageName(to, n)
+      await to.flush()
+    }
+    // a trace recorded at the source since the snapshot was synced comes with the next sync
+    summary.traces = await traces()
     return summary
   }
   await checkStoreFormat(from)
@@ -179,7 +191,10 @@ async function syncLeased(from: Store, to: Store, id: string, options: SyncOptio
     summary.bytes.copied += tree.object!.length
   }
   summary.images = names.map(formatImageName)
-  if (dryRun) return summary
+  if (dryRun) {
+    summary.traces = await traces()
+    return summary
+  }
 
   // the destination cuts future pushes as the source does, if it has no config of its own yet
   const params = await readStoreConfig(from)
@@ -220,5 +235,7 @@ async function syncLeased(from: Store, to: Store, id: string, options: SyncOptio
     },
   })
   options.onObject?.()
+  // last: the snapshot is complete here now, so every chunk a trace of it names is
+  summary.traces = await traces()
   return summary
 }

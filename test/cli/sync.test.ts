@@ -10,6 +10,7 @@ interface Summary {
   alreadyComplete: boolean
   objects: { checked: number; copied: number; skipped: number }
   bytes: { copied: number; skipped: number }
+  traces: { copied: number; skipped: number; malformed: number }
 }
 
 let server: S3Server
@@ -133,6 +134,53 @@ describe('sync between stores', () => {
     // + the tree: its root and parts
     expect(s.objects.copied).toBe(total - copiedBefore + countObjects(path.join(local, 'trees')) + countObjects(path.join(local, 'tree-parts')))
     expect(await snapdirOk(['verify', '--store', dest, '--id', id])).toMatch(/ 0 damaged/)
+  })
+
+  it('the snapshot\'s access traces come with it byte for byte, after it; a malformed one is skipped with a warning; a re-sync copies none again', async () => {
+    const t = tempDir()
+    const src = path.join(t, 'src')
+    const local = path.join(t, 'local')
+    const dest = path.join(t, 'dest')
+    dataTree(src)
+    const id = (await snapdirOk(['push', '--store', local, src])).trim()
+    const chunkIds = listFiles(path.join(local, 'chunks')).map((f) => path.basename(f))
+    const pushTrace = async (chunks: string[]): Promise<string> => {
+      const file = path.join(t, 'trace.json')
+      writeFileSync(file, JSON.stringify({ snapdirTrace: 1, snapshot: id, view: 'tree', chunks }))
+      return (await snapdirOk(['trace', 'push', '--store', local, file])).trim()
+    }
+    const key = await pushTrace(chunkIds.slice(0, 5))
+    const at = (store: string, k: string) => path.join(store, ...k.split('/'))
+    const bad = `refs/traces/${id}/rootfs`
+    mkdirSync(path.dirname(at(local, bad)), { recursive: true })
+    writeFileSync(at(local, bad), '{"snapdirTrace": 1, "chunks": 3}')
+
+    const dry = await syncJson(id, local, dest, ['--dry-run'])
+    expect(dry.traces).toEqual({ copied: 1, skipped: 0, malformed: 1 })
+    expect(existsSync(dest)).toBe(false)
+
+    // through an S3 store and back: listed and copied there as in a directory
+    const r = await snapdir(['sync', '--json', '--id', id, '--from', local, '--to', 's3://reg-a/traced'], { env: server.env })
+    expect(r.status, r.stderr).toBe(0)
+    expect((JSON.parse(r.stdout) as Summary).traces).toEqual({ copied: 1, skipped: 0, malformed: 1 })
+    expect(r.stderr).toMatch(new RegExp(`warning: skipping \\S*${bad}: `))
+    const first = await syncJson(id, 's3://reg-a/traced', dest)
+    expect(first.traces).toEqual({ copied: 1, skipped: 0, malformed: 0 })
+    expect(readFileSync(at(dest, key))).toEqual(readFileSync(at(local, key)))
+    expect(existsSync(at(dest, bad))).toBe(false)
+
+    // complete at the destination: the trace there is left as it is
+    const files = listFiles(dest)
+    const again = await syncJson(id, 's3://reg-a/traced', dest)
+    expect(again).toMatchObject({ alreadyComplete: true, objects: { copied: 0 }, traces: { copied: 0, skipped: 1, malformed: 0 } })
+    expect(listFiles(dest)).toEqual(files)
+
+    // a trace recorded again at the source since comes with the next sync of the complete snapshot
+    await pushTrace(chunkIds.slice(5, 9))
+    const text = await snapdirOk(['sync', '--id', id, '--from', local, '--to', dest], { env: server.env })
+    expect(text).toContain('already complete')
+    expect(text).toContain('copied 1 access trace(s)')
+    expect(readFileSync(at(dest, key))).toEqual(readFileSync(at(local, key)))
   })
 
   it('bad input: a missing source store or snapshot, and a bad --jobs, are one clear line', async () => {
