@@ -30,6 +30,16 @@ function dataTree(dir: string): void {
   for (let i = 0; i < 40; i++) writeFileSync(path.join(dir, `f${i}`), bytes(`sync${i}`, 200_000))
 }
 
+/** dataTree pushed into a store `local` in a new temporary directory `t`, beside a `dest` not made yet. */
+async function pushedDataTree(): Promise<{ t: string; src: string; local: string; dest: string; id: string }> {
+  const t = tempDir()
+  const src = path.join(t, 'src')
+  const local = path.join(t, 'local')
+  dataTree(src)
+  const id = (await snapdirOk(['push', '--store', local, src])).trim()
+  return { t, src, local, dest: path.join(t, 'dest'), id }
+}
+
 describe('sync between stores', () => {
   it('file -> S3 -> another S3 prefix -> file gives back the tree byte for byte; a re-sync copies nothing', async () => {
     const t = tempDir()
@@ -57,12 +67,7 @@ describe('sync between stores', () => {
   })
 
   it('a second snapshot sharing most chunks copies only the new ones; --dry-run reports the same and writes nothing', async () => {
-    const t = tempDir()
-    const src = path.join(t, 'src')
-    const local = path.join(t, 'local')
-    const dest = path.join(t, 'dest')
-    dataTree(src)
-    const id1 = (await snapdirOk(['push', '--store', local, src])).trim()
+    const { src, local, dest, id: id1 } = await pushedDataTree()
     await syncJson(id1, local, dest)
     writeFileSync(path.join(src, 'f7'), bytes('changed', 200_000))
     const id2 = (await snapdirOk(['push', '--store', local, src])).trim()
@@ -83,12 +88,7 @@ describe('sync between stores', () => {
   })
 
   it('a corrupted source chunk stops the sync naming it, and nothing naming it reaches the destination', async () => {
-    const t = tempDir()
-    const src = path.join(t, 'src')
-    const local = path.join(t, 'local')
-    const dest = path.join(t, 'dest')
-    dataTree(src)
-    const id = (await snapdirOk(['push', '--store', local, src])).trim()
+    const { local, dest, id } = await pushedDataTree()
     const chunk = listFiles(path.join(local, 'chunks'))[3]!
     const file = path.join(local, 'chunks', chunk)
     const b = readFileSync(file)
@@ -137,12 +137,7 @@ describe('sync between stores', () => {
   })
 
   it('the snapshot\'s access traces come with it byte for byte, after it; a malformed one is skipped with a warning; a re-sync copies none again', async () => {
-    const t = tempDir()
-    const src = path.join(t, 'src')
-    const local = path.join(t, 'local')
-    const dest = path.join(t, 'dest')
-    dataTree(src)
-    const id = (await snapdirOk(['push', '--store', local, src])).trim()
+    const { t, local, dest, id } = await pushedDataTree()
     const chunkIds = listFiles(path.join(local, 'chunks')).map((f) => path.basename(f))
     const pushTrace = async (chunks: string[]): Promise<string> => {
       const file = path.join(t, 'trace.json')
