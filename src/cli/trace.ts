@@ -39,7 +39,7 @@ export function registerTrace(program: Command): void {
     .option('--s3-endpoint <url>', ENDPOINT_HELP)
     .action(
       action(async (file: string, opts: { store: string; s3Endpoint?: string }) => {
-        const { parseTrace, writeTrace } = await import('../mount/trace.js')
+        const { parseTrace, writeTrace } = await import('../store/traces.js')
         let data: Buffer
         try {
           data = await fs.readFile(file)

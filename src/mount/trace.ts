@@ -3,11 +3,9 @@
 // stored beside the image under refs/traces/<snapshot ID>/<view>, so that later mounts of the same view
 // fetch those chunks ahead in that order, before the program asks (stargz's landmark file, Nydus's
 // prefetch table). A trace only speeds things up: a missing, stale or damaged one costs nothing but
-// the fetches it names.
+// the fetches it names. The record as a store holds it is store/traces.ts; this is the view's part.
 import { formatPlatform } from '../oci/platform.js'
 import type { ViewOptions } from './views.js'
-
-export { TRACE_REFS, TRACE_VERSION, encodeTrace, parseTrace, readTrace, traceKey, writeTrace, type AccessTrace } from '../store/traces.js'
 
 /** The view's part of a trace key: what tells two traces of one snapshot apart. */
 export function viewKey(view: ViewOptions): string {
