@@ -8,10 +8,13 @@
 // access log line when the response ends or breaks (server-log.ts).
 //
 // close() stops accepting connections, lets the requests in flight finish (connections idle or
-// done are closed), then resolves: what SIGINT and SIGTERM do.
+// done are closed), then resolves: what SIGINT and SIGTERM do. A connection counts as idle only once
+// every response on it has closed: Node 20's own closeIdleConnections() (which http.Server.close()
+// calls) takes a response whose end() was called as done, and destroys its socket with the last
+// bytes still queued for a client that reads slowly, cutting its download short.
 import http from 'node:http'
 import https from 'node:https'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
 import type { Store } from '../store/store.js'
 import type { BlobCache } from './blob-cache.js'
 import { errorBody, RegistryError, toRegistryError } from './errors.js'
@@ -43,6 +46,10 @@ export class RegistryServer {
   private readonly server: http.Server
   private readonly routes: readonly Route[]
   private inFlight = 0
+  /** each open connection, with how many of its responses have not closed yet */
+  private readonly connections = new Map<Socket, number>()
+  /** resolves when the last request in flight has closed, once stopping */
+  private drained: (() => void) | null = null
   private closing: Promise<void> | null = null
   private address: AddressInfo | null = null
 
@@ -51,16 +58,33 @@ export class RegistryServer {
     this.images = new RepositoryImages(options.store, (message, fields) => options.log.warn(message, fields))
     const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
       this.inFlight++
+      const socket = req.socket
+      this.connections.set(socket, (this.connections.get(socket) ?? 0) + 1)
       res.once('close', () => {
         this.inFlight--
-        // a keep-alive connection that just finished its request is idle now: close it when stopping
-        if (this.closing) setImmediate(() => this.server.closeIdleConnections())
+        if (this.connections.has(socket)) this.connections.set(socket, this.connections.get(socket)! - 1)
+        if (this.closing) {
+          // a keep-alive connection that just finished its request is idle now: close it
+          setImmediate(() => this.closeIdle())
+          if (this.inFlight === 0) this.drained?.()
+        }
       })
       void this.handle(req, res)
     }
     // no limit on receiving a request: an upload of a large layer takes as long as it takes
     const serverOptions = { requestTimeout: 0 }
     this.server = options.tls ? https.createServer({ ...serverOptions, cert: options.tls.cert, key: options.tls.key }, handler) : http.createServer(serverOptions, handler)
+    this.server.on(options.tls ? 'secureConnection' : 'connection', (socket: Socket) => {
+      this.connections.set(socket, 0)
+      socket.once('close', () => this.connections.delete(socket))
+    })
+    // http.Server.close() calls this: ours, which waits for responses to be flushed (see above)
+    this.server.closeIdleConnections = () => this.closeIdle()
+  }
+
+  /** Destroys the connections with no response open on them. */
+  private closeIdle(): void {
+    for (const [socket, open] of this.connections) if (open === 0) socket.destroy()
   }
 
   /** Listens; resolves once connections are taken. */
@@ -87,12 +111,18 @@ export class RegistryServer {
     return this.inFlight
   }
 
-  /** Stops taking connections and resolves once every request in flight is answered. Idempotent. */
+  /**
+   * Stops taking connections and resolves once every request in flight is answered (its response
+   * closed and logged) and every connection closed. Idempotent.
+   */
   close(): Promise<void> {
-    this.closing ??= new Promise<void>((resolve) => {
-      this.server.close(() => resolve())
-      this.server.closeIdleConnections()
-    })
+    this.closing ??= Promise.all([
+      new Promise<void>((resolve) => this.server.close(() => resolve())),
+      new Promise<void>((resolve) => {
+        this.drained = resolve
+        if (this.inFlight === 0) resolve()
+      }),
+    ]).then(() => undefined)
     return this.closing
   }
 

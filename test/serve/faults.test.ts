@@ -245,6 +245,12 @@ describe('stopping', () => {
     expect(`sha256:${hash.digest('hex')}`).toBe(top.digest)
     // and the server exits by itself
     expect(await serve.exited, serve.log()).toBe(0)
-    expect(serve.log()).toMatch(/stopped\n$/)
+    // its access line comes before the last line: the server waited for it. (Its byte count is not
+    // checked: when the client reads the last bytes and hangs up before the server hears that its
+    // last write went out, the server cannot know the response arrived whole, and says so.)
+    const lines = serve.log().trimEnd().split('\n')
+    expect(lines.at(-1), serve.log()).toMatch(/ stopped$/)
+    const download = lines.filter((l) => l.includes(`"GET /v2/${REPO}/blobs/${top.digest}" 200 `))
+    expect(download, serve.log()).toHaveLength(1)
   }, 120_000)
 })
