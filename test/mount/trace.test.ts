@@ -8,8 +8,10 @@ import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { toHex } from '../../src/format/id.js'
 import { readLayerRef } from '../../src/store/layer-refs.js'
-import { readTree } from '../../src/store/objects.js'
+import { parseImageName } from '../../src/format/image-name.js'
+import { readStoredTree, readTree } from '../../src/store/objects.js'
 import { storeFromUrl } from '../../src/store/open-store.js'
+import { resolveSnapshot } from '../../src/store/resolve-snapshot.js'
 import { bytes, snapdir, snapdirOk, tempDir } from '../helpers/cli.js'
 import { startMount } from '../helpers/mount.js'
 import { blobFile, buildUmociImage, firstManifest, requireTools, tool } from '../helpers/oci.js'
@@ -29,6 +31,7 @@ let server: S3Server
 let proxy: StoreProxy
 let env: Record<string, string>
 let chunksOf: (name: string) => string[]
+let documentChunks: Set<string>
 let diffIds: string[] = []
 const saved = { ...process.env }
 
@@ -46,14 +49,18 @@ beforeAll(async () => {
   tool('umoci', ['repack', '--refresh-bundle', '--image', `${layout}:v1`, bundle])
   await snapdirOk(['push', '--store', STORE, '--image', IMAGE, layout], { env })
   // the top layer's tree, read straight from s3rver
-  const { manifest } = firstManifest(layout)
+  const { descriptor, manifest } = firstManifest(layout)
   const config = JSON.parse((await fs.readFile(blobFile(layout, manifest.config.digest))).toString()) as { rootfs: { diff_ids: string[] } }
   diffIds = config.rootfs.diff_ids
   const store = storeFromUrl(STORE, { s3Endpoint: server.endpoint })
   await store.open()
   const top = await readTree(store, (await readLayerRef(store, config.rootfs.diff_ids.at(-1)!))!.tree)
-  await store.close()
   chunksOf = (name) => top.entries.find((e) => e.path.toString() === `opt/data/${name}.bin`)!.chunks.map((c) => toHex(c.id))
+  // the chunks of the image's documents in the snapshot's bundle tree
+  const bundleTree = (await readStoredTree(store, await resolveSnapshot(store, { image: parseImageName(IMAGE) }))).tree
+  const documents = new Set(['index.json', `blobs/sha256/${descriptor.digest.slice('sha256:'.length)}`, `blobs/sha256/${manifest.config.digest.slice('sha256:'.length)}`])
+  documentChunks = new Set(bundleTree.entries.filter((e) => documents.has(e.path.toString())).flatMap((e) => e.chunks.map((c) => toHex(c.id))))
+  await store.close()
 }, TEST_TIMEOUT)
 
 afterAll(async () => {
@@ -125,11 +132,14 @@ describe('snapdir trace', () => {
       expect(firstTraced, 'the prefetch began before the mount was up').toBeDefined()
       expect(firstTraced!.start, 'the prefetch began while the tree was loading').toBeLessThan(treeAnswered)
       await answered(expected)
-      // beside them only the chunk of the image's documents (index.json, manifest, config) was fetched.
-      // Counted by chunk: one GET repeated (seen once under a loaded CI, the SDK asking again for an
-      // answer 100 ms slow) is not another chunk fetched
+      // beside them only the chunks of the image's documents (index.json, manifest, config: one chunk
+      // or two, as their bytes fall; umoci dates them) were fetched. Counted by chunk: one GET
+      // repeated (seen once under a loaded CI, the SDK asking again for an answer 100 ms slow) is
+      // not another chunk fetched
       const gets = chunkGets()
-      expect([...new Set(gets)].filter((c) => !expected.includes(c)), `fetched ahead: ${gets.join(' ')}`).toHaveLength(1)
+      const others = [...new Set(gets)].filter((c) => !expected.includes(c))
+      expect(others.length, `fetched ahead: ${gets.join(' ')}`).toBeGreaterThan(0)
+      expect(others.filter((c) => !documentChunks.has(c)), `fetched ahead: ${gets.join(' ')}; documents: ${[...documentChunks].join(' ')}`).toEqual([])
       for (const c of expected) expect(gets).toContain(c)
       const fetchedAhead = gets.length
       expect((await fs.readFile(path.join(later.mountpoint, 'rootfs/opt/data/a.bin'))).equals(DATA.a)).toBe(true)
