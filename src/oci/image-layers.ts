@@ -51,6 +51,14 @@ export interface ExpandImageOptions {
    * compressor found while it streams (streamed-compressor-match.ts)
    */
   openBlob?: (layer: LayoutLayer) => Promise<AsyncIterable<Buffer>>
+  /**
+   * with `openBlob`: a local file that holds the layer's blob when the source has one (an upload
+   * serve staged), read as a layout's blob file is instead of the stream, and kept unchanged until
+   * the expansion returns. The compressor is then found by the search over the file after the
+   * expansion, as for a layout: streamed, the candidates encode in step with the expansion, which
+   * holds both back (the expansion of a serve push took about twice as long so).
+   */
+  blobFile?: (layer: LayoutLayer) => Promise<string | null>
 }
 
 /**
@@ -93,9 +101,11 @@ export async function expandImageLayers(store: Store, dir: string, layers: Layou
       options.onLayer?.(layer.descriptor.size)
       continue
     }
-    const streamed = options.openBlob ? { stream: await options.openBlob(layer), matchCompressor: { size: layer.descriptor.size } } : {}
+    // the blob's file: the layout's, one the source has, or none (then it streams)
+    const file = options.openBlob ? ((await options.blobFile?.(layer)) ?? null) : path.join(dir, layer.file)
+    const streamed = file === null ? { stream: await options.openBlob!(layer), matchCompressor: { size: layer.descriptor.size } } : {}
     const expanded = await expandLayer({
-      blob: path.join(dir, layer.file),
+      blob: file ?? path.join(dir, layer.file),
       ...streamed,
       mediaType: layer.descriptor.mediaType,
       params: options.params,
@@ -117,7 +127,7 @@ export async function expandImageLayers(store: Store, dir: string, layers: Layou
     addStats(out.stats, expanded.stats)
     out.stats.expanded++
     const tree = encodeTreeObject(expanded.tree)
-    const made = await makeRecipe(store, expanded, tree, path.join(dir, layer.file), layer.descriptor.size, options.signal)
+    const made = await makeRecipe(store, expanded, tree, file ?? path.join(dir, layer.file), layer.descriptor.size, options.signal)
     out.layers.set(digest, {
       diffId: expanded.diffId, mediaType: layer.descriptor.mediaType, file: layer.file, tree, treeId: null,
       recipe: made.recipe, storage: count(made.storage, layer.descriptor.size),

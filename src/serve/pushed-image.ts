@@ -1,8 +1,8 @@
 // A pushed image as push-registry.ts reads an image from a registry: the manifest the client PUT,
 // and everything it names from what the client uploaded before (staged-blobs.ts) or, when the
 // repository had it already, from the store as the read side serves it (repository-images.ts). So an image pushed to serve
-// becomes a snapshot by the same path as `snapdir push docker://…`: layers expanded as they stream
-// from their staged files, kept as recipes, names and tags written last.
+// becomes a snapshot by the same path as `snapdir push docker://…`: layers expanded from their staged
+// files (as from a layout's: blobFile), kept as recipes, names and tags written last.
 import { createReadStream } from 'node:fs'
 import { Readable } from 'node:stream'
 import type { ImageRegistry } from '../snapshot/registry-image.js'
@@ -40,13 +40,21 @@ export class PushedImage implements ImageRegistry {
   }
 
   async getBlob(repo: string, digest: string): Promise<Readable> {
+    // held before it is looked at: a push that drops it meanwhile leaves it (staged-blobs.ts drop)
+    this.hold(repo, digest)
     const staged = await this.staged.stat(repo, digest)
     if (staged !== null) {
-      this.hold(repo, digest)
       if ('file' in staged) return createReadStream(staged.file)
       return Readable.from((await this.stored.blob(staged.from, digest)).content())
     }
     return Readable.from((await this.stored.blob(repo, digest)).content())
+  }
+
+  /** The staged upload of `digest`, held until release(): layers are expanded from it (no stream). */
+  async blobFile(repo: string, digest: string): Promise<string | null> {
+    this.hold(repo, digest)
+    const staged = await this.staged.stat(repo, digest)
+    return staged !== null && 'file' in staged ? staged.file : null
   }
 
   /**

@@ -37,6 +37,11 @@ export class StagedBlobs {
   private readonly pins = new Map<string, number>()
   private readonly manifests = new Map<string, StagedManifest & { touched: number }>()
   private readonly mounts = new Map<string, { from: string; size: number; touched: number }>()
+  /**
+   * removals under way, by key: stat() waits for one, so that a push that pinned a blob after a drop
+   * or sweep had decided to remove it finds it gone, not a file about to vanish under its reader
+   */
+  private readonly removing = new Map<string, Promise<void>>()
   private readonly now: () => number
 
   constructor(private readonly options: StagedBlobsOptions) {
@@ -54,6 +59,8 @@ export class StagedBlobs {
   async add(repository: string, upload: FinishedUpload): Promise<void> {
     const file = this.file(repository, upload.digest)
     await fs.mkdir(path.dirname(file), { recursive: true })
+    // not under a removal of the same blob still going on
+    await this.removing.get(this.key(repository, upload.digest))
     // the same blob again replaces it: same bytes
     await fs.rename(upload.file, file)
     this.touched.set(file, this.now())
@@ -64,6 +71,7 @@ export class StagedBlobs {
     const source = this.file(from, digest)
     const file = this.file(repository, digest)
     await fs.mkdir(path.dirname(file), { recursive: true })
+    await this.removing.get(this.key(repository, digest))
     await fs.link(source, file).catch((err: unknown) => {
       if (!isErrno(err, 'EEXIST')) throw err
     })
@@ -78,6 +86,7 @@ export class StagedBlobs {
   /** `repository`'s staged blob `digest`, or null. */
   async stat(repository: string, digest: string): Promise<StagedBlob | null> {
     const file = this.file(repository, digest)
+    await this.removing.get(this.key(repository, digest))
     try {
       const st = await fs.stat(file)
       this.touched.set(file, this.now())
@@ -124,7 +133,7 @@ export class StagedBlobs {
       this.mounts.delete(key)
       const file = this.file(repository, d)
       this.touched.delete(file)
-      await fs.rm(file, { force: true })
+      await this.remove(key, file)
     }
   }
 
@@ -154,9 +163,9 @@ export class StagedBlobs {
         if (this.pins.has(`${repo}/${name}`)) continue
         // a file this process has not seen used (it cannot be: open() empties the directory) counts from its mtime
         const used = this.touched.get(file) ?? (await fs.stat(file).then((s) => s.mtimeMs, () => this.now()))
-        if (used >= before) continue
+        if (used >= before || this.pins.has(`${repo}/${name}`)) continue
         this.touched.delete(file)
-        await fs.rm(file, { force: true })
+        await this.remove(`${repo}/${name}`, file)
         removed++
       }
       await fs.rmdir(dir).catch(() => {}) // only when empty
@@ -169,6 +178,18 @@ export class StagedBlobs {
     this.mounts.clear()
     this.touched.clear()
     await fs.rm(this.options.dir, { recursive: true, force: true })
+  }
+
+  /** Removes a staged file, noted under `key` while it goes (see `removing`). */
+  private async remove(key: string, file: string): Promise<void> {
+    const removed = fs.rm(file, { force: true })
+    const noted = removed.then(() => {}, () => {})
+    this.removing.set(key, noted)
+    try {
+      await removed
+    } finally {
+      if (this.removing.get(key) === noted) this.removing.delete(key)
+    }
   }
 
   private key(repository: string, digest: string): string {

@@ -2,7 +2,8 @@
 // copy. The snapshot is the one a push of the OCI layout `skopeo copy docker://… oci:DIR:TAG` writes
 // would make (registry-image.ts: its index.json and oci-layout, every document byte for byte; files
 // 0644 and directories 0755, owned by 0:0, time 0, as a layout normalised so would give): its layers
-// expanded as they stream (oci/image-layers.ts with openBlob) and kept as recipes, the bundle's tree
+// expanded as they stream (oci/image-layers.ts with openBlob; from a local file when the registry has
+// one, as serve has for what was uploaded to it) and kept as recipes, the bundle's tree
 // built from the documents in memory (ingest/build-from-content.ts).
 //
 // What is fetched: the manifest the reference names, always; the other documents (indexes, manifests,
@@ -120,6 +121,7 @@ async function pushLeased(store: Store, source: RegistryPushSource, options: Reg
     ...(signal ? { signal } : {}),
     ...(options.onLayerBytes ? { onLayer: options.onLayerBytes } : {}),
     openBlob: (l) => registry.getBlob(repository, formatDigest(l.descriptor.digest), { size: l.descriptor.size, ...(signal ? { signal } : {}) }),
+    ...(registry.blobFile ? { blobFile: (l) => registry.blobFile!(repository, formatDigest(l.descriptor.digest)) } : {}),
   })
   phase('layers')
 

@@ -18,6 +18,12 @@ import type { SelectedImage } from '../oci/select-platforms.js'
 export interface ImageRegistry {
   getManifest(repo: string, reference: string, accept?: readonly string[], options?: { signal?: AbortSignal }): Promise<{ bytes: Buffer; mediaType: string; digest: string }>
   getBlob(repo: string, digest: string, options?: { signal?: AbortSignal; size?: number }): Promise<Readable>
+  /**
+   * A local file with the blob's bytes, checked against its digest when it was written and left as it
+   * is until the push ends, when the registry has one (serve's staged uploads); else null. A layer
+   * with a file is expanded from it (oci/image-layers.ts blobFile), not streamed.
+   */
+  blobFile?(repo: string, digest: string): Promise<string | null>
 }
 
 /** skopeo's oci-layout, byte for byte (containers/image writes it with a space). */

@@ -25,6 +25,25 @@ async function expand(layout: string, piece: number | null): Promise<ExpandedIma
   return expandImageLayers(store, layout, layers, { params: DEFAULT_CHUNKER, ...(piece === null ? {} : { openBlob }) })
 }
 
+/**
+ * The layers of a registry that has local files for some blobs (serve's staged uploads): those are
+ * expanded from their files, the stream never opened; the others stream. Returns which streamed.
+ */
+async function expandWithFiles(layout: string, hasFile: (l: LayoutLayer) => boolean): Promise<{ expanded: ExpandedImageLayers; streamed: string[] }> {
+  const store = new MemoryStore()
+  await store.open({ create: true })
+  const layers = await layoutLayers(layout)
+  const streamed: string[] = []
+  const openBlob = async (l: LayoutLayer): Promise<AsyncIterable<Buffer>> => {
+    streamed.push(l.file)
+    return createReadStream(path.join(layout, l.file), { highWaterMark: 9_999 })
+  }
+  const blobFile = async (l: LayoutLayer): Promise<string | null> => (hasFile(l) ? path.join(layout, l.file) : null)
+  // the layout's own directory is not where the files are: only blobFile says
+  const expanded = await expandImageLayers(store, path.join(layout, 'elsewhere'), layers, { params: DEFAULT_CHUNKER, openBlob, blobFile })
+  return { expanded, streamed }
+}
+
 function storageOf(x: ExpandedImageLayers): Record<string, string> {
   const out: Record<string, string> = {}
   for (const [digest, l] of x.layers) out[digest] = 'recipe' in l.storage ? `recipe ${l.storage.recipe}` : `raw ${l.storage.raw.replace(/ at byte \d+/g, '')}`
@@ -76,6 +95,15 @@ describe('layers expanded as they stream', () => {
     const fromFiles = storageOf(await expand(layout, null))
     expect(Object.values(fromFiles).filter((s) => s.startsWith('recipe'))).toHaveLength(3)
     for (const piece of [7_777, 1 << 20]) expect(storageOf(await expand(layout, piece))).toEqual(fromFiles)
+    // a source with the blobs' files: read from them, nothing streamed, stored alike
+    const all = await expandWithFiles(layout, () => true)
+    expect(all.streamed).toEqual([])
+    expect(storageOf(all.expanded)).toEqual(fromFiles)
+    // with some of them: those from their files, the rest streamed, stored alike
+    const layers = await layoutLayers(layout)
+    const some = await expandWithFiles(layout, (l) => l.file !== layers[0]!.file)
+    expect(some.streamed).toEqual([layers[0]!.file])
+    expect(storageOf(some.expanded)).toEqual(fromFiles)
   }, 180_000)
 
   it('zstd layers written by skopeo: the same recipes streamed as from the files', async () => {

@@ -126,4 +126,37 @@ describe('staged blobs', () => {
     expect(await staged.stat('team/app', a)).toBeNull()
     expect(() => staged.pin('app', ['sha256:../../etc'])).toThrow(RegistryError)
   })
+
+  it('a blob a drop is removing is gone for a push that holds it after the drop began, and an upload of it meanwhile stays', async () => {
+    const root = tempDir()
+    const uploads = new UploadSessions({ dir: path.join(root, 'uploads'), idleMs: 60_000 })
+    const staged = new StagedBlobs({ dir: path.join(root, 'staged'), ttlMs: 60_000 })
+    await uploads.open()
+    await staged.open()
+    const upload = async (repo: string, content: Buffer): Promise<Awaited<ReturnType<UploadSessions['finish']>>> => {
+      const s = await uploads.start(repo)
+      await uploads.append(s, Readable.from([content]))
+      return uploads.finish(s, sha('sha256', content))
+    }
+    for (let i = 0; i < 20; i++) {
+      const content = Buffer.from(`blob ${i}`)
+      await staged.add('app', await upload('app', content))
+      const digest = sha('sha256', content)
+      // a push that took the blob drops it; another one holds it just after: it must not see a file
+      // that vanishes under its reader (it reads the stored copy instead)
+      const dropped = staged.drop('app', [digest])
+      const release = staged.pin('app', [digest])
+      expect(await staged.stat('app', digest)).toBeNull()
+      release()
+      await dropped
+      // the same blob uploaded again while a drop removes it: the new upload stays
+      await staged.add('app', await upload('app', content))
+      const again = await upload('app', content)
+      const droppedAgain = staged.drop('app', [digest])
+      await staged.add('app', again)
+      await droppedAgain
+      expect(await staged.stat('app', digest)).toMatchObject({ size: content.length })
+      await staged.drop('app', [digest])
+    }
+  })
 })
