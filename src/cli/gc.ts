@@ -8,6 +8,7 @@ import { sweepStoreFromOptions } from './sweep-store.js'
 
 const KIND_NAMES: Record<GcKind, string> = {
   revision: 'revisions',
+  trace: 'access traces',
   'layer-ref': 'layer refs',
   tree: 'trees',
   recipe: 'recipes',
@@ -22,8 +23,8 @@ export function registerGc(program: Command): void {
     .command('gc')
     .description(
       'delete what no revision needs: mark every snapshot the revisions name (image layers included; a layer no ' +
-        'revision lists is not kept), then delete unmarked objects, layer refs and writers\' leftover temporary ' +
-        'files older than the grace period. Safe while pushes and syncs run: they wait while gc deletes, and gc ' +
+        'revision lists is not kept), then delete unmarked objects, layer refs, the access traces of snapshots and layers no longer ' +
+        'kept, and writers\' leftover temporary files older than the grace period. Safe while pushes and syncs run: they wait while gc deletes, and gc ' +
         'waits for those under way. Prints objects and bytes freed per kind',
     )
     .requiredOption('--store <url>', STORE_HELP)

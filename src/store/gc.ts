@@ -15,7 +15,9 @@
 //   -> tree parts -> chunks -> writers' temporary files and stale leases
 //
 // A live layer ref that names a recipe being deleted (the blob of a removed image, same diff_id) is
-// rewritten without it first.
+// rewritten without it first. An access trace (traces.ts) lives as long as what it is keyed by: a live
+// snapshot, or for a layer view a live layer ref. Nothing depends on a trace (a mount treats a missing
+// chunk of one as no trace), so dead traces go with the revisions, first.
 import { SnapdirError } from '../util/errors.js'
 import { listImageNames, type ImageNameRecord } from './image-names.js'
 import { layerRefKey, LAYER_REFS, readLayerRef, type LayerRef } from './layer-refs.js'
@@ -23,11 +25,12 @@ import { snapshotClosure } from './closure.js'
 import { isObjectDamage, objectDirectory, readRecipe, type ObjectKind } from './objects.js'
 import { listRevisionRecords, type Revision, type RevisionRecord, type SkippedRevision } from './revisions.js'
 import { checkStoreFormat } from './store-config.js'
+import { TRACE_REFS } from './traces.js'
 import type { ListedObject, SweepStore } from './store.js'
 import { acquireGcLease, GC_LEASES, listLeases, WRITER_LEASES, type Lease } from './write-lease.js'
 
-export type GcKind = 'revision' | 'layer-ref' | ObjectKind | 'temporary' | 'lease'
-export const GC_KINDS: readonly GcKind[] = ['revision', 'layer-ref', 'tree', 'recipe', 'tree-part', 'chunk', 'temporary', 'lease']
+export type GcKind = 'revision' | 'trace' | 'layer-ref' | ObjectKind | 'temporary' | 'lease'
+export const GC_KINDS: readonly GcKind[] = ['revision', 'trace', 'layer-ref', 'tree', 'recipe', 'tree-part', 'chunk', 'temporary', 'lease']
 
 export interface GcCount {
   objects: number
@@ -228,6 +231,7 @@ const PREFIX_KIND: Array<[string, GcKind]> = [
   [`${objectDirectory('recipe')}/`, 'recipe'],
   [LAYER_REFS, 'layer-ref'],
   ['refs/revisions/', 'revision'],
+  [TRACE_REFS, 'trace'],
   [WRITER_LEASES, 'lease'],
   [GC_LEASES, 'lease'],
 ]
@@ -261,7 +265,8 @@ async function sweep(store: SweepStore, cx: SweepContext): Promise<GcReport> {
       if (staleLeases.has(o.key)) dead.get(kind)!.push(o)
       continue
     }
-    const isLive = kind === 'layer-ref' ? cx.liveRefs.has(o.key) : kind !== 'temporary' && cx.marks.keys.has(o.key)
+    const isLive =
+      kind === 'layer-ref' ? cx.liveRefs.has(o.key) : kind === 'trace' ? traceIsLive(o.key, cx) : kind !== 'temporary' && cx.marks.keys.has(o.key)
     if (isLive) add(live, o)
     else if (o.modified >= cx.cutoff) add(young, o)
     else dead.get(kind)!.push(o)
@@ -281,7 +286,7 @@ async function sweep(store: SweepStore, cx: SweepContext): Promise<GcReport> {
   }
   const deadTrees = dead.get('tree')!
   const stages: ListedObject[][] = [
-    dead.get('revision')!,
+    [...dead.get('revision')!, ...dead.get('trace')!],
     dead.get('layer-ref')!,
     deadTrees.filter((o) => !recipeTrees.has(o.key)),
     dead.get('recipe')!,
@@ -320,6 +325,12 @@ async function sweep(store: SweepStore, cx: SweepContext): Promise<GcReport> {
 function add(count: GcCount, o: ListedObject): void {
   count.objects++
   count.bytes += o.size
+}
+
+/** refs/traces/<hex>/<view>: live while snapshot <hex> is marked, or (a layer view) layer ref <hex> is live. */
+function traceIsLive(key: string, cx: SweepContext): boolean {
+  const hex = key.slice(TRACE_REFS.length).split('/')[0]!
+  return cx.marks.snapshots.has(hex) || cx.liveRefs.has(`${LAYER_REFS}${hex}`)
 }
 
 function idOf(key: string): string {

@@ -1,6 +1,7 @@
 // Access traces as a store holds them (docs/FORMAT.md, "Access traces"): the record under
 // refs/traces/<snapshot ID>/<view>, checked when read. What records them and reads them ahead is
-// mount/trace.ts; sync copies them with their snapshot (sync/sync.ts).
+// mount/trace.ts; sync copies them with their snapshot (sync/sync.ts); gc deletes them with what they
+// are keyed by (gc.ts).
 import { readRefRecord, type SkippedRecord } from './ref-record.js'
 import type { ReadStore, Store } from './store.js'
 import { SnapdirError } from '../util/errors.js'

@@ -1,6 +1,6 @@
 // snapdir rm and gc as a user runs them: rm removes revisions and nothing else, gc deletes what no
-// revision needs once older than the grace period (objects, layer refs no revision lists, writers'
-// leftover temporary files and stale leases), never what one does, and --keep-last, --dry-run and
+// revision needs once older than the grace period (objects, layer refs no revision lists, the access
+// traces of what is gone, writers' leftover temporary files and stale leases), never what one does, and --keep-last, --dry-run and
 // --json do what they say. The race with pushes is test/cli/gc-race.test.ts.
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs'
@@ -175,14 +175,31 @@ describe('snapdir gc', () => {
     const two = await push(store, image('two'))
     const refs = (): string[] => listFiles(path.join(store, 'refs', 'layers'))
     expect(refs()).toHaveLength(3)
+    // access traces of both images' rootfs views and of each layer (what mounts and the snapshotter record)
+    const own = layer('one', bytes('one', 200_000))
+    const traced = [
+      { snapshot: one, view: 'rootfs' },
+      { snapshot: two, view: 'rootfs' },
+      { snapshot: sha256(own), view: 'layer' },
+      { snapshot: sha256(base), view: 'layer' },
+    ]
+    for (const [i, trace] of traced.entries()) {
+      const file = path.join(t, `trace-${i}.json`)
+      writeFileSync(file, JSON.stringify({ snapdirTrace: 1, ...trace, chunks: [] }))
+      await snapdirOk(['trace', 'push', '--store', store, file])
+    }
+    const traces = (): string[] => listFiles(path.join(store, 'refs', 'traces'))
+    expect(traces()).toHaveLength(4)
     await snapdirOk(['rm', '--store', store, one])
     const report = await gcJson(store, '--grace', '0')
     expect(report.freed['layer-ref']!.objects).toBe(1)
     expect(report.freed.recipe!.objects).toBe(1)
     expect(report.freed.tree!.objects).toBe(1) // image one's own layer's tree (rm took its bundle's root)
-    const own = layer('one', bytes('one', 200_000))
     expect(refs()).not.toContain(sha256(own))
     expect(refs()).toContain(sha256(base))
+    // the traces of the removed image and of its own layer went with them; the others stay
+    expect(report.freed.trace!.objects).toBe(2)
+    expect(traces().sort()).toEqual([`${two}/rootfs`, `${sha256(base)}/layer`].sort())
     const verify = await snapdir(['verify', '--store', store, '--id', two])
     expect(verify.status, verify.stderr).toBe(0)
     expect(total(await gcJson(store, '--grace', '0'))).toBe(0)
