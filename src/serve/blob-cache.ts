@@ -4,12 +4,18 @@
 // meanwhile, the first one too, reads the file as it grows. The last byte a reader asks for is held
 // back until the fill has ended with the blob hashed to its digest: a fill that fails (a chunk
 // damaged or missing, the store down) fails every reader before its response is whole, and leaves
-// nothing cached, so the next request tries the store again. Filled blobs are evicted least recently
+// nothing cached, so the next request tries the store again. A request for a blob filled before it
+// reads the file as it was when its fill ended, checked then: the file's identity (inode, size,
+// modification and change times, taken from the open file when the fill ended) must be the same when
+// the request opens it and again before its last byte goes, else the file is hashed as it is read and
+// dropped unless it still matches the digest. So a file the disk or anyone changed is never served
+// whole, and an unchanged one is not hashed once per pull. Filled blobs are evicted least recently
 // used first beyond the size cap, except those a response is reading: those wait for their readers
 // to end (the cap is exceeded meanwhile), so a reader never finds its file gone between finding the
 // blob cached and opening it. The directory is emptied at open and removed at close when it was made
 // for this server.
 import { createHash, randomBytes } from 'node:crypto'
+import type { BigIntStats } from 'node:fs'
 import { mkdir, open, readdir, rm, unlink, type FileHandle } from 'node:fs/promises'
 import path from 'node:path'
 import { parseDigest } from '../oci/digest.js'
@@ -29,6 +35,13 @@ interface Fill {
   lastUsed: number
   /** responses reading it now: it is not evicted while there are any */
   readers: number
+  /** once done: the file as the fill left it (see fileIdentity) */
+  identity?: string
+}
+
+/** What changes when a file's bytes do: which file it is, its size, its modification and change times (ns). */
+function fileIdentity(st: BigIntStats): string {
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`
 }
 
 export interface BlobCacheOptions {
@@ -79,9 +92,10 @@ export class BlobCache {
     const state = (): Fill['state'] => fill.state
     await fill.created
     if (state() === 'failed') throw fill.error
-    // a file filled before this request is local disk, no longer the checked stream: hashed again
+    // a file filled before this request: served as it is while it is the file the fill left, else
+    // hashed again
     if (state() === 'done') {
-      yield* this.readChecked(blob, fill, start, end)
+      yield* this.readDone(blob, fill, start, end)
       return
     }
     const fh = await open(fill.file, 'r')
@@ -107,40 +121,69 @@ export class BlobCache {
   }
 
   /**
+   * [start, end) of a filled blob's file, unhashed when the file is the one its fill checked (its
+   * identity the same at open and once every byte was read, the last piece held back until then);
+   * else as readChecked.
+   */
+  private async *readDone(blob: ServedBlob, fill: Fill, start: number, end: number): AsyncGenerator<Buffer> {
+    const fh = await open(fill.file, 'r')
+    try {
+      const same = async (): Promise<boolean> => fill.identity !== undefined && fileIdentity(await fh.stat({ bigint: true })) === fill.identity
+      if (!(await same())) {
+        yield* this.readChecked(blob, fill, start, end, fh)
+        return
+      }
+      let held: Buffer | null = null
+      for (let at = start; at < end; ) {
+        const buf = Buffer.allocUnsafe(Math.min(end - at, READ_SIZE))
+        const { bytesRead } = await fh.read(buf, 0, buf.length, at)
+        if (bytesRead === 0) break
+        at += bytesRead
+        if (held !== null) yield held
+        held = buf.subarray(0, bytesRead)
+      }
+      if (!(await same())) {
+        this.drop(blob, fill)
+        throw new Error(`the cached copy of blob ${blob.digest} changed on disk while it was read: removed, the next request reads the store`)
+      }
+      if (held !== null) yield held
+      else if (end > start) throw new Error(`the cached file of blob ${blob.digest} ends before byte ${end}`)
+    } finally {
+      await fh.close()
+    }
+  }
+
+  /**
    * [start, end) of a filled blob's file, the whole file hashed as it is read (a range too: the
    * digest is of the whole), the last piece held back until the hash matches. A file that does not
-   * match (the disk changed it) is dropped, so the next request fills it from the store again.
+   * match (the disk changed it) is dropped, so the next request fills it from the store again. `fh`
+   * is the caller's to close.
    */
-  private async *readChecked(blob: ServedBlob, fill: Fill, start: number, end: number): AsyncGenerator<Buffer> {
+  private async *readChecked(blob: ServedBlob, fill: Fill, start: number, end: number, fh: FileHandle): AsyncGenerator<Buffer> {
     const digest = parseDigest(blob.digest)
     // served blobs passed the route's digest check
     if (typeof digest === 'string') throw new Error(`blob ${blob.digest} ${digest}`)
     const { algorithm, encoded } = digest
     const hash = createHash(algorithm)
-    const fh = await open(fill.file, 'r')
-    try {
-      let held: Buffer | null = null
-      for (let at = 0; at < fill.size; ) {
-        const buf = Buffer.allocUnsafe(Math.min(fill.size - at, READ_SIZE))
-        const { bytesRead } = await fh.read(buf, 0, buf.length, at)
-        if (bytesRead === 0) break
-        const piece = buf.subarray(0, bytesRead)
-        hash.update(piece)
-        const from = Math.max(start, at) - at
-        const to = Math.min(end, at + bytesRead) - at
-        at += bytesRead
-        if (to <= from) continue
-        if (held !== null) yield held
-        held = piece.subarray(from, to)
-      }
-      if (hash.digest('hex') !== encoded) {
-        this.drop(blob, fill)
-        throw new Error(`the cached copy of blob ${blob.digest} does not match its digest (changed on disk): removed, the next request reads the store`)
-      }
+    let held: Buffer | null = null
+    for (let at = 0; at < fill.size; ) {
+      const buf = Buffer.allocUnsafe(Math.min(fill.size - at, READ_SIZE))
+      const { bytesRead } = await fh.read(buf, 0, buf.length, at)
+      if (bytesRead === 0) break
+      const piece = buf.subarray(0, bytesRead)
+      hash.update(piece)
+      const from = Math.max(start, at) - at
+      const to = Math.min(end, at + bytesRead) - at
+      at += bytesRead
+      if (to <= from) continue
       if (held !== null) yield held
-    } finally {
-      await fh.close()
+      held = piece.subarray(from, to)
     }
+    if (hash.digest('hex') !== encoded) {
+      this.drop(blob, fill)
+      throw new Error(`the cached copy of blob ${blob.digest} does not match its digest (changed on disk): removed, the next request reads the store`)
+    }
+    if (held !== null) yield held
   }
 
   /** Forgets a filled blob whose file is bad; readers that have it open keep it until they end. */
@@ -186,10 +229,17 @@ export class BlobCache {
     }
     try {
       for await (const piece of blob.content()) {
-        await fh.write(piece, 0, piece.length, fill.written)
+        // every byte: a short write (a full disk) must not leave a hole in a file taken as checked
+        for (let at = 0; at < piece.length; ) {
+          const { bytesWritten } = await fh.write(piece, at, piece.length - at, fill.written + at)
+          if (bytesWritten === 0) throw new Error(`writing the cached copy of blob ${blob.digest} made no progress`)
+          at += bytesWritten
+        }
         fill.written += piece.length
         fill.bump()
       }
+      // the stream ended, so the blob checked: the file as it is now is what later requests trust
+      fill.identity = fileIdentity(await fh.stat({ bigint: true }))
       await fh.close()
       fill.state = 'done'
       fill.bump()
