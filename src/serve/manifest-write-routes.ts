@@ -7,15 +7,13 @@ import type { IncomingMessage } from 'node:http'
 import { RegistryError } from './errors.js'
 import { deleteManifest } from './manifest-delete.js'
 import { MAX_MANIFEST_BYTES, pushManifest } from './manifest-push.js'
-import { MANIFEST_PATH, checkDigest, referenceKind, type RequestContext, type Route } from './route.js'
+import { MANIFEST_PATH, manifestReference, type RequestContext, type Route } from './route.js'
 import type { WriteSide } from './write-side.js'
 
 export function manifestWriteRoutes(write: WriteSide): Route[] {
   async function put(ctx: RequestContext): Promise<void> {
     const { name, reference } = ctx.params as { name: string; reference: string }
-    const kind = referenceKind(reference)
-    if (kind === null) throw new RegistryError('MANIFEST_INVALID', { message: `${JSON.stringify(reference)} is neither a tag nor a digest`, detail: { reference } })
-    if (kind === 'digest') checkDigest(reference)
+    manifestReference(reference, 'MANIFEST_INVALID')
     const bytes = await readManifestBody(ctx.req)
     const abort = new AbortController()
     // a client that goes away stops the push (nothing of it is named yet)
@@ -39,9 +37,7 @@ export function manifestWriteRoutes(write: WriteSide): Route[] {
 
   async function remove(ctx: RequestContext): Promise<void> {
     const { name, reference } = ctx.params as { name: string; reference: string }
-    const kind = referenceKind(reference)
-    if (kind === null) throw new RegistryError('MANIFEST_UNKNOWN', { message: `${JSON.stringify(reference)} is neither a tag nor a digest`, detail: { reference } })
-    if (kind === 'digest') checkDigest(reference)
+    const kind = manifestReference(reference, 'MANIFEST_UNKNOWN')
     const removed = await deleteManifest(ctx.store, ctx.images, write.staged, name, reference, kind)
     ctx.note({ untagged: removed.map((r) => r.tag) })
     ctx.res.writeHead(202, { 'Content-Length': '0' })

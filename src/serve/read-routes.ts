@@ -8,9 +8,8 @@
 // https://github.com/opencontainers/distribution-spec/blob/v1.1.0/spec.md
 import { OCI_INDEX } from '../oci/media-types.js'
 import { sendBlob } from './blob-response.js'
-import { RegistryError } from './errors.js'
 import { paginate } from './pagination.js'
-import { BLOB_PATH, MANIFEST_PATH, checkDigest, referenceKind, type RequestContext, type Route } from './route.js'
+import { BLOB_PATH, MANIFEST_PATH, checkDigest, manifestReference, type RequestContext, type Route } from './route.js'
 
 /** A JSON answer; `headers` before the body. */
 export function sendJson(ctx: RequestContext, value: unknown, headers: Record<string, string> = {}, contentType = 'application/json'): void {
@@ -40,9 +39,7 @@ async function tagsList(ctx: RequestContext): Promise<void> {
 /** A manifest as the store holds it (also the fallback of what a client pushed: staged-read-routes.ts). */
 export async function readManifest(ctx: RequestContext): Promise<void> {
   const { name, reference } = ctx.params as { name: string; reference: string }
-  const kind = referenceKind(reference)
-  if (kind === null) throw new RegistryError('MANIFEST_UNKNOWN', { message: `${JSON.stringify(reference)} is neither a tag nor a digest`, detail: { name, reference } })
-  if (kind === 'digest') checkDigest(reference)
+  const kind = manifestReference(reference, 'MANIFEST_UNKNOWN')
   sendManifest(ctx, await ctx.images.manifest(name, reference, kind))
 }
 

@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Store } from '../store/store.js'
 import type { BlobCache } from './blob-cache.js'
 import { RegistryError } from './errors.js'
+import { isInternalTag } from './internal-tags.js'
 import type { RepositoryImages } from './repository-images.js'
 
 export interface RequestContext {
@@ -65,9 +66,26 @@ export function isDigest(reference: string): boolean {
 }
 
 /** What a manifest reference is: a tag, a digest, or neither (null). */
-export function referenceKind(reference: string): 'tag' | 'digest' | null {
+function referenceKind(reference: string): 'tag' | 'digest' | null {
   if (isDigest(reference)) return 'digest'
   return TAG.test(reference) ? 'tag' : null
+}
+
+/**
+ * What the <reference> of /v2/<name>/manifests/<reference> is, as a client may name it: a digest
+ * (DIGEST_INVALID when not one the image-spec registers) or a tag. Neither, or one of serve's own tags
+ * (internal-tags.ts: clients reach those manifests by digest only), is `refused`: MANIFEST_INVALID for
+ * a push, MANIFEST_UNKNOWN for a read or delete.
+ */
+export function manifestReference(reference: string, refused: 'MANIFEST_INVALID' | 'MANIFEST_UNKNOWN'): 'tag' | 'digest' {
+  const kind = referenceKind(reference)
+  if (kind === null) throw new RegistryError(refused, { message: `${JSON.stringify(reference)} is neither a tag nor a digest`, detail: { reference } })
+  if (kind === 'digest') checkDigest(reference)
+  else if (isInternalTag(reference)) {
+    const why = refused === 'MANIFEST_INVALID' ? 'is kept by this registry for manifests pushed by digest; push under another tag' : 'is not a tag clients can use; ask for the manifest by its digest'
+    throw new RegistryError(refused, { message: `tag ${reference} ${why}`, detail: { tag: reference } })
+  }
+  return kind
 }
 
 /** A digest a path names: sha256 or sha512 as the image-spec registers them (DIGEST_INVALID otherwise). */

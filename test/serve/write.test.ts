@@ -230,6 +230,18 @@ describe('snapdir serve: pushing', () => {
     const snap = await taggedSnapshot(`team/app:${internal}`)
     expect(await snapdirOk(['verify', '--store', store, '--id', snap.id])).toMatch(/ 0 damaged/)
     expect(listFiles(path.join(stateDir, 'staged'))).toEqual([])
+    // nor can a client read, move or delete it by that tag: the manifest is reached by its digest
+    const byTag = await req(`/v2/team/app/manifests/${internal}`)
+    expect(byTag.status).toBe(404)
+    expect(((await byTag.json()) as { errors: Array<{ code: string }> }).errors[0]!.code).toBe('MANIFEST_UNKNOWN')
+    const retag = await req(`/v2/team/app/manifests/${internal}`, { method: 'PUT', body: manifest, headers: { 'content-type': OCI.manifest } })
+    expect(retag.status).toBe(400)
+    const refused = ((await retag.json()) as { errors: Array<{ code: string; message: string }> }).errors[0]!
+    expect(refused.code).toBe('MANIFEST_INVALID')
+    expect(refused.message).toContain('push under another tag')
+    expect((await req(`/v2/team/app/manifests/${internal}`, { method: 'DELETE' })).status).toBe(404)
+    expect((await taggedSnapshot(`team/app:${internal}`)).id).toBe(snap.id)
+    expect((await req(`/v2/team/app/manifests/${sha256(manifest)}`, { method: 'HEAD' })).status).toBe(200)
 
     // every tag of the repository synced to docker-registry 2.8: the referrer follows its subject
     // (no referrers API there: the tag schema's index lists it), and no tag of serve's own goes along
