@@ -80,8 +80,15 @@ export class S3Store extends StoreLifecycle implements SweepStore {
     return this.prefix + key
   }
 
+  /**
+   * An open without create: the GET of the store's config that was sent for it, until a get() of the
+   * config takes its answer (readConfig, which every command that reads a store does right after).
+   */
+  private openingConfig: Promise<Buffer> | null = null
+
   /** Checks the bucket answers; with `create` (push), makes it if it does not exist. */
   protected async openStore(create: boolean): Promise<void> {
+    if (!create) return this.openToRead()
     try {
       const { client, sdk } = await this.connect()
       await client.send(new sdk.HeadBucketCommand({ Bucket: this.bucket }))
@@ -117,6 +124,34 @@ export class S3Store extends StoreLifecycle implements SweepStore {
       // another push made it meanwhile
       if (!(errorName(err) === 'BucketAlreadyOwnedByYou' || errorName(err) === 'BucketAlreadyExists')) {
         throw this.failure('cannot create the bucket', err)
+      }
+    }
+  }
+
+  /**
+   * Opens a store to read with one GET of its config instead of a HeadBucket: its answer says whether
+   * the bucket is there (NoSuchBucket) as well, and it is kept for the read of the config that comes
+   * next, so that opening costs no request of its own. HeadBucket needs s3:ListBucket, which a
+   * read-only policy may not grant, and s3rver answers it by listing the whole bucket (0.3-1 s before
+   * a mount from a store of a few thousand objects was up). A config that is not there is no error
+   * here: whoever reads it says so (a store that is not a snapdir store, or is empty).
+   */
+  private async openToRead(): Promise<void> {
+    const reading = this.connect().then(async ({ client, sdk }) => {
+      const out = await client.send(new sdk.GetObjectCommand({ Bucket: this.bucket, Key: this.key('config') }))
+      return Buffer.from(await out.Body!.transformToByteArray())
+    })
+    this.openingConfig = reading
+    try {
+      await reading
+    } catch (err) {
+      if (errorName(err) === 'NoSuchBucket') {
+        this.openingConfig = null
+        throw new SnapdirError('ERR_STORE_NOT_FOUND', `store ${this.url}: bucket '${this.bucket}' does not exist`, { data: { store: this.url } })
+      }
+      if (!(statusOf(err) === 404 || errorName(err) === 'NoSuchKey')) {
+        this.openingConfig = null
+        throw this.failure('cannot open', err)
       }
     }
   }
@@ -159,7 +194,10 @@ export class S3Store extends StoreLifecycle implements SweepStore {
 
   async get(key: string, options: ReadOptions = {}): Promise<Buffer> {
     const { signal } = options
+    const opened = key === 'config' ? this.openingConfig : null
+    if (opened) this.openingConfig = null
     try {
+      if (opened) return await opened
       const { client, sdk } = await this.connect()
       const out = await client.send(new sdk.GetObjectCommand({ Bucket: this.bucket, Key: this.key(key) }), signal ? { abortSignal: signal } : {})
       return Buffer.from(await out.Body!.transformToByteArray())
@@ -174,6 +212,7 @@ export class S3Store extends StoreLifecycle implements SweepStore {
   }
 
   async put(key: string, data: Buffer): Promise<void> {
+    if (key === 'config') this.openingConfig = null
     try {
       const { client, sdk } = await this.connect()
       await client.send(new sdk.PutObjectCommand({ Bucket: this.bucket, Key: this.key(key), Body: data, ContentLength: data.length }))

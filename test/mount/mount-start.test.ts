@@ -77,6 +77,7 @@ describe('snapdir mount: the store round trips before the mount is up', () => {
     const detail = before.map((r) => `${r.method} ${areaOf(r, PREFIX)} ${r.start.toFixed(0)}-${r.end.toFixed(0)}`).join('\n')
     expect(by('config', 'HEAD'), 'the store config is read with one GET').toHaveLength(0)
     expect(by('config')).toHaveLength(1)
+    expect(by('(bucket)', 'HEAD'), 'the open is that GET of the config, not a HeadBucket of its own').toHaveLength(0)
     const imageName = by('refs').filter((r) => r.key.includes('/refs/images/'))
     expect(imageName, detail).toHaveLength(1)
     expect(madeAtOnce([...by('(bucket)', 'HEAD'), ...by('config'), ...imageName]), `the open, the config and the image name at once\n${detail}`).toBe(true)
