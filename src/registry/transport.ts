@@ -1,6 +1,6 @@
-// HTTP for one registry, on undici: a connection pool per origin (the registry's, and any CDN its blob
-// redirects lead to), TLS verified unless told not to (a CA file adds to the system's roots), request
-// timeouts, a requests-per-second limit, and retries where a retry can help:
+// HTTP for one registry, on node:http: a keep-alive connection pool per origin (the registry's, and any
+// CDN its blob redirects lead to), TLS verified unless told not to (a CA file adds to the system's
+// roots), request timeouts, a requests-per-second limit, and retries where a retry can help:
 // - 408, 429, 500, 502, 503, 504 and the like, connection resets, timeouts: retried with jittered
 //   exponential backoff, waiting at least what Retry-After says;
 // - any other 4xx is an answer, never retried;
@@ -8,25 +8,20 @@
 // Redirects are followed only where the caller asks (blob GETs and HEADs): to another host too, as
 // registries send blobs to a CDN, without the Authorization header there; a loop or more than
 // MAX_REDIRECTS hops is an error.
-import type { IncomingHttpHeaders } from 'node:http'
+//
+// node:http rather than undici: its parser is native (llhttp in C) where undici runs llhttp as
+// WebAssembly, copying every piece of a body into the module's memory and calling back into JS from
+// it; reading a 63 MB layer cost 0.66 CPU s with undici and 0.45 with node:http, and a registry to
+// registry copy moves every byte through a response and a request. node:http also loads a fraction of
+// what undici's dispatcher does (undici's client loads node:http2 and a WebAssembly module at start).
+import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
 import type { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { createRequire } from 'node:module'
-import type { Agent as AgentType, Dispatcher } from 'undici'
 import { abortedError, errnoText, isErrno, SnapdirError } from '../util/errors.js'
 import { RateLimiter } from './rate-limit.js'
 import { readTlsFiles } from './tls-files.js'
 import { registryError, siteText, type RequestSite } from './registry-error.js'
-
-// undici's Agent and its request method alone, put together as undici's index.js does (the same
-// class, the same method): the index loads every part of undici (fetch, websockets, caches, mocks,
-// proxies), which cost each registry command ~50 ms more at start than what it uses; its api/index.js
-// the stream, pipeline, upgrade and connect APIs besides request. undici is pinned to 6.x; a layout
-// change fails here at load, in every registry test.
-const load = createRequire(import.meta.url)
-const Agent = load('undici/lib/dispatcher/agent.js') as typeof AgentType
-const dispatcher = (load('undici/lib/dispatcher/dispatcher.js') as { prototype: Record<string, unknown> }).prototype
-if (typeof dispatcher.request !== 'function') dispatcher.request = load('undici/lib/api/api-request.js') as unknown
 
 export type HttpMethod = 'GET' | 'HEAD' | 'PUT' | 'POST' | 'PATCH' | 'DELETE'
 
@@ -69,7 +64,8 @@ export interface HttpRequest {
 export interface HttpResponse {
   status: number
   headers: IncomingHttpHeaders
-  body: Dispatcher.ResponseData['body']
+  /** the answer's body, read to its end (or `discard`ed) so that its connection goes back to the pool */
+  body: IncomingMessage
   /** where the answer came from (after redirects) */
   url: URL
 }
@@ -77,13 +73,17 @@ export interface HttpResponse {
 export const MAX_REDIRECTS = 10
 const RETRY_STATUSES = new Set([408, 425, 429, 500, 502, 503, 504, 507, 509, 520, 521, 522, 523, 524])
 const RETRY_ERRNOS = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ENETRESET', 'ECONNABORTED'])
-const RETRY_UNDICI = new Set(['UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CLOSED'])
+/** a request body that was not as long as its Content-Length said */
+const BODY_LENGTH = 'ERR_BODY_LENGTH'
+/** the most of an unwanted answer's body read to keep its connection; beyond it, the connection is dropped */
+const DISCARD_LIMIT = 256 * 1024
 
 export class Transport {
   readonly retries: number
   /** requests sent so far, each attempt and redirect hop counted (token requests too) */
   requests = 0
-  private readonly agent: AgentType
+  private readonly http: HttpAgent
+  private readonly https: HttpsAgent
   private readonly limiter: RateLimiter | null
   private readonly timeoutMs: number
   private readonly backoffMs: number
@@ -97,12 +97,9 @@ export class Transport {
     if (options.rps !== undefined) positive(options.rps, 'rps')
     this.limiter = options.rps === undefined ? null : new RateLimiter(options.rps)
     const tls = readTlsFiles(options.caFile, options.certDir)
-    this.agent = new Agent({
-      connections: positiveInteger(options.connections ?? 16, 'connections'),
-      connect: { rejectUnauthorized: options.tlsVerify ?? true, ...tls, timeout: this.timeoutMs },
-      headersTimeout: this.timeoutMs,
-      bodyTimeout: this.timeoutMs,
-    })
+    const maxSockets = positiveInteger(options.connections ?? 16, 'connections')
+    this.http = new HttpAgent({ keepAlive: true, maxSockets })
+    this.https = new HttpsAgent({ keepAlive: true, maxSockets, rejectUnauthorized: options.tlsVerify ?? true, ...tls })
   }
 
   /**
@@ -158,19 +155,47 @@ export class Transport {
 
   private async once(req: HttpRequest): Promise<HttpResponse> {
     await this.limiter?.take(req.signal)
+    req.signal?.throwIfAborted()
     this.requests++
     const body = req.body === undefined ? null : Buffer.isBuffer(req.body) ? req.body : req.body()
     const headers: Record<string, string> = { 'user-agent': 'snapdir', ...req.headers }
     if (Buffer.isBuffer(body)) headers['content-length'] = String(body.length)
-    const res = await this.agent.request({
-      origin: req.url.origin,
-      path: `${req.url.pathname}${req.url.search}`,
-      method: req.method,
-      headers,
-      body,
-      signal: req.signal ?? null,
+    const res = await this.exchange(req.url, req.method, headers, body, req.signal)
+    return { status: res.statusCode ?? 0, headers: res.headers, body: res, url: req.url }
+  }
+
+  /**
+   * One request and its answer's head. `timeoutMs` without a byte either way fails it (before the
+   * answer: the request; after: the answer's body, which the caller is reading); so does `signal`.
+   */
+  private exchange(url: URL, method: HttpMethod, headers: Record<string, string>, body: Buffer | Readable | null, signal?: AbortSignal): Promise<IncomingMessage> {
+    return new Promise((resolve, reject) => {
+      const secure = url.protocol === 'https:'
+      const req = (secure ? httpsRequest : httpRequest)(url, { method, headers, agent: secure ? this.https : this.http })
+      let res: IncomingMessage | null = null
+      const fail = (err: Error): void => {
+        if (res === null) req.destroy(err)
+        else res.destroy(err)
+      }
+      const onAbort = (): void => fail(signal?.reason instanceof Error ? signal.reason : new Error('aborted'))
+      signal?.addEventListener('abort', onAbort, { once: true })
+      const done = (): void => signal?.removeEventListener('abort', onAbort)
+      req.setTimeout(this.timeoutMs, () => fail(timeoutError(this.timeoutMs)))
+      req.on('error', (err) => {
+        if (res === null) {
+          done()
+          reject(err)
+        }
+      })
+      req.once('response', (answer: IncomingMessage) => {
+        res = answer
+        answer.once('close', done)
+        resolve(answer)
+      })
+      if (body === null) req.end()
+      else if (Buffer.isBuffer(body)) req.end(body)
+      else sendBody(body, req, headers['content-length'] === undefined ? undefined : Number(headers['content-length']))
     })
-    return { status: res.statusCode, headers: res.headers, body: res.body, url: req.url }
   }
 
   /** The wait before retry number `attempt` + 1 (exported for sequences retried as a whole). */
@@ -187,13 +212,57 @@ export class Transport {
   }
 
   async close(): Promise<void> {
-    await this.agent.close()
+    this.http.destroy()
+    this.https.destroy()
+    await Promise.resolve()
   }
 }
 
-/** Reads and drops an answer's body, so its connection goes back to the pool. */
+/**
+ * Writes a request body from its stream as pipe() would; a stream that gives more or fewer bytes than
+ * the Content-Length said fails the request (the registry would take a short body as an unfinished
+ * one and wait), and a failing stream fails it with the stream's error.
+ */
+function sendBody(body: Readable, req: ClientRequest, length: number | undefined): void {
+  let sent = 0
+  const short = (): void => {
+    body.destroy()
+    req.destroy(Object.assign(new Error(`the body was ${sent} bytes, not the ${length} its Content-Length says`), { code: BODY_LENGTH }))
+  }
+  body.on('data', (piece: Buffer) => {
+    sent += piece.length
+    if (length !== undefined && sent > length) return short()
+    if (!req.write(piece)) {
+      body.pause()
+      req.once('drain', () => body.resume())
+    }
+  })
+  body.once('end', () => (length !== undefined && sent !== length ? short() : req.end()))
+  body.once('error', (err) => req.destroy(err))
+  req.once('close', () => {
+    if (!body.readableEnded) body.destroy()
+  })
+}
+
+function timeoutError(ms: number): Error {
+  return Object.assign(new Error(`timeout: nothing received in ${ms} ms`), { code: 'ETIMEDOUT' })
+}
+
+/** Reads and drops an answer's body, so its connection goes back to the pool (a long one is cut off instead). */
 export async function discard(res: HttpResponse): Promise<void> {
-  await res.body.dump().catch(() => {})
+  const body = res.body
+  if (body.readableEnded || body.destroyed) return
+  await new Promise<void>((resolve) => {
+    let length = 0
+    body.on('data', (piece: Buffer) => {
+      length += piece.length
+      if (length > DISCARD_LIMIT) body.destroy()
+    })
+    body.once('end', resolve)
+    body.once('close', resolve)
+    body.once('error', () => resolve())
+    body.resume()
+  })
 }
 
 /** Reads an answer's body whole, refusing more than `limit` bytes (then the connection is dropped). */
@@ -234,14 +303,14 @@ export function retryableError(err: unknown): boolean {
   if (!(err instanceof Error)) return false
   const code = (err as { code?: unknown }).code
   if (typeof code !== 'string') return false
-  return RETRY_ERRNOS.has(code) || RETRY_UNDICI.has(code)
+  return RETRY_ERRNOS.has(code)
 }
 
 /** A network failure as one line naming the site and the origin it failed at. */
 export function unreachable(site: RequestSite, url: URL, err: unknown, retries: number, transient = false): SnapdirError {
   const code = err instanceof Error ? (err as { code?: unknown }).code : undefined
   const message = err instanceof Error ? (isErrno(err) ? errnoText(err) : err.message) : String(err)
-  if (code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH') {
+  if (code === BODY_LENGTH) {
     // ours, not the registry's: the body given was not as long as the size given
     return registryError('ERR_REGISTRY', site, 'the data sent was not the size given for it', { cause: err })
   }
