@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "snapdir",
-      "sources": ["native/addon.c", "native/fastcdc.c", "native/fsmeta.c", "native/object-write.c", "native/hash.c", "native/file-batch.c", "native/prefetch.c", "native/go-flate.c", "native/go-flate-addon.c", "native/kflate.c", "native/pgzip.c", "native/kzstd.c", "native/object-read.c", "native/napi-util.c"],
+      "sources": ["native/addon.c", "native/fastcdc.c", "native/fsmeta.c", "native/object-write.c", "native/hash.c", "native/file-batch.c", "native/prefetch.c", "native/go-flate.c", "native/go-flate-addon.c", "native/kflate.c", "native/pgzip.c", "native/kzstd.c", "native/object-read.c", "native/heap.c", "native/napi-util.c"],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
       "cflags": ["-O3", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-ffp-contract=off"],
       "dependencies": ["node_modules/zstd-napi/deps/zstd.gyp:libzstd", "blake3"]

@@ -139,6 +139,7 @@ static napi_value init(napi_env env, napi_value exports) {
   register_pgzip(env, exports);
   register_kzstd(env, exports);
   register_object_read(env, exports);
+  register_heap(env, exports);
   return exports;
 }
 

@@ -32,4 +32,5 @@ void register_go_flate(napi_env env, napi_value exports);
 void register_pgzip(napi_env env, napi_value exports);
 void register_kzstd(napi_env env, napi_value exports);
 void register_object_read(napi_env env, napi_value exports);
+void register_heap(napi_env env, napi_value exports);
 #endif

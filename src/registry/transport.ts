@@ -18,6 +18,7 @@ import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type In
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
 import type { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { native } from '../chunk/native.js'
 import { abortedError, errnoText, isErrno, SnapdirError } from '../util/errors.js'
 import { RateLimiter } from './rate-limit.js'
 import { readTlsFiles } from './tls-files.js'
@@ -75,6 +76,12 @@ const RETRY_STATUSES = new Set([408, 425, 429, 500, 502, 503, 504, 507, 509, 520
 const RETRY_ERRNOS = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ENETRESET', 'ECONNABORTED'])
 /** a request body that was not as long as its Content-Length said */
 const BODY_LENGTH = 'ERR_BODY_LENGTH'
+/**
+ * Freed heap malloc keeps for the process rather than trimming (native/heap.c): every piece of a body
+ * read is a fresh buffer, freed by the garbage collector tens of MB at a time; returned to the kernel,
+ * the next pieces fault their pages in again.
+ */
+const KEEP_FREED_HEAP = 128 * 1024 * 1024
 /** the most of an unwanted answer's body read to keep its connection; beyond it, the connection is dropped */
 const DISCARD_LIMIT = 256 * 1024
 
@@ -100,6 +107,7 @@ export class Transport {
     const maxSockets = positiveInteger(options.connections ?? 16, 'connections')
     this.http = new HttpAgent({ keepAlive: true, maxSockets })
     this.https = new HttpsAgent({ keepAlive: true, maxSockets, rejectUnauthorized: options.tlsVerify ?? true, ...tls })
+    native?.keepFreedHeap(KEEP_FREED_HEAP)
   }
 
   /**
