@@ -121,8 +121,11 @@ export interface NativeAddon {
   /** One segment of a stream from a restart point (a GO_FLATE_RESTART_ROW row) to endBit (-1: the end), on the libuv pool */
   goFlateSegment(level: number, restart: Float64Array, endBit: number, input: Uint8Array, inputEnds: boolean): Promise<Buffer>
   goFlateRestartRow: typeof GO_FLATE_RESTART_ROW
-  /** glibc's malloc keeps up to `bytes` freed at the top of its heap rather than trimming it (native/heap.c); false elsewhere */
-  keepFreedHeap(bytes: number): boolean
+  /**
+   * glibc's malloc keeps up to `bytes` freed at the top of its heap rather than trimming it (native/heap.c);
+   * false elsewhere. Absent from an addon built before it (a tuning, not worth refusing the addon over).
+   */
+  keepFreedHeap?(bytes: number): boolean
 }
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')

@@ -107,7 +107,7 @@ export class Transport {
     const maxSockets = positiveInteger(options.connections ?? 16, 'connections')
     this.http = new HttpAgent({ keepAlive: true, maxSockets })
     this.https = new HttpsAgent({ keepAlive: true, maxSockets, rejectUnauthorized: options.tlsVerify ?? true, ...tls })
-    native?.keepFreedHeap(KEEP_FREED_HEAP)
+    native?.keepFreedHeap?.(KEEP_FREED_HEAP)
   }
 
   /**
