@@ -13,6 +13,7 @@ import type { CommitLayer } from '../store/commit.js'
 import { readLayerRef, type LayerBlobStorage } from '../store/layer-refs.js'
 import { encodeRecipeObject, encodeTreeObject, objectKey, type EncodedTree } from '../store/objects.js'
 import type { Store } from '../store/store.js'
+import { forEachLimit } from '../util/concurrency.js'
 import { SnapdirError, sourceError } from '../util/errors.js'
 import { formatDigest } from './digest.js'
 import { expandLayer, type ExpandedLayer, type LayerStats } from './layer-expand.js'
@@ -23,19 +24,22 @@ import { regenerateBlob } from './recipe-reader.js'
 /** How push stored a layer blob: as a recipe (by its ID), or raw with the reason it could not be a recipe. */
 export type { LayerBlobStorage } from '../store/layer-refs.js'
 
+/** One layer of ExpandedImageLayers. */
+export interface LayerEntry {
+  diffId: string
+  mediaType: string
+  /** where the blob is in the pushed directory */
+  file: string
+  tree: EncodedTree | null
+  treeId: string | null
+  /** the recipe to write, when made now */
+  recipe: EncodedTree | null
+  storage: LayerBlobStorage
+}
+
 export interface ExpandedImageLayers {
-  /** by digest: the diff_id and, when expanded now, the tree; else the ID of the tree its ref names */
-  layers: Map<string, {
-    diffId: string
-    mediaType: string
-    /** where the blob is in the pushed directory */
-    file: string
-    tree: EncodedTree | null
-    treeId: string | null
-    /** the recipe to write, when made now */
-    recipe: EncodedTree | null
-    storage: LayerBlobStorage
-  }>
+  /** by digest, in the image's order: the diff_id and, when expanded now, the tree; else the ID of the tree its ref names */
+  layers: Map<string, LayerEntry>
   stats: { layers: number; expanded: number; skipped: number; chunksWritten: number; bytesWritten: number; tarBytes: number; recipes: number; raw: number; rawBytes: number }
 }
 
@@ -59,6 +63,8 @@ export interface ExpandImageOptions {
    * holds both back (the expansion of a serve push took about twice as long so).
    */
   blobFile?: (layer: LayoutLayer) => Promise<string | null>
+  /** layers expanded at once (default 1) */
+  concurrency?: number
 }
 
 /**
@@ -80,8 +86,27 @@ export async function expandImageLayers(store: Store, dir: string, layers: Layou
     return storage
   }
   const shown = options.shownAs ?? `OCI image layout ${dir}`
-  // one at a time: expansion is CPU-bound on this thread, and chunk writes already overlap within one
-  for (const layer of layers) {
+  // One at a time by default: expansion is CPU-bound on this thread, and chunk writes already overlap
+  // within one. With `concurrency` above 1, one layer's recipe check (regeneration, its compression on
+  // the pool's threads) overlaps another's expansion. A failure stops the others (through the signal
+  // they are given), and is thrown once they all have ended: nothing is left writing behind it.
+  const stop = new AbortController()
+  const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal
+  const entries: Array<LayerEntry | undefined> = []
+  await forEachLimit(layers.keys(), Math.max(1, options.concurrency ?? 1), async (i) => {
+    try {
+      entries[i] = await expandOne(layers[i]!)
+    } catch (err) {
+      stop.abort()
+      throw err
+    }
+    options.onLayer?.(layers[i]!.descriptor.size)
+  })
+  // in the image's order, whichever ended first
+  layers.forEach((layer, i) => out.layers.set(formatDigest(layer.descriptor.digest), entries[i]!))
+  return out
+
+  async function expandOne(layer: LayoutLayer): Promise<LayerEntry> {
     const digest = formatDigest(layer.descriptor.digest)
     const use = layer.uses[0]!
     const what = (u: { manifest: string; position: number }): string => `layer ${digest} (layers[${u.position}] of manifest ${u.manifest})`
@@ -93,13 +118,11 @@ export async function expandImageLayers(store: Store, dir: string, layers: Layou
     const recipeThere = knownRecipe !== undefined && (await store.has(objectKey('recipe', knownRecipe)))
     if (known !== null && known.digests.includes(digest) && layer.uses.every((u) => u.diffId === use.diffId) && (recipeThere || knownRaw !== undefined)) {
       const storage: LayerBlobStorage = recipeThere ? { recipe: knownRecipe } : { raw: knownRaw! }
-      out.layers.set(digest, {
+      out.stats.skipped++
+      return {
         diffId: use.diffId, mediaType: layer.descriptor.mediaType, file: layer.file, tree: null, treeId: known.tree, recipe: null,
         storage: count(storage, layer.descriptor.size),
-      })
-      out.stats.skipped++
-      options.onLayer?.(layer.descriptor.size)
-      continue
+      }
     }
     // the blob's file: the layout's, one the source has, or none (then it streams)
     const file = options.openBlob ? ((await options.blobFile?.(layer)) ?? null) : path.join(dir, layer.file)
@@ -112,7 +135,7 @@ export async function expandImageLayers(store: Store, dir: string, layers: Layou
       store,
       name: `${digest} of manifest ${use.manifest} in ${shown}`,
       framing: true,
-      ...(options.signal ? { signal: options.signal } : {}),
+      signal,
     })
     if (expanded.digest !== digest) {
       throw sourceError(shown, `${what(use)} hashes to ${expanded.digest}, not to its digest (changed since it was checked, or never matched)`, { data: { layout: dir, layer: digest } })
@@ -127,16 +150,13 @@ export async function expandImageLayers(store: Store, dir: string, layers: Layou
     addStats(out.stats, expanded.stats)
     out.stats.expanded++
     const tree = encodeTreeObject(expanded.tree)
-    const made = await makeRecipe(store, expanded, tree, file ?? path.join(dir, layer.file), layer.descriptor.size, options.signal)
-    out.layers.set(digest, {
+    const made = await makeRecipe(store, expanded, tree, file ?? path.join(dir, layer.file), layer.descriptor.size, signal)
+    return {
       diffId: expanded.diffId, mediaType: layer.descriptor.mediaType, file: layer.file, tree, treeId: null,
       recipe: made.recipe, storage: count(made.storage, layer.descriptor.size),
-    })
-    options.onLayer?.(layer.descriptor.size)
+    }
   }
-  return out
 }
-
 
 /**
  * The layer's recipe, once the blob regenerated from it (out of the store's chunks: what a pull would

@@ -31,6 +31,12 @@ import { PushedImage } from './pushed-image.js'
 import type { RepositoryImages } from './repository-images.js'
 import type { StagedBlobs, StagedManifest } from './staged-blobs.js'
 
+/**
+ * Layers of one pushed image expanded at once: one's recipe check (its compression on the pool's
+ * threads) overlaps the other's expansion (bound to the JS thread), so more would gain nothing.
+ */
+const LAYERS_AT_ONCE = 2
+
 /** The largest manifest taken (distribution's own limit; containerd's too). */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 
@@ -106,7 +112,7 @@ export async function pushManifest(ctx: ManifestPushContext, put: ManifestPut): 
     const result = await pushFromRegistry(
       ctx.store,
       { registry: image, repository, reference: digest, tag, shownAs },
-      { name: shownAs, images: [{ name: repository, tag, digest }], artifacts: true, ...(put.signal ? { signal: put.signal } : {}) },
+      { name: shownAs, images: [{ name: repository, tag, digest }], artifacts: true, layerConcurrency: LAYERS_AT_ONCE, ...(put.signal ? { signal: put.signal } : {}) },
     ).catch((err: unknown) => {
       // what is wrong with the image itself (not the store) is the client's: MANIFEST_INVALID
       if (err instanceof SnapdirError && err.code === 'ERR_SOURCE') throw new RegistryError('MANIFEST_INVALID', { message: err.message, cause: err })

@@ -56,6 +56,8 @@ export interface RegistryPushOptions {
    * SBOMs are), whose config and layers may be of any media type: kept as blobs, none expanded
    */
   artifacts?: boolean
+  /** layers expanded at once (oci/image-layers.ts concurrency; default 1) */
+  layerConcurrency?: number
   onLayersPlanned?: (totalBytes: number, layers: number) => void
   onLayerBytes?: (bytes: number) => void
   onScanned?: (totalBytes: number, entries: number) => void
@@ -121,6 +123,7 @@ async function pushLeased(store: Store, source: RegistryPushSource, options: Reg
     ...(signal ? { signal } : {}),
     ...(options.onLayerBytes ? { onLayer: options.onLayerBytes } : {}),
     openBlob: (l) => registry.getBlob(repository, formatDigest(l.descriptor.digest), { size: l.descriptor.size, ...(signal ? { signal } : {}) }),
+    ...(options.layerConcurrency !== undefined ? { concurrency: options.layerConcurrency } : {}),
     ...(registry.blobFile ? { blobFile: (l) => registry.blobFile!(repository, formatDigest(l.descriptor.digest)) } : {}),
   })
   phase('layers')
