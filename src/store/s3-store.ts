@@ -1,6 +1,7 @@
 import type { S3Client } from '@aws-sdk/client-s3'
 import { abortedError, SnapdirError } from '../util/errors.js'
 import { StoreLifecycle } from './lifecycle.js'
+import { S3Getter, environmentCredentials } from './s3-get.js'
 import type { ListedObject, SweepStore, ReadOptions, StoreSpec } from './store.js'
 
 // The SDK is pinned (package-lock) at a release that supports Node 20; its warning that later
@@ -14,6 +15,11 @@ let sdkLoading: Promise<Sdk> | null = null
 function sdk(): Promise<Sdk> {
   return (sdkLoading ??= import('@aws-sdk/client-s3'))
 }
+
+// attempts of a request that fails transiently; ms to connect; ms a request may go without bytes
+const MAX_ATTEMPTS = 5
+const CONNECTION_TIMEOUT_MS = 5_000
+const REQUEST_TIMEOUT_MS = 60_000
 
 /** Keys one DeleteObjects request takes at most. */
 const DELETE_BATCH = 1000
@@ -41,6 +47,8 @@ export class S3Store extends StoreLifecycle implements SweepStore {
   private readonly bucket: string
   private readonly prefix: string
   private connecting: Promise<{ client: S3Client; sdk: Sdk }> | null = null
+  /** GETs without the SDK (s3-get.ts says when), or null: through the SDK */
+  private readonly getter: S3Getter | null
 
   constructor(private readonly options: S3StoreOptions) {
     super()
@@ -48,6 +56,25 @@ export class S3Store extends StoreLifecycle implements SweepStore {
     this.spec = options.spec
     this.bucket = options.bucket
     this.prefix = options.prefix === '' ? '' : `${options.prefix}/`
+    const credentials = options.endpoint !== undefined && options.spec.profile === undefined ? environmentCredentials() : null
+    this.getter = credentials && options.endpoint !== undefined
+      ? new S3Getter({ endpoint: options.endpoint, region: this.region(), credentials, maxAttempts: MAX_ATTEMPTS, connectionTimeout: CONNECTION_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS })
+      : null
+  }
+
+  private region(): string {
+    return this.options.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1'
+  }
+
+  /** An object's bytes, or the SDK's error (or one shaped as it, from the getter). */
+  private async getObject(key: string, signal?: AbortSignal): Promise<Buffer> {
+    if (this.getter) {
+      if (this.closing) throw new SnapdirError('ERR_STORE_CLOSED', `store ${this.url} is closed`, { data: { store: this.url } })
+      return this.getter.get(this.bucket, this.key(key), signal)
+    }
+    const { client, sdk } = await this.connect()
+    const out = await client.send(new sdk.GetObjectCommand({ Bucket: this.bucket, Key: this.key(key) }), signal ? { abortSignal: signal } : {})
+    return Buffer.from(await out.Body!.transformToByteArray())
   }
 
   /** The client, made on first use; none after close(), which destroyed it. */
@@ -56,7 +83,7 @@ export class S3Store extends StoreLifecycle implements SweepStore {
     return (this.connecting ??= sdk().then((s) => {
       const o = this.options
       const client = new s.S3Client({
-        region: o.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
+        region: this.region(),
         ...(o.endpoint ? { endpoint: o.endpoint, forcePathStyle: true } : {}),
         // a profile of the shared config files, as AWS_PROFILE would be, but for this store only. The
         // SDK's credential chain then prints a warning of its own (console.warn, not its logger) if keys
@@ -67,10 +94,10 @@ export class S3Store extends StoreLifecycle implements SweepStore {
         // several S3-compatible servers (s3rver among them), corrupting every object.
         requestChecksumCalculation: 'WHEN_REQUIRED',
         responseChecksumValidation: 'WHEN_REQUIRED',
-        maxAttempts: 5,
+        maxAttempts: MAX_ATTEMPTS,
         // a server that stops answering becomes an error in bounded time, never a hang (without
         // throwOnRequestTimeout the SDK's handler only logs a warning when requestTimeout passes)
-        requestHandler: { connectionTimeout: 5_000, requestTimeout: 60_000, throwOnRequestTimeout: true },
+        requestHandler: { connectionTimeout: CONNECTION_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, throwOnRequestTimeout: true },
       })
       return { client, sdk: s }
     }))
@@ -137,10 +164,7 @@ export class S3Store extends StoreLifecycle implements SweepStore {
    * here: whoever reads it says so (a store that is not a snapdir store, or is empty).
    */
   private async openToRead(): Promise<void> {
-    const reading = this.connect().then(async ({ client, sdk }) => {
-      const out = await client.send(new sdk.GetObjectCommand({ Bucket: this.bucket, Key: this.key('config') }))
-      return Buffer.from(await out.Body!.transformToByteArray())
-    })
+    const reading = this.getObject('config')
     this.openingConfig = reading
     try {
       await reading
@@ -175,6 +199,7 @@ export class S3Store extends StoreLifecycle implements SweepStore {
     this.connecting = null
     const connected = await connecting?.catch(() => null)
     connected?.client.destroy()
+    this.getter?.destroy()
   }
 
   async has(key: string): Promise<boolean> {
@@ -197,10 +222,7 @@ export class S3Store extends StoreLifecycle implements SweepStore {
     const opened = key === 'config' ? this.openingConfig : null
     if (opened) this.openingConfig = null
     try {
-      if (opened) return await opened
-      const { client, sdk } = await this.connect()
-      const out = await client.send(new sdk.GetObjectCommand({ Bucket: this.bucket, Key: this.key(key) }), signal ? { abortSignal: signal } : {})
-      return Buffer.from(await out.Body!.transformToByteArray())
+      return await (opened ?? this.getObject(key, signal))
     } catch (err) {
       if (signal?.aborted) throw abortedError(`reading ${key} from ${this.url}`, signal)
       // S3 answers a missing key with NoSuchKey, or with a bare 404 (or 403 without list permission)
