@@ -14,6 +14,7 @@
 // sets the pace, one failing aborts the shared read) and needs a copy routine of its own for each
 // mix of targets; this composes the one copy there is.
 import { formatPlatform, type Platform } from '../oci/platform.js'
+import { Semaphore } from '../util/concurrency.js'
 import { SnapdirError } from '../util/errors.js'
 import { locationKey, type Location, type SyncConfig, type SyncEntry } from './sync-config.js'
 import { selectTags } from './tag-filter.js'
@@ -85,6 +86,11 @@ export function imageText(at: ImageAt): string {
   return `docker://${at.host}/${at.repository}${at.tag !== undefined ? `:${at.tag}` : ''}${at.digest !== undefined && at.tag === undefined ? `@${at.digest}` : ''}`
 }
 
+/** An image of the plan: where it is, and the platforms asked of it. */
+function imageKey(at: ImageAt, platforms: Platform[] | null): string {
+  return `${imageText(at)} ${platforms === null ? '*' : platforms.map(formatPlatform).sort().join(',')}`
+}
+
 function registryAt(l: Location & { kind: 'registry' }, tag?: string): ImageAt & { kind: 'registry' } {
   const t = tag ?? l.tag
   return { kind: 'registry', host: l.host, repository: l.repository, ...(t !== undefined ? { tag: t } : {}), ...(l.digest !== undefined && t === undefined ? { digest: l.digest } : {}) }
@@ -115,7 +121,7 @@ export interface PlanOptions {
 export async function planSync(config: SyncConfig, registry: RegistryLookup, options: PlanOptions): Promise<Plan> {
   const images = new Map<string, PlannedImage>()
   const add = (entry: SyncEntry, at: ImageAt, platforms: Platform[] | null, error?: string): PlannedImage => {
-    const key = `${imageText(at)} ${platforms === null ? '*' : platforms.map(formatPlatform).sort().join(',')}`
+    const key = imageKey(at, platforms)
     let image = images.get(key)
     if (image === undefined) {
       // a store as the file names it, with the snapshot's ID
@@ -129,6 +135,26 @@ export async function planSync(config: SyncConfig, registry: RegistryLookup, opt
       if (!image.targets.some((x) => x.text === target.text)) image.targets.push(target)
     }
     return image
+  }
+
+  // a tag an entry names outright is resolved (its manifest's HEAD) while the repository's tags are
+  // listed, not after: the listing only tells which named tags are missing, and a first copy would
+  // wait for the two one after the other. As many at once as the lookups below.
+  const early = new Map<string, Promise<Resolved | null>>()
+  const lookups = new Semaphore(options.jobs)
+  const resolveEarly = (at: ImageAt & { kind: 'registry' }, platforms: Platform[] | null): void => {
+    const key = imageKey(at, platforms)
+    if (early.has(key)) return
+    const resolving = (async () => {
+      await lookups.acquire(options.signal)
+      try {
+        return await registry.resolve(at, platforms !== null, options.signal)
+      } finally {
+        lookups.release()
+      }
+    })()
+    resolving.catch(() => {}) // awaited below, unless the tag turns out not to be listed
+    early.set(key, resolving)
   }
 
   // first the tags of each repository source (one listing per repository, however many entries name it)
@@ -146,6 +172,7 @@ export async function planSync(config: SyncConfig, registry: RegistryLookup, opt
       listing = registry.listTags(repo, options.signal)
       listings.set(key, listing)
     }
+    if (entry.tags) for (const tag of selectTags(entry.tags.names, entry.tags)) resolveEarly(registryAt(source, tag), platforms)
     let tags: string[]
     try {
       tags = await listing
@@ -164,7 +191,7 @@ export async function planSync(config: SyncConfig, registry: RegistryLookup, opt
   await mapLimit([...images.values()], options.jobs, async (image) => {
     if (image.error !== undefined || image.at.kind !== 'registry') return
     try {
-      const r = await registry.resolve(image.at, image.platforms !== null, options.signal)
+      const r = await (early.get(imageKey(image.at, image.platforms)) ?? registry.resolve(image.at, image.platforms !== null, options.signal))
       if (r === null) {
         image.error = `${image.text}: no such manifest`
         return
