@@ -15,10 +15,16 @@ export function pathProblem(path: Buffer): string | null {
   if (path.length === 0) return null // the root
   if (path[0] === SLASH) return 'is absolute'
   if (path.includes(0)) return 'contains a NUL byte'
-  for (const part of splitPath(path)) {
-    if (part.length === 0) return 'has an empty component'
-    if (part.length === 1 && part[0] === 0x2e) return "has a '.' component"
-    if (part.length === 2 && part[0] === 0x2e && part[1] === 0x2e) return "has a '..' component"
+  // the components in order, as splitPath cuts them, without making them (every entry of every tree
+  // a mount or a pull reads comes through here)
+  let start = 0
+  for (let i = 0; i <= path.length; i++) {
+    if (i < path.length && path[i] !== SLASH) continue
+    const n = i - start
+    if (n === 0) return 'has an empty component'
+    if (n === 1 && path[start] === 0x2e) return "has a '.' component"
+    if (n === 2 && path[start] === 0x2e && path[start + 1] === 0x2e) return "has a '..' component"
+    start = i + 1
   }
   return null
 }
@@ -53,24 +59,27 @@ export function checkTreePaths(entries: readonly PathEntry[], bad: (why: string)
   if (entries.length === 0 || entries[0]!.path.length !== 0 || entries[0]!.type !== 'dir') {
     bad('the first entry must be the root directory')
   }
+  // keyed by paths as latin1 strings (one character a byte, so a parent's key is a prefix of its child's)
   const kinds = new Map<string, string>()
   let prev: Buffer | null = null
   for (const e of entries) {
-    const shown = printablePath(e.path)
+    // the printable path only for a message: making it for every entry cost more than all the checks
     const problem = pathProblem(e.path)
-    if (problem) bad(`path '${shown}' ${problem}`)
-    if (prev !== null && Buffer.compare(prev, e.path) >= 0) bad(`path '${shown}' is out of order or repeated`)
+    if (problem) bad(`path '${printablePath(e.path)}' ${problem}`)
+    if (prev !== null && Buffer.compare(prev, e.path) >= 0) bad(`path '${printablePath(e.path)}' is out of order or repeated`)
     prev = e.path
+    const key = e.path.toString('latin1')
     if (e.path.length > 0) {
-      const parent = kinds.get(parentPath(e.path).toString('latin1'))
-      if (parent !== 'dir') bad(`path '${shown}': its parent is ${parent === undefined ? 'not in the tree' : `a ${parent}, not a directory`}`)
+      const cut = key.lastIndexOf('/')
+      const parent = kinds.get(cut < 0 ? '' : key.slice(0, cut))
+      if (parent !== 'dir') bad(`path '${printablePath(e.path)}': its parent is ${parent === undefined ? 'not in the tree' : `a ${parent}, not a directory`}`)
     }
     if (e.type === 'hardlink') {
       const t = kinds.get(e.target!.toString('latin1'))
       if (t === undefined || t === 'dir' || t === 'hardlink') {
-        bad(`hardlink '${shown}' must name an earlier file of the tree, not '${printablePath(e.target!)}'`)
+        bad(`hardlink '${printablePath(e.path)}' must name an earlier file of the tree, not '${printablePath(e.target!)}'`)
       }
     }
-    kinds.set(e.path.toString('latin1'), e.type)
+    kinds.set(key, e.type)
   }
 }
