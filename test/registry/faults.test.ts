@@ -230,6 +230,27 @@ describe('what the registry sends', () => {
     expect(always.seen.length).toBe(3)
   })
 
+  test('a blob answer that stalls mid-body times out and is picked up where it stalled (Range)', async () => {
+    const blob = Buffer.alloc(100_000)
+    for (let i = 0; i < blob.length; i++) blob[i] = (i * 7) % 251
+    const half = 40_000
+    const s = await faultServer((req, res, n) => {
+      if (n === 0) {
+        // the head and part of the body, then nothing more on an open connection
+        res.writeHead(200, { 'content-length': blob.length })
+        res.write(blob.subarray(0, half))
+        return
+      }
+      const from = Number(/^bytes=(\d+)-$/.exec(req.headers.range ?? '')?.[1] ?? NaN)
+      res.writeHead(206, { 'content-length': blob.length - from, 'content-range': `bytes ${from}-${blob.length - 1}/${blob.length}` }).end(blob.subarray(from))
+    })
+    const started = performance.now()
+    const got = await readAll(await client(s.host, { timeoutMs: 300, retries: 1 }).getBlob('app', sha256(blob), { size: blob.length }))
+    expect(got.equals(blob)).toBe(true)
+    expect(s.seen.map((x) => x.headers.range)).toEqual([undefined, `bytes=${half}-`])
+    expect(performance.now() - started).toBeGreaterThanOrEqual(290)
+  })
+
   test('a blob redirected to another host (a CDN) is fetched there, without the registry credentials', async () => {
     const blob = Buffer.from('blob from the CDN')
     const cdn = await faultServer((_req, res) => res.end(blob), '127.0.0.2')
