@@ -6,7 +6,6 @@
 // Both work on expanded layer trees (layer-expand.ts) and give tree entries, so a view is served like
 // any snapshot. Hardlinks are resolved to shared inodes while layers are applied: a name that a later
 // layer deletes or replaces leaves its other names whole, as on a disk.
-import { parentPath } from '../format/tree-paths.js'
 import { compareBytes, type Tree, type TreeEntry } from '../format/tree.js'
 import { whiteoutOf } from './layer-whiteouts.js'
 
@@ -29,6 +28,8 @@ function isImpliedDir(e: TreeEntry): boolean {
 }
 
 const key = (path: Buffer): string => path.toString('latin1')
+/** The key of a path's parent, from the path's key ('' for a name in the root). */
+const parentKey = (k: string): string => k.slice(0, Math.max(0, k.lastIndexOf('/')))
 
 /** The root file system of an image whose layers are `layers`, bottom first, as sorted tree entries. */
 export function flattenLayers(layers: Tree[]): TreeEntry[] {
@@ -48,9 +49,9 @@ class RootFileSystem {
   }
 
   apply(layer: Tree): void {
+    const marks = layer.entries.map((e) => whiteoutOf(e.path))
     // whiteouts hide what lower layers have, so they go first: the layer's own entries stay
-    for (const e of layer.entries) {
-      const w = whiteoutOf(e.path)
+    for (const w of marks) {
       if (w?.kind === 'opaque') {
         if (this.dirAt(w.dir)) this.removeChildren(key(w.dir))
       } else if (w?.kind === 'whiteout') {
@@ -58,24 +59,24 @@ class RootFileSystem {
       }
     }
     const owners = new Map<string, TreeEntry>()
-    for (const e of layer.entries) {
-      if (whiteoutOf(e.path) !== null) continue
+    layer.entries.forEach((e, i) => {
+      if (marks[i] !== null) return
       const path = key(e.path)
       // a name under a whiteout file's name (only a hostile tar has one) has no directory to go in
-      const parent = path === '' ? null : this.nodes.get(key(parentPath(e.path)))
-      if (parent !== null && parent?.inode.type !== 'dir') continue
+      const parent = path === '' ? null : this.nodes.get(parentKey(path))
+      if (parent !== null && parent?.inode.type !== 'dir') return
       const inode = e.type === 'hardlink' ? owners.get(key(e.target!)) : e
-      if (!inode) continue // a hardlink to a whiteout file: nothing to show
+      if (!inode) return // a hardlink to a whiteout file: nothing to show
       if (e.type !== 'hardlink') owners.set(path, e)
       const existing = this.nodes.get(path)
       if (existing && existing.inode.type === 'dir' && inode.type === 'dir') {
         if (!isImpliedDir(inode)) existing.inode = inode
-        continue
+        return
       }
       if (existing) this.remove(path)
       this.nodes.set(path, { inode, children: inode.type === 'dir' ? new Set() : null })
       parent?.children!.add(path)
-    }
+    })
   }
 
   private remove(path: string): void {
@@ -83,7 +84,7 @@ class RootFileSystem {
     if (!node) return
     for (const child of node.children ?? []) this.remove(child)
     this.nodes.delete(path)
-    if (path !== '') this.nodes.get(key(parentPath(Buffer.from(path, 'latin1'))))?.children?.delete(path)
+    if (path !== '') this.nodes.get(parentKey(path))?.children?.delete(path)
   }
 
   private removeChildren(dir: string): void {
@@ -97,10 +98,12 @@ class RootFileSystem {
 
 /** Sorted entries; the first name of a shared inode carries it, the others are hardlinks to that name. */
 function entriesOf(nodes: Map<string, Node>): TreeEntry[] {
-  const paths = [...nodes.keys()].map((k) => Buffer.from(k, 'latin1')).sort(compareBytes)
+  // latin1 keys hold one byte a character, so their code-unit order (sort's) is the paths' byte order
+  const keys = [...nodes.keys()].sort()
   const firstName = new Map<TreeEntry, Buffer>()
-  return paths.map((path) => {
-    const { inode } = nodes.get(key(path))!
+  return keys.map((k) => {
+    const path = Buffer.from(k, 'latin1')
+    const { inode } = nodes.get(k)!
     const first = firstName.get(inode)
     if (first) return hardlinkTo(inode, path, first)
     if (inode.type !== 'dir') firstName.set(inode, path)

@@ -20,8 +20,9 @@ export type Whiteout =
 /** What a layer path marks, or null for an ordinary path. `path` is '/'-separated bytes, as in a tree. */
 export function whiteoutOf(path: Buffer): Whiteout | null {
   const slash = path.lastIndexOf(0x2f)
+  // every entry of every layer comes through here, and almost none is a whiteout: no copies until it is
+  if (!hasPrefixAt(path, slash + 1, WHITEOUT_BYTES)) return null
   const base = path.subarray(slash + 1)
-  if (!startsWith(base, WHITEOUT_PREFIX)) return null
   const dir = parentPath(path)
   if (base.equals(Buffer.from(OPAQUE_MARKER))) return { kind: 'opaque', dir }
   if (startsWith(base, META_PREFIX)) return { kind: 'meta' }
@@ -29,6 +30,14 @@ export function whiteoutOf(path: Buffer): Whiteout | null {
   // `.wh.` alone, `.wh..` or `.wh...` would hide the directory itself or its parent: nothing to hide
   if (name.length === 0 || name.equals(Buffer.from('.')) || name.equals(Buffer.from('..'))) return { kind: 'meta' }
   return { kind: 'whiteout', hides: dir.length === 0 ? Buffer.from(name) : Buffer.concat([dir, Buffer.from('/'), name]) }
+}
+
+const WHITEOUT_BYTES = Buffer.from(WHITEOUT_PREFIX, 'latin1')
+
+function hasPrefixAt(b: Buffer, at: number, prefix: Buffer): boolean {
+  if (b.length - at < prefix.length) return false
+  for (let i = 0; i < prefix.length; i++) if (b[at + i] !== prefix[i]) return false
+  return true
 }
 
 function startsWith(b: Buffer, prefix: string): boolean {
