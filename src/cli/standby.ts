@@ -1,8 +1,9 @@
 // A snapdir process started before its whole command line is known (the snapshotter keeps one such
 // `snapdir mount` ready for its next lazy layer): with SNAPDIR_STANDBY set it loads what the
-// arguments it has will need (the mount's modules, the S3 SDK: about half a CPU-second together,
-// more than the store round trips a layer mount waits for) and opens the store they name (the
-// credentials, the bucket's check, a connection: round trips the mount then does not wait for),
+// arguments it has will need (the mount's modules, and the S3 SDK where the store needs it: about
+// half a CPU-second together, more than the store round trips a layer mount waits for) and opens the
+// store they name (the credentials, its config read, a connection: round trips the mount then does
+// not wait for),
 // then reads the rest of its arguments
 // from stdin, one line of JSON (an array of strings), and runs as if it had been started with them.
 // stdin ending without a line (its parent went away) ends it quietly.
@@ -38,7 +39,7 @@ async function warmUp(known: readonly string[]): Promise<void> {
   }
   const store = value('--store')
   const s3Endpoint = value('--s3-endpoint')
-  // the store opened now: its SDK loaded, credentials resolved, the bucket checked, a connection made
+  // the store opened now: its code loaded, credentials resolved, its config read, a connection made
   if (store !== undefined) openStoreAhead({ store, ...(s3Endpoint !== undefined ? { s3Endpoint } : {}) })
   if (known[0] === 'mount') await import('../mount/mount.js')
 }
