@@ -219,10 +219,10 @@ export class Transport {
     await sleep(ms, undefined, signal === undefined ? {} : { signal })
   }
 
-  async close(): Promise<void> {
+  close(): Promise<void> {
     this.http.destroy()
     this.https.destroy()
-    await Promise.resolve()
+    return Promise.resolve()
   }
 }
 

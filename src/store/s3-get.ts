@@ -10,6 +10,7 @@
 import crypto from 'node:crypto'
 import http from 'node:http'
 import https from 'node:https'
+import { setTimeout as sleep } from 'node:timers/promises'
 
 export interface S3Credentials {
   accessKeyId: string
@@ -94,7 +95,12 @@ export class S3Getter {
         return await this.once(path, signal)
       } catch (err) {
         if (signal?.aborted || attempt >= this.options.maxAttempts || !retryable(err)) throw err
-        await sleep(Math.floor(Math.random() * Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** attempt)), signal)
+        const backoff = Math.floor(Math.random() * Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** attempt))
+        // an abort meanwhile ends it with the signal's reason, as one during a request does
+        await sleep(backoff, undefined, signal ? { signal } : {}).catch((e: unknown) => {
+          signal?.throwIfAborted()
+          throw e
+        })
       }
     }
   }
@@ -177,20 +183,4 @@ function retryable(err: unknown): boolean {
   }
   const e = err as { code?: string; name?: string }
   return e.name === 'TimeoutError' || (e.code !== undefined && TRANSIENT_CODES.has(e.code))
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason as Error)
-    const done = () => {
-      signal?.removeEventListener('abort', onAbort)
-      resolve()
-    }
-    const timer = setTimeout(done, ms)
-    const onAbort = () => {
-      clearTimeout(timer)
-      reject(signal!.reason as Error)
-    }
-    signal?.addEventListener('abort', onAbort, { once: true })
-  })
 }
