@@ -169,7 +169,7 @@ export async function runMount(mountpoint: string, opts: MountCliOptions, traceS
   process.on('SIGTERM', onSignal)
   let diskCache: DiskCache | null = null
   try {
-    // The store's open (for S3, a HEAD of the bucket) and its format check are not waited for before
+    // The store's open (for S3, a GET of its config) and its format check are not waited for before
     // the reads below and the mount's own: they go in the same round trip. The mount counts as up only
     // once both passed, and when either fails, its error is the one reported, whatever the reads made
     // of the store (a bucket that is not there, a format this snapdir does not read).
@@ -186,21 +186,20 @@ export async function runMount(mountpoint: string, opts: MountCliOptions, traceS
     const stored = opts.prefetch || traceSetup.storeIfMissing ? resolving.then((id) => readTrace(store, id, viewName, (key, why) => log(`ignoring the access trace ${key}: ${why}`))) : null
     stored?.catch(() => {}) // a trace that cannot be read is no trace; the mount's own reads say why the store fails
     checking.catch(() => {}) // waited for below, before the mount counts as up or as failed
+    // a failure below is reported as the open's or the format check's when either failed too
+    const checkedFirst = async (err: unknown): Promise<never> => {
+      await checking
+      throw err
+    }
     // independent of each other, so at once: every store round trip before the mount is up counts
     const [id, cache] = await Promise.allSettled([
-      resolving.catch(async (err: unknown) => {
-        await checking
-        throw err
-      }),
+      resolving.catch(checkedFirst),
       wantCache ? DiskCache.open(opts.cacheDir ?? defaultCacheDir(), cacheBytes) : null,
     ]).then(settledOrThrow)
     diskCache = cache
     const recordTrace = traceSetup.storeIfMissing || traceSetup.push || traceSetup.output !== undefined
     const prefetch = opts.prefetch && stored ? { prefetch: stored.then((t) => t?.chunks ?? null), prefetchJobs } : {}
-    mount = await Mount.open({ store, id, view, mountpoint, diskCache, memoryBytes, jobs, timeoutMs, readAheadBytes, log, recordTrace, ...prefetch, onMounted: () => checking }).catch(async (err: unknown) => {
-      await checking
-      throw err
-    })
+    mount = await Mount.open({ store, id, view, mountpoint, diskCache, memoryBytes, jobs, timeoutMs, readAheadBytes, log, recordTrace, ...prefetch, onMounted: () => checking }).catch(checkedFirst)
     log(describeMount(mount, id, view.view))
     if (stopping) stop(mount, stopping)
     await mount.ended

@@ -3,9 +3,8 @@
 // arguments it has will need (the mount's modules, and the S3 SDK where the store needs it: about
 // half a CPU-second together, more than the store round trips a layer mount waits for) and opens the
 // store they name (the credentials, its config read, a connection: round trips the mount then does
-// not wait for),
-// then reads the rest of its arguments
-// from stdin, one line of JSON (an array of strings), and runs as if it had been started with them.
+// not wait for), then reads the rest of its arguments from stdin, one line of JSON (an array of
+// strings), and runs as if it had been started with them.
 // stdin ending without a line (its parent went away) ends it quietly.
 import { UsageError } from '../util/errors.js'
 import { openStoreAhead } from './store-options.js'

@@ -24,8 +24,8 @@ const aheadKey = (opts: { store: string; s3Endpoint?: string }): string => JSON.
 
 /**
  * For a process started before its work (standby.ts): starts opening the store `opts` name (an S3
- * store loads its SDK, resolves credentials and checks the bucket), and the next storeFromOptions with
- * the same options gets it, opened or opening. An open that failed is not remembered: the command's
+ * store resolves its credentials, loads its SDK where it needs it, reads its config), and the next
+ * storeFromOptions with the same options gets it, opened or opening. An open that failed is not remembered: the command's
  * own open tries again, and says why it fails.
  */
 export function openStoreAhead(opts: { store: string; s3Endpoint?: string }): void {
